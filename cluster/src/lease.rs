@@ -1,0 +1,370 @@
+//! The lease state machine: the lease table as a pure function of the Raft log.
+//!
+//! `LeaseTable::apply` takes a committed log entry (a batch of proposals) and returns one outcome per
+//! proposal. It reads no clock, no random source and no network: every time it needs comes inside the
+//! command (the proposer's `proposed_at_ms`), so every replica that applies the same entries ends in the
+//! same table (DESIGN rule 4). Maps are `BTreeMap`s so iteration order, digests and snapshots are
+//! identical on every replica.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ClusterError;
+
+/// The identity a lease is keyed by: the hardware address or the client identifier (option 61).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ClientKey {
+    Mac([u8; 6]),
+    ClientId(Vec<u8>),
+}
+
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientKey::Mac(m) => {
+                write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+            }
+            ClientKey::ClientId(id) => {
+                f.write_str("id:")?;
+                for b in id {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Where an address stands. `Bound` past its expiry is "expired"; that is derived, never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseState {
+    Bound {
+        expires_at_ms: u64,
+    },
+    /// Given back by the client (RFC 2131 §4.4.6); the client gets it back first if it returns.
+    Released {
+        at_ms: u64,
+    },
+    /// Reported in use by someone else (RFC 2131 §4.4.4); out of the pool until `until_ms`.
+    Declined {
+        until_ms: u64,
+    },
+}
+
+/// One address's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    pub client: ClientKey,
+    pub mac: [u8; 6],
+    /// Option 61 as the client sent it, for the admin API.
+    pub client_id: Option<Vec<u8>>,
+    pub hostname: Option<String>,
+    pub state: LeaseState,
+    /// `proposed_at_ms` of the command that last changed this record.
+    pub updated_at_ms: u64,
+}
+
+impl Lease {
+    /// Bound and unexpired at `now_ms`.
+    pub fn is_active(&self, now_ms: u64) -> bool {
+        matches!(self.state, LeaseState::Bound { expires_at_ms } if expires_at_ms > now_ms)
+    }
+
+    /// May another client take this address at `now_ms`? A bound lease only `grace_ms` after it
+    /// expired (clock skew between nodes), a declined one only after its probation.
+    pub fn is_reusable(&self, now_ms: u64, grace_ms: u64) -> bool {
+        match self.state {
+            LeaseState::Bound { expires_at_ms } => expires_at_ms.saturating_add(grace_ms) <= now_ms,
+            LeaseState::Released { .. } => true,
+            LeaseState::Declined { until_ms } => until_ms <= now_ms,
+        }
+    }
+}
+
+/// A change to the table, decided entirely by the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Bind `ip` to `client` (new binding or renewal) until the absolute `expires_at_ms`.
+    Bind {
+        client: ClientKey,
+        mac: [u8; 6],
+        client_id: Option<Vec<u8>>,
+        hostname: Option<String>,
+        ip: Ipv4Addr,
+        expires_at_ms: u64,
+        proposed_at_ms: u64,
+    },
+    /// The client gives `ip` back.
+    Release { client: ClientKey, ip: Ipv4Addr, proposed_at_ms: u64 },
+    /// The client found `ip` in use: quarantine it until `until_ms`.
+    Decline { client: ClientKey, mac: [u8; 6], ip: Ipv4Addr, until_ms: u64, proposed_at_ms: u64 },
+}
+
+/// Who proposed a command, so the proposer can match the committed outcome to the waiting client.
+/// `incarnation` changes at every process start, so a tag replayed from the log after a restart never
+/// matches a new waiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProposalTag {
+    pub node_id: u64,
+    pub incarnation: u64,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub tag: ProposalTag,
+    pub command: Command,
+}
+
+/// What applying one proposal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The binding is committed and applied: the only thing an ACK may be built from.
+    Bound(Lease),
+    /// The address is held by another client: the proposer NAKs.
+    Conflict {
+        holder: ClientKey,
+    },
+    /// The table is full (`max_leases`): nothing changed.
+    TableFull,
+    Released,
+    Declined,
+    /// Release/decline of an address the client does not hold: nothing changed.
+    NotHeld,
+}
+
+/// The replicated lease table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseTable {
+    by_ip: BTreeMap<Ipv4Addr, Lease>,
+    /// The client's current or last (released) address.
+    by_client: BTreeMap<ClientKey, Ipv4Addr>,
+    applied_index: u64,
+    grace_ms: u64,
+    max_leases: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotRepr {
+    applied_index: u64,
+    leases: Vec<Lease>,
+}
+
+impl LeaseTable {
+    pub fn new(grace_ms: u64, max_leases: usize) -> Self {
+        LeaseTable { by_ip: BTreeMap::new(), by_client: BTreeMap::new(), applied_index: 0, grace_ms, max_leases }
+    }
+
+    /// Highest log index applied; entries at or below it are skipped (apply is idempotent).
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    pub fn grace_ms(&self) -> u64 {
+        self.grace_ms
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
+
+    pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Lease> {
+        self.by_ip.get(&ip)
+    }
+
+    /// The client's current binding, or the address it last released.
+    pub fn by_client(&self, client: &ClientKey) -> Option<&Lease> {
+        self.by_client.get(client).and_then(|ip| self.by_ip.get(ip))
+    }
+
+    /// May `client` be given `ip` at `now_ms`? True when nobody else holds it.
+    pub fn is_available_to(&self, ip: Ipv4Addr, client: &ClientKey, now_ms: u64) -> bool {
+        match self.by_ip.get(&ip) {
+            None => true,
+            Some(lease) if lease.client == *client && !matches!(lease.state, LeaseState::Declined { .. }) => true,
+            Some(lease) => lease.is_reusable(now_ms, self.grace_ms),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+        self.by_ip.values()
+    }
+
+    /// Leases in `[first, last]`, in address order.
+    pub fn range(&self, first: Ipv4Addr, last: Ipv4Addr) -> impl Iterator<Item = &Lease> {
+        self.by_ip.range(first..=last).map(|(_, l)| l)
+    }
+
+    /// Apply the committed entry at `index`. Returns `None` when the entry was applied before.
+    pub fn apply(&mut self, index: u64, proposals: &[Proposal]) -> Option<Vec<Outcome>> {
+        if index <= self.applied_index {
+            return None;
+        }
+        let outcomes = proposals.iter().map(|p| self.apply_command(&p.command)).collect();
+        self.applied_index = index;
+        debug_assert!(self.check_invariants().is_ok(), "{:?}", self.check_invariants());
+        Some(outcomes)
+    }
+
+    /// Record that `index` was applied without commands (Raft's empty entries, conf changes).
+    pub fn skip(&mut self, index: u64) {
+        if index > self.applied_index {
+            self.applied_index = index;
+        }
+    }
+
+    fn apply_command(&mut self, command: &Command) -> Outcome {
+        match command {
+            Command::Bind { client, mac, client_id, hostname, ip, expires_at_ms, proposed_at_ms } => {
+                if let Some(current) = self.by_ip.get(ip) {
+                    let same_client = current.client == *client;
+                    if !same_client && !current.is_reusable(*proposed_at_ms, self.grace_ms) {
+                        return Outcome::Conflict { holder: current.client.clone() };
+                    }
+                    if same_client
+                        && matches!(current.state, LeaseState::Declined { until_ms } if until_ms > *proposed_at_ms)
+                    {
+                        return Outcome::Conflict { holder: current.client.clone() };
+                    }
+                } else if self.by_ip.len() >= self.max_leases && !self.by_client.contains_key(client) {
+                    return Outcome::TableFull;
+                }
+                // The address is ours to give. A previous holder loses its claim, and the client's
+                // previous address (if another) is freed: one address per client.
+                if let Some(previous) = self.by_ip.get(ip) {
+                    if previous.client != *client && self.by_client.get(&previous.client) == Some(ip) {
+                        self.by_client.remove(&previous.client);
+                    }
+                }
+                if let Some(old_ip) = self.by_client.get(client).copied() {
+                    if old_ip != *ip {
+                        self.by_ip.remove(&old_ip);
+                    }
+                }
+                let lease = Lease {
+                    ip: *ip,
+                    client: client.clone(),
+                    mac: *mac,
+                    client_id: client_id.clone(),
+                    hostname: hostname.clone(),
+                    state: LeaseState::Bound { expires_at_ms: *expires_at_ms },
+                    updated_at_ms: *proposed_at_ms,
+                };
+                self.by_ip.insert(*ip, lease.clone());
+                self.by_client.insert(client.clone(), *ip);
+                Outcome::Bound(lease)
+            }
+            Command::Release { client, ip, proposed_at_ms } => match self.by_ip.get_mut(ip) {
+                Some(lease) if lease.client == *client && matches!(lease.state, LeaseState::Bound { .. }) => {
+                    lease.state = LeaseState::Released { at_ms: *proposed_at_ms };
+                    lease.updated_at_ms = *proposed_at_ms;
+                    Outcome::Released
+                }
+                _ => Outcome::NotHeld,
+            },
+            Command::Decline { client, mac, ip, until_ms, proposed_at_ms } => {
+                let held_by_client = match self.by_ip.get(ip) {
+                    None => false,
+                    Some(lease) => lease.client == *client,
+                };
+                let free_for_anyone = self.by_ip.get(ip).is_none_or(|l| l.is_reusable(*proposed_at_ms, self.grace_ms));
+                if !held_by_client && !free_for_anyone {
+                    // Someone else holds it: a decline must not take another client's lease away.
+                    return Outcome::NotHeld;
+                }
+                if self.by_ip.get(ip).is_none() && self.by_ip.len() >= self.max_leases {
+                    return Outcome::TableFull;
+                }
+                if let Some(previous) = self.by_ip.get(ip) {
+                    if self.by_client.get(&previous.client) == Some(ip) {
+                        self.by_client.remove(&previous.client);
+                    }
+                }
+                self.by_ip.insert(
+                    *ip,
+                    Lease {
+                        ip: *ip,
+                        client: client.clone(),
+                        mac: *mac,
+                        client_id: None,
+                        hostname: None,
+                        state: LeaseState::Declined { until_ms: *until_ms },
+                        updated_at_ms: *proposed_at_ms,
+                    },
+                );
+                Outcome::Declined
+            }
+        }
+    }
+
+    /// Structural invariants: the two indexes agree, and no client maps to two addresses.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (client, ip) in &self.by_client {
+            match self.by_ip.get(ip) {
+                Some(lease) if lease.client == *client => {}
+                other => return Err(format!("by_client {client} -> {ip} but by_ip has {other:?}")),
+            }
+        }
+        for (ip, lease) in &self.by_ip {
+            if lease.ip != *ip {
+                return Err(format!("lease keyed {ip} says {}", lease.ip));
+            }
+            if matches!(lease.state, LeaseState::Bound { .. }) && self.by_client.get(&lease.client) != Some(ip) {
+                return Err(format!("bound lease {ip} of {} missing from by_client", lease.client));
+            }
+        }
+        Ok(())
+    }
+
+    /// A digest of the whole table (FNV-1a over the snapshot bytes): replicas that applied the same
+    /// index must have the same digest.
+    pub fn digest(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.to_snapshot() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash
+    }
+
+    /// Serialise the table for a Raft snapshot.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let repr = SnapshotRepr { applied_index: self.applied_index, leases: self.by_ip.values().cloned().collect() };
+        bincode::serde::encode_to_vec(&repr, bincode::config::standard()).expect("lease table always serialises")
+    }
+
+    /// Rebuild a table from `to_snapshot` bytes.
+    pub fn from_snapshot(bytes: &[u8], grace_ms: u64, max_leases: usize) -> Result<Self, ClusterError> {
+        let (repr, _): (SnapshotRepr, usize) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .map_err(|e| ClusterError::Corrupt(format!("lease snapshot: {e}")))?;
+        let mut table = LeaseTable::new(grace_ms, max_leases);
+        table.applied_index = repr.applied_index;
+        for lease in repr.leases {
+            if !matches!(lease.state, LeaseState::Declined { .. }) {
+                table.by_client.insert(lease.client.clone(), lease.ip);
+            }
+            table.by_ip.insert(lease.ip, lease);
+        }
+        table.check_invariants().map_err(ClusterError::Corrupt)?;
+        Ok(table)
+    }
+}
+
+/// Encode a batch of proposals as one Raft entry's data.
+pub fn encode_entry(proposals: &[Proposal]) -> Vec<u8> {
+    bincode::serde::encode_to_vec(proposals, bincode::config::standard()).expect("proposals always serialise")
+}
+
+/// Decode a Raft entry's data.
+pub fn decode_entry(data: &[u8]) -> Result<Vec<Proposal>, ClusterError> {
+    bincode::serde::decode_from_slice(data, bincode::config::standard())
+        .map(|(p, _)| p)
+        .map_err(|e| ClusterError::Corrupt(format!("log entry: {e}")))
+}

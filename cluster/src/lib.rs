@@ -1,0 +1,79 @@
+//! Leasehold's replicated lease store.
+//!
+//! - `lease`: the pure lease state machine (`LeaseTable::apply`), commands and outcomes.
+//! - `storage`: the durable Raft log, hard state and snapshots on disk (raft-engine).
+//! - `replica`: a sans-IO wrapper of raft-rs `RawNode`: proposals, ticks and messages in, `Ready`
+//!   handled in the documented order (persist, send, apply, advance), actions out.
+//! - `actor`: the raft actor, the thin actix shell that owns a `Replica`, its timer and its disk.
+//!
+//! The apply side (the node's lease actor) owns the `LeaseTable`; the raft actor hands it committed
+//! entries in log order through `Recipient<ToStateMachine>` and learns of snapshots it took through
+//! `SnapshotTaken`.
+
+pub mod actor;
+pub mod lease;
+pub mod replica;
+pub mod storage;
+
+use actix::Message;
+
+pub use lease::{ClientKey, Command, Lease, LeaseState, LeaseTable, Outcome, Proposal, ProposalTag};
+
+/// Operating errors of the replicated store. An `Err` never leaves a state change behind.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("raft log storage at {path}: {source}")]
+    Storage { path: String, source: raft_engine::Error },
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    #[error("not the leader")]
+    NotLeader,
+    #[error("too many proposals in flight ({limit})")]
+    Overloaded { limit: usize },
+}
+
+/// One committed log entry, in log order. Entries without lease commands (Raft's empty entries after
+/// an election, membership changes) arrive with no proposals so the applied index still advances.
+#[derive(Debug, Clone)]
+pub struct CommittedEntry {
+    pub index: u64,
+    pub proposals: Vec<Proposal>,
+}
+
+/// From the raft actor to the state machine owner, in log order.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum ToStateMachine {
+    /// Replace the table with a snapshot (received from the leader).
+    Restore { index: u64, data: Vec<u8> },
+    /// Apply these committed entries.
+    Entries(Vec<CommittedEntry>),
+}
+
+/// From the raft actor to the node: what this node currently is in the Raft group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct RaftStatus {
+    pub node_id: u64,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub is_leader: bool,
+    pub commit_index: u64,
+}
+
+/// From the node to the raft actor: lease commands to replicate. Sent with `try_send`; the node
+/// bounds how many it has in flight.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Propose(pub Vec<Proposal>);
+
+/// From the state machine owner to the raft actor: a snapshot of the table at `applied_index`, so the
+/// log up to there can be compacted.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SnapshotTaken {
+    pub applied_index: u64,
+    pub data: Vec<u8>,
+}

@@ -1,0 +1,251 @@
+//! Leasehold's configuration: the TOML schema (`raw`), the command-line overlay (`Overrides`) and the
+//! checked `Config` every other crate reads. Parse, don't validate: nothing outside this crate ever
+//! sees an unchecked value, and every problem is reported with the file and the key path it came from.
+
+mod check;
+mod raw;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use check::{ConfigError, ConfigErrors};
+pub use raw::RawConfig;
+
+/// Which bytes identify a client in the lease table (RFC 2131 §4.2 allows either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIdentity {
+    /// `chaddr`: the default. A PXE ROM, iPXE and the installed OS send different client
+    /// identifiers (option 61), so keying on option 61 hands one machine several addresses.
+    Mac,
+    /// Option 61 when the client sends it, `chaddr` otherwise.
+    ClientId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Term,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warning,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// An IPv4 subnet: a network address and a prefix length, host bits zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Subnet {
+    pub fn mask(&self) -> Ipv4Addr {
+        let bits = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len)) };
+        Ipv4Addr::from(bits)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & u32::from(self.mask()) == u32::from(self.network)
+    }
+
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) | !u32::from(self.mask()))
+    }
+}
+
+/// One address pool on one subnet, with the options handed to its clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// Unique name, used in metrics labels and logs.
+    pub name: String,
+    pub subnet: Subnet,
+    /// First and last address handed out, inclusive; both inside `subnet`, `range_start <= range_end`.
+    pub range_start: Ipv4Addr,
+    pub range_end: Ipv4Addr,
+    /// Option 3.
+    pub routers: Vec<Ipv4Addr>,
+    /// Option 6.
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Option 15.
+    pub domain_name: Option<String>,
+    /// Option 51.
+    pub lease_time_secs: u32,
+    /// Option 58; defaults to half the lease time (RFC 2131 §4.4.5).
+    pub renewal_time_secs: u32,
+    /// Option 59; defaults to 7/8 of the lease time.
+    pub rebinding_time_secs: u32,
+    /// PXE settings for this pool; `None` uses the top-level `[pxe]`.
+    pub pxe: Option<Pxe>,
+}
+
+impl Pool {
+    pub fn size(&self) -> u32 {
+        u32::from(self.range_end) - u32::from(self.range_start) + 1
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(self.range_start)..=u32::from(self.range_end)).contains(&u32::from(ip))
+    }
+}
+
+/// Client system architecture, option 93 (RFC 4578 §2.1, IANA "Processor Architecture Types").
+pub type ArchCode = u16;
+
+/// Network boot settings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Pxe {
+    /// `siaddr` and option 66.
+    pub tftp_server: Option<Ipv4Addr>,
+    /// `file` and option 67 when no architecture entry matches.
+    pub boot_file: Option<String>,
+    /// Boot file per option-93 architecture code (0 BIOS, 7/9 x64 UEFI, 11 ARM64 UEFI, 16 x64 HTTP …).
+    pub arch_boot_files: BTreeMap<ArchCode, String>,
+    /// Handed (as boot file) to clients whose user class (option 77) is `iPXE`, so iPXE does not
+    /// chainload itself forever: usually an `http://…` script URL.
+    pub ipxe_script_url: Option<String>,
+}
+
+/// A fixed address for one client, by MAC or client identifier (exactly one of them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    pub mac: Option<[u8; 6]>,
+    pub client_id: Option<Vec<u8>>,
+    pub ip: Ipv4Addr,
+    pub hostname: Option<String>,
+    pub boot_file: Option<String>,
+}
+
+/// Named limits: every queue, table and hold time is bounded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// How long an OFFER holds its address for the client in memory (no Raft write).
+    pub offer_hold_ms: u64,
+    /// At most this many outstanding offers; the oldest is dropped first.
+    pub max_offers: usize,
+    /// How long a DECLINEd address stays out of the pool.
+    pub decline_probation_secs: u64,
+    /// An expired lease is reusable only this long after its expiry (covers clock skew between nodes).
+    pub expiry_grace_secs: u64,
+    /// Capacity of each actor mailbox on the packet path; overflow is dropped and counted.
+    pub mailbox_capacity: usize,
+    /// Proposals waiting for commit at most; more are dropped (the client retransmits).
+    pub max_inflight_proposals: usize,
+    /// A proposal not committed within this time is forgotten (no ACK is sent for it).
+    pub proposal_timeout_ms: u64,
+    /// Largest datagram accepted or sent.
+    pub max_frame_bytes: usize,
+    /// Leases (bound, released or declined records) the table may hold.
+    pub max_leases: usize,
+    /// Take a snapshot and compact the Raft log after this many applied entries.
+    pub snapshot_every_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            offer_hold_ms: 10_000,
+            max_offers: 65_536,
+            decline_probation_secs: 15 * 60,
+            expiry_grace_secs: 30,
+            mailbox_capacity: 4_096,
+            max_inflight_proposals: 16_384,
+            proposal_timeout_ms: 5_000,
+            max_frame_bytes: 1_500,
+            max_leases: 1_000_000,
+            snapshot_every_entries: 10_000,
+        }
+    }
+}
+
+/// Raft membership of this node (a single node is a cluster of one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub node_id: u64,
+    /// The initial voters, this node included; empty means a cluster of one.
+    pub peers: BTreeMap<u64, SocketAddr>,
+    pub listen: Option<SocketAddr>,
+    /// Raft tick interval; election timeout is `election_ticks` of these.
+    pub tick_ms: u64,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            node_id: 1,
+            peers: BTreeMap::new(),
+            listen: None,
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+        }
+    }
+}
+
+/// The checked configuration of one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Interface to bind port 67 to (SO_BINDTODEVICE); `None` listens on all.
+    pub interface: Option<String>,
+    /// This node's server identifier (option 54); never inside a pool.
+    pub server_ip: Ipv4Addr,
+    /// UDP port for DHCP server traffic; 67 except in tests.
+    pub server_port: u16,
+    /// UDP port replies go to; 68 except in tests.
+    pub client_port: u16,
+    pub admin_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// fsync every Raft log write (on by default; off only for benchmarks).
+    pub fsync: bool,
+    pub log_format: LogFormat,
+    pub log_level: LogLevel,
+    pub identity: ClientIdentity,
+    pub pools: Vec<Pool>,
+    pub pxe: Pxe,
+    pub reservations: Vec<Reservation>,
+    pub limits: Limits,
+    pub cluster: Cluster,
+}
+
+/// Command-line flags that override the file (every field optional; `None` keeps the file's value).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub interface: Option<String>,
+    pub server_ip: Option<String>,
+    pub ip_start: Option<String>,
+    pub ip_end: Option<String>,
+    pub subnet_mask: Option<String>,
+    pub router: Option<String>,
+    pub dns: Vec<String>,
+    pub lease_time_secs: Option<u32>,
+    pub tftp_server: Option<String>,
+    pub bootfile: Option<String>,
+    pub data_dir: Option<String>,
+    pub admin_listen: Option<String>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+    pub no_fsync: bool,
+    pub node_id: Option<u64>,
+    pub peers: Vec<String>,
+    pub cluster_listen: Option<String>,
+}
+
+impl Config {
+    /// Read `file` (if any), lay `overrides` over it and check the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        check::load(file, overrides)
+    }
+
+    /// The pool that serves a client on `network_hint` (the relay's giaddr, or this server's own
+    /// address for directly attached clients): the first pool whose subnet contains it.
+    pub fn pool_for(&self, network_hint: Ipv4Addr) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.subnet.contains(network_hint))
+    }
+}

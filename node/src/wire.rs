@@ -1,0 +1,235 @@
+//! DHCPv4 on the wire, in two layers: dhcproto decodes and encodes the bytes; this module checks
+//! what dhcproto does not (op, htype/hlen, magic cookie, frame size, message type) and turns a
+//! datagram into a narrow, validated `Request`, and a `Reply` back into bytes. Hostile input never
+//! panics: it becomes a `DropReason`, which the parser actor counts.
+
+use std::net::Ipv4Addr;
+
+/// A client message type the server acts on (RFC 2131 §3, option 53).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientMessageType {
+    Discover,
+    Request,
+    Decline,
+    Release,
+    Inform,
+}
+
+/// A validated client request: only what the engine needs, every field checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub message_type: ClientMessageType,
+    pub xid: u32,
+    pub secs: u16,
+    /// The BROADCAST flag (RFC 2131 §2, figure 2).
+    pub broadcast: bool,
+    pub hops: u8,
+    pub ciaddr: Ipv4Addr,
+    pub giaddr: Ipv4Addr,
+    /// Ethernet hardware address (htype 1, hlen 6 are checked).
+    pub chaddr: [u8; 6],
+    /// Option 50.
+    pub requested_ip: Option<Ipv4Addr>,
+    /// Option 54.
+    pub server_id: Option<Ipv4Addr>,
+    /// Option 61, raw (type byte included).
+    pub client_id: Option<Vec<u8>>,
+    /// Option 12, when valid UTF-8.
+    pub hostname: Option<String>,
+    /// Option 60, raw.
+    pub vendor_class: Option<Vec<u8>>,
+    /// Option 77, raw.
+    pub user_class: Option<Vec<u8>>,
+    /// Option 93: the first architecture the client lists (RFC 4578 §2.1).
+    pub client_arch: Option<u16>,
+    /// Option 97, raw (RFC 4578 §2.3).
+    pub client_uuid: Option<Vec<u8>>,
+    /// Option 55.
+    pub parameter_request_list: Vec<u8>,
+    /// Option 57.
+    pub max_message_size: Option<u16>,
+    /// Option 82 (RFC 3046), raw: echoed back to the relay.
+    pub relay_agent_info: Option<Vec<u8>>,
+    /// iPXE's own option 175 was present.
+    pub has_ipxe_option: bool,
+    /// Every option not named above, kept as data (code, bytes).
+    pub other_options: Vec<(u8, Vec<u8>)>,
+}
+
+impl Request {
+    /// A PXE ROM: option 60 starts with `PXEClient` (PXE spec 2.1, RFC 4578).
+    pub fn is_pxe_client(&self) -> bool {
+        self.vendor_class.as_deref().is_some_and(|v| v.starts_with(b"PXEClient"))
+    }
+
+    /// Already running iPXE: user class `iPXE` or option 175. Such a client gets the iPXE script
+    /// instead of a ROM image, so it does not chainload itself forever.
+    pub fn is_ipxe(&self) -> bool {
+        self.has_ipxe_option || self.user_class.as_deref().is_some_and(user_class_is_ipxe)
+    }
+}
+
+/// RFC 3004 user class data is `len, bytes` runs; iPXE sends the bare string `iPXE`. Accept both.
+fn user_class_is_ipxe(raw: &[u8]) -> bool {
+    raw == b"iPXE" || (raw.len() > 1 && usize::from(raw[0]) == raw.len() - 1 && &raw[1..] == b"iPXE")
+}
+
+/// Why a datagram was dropped. `label()` is the metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Shorter than the fixed header plus the magic cookie.
+    Truncated,
+    /// Longer than `max_frame_bytes`.
+    Oversized,
+    /// `op` is not BOOTREQUEST.
+    NotBootRequest,
+    /// `htype`/`hlen` is not Ethernet (1/6).
+    UnsupportedHardware,
+    /// The magic cookie is not 99.130.83.99.
+    BadMagicCookie,
+    /// The options could not be decoded (lengths past the end, bad contents).
+    MalformedOptions,
+    /// No option 53.
+    NoMessageType,
+    /// Option 53 is a server's message type or unknown.
+    UnexpectedMessageType,
+    /// The parser's mailbox was full.
+    Overloaded,
+    /// Well formed but the engine has no pool / nothing to say (counted separately by the engine).
+    NoPool,
+    /// Too many proposals waiting for commit.
+    ProposalBacklog,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 11] = [
+        DropReason::Truncated,
+        DropReason::Oversized,
+        DropReason::NotBootRequest,
+        DropReason::UnsupportedHardware,
+        DropReason::BadMagicCookie,
+        DropReason::MalformedOptions,
+        DropReason::NoMessageType,
+        DropReason::UnexpectedMessageType,
+        DropReason::Overloaded,
+        DropReason::NoPool,
+        DropReason::ProposalBacklog,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::Oversized => "oversized",
+            DropReason::NotBootRequest => "not_bootrequest",
+            DropReason::UnsupportedHardware => "unsupported_hardware",
+            DropReason::BadMagicCookie => "bad_magic_cookie",
+            DropReason::MalformedOptions => "malformed_options",
+            DropReason::NoMessageType => "no_message_type",
+            DropReason::UnexpectedMessageType => "unexpected_message_type",
+            DropReason::Overloaded => "overloaded",
+            DropReason::NoPool => "no_pool",
+            DropReason::ProposalBacklog => "proposal_backlog",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// A server message type (option 53).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplyType {
+    Offer,
+    Ack,
+    Nak,
+}
+
+/// A reply to encode. The engine fills it; `emit` turns it into bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub message_type: ReplyType,
+    pub xid: u32,
+    pub broadcast: bool,
+    pub ciaddr: Ipv4Addr,
+    pub yiaddr: Ipv4Addr,
+    /// Next server (TFTP) for PXE ROMs that read only the header.
+    pub siaddr: Ipv4Addr,
+    pub giaddr: Ipv4Addr,
+    pub chaddr: [u8; 6],
+    /// The header's `file` field (boot file), at most 127 bytes.
+    pub file: Option<String>,
+    /// Option 54.
+    pub server_id: Ipv4Addr,
+    /// Option 51.
+    pub lease_time_secs: Option<u32>,
+    /// Option 58.
+    pub renewal_time_secs: Option<u32>,
+    /// Option 59.
+    pub rebinding_time_secs: Option<u32>,
+    /// Option 1.
+    pub subnet_mask: Option<Ipv4Addr>,
+    /// Option 3.
+    pub routers: Vec<Ipv4Addr>,
+    /// Option 6.
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Option 15.
+    pub domain_name: Option<String>,
+    /// Option 12.
+    pub hostname: Option<String>,
+    /// Option 66.
+    pub tftp_server_name: Option<String>,
+    /// Option 67.
+    pub bootfile_name: Option<String>,
+    /// Option 60, echoed to PXE clients as `PXEClient`.
+    pub vendor_class: Option<Vec<u8>>,
+    /// Option 97, echoed to PXE clients.
+    pub client_uuid: Option<Vec<u8>>,
+    /// Option 61, echoed (RFC 6842).
+    pub client_id: Option<Vec<u8>>,
+    /// Option 82, echoed to the relay (RFC 3046 §2.2).
+    pub relay_agent_info: Option<Vec<u8>>,
+    /// Option 56, mostly for NAKs.
+    pub message: Option<String>,
+}
+
+/// Where a reply goes (RFC 2131 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// To the relay at `giaddr`, server port 67.
+    Relay(Ipv4Addr),
+    /// To the client's configured address `ciaddr`, client port 68.
+    Unicast(Ipv4Addr),
+    /// To 255.255.255.255, client port 68, on the interface the request came in on.
+    Broadcast,
+}
+
+impl Destination {
+    /// RFC 2131 §4.1: giaddr set → relay; else NAK → broadcast; else ciaddr set → unicast; else
+    /// broadcast (the unicast-to-chaddr case is also broadcast: clients accept both, and it needs no
+    /// ARP table writes).
+    pub fn for_reply(request: &Request, reply_type: ReplyType) -> Destination {
+        if request.giaddr != Ipv4Addr::UNSPECIFIED {
+            Destination::Relay(request.giaddr)
+        } else if reply_type == ReplyType::Nak {
+            Destination::Broadcast
+        } else if request.ciaddr != Ipv4Addr::UNSPECIFIED {
+            Destination::Unicast(request.ciaddr)
+        } else {
+            Destination::Broadcast
+        }
+    }
+}
+
+/// Parse a datagram into a validated request.
+pub fn parse(bytes: &[u8], max_frame_bytes: usize) -> Result<Request, DropReason> {
+    codec::parse(bytes, max_frame_bytes)
+}
+
+/// Encode a reply. The result is at least 300 bytes (BOOTP minimum, RFC 1542 §3.4... padded) and
+/// never larger than `max_bytes` — options that do not fit are left out, lowest priority first.
+pub fn emit(reply: &Reply, max_bytes: usize) -> Vec<u8> {
+    codec::emit(reply, max_bytes)
+}
+
+mod codec;
