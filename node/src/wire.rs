@@ -1,7 +1,8 @@
-//! DHCPv4 on the wire, in two layers: dhcproto decodes and encodes the bytes; this module checks
-//! what dhcproto does not (op, htype/hlen, magic cookie, frame size, message type) and turns a
-//! datagram into a narrow, validated `Request`, and a `Reply` back into bytes. Hostile input never
-//! panics: it becomes a `DropReason`, which the parser actor counts.
+//! DHCPv4 on the wire, in two layers (the codec module): a checked view of the bytes (op,
+//! htype/hlen, magic cookie, frame size, option framing) turned into a narrow, validated `Request`,
+//! and a `Reply` laid out and written back into bytes. The codec walks the options itself;
+//! dhcproto is the reference decoder its tests check against (see the codec module for why).
+//! Hostile input never panics: it becomes a `DropReason`, which the parser actor counts.
 
 use std::net::Ipv4Addr;
 
@@ -226,10 +227,14 @@ pub fn parse(bytes: &[u8], max_frame_bytes: usize) -> Result<Request, DropReason
     codec::parse(bytes, max_frame_bytes)
 }
 
-/// Encode a reply. The result is at least 300 bytes (BOOTP minimum, RFC 1542 §3.4... padded) and
-/// never larger than `max_bytes` — options that do not fit are left out, lowest priority first.
+/// Encode a reply. The result is at least 300 bytes (the BOOTP minimum, RFC 951 §3: padded) and
+/// never larger than `max_bytes` (a `max_bytes` under 300 counts as 300) — options that do not fit
+/// are left out, lowest priority first (53, 54, 51 and 1 always stay; they fit in 300 bytes).
 pub fn emit(reply: &Reply, max_bytes: usize) -> Vec<u8> {
     codec::emit(reply, max_bytes)
 }
 
 mod codec;
+
+#[cfg(test)]
+mod tests;
