@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-pub use check::{ConfigError, ConfigErrors};
+pub use check::{arch_code, flag, ConfigError, ConfigErrors, ARCH_NAMES, MAX_BOOT_FILE_BYTES, MIN_FRAME_BYTES};
 pub use raw::RawConfig;
+
+/// The commented example config file: every key documented, and a working single-node demo.
+pub const EXAMPLE_TOML: &str = include_str!("../leasehold.example.toml");
 
 /// Which bytes identify a client in the lease table (RFC 2131 §4.2 allows either).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +244,26 @@ impl Config {
     /// Read `file` (if any), lay `overrides` over it and check the result.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigErrors> {
         check::load(file, overrides)
+    }
+
+    /// Check TOML text as if read from the file `source_name` (used in error messages), no flags.
+    pub fn from_toml_str(text: &str, source_name: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        check::load_str(text, Some(source_name.as_ref()), &Overrides::default())
+    }
+
+    /// Check TOML text as if read from `source_name`, with `overrides` laid over it.
+    pub fn from_toml_str_with_overrides(
+        text: &str,
+        source_name: impl AsRef<Path>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigErrors> {
+        check::load_str(text, Some(source_name.as_ref()), overrides)
+    }
+
+    /// The configuration of `EXAMPLE_TOML`: a single-node demo on 192.168.77.0/24.
+    pub fn demo() -> Config {
+        Config::from_toml_str(EXAMPLE_TOML, "leasehold.example.toml")
+            .expect("the bundled example config loads cleanly (checked by the config crate's tests)")
     }
 
     /// The pool that serves a client on `network_hint` (the relay's giaddr, or this server's own

@@ -1,0 +1,764 @@
+//! The config file and its flag overlay, end to end: the example loads with the values it documents,
+//! and every check names the file, the key path (or flag) and the problem.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use leasehold_config::{
+    ClientIdentity, Config, ConfigError, ConfigErrors, LogFormat, LogLevel, Overrides, Subnet, EXAMPLE_TOML,
+};
+
+const FILE: &str = "test.toml";
+
+/// A minimal valid config; tests append to it or replace parts of it.
+const BASE: &str = r#"
+[server]
+server_ip = "10.0.0.1"
+
+[[pool]]
+subnet = "10.0.0.0/24"
+range_start = "10.0.0.10"
+range_end = "10.0.0.20"
+"#;
+
+fn ip(text: &str) -> Ipv4Addr {
+    text.parse().expect("test address")
+}
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_toml_str(text, FILE)
+}
+
+fn load_with(text: &str, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    Config::from_toml_str_with_overrides(text, FILE, overrides)
+}
+
+fn rejected(text: &str) -> ConfigErrors {
+    match load(text) {
+        Ok(config) => panic!("expected errors, the config loaded: {config:#?}"),
+        Err(errors) => errors,
+    }
+}
+
+fn rejected_with(text: &str, overrides: &Overrides) -> ConfigErrors {
+    match load_with(text, overrides) {
+        Ok(config) => panic!("expected errors, the config loaded: {config:#?}"),
+        Err(errors) => errors,
+    }
+}
+
+/// The one error with this key; its message must contain every `words`.
+fn expect_error<'a>(errors: &'a ConfigErrors, key: &str, words: &[&str]) -> &'a ConfigError {
+    let found: Vec<&ConfigError> = errors.for_key(key).collect();
+    assert_eq!(found.len(), 1, "expected exactly one error for `{key}`, got:\n{errors}");
+    let error = found[0];
+    for word in words {
+        assert!(error.problem.contains(word), "error for `{key}` should mention `{word}`: {error}");
+    }
+    error
+}
+
+/// The config has exactly one error, with this key.
+fn only_error<'a>(errors: &'a ConfigErrors, key: &str, words: &[&str]) -> &'a ConfigError {
+    assert_eq!(errors.len(), 1, "expected one error, got:\n{errors}");
+    expect_error(errors, key, words)
+}
+
+#[test]
+fn example_loads_with_the_documented_values() {
+    let config = load(EXAMPLE_TOML).unwrap_or_else(|e| panic!("the example must load:\n{e}"));
+    assert_eq!(config.interface.as_deref(), Some("eth0"));
+    assert_eq!(config.server_ip, ip("192.168.77.1"));
+    assert_eq!((config.server_port, config.client_port), (67, 68));
+    assert_eq!(config.admin_listen, "127.0.0.1:6767".parse::<SocketAddr>().unwrap());
+    assert_eq!(config.data_dir, PathBuf::from("./leasehold-data"));
+    assert!(config.fsync);
+    assert_eq!(config.identity, ClientIdentity::Mac);
+    assert_eq!((config.log_format, config.log_level), (LogFormat::Term, LogLevel::Info));
+    assert_eq!(config.limits, leasehold_config::Limits::default());
+
+    assert_eq!(config.pools.len(), 1);
+    let pool = &config.pools[0];
+    assert_eq!(pool.name, "lab");
+    assert_eq!(pool.subnet, Subnet { network: ip("192.168.77.0"), prefix_len: 24 });
+    assert_eq!((pool.range_start, pool.range_end), (ip("192.168.77.100"), ip("192.168.77.200")));
+    assert_eq!(pool.size(), 101);
+    assert_eq!(pool.routers, vec![ip("192.168.77.1")]);
+    assert_eq!(pool.dns_servers, vec![ip("192.168.77.1")]);
+    assert_eq!(pool.domain_name.as_deref(), Some("lab.example"));
+    assert_eq!((pool.lease_time_secs, pool.renewal_time_secs, pool.rebinding_time_secs), (3600, 1800, 3150));
+    assert_eq!(pool.pxe, None);
+
+    assert_eq!(config.pxe.tftp_server, Some(ip("192.168.77.1")));
+    assert_eq!(config.pxe.boot_file.as_deref(), Some("undionly.kpxe"));
+    assert_eq!(config.pxe.ipxe_script_url.as_deref(), Some("http://192.168.77.1/boot.ipxe"));
+    let arch: BTreeMap<u16, String> = [(0, "undionly.kpxe"), (7, "ipxe.efi"), (9, "ipxe.efi"), (11, "ipxe-arm64.efi")]
+        .into_iter()
+        .map(|(code, file)| (code, file.to_string()))
+        .collect();
+    assert_eq!(config.pxe.arch_boot_files, arch);
+
+    assert_eq!(config.reservations.len(), 1);
+    let reservation = &config.reservations[0];
+    assert_eq!(reservation.mac, Some([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]));
+    assert_eq!(reservation.client_id, None);
+    assert_eq!(reservation.ip, ip("192.168.77.50"));
+    assert_eq!(reservation.hostname.as_deref(), Some("node-50"));
+
+    assert_eq!(config.cluster, leasehold_config::Cluster::default());
+    assert_eq!(Config::demo(), config);
+}
+
+#[test]
+fn example_loads_from_disk_through_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leasehold.toml");
+    std::fs::write(&path, EXAMPLE_TOML).unwrap();
+    let config = Config::load(Some(&path), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.pools[0].name, "lab");
+}
+
+#[test]
+fn example_file_in_the_crate_is_the_const() {
+    let on_disk = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("leasehold.example.toml"))
+        .expect("config/leasehold.example.toml exists");
+    assert_eq!(on_disk, EXAMPLE_TOML);
+}
+
+#[test]
+fn minimal_config_gets_the_defaults() {
+    let config = load(BASE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.interface, None);
+    assert_eq!((config.server_port, config.client_port), (67, 68));
+    assert_eq!(config.data_dir, PathBuf::from("./leasehold-data"));
+    assert_eq!(config.admin_listen, "127.0.0.1:6767".parse::<SocketAddr>().unwrap());
+    assert!(config.fsync);
+    let pool = &config.pools[0];
+    assert_eq!(pool.name, "pool0");
+    // RFC 2131 §4.4.5: T1 defaults to half the lease, T2 to 7/8 of it.
+    assert_eq!((pool.lease_time_secs, pool.renewal_time_secs, pool.rebinding_time_secs), (3600, 1800, 3150));
+    assert_eq!(config.pxe, leasehold_config::Pxe::default());
+    assert!(config.cluster.peers.is_empty());
+}
+
+// ---- Errors carry the file, the key and the problem ----
+
+#[test]
+fn no_file_and_no_flags_reports_server_ip_and_pool() {
+    let errors = Config::load(None, &Overrides::default()).unwrap_err();
+    assert_eq!(errors.len(), 2, "{errors}");
+    let server_ip = expect_error(&errors, "server.server_ip", &["missing", "--server-ip"]);
+    assert_eq!(server_ip.source, None);
+    let pool = expect_error(&errors, "pool", &["no pool configured", "[[pool]]", "--ip-start"]);
+    assert_eq!(pool.to_string(), "pool: no pool configured (give [[pool]] in the file or --ip-start/--ip-end)");
+}
+
+#[test]
+fn unreadable_file_names_the_file_and_the_os_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.toml");
+    let errors = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let error = &errors.0[0];
+    assert_eq!(error.source.as_deref(), Some(path.as_path()));
+    assert!(error.problem.contains("cannot read"), "{error}");
+    let os_error = std::io::Error::from(std::io::ErrorKind::NotFound).to_string();
+    assert!(error.to_string().starts_with(&path.display().to_string()), "{error}");
+    assert!(error.problem.to_lowercase().contains("no such file") || error.problem.contains(&os_error), "{error}");
+}
+
+#[test]
+fn syntax_error_names_the_file_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, "[server]\nserver_ip = \"10.0.0.1\n").unwrap();
+    let errors = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors}");
+    let error = &errors.0[0];
+    assert_eq!(error.source.as_deref(), Some(path.as_path()));
+    assert!(error.key.starts_with("line 2, column"), "{error}");
+    assert!(!error.problem.is_empty());
+    assert!(errors.to_string().starts_with(&format!("{}: line 2", path.display())), "{errors}");
+}
+
+#[test]
+fn unknown_key_reports_its_path() {
+    let errors = rejected(&format!("{BASE}lease_time = 60\n"));
+    let error = only_error(&errors, "pool[0].lease_time", &["unknown field `lease_time`", "lease_time_secs", "line 9"]);
+    assert_eq!(error.source.as_deref(), Some(Path::new(FILE)));
+    assert!(error.to_string().starts_with("test.toml: pool[0].lease_time: unknown field"), "{error}");
+
+    let errors = rejected(&format!("{BASE}[server.extra]\na = 1\n"));
+    only_error(&errors, "server.extra", &["unknown field"]);
+
+    let errors = rejected(&format!("{BASE}[pxe]\nboot_flie = \"x\"\n"));
+    only_error(&errors, "pxe.boot_flie", &["unknown field"]);
+
+    let errors = rejected(&format!("{BASE}[dhcp]\n"));
+    only_error(&errors, "dhcp", &["unknown field"]);
+}
+
+#[test]
+fn type_error_reports_its_path() {
+    let errors = rejected(&format!("{BASE}lease_time_secs = \"an hour\"\n"));
+    only_error(&errors, "pool[0].lease_time_secs", &["invalid type", "u32"]);
+    let errors = rejected(&BASE.replace("server_ip = \"10.0.0.1\"", "server_ip = \"10.0.0.1\"\nserver_port = 70000"));
+    only_error(&errors, "server.server_port", &["u16"]);
+    let errors = rejected(&format!("{BASE}[cluster]\npeers = \"1=10.0.0.1:6768\"\n"));
+    only_error(&errors, "cluster.peers", &["invalid type"]);
+}
+
+#[test]
+fn several_errors_are_all_reported() {
+    let text = r#"
+[server]
+server_ip = "10.0.0.300"
+identity = "uuid"
+[log]
+level = "verbose"
+[[pool]]
+subnet = "10.0.0.1/24"
+range_start = "10.0.0.20"
+range_end = "10.0.0.10"
+routers = ["gateway"]
+[cluster]
+heartbeat_ticks = 20
+"#;
+    let errors = rejected(text);
+    for key in [
+        "server.server_ip",
+        "server.identity",
+        "log.level",
+        "pool[0].subnet",
+        "pool[0].range_end",
+        "pool[0].routers[0]",
+        "cluster.heartbeat_ticks",
+    ] {
+        assert_eq!(errors.for_key(key).count(), 1, "expected an error for `{key}` in:\n{errors}");
+    }
+    assert_eq!(errors.len(), 7, "{errors}");
+    // Display lists every error on its own line, each with the file.
+    let shown = errors.to_string();
+    assert_eq!(shown.lines().count(), 7, "{shown}");
+    assert!(shown.lines().all(|line| line.starts_with("test.toml: ")), "{shown}");
+}
+
+// ---- [server] and [log] ----
+
+#[test]
+fn bad_addresses_are_named() {
+    let errors = rejected(&BASE.replace("\"10.0.0.1\"", "\"10.0.0.1.5\""));
+    only_error(&errors, "server.server_ip", &["`10.0.0.1.5` is not an IPv4 address"]);
+    let errors = rejected(&format!("{BASE}dns_servers = [\"10.0.0.1\", \"dns.example\"]\n"));
+    only_error(&errors, "pool[0].dns_servers[1]", &["`dns.example` is not an IPv4 address"]);
+    let errors = rejected(&BASE.replace("[server]", "[server]\nadmin_listen = \"localhost\""));
+    only_error(&errors, "server.admin_listen", &["IP:PORT"]);
+}
+
+#[test]
+fn server_ip_must_not_be_leasable() {
+    let errors = rejected(&BASE.replace("server_ip = \"10.0.0.1\"", "server_ip = \"10.0.0.15\""));
+    only_error(&errors, "server.server_ip", &["10.0.0.15", "inside pool[0]", "10.0.0.10-10.0.0.20"]);
+    let errors = rejected(&BASE.replace("server_ip = \"10.0.0.1\"", "server_ip = \"0.0.0.0\""));
+    only_error(&errors, "server.server_ip", &["unicast"]);
+}
+
+#[test]
+fn names_from_a_fixed_set_list_the_allowed_values() {
+    let errors = rejected(&BASE.replace("[server]", "[log]\nformat = \"yaml\"\nlevel = \"warn\"\n[server]"));
+    expect_error(&errors, "log.format", &["`yaml`", "`term`", "`json`"]);
+    expect_error(&errors, "log.level", &["`warn`", "`error`", "`warning`", "`info`", "`debug`", "`trace`"]);
+    let errors = rejected(&BASE.replace("[server]", "[server]\nidentity = \"client_id\""));
+    only_error(&errors, "server.identity", &["`mac`", "`client-id`"]);
+    let config = load(&BASE.replace("[server]", "[server]\nidentity = \"client-id\"")).unwrap();
+    assert_eq!(config.identity, ClientIdentity::ClientId);
+}
+
+#[test]
+fn ports_and_interface_are_checked() {
+    let errors = rejected(&BASE.replace("[server]", "[server]\nserver_port = 0\ninterface = \"\""));
+    expect_error(&errors, "server.server_port", &["greater than 0"]);
+    expect_error(&errors, "server.interface", &["interface name"]);
+    assert_eq!(errors.len(), 2, "{errors}");
+}
+
+#[test]
+fn limits_must_be_positive() {
+    let errors = rejected(&format!("{BASE}[limits]\nmax_offers = 0\noffer_hold_ms = 0\nmax_leases = 5\n"));
+    expect_error(&errors, "limits.max_offers", &["greater than 0"]);
+    expect_error(&errors, "limits.offer_hold_ms", &["greater than 0"]);
+    assert_eq!(errors.len(), 2, "{errors}");
+    let errors = rejected(&format!("{BASE}[limits]\nmax_frame_bytes = 300\n"));
+    only_error(&errors, "limits.max_frame_bytes", &["576"]);
+    let config = load(&format!("{BASE}[limits]\nmax_leases = 5\n")).unwrap();
+    assert_eq!(config.limits.max_leases, 5);
+    assert_eq!(config.limits.offer_hold_ms, leasehold_config::Limits::default().offer_hold_ms);
+}
+
+// ---- [[pool]] ----
+
+fn two_pools(second: &str) -> String {
+    format!("{BASE}\n[[pool]]\n{second}\n")
+}
+
+#[test]
+fn subnet_must_have_zero_host_bits() {
+    let errors = rejected(&BASE.replace("10.0.0.0/24", "10.0.0.5/24"));
+    only_error(&errors, "pool[0].subnet", &["host bits", "10.0.0.0/24"]);
+    let errors = rejected(&BASE.replace("10.0.0.0/24", "10.0.0.0"));
+    only_error(&errors, "pool[0].subnet", &["ADDRESS/PREFIX"]);
+    let errors = rejected(&BASE.replace("10.0.0.0/24", "10.0.0.0/33"));
+    only_error(&errors, "pool[0].subnet", &["not a subnet"]);
+}
+
+#[test]
+fn range_start_must_not_exceed_range_end() {
+    let errors = rejected(&BASE.replace("10.0.0.10", "10.0.0.30"));
+    only_error(&errors, "pool[0].range_end", &["below range_start"]);
+}
+
+#[test]
+fn range_must_lie_inside_the_subnet() {
+    let errors = rejected(&BASE.replace("10.0.0.20", "10.0.1.20"));
+    only_error(&errors, "pool[0].range_end", &["10.0.1.20", "outside", "10.0.0.0/24"]);
+    let errors = rejected(&BASE.replace("10.0.0.0/24", "10.0.0.16/28"));
+    only_error(&errors, "pool[0].range_start", &["10.0.0.10", "outside", "10.0.0.16/28"]);
+}
+
+#[test]
+fn range_must_not_contain_network_or_broadcast() {
+    let text = BASE.replace("10.0.0.10", "10.0.0.0").replace("10.0.0.20", "10.0.0.255");
+    let errors = rejected(&text.replace("\"10.0.0.1\"", "\"10.0.9.1\""));
+    expect_error(&errors, "pool[0].range_start", &["network address"]);
+    expect_error(&errors, "pool[0].range_end", &["broadcast address"]);
+    assert_eq!(errors.len(), 2, "{errors}");
+    // A /31 has neither (RFC 3021).
+    let text = BASE.replace("10.0.0.0/24", "10.0.0.10/31").replace("10.0.0.20", "10.0.0.11");
+    load(&text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn problems_in_a_broken_pool_do_not_hide_the_checks_across_pools() {
+    // pool[0]'s subnet is wrong, yet its range still counts for the server_ip, overlap and name checks,
+    // and a reservation is not blamed for a subnet that could not be read.
+    let text = r#"
+[server]
+server_ip = "10.0.0.15"
+[[pool]]
+name = "lab"
+subnet = "10.0.0.1/24"
+range_start = "10.0.0.10"
+range_end = "10.0.0.20"
+[[pool]]
+name = "lab"
+subnet = "10.0.0.0/24"
+range_start = "10.0.0.20"
+range_end = "10.0.0.30"
+[[reservation]]
+ip = "10.9.9.9"
+mac = "52:54:00:00:00:01"
+"#;
+    let errors = rejected(text);
+    expect_error(&errors, "pool[0].subnet", &["host bits"]);
+    expect_error(&errors, "server.server_ip", &["inside pool[0]"]);
+    expect_error(&errors, "pool[1].name", &["`lab`", "pool[0]"]);
+    expect_error(&errors, "pool[1].range_start", &["overlaps pool[0]"]);
+    assert_eq!(errors.len(), 4, "{errors}");
+}
+
+#[test]
+fn missing_pool_fields_are_named() {
+    let errors = rejected("[server]\nserver_ip = \"10.0.0.1\"\n[[pool]]\nname = \"x\"\n");
+    expect_error(&errors, "pool[0].subnet", &["missing"]);
+    expect_error(&errors, "pool[0].range_start", &["missing"]);
+    expect_error(&errors, "pool[0].range_end", &["missing"]);
+    assert_eq!(errors.len(), 3, "{errors}");
+}
+
+#[test]
+fn pools_must_not_overlap() {
+    let errors =
+        rejected(&two_pools("subnet = \"10.0.0.0/24\"\nrange_start = \"10.0.0.20\"\nrange_end = \"10.0.0.30\""));
+    only_error(&errors, "pool[1].range_start", &["overlaps pool[0]", "10.0.0.10-10.0.0.20"]);
+    // Disjoint ranges in one subnet are fine.
+    let config =
+        load(&two_pools("subnet = \"10.0.0.0/24\"\nrange_start = \"10.0.0.21\"\nrange_end = \"10.0.0.30\"")).unwrap();
+    assert_eq!(config.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["pool0", "pool1"]);
+}
+
+#[test]
+fn pool_names_must_be_unique() {
+    let text = BASE.replace("[[pool]]", "[[pool]]\nname = \"lab\"");
+    let text = format!(
+        r#"{text}
+[[pool]]
+name = "lab"
+subnet = "10.0.1.0/24"
+range_start = "10.0.1.10"
+range_end = "10.0.1.20"
+"#
+    );
+    let errors = rejected(&text);
+    only_error(&errors, "pool[1].name", &["`lab`", "pool[0]", "unique"]);
+}
+
+#[test]
+fn lease_times_must_be_ordered() {
+    let errors = rejected(&format!("{BASE}lease_time_secs = 0\n"));
+    only_error(&errors, "pool[0].lease_time_secs", &["greater than 0"]);
+    let errors =
+        rejected(&format!("{BASE}lease_time_secs = 600\nrenewal_time_secs = 400\nrebinding_time_secs = 300\n"));
+    only_error(&errors, "pool[0].rebinding_time_secs", &["greater than renewal_time_secs 400"]);
+    let errors = rejected(&format!("{BASE}lease_time_secs = 600\nrebinding_time_secs = 600\n"));
+    only_error(&errors, "pool[0].rebinding_time_secs", &["less than lease_time_secs 600"]);
+    let errors = rejected(&format!("{BASE}renewal_time_secs = 0\n"));
+    only_error(&errors, "pool[0].renewal_time_secs", &["greater than 0"]);
+    // Defaults follow the lease time.
+    let config = load(&format!("{BASE}lease_time_secs = 800\n")).unwrap();
+    assert_eq!((config.pools[0].renewal_time_secs, config.pools[0].rebinding_time_secs), (400, 700));
+}
+
+// ---- PXE ----
+
+#[test]
+fn boot_files_fit_the_bootp_file_field() {
+    let long = "x".repeat(128);
+    let errors = rejected(&format!("{BASE}[pxe]\nboot_file = \"{long}\"\nipxe_script_url = \"\"\n"));
+    expect_error(&errors, "pxe.boot_file", &["128 bytes", "127"]);
+    expect_error(&errors, "pxe.ipxe_script_url", &["empty"]);
+    assert_eq!(errors.len(), 2, "{errors}");
+    let exactly = "y".repeat(127);
+    let config = load(&format!("{BASE}[pxe]\nboot_file = \"{exactly}\"\n")).unwrap();
+    assert_eq!(config.pxe.boot_file.as_deref(), Some(exactly.as_str()));
+}
+
+#[test]
+fn arch_keys_are_names_or_codes() {
+    let config = load(&format!("{BASE}[pxe.arch]\n16 = \"http://x/ipxe.efi\"\nuefi-arm64 = \"a.efi\"\n")).unwrap();
+    assert_eq!(config.pxe.arch_boot_files.get(&16).map(String::as_str), Some("http://x/ipxe.efi"));
+    assert_eq!(config.pxe.arch_boot_files.get(&11).map(String::as_str), Some("a.efi"));
+
+    let errors = rejected(&format!("{BASE}[pxe.arch]\nx86 = \"a\"\n"));
+    only_error(&errors, "pxe.arch.x86", &["not an architecture", "bios", "uefi-x64"]);
+    let errors = rejected(&format!("{BASE}[pxe.arch]\n7 = \"a\"\nuefi-x64 = \"b\"\n"));
+    only_error(&errors, "pxe.arch.uefi-x64", &["already given", "pxe.arch.7"]);
+    let errors = rejected(&format!("{BASE}[pxe.arch]\nbios = \"{}\"\n", "z".repeat(200)));
+    only_error(&errors, "pxe.arch.bios", &["127"]);
+}
+
+#[test]
+fn pool_pxe_is_checked_under_its_own_path() {
+    let config =
+        load(&format!("{BASE}[pool.pxe]\nboot_file = \"pool.kpxe\"\n[pool.pxe.arch]\nbios = \"b.kpxe\"\n")).unwrap();
+    let pxe = config.pools[0].pxe.as_ref().expect("the pool has its own PXE settings");
+    assert_eq!(pxe.boot_file.as_deref(), Some("pool.kpxe"));
+    assert_eq!(pxe.arch_boot_files.get(&0).map(String::as_str), Some("b.kpxe"));
+    let errors = rejected(&format!("{BASE}[pool.pxe]\ntftp_server = \"tftp\"\n"));
+    only_error(&errors, "pool[0].pxe.tftp_server", &["not an IPv4 address"]);
+}
+
+// ---- [[reservation]] ----
+
+fn with_reservations(reservations: &[&str]) -> String {
+    let mut text = BASE.to_string();
+    for reservation in reservations {
+        text.push_str("\n[[reservation]]\n");
+        text.push_str(reservation);
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn reservation_needs_exactly_one_identity() {
+    let errors = rejected(&with_reservations(&["ip = \"10.0.0.5\""]));
+    only_error(&errors, "reservation[0]", &["exactly one of mac or client_id"]);
+    let errors = rejected(&with_reservations(&[
+        "ip = \"10.0.0.5\"\nmac = \"52:54:00:00:00:01\"\nclient_id = \"01:52:54:00:00:00:01\"",
+    ]));
+    only_error(&errors, "reservation[0]", &["not both"]);
+}
+
+#[test]
+fn reservation_identities_are_parsed() {
+    let errors = rejected(&with_reservations(&["ip = \"10.0.0.5\"\nmac = \"52:54:00:00:01\""]));
+    only_error(&errors, "reservation[0].mac", &["5 octets", "6"]);
+    let errors = rejected(&with_reservations(&["ip = \"10.0.0.5\"\nmac = \"52:54:00:00:01:zz\""]));
+    only_error(&errors, "reservation[0].mac", &["not a MAC address"]);
+    let errors = rejected(&with_reservations(&["ip = \"10.0.0.5\"\nclient_id = \"01\""]));
+    only_error(&errors, "reservation[0].client_id", &["1 octets", "2 to 255"]);
+    let config = load(&with_reservations(&["ip = \"10.0.0.5\"\nclient_id = \"01:52:54:00:00:00:01\""])).unwrap();
+    assert_eq!(config.reservations[0].client_id, Some(vec![1, 0x52, 0x54, 0, 0, 0, 1]));
+    assert_eq!(config.reservations[0].mac, None);
+}
+
+#[test]
+fn reservation_ip_must_be_in_a_pool_subnet_and_not_the_server() {
+    let errors = rejected(&with_reservations(&["ip = \"10.9.0.5\"\nmac = \"52:54:00:00:00:01\""]));
+    only_error(&errors, "reservation[0].ip", &["10.9.0.5", "not inside any pool's subnet"]);
+    let errors = rejected(&with_reservations(&["ip = \"10.0.0.1\"\nmac = \"52:54:00:00:00:01\""]));
+    only_error(&errors, "reservation[0].ip", &["server_ip"]);
+    let errors = rejected(&with_reservations(&["mac = \"52:54:00:00:00:01\""]));
+    only_error(&errors, "reservation[0].ip", &["missing"]);
+}
+
+#[test]
+fn reservations_are_unique() {
+    let errors = rejected(&with_reservations(&[
+        "ip = \"10.0.0.5\"\nmac = \"52:54:00:00:00:01\"",
+        "ip = \"10.0.0.5\"\nmac = \"52:54:00:00:00:02\"",
+        "ip = \"10.0.0.6\"\nmac = \"52:54:00:00:00:01\"",
+        "ip = \"10.0.0.7\"\nclient_id = \"ff:00:01\"",
+        "ip = \"10.0.0.8\"\nclient_id = \"FF:00:01\"",
+    ]));
+    expect_error(&errors, "reservation[1].ip", &["10.0.0.5", "reservation[0]"]);
+    expect_error(&errors, "reservation[2].mac", &["reservation[0]"]);
+    expect_error(&errors, "reservation[4].client_id", &["reservation[3]"]);
+    assert_eq!(errors.len(), 3, "{errors}");
+}
+
+// ---- [cluster] ----
+
+#[test]
+fn peers_parse() {
+    let text = format!(
+        r#"{BASE}[cluster]
+node_id = 2
+listen = "0.0.0.0:6768"
+peers = ["1=10.0.0.1:6768", "2=10.0.0.2:6768", "3=10.0.0.3:6768"]
+"#
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.cluster.node_id, 2);
+    assert_eq!(config.cluster.listen, Some("0.0.0.0:6768".parse().unwrap()));
+    let peers: Vec<(u64, SocketAddr)> = config.cluster.peers.into_iter().collect();
+    assert_eq!(
+        peers,
+        vec![
+            (1, "10.0.0.1:6768".parse().unwrap()),
+            (2, "10.0.0.2:6768".parse().unwrap()),
+            (3, "10.0.0.3:6768".parse().unwrap())
+        ]
+    );
+}
+
+#[test]
+fn bad_peers_are_named() {
+    let text = format!(
+        r#"{BASE}[cluster]
+peers = ["1=10.0.0.1:6768", "0=10.0.0.2:6768", "10.0.0.3:6768", "1=10.0.0.4:6768", "4=host:1"]
+"#
+    );
+    let errors = rejected(&text);
+    expect_error(&errors, "cluster.peers[1]", &["greater than 0"]);
+    expect_error(&errors, "cluster.peers[2]", &["ID=IP:PORT"]);
+    expect_error(&errors, "cluster.peers[3]", &["id 1 is given twice"]);
+    expect_error(&errors, "cluster.peers[4]", &["IP:PORT"]);
+    assert_eq!(errors.len(), 4, "{errors}");
+}
+
+#[test]
+fn peers_must_include_this_node() {
+    let errors =
+        rejected(&format!("{BASE}[cluster]\nnode_id = 3\npeers = [\"1=10.0.0.1:6768\", \"2=10.0.0.2:6768\"]\n"));
+    only_error(&errors, "cluster.peers", &["node_id 3"]);
+}
+
+#[test]
+fn raft_timing_is_checked() {
+    let errors =
+        rejected(&format!("{BASE}[cluster]\nnode_id = 0\ntick_ms = 0\nelection_ticks = 2\nheartbeat_ticks = 2\n"));
+    expect_error(&errors, "cluster.node_id", &["greater than 0"]);
+    expect_error(&errors, "cluster.tick_ms", &["greater than 0"]);
+    expect_error(&errors, "cluster.heartbeat_ticks", &["less than election_ticks 2"]);
+    assert_eq!(errors.len(), 3, "{errors}");
+}
+
+// ---- Command-line overrides ----
+
+fn flags_pool() -> Overrides {
+    Overrides {
+        server_ip: Some("10.1.0.1".into()),
+        ip_start: Some("10.1.0.100".into()),
+        ip_end: Some("10.1.0.150".into()),
+        ..Overrides::default()
+    }
+}
+
+#[test]
+fn flags_alone_create_a_default_pool() {
+    let overrides = Overrides {
+        router: Some("10.1.0.1".into()),
+        dns: vec!["10.1.0.2".into(), "10.1.0.3".into()],
+        lease_time_secs: Some(600),
+        tftp_server: Some("10.1.0.1".into()),
+        bootfile: Some("pxelinux.0".into()),
+        ..flags_pool()
+    };
+    let config = Config::load(None, &overrides).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.server_ip, ip("10.1.0.1"));
+    assert_eq!(config.pools.len(), 1);
+    let pool = &config.pools[0];
+    assert_eq!(pool.name, "default");
+    assert_eq!(pool.subnet, Subnet { network: ip("10.1.0.0"), prefix_len: 24 });
+    assert_eq!((pool.range_start, pool.range_end), (ip("10.1.0.100"), ip("10.1.0.150")));
+    assert_eq!(pool.routers, vec![ip("10.1.0.1")]);
+    assert_eq!(pool.dns_servers, vec![ip("10.1.0.2"), ip("10.1.0.3")]);
+    assert_eq!((pool.lease_time_secs, pool.renewal_time_secs, pool.rebinding_time_secs), (600, 300, 525));
+    assert_eq!(config.pxe.tftp_server, Some(ip("10.1.0.1")));
+    assert_eq!(config.pxe.boot_file.as_deref(), Some("pxelinux.0"));
+}
+
+#[test]
+fn subnet_mask_flag_widens_the_created_pool() {
+    let overrides =
+        Overrides { ip_end: Some("10.1.3.150".into()), subnet_mask: Some("255.255.252.0".into()), ..flags_pool() };
+    let config = Config::load(None, &overrides).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.pools[0].subnet, Subnet { network: ip("10.1.0.0"), prefix_len: 22 });
+
+    // Without the mask the default /24 does not hold the end.
+    let overrides = Overrides { ip_end: Some("10.1.3.150".into()), ..flags_pool() };
+    let errors = Config::load(None, &overrides).unwrap_err();
+    let error = only_error(&errors, "--ip-end", &["outside", "10.1.0.0/24"]);
+    assert_eq!(error.source, None);
+    assert_eq!(error.to_string(), format!("--ip-end: {}", error.problem));
+}
+
+#[test]
+fn flag_errors_are_keyed_by_the_flag() {
+    let overrides = Overrides {
+        server_ip: Some("10.1.0.254".into()),
+        ip_start: Some("10.1.0.0".into()),
+        subnet_mask: Some("255.0.255.0".into()),
+        log_level: Some("loud".into()),
+        admin_listen: Some("6767".into()),
+        peers: vec!["x".into()],
+        ..flags_pool()
+    };
+    let errors = Config::load(None, &overrides).unwrap_err();
+    expect_error(&errors, "--subnet-mask", &["not a netmask"]);
+    expect_error(&errors, "--log-level", &["`loud`"]);
+    expect_error(&errors, "--admin-listen", &["IP:PORT"]);
+    expect_error(&errors, "--peer", &["ID=IP:PORT"]);
+    assert_eq!(errors.len(), 4, "{errors}");
+    assert!(errors.iter().all(|e| e.source.is_none()), "{errors}");
+
+    let errors = Config::load(
+        None,
+        &Overrides { server_ip: Some("10.1.0.254".into()), ip_start: Some("10.1.0.0".into()), ..flags_pool() },
+    )
+    .unwrap_err();
+    only_error(&errors, "--ip-start", &["network address"]);
+}
+
+#[test]
+fn ip_start_without_ip_end_is_an_error() {
+    let overrides = Overrides { ip_end: None, ..flags_pool() };
+    let errors = Config::load(None, &overrides).unwrap_err();
+    only_error(&errors, "--ip-end", &["missing", "--ip-start"]);
+}
+
+#[test]
+fn flags_modify_the_single_file_pool() {
+    let overrides = Overrides {
+        ip_start: Some("10.0.0.50".into()),
+        ip_end: Some("10.0.0.60".into()),
+        router: Some("10.0.0.254".into()),
+        dns: vec!["1.1.1.1".into()],
+        lease_time_secs: Some(120),
+        ..Overrides::default()
+    };
+    let text = format!("{BASE}name = \"lab\"\nrenewal_time_secs = 1000\nrouters = [\"10.0.0.1\"]\n");
+    let config = load_with(&text, &overrides).unwrap_or_else(|e| panic!("{e}"));
+    let pool = &config.pools[0];
+    assert_eq!(pool.name, "lab");
+    assert_eq!(pool.subnet, Subnet { network: ip("10.0.0.0"), prefix_len: 24 });
+    assert_eq!((pool.range_start, pool.range_end), (ip("10.0.0.50"), ip("10.0.0.60")));
+    assert_eq!(pool.routers, vec![ip("10.0.0.254")]);
+    assert_eq!(pool.dns_servers, vec![ip("1.1.1.1")]);
+    // --lease-time resets T1 and T2 to their defaults.
+    assert_eq!((pool.lease_time_secs, pool.renewal_time_secs, pool.rebinding_time_secs), (120, 60, 105));
+
+    let overrides = Overrides { subnet_mask: Some("255.255.0.0".into()), ..Overrides::default() };
+    let config = load_with(BASE, &overrides).unwrap();
+    assert_eq!(config.pools[0].subnet, Subnet { network: ip("10.0.0.0"), prefix_len: 16 });
+
+    let overrides = Overrides { ip_end: Some("10.0.1.5".into()), ..Overrides::default() };
+    let errors = rejected_with(BASE, &overrides);
+    only_error(&errors, "--ip-end", &["outside", "10.0.0.0/24"]);
+}
+
+#[test]
+fn pool_flags_with_several_pools_are_errors() {
+    let text = two_pools("subnet = \"10.0.1.0/24\"\nrange_start = \"10.0.1.10\"\nrange_end = \"10.0.1.20\"");
+    let overrides = Overrides {
+        ip_start: Some("10.0.0.50".into()),
+        dns: vec!["1.1.1.1".into()],
+        tftp_server: Some("10.0.0.1".into()),
+        ..Overrides::default()
+    };
+    let errors = rejected_with(&text, &overrides);
+    let error =
+        expect_error(&errors, "--ip-start", &["the config file has 2 pools; pool flags apply only to a single pool"]);
+    assert_eq!(error.source, None);
+    expect_error(&errors, "--dns", &["2 pools"]);
+    assert_eq!(errors.len(), 2, "tftp_server is not a pool flag:\n{errors}");
+}
+
+#[test]
+fn no_fsync_turns_fsync_off() {
+    assert!(load(BASE).unwrap().fsync);
+    let config = load_with(BASE, &Overrides { no_fsync: true, ..Overrides::default() }).unwrap();
+    assert!(!config.fsync);
+    let config = load(&BASE.replace("[server]", "[server]\nfsync = false")).unwrap();
+    assert!(!config.fsync);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let text = format!(
+        r#"{BASE}[log]
+format = "term"
+level = "info"
+[pxe]
+boot_file = "a"
+tftp_server = "10.0.0.1"
+[cluster]
+node_id = 1
+peers = ["1=10.0.0.1:6768"]
+"#
+    );
+    let overrides = Overrides {
+        interface: Some("br0".into()),
+        server_ip: Some("10.0.0.2".into()),
+        data_dir: Some("/tmp/lh".into()),
+        admin_listen: Some("127.0.0.1:7000".into()),
+        log_format: Some("json".into()),
+        log_level: Some("debug".into()),
+        tftp_server: Some("10.0.0.3".into()),
+        bootfile: Some("b".into()),
+        node_id: Some(2),
+        peers: vec!["2=10.0.0.2:6768".into(), "3=10.0.0.3:6768".into()],
+        cluster_listen: Some("10.0.0.2:6768".into()),
+        ..Overrides::default()
+    };
+    let config = load_with(&text, &overrides).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.interface.as_deref(), Some("br0"));
+    assert_eq!(config.server_ip, ip("10.0.0.2"));
+    assert_eq!(config.data_dir, PathBuf::from("/tmp/lh"));
+    assert_eq!(config.admin_listen, "127.0.0.1:7000".parse::<SocketAddr>().unwrap());
+    assert_eq!((config.log_format, config.log_level), (LogFormat::Json, LogLevel::Debug));
+    assert_eq!(config.pxe.tftp_server, Some(ip("10.0.0.3")));
+    assert_eq!(config.pxe.boot_file.as_deref(), Some("b"));
+    assert_eq!(config.cluster.node_id, 2);
+    assert_eq!(config.cluster.peers.keys().copied().collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(config.cluster.listen, Some("10.0.0.2:6768".parse().unwrap()));
+
+    // The flag's peers replace the file's, and must include the flag's node id.
+    let errors = rejected_with(&text, &Overrides { node_id: Some(5), ..Overrides::default() });
+    only_error(&errors, "cluster.peers", &["node_id 5"]);
+    let errors = rejected_with(&text, &Overrides { peers: vec!["2=10.0.0.2:6768".into()], ..Overrides::default() });
+    let error = only_error(&errors, "--peer", &["node_id 1"]);
+    assert_eq!(error.source, None);
+}
