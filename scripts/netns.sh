@@ -13,8 +13,9 @@
 # Every veth pair is created inside NAME-br; its peer end is created directly in the node's namespace as
 # eth0, so the root namespace's interfaces, routes and firewall are never touched. IPv6 is off everywhere.
 #
-# `down` deletes every namespace whose name is NAME-br, NAME-sK or NAME-cK (and the /etc/netns entries it
-# made); it is idempotent and safe to call after a failed `up`. Namespaces are deleted only by the names
+# `down` ends the processes still running inside those namespaces (by PID, from `ip netns pids`), deletes
+# every namespace whose name is NAME-br, NAME-sK or NAME-cK and the /etc/netns entries `up` made; it is
+# idempotent and safe to call after a failed `up`. Namespaces are deleted only by the names
 # this script gives them. `list` prints the namespaces of the segment NAME.
 set -euo pipefail
 
@@ -103,9 +104,25 @@ cmd_up() {
 
 cmd_down() {
     [[ $# -eq 1 ]] || usage
-    local name=$1 ns
+    local name=$1 ns pids
     check_name "$name"
-    for ns in $(segment_namespaces "$name"); do
+    local spaces
+    spaces=$(segment_namespaces "$name")
+    # Processes still running inside the segment's namespaces were started there by a test or a benchmark
+    # (or are daemons those started, e.g. dhclient or dhcpcd's privilege-separated helpers): end them by PID.
+    for ns in $spaces; do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [[ -z $pids ]] || kill -TERM $pids 2>/dev/null || true
+    done
+    local tries
+    for ((tries = 0; tries < 20; tries++)); do
+        pids=""
+        for ns in $spaces; do pids+=" $(ip netns pids "$ns" 2>/dev/null || true)"; done
+        [[ -n ${pids// /} ]] || break
+        sleep 0.1
+    done
+    [[ -z ${pids// /} ]] || kill -KILL $pids 2>/dev/null || true
+    for ns in $spaces; do
         # Deleting a namespace destroys its veth ends (and so their peers) and the bridge with it.
         ip netns delete "$ns" 2>/dev/null || true
     done
