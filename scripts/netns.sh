@@ -4,6 +4,7 @@
 #   scripts/netns.sh up   NAME N_SERVERS N_CLIENTS [PREFIX_LEN]
 #   scripts/netns.sh down NAME
 #   scripts/netns.sh list NAME
+#   scripts/netns.sh gc
 #
 # `up` creates, and touches nothing outside them:
 #   NAME-br         namespace holding bridge br0 (stp off, forward_delay 0) and one veth end per node
@@ -27,7 +28,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -140,6 +141,19 @@ cmd_list() {
     segment_namespaces "$1"
 }
 
+cmd_gc() {
+    [[ $# -eq 0 ]] || usage
+    local ns seg pid done=" "
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+        [[ $ns =~ ^(lh([0-9]+)[a-z][A-Za-z0-9]*)-(br|s[0-9]+|c[0-9]+)$ ]] || continue
+        seg=${BASH_REMATCH[1]} pid=${BASH_REMATCH[2]}
+        [[ -d /proc/$pid || $done == *" $seg "* ]] && continue
+        done+="$seg "
+        echo "netns.sh: removing segment $seg left by process $pid, which is gone" >&2
+        cmd_down "$seg"
+    done
+}
+
 [[ $# -ge 1 ]] || usage
 action=$1
 shift
@@ -147,5 +161,6 @@ case $action in
 up) cmd_up "$@" ;;
 down) cmd_down "$@" ;;
 list) cmd_list "$@" ;;
+gc) cmd_gc "$@" ;;
 *) usage ;;
 esac
