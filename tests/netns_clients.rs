@@ -12,7 +12,8 @@
 //! 3. release: DHCPRELEASE (RFC 2131 §4.4.6, §4.3.4); the server marks the lease released.
 //!
 //! The clients run with hook scripts of the test's own that only set the address on the client's own
-//! eth0 and report each event on a pipe; the test waits on those events and on process exits.
+//! eth0 and report each event on a pipe; the test waits on those events and on process exits. A capture of
+//! the client's DHCP traffic and the server's log are printed when a test fails.
 //! Everything runs inside the test's namespaces; they are removed when the test ends, also on failure.
 
 mod netns_support;
@@ -103,6 +104,7 @@ fn isc_dhclient_binds_renews_and_releases() {
     let dir = scratch_dir("dhclient");
     let server = start_server(&segment, dir.path());
     let ns = segment.client(1);
+    let _capture = Capture::start(&ns, &dir.path().join("capture.txt"));
     let mut events = Events::new(dir.path());
 
     let hook = dir.path().join("dhclient-hook.sh");
@@ -189,6 +191,7 @@ fn busybox_udhcpc_binds_renews_and_releases() {
     let dir = scratch_dir("udhcpc");
     let server = start_server(&segment, dir.path());
     let ns = segment.client(1);
+    let _capture = Capture::start(&ns, &dir.path().join("capture.txt"));
     let mut events = Events::new(dir.path());
 
     let hook = dir.path().join("udhcpc-hook.sh");
@@ -252,6 +255,7 @@ fn dhcpcd_binds_renews_and_releases() {
     let dir = scratch_dir("dhcpcd");
     let server = start_server(&segment, dir.path());
     let ns = segment.client(1);
+    let _capture = Capture::start(&ns, &dir.path().join("capture.txt"));
     let mut events = Events::new(dir.path());
 
     let hook = dir.path().join("dhcpcd-hook.sh");

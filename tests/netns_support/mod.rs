@@ -367,18 +367,14 @@ impl Server {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.proc.try_status() {
-                panic!("leasehold serve exited with {status} before it was healthy\n{}", tail_of(&self.proc.log));
+                panic!("leasehold serve exited with {status} before it was healthy");
             }
             let last = match http_get(&self.ns, ADMIN_PORT, "/healthz") {
                 Ok((200, _)) => return,
                 Ok((code, body)) => format!("HTTP {code}: {body}"),
                 Err(e) => e.to_string(),
             };
-            assert!(
-                Instant::now() < deadline,
-                "GET /healthz did not answer 200 within {limit:?} (last: {last})\n{}",
-                tail_of(&self.proc.log)
-            );
+            assert!(Instant::now() < deadline, "GET /healthz did not answer 200 within {limit:?} (last: {last})");
             thread::sleep(Duration::from_millis(50));
         }
     }
@@ -407,10 +403,7 @@ impl Server {
                 }
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "expected the server's lease for {ip} to be {what} within {limit:?}; /v1/leases has {lease:?}\n{}",
-                    tail_of(&self.proc.log)
-                );
+                panic!("expected the server's lease for {ip} to be {what} within {limit:?}; /v1/leases has {lease:?}");
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -421,6 +414,53 @@ impl Server {
         let (code, body) = http_get(&self.ns, ADMIN_PORT, "/metrics").expect("GET /metrics");
         assert_eq!(code, 200, "GET /metrics answered HTTP {code}: {body}");
         body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.proc.stop(Duration::from_secs(5));
+        if thread::panicking() {
+            eprintln!("leasehold serve's log (the test failed):\n{}", tail_of(&self.proc.log));
+        }
+    }
+}
+
+/// A packet capture of the DHCP traffic on `eth0` of a namespace (`tcpdump -n -vvv --immediate-mode`, decoded
+/// to a text file); printed when the test fails, so the failure shows what was on the wire.
+pub struct Capture {
+    proc: Proc,
+}
+
+impl Capture {
+    pub fn start(ns: &str, file: &Path) -> Capture {
+        let tcpdump = require_tool("tcpdump");
+        let mut cmd = in_ns(ns, tcpdump);
+        cmd.args(["-i", "eth0", "-n", "-vvv", "--immediate-mode", "-l", "udp port 67 or udp port 68"]);
+        let proc = Proc::spawn("tcpdump", cmd, file);
+        // tcpdump says "listening on eth0" once its socket is open; no packet is missed after that.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !fs::read_to_string(file).unwrap_or_default().contains("listening on") {
+            assert!(Instant::now() < deadline, "tcpdump did not start within 10 s\n{}", tail_of(file));
+            thread::sleep(Duration::from_millis(20));
+        }
+        Capture { proc }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        // SIGINT: tcpdump writes what it has and exits.
+        if self.proc.try_status().is_none() {
+            signal(self.proc.pid, libc::SIGINT);
+            self.proc.wait_exit(Duration::from_secs(3));
+        }
+        if thread::panicking() {
+            let text = fs::read_to_string(&self.proc.log).unwrap_or_default();
+            let start = text.len().saturating_sub(20_000);
+            let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+            eprintln!("capture on the client's eth0 (the test failed):\n{}", &text[start..]);
+        }
     }
 }
 
