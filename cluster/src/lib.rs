@@ -32,6 +32,8 @@ pub enum ClusterError {
     NotLeader,
     #[error("too many proposals in flight ({limit})")]
     Overloaded { limit: usize },
+    #[error("the replica halted after an earlier storage error")]
+    Halted,
 }
 
 /// One committed log entry, in log order. Entries without lease commands (Raft's empty entries after
@@ -50,6 +52,9 @@ pub enum ToStateMachine {
     Restore { index: u64, data: Vec<u8> },
     /// Apply these committed entries.
     Entries(Vec<CommittedEntry>),
+    /// These proposals will not come back through `Entries` from this node: it is not (or no longer)
+    /// the leader, or their log entry was overwritten by another leader's. Never acknowledge them.
+    Rejected(Vec<ProposalTag>),
 }
 
 /// From the raft actor to the node: what this node currently is in the Raft group.

@@ -1,1 +1,511 @@
-//! (being written)
+//! The sans-IO Raft driver: a raft-rs `RawNode` over a `DurableLog`.
+//!
+//! Inputs are proposals, ticks and peer messages; `advance` handles at most one `Ready` in the
+//! documented order (restore the snapshot, persist entries and hard state in one write, send, hand
+//! out committed entries, `advance`, then the `LightReady`) and returns `Actions` for the shell to
+//! carry out. Proposals that arrive between two `advance` calls become one log entry, and the `Ready`
+//! holding it one write with one fsync: the group commit. Nothing here reads a clock, a random source
+//! or the network: the shell calls `tick`, and a simulation pins the election timeout.
+
+use std::collections::BTreeMap;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use slog::{debug, info, warn, Logger};
+
+use crate::lease::{decode_entry, encode_entry};
+use crate::storage::{DurableLog, ReadyWrite};
+use crate::{ClusterError, CommittedEntry, Proposal, ProposalTag, RaftStatus};
+
+/// Proposals above this encoded size are split over several log entries.
+pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+/// Proposals buffered between two `advance` calls; more are refused with `Overloaded`.
+pub const MAX_BUFFERED_PROPOSALS: usize = 65_536;
+/// Bytes of entries per append message to a follower.
+const MAX_BYTES_PER_MESSAGE: u64 = 1024 * 1024;
+/// Append messages in flight per follower.
+const MAX_INFLIGHT_MESSAGES: usize = 256;
+/// Bytes of proposed but uncommitted entries a leader accepts; beyond, proposals are dropped.
+const MAX_UNCOMMITTED_BYTES: u64 = 64 * 1024 * 1024;
+/// Bytes of committed entries handed out per `Ready` (a long replay spreads over several).
+const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
+
+/// How to build a `Replica`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// This node's Raft id (not 0).
+    pub node_id: u64,
+    /// The voters a fresh log is bootstrapped with; empty means `[node_id]`, a cluster of one.
+    /// Ignored when the log already holds a configuration.
+    pub voters: Vec<u64>,
+    /// The state machine's applied index (`LeaseTable::applied_index`): committed entries after it
+    /// are handed out again (replay).
+    pub applied: u64,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Ticks without a leader before a follower campaigns (the minimum election timeout).
+    pub election_ticks: usize,
+    /// Pin the randomized election timeout to exactly this many ticks (at least `election_ticks`),
+    /// for a simulation that derives it from its seed. `None`: raft-rs draws it from
+    /// `[election_ticks, 2 * election_ticks)` with a thread RNG.
+    pub election_timeout_ticks: Option<usize>,
+}
+
+impl ReplicaConfig {
+    pub fn new(node_id: u64) -> Self {
+        ReplicaConfig {
+            node_id,
+            voters: Vec::new(),
+            applied: 0,
+            heartbeat_ticks: 2,
+            election_ticks: 10,
+            election_timeout_ticks: None,
+        }
+    }
+
+    fn raft_config(&self) -> raft::Config {
+        let (min_election_tick, max_election_tick) = match self.election_timeout_ticks {
+            Some(ticks) => (ticks, ticks + 1),
+            None => (0, 0),
+        };
+        raft::Config {
+            id: self.node_id,
+            election_tick: self.election_ticks,
+            heartbeat_tick: self.heartbeat_ticks,
+            applied: self.applied,
+            max_size_per_msg: MAX_BYTES_PER_MESSAGE,
+            max_inflight_msgs: MAX_INFLIGHT_MESSAGES,
+            check_quorum: true,
+            pre_vote: true,
+            min_election_tick,
+            max_election_tick,
+            max_uncommitted_size: MAX_UNCOMMITTED_BYTES,
+            max_committed_size_per_ready: MAX_COMMITTED_BYTES_PER_READY,
+            ..raft::Config::default()
+        }
+    }
+}
+
+/// What the shell must do after an `advance`, in this order: send `messages`, restore the table from
+/// `restore`, apply `committed`, report `status` and `rejected`.
+#[derive(Debug, Default)]
+pub struct Actions {
+    /// Raft messages to peers (each has its `to`).
+    pub messages: Vec<Message>,
+    /// A snapshot received from the leader: replace the state machine with it (index, table bytes).
+    pub restore: Option<(u64, Vec<u8>)>,
+    /// Committed entries in log order, one per index, none skipped.
+    pub committed: Vec<CommittedEntry>,
+    /// This node's role, term, leader or commit index changed.
+    pub status: Option<RaftStatus>,
+    /// Proposals that will not come back through `committed` from this node.
+    pub rejected: Vec<ProposalTag>,
+}
+
+impl Actions {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.restore.is_none()
+            && self.committed.is_empty()
+            && self.status.is_none()
+            && self.rejected.is_empty()
+    }
+}
+
+/// A refused `propose`: why, and the proposals given back so their proposers can be told.
+#[derive(Debug)]
+pub struct Refused {
+    pub reason: ClusterError,
+    pub proposals: Vec<Proposal>,
+}
+
+/// One Raft member over the durable log `L`.
+pub struct Replica<L: DurableLog> {
+    node: RawNode<L>,
+    node_id: u64,
+    /// Proposals waiting for the next `advance`.
+    buffered: Vec<Proposal>,
+    /// Tags of the entries proposed in this `advance`, in order, until their index is known.
+    proposed: Vec<Vec<ProposalTag>>,
+    /// Our proposed entries not yet committed: index -> (term, tags).
+    in_flight: BTreeMap<u64, (u64, Vec<ProposalTag>)>,
+    /// Configurations by the index they took effect at, oldest first, to give a snapshot the
+    /// configuration in force at its index (the table may lag behind this replica's apply).
+    conf_history: Vec<(u64, ConfState)>,
+    last_status: Option<RaftStatus>,
+    halted: bool,
+    logger: Logger,
+}
+
+impl<L: DurableLog> std::fmt::Debug for Replica<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("status", &self.status())
+            .field("buffered", &self.buffered.len())
+            .field("in_flight", &self.in_flight.len())
+            .field("halted", &self.halted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: DurableLog> Replica<L> {
+    /// Start a member on `log`. A fresh log is bootstrapped with `config.voters`; a member that is
+    /// the only voter campaigns at once and is leader after the first `advance`.
+    pub fn new(config: &ReplicaConfig, mut log: L, logger: &Logger) -> Result<Self, ClusterError> {
+        let logger = logger.new(slog::o!("raft_id" => config.node_id));
+        let raft_config = config.raft_config();
+        raft_config.validate()?;
+        let state = log.initial_state()?;
+        let (first_index, last_index) = (log.first_index()?, log.last_index()?);
+        let mut conf_state = state.conf_state.clone();
+        if !state.initialized() {
+            if last_index != 0 || log.snapshot_index() != 0 {
+                return Err(ClusterError::Corrupt(format!(
+                    "raft log holds entries up to {last_index} but no configuration"
+                )));
+            }
+            let voters = if config.voters.is_empty() { vec![config.node_id] } else { config.voters.clone() };
+            conf_state = ConfState { voters, ..ConfState::default() };
+            info!(logger, "bootstrapping a fresh raft log"; "voters" => ?conf_state.voters);
+            log.set_conf_state(0, conf_state.clone())?;
+        }
+        // raft-rs requires first_index - 1 <= applied <= commit; outside, the table and the log
+        // do not belong together (a missing snapshot, or a table from another data directory).
+        if config.applied + 1 < first_index || config.applied > state.hard_state.commit {
+            return Err(ClusterError::Corrupt(format!(
+                "state machine applied index {} outside the log's {}..={} (commit {})",
+                config.applied,
+                first_index - 1,
+                last_index,
+                state.hard_state.commit
+            )));
+        }
+        let conf_history = vec![(log.conf_index(), conf_state.clone())];
+        let alone = conf_state.voters == [config.node_id]
+            && conf_state.voters_outgoing.is_empty()
+            && conf_state.learners.is_empty();
+        let mut node = RawNode::new(&raft_config, log, &logger)?;
+        if alone {
+            node.campaign()?;
+        }
+        info!(logger, "raft replica started";
+            "applied" => config.applied, "first_index" => first_index, "last_index" => last_index,
+            "commit" => state.hard_state.commit, "term" => state.hard_state.term);
+        Ok(Replica {
+            node,
+            node_id: config.node_id,
+            buffered: Vec::new(),
+            proposed: Vec::new(),
+            in_flight: BTreeMap::new(),
+            conf_history,
+            last_status: None,
+            halted: false,
+            logger,
+        })
+    }
+
+    /// Buffer proposals for the next `advance`. Refused at once when this node is not the leader
+    /// (the proposer tells its client to retry) or too many are buffered.
+    pub fn propose(&mut self, proposals: Vec<Proposal>) -> Result<(), Box<Refused>> {
+        let reason = if self.halted {
+            ClusterError::Halted
+        } else if !self.is_leader() {
+            ClusterError::NotLeader
+        } else if self.buffered.len() + proposals.len() > MAX_BUFFERED_PROPOSALS {
+            ClusterError::Overloaded { limit: MAX_BUFFERED_PROPOSALS }
+        } else {
+            self.buffered.extend(proposals);
+            return Ok(());
+        };
+        Err(Box::new(Refused { reason, proposals }))
+    }
+
+    /// Advance Raft's logical clock by one tick (heartbeats, election timeouts).
+    pub fn tick(&mut self) {
+        if !self.halted {
+            self.node.tick();
+        }
+    }
+
+    /// Feed a message from a peer.
+    pub fn step(&mut self, message: Message) -> Result<(), ClusterError> {
+        if self.halted {
+            return Err(ClusterError::Halted);
+        }
+        if message.to != self.node_id {
+            return Err(ClusterError::Corrupt(format!("message for {} delivered to {}", message.to, self.node_id)));
+        }
+        self.node.step(message)?;
+        Ok(())
+    }
+
+    /// True when an `advance` would do something.
+    pub fn has_ready(&self) -> bool {
+        !self.halted && (!self.buffered.is_empty() || self.node.has_ready())
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.status().ss.raft_state == StateRole::Leader
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        let status = self.node.status();
+        RaftStatus {
+            node_id: self.node_id,
+            term: status.hs.term,
+            leader_id: (status.ss.leader_id != raft::INVALID_ID).then_some(status.ss.leader_id),
+            is_leader: status.ss.raft_state == StateRole::Leader,
+            commit_index: status.hs.commit,
+        }
+    }
+
+    /// The durable log (read-only: statistics, the latest snapshot).
+    pub fn log(&self) -> &L {
+        self.node.store()
+    }
+
+    /// Propose what is buffered, then handle at most one `Ready`: one durable write. Call again while
+    /// `has_ready`. An `Err` is a storage failure: the replica halts and the node must stop serving.
+    pub fn advance(&mut self) -> Result<Actions, ClusterError> {
+        if self.halted {
+            return Err(ClusterError::Halted);
+        }
+        let result = self.advance_inner();
+        if result.is_err() {
+            self.halted = true;
+        }
+        result
+    }
+
+    fn advance_inner(&mut self) -> Result<Actions, ClusterError> {
+        let mut actions = Actions::default();
+        self.propose_buffered(&mut actions);
+        if self.node.has_ready() {
+            self.handle_ready(&mut actions)?;
+        }
+        // Tags proposed but not found in the Ready (cannot happen with raft-rs 0.7; never ack them).
+        if !self.proposed.is_empty() {
+            warn!(self.logger, "proposed entries missing from the ready"; "count" => self.proposed.len());
+            actions.rejected.extend(self.proposed.drain(..).flatten());
+        }
+        let status = self.status();
+        if self.last_status != Some(status) {
+            self.last_status = Some(status);
+            actions.status = Some(status);
+        }
+        Ok(actions)
+    }
+
+    fn propose_buffered(&mut self, actions: &mut Actions) {
+        if self.buffered.is_empty() {
+            return;
+        }
+        let proposals = std::mem::take(&mut self.buffered);
+        if !self.is_leader() {
+            debug!(self.logger, "lost leadership with proposals buffered"; "count" => proposals.len());
+            actions.rejected.extend(proposals.iter().map(|p| p.tag));
+            return;
+        }
+        let mut chunks = Vec::new();
+        encode_chunks(&proposals, &mut chunks);
+        for (data, tags) in chunks {
+            match self.node.propose(Vec::new(), data) {
+                Ok(()) => self.proposed.push(tags),
+                Err(e) => {
+                    warn!(self.logger, "proposal dropped by raft"; "error" => %e, "count" => tags.len());
+                    actions.rejected.extend(tags);
+                }
+            }
+        }
+    }
+
+    fn handle_ready(&mut self, actions: &mut Actions) -> Result<(), ClusterError> {
+        let mut ready = self.node.ready();
+        // A leader may send before persisting (Raft thesis 10.2.1); its own entry counts once durable.
+        actions.messages.extend(ready.take_messages());
+
+        let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+        let entries = ready.take_entries();
+        self.node.mut_store().write_ready(ReadyWrite {
+            snapshot: snapshot.as_ref(),
+            entries: &entries,
+            hard_state: ready.hs(),
+            must_sync: ready.must_sync(),
+        })?;
+
+        if let Some(snapshot) = snapshot {
+            let meta = snapshot.get_metadata();
+            info!(self.logger, "restored a snapshot from the leader"; "index" => meta.index, "term" => meta.term);
+            // The log was replaced: none of our uncommitted entries is known to survive.
+            actions.rejected.extend(std::mem::take(&mut self.in_flight).into_values().flat_map(|(_, tags)| tags));
+            self.conf_history = vec![(meta.index, meta.get_conf_state().clone())];
+            actions.restore = Some((meta.index, snapshot.data.to_vec()));
+        }
+        let term = self.node.status().hs.term;
+        self.note_appended(&entries, term, actions);
+
+        self.hand_out(ready.take_committed_entries(), actions)?;
+        actions.messages.extend(ready.take_persisted_messages());
+
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.node.mut_store().note_commit(commit);
+        }
+        actions.messages.extend(light.take_messages());
+        self.hand_out(light.take_committed_entries(), actions)?;
+        self.node.advance_apply();
+        Ok(())
+    }
+
+    /// Track where our proposals landed, and drop the ones whose entries were just overwritten.
+    fn note_appended(&mut self, entries: &[Entry], term: u64, actions: &mut Actions) {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return;
+        };
+        let overwritten: Vec<u64> = self
+            .in_flight
+            .range(first.index..)
+            .filter(|(&index, (proposed_term, _))| {
+                index > last.index || entries[(index - first.index) as usize].term != *proposed_term
+            })
+            .map(|(&index, _)| index)
+            .collect();
+        for index in overwritten {
+            if let Some((_, tags)) = self.in_flight.remove(&index) {
+                actions.rejected.extend(tags);
+            }
+        }
+        // A leader's new entries of its own term with data are exactly what it proposed in this
+        // advance, in order (an election's empty entry has no data).
+        let mut proposed = std::mem::take(&mut self.proposed).into_iter();
+        for entry in entries {
+            if entry.term == term && entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
+                match proposed.next() {
+                    Some(tags) => {
+                        self.in_flight.insert(entry.index, (entry.term, tags));
+                    }
+                    None => break,
+                }
+            }
+        }
+        self.proposed = proposed.collect();
+    }
+
+    /// Turn committed Raft entries into `CommittedEntry`s, applying configuration changes.
+    fn hand_out(&mut self, entries: Vec<Entry>, actions: &mut Actions) -> Result<(), ClusterError> {
+        for entry in entries {
+            self.settle_in_flight(entry.index, entry.term, actions);
+            let proposals = match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
+                EntryType::EntryNormal => decode_entry(&entry.data)
+                    .map_err(|e| ClusterError::Corrupt(format!("committed entry {}: {e}", entry.index)))?,
+                EntryType::EntryConfChange => {
+                    let change = ConfChange::parse_from_bytes(&entry.data)
+                        .map_err(|e| ClusterError::Corrupt(format!("conf change at {}: {e}", entry.index)))?;
+                    self.apply_conf_change(entry.index, AnyConfChange::V1(change))?;
+                    Vec::new()
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
+                        .map_err(|e| ClusterError::Corrupt(format!("conf change at {}: {e}", entry.index)))?;
+                    self.apply_conf_change(entry.index, AnyConfChange::V2(change))?;
+                    Vec::new()
+                }
+            };
+            actions.committed.push(CommittedEntry { index: entry.index, proposals });
+        }
+        Ok(())
+    }
+
+    /// The entry at `index` with `term` is committed: our proposals at or before it are settled.
+    fn settle_in_flight(&mut self, index: u64, term: u64, actions: &mut Actions) {
+        while let Some(entry) = self.in_flight.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let at = *entry.key();
+            let (proposed_term, tags) = entry.remove();
+            if at < index || proposed_term != term {
+                actions.rejected.extend(tags);
+            }
+        }
+    }
+
+    fn apply_conf_change(&mut self, index: u64, change: AnyConfChange) -> Result<(), ClusterError> {
+        if index <= self.node.store().conf_index() {
+            // Replayed after a restart: the stored configuration already includes it.
+            return Ok(());
+        }
+        let conf_state = match change {
+            AnyConfChange::V1(change) => self.node.apply_conf_change(&change)?,
+            AnyConfChange::V2(change) => self.node.apply_conf_change(&change)?,
+        };
+        info!(self.logger, "configuration changed"; "index" => index, "voters" => ?conf_state.voters,
+            "learners" => ?conf_state.learners);
+        self.node.mut_store().set_conf_state(index, conf_state.clone())?;
+        self.conf_history.push((index, conf_state));
+        Ok(())
+    }
+
+    /// The state machine took a snapshot at `applied_index`: store it and compact the log behind it.
+    /// Returns whether it was stored (an older or unusable one is skipped with a log line).
+    pub fn take_snapshot(&mut self, applied_index: u64, data: Vec<u8>) -> Result<bool, ClusterError> {
+        if self.halted {
+            return Err(ClusterError::Halted);
+        }
+        let log = self.node.store();
+        if applied_index <= log.snapshot_index() {
+            return Ok(false);
+        }
+        let raft_applied = self.node.status().applied;
+        if applied_index > raft_applied {
+            warn!(self.logger, "snapshot beyond the applied index ignored";
+                "index" => applied_index, "applied" => raft_applied);
+            return Ok(false);
+        }
+        let term = match log.term(applied_index) {
+            Ok(term) => term,
+            Err(e) => {
+                warn!(self.logger, "snapshot at an index the log no longer holds ignored";
+                    "index" => applied_index, "error" => %e);
+                return Ok(false);
+            }
+        };
+        let Some(position) = self.conf_history.iter().rposition(|(index, _)| *index <= applied_index) else {
+            warn!(self.logger, "snapshot before the oldest known configuration ignored"; "index" => applied_index);
+            return Ok(false);
+        };
+        let conf_state = self.conf_history[position].1.clone();
+        let result = self.node.mut_store().save_snapshot(applied_index, term, conf_state, data);
+        if let Err(e) = result {
+            self.halted = true;
+            return Err(e);
+        }
+        self.conf_history.drain(..position);
+        info!(self.logger, "snapshot stored, log compacted"; "index" => applied_index, "term" => term);
+        Ok(true)
+    }
+}
+
+/// A committed configuration change in either of raft-rs's encodings.
+enum AnyConfChange {
+    V1(ConfChange),
+    V2(ConfChangeV2),
+}
+
+/// Encode proposals as entries of at most `MAX_ENTRY_BYTES` (a single larger proposal goes alone).
+fn encode_chunks(proposals: &[Proposal], out: &mut Vec<(Vec<u8>, Vec<ProposalTag>)>) {
+    let data = encode_entry(proposals);
+    if data.len() <= MAX_ENTRY_BYTES || proposals.len() == 1 {
+        out.push((data, proposals.iter().map(|p| p.tag).collect()));
+    } else {
+        let (front, back) = proposals.split_at(proposals.len() / 2);
+        encode_chunks(front, out);
+        encode_chunks(back, out);
+    }
+}

@@ -1,0 +1,261 @@
+//! Three replicas in one process over `MemLog`, messages delivered by a loop: the seed of the
+//! deterministic simulation. Election timeouts are pinned per node, so every run is the same.
+//! Checks Raft's guarantees as Leasehold relies on them: a leader is elected, a proposal commits on
+//! every member in the same order, a restarted member replays, a member far behind catches up from a
+//! snapshot, and a deposed leader's proposals are reported rejected instead of being left waiting.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use common::{logger, proposal, seqs, Applier};
+use leasehold_cluster::replica::{Actions, Replica, ReplicaConfig};
+use leasehold_cluster::storage::{DurableLog, MemLog};
+use leasehold_cluster::ProposalTag;
+use raft::eraftpb::{Message, MessageType};
+
+const ELECTION_TICKS: usize = 10;
+const MAX_ROUNDS: usize = 500;
+
+struct Member {
+    replica: Replica<MemLog>,
+    /// What survives a crash: the simulation keeps it and drops the replica.
+    log: MemLog,
+    applier: Applier,
+    rejected: Vec<ProposalTag>,
+}
+
+struct Cluster {
+    members: BTreeMap<u64, Member>,
+    voters: Vec<u64>,
+    in_flight: VecDeque<Message>,
+    /// Members cut off from everyone else: their messages in both directions are lost.
+    isolated: BTreeSet<u64>,
+}
+
+impl Cluster {
+    fn new(size: u64, keep_entries: u64) -> Self {
+        let voters: Vec<u64> = (1..=size).collect();
+        let mut cluster =
+            Cluster { members: BTreeMap::new(), voters, in_flight: VecDeque::new(), isolated: BTreeSet::new() };
+        for id in 1..=size {
+            let log = MemLog::with_keep_entries(keep_entries);
+            cluster.start(id, log, Applier::empty());
+        }
+        cluster
+    }
+
+    fn config(&self, id: u64, applied: u64) -> ReplicaConfig {
+        ReplicaConfig {
+            voters: self.voters.clone(),
+            applied,
+            election_ticks: ELECTION_TICKS,
+            // Distinct pinned timeouts: node 1 times out first, no split votes, same run every time.
+            election_timeout_ticks: Some(ELECTION_TICKS + 4 * (id as usize - 1)),
+            ..ReplicaConfig::new(id)
+        }
+    }
+
+    fn start(&mut self, id: u64, log: MemLog, applier: Applier) {
+        let config = self.config(id, applier.table.applied_index());
+        let replica = Replica::new(&config, log.clone(), &logger()).expect("replica starts");
+        self.members.insert(id, Member { replica, log, applier, rejected: Vec::new() });
+    }
+
+    /// Crash `id` (keeping only its log) and start it again with its table rebuilt from the log's
+    /// snapshot, as the node does on restart.
+    fn restart(&mut self, id: u64) {
+        let member = self.members.remove(&id).expect("member exists");
+        let log = member.log;
+        drop(member.replica);
+        let mut applier = Applier::empty();
+        if let Some(snapshot) = log.latest_snapshot().unwrap() {
+            applier.restore(snapshot.get_metadata().index, &snapshot.data);
+        }
+        self.start(id, log, applier);
+    }
+
+    fn take(&mut self, id: u64, actions: Actions) {
+        let member = self.members.get_mut(&id).expect("member exists");
+        member.applier.take(&actions);
+        member.rejected.extend(actions.rejected);
+        self.in_flight.extend(actions.messages);
+    }
+
+    /// Advance every member and deliver messages until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..MAX_ROUNDS {
+            let ids: Vec<u64> = self.members.keys().copied().collect();
+            for id in ids {
+                while self.members[&id].replica.has_ready() {
+                    let actions = self.members.get_mut(&id).unwrap().replica.advance().expect("advance");
+                    self.take(id, actions);
+                }
+            }
+            if self.in_flight.is_empty() {
+                return;
+            }
+            for message in std::mem::take(&mut self.in_flight) {
+                if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
+                    continue;
+                }
+                if let Some(member) = self.members.get_mut(&message.to) {
+                    // Stale responses from removed peers and the like are dropped, as on the wire.
+                    let _ = member.replica.step(message);
+                }
+            }
+        }
+        panic!("messages still flowing after {MAX_ROUNDS} rounds");
+    }
+
+    fn tick(&mut self) {
+        for member in self.members.values_mut() {
+            member.replica.tick();
+        }
+        self.settle();
+    }
+
+    /// Tick until `done` holds; false if it never does within `MAX_ROUNDS` ticks.
+    fn run_until(&mut self, mut done: impl FnMut(&Cluster) -> bool) -> bool {
+        for _ in 0..MAX_ROUNDS {
+            self.settle();
+            if done(self) {
+                return true;
+            }
+            self.tick();
+        }
+        done(self)
+    }
+
+    fn leader_among(&self, ids: &[u64]) -> Option<u64> {
+        ids.iter().copied().find(|id| self.members[id].replica.is_leader())
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.leader_among(&self.voters)
+    }
+
+    fn member(&self, id: u64) -> &Member {
+        &self.members[&id]
+    }
+
+    fn propose(&mut self, id: u64, seqs: std::ops::Range<u64>) {
+        let proposals = seqs.map(|seq| proposal(id, seq)).collect();
+        self.members.get_mut(&id).unwrap().replica.propose(proposals).expect("the leader accepts");
+    }
+}
+
+fn elect(cluster: &mut Cluster) -> u64 {
+    assert!(cluster.run_until(|c| c.leader().is_some()), "no leader elected");
+    cluster.leader().unwrap()
+}
+
+#[test]
+fn three_members_elect_a_leader_and_commit_on_all() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let leader = elect(&mut cluster);
+    assert_eq!(leader, 1, "node 1 has the shortest pinned timeout");
+    for id in 1..=3 {
+        let status = cluster.member(id).replica.status();
+        assert_eq!(status.leader_id, Some(leader), "node {id} knows the leader: {status:?}");
+    }
+
+    cluster.propose(leader, 0..10);
+    assert!(cluster.run_until(|c| c.members.values().all(|m| m.applier.tags.len() == 10)), "commits everywhere");
+    cluster.propose(leader, 10..25);
+    assert!(cluster.run_until(|c| c.members.values().all(|m| m.applier.tags.len() == 25)));
+    let digest = cluster.member(1).applier.table.digest();
+    for (id, member) in &cluster.members {
+        assert_eq!(seqs(&member.applier.tags), (0..25).collect::<Vec<_>>(), "node {id} applied all, in order");
+        assert_eq!(member.applier.table.digest(), digest, "node {id} has the leader's table");
+        assert!(member.rejected.is_empty());
+    }
+
+    // A follower crashes and restarts with an empty table: it replays the log and converges.
+    let follower = if leader == 2 { 3 } else { 2 };
+    cluster.restart(follower);
+    assert!(cluster.member(follower).applier.tags.is_empty());
+    assert!(cluster.run_until(|c| c.member(follower).applier.tags.len() == 25), "the restarted member replays");
+    assert_eq!(cluster.member(follower).applier.table.digest(), digest);
+}
+
+#[test]
+fn a_member_far_behind_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::new(3, 0);
+    let leader = elect(&mut cluster);
+    let lagging = 3;
+    assert_ne!(leader, lagging);
+    cluster.isolated.insert(lagging);
+    cluster.propose(leader, 0..50);
+    assert!(cluster.run_until(|c| c.member(leader).applier.tags.len() == 50));
+    // The leader's table is snapshotted and the log compacted with no entries kept.
+    let (index, data) = {
+        let table = &cluster.member(leader).applier.table;
+        (table.applied_index(), table.to_snapshot())
+    };
+    assert!(cluster.members.get_mut(&leader).unwrap().replica.take_snapshot(index, data).unwrap());
+    assert_eq!(cluster.member(leader).log.snapshot_index(), index);
+
+    cluster.isolated.clear();
+    assert!(cluster.run_until(|c| c.member(lagging).applier.table.applied_index() >= index), "catches up");
+    let member = cluster.member(lagging);
+    assert!(member.applier.tags.is_empty(), "nothing replayed entry by entry: it came in the snapshot");
+    assert_eq!(member.applier.table.digest(), cluster.member(leader).applier.table.digest());
+    assert_eq!(member.log.snapshot_index(), index, "the restored snapshot is durable on the member");
+
+    // And it keeps following after the snapshot.
+    cluster.propose(leader, 50..60);
+    assert!(cluster.run_until(|c| c.member(lagging).applier.tags.len() == 10));
+    assert_eq!(seqs(&cluster.member(lagging).applier.tags), (50..60).collect::<Vec<_>>());
+
+    // Restarting the member brings its table back from its own snapshot plus the log.
+    let digest = cluster.member(lagging).applier.table.digest();
+    cluster.restart(lagging);
+    assert!(cluster.run_until(|c| c.member(lagging).applier.table.digest() == digest), "restart converges");
+}
+
+#[test]
+fn proposals_buffered_on_a_deposed_leader_are_rejected() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let leader = elect(&mut cluster);
+    cluster.propose(leader, 0..5);
+    // Before the leader advances, a heartbeat of a higher term from another member deposes it.
+    let term = cluster.member(leader).replica.status().term;
+    let other = if leader == 1 { 2 } else { 1 };
+    let mut heartbeat = Message::default();
+    heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+    heartbeat.from = other;
+    heartbeat.to = leader;
+    heartbeat.term = term + 1;
+    let member = cluster.members.get_mut(&leader).unwrap();
+    member.replica.step(heartbeat).unwrap();
+    let actions = member.replica.advance().unwrap();
+    assert!(!member.replica.is_leader());
+    assert_eq!(seqs(&actions.rejected), (0..5).collect::<Vec<_>>(), "all buffered proposals come back rejected");
+}
+
+#[test]
+fn an_isolated_leaders_uncommitted_proposals_are_rejected_when_overwritten() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let old = elect(&mut cluster);
+    cluster.isolated.insert(old);
+    // The old leader still believes it leads: it appends, but can never commit.
+    cluster.propose(old, 0..3);
+    cluster.settle();
+    assert!(cluster.member(old).rejected.is_empty(), "not known lost yet");
+
+    let rest: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    assert!(cluster.run_until(|c| c.leader_among(&rest).is_some()), "the majority elects a new leader");
+    let new = cluster.leader_among(&rest).unwrap();
+    cluster.propose(new, 100..102);
+    assert!(cluster.run_until(|c| rest.iter().all(|id| c.member(*id).applier.tags.len() == 2)));
+
+    cluster.isolated.clear();
+    assert!(cluster.run_until(|c| c.member(old).applier.tags.len() == 2), "the old leader follows again");
+    let old_member = cluster.member(old);
+    assert_eq!(seqs(&old_member.applier.tags), vec![100, 101], "its own proposals never committed");
+    assert_eq!(seqs(&old_member.rejected), vec![0, 1, 2], "and they are reported rejected");
+    for member in cluster.members.values() {
+        assert_eq!(member.applier.table.digest(), old_member.applier.table.digest());
+    }
+}
