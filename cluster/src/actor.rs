@@ -1,1 +1,209 @@
-//! (being written)
+//! The raft actor: the thin actix shell around a `Replica<LogStore>`.
+//!
+//! It owns the replica, its tick timer and its disk; the node starts it on an Arbiter of its own so an
+//! fsync never blocks the DHCP packet path. Proposals that arrive while a write is running queue in
+//! the mailbox; the flush is a notified item, which actix runs only after draining the mailbox, so
+//! they all land in one log entry and one fsync (group commit). Everything the replica decides goes
+//! out by message: committed entries and snapshots to the state machine owner, the role to the
+//! status recipient, Raft messages to the peer transport.
+//!
+//! Startup (and restart, which is recovery): `open` the log and rebuild the `LeaseTable` from its
+//! snapshot, build a `Replica` with `applied = table.applied_index()`, then start the actor. raft-rs
+//! hands the committed entries after the snapshot out again; the table applies them in order.
+
+use std::path::Path;
+use std::time::Duration;
+
+use actix::prelude::*;
+use slog::{crit, debug, info, Logger};
+
+use crate::replica::{Actions, Replica};
+use crate::storage::{DurableLog, LogStore};
+use crate::{ClusterError, LeaseTable, Propose, RaftStatus, SnapshotTaken, ToStateMachine};
+
+/// Mailbox capacity of the raft actor: proposals beyond it are refused by `try_send`.
+pub const MAILBOX_CAPACITY: usize = 4_096;
+
+/// Raft messages for peers, from the raft actor to the peer transport.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Outbound(pub Vec<raft::eraftpb::Message>);
+
+/// A Raft message from a peer, from the peer transport to the raft actor.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FromPeer(pub raft::eraftpb::Message);
+
+/// Open the log under `data_dir` and rebuild the lease table from its latest snapshot (an empty
+/// table when there is none). Start the replica with `applied = table.applied_index()`.
+pub fn open(
+    data_dir: &Path,
+    fsync: bool,
+    grace_ms: u64,
+    max_leases: usize,
+    logger: &Logger,
+) -> Result<(LogStore, LeaseTable), ClusterError> {
+    let store = LogStore::open(data_dir, fsync)?;
+    let table = match store.latest_snapshot()? {
+        None => LeaseTable::new(grace_ms, max_leases),
+        Some(snapshot) => {
+            let index = snapshot.get_metadata().index;
+            let table = LeaseTable::from_snapshot(&snapshot.data, grace_ms, max_leases)?;
+            if table.applied_index() != index {
+                return Err(ClusterError::Corrupt(format!(
+                    "snapshot at index {index} holds a table applied to {}",
+                    table.applied_index()
+                )));
+            }
+            table
+        }
+    };
+    info!(logger, "raft log opened"; "path" => %store.path().display(), "snapshot_index" => store.snapshot_index(),
+        "leases" => table.len());
+    Ok((store, table))
+}
+
+/// Internal: run the replica now (after the mailbox is drained).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+pub struct RaftActor {
+    replica: Replica<LogStore>,
+    state_machine: Recipient<ToStateMachine>,
+    status: Recipient<RaftStatus>,
+    peers: Option<Recipient<Outbound>>,
+    tick_interval: Duration,
+    flush_scheduled: bool,
+    logger: Logger,
+}
+
+impl RaftActor {
+    pub fn new(
+        replica: Replica<LogStore>,
+        state_machine: Recipient<ToStateMachine>,
+        status: Recipient<RaftStatus>,
+        tick_interval: Duration,
+        logger: Logger,
+    ) -> Self {
+        RaftActor { replica, state_machine, status, peers: None, tick_interval, flush_scheduled: false, logger }
+    }
+
+    /// Where Raft messages for peers go (the peer transport). Without one they are dropped, which is
+    /// right only for a cluster of one.
+    pub fn with_peers(mut self, peers: Recipient<Outbound>) -> Self {
+        self.peers = Some(peers);
+        self
+    }
+
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.notify(Flush);
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        match self.replica.advance() {
+            Ok(actions) => self.dispatch(actions),
+            Err(e) => return self.halt(ctx, e),
+        }
+        if self.replica.has_ready() {
+            self.schedule_flush(ctx);
+        }
+    }
+
+    fn dispatch(&mut self, actions: Actions) {
+        let Actions { messages, restore, committed, status, rejected } = actions;
+        if !messages.is_empty() {
+            match &self.peers {
+                Some(peers) => peers.do_send(Outbound(messages)),
+                None => debug!(self.logger, "no peer transport: raft messages dropped"; "count" => messages.len()),
+            }
+        }
+        // do_send: these are never dropped for a full mailbox; the proposer bounds what is in flight.
+        if let Some((index, data)) = restore {
+            self.state_machine.do_send(ToStateMachine::Restore { index, data });
+        }
+        if !committed.is_empty() {
+            self.state_machine.do_send(ToStateMachine::Entries(committed));
+        }
+        if !rejected.is_empty() {
+            self.state_machine.do_send(ToStateMachine::Rejected(rejected));
+        }
+        if let Some(status) = status {
+            self.status.do_send(status);
+        }
+    }
+
+    /// A node that cannot persist must not serve: stop the actor and the system.
+    fn halt(&mut self, ctx: &mut Context<Self>, error: ClusterError) {
+        crit!(self.logger, "raft log failed, stopping the node"; "error" => %error);
+        ctx.stop();
+        System::current().stop_with_code(1);
+    }
+}
+
+impl Actor for RaftActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(self.tick_interval, |actor, ctx| {
+            actor.replica.tick();
+            if actor.replica.has_ready() {
+                actor.schedule_flush(ctx);
+            }
+        });
+        // A cluster of one campaigned in `Replica::new`: become leader and replay without waiting.
+        self.schedule_flush(ctx);
+    }
+}
+
+impl Handler<Flush> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        self.flush(ctx);
+    }
+}
+
+impl Handler<Propose> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, Propose(proposals): Propose, ctx: &mut Context<Self>) {
+        match self.replica.propose(proposals) {
+            Ok(()) => self.schedule_flush(ctx),
+            Err(refused) => {
+                debug!(self.logger, "proposals refused"; "reason" => %refused.reason, "count" => refused.proposals.len());
+                let tags = refused.proposals.iter().map(|p| p.tag).collect();
+                self.state_machine.do_send(ToStateMachine::Rejected(tags));
+            }
+        }
+    }
+}
+
+impl Handler<FromPeer> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, FromPeer(message): FromPeer, ctx: &mut Context<Self>) {
+        let from = message.from;
+        match self.replica.step(message) {
+            Ok(()) => self.schedule_flush(ctx),
+            Err(ClusterError::Halted) => {}
+            // A stale or misaddressed peer message is dropped; Raft retries what matters.
+            Err(e) => debug!(self.logger, "peer message dropped"; "from" => from, "error" => %e),
+        }
+    }
+}
+
+impl Handler<SnapshotTaken> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, SnapshotTaken { applied_index, data }: SnapshotTaken, ctx: &mut Context<Self>) {
+        if let Err(e) = self.replica.take_snapshot(applied_index, data) {
+            self.halt(ctx, e);
+        }
+    }
+}
