@@ -279,7 +279,7 @@ impl LeaseTable {
                     // Someone else holds it: a decline must not take another client's lease away.
                     return Outcome::NotHeld;
                 }
-                if self.by_ip.get(ip).is_none() && self.by_ip.len() >= self.max_leases {
+                if !self.by_ip.contains_key(ip) && self.by_ip.len() >= self.max_leases {
                     return Outcome::TableFull;
                 }
                 if let Some(previous) = self.by_ip.get(ip) {

@@ -14,6 +14,7 @@ pub mod actor;
 pub mod lease;
 pub mod replica;
 pub mod storage;
+pub mod transport;
 
 use actix::Message;
 

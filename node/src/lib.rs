@@ -1,4 +1,10 @@
 //! One Leasehold node: the DHCP engine (sans-IO), the socket, parser and lease actors around it,
-//! the admin HTTP API and the command line.
+//! the admin HTTP API, logging and the `serve` startup.
 
+pub mod actors;
+pub mod admin;
+pub mod engine;
+pub mod logging;
+pub mod metrics;
+pub mod serve;
 pub mod wire;

@@ -1,1 +1,221 @@
-fn main() {}
+//! The `leasehold` command: `serve`, `check-config`, `leases`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use leasehold_config::{Config, Overrides};
+
+/// How long `leasehold leases` waits for the admin API.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest admin answer `leasehold leases` reads.
+const ADMIN_MAX_RESPONSE_BYTES: u64 = 256 << 20;
+
+#[derive(Parser)]
+#[command(name = "leasehold", version, about = "Highly available DHCPv4 + PXE server, replicated through Raft")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node. With neither --config nor --server-ip, runs the embedded demo config.
+    Serve(Box<ServeArgs>),
+    /// Check a config file and exit: 0 when valid, 1 with every problem listed otherwise.
+    CheckConfig { file: PathBuf },
+    /// Print the lease table of a running node.
+    Leases {
+        /// The node's admin address.
+        #[arg(long, default_value = "127.0.0.1:6767")]
+        admin: SocketAddr,
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file; the flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Interface to serve on (SO_BINDTODEVICE).
+    #[arg(long)]
+    interface: Option<String>,
+    /// This server's address: the server identifier (option 54).
+    #[arg(long)]
+    server_ip: Option<String>,
+    /// First address of the pool.
+    #[arg(long)]
+    ip_start: Option<String>,
+    /// Last address of the pool.
+    #[arg(long)]
+    ip_end: Option<String>,
+    /// Subnet mask of the pool (default 255.255.255.0).
+    #[arg(long)]
+    subnet_mask: Option<String>,
+    /// Default router (option 3).
+    #[arg(long)]
+    router: Option<String>,
+    /// DNS server (option 6); repeat for several.
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Lease time in seconds (option 51).
+    #[arg(long = "lease-time")]
+    lease_time_secs: Option<u32>,
+    /// TFTP server for PXE (siaddr and option 66).
+    #[arg(long)]
+    tftp_server: Option<String>,
+    /// Boot file for PXE (file and option 67).
+    #[arg(long)]
+    bootfile: Option<String>,
+    /// Directory of the Raft log and snapshots.
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Admin HTTP listen address (default 127.0.0.1:6767).
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// term or json.
+    #[arg(long)]
+    log_format: Option<String>,
+    /// error, warning, info, debug or trace.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Do not fsync the Raft log (benchmarks only: an ACKed lease can be lost in a crash).
+    #[arg(long)]
+    no_fsync: bool,
+    /// This node's Raft id.
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// A voter of the initial cluster, ID=HOST:PORT; repeat for each (this node included).
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// Address for peer (Raft) traffic.
+    #[arg(long)]
+    cluster_listen: Option<String>,
+    /// Testing only: shift this node's clock by this many milliseconds.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_ms: i64,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            interface: self.interface.clone(),
+            server_ip: self.server_ip.clone(),
+            ip_start: self.ip_start.clone(),
+            ip_end: self.ip_end.clone(),
+            subnet_mask: self.subnet_mask.clone(),
+            router: self.router.clone(),
+            dns: self.dns.clone(),
+            lease_time_secs: self.lease_time_secs,
+            tftp_server: self.tftp_server.clone(),
+            bootfile: self.bootfile.clone(),
+            data_dir: self.data_dir.clone(),
+            admin_listen: self.admin_listen.clone(),
+            log_format: self.log_format.clone(),
+            log_level: self.log_level.clone(),
+            no_fsync: self.no_fsync,
+            node_id: self.node_id,
+            peers: self.peers.clone(),
+            cluster_listen: self.cluster_listen.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(*args),
+        Command::CheckConfig { file } => match Config::load(Some(&file), &Overrides::default()) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} pool(s), {} reservation(s))",
+                    file.display(),
+                    config.pools.len(),
+                    config.reservations.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Leases { admin, json } => match fetch_leases(admin) {
+            Ok(body) if json => {
+                println!("{body}");
+                ExitCode::SUCCESS
+            }
+            Ok(body) => print_leases(&body),
+            Err(e) => {
+                eprintln!("leasehold leases: {admin}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let overrides = args.overrides();
+    let demo = args.config.is_none() && args.server_ip.is_none();
+    let loaded = if demo {
+        Config::from_toml_str_with_overrides(leasehold_config::EXAMPLE_TOML, "<embedded demo config>", &overrides)
+    } else {
+        Config::load(args.config.as_deref(), &overrides)
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if demo {
+        eprintln!("leasehold: no --config and no --server-ip: running the embedded demo config");
+    }
+    match leasehold_node::serve::run(config, args.clock_offset_ms) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leasehold serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// GET /v1/leases over plain HTTP/1.0 (no client library needed for one request).
+fn fetch_leases(admin: SocketAddr) -> Result<String, String> {
+    let mut stream = TcpStream::connect_timeout(&admin, ADMIN_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(ADMIN_TIMEOUT)).map_err(|e| e.to_string())?;
+    write!(stream, "GET /v1/leases HTTP/1.0\r\nHost: {admin}\r\n\r\n").map_err(|e| format!("send: {e}"))?;
+    let mut response = String::new();
+    stream.take(ADMIN_MAX_RESPONSE_BYTES).read_to_string(&mut response).map_err(|e| format!("read: {e}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
+    let status = head.lines().next().unwrap_or_default();
+    if !status.contains(" 200 ") {
+        return Err(format!("admin API answered {status}"));
+    }
+    Ok(body.to_string())
+}
+
+fn print_leases(body: &str) -> ExitCode {
+    let rows: Vec<serde_json::Value> = match serde_json::from_str(body) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("leasehold leases: admin API answered something that is not a lease list: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{:<16} {:<18} {:<9} {:<20} HOSTNAME", "IP", "MAC", "STATE", "EXPIRES_AT");
+    for row in &rows {
+        let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+        let expires = row.get("expires_at").and_then(|v| v.as_u64()).unwrap_or(0);
+        println!("{:<16} {:<18} {:<9} {:<20} {}", text("ip"), text("mac"), text("state"), expires, text("hostname"));
+    }
+    println!("{} lease(s)", rows.len());
+    ExitCode::SUCCESS
+}

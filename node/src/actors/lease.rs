@@ -1,0 +1,318 @@
+//! The lease actor: owns the DHCP engine (and through it the applied lease table). Requests come in
+//! from the parser; proposals go to the raft actor, batched per mailbox drain; committed entries come
+//! back in log order and become ACKs/NAKs. Replies go to the parser to be encoded and sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use leasehold_cluster::{LeaseState, LeaseTable, Proposal, Propose, RaftStatus, SnapshotTaken, ToStateMachine};
+use serde::Serialize;
+use slog::{debug, error, info, Logger};
+
+use super::parser::{Encode, ParserActor};
+use super::Clock;
+use crate::engine::{Action, Decision, Engine, Outgoing};
+use crate::metrics::{message_type_label, reply_type_label, Metrics};
+use crate::wire::Request;
+
+/// How often stale offers and proposals are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A validated request from the parser.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Incoming(pub Request);
+
+/// Flush the proposals gathered during one mailbox drain as one `Propose`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushProposals;
+
+/// One row of `GET /v1/leases`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseView {
+    pub ip: String,
+    pub mac: String,
+    pub client_id: Option<String>,
+    pub hostname: Option<String>,
+    pub state: &'static str,
+    /// Unix seconds: end of the binding, of the probation (declined), or the release time.
+    pub expires_at: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<LeaseView>")]
+pub struct GetLeases;
+
+/// What the admin API shows of the node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub node_id: u64,
+    pub is_leader: bool,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub leases: usize,
+    pub offers_held: usize,
+    pub proposals_pending: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "NodeStatus")]
+pub struct GetStatus;
+
+/// Pool usage and Prometheus text, rendered here where the table lives.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct RenderMetrics;
+
+pub struct LeaseActor {
+    engine: Engine,
+    parser: Option<Addr<ParserActor>>,
+    raft_propose: Recipient<Propose>,
+    raft_snapshot: Recipient<SnapshotTaken>,
+    batch: Vec<Proposal>,
+    status: RaftStatus,
+    clock: Clock,
+    mailbox_capacity: usize,
+    metrics: Arc<Metrics>,
+    log: Logger,
+}
+
+impl LeaseActor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: Engine,
+        raft_propose: Recipient<Propose>,
+        raft_snapshot: Recipient<SnapshotTaken>,
+        node_id: u64,
+        clock: Clock,
+        mailbox_capacity: usize,
+        metrics: Arc<Metrics>,
+        log: Logger,
+    ) -> Self {
+        let status = RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, commit_index: 0 };
+        LeaseActor {
+            engine,
+            parser: None,
+            raft_propose,
+            raft_snapshot,
+            batch: Vec::new(),
+            status,
+            clock,
+            mailbox_capacity,
+            metrics,
+            log,
+        }
+    }
+
+    fn send(&self, outgoing: Outgoing) {
+        if let Some(parser) = &self.parser {
+            parser.do_send(Encode(outgoing));
+        }
+    }
+
+    fn log_decision(&self, decision: &Decision) {
+        info!(self.log, "dhcp";
+            "msg" => message_type_label(decision.message),
+            "mac" => %leasehold_cluster::ClientKey::Mac(decision.mac),
+            "ip" => %decision.ip,
+            "outcome" => decision.outcome);
+    }
+}
+
+/// Connects the lease actor to the parser (started after it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConnectParser(pub Addr<ParserActor>);
+
+impl Actor for LeaseActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+        ctx.run_interval(SWEEP_INTERVAL, |act, _| {
+            let expired = act.engine.expire_pending(act.clock.now_us());
+            act.metrics.proposals_expired(expired);
+        });
+    }
+}
+
+impl Handler<ConnectParser> for LeaseActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectParser, _: &mut Self::Context) {
+        self.parser = Some(msg.0);
+    }
+}
+
+impl Handler<Incoming> for LeaseActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Incoming, ctx: &mut Self::Context) {
+        let request = msg.0;
+        match self.engine.handle(&request, self.clock.now_us()) {
+            Action::Send(outgoing) => {
+                self.log_decision(&Decision {
+                    message: request.message_type,
+                    mac: request.chaddr,
+                    ip: outgoing.reply.yiaddr,
+                    outcome: reply_type_label(outgoing.reply.message_type),
+                });
+                self.send(*outgoing);
+            }
+            Action::Propose(proposal) => {
+                if self.batch.is_empty() {
+                    // Runs after the mailbox is drained: everything that arrived meanwhile goes to
+                    // the raft actor in one message (and one log entry).
+                    ctx.notify(FlushProposals);
+                }
+                self.batch.push(proposal);
+            }
+            Action::Silent(silence) => {
+                self.metrics.silent(silence);
+                debug!(self.log, "dhcp"; "msg" => message_type_label(request.message_type),
+                    "mac" => %leasehold_cluster::ClientKey::Mac(request.chaddr), "outcome" => silence.label());
+            }
+            Action::Drop(reason) => self.metrics.dropped(reason),
+        }
+    }
+}
+
+impl Handler<FlushProposals> for LeaseActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushProposals, _: &mut Self::Context) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.metrics.proposed(batch.len());
+        // Unbounded on purpose: the engine bounds proposals in flight (max_inflight_proposals).
+        self.raft_propose.do_send(Propose(batch));
+    }
+}
+
+impl Handler<ToStateMachine> for LeaseActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToStateMachine, _: &mut Self::Context) {
+        match msg {
+            ToStateMachine::Entries(entries) => {
+                let answers = self.engine.apply_committed(&entries, self.clock.now_us());
+                for us in &answers.commit_latencies_us {
+                    self.metrics.commit_latency_us(*us);
+                }
+                for decision in &answers.silent {
+                    self.log_decision(decision);
+                }
+                for (outgoing, decision) in answers.replies {
+                    self.log_decision(&decision);
+                    self.send(outgoing);
+                }
+                if let Some((applied_index, data)) = self.engine.take_snapshot_if_due() {
+                    self.raft_snapshot.do_send(SnapshotTaken { applied_index, data });
+                }
+            }
+            ToStateMachine::Restore { index, data } => {
+                let limits = &self.engine.config().limits;
+                match LeaseTable::from_snapshot(&data, limits.expiry_grace_secs * 1000, limits.max_leases) {
+                    Ok(table) => {
+                        info!(self.log, "restored lease table from snapshot"; "index" => index, "leases" => table.len());
+                        self.engine.restore(table);
+                    }
+                    Err(e) => error!(self.log, "snapshot from leader is unusable"; "index" => index, "error" => %e),
+                }
+            }
+            ToStateMachine::Rejected(tags) => self.engine.rejected(&tags),
+        }
+    }
+}
+
+impl Handler<RaftStatus> for LeaseActor {
+    type Result = ();
+
+    fn handle(&mut self, status: RaftStatus, _: &mut Self::Context) {
+        if status.is_leader != self.status.is_leader || status.term != self.status.term {
+            info!(self.log, "raft role"; "leader" => status.is_leader, "term" => status.term,
+                "leader_id" => ?status.leader_id);
+        }
+        self.engine.set_leader(status.is_leader);
+        self.status = status;
+    }
+}
+
+impl Handler<GetLeases> for LeaseActor {
+    type Result = MessageResult<GetLeases>;
+
+    fn handle(&mut self, _: GetLeases, _: &mut Self::Context) -> Self::Result {
+        let now_ms = self.clock.now_us() / 1000;
+        let rows = self
+            .engine
+            .table()
+            .iter()
+            .map(|lease| {
+                let (state, until_ms) = match lease.state {
+                    LeaseState::Bound { expires_at_ms } if expires_at_ms <= now_ms => ("expired", expires_at_ms),
+                    LeaseState::Bound { expires_at_ms } => ("bound", expires_at_ms),
+                    LeaseState::Released { at_ms } => ("released", at_ms),
+                    LeaseState::Declined { until_ms } => ("declined", until_ms),
+                };
+                LeaseView {
+                    ip: lease.ip.to_string(),
+                    mac: leasehold_cluster::ClientKey::Mac(lease.mac).to_string(),
+                    client_id: lease
+                        .client_id
+                        .as_ref()
+                        .map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+                    hostname: lease.hostname.clone(),
+                    state,
+                    expires_at: until_ms / 1000,
+                }
+            })
+            .collect();
+        MessageResult(rows)
+    }
+}
+
+impl Handler<GetStatus> for LeaseActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        MessageResult(NodeStatus {
+            node_id: self.status.node_id,
+            is_leader: self.status.is_leader,
+            leader_id: self.status.leader_id,
+            term: self.status.term,
+            commit_index: self.status.commit_index,
+            applied_index: self.engine.table().applied_index(),
+            leases: self.engine.table().len(),
+            offers_held: self.engine.offers_held(),
+            proposals_pending: self.engine.proposals_pending(),
+        })
+    }
+}
+
+impl Handler<RenderMetrics> for LeaseActor {
+    type Result = String;
+
+    fn handle(&mut self, _: RenderMetrics, _: &mut Self::Context) -> String {
+        let now_ms = self.clock.now_us() / 1000;
+        let usage = self.engine.pool_usage(now_ms);
+        let extra = [
+            ("leasehold_leases", "Lease records in the table (any state).", self.engine.table().len() as u64),
+            ("leasehold_offers_held", "Offers held in memory.", self.engine.offers_held() as u64),
+            ("leasehold_proposals_pending", "Proposals waiting for commit.", self.engine.proposals_pending() as u64),
+            ("leasehold_raft_term", "Current Raft term.", self.status.term),
+            ("leasehold_raft_is_leader", "1 when this node is the Raft leader.", u64::from(self.status.is_leader)),
+            (
+                "leasehold_applied_index",
+                "Highest Raft log index applied to the lease table.",
+                self.engine.table().applied_index(),
+            ),
+        ];
+        self.metrics.render(&usage, &extra)
+    }
+}

@@ -1,0 +1,94 @@
+//! The parser actor: datagrams → validated requests for the lease actor (malformed ones dropped and
+//! counted, never a panic), and replies → bytes for the socket actor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::lease::{Incoming, LeaseActor};
+use super::socket::{SocketActor, Transmit};
+use crate::engine::Outgoing;
+use crate::metrics::Metrics;
+use crate::wire::{self, DropReason};
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Datagram {
+    pub bytes: Vec<u8>,
+    pub from: SocketAddr,
+}
+
+/// A reply to encode and send.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Encode(pub Outgoing);
+
+pub struct ParserActor {
+    lease: Addr<LeaseActor>,
+    socket: Option<Addr<SocketActor>>,
+    max_frame_bytes: usize,
+    mailbox_capacity: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl ParserActor {
+    pub fn new(
+        lease: Addr<LeaseActor>,
+        max_frame_bytes: usize,
+        mailbox_capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        ParserActor { lease, socket: None, max_frame_bytes, mailbox_capacity, metrics }
+    }
+}
+
+/// Tells the parser where to send encoded replies (the socket is started after the parser).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect(pub Addr<SocketActor>);
+
+impl Actor for ParserActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
+}
+
+impl Handler<Connect> for ParserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connect, _: &mut Self::Context) {
+        self.socket = Some(msg.0);
+    }
+}
+
+impl Handler<Datagram> for ParserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Datagram, _: &mut Self::Context) {
+        match wire::parse(&msg.bytes, self.max_frame_bytes) {
+            Ok(request) => {
+                self.metrics.received(request.message_type);
+                if self.lease.try_send(Incoming(request)).is_err() {
+                    self.metrics.dropped(DropReason::Overloaded);
+                }
+            }
+            Err(reason) => self.metrics.dropped(reason),
+        }
+    }
+}
+
+impl Handler<Encode> for ParserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Encode, _: &mut Self::Context) {
+        let Outgoing { reply, destination, max_bytes } = msg.0;
+        let bytes = wire::emit(&reply, max_bytes);
+        self.metrics.sent(reply.message_type);
+        if let Some(socket) = &self.socket {
+            socket.do_send(Transmit { bytes, destination });
+        }
+    }
+}

@@ -1,0 +1,786 @@
+//! The DHCP engine: a sans-IO core (RFC 2131 server behaviour plus PXE policy).
+//!
+//! It owns the applied lease table, the in-memory offers and the proposals waiting for commit. A
+//! validated `Request` and `now_us` go in; an `Action` comes out: a reply to send now (OFFER, NAK,
+//! INFORM's ACK), a proposal to replicate, or silence. A binding is ACKed only from a committed,
+//! applied outcome (`apply_committed`), never from `handle` (DESIGN rule 1). The engine never reads a
+//! clock, a random source or a socket.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use leasehold_cluster::{ClientKey, Command, CommittedEntry, Lease, LeaseTable, Outcome, Proposal, ProposalTag};
+use leasehold_config::{ClientIdentity, Config, Pool, Pxe, Reservation};
+
+use crate::wire::{ClientMessageType, Destination, DropReason, Reply, ReplyType, Request};
+
+/// Option 60 sent back to PXE clients (PXE spec 2.1 §2.2.5).
+const PXE_VENDOR_CLASS: &[u8] = b"PXEClient";
+/// Option 55 codes that make a non-PXE client receive the boot settings.
+const OPTION_TFTP_SERVER: u8 = 66;
+const OPTION_BOOTFILE: u8 = 67;
+/// Smallest option 57 a client may announce (RFC 2132 §9.10).
+const MIN_MAX_MESSAGE_SIZE: u16 = 576;
+
+/// A reply and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub reply: Reply,
+    pub destination: Destination,
+    /// Largest datagram the client accepts.
+    pub max_bytes: usize,
+}
+
+/// Why the engine said nothing (RFC 2131 tells the server to stay silent in these cases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    /// SELECTING with another server's identifier: the client chose someone else (§4.3.2).
+    OtherServerChosen,
+    /// INIT-REBOOT from a client we have no record of (§4.3.2).
+    UnknownClient,
+    /// Not addressed to us, or a network we do not serve.
+    NotOurs,
+    /// This node does not answer broadcast traffic (not the Raft leader).
+    NotLeader,
+    /// No free address in the client's pools.
+    PoolExhausted,
+    /// DECLINE or RELEASE carrying nothing to act on.
+    NothingToDo,
+}
+
+impl Silence {
+    pub fn label(self) -> &'static str {
+        match self {
+            Silence::OtherServerChosen => "other_server_chosen",
+            Silence::UnknownClient => "unknown_client",
+            Silence::NotOurs => "not_ours",
+            Silence::NotLeader => "not_leader",
+            Silence::PoolExhausted => "pool_exhausted",
+            Silence::NothingToDo => "nothing_to_do",
+        }
+    }
+}
+
+/// What the engine decided about one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this now; no Raft write (OFFER, NAK, INFORM's ACK). Boxed: the common variant is large.
+    Send(Box<Outgoing>),
+    /// Replicate this; the answer (if any) comes from `apply_committed`.
+    Propose(Proposal),
+    Silent(Silence),
+    Drop(DropReason),
+}
+
+/// What applying committed entries produced for the clients waiting on this node.
+#[derive(Debug, Default)]
+pub struct Answers {
+    pub replies: Vec<(Outgoing, Decision)>,
+    /// Propose-to-apply latency of each of this node's proposals, in microseconds.
+    pub commit_latencies_us: Vec<u64>,
+    /// Outcomes of this node's proposals that send nothing (RELEASE, DECLINE, refused binds).
+    pub silent: Vec<Decision>,
+}
+
+/// One line of the decision log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub message: ClientMessageType,
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub outcome: &'static str,
+}
+
+/// A request waiting for its proposal to be committed and applied.
+#[derive(Debug, Clone)]
+struct Pending {
+    request: Request,
+    proposed_at_us: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OfferEntry {
+    ip: Ipv4Addr,
+    until_ms: u64,
+}
+
+/// Offers held in memory (DESIGN rule 3): address → client, client → offer, bounded by `max_offers`.
+/// The hold time is one constant, so insertion order is expiry order and a queue expires them.
+#[derive(Debug, Default)]
+struct Offers {
+    by_ip: HashMap<Ipv4Addr, ClientKey>,
+    by_client: HashMap<ClientKey, OfferEntry>,
+    queue: VecDeque<(u64, Ipv4Addr)>,
+}
+
+impl Offers {
+    fn held_by_other(&self, ip: Ipv4Addr, client: &ClientKey, now_ms: u64) -> bool {
+        match self.by_ip.get(&ip) {
+            Some(holder) if holder != client => self.by_client.get(holder).is_some_and(|o| o.until_ms > now_ms),
+            _ => false,
+        }
+    }
+
+    fn of(&self, client: &ClientKey, now_ms: u64) -> Option<Ipv4Addr> {
+        self.by_client.get(client).filter(|o| o.until_ms > now_ms).map(|o| o.ip)
+    }
+
+    fn hold(&mut self, client: ClientKey, ip: Ipv4Addr, until_ms: u64, max_offers: usize) {
+        self.forget(&client);
+        while self.by_client.len() >= max_offers.max(1) {
+            match self.queue.pop_front() {
+                Some((_, old_ip)) => self.remove_ip(old_ip),
+                None => break,
+            }
+        }
+        self.by_ip.insert(ip, client.clone());
+        self.by_client.insert(client, OfferEntry { ip, until_ms });
+        self.queue.push_back((until_ms, ip));
+    }
+
+    fn forget(&mut self, client: &ClientKey) {
+        if let Some(offer) = self.by_client.remove(client) {
+            if self.by_ip.get(&offer.ip) == Some(client) {
+                self.by_ip.remove(&offer.ip);
+            }
+        }
+    }
+
+    fn remove_ip(&mut self, ip: Ipv4Addr) {
+        if let Some(client) = self.by_ip.remove(&ip) {
+            if self.by_client.get(&client).is_some_and(|o| o.ip == ip) {
+                self.by_client.remove(&client);
+            }
+        }
+    }
+
+    fn expire(&mut self, now_ms: u64) {
+        while let Some(&(until_ms, ip)) = self.queue.front() {
+            if until_ms > now_ms {
+                break;
+            }
+            self.queue.pop_front();
+            // A client re-offered the same address has a later entry further back: keep it.
+            let still_current = self
+                .by_ip
+                .get(&ip)
+                .and_then(|c| self.by_client.get(c))
+                .is_some_and(|o| o.ip == ip && o.until_ms > now_ms);
+            if !still_current {
+                self.remove_ip(ip);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Offers::default();
+    }
+
+    fn len(&self) -> usize {
+        self.by_client.len()
+    }
+}
+
+/// Counts the engine keeps for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage<'a> {
+    pub name: &'a str,
+    pub size: u32,
+    pub bound: u32,
+}
+
+/// The DHCP engine of one node.
+pub struct Engine {
+    config: Arc<Config>,
+    table: LeaseTable,
+    offers: Offers,
+    pending: HashMap<ProposalTag, Pending>,
+    /// Pending proposals in proposal order, for timeouts.
+    pending_order: VecDeque<(u64, ProposalTag)>,
+    node_id: u64,
+    incarnation: u64,
+    next_seq: u64,
+    is_leader: bool,
+    /// Next address to try per pool, so allocation does not rescan the bound front of the range.
+    cursors: Vec<u32>,
+    reserved_ips: HashSet<Ipv4Addr>,
+    applied_since_snapshot: u64,
+}
+
+impl Engine {
+    /// `incarnation` must differ at every process start (e.g. the start time), so proposal tags
+    /// replayed from the log never match a new waiter.
+    pub fn new(config: Arc<Config>, table: LeaseTable, node_id: u64, incarnation: u64) -> Self {
+        let cursors = config.pools.iter().map(|p| u32::from(p.range_start)).collect();
+        let reserved_ips = config.reservations.iter().map(|r| r.ip).collect();
+        Engine {
+            config,
+            table,
+            offers: Offers::default(),
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
+            node_id,
+            incarnation,
+            next_seq: 0,
+            is_leader: false,
+            cursors,
+            reserved_ips,
+            applied_since_snapshot: 0,
+        }
+    }
+
+    pub fn table(&self) -> &LeaseTable {
+        &self.table
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn offers_held(&self) -> usize {
+        self.offers.len()
+    }
+
+    pub fn proposals_pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Raft role changes. A new leader starts with an empty offer table: offers held by the old one
+    /// are unknown here, and a REQUEST for an address the committed table gives to another client
+    /// is NAKed at apply (DESIGN rule 3).
+    pub fn set_leader(&mut self, is_leader: bool) {
+        if is_leader != self.is_leader {
+            self.offers.clear();
+        }
+        self.is_leader = is_leader;
+    }
+
+    /// Decide what to do about one request.
+    pub fn handle(&mut self, request: &Request, now_us: u64) -> Action {
+        let now_ms = now_us / 1000;
+        self.offers.expire(now_ms);
+        if !self.is_leader {
+            return Action::Silent(Silence::NotLeader);
+        }
+        if self.pending.len() >= self.config.limits.max_inflight_proposals {
+            self.expire_pending(now_us);
+            if self.pending.len() >= self.config.limits.max_inflight_proposals {
+                return Action::Drop(DropReason::ProposalBacklog);
+            }
+        }
+        match request.message_type {
+            ClientMessageType::Discover => self.discover(request, now_ms),
+            ClientMessageType::Request => self.request(request, now_us),
+            ClientMessageType::Decline => self.decline(request, now_us),
+            ClientMessageType::Release => self.release(request, now_us),
+            ClientMessageType::Inform => self.inform(request),
+        }
+    }
+
+    fn client_key(&self, request: &Request) -> ClientKey {
+        match (self.config.identity, &request.client_id) {
+            (ClientIdentity::ClientId, Some(id)) if !id.is_empty() => ClientKey::ClientId(id.clone()),
+            _ => ClientKey::Mac(request.chaddr),
+        }
+    }
+
+    /// The pools serving the client's network: the relay's (giaddr) or our own segment's.
+    fn pools_for(&self, request: &Request) -> impl Iterator<Item = (usize, &Pool)> + '_ {
+        let hint = if request.giaddr != Ipv4Addr::UNSPECIFIED { request.giaddr } else { self.config.server_ip };
+        self.config.pools.iter().enumerate().filter(move |(_, p)| p.subnet.contains(hint))
+    }
+
+    fn pool_of(&self, request: &Request, ip: Ipv4Addr) -> Option<(usize, &Pool)> {
+        self.pools_for(request).find(|(_, p)| p.subnet.contains(ip))
+    }
+
+    fn reservation(&self, request: &Request) -> Option<&Reservation> {
+        self.config
+            .reservations
+            .iter()
+            .find(|r| r.mac == Some(request.chaddr) || (r.client_id.is_some() && r.client_id == request.client_id))
+    }
+
+    /// May `client` be given `ip` now: in a pool or reserved for it, not held by another client in
+    /// the committed table, not offered to another client, not reserved for someone else.
+    fn usable(&self, ip: Ipv4Addr, client: &ClientKey, reserved_for_client: Option<Ipv4Addr>, now_ms: u64) -> bool {
+        if ip == self.config.server_ip {
+            return false;
+        }
+        if self.reserved_ips.contains(&ip) && reserved_for_client != Some(ip) {
+            return false;
+        }
+        self.table.is_available_to(ip, client, now_ms) && !self.offers.held_by_other(ip, client, now_ms)
+    }
+
+    /// RFC 2131 §4.3.1: choose an address for a DISCOVER, in order: reservation, the client's
+    /// current or previous binding, its current offer, the requested address, then a free one.
+    fn choose_address(&mut self, request: &Request, client: &ClientKey, now_ms: u64) -> Option<(usize, Ipv4Addr)> {
+        let reserved = self.reservation(request).map(|r| r.ip);
+        if let Some(ip) = reserved {
+            if let Some((index, _)) = self.pool_of(request, ip) {
+                if self.usable(ip, client, reserved, now_ms) {
+                    return Some((index, ip));
+                }
+            }
+        }
+        let in_range = |engine: &Engine, ip: Ipv4Addr| -> Option<usize> {
+            engine.pools_for(request).find(|(_, p)| p.contains(ip)).map(|(i, _)| i)
+        };
+        let known = self.table.by_client(client).map(|l| l.ip).into_iter().chain(self.offers.of(client, now_ms));
+        let candidates: Vec<Ipv4Addr> = known.chain(request.requested_ip).collect();
+        for ip in candidates {
+            if let Some(index) = in_range(self, ip) {
+                if self.usable(ip, client, reserved, now_ms) {
+                    return Some((index, ip));
+                }
+            }
+        }
+        let pool_indexes: Vec<usize> = self.pools_for(request).map(|(i, _)| i).collect();
+        for index in pool_indexes {
+            if let Some(ip) = self.scan_free(index, client, now_ms) {
+                return Some((index, ip));
+            }
+        }
+        None
+    }
+
+    /// Scan the pool from its cursor: first for an address with no record at all (so returning
+    /// clients keep theirs as long as possible), then for any reusable one.
+    fn scan_free(&mut self, pool_index: usize, client: &ClientKey, now_ms: u64) -> Option<Ipv4Addr> {
+        let pool = &self.config.pools[pool_index];
+        let (start, end) = (u32::from(pool.range_start), u32::from(pool.range_end));
+        let size = end - start + 1;
+        let cursor = self.cursors[pool_index].clamp(start, end);
+        let mut fallback = None;
+        for step in 0..size {
+            let ip = Ipv4Addr::from(start + (cursor - start + step) % size);
+            if ip == self.config.server_ip || self.reserved_ips.contains(&ip) {
+                continue;
+            }
+            if self.offers.held_by_other(ip, client, now_ms) {
+                continue;
+            }
+            match self.table.by_ip(ip) {
+                None => {
+                    self.cursors[pool_index] = if u32::from(ip) == end { start } else { u32::from(ip) + 1 };
+                    return Some(ip);
+                }
+                Some(_) if fallback.is_none() && self.table.is_available_to(ip, client, now_ms) => fallback = Some(ip),
+                Some(_) => {}
+            }
+        }
+        fallback
+    }
+
+    fn discover(&mut self, request: &Request, now_ms: u64) -> Action {
+        let client = self.client_key(request);
+        if self.pools_for(request).next().is_none() {
+            return Action::Drop(DropReason::NoPool);
+        }
+        let Some((pool_index, ip)) = self.choose_address(request, &client, now_ms) else {
+            return Action::Silent(Silence::PoolExhausted);
+        };
+        let until_ms = now_ms.saturating_add(self.config.limits.offer_hold_ms);
+        self.offers.hold(client, ip, until_ms, self.config.limits.max_offers);
+        let pool = &self.config.pools[pool_index];
+        let lease_secs = pool.lease_time_secs;
+        let reply = self.reply(request, ReplyType::Offer, pool_index, ip, Some(lease_secs));
+        Action::Send(Box::new(self.outgoing(request, reply)))
+    }
+
+    /// RFC 2131 §4.3.2: the three kinds of DHCPREQUEST.
+    fn request(&mut self, request: &Request, now_us: u64) -> Action {
+        let client = self.client_key(request);
+        let reserved = self.reservation(request).map(|r| r.ip);
+        if let Some(server_id) = request.server_id {
+            // SELECTING: the client answers an OFFER.
+            if server_id != self.config.server_ip {
+                self.offers.forget(&client);
+                return Action::Silent(Silence::OtherServerChosen);
+            }
+            let Some(ip) = request.requested_ip.or_else(|| nonzero(request.ciaddr)) else {
+                return self.nak(request, "no requested address");
+            };
+            return self.bind_or_nak(request, client, ip, reserved, now_us);
+        }
+        if let Some(ip) = request.requested_ip.filter(|_| request.ciaddr == Ipv4Addr::UNSPECIFIED) {
+            // INIT-REBOOT: the client checks a remembered address.
+            if self.pool_of(request, ip).is_none() {
+                return if self.pools_for(request).next().is_some() {
+                    self.nak(request, "address not on this network")
+                } else {
+                    Action::Silent(Silence::NotOurs)
+                };
+            }
+            return match self.table.by_client(&client) {
+                None => Action::Silent(Silence::UnknownClient),
+                Some(lease) if lease.ip != ip => self.nak(request, "address belongs to another binding"),
+                Some(_) => self.bind_or_nak(request, client, ip, reserved, now_us),
+            };
+        }
+        if let Some(ip) = nonzero(request.ciaddr) {
+            // RENEWING (unicast) or REBINDING (broadcast): extend the binding at ciaddr.
+            if self.pool_of(request, ip).is_none() {
+                return Action::Silent(Silence::NotOurs);
+            }
+            return self.bind_or_nak(request, client, ip, reserved, now_us);
+        }
+        Action::Silent(Silence::NothingToDo)
+    }
+
+    fn bind_or_nak(
+        &mut self,
+        request: &Request,
+        client: ClientKey,
+        ip: Ipv4Addr,
+        reserved: Option<Ipv4Addr>,
+        now_us: u64,
+    ) -> Action {
+        let now_ms = now_us / 1000;
+        if reserved.is_some_and(|r| r != ip) {
+            return self.nak(request, "client has a reserved address");
+        }
+        let pool = match self.pools_for(request).find(|(_, p)| p.contains(ip)) {
+            Some((_, pool)) => pool,
+            None => match self.pool_of(request, ip) {
+                Some((_, pool)) if reserved == Some(ip) => pool,
+                _ => return self.nak(request, "address not in a pool of this network"),
+            },
+        };
+        let lease_ms = u64::from(pool.lease_time_secs) * 1000;
+        if !self.usable(ip, &client, reserved, now_ms) {
+            return self.nak(request, "address in use");
+        }
+        let expires_at_ms = now_ms.saturating_add(lease_ms);
+        let hostname = self.reservation(request).and_then(|r| r.hostname.clone()).or_else(|| request.hostname.clone());
+        let command = Command::Bind {
+            client,
+            mac: request.chaddr,
+            client_id: request.client_id.clone(),
+            hostname,
+            ip,
+            expires_at_ms,
+            proposed_at_ms: now_ms,
+        };
+        self.propose(request, command, now_us)
+    }
+
+    /// RFC 2131 §4.3.3: the client found the address in use; quarantine it.
+    fn decline(&mut self, request: &Request, now_us: u64) -> Action {
+        let now_ms = now_us / 1000;
+        if request.server_id.is_some_and(|s| s != self.config.server_ip) {
+            return Action::Silent(Silence::NotOurs);
+        }
+        let Some(ip) = request.requested_ip else {
+            return Action::Silent(Silence::NothingToDo);
+        };
+        let client = self.client_key(request);
+        self.offers.forget(&client);
+        self.offers.remove_ip(ip);
+        let until_ms = now_ms.saturating_add(self.config.limits.decline_probation_secs * 1000);
+        let command = Command::Decline { client, mac: request.chaddr, ip, until_ms, proposed_at_ms: now_ms };
+        self.propose(request, command, now_us)
+    }
+
+    /// RFC 2131 §4.3.4: the client gives its address back.
+    fn release(&mut self, request: &Request, now_us: u64) -> Action {
+        if request.server_id.is_some_and(|s| s != self.config.server_ip) {
+            return Action::Silent(Silence::NotOurs);
+        }
+        let Some(ip) = nonzero(request.ciaddr) else {
+            return Action::Silent(Silence::NothingToDo);
+        };
+        let client = self.client_key(request);
+        self.offers.forget(&client);
+        let command = Command::Release { client, ip, proposed_at_ms: now_us / 1000 };
+        self.propose(request, command, now_us)
+    }
+
+    /// RFC 2131 §4.3.5: configuration only, no lease; answered at once to ciaddr.
+    fn inform(&mut self, request: &Request) -> Action {
+        let Some(ciaddr) = nonzero(request.ciaddr) else {
+            return Action::Silent(Silence::NothingToDo);
+        };
+        let Some((pool_index, _)) = self.pool_of(request, ciaddr) else {
+            return Action::Silent(Silence::NotOurs);
+        };
+        let mut reply = self.reply(request, ReplyType::Ack, pool_index, Ipv4Addr::UNSPECIFIED, None);
+        reply.ciaddr = ciaddr;
+        Action::Send(Box::new(self.outgoing(request, reply)))
+    }
+
+    fn propose(&mut self, request: &Request, command: Command, now_us: u64) -> Action {
+        let tag = ProposalTag { node_id: self.node_id, incarnation: self.incarnation, seq: self.next_seq };
+        self.next_seq += 1;
+        self.pending.insert(tag, Pending { request: request.clone(), proposed_at_us: now_us });
+        self.pending_order.push_back((now_us, tag));
+        Action::Propose(Proposal { tag, command })
+    }
+
+    /// Forget proposals older than `proposal_timeout_ms` (lost in a leader change, or dropped): the
+    /// client retransmits and gets a fresh decision.
+    pub fn expire_pending(&mut self, now_us: u64) -> usize {
+        let timeout_us = self.config.limits.proposal_timeout_ms * 1000;
+        let mut expired = 0;
+        while let Some(&(at_us, tag)) = self.pending_order.front() {
+            if at_us.saturating_add(timeout_us) > now_us {
+                break;
+            }
+            self.pending_order.pop_front();
+            if self.pending.remove(&tag).is_some() {
+                expired += 1;
+            }
+        }
+        self.offers.expire(now_us / 1000);
+        expired
+    }
+
+    /// Proposals the Raft layer refused (this node is not the leader): forget them.
+    pub fn rejected(&mut self, tags: &[ProposalTag]) {
+        for tag in tags {
+            self.pending.remove(tag);
+        }
+    }
+
+    /// Apply committed entries in log order and answer the clients whose proposals they carry.
+    pub fn apply_committed(&mut self, entries: &[CommittedEntry], now_us: u64) -> Answers {
+        let now_ms = now_us / 1000;
+        let mut answers = Answers::default();
+        for entry in entries {
+            if entry.proposals.is_empty() {
+                self.table.skip(entry.index);
+                continue;
+            }
+            let Some(outcomes) = self.table.apply(entry.index, &entry.proposals) else {
+                continue;
+            };
+            self.applied_since_snapshot += 1;
+            for (proposal, outcome) in entry.proposals.iter().zip(&outcomes) {
+                if let Outcome::Bound(lease) = outcome {
+                    // Another node's binding supersedes any offer we hold for the address.
+                    if self.offers.held_by_other(lease.ip, &lease.client, now_ms) {
+                        self.offers.remove_ip(lease.ip);
+                    }
+                }
+                let Some(pending) = self.pending.remove(&proposal.tag) else { continue };
+                answers.commit_latencies_us.push(now_us.saturating_sub(pending.proposed_at_us));
+                self.answer(&pending.request, &proposal.command, outcome, now_ms, &mut answers);
+            }
+        }
+        answers
+    }
+
+    fn answer(&mut self, request: &Request, command: &Command, outcome: &Outcome, now_ms: u64, answers: &mut Answers) {
+        let decision = |outcome: &'static str, ip: Ipv4Addr| Decision {
+            message: request.message_type,
+            mac: request.chaddr,
+            ip,
+            outcome,
+        };
+        let command_ip = match command {
+            Command::Bind { ip, .. } | Command::Release { ip, .. } | Command::Decline { ip, .. } => *ip,
+        };
+        match (command, outcome) {
+            (Command::Bind { .. }, Outcome::Bound(lease)) if !lease.is_active(now_ms) => {
+                // Committed too late to be of use (the lease ran out before it was applied): an ACK
+                // now would promise an address that is already reusable.
+                answers.silent.push(decision("expired_before_commit", lease.ip));
+            }
+            (Command::Bind { .. }, Outcome::Bound(lease)) => {
+                self.offers.forget(&lease.client);
+                let outgoing = self.ack(request, lease, now_ms);
+                answers.replies.push((outgoing, decision("ack", lease.ip)));
+            }
+            (Command::Bind { .. }, Outcome::Conflict { .. }) => {
+                let reply = self.nak_reply(request, "address in use");
+                answers.replies.push((self.outgoing(request, reply), decision("nak", command_ip)));
+            }
+            (_, Outcome::TableFull) => answers.silent.push(decision("table_full", command_ip)),
+            (_, Outcome::Released) => answers.silent.push(decision("released", command_ip)),
+            (_, Outcome::Declined) => answers.silent.push(decision("declined", command_ip)),
+            (_, Outcome::NotHeld) => answers.silent.push(decision("not_held", command_ip)),
+            (_, other) => {
+                debug_assert!(false, "outcome {other:?} for {command:?}");
+                answers.silent.push(decision("unexpected", command_ip));
+            }
+        }
+    }
+
+    /// The DHCPACK for a committed, applied binding: the only way an ACK with a lease is built.
+    fn ack(&self, request: &Request, lease: &Lease, now_ms: u64) -> Outgoing {
+        // Bindings are proposed only inside a pool's subnet; a peer with a different pool list
+        // (a misconfigured cluster) still gets an answer, with the first pool's options.
+        let pool_index = self.config.pools.iter().position(|p| p.subnet.contains(lease.ip)).unwrap_or(0);
+        let remaining_secs = match lease.state {
+            leasehold_cluster::LeaseState::Bound { expires_at_ms } => {
+                u32::try_from(expires_at_ms.saturating_sub(now_ms).div_ceil(1000)).unwrap_or(u32::MAX)
+            }
+            _ => 0,
+        };
+        let mut reply = self.reply(request, ReplyType::Ack, pool_index, lease.ip, Some(remaining_secs));
+        reply.ciaddr = request.ciaddr;
+        self.outgoing(request, reply)
+    }
+
+    fn nak(&self, request: &Request, why: &str) -> Action {
+        let reply = self.nak_reply(request, why);
+        Action::Send(Box::new(self.outgoing(request, reply)))
+    }
+
+    /// RFC 2131 §4.3.2, table 3: a DHCPNAK carries only the server identifier and a message.
+    fn nak_reply(&self, request: &Request, why: &str) -> Reply {
+        Reply {
+            message_type: ReplyType::Nak,
+            xid: request.xid,
+            broadcast: request.broadcast || request.giaddr != Ipv4Addr::UNSPECIFIED,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: request.giaddr,
+            chaddr: request.chaddr,
+            file: None,
+            server_id: self.config.server_ip,
+            lease_time_secs: None,
+            renewal_time_secs: None,
+            rebinding_time_secs: None,
+            subnet_mask: None,
+            routers: Vec::new(),
+            dns_servers: Vec::new(),
+            domain_name: None,
+            hostname: None,
+            tftp_server_name: None,
+            bootfile_name: None,
+            vendor_class: None,
+            client_uuid: None,
+            client_id: request.client_id.clone(),
+            relay_agent_info: request.relay_agent_info.clone(),
+            message: Some(why.to_string()),
+        }
+    }
+
+    /// An OFFER or ACK with the pool's options and, for network-boot clients, the boot settings.
+    fn reply(
+        &self,
+        request: &Request,
+        message_type: ReplyType,
+        pool_index: usize,
+        yiaddr: Ipv4Addr,
+        lease_secs: Option<u32>,
+    ) -> Reply {
+        let pool = &self.config.pools[pool_index];
+        let (renewal, rebinding) = match lease_secs {
+            Some(secs) if secs < pool.lease_time_secs => (Some(secs / 2), Some(secs / 8 * 7)),
+            Some(_) => (Some(pool.renewal_time_secs), Some(pool.rebinding_time_secs)),
+            None => (None, None),
+        };
+        let reservation = self.reservation(request);
+        let mut reply = Reply {
+            message_type,
+            xid: request.xid,
+            broadcast: request.broadcast,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            yiaddr,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: request.giaddr,
+            chaddr: request.chaddr,
+            file: None,
+            server_id: self.config.server_ip,
+            lease_time_secs: lease_secs,
+            renewal_time_secs: renewal,
+            rebinding_time_secs: rebinding,
+            subnet_mask: Some(pool.subnet.mask()),
+            routers: pool.routers.clone(),
+            dns_servers: pool.dns_servers.clone(),
+            domain_name: pool.domain_name.clone(),
+            hostname: reservation.and_then(|r| r.hostname.clone()),
+            tftp_server_name: None,
+            bootfile_name: None,
+            vendor_class: None,
+            client_uuid: None,
+            client_id: request.client_id.clone(),
+            relay_agent_info: request.relay_agent_info.clone(),
+            message: None,
+        };
+        let wants_boot = request.is_pxe_client()
+            || request.is_ipxe()
+            || request.parameter_request_list.iter().any(|&c| c == OPTION_TFTP_SERVER || c == OPTION_BOOTFILE);
+        if wants_boot {
+            let pxe = pool.pxe.as_ref().unwrap_or(&self.config.pxe);
+            if let Some(tftp) = pxe.tftp_server {
+                reply.siaddr = tftp;
+                reply.tftp_server_name = Some(tftp.to_string());
+            }
+            if let Some(file) = boot_file(pxe, reservation, request) {
+                reply.file = Some(file.to_string());
+                reply.bootfile_name = Some(file.to_string());
+            }
+        }
+        if request.is_pxe_client() {
+            reply.vendor_class = Some(PXE_VENDOR_CLASS.to_vec());
+            reply.client_uuid = request.client_uuid.clone();
+        }
+        reply
+    }
+
+    fn outgoing(&self, request: &Request, reply: Reply) -> Outgoing {
+        let destination = Destination::for_reply(request, reply.message_type);
+        let limit = self.config.limits.max_frame_bytes;
+        let max_bytes = match request.max_message_size {
+            Some(size) if size >= MIN_MAX_MESSAGE_SIZE => limit.min(usize::from(size)),
+            _ => limit,
+        };
+        Outgoing { reply, destination, max_bytes }
+    }
+
+    /// After `snapshot_every_entries` applied entries: the table's snapshot bytes and index, so the
+    /// Raft log up to there can be compacted.
+    pub fn take_snapshot_if_due(&mut self) -> Option<(u64, Vec<u8>)> {
+        if self.applied_since_snapshot < self.config.limits.snapshot_every_entries {
+            return None;
+        }
+        self.applied_since_snapshot = 0;
+        Some((self.table.applied_index(), self.table.to_snapshot()))
+    }
+
+    /// Replace the table with a snapshot from the leader.
+    pub fn restore(&mut self, table: LeaseTable) {
+        self.table = table;
+        self.offers.clear();
+        self.applied_since_snapshot = 0;
+    }
+
+    /// Bound (unexpired) addresses per pool, for metrics. O(leases).
+    pub fn pool_usage(&self, now_ms: u64) -> Vec<PoolUsage<'_>> {
+        self.config
+            .pools
+            .iter()
+            .map(|pool| {
+                let bound = self.table.range(pool.range_start, pool.range_end).filter(|l| l.is_active(now_ms)).count();
+                PoolUsage { name: &pool.name, size: pool.size(), bound: u32::try_from(bound).unwrap_or(u32::MAX) }
+            })
+            .collect()
+    }
+}
+
+/// PXE boot file choice: iPXE gets the script (no chainload loop), then the reservation's file,
+/// then the file for the client's architecture (option 93), then the default.
+fn boot_file<'a>(pxe: &'a Pxe, reservation: Option<&'a Reservation>, request: &Request) -> Option<&'a str> {
+    if request.is_ipxe() {
+        if let Some(url) = &pxe.ipxe_script_url {
+            return Some(url);
+        }
+    }
+    if let Some(file) = reservation.and_then(|r| r.boot_file.as_deref()) {
+        return Some(file);
+    }
+    request.client_arch.and_then(|arch| pxe.arch_boot_files.get(&arch)).map(String::as_str).or(pxe.boot_file.as_deref())
+}
+
+fn nonzero(ip: Ipv4Addr) -> Option<Ipv4Addr> {
+    (ip != Ipv4Addr::UNSPECIFIED).then_some(ip)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,652 @@
+//! Engine transcripts: each test plays a client conversation against the sans-IO engine, committing
+//! proposals the way the Raft layer would, and checks the replies against RFC 2131.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use leasehold_cluster::{CommittedEntry, LeaseState, LeaseTable, Proposal};
+use leasehold_config::{ClientIdentity, Cluster, Config, Limits, LogFormat, LogLevel, Pool, Pxe, Reservation, Subnet};
+use proptest::prelude::*;
+
+use super::*;
+use crate::wire::{ClientMessageType, Destination, ReplyType, Request};
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const T0_US: u64 = 1_700_000_000_000_000;
+const SECOND_US: u64 = 1_000_000;
+
+fn pool(name: &str, network: [u8; 3], first: u8, last: u8) -> Pool {
+    let [a, b, c] = network;
+    Pool {
+        name: name.into(),
+        subnet: Subnet { network: Ipv4Addr::new(a, b, c, 0), prefix_len: 24 },
+        range_start: Ipv4Addr::new(a, b, c, first),
+        range_end: Ipv4Addr::new(a, b, c, last),
+        routers: vec![Ipv4Addr::new(a, b, c, 1)],
+        dns_servers: vec![Ipv4Addr::new(a, b, c, 1)],
+        domain_name: Some("lab.example".into()),
+        lease_time_secs: 3600,
+        renewal_time_secs: 1800,
+        rebinding_time_secs: 3150,
+        pxe: None,
+    }
+}
+
+fn config() -> Config {
+    let mut arch_boot_files = BTreeMap::new();
+    arch_boot_files.insert(0, "undionly.kpxe".to_string());
+    arch_boot_files.insert(7, "ipxe.efi".to_string());
+    arch_boot_files.insert(11, "ipxe-arm64.efi".to_string());
+    Config {
+        interface: None,
+        server_ip: SERVER,
+        server_port: 67,
+        client_port: 68,
+        admin_listen: "127.0.0.1:6767".parse().unwrap(),
+        data_dir: PathBuf::from("/nonexistent"),
+        fsync: true,
+        log_format: LogFormat::Term,
+        log_level: LogLevel::Info,
+        identity: ClientIdentity::Mac,
+        pools: vec![pool("lab", [10, 0, 0], 100, 110), pool("relayed", [10, 9, 9], 10, 20)],
+        pxe: Pxe {
+            tftp_server: Some(SERVER),
+            boot_file: Some("pxelinux.0".into()),
+            arch_boot_files,
+            ipxe_script_url: Some("http://10.0.0.1/boot.ipxe".into()),
+        },
+        reservations: vec![Reservation {
+            mac: Some([2, 0, 0, 0, 0, 0x99]),
+            client_id: None,
+            ip: Ipv4Addr::new(10, 0, 0, 50),
+            hostname: Some("reserved-host".into()),
+            boot_file: None,
+        }],
+        limits: Limits::default(),
+        cluster: Cluster::default(),
+    }
+}
+
+fn engine_with(config: Config) -> Engine {
+    let limits = &config.limits;
+    let table = LeaseTable::new(limits.expiry_grace_secs * 1000, limits.max_leases);
+    let mut engine = Engine::new(Arc::new(config), table, 1, 7);
+    engine.set_leader(true);
+    engine
+}
+
+fn engine() -> Engine {
+    engine_with(config())
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, n]
+}
+
+fn request(message_type: ClientMessageType, chaddr: [u8; 6]) -> Request {
+    Request {
+        message_type,
+        xid: u32::from(chaddr[5]) << 8 | 0x42,
+        secs: 0,
+        broadcast: false,
+        hops: 0,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: Ipv4Addr::UNSPECIFIED,
+        chaddr,
+        requested_ip: None,
+        server_id: None,
+        client_id: None,
+        hostname: None,
+        vendor_class: None,
+        user_class: None,
+        client_arch: None,
+        client_uuid: None,
+        parameter_request_list: vec![1, 3, 6, 15, 51, 54],
+        max_message_size: None,
+        relay_agent_info: None,
+        has_ipxe_option: false,
+        other_options: Vec::new(),
+    }
+}
+
+fn discover(chaddr: [u8; 6]) -> Request {
+    request(ClientMessageType::Discover, chaddr)
+}
+
+fn selecting(chaddr: [u8; 6], ip: Ipv4Addr, server: Ipv4Addr) -> Request {
+    Request { requested_ip: Some(ip), server_id: Some(server), ..request(ClientMessageType::Request, chaddr) }
+}
+
+fn init_reboot(chaddr: [u8; 6], ip: Ipv4Addr) -> Request {
+    Request { requested_ip: Some(ip), ..request(ClientMessageType::Request, chaddr) }
+}
+
+fn renewing(chaddr: [u8; 6], ip: Ipv4Addr) -> Request {
+    Request { ciaddr: ip, ..request(ClientMessageType::Request, chaddr) }
+}
+
+fn expect_send(action: Action) -> Outgoing {
+    match action {
+        Action::Send(outgoing) => *outgoing,
+        other => panic!("expected a reply to send, got {other:?}"),
+    }
+}
+
+fn expect_propose(action: Action) -> Proposal {
+    match action {
+        Action::Propose(proposal) => proposal,
+        other => panic!("expected a proposal, got {other:?}"),
+    }
+}
+
+/// The Raft layer's part: commit `proposals` as the next log entry and apply it.
+struct Log {
+    next_index: u64,
+}
+
+impl Log {
+    fn new() -> Self {
+        Log { next_index: 1 }
+    }
+
+    fn commit(&mut self, engine: &mut Engine, proposals: Vec<Proposal>, now_us: u64) -> Answers {
+        let entry = CommittedEntry { index: self.next_index, proposals };
+        self.next_index += 1;
+        engine.apply_committed(&[entry], now_us)
+    }
+
+    fn commit_one(&mut self, engine: &mut Engine, proposal: Proposal, now_us: u64) -> Outgoing {
+        let mut answers = self.commit(engine, vec![proposal], now_us);
+        assert_eq!(answers.replies.len(), 1, "one committed proposal, one reply: {answers:?}");
+        answers.replies.remove(0).0
+    }
+}
+
+/// DISCOVER, OFFER, REQUEST, ACK for one client; returns the ACK.
+fn dora(engine: &mut Engine, log: &mut Log, chaddr: [u8; 6], now_us: u64) -> Outgoing {
+    let offer = expect_send(engine.handle(&discover(chaddr), now_us));
+    assert_eq!(offer.reply.message_type, ReplyType::Offer);
+    let proposal = expect_propose(engine.handle(&selecting(chaddr, offer.reply.yiaddr, SERVER), now_us));
+    let ack = log.commit_one(engine, proposal, now_us);
+    assert_eq!(ack.reply.message_type, ReplyType::Ack);
+    assert_eq!(ack.reply.yiaddr, offer.reply.yiaddr, "RFC 2131 §4.3.2: ACK confirms the offered address");
+    ack
+}
+
+#[test]
+fn rfc2131_4_3_1_discover_gets_an_offer_from_the_pool_with_its_options() {
+    let mut engine = engine();
+    let offer = expect_send(engine.handle(&discover(mac(1)), T0_US));
+    let reply = &offer.reply;
+    assert_eq!(reply.message_type, ReplyType::Offer);
+    assert_eq!(reply.yiaddr, Ipv4Addr::new(10, 0, 0, 100));
+    assert_eq!(reply.server_id, SERVER);
+    assert_eq!(reply.lease_time_secs, Some(3600));
+    assert_eq!(reply.renewal_time_secs, Some(1800));
+    assert_eq!(reply.rebinding_time_secs, Some(3150));
+    assert_eq!(reply.subnet_mask, Some(Ipv4Addr::new(255, 255, 255, 0)));
+    assert_eq!(reply.routers, vec![Ipv4Addr::new(10, 0, 0, 1)]);
+    assert_eq!(reply.dns_servers, vec![Ipv4Addr::new(10, 0, 0, 1)]);
+    assert_eq!(reply.domain_name.as_deref(), Some("lab.example"));
+    assert_eq!(reply.file, None, "a client that is not network booting gets no boot file");
+    assert_eq!(offer.destination, Destination::Broadcast, "§4.1: no ciaddr, no giaddr: broadcast");
+    assert_eq!(engine.proposals_pending(), 0, "an OFFER costs no Raft write (DESIGN rule 3)");
+}
+
+#[test]
+fn rfc2131_4_3_1_an_offered_address_is_held_and_not_offered_to_another_client() {
+    let mut engine = engine();
+    let first = expect_send(engine.handle(&discover(mac(1)), T0_US)).reply.yiaddr;
+    let second = expect_send(engine.handle(&discover(mac(2)), T0_US)).reply.yiaddr;
+    assert_ne!(first, second);
+    let again = expect_send(engine.handle(&discover(mac(1)), T0_US + SECOND_US)).reply.yiaddr;
+    assert_eq!(again, first, "a retransmitted DISCOVER gets the same offer");
+}
+
+/// DISCOVERs from clients `first..=last` at `now_us`; the offered addresses.
+fn offers_to(engine: &mut Engine, clients: std::ops::RangeInclusive<u8>, now_us: u64) -> Vec<Ipv4Addr> {
+    clients
+        .filter_map(|n| match engine.handle(&discover(mac(n)), now_us) {
+            Action::Send(outgoing) => Some(outgoing.reply.yiaddr),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn offer_hold_expires_after_offer_hold_ms() {
+    let mut engine = engine();
+    // The pool has 11 addresses: 11 clients hold every one of them.
+    assert_eq!(offers_to(&mut engine, 1..=11, T0_US).len(), 11);
+    assert_eq!(engine.handle(&discover(mac(12)), T0_US), Action::Silent(Silence::PoolExhausted));
+    let hold_us = engine.config().limits.offer_hold_ms * 1000;
+    assert_eq!(engine.handle(&discover(mac(12)), T0_US + hold_us - 1), Action::Silent(Silence::PoolExhausted));
+    assert_eq!(
+        offers_to(&mut engine, 12..=12, T0_US + hold_us).len(),
+        1,
+        "after the hold time addresses are free again"
+    );
+}
+
+#[test]
+fn rfc2131_4_3_2_selecting_request_is_acked_only_after_commit() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let offer = expect_send(engine.handle(&discover(mac(1)), T0_US));
+    let proposal = expect_propose(engine.handle(&selecting(mac(1), offer.reply.yiaddr, SERVER), T0_US));
+    assert!(
+        matches!(proposal.command, leasehold_cluster::Command::Bind { ip, expires_at_ms, .. }
+            if ip == offer.reply.yiaddr && expires_at_ms == T0_US / 1000 + 3_600_000),
+        "the proposer decides address and absolute expiry: {proposal:?}"
+    );
+    assert_eq!(engine.proposals_pending(), 1);
+    assert!(engine.table().is_empty(), "nothing is bound before the commit");
+    let ack = log.commit_one(&mut engine, proposal, T0_US + 500);
+    assert_eq!(ack.reply.message_type, ReplyType::Ack);
+    assert_eq!(ack.reply.lease_time_secs, Some(3600));
+    let lease = engine.table().by_ip(offer.reply.yiaddr).expect("bound after apply");
+    assert_eq!(lease.mac, mac(1));
+}
+
+#[test]
+fn rfc2131_4_3_2_selecting_another_server_withdraws_our_offer_silently() {
+    let mut engine = engine();
+    let offered = offers_to(&mut engine, 1..=11, T0_US);
+    let action = engine.handle(&selecting(mac(1), offered[0], Ipv4Addr::new(10, 0, 0, 2)), T0_US);
+    assert_eq!(action, Action::Silent(Silence::OtherServerChosen));
+    let next = offers_to(&mut engine, 12..=12, T0_US);
+    assert_eq!(next, vec![offered[0]], "the withdrawn offer's address is the one free address");
+}
+
+#[test]
+fn rfc2131_4_3_2_selecting_an_address_held_by_another_client_is_naked() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ack = dora(&mut engine, &mut log, mac(1), T0_US);
+    let action = engine.handle(&selecting(mac(2), ack.reply.yiaddr, SERVER), T0_US);
+    let nak = expect_send(action);
+    assert_eq!(nak.reply.message_type, ReplyType::Nak);
+    assert_eq!(nak.reply.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert_eq!(nak.destination, Destination::Broadcast, "§4.1: NAKs without giaddr are broadcast");
+}
+
+#[test]
+fn two_proposals_for_one_address_in_one_entry_give_one_ack_and_one_nak() {
+    // A leader change can leave two proposals for one address in the log (DESIGN rule 3): apply is
+    // the judge, the first wins, the second is NAKed.
+    let mut engine = engine();
+    let ip = Ipv4Addr::new(10, 0, 0, 105);
+    let first = expect_propose(engine.handle(&init_reboot_free(mac(1), ip), T0_US));
+    engine.set_leader(false);
+    engine.set_leader(true);
+    let second = expect_propose(engine.handle(&selecting(mac(2), ip, SERVER), T0_US));
+    let answers = Log::new().commit(&mut engine, vec![first, second], T0_US);
+    let kinds: Vec<ReplyType> = answers.replies.iter().map(|(o, _)| o.reply.message_type).collect();
+    assert_eq!(kinds, vec![ReplyType::Ack, ReplyType::Nak]);
+    assert_eq!(engine.table().by_ip(ip).unwrap().mac, mac(1));
+}
+
+/// A SELECTING request for an address nobody offered (a client that chose us after our restart).
+fn init_reboot_free(chaddr: [u8; 6], ip: Ipv4Addr) -> Request {
+    selecting(chaddr, ip, SERVER)
+}
+
+#[test]
+fn rfc2131_4_3_2_init_reboot_unknown_client_is_silent_known_wrong_address_is_naked() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let action = engine.handle(&init_reboot(mac(1), Ipv4Addr::new(10, 0, 0, 103)), T0_US);
+    assert_eq!(action, Action::Silent(Silence::UnknownClient), "§4.3.2: no record of the client: remain silent");
+    let ack = dora(&mut engine, &mut log, mac(1), T0_US);
+    let wrong = Ipv4Addr::new(10, 0, 0, 109);
+    assert_ne!(wrong, ack.reply.yiaddr);
+    let nak = expect_send(engine.handle(&init_reboot(mac(1), wrong), T0_US));
+    assert_eq!(nak.reply.message_type, ReplyType::Nak);
+    let off_network = expect_send(engine.handle(&init_reboot(mac(1), Ipv4Addr::new(192, 168, 5, 5)), T0_US));
+    assert_eq!(off_network.reply.message_type, ReplyType::Nak, "§4.3.2: address on the wrong network: NAK");
+    let proposal = expect_propose(engine.handle(&init_reboot(mac(1), ack.reply.yiaddr), T0_US + SECOND_US));
+    let again = log.commit_one(&mut engine, proposal, T0_US + SECOND_US);
+    assert_eq!(again.reply.message_type, ReplyType::Ack);
+    assert_eq!(again.reply.yiaddr, ack.reply.yiaddr);
+}
+
+#[test]
+fn rfc2131_4_3_2_renewing_extends_the_lease_and_answers_unicast() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ack = dora(&mut engine, &mut log, mac(1), T0_US);
+    let ip = ack.reply.yiaddr;
+    let later = T0_US + 1800 * SECOND_US;
+    let proposal = expect_propose(engine.handle(&renewing(mac(1), ip), later));
+    let renewed = log.commit_one(&mut engine, proposal, later);
+    assert_eq!(renewed.reply.message_type, ReplyType::Ack);
+    assert_eq!(renewed.reply.yiaddr, ip);
+    assert_eq!(renewed.reply.ciaddr, ip);
+    assert_eq!(renewed.destination, Destination::Unicast(ip), "§4.1: ciaddr set: unicast to ciaddr");
+    match engine.table().by_ip(ip).unwrap().state {
+        LeaseState::Bound { expires_at_ms } => assert_eq!(expires_at_ms, later / 1000 + 3_600_000),
+        other => panic!("expected bound, got {other:?}"),
+    }
+}
+
+#[test]
+fn rfc2131_4_3_2_renewing_an_address_bound_to_another_client_is_naked_at_apply_or_before() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ack = dora(&mut engine, &mut log, mac(1), T0_US);
+    let nak = expect_send(engine.handle(&renewing(mac(2), ack.reply.yiaddr), T0_US));
+    assert_eq!(nak.reply.message_type, ReplyType::Nak);
+}
+
+#[test]
+fn rfc2131_4_3_3_declined_address_is_quarantined_for_the_probation() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ack = dora(&mut engine, &mut log, mac(1), T0_US);
+    let ip = ack.reply.yiaddr;
+    let decline =
+        Request { requested_ip: Some(ip), server_id: Some(SERVER), ..request(ClientMessageType::Decline, mac(1)) };
+    let proposal = expect_propose(engine.handle(&decline, T0_US));
+    let answers = log.commit(&mut engine, vec![proposal], T0_US);
+    assert!(answers.replies.is_empty(), "§4.3.3: no reply to DECLINE");
+    assert!(matches!(engine.table().by_ip(ip).unwrap().state, LeaseState::Declined { .. }));
+    let probation_us = engine.config().limits.decline_probation_secs * SECOND_US;
+    for n in 2..=11 {
+        let offered = expect_send(engine.handle(&discover(mac(n)), T0_US + SECOND_US)).reply.yiaddr;
+        assert_ne!(offered, ip, "a declined address is not offered during probation");
+    }
+    assert_eq!(
+        engine.handle(&discover(mac(12)), T0_US + SECOND_US),
+        Action::Silent(Silence::PoolExhausted),
+        "the 11-address pool holds 10 offers and one declined address"
+    );
+    let after = T0_US + probation_us + SECOND_US + engine.config().limits.offer_hold_ms * 1000;
+    let offered = offers_to(&mut engine, 12..=22, after);
+    assert!(offered.contains(&ip), "after probation the address returns to the pool: {offered:?}");
+}
+
+#[test]
+fn rfc2131_4_3_4_released_address_goes_back_and_the_client_gets_it_again() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ack = dora(&mut engine, &mut log, mac(1), T0_US);
+    let ip = ack.reply.yiaddr;
+    let release = Request { ciaddr: ip, server_id: Some(SERVER), ..request(ClientMessageType::Release, mac(1)) };
+    let proposal = expect_propose(engine.handle(&release, T0_US));
+    let answers = log.commit(&mut engine, vec![proposal], T0_US);
+    assert!(answers.replies.is_empty(), "§4.3.4: no reply to RELEASE");
+    assert!(matches!(engine.table().by_ip(ip).unwrap().state, LeaseState::Released { .. }));
+    let again = dora(&mut engine, &mut log, mac(1), T0_US + SECOND_US);
+    assert_eq!(again.reply.yiaddr, ip, "a returning client gets its previous address back");
+}
+
+#[test]
+fn returning_client_gets_its_previous_address_even_after_expiry() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ip = dora(&mut engine, &mut log, mac(1), T0_US).reply.yiaddr;
+    dora(&mut engine, &mut log, mac(2), T0_US);
+    let much_later = T0_US + 10 * 3600 * SECOND_US;
+    let again = dora(&mut engine, &mut log, mac(1), much_later);
+    assert_eq!(again.reply.yiaddr, ip);
+}
+
+#[test]
+fn rfc2131_4_3_5_inform_gets_options_and_no_lease() {
+    let mut engine = engine();
+    let ciaddr = Ipv4Addr::new(10, 0, 0, 7);
+    let inform = Request { ciaddr, ..request(ClientMessageType::Inform, mac(1)) };
+    let ack = expect_send(engine.handle(&inform, T0_US));
+    assert_eq!(ack.reply.message_type, ReplyType::Ack);
+    assert_eq!(ack.reply.yiaddr, Ipv4Addr::UNSPECIFIED, "§4.3.5: no yiaddr");
+    assert_eq!(ack.reply.lease_time_secs, None, "§4.3.5: MUST NOT send a lease time");
+    assert_eq!(ack.destination, Destination::Unicast(ciaddr));
+    assert_eq!(engine.proposals_pending(), 0);
+}
+
+#[test]
+fn reservation_gets_its_fixed_address_and_hostname_and_nobody_else_gets_it() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let reserved = Ipv4Addr::new(10, 0, 0, 50);
+    let ack = dora(&mut engine, &mut log, mac(0x99), T0_US);
+    assert_eq!(ack.reply.yiaddr, reserved);
+    assert_eq!(ack.reply.hostname.as_deref(), Some("reserved-host"));
+    let nak = expect_send(engine.handle(&selecting(mac(3), reserved, SERVER), T0_US));
+    assert_eq!(nak.reply.message_type, ReplyType::Nak);
+}
+
+#[test]
+fn pxe_rom_gets_siaddr_file_66_67_for_its_architecture_and_echoes_60_97() {
+    let mut engine = engine();
+    let uuid = [0u8; 17].iter().enumerate().map(|(i, _)| i as u8).collect::<Vec<u8>>();
+    let pxe = |arch: u16| Request {
+        vendor_class: Some(b"PXEClient:Arch:00007:UNDI:003016".to_vec()),
+        client_arch: Some(arch),
+        client_uuid: Some(uuid.clone()),
+        ..discover(mac(1))
+    };
+    let reply = expect_send(engine.handle(&pxe(7), T0_US)).reply;
+    assert_eq!(reply.siaddr, SERVER, "next-server in the header: many ROMs read only that");
+    assert_eq!(reply.file.as_deref(), Some("ipxe.efi"));
+    assert_eq!(reply.tftp_server_name.as_deref(), Some("10.0.0.1"));
+    assert_eq!(reply.bootfile_name.as_deref(), Some("ipxe.efi"));
+    assert_eq!(reply.vendor_class.as_deref(), Some(&b"PXEClient"[..]));
+    assert_eq!(reply.client_uuid.as_deref(), Some(&uuid[..]));
+    assert_eq!(expect_send(engine.handle(&pxe(0), T0_US)).reply.file.as_deref(), Some("undionly.kpxe"));
+    assert_eq!(expect_send(engine.handle(&pxe(11), T0_US)).reply.file.as_deref(), Some("ipxe-arm64.efi"));
+    assert_eq!(
+        expect_send(engine.handle(&pxe(99), T0_US)).reply.file.as_deref(),
+        Some("pxelinux.0"),
+        "an unknown architecture falls back to the default boot file"
+    );
+}
+
+#[test]
+fn ipxe_gets_the_script_url_instead_of_the_rom_so_it_does_not_loop() {
+    let mut engine = engine();
+    let ipxe = Request {
+        vendor_class: Some(b"PXEClient:Arch:00000:UNDI:002001".to_vec()),
+        client_arch: Some(0),
+        user_class: Some(b"iPXE".to_vec()),
+        ..discover(mac(1))
+    };
+    let reply = expect_send(engine.handle(&ipxe, T0_US)).reply;
+    assert_eq!(reply.file.as_deref(), Some("http://10.0.0.1/boot.ipxe"));
+}
+
+#[test]
+fn rfc3046_relayed_discover_uses_the_relay_subnet_and_goes_back_to_the_relay() {
+    let mut engine = engine();
+    let giaddr = Ipv4Addr::new(10, 9, 9, 1);
+    let relayed = Request { giaddr, hops: 1, relay_agent_info: Some(vec![1, 3, b'p', b'1', b'2']), ..discover(mac(1)) };
+    let offer = expect_send(engine.handle(&relayed, T0_US));
+    assert_eq!(offer.reply.yiaddr, Ipv4Addr::new(10, 9, 9, 10));
+    assert_eq!(offer.reply.giaddr, giaddr);
+    assert_eq!(offer.destination, Destination::Relay(giaddr));
+    assert_eq!(offer.reply.relay_agent_info, relayed.relay_agent_info, "RFC 3046 §2.2: option 82 echoed");
+}
+
+#[test]
+fn relay_from_an_unknown_network_is_dropped_as_no_pool() {
+    let mut engine = engine();
+    let relayed = Request { giaddr: Ipv4Addr::new(172, 16, 0, 1), ..discover(mac(1)) };
+    assert_eq!(engine.handle(&relayed, T0_US), Action::Drop(DropReason::NoPool));
+}
+
+#[test]
+fn a_follower_stays_silent_design_rule_2() {
+    let mut engine = engine();
+    engine.set_leader(false);
+    assert_eq!(engine.handle(&discover(mac(1)), T0_US), Action::Silent(Silence::NotLeader));
+}
+
+#[test]
+fn client_identity_client_id_keys_leases_on_option_61() {
+    let mut config = config();
+    config.identity = ClientIdentity::ClientId;
+    let mut engine = engine_with(config);
+    let mut log = Log::new();
+    let with_id = |chaddr| Request { client_id: Some(vec![0xff, 1, 2, 3]), ..discover(chaddr) };
+    let offer = expect_send(engine.handle(&with_id(mac(1)), T0_US));
+    let proposal = expect_propose(engine.handle(
+        &Request { client_id: Some(vec![0xff, 1, 2, 3]), ..selecting(mac(1), offer.reply.yiaddr, SERVER) },
+        T0_US,
+    ));
+    log.commit_one(&mut engine, proposal, T0_US);
+    let same_id_new_nic = expect_send(engine.handle(&with_id(mac(2)), T0_US));
+    assert_eq!(same_id_new_nic.reply.yiaddr, offer.reply.yiaddr, "same client id, same address");
+    assert_eq!(same_id_new_nic.reply.client_id, Some(vec![0xff, 1, 2, 3]), "RFC 6842: option 61 echoed");
+}
+
+#[test]
+fn proposals_in_flight_are_bounded_and_expire() {
+    let mut config = config();
+    config.limits.max_inflight_proposals = 2;
+    let mut engine = engine_with(config);
+    for n in 0..2 {
+        expect_propose(engine.handle(&selecting(mac(n), Ipv4Addr::new(10, 0, 0, 100 + n), SERVER), T0_US));
+    }
+    assert_eq!(
+        engine.handle(&selecting(mac(5), Ipv4Addr::new(10, 0, 0, 105), SERVER), T0_US),
+        Action::Drop(DropReason::ProposalBacklog)
+    );
+    let timeout_us = engine.config().limits.proposal_timeout_ms * 1000;
+    assert_eq!(engine.expire_pending(T0_US + timeout_us), 2);
+    expect_propose(engine.handle(&selecting(mac(5), Ipv4Addr::new(10, 0, 0, 105), SERVER), T0_US + timeout_us));
+}
+
+#[test]
+fn replayed_entries_after_restart_answer_nobody() {
+    // Tags carry the incarnation: a restarted node (new incarnation) replaying its log must not
+    // mistake an old proposal for one of its new waiters.
+    let mut engine = engine();
+    let proposal = expect_propose(engine.handle(&selecting(mac(1), Ipv4Addr::new(10, 0, 0, 100), SERVER), T0_US));
+    let table = LeaseTable::new(30_000, 1000);
+    let mut restarted = Engine::new(Arc::new(config()), table, 1, 8);
+    restarted.set_leader(true);
+    let waiting = expect_propose(restarted.handle(&selecting(mac(2), Ipv4Addr::new(10, 0, 0, 101), SERVER), T0_US));
+    assert_eq!(waiting.tag.seq, proposal.tag.seq, "same sequence number, different incarnation");
+    let answers = Log::new().commit(&mut restarted, vec![proposal], T0_US);
+    assert!(answers.replies.is_empty(), "nobody waits for a replayed proposal: {answers:?}");
+    assert_eq!(restarted.proposals_pending(), 1);
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Discover(u8),
+    Select(u8),
+    Renew(u8),
+    Release(u8),
+    Decline(u8),
+    Commit,
+    Advance(u16),
+    LeaderChange,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u8..16).prop_map(Step::Discover),
+        (0u8..16).prop_map(Step::Select),
+        (0u8..16).prop_map(Step::Renew),
+        (0u8..16).prop_map(Step::Release),
+        (0u8..16).prop_map(Step::Decline),
+        Just(Step::Commit),
+        (1u16..2000).prop_map(Step::Advance),
+        Just(Step::LeaderChange),
+    ]
+}
+
+proptest! {
+    /// Whatever 16 clients do, in any order, with commits at any point and leader changes that
+    /// forget offers: no address is bound to two clients, and every ACK names an address the
+    /// committed table gives to that very client.
+    #[test]
+    fn no_address_is_ever_bound_to_two_clients(steps in proptest::collection::vec(step(), 1..200)) {
+        let mut engine = engine();
+        let mut log = Log::new();
+        let mut now = T0_US;
+        let mut offered: BTreeMap<u8, Ipv4Addr> = BTreeMap::new();
+        // Client -> (address, expiry in ms) of its last ACK.
+        let mut acked: BTreeMap<u8, (Ipv4Addr, u64)> = BTreeMap::new();
+        let mut queue = Vec::new();
+        for step in steps {
+            match step {
+                Step::Discover(c) => {
+                    if let Action::Send(o) = engine.handle(&discover(mac(c)), now) {
+                        offered.insert(c, o.reply.yiaddr);
+                    }
+                }
+                Step::Select(c) => {
+                    if let Some(ip) = offered.get(&c) {
+                        if let Action::Propose(p) = engine.handle(&selecting(mac(c), *ip, SERVER), now) {
+                            queue.push(p);
+                        }
+                    }
+                }
+                Step::Renew(c) => {
+                    if let Some((ip, _)) = acked.get(&c) {
+                        if let Action::Propose(p) = engine.handle(&renewing(mac(c), *ip), now) {
+                            queue.push(p);
+                        }
+                    }
+                }
+                Step::Release(c) => {
+                    if let Some((ip, _)) = acked.remove(&c) {
+                        let r = Request { ciaddr: ip, server_id: Some(SERVER), ..request(ClientMessageType::Release, mac(c)) };
+                        if let Action::Propose(p) = engine.handle(&r, now) {
+                            queue.push(p);
+                        }
+                    }
+                }
+                Step::Decline(c) => {
+                    if let Some((ip, _)) = acked.remove(&c) {
+                        let r = Request { requested_ip: Some(ip), server_id: Some(SERVER), ..request(ClientMessageType::Decline, mac(c)) };
+                        if let Action::Propose(p) = engine.handle(&r, now) {
+                            queue.push(p);
+                        }
+                    }
+                }
+                Step::Commit => {
+                    // One entry per proposal, so each ACK is checked against the table right after
+                    // its own apply (a RELEASE later in the same entry would hide it).
+                    for proposal in std::mem::take(&mut queue) {
+                    for (outgoing, _) in log.commit(&mut engine, vec![proposal], now).replies {
+                        if outgoing.reply.message_type == ReplyType::Ack {
+                            let client = outgoing.reply.chaddr[5];
+                            let lease = engine.table().by_ip(outgoing.reply.yiaddr).expect("ACKed address is in the table");
+                            prop_assert_eq!(lease.mac, outgoing.reply.chaddr, "ACK for an address bound to another client");
+                            let LeaseState::Bound { expires_at_ms } = lease.state else {
+                                return Err(TestCaseError::fail(format!("ACK for a lease that is not bound: {lease:?}")));
+                            };
+                            prop_assert!(expires_at_ms > now / 1000, "ACK for an expired lease");
+                            // A client holds one address: an ACK for a new one replaces the old.
+                            acked.insert(client, (outgoing.reply.yiaddr, expires_at_ms));
+                        }
+                    }
+                    }
+                }
+                Step::Advance(secs) => now += u64::from(secs) * SECOND_US,
+                Step::LeaderChange => {
+                    engine.set_leader(false);
+                    engine.set_leader(true);
+                }
+            }
+            prop_assert!(engine.table().check_invariants().is_ok());
+            let now_ms = now / 1000;
+            let mut holders: BTreeMap<Ipv4Addr, [u8; 6]> = BTreeMap::new();
+            for lease in engine.table().iter().filter(|l| l.is_active(now_ms)) {
+                prop_assert!(holders.insert(lease.ip, lease.mac).is_none(), "{} bound twice", lease.ip);
+            }
+            // Every ACKed, unexpired, unreleased binding is still held by its client.
+            for (c, (ip, expires_at_ms)) in &acked {
+                if *expires_at_ms > now_ms {
+                    let lease = engine.table().by_ip(*ip);
+                    prop_assert_eq!(lease.map(|l| l.mac), Some(mac(*c)), "ACKed lease {} taken from its client", ip);
+                }
+            }
+        }
+    }
+}

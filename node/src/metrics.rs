@@ -1,0 +1,186 @@
+//! Counters and the commit latency histogram of one node, rendered as Prometheus text. Plain atomics:
+//! the actors bump them on the packet path without locks, the admin API reads them.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::engine::{PoolUsage, Silence};
+use crate::wire::{ClientMessageType, DropReason, ReplyType};
+
+const MESSAGE_TYPES: [(ClientMessageType, &str); 5] = [
+    (ClientMessageType::Discover, "discover"),
+    (ClientMessageType::Request, "request"),
+    (ClientMessageType::Decline, "decline"),
+    (ClientMessageType::Release, "release"),
+    (ClientMessageType::Inform, "inform"),
+];
+const REPLY_TYPES: [(ReplyType, &str); 3] =
+    [(ReplyType::Offer, "offer"), (ReplyType::Ack, "ack"), (ReplyType::Nak, "nak")];
+const SILENCES: [Silence; 6] = [
+    Silence::OtherServerChosen,
+    Silence::UnknownClient,
+    Silence::NotOurs,
+    Silence::NotLeader,
+    Silence::PoolExhausted,
+    Silence::NothingToDo,
+];
+/// Upper bounds of the commit latency buckets, in microseconds.
+const LATENCY_BUCKETS_US: [u64; 12] =
+    [250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
+
+pub fn message_type_label(t: ClientMessageType) -> &'static str {
+    MESSAGE_TYPES.iter().find(|(m, _)| *m == t).map_or("unknown", |(_, l)| l)
+}
+
+pub fn reply_type_label(t: ReplyType) -> &'static str {
+    REPLY_TYPES.iter().find(|(m, _)| *m == t).map_or("unknown", |(_, l)| l)
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    datagrams_received: AtomicU64,
+    received: [AtomicU64; MESSAGE_TYPES.len()],
+    sent: [AtomicU64; REPLY_TYPES.len()],
+    send_errors: AtomicU64,
+    drops: [AtomicU64; DropReason::ALL.len()],
+    silences: [AtomicU64; SILENCES.len()],
+    proposals: AtomicU64,
+    proposals_expired: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    pub fn datagram(&self) {
+        self.datagrams_received.fetch_add(1, Relaxed);
+    }
+
+    pub fn received(&self, t: ClientMessageType) {
+        if let Some(i) = MESSAGE_TYPES.iter().position(|(m, _)| *m == t) {
+            self.received[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn sent(&self, t: ReplyType) {
+        if let Some(i) = REPLY_TYPES.iter().position(|(m, _)| *m == t) {
+            self.sent[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn send_error(&self) {
+        self.send_errors.fetch_add(1, Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason) {
+        self.drops[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()].load(Relaxed)
+    }
+
+    pub fn silent(&self, s: Silence) {
+        if let Some(i) = SILENCES.iter().position(|x| *x == s) {
+            self.silences[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn proposed(&self, n: usize) {
+        self.proposals.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn proposals_expired(&self, n: usize) {
+        self.proposals_expired.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn commit_latency_us(&self, us: u64) {
+        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
+            self.latency_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, pools: &[PoolUsage<'_>], extra: &[(&str, &str, u64)]) -> String {
+        let mut out = String::with_capacity(4096);
+        let _ = writeln!(out, "# HELP leasehold_datagrams_received_total UDP datagrams read from the DHCP socket.");
+        let _ = writeln!(out, "# TYPE leasehold_datagrams_received_total counter");
+        let _ = writeln!(out, "leasehold_datagrams_received_total {}", self.datagrams_received.load(Relaxed));
+        let _ = writeln!(out, "# HELP leasehold_packets_received_total Valid DHCP requests by message type.");
+        let _ = writeln!(out, "# TYPE leasehold_packets_received_total counter");
+        for (i, (_, label)) in MESSAGE_TYPES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "leasehold_packets_received_total{{type=\"{label}\"}} {}",
+                self.received[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP leasehold_packets_sent_total DHCP replies sent by message type.");
+        let _ = writeln!(out, "# TYPE leasehold_packets_sent_total counter");
+        for (i, (_, label)) in REPLY_TYPES.iter().enumerate() {
+            let _ = writeln!(out, "leasehold_packets_sent_total{{type=\"{label}\"}} {}", self.sent[i].load(Relaxed));
+        }
+        let _ = writeln!(out, "# HELP leasehold_send_errors_total Replies the socket could not send.");
+        let _ = writeln!(out, "# TYPE leasehold_send_errors_total counter");
+        let _ = writeln!(out, "leasehold_send_errors_total {}", self.send_errors.load(Relaxed));
+        let _ = writeln!(out, "# HELP leasehold_drops_total Datagrams dropped, by reason.");
+        let _ = writeln!(out, "# TYPE leasehold_drops_total counter");
+        for reason in DropReason::ALL {
+            let _ = writeln!(out, "leasehold_drops_total{{reason=\"{}\"}} {}", reason.label(), self.drops(reason));
+        }
+        let _ =
+            writeln!(out, "# HELP leasehold_silent_total Requests deliberately left unanswered (RFC 2131), by reason.");
+        let _ = writeln!(out, "# TYPE leasehold_silent_total counter");
+        for (i, s) in SILENCES.iter().enumerate() {
+            let _ =
+                writeln!(out, "leasehold_silent_total{{reason=\"{}\"}} {}", s.label(), self.silences[i].load(Relaxed));
+        }
+        let _ = writeln!(out, "# HELP leasehold_proposals_total Lease commands proposed to the Raft log.");
+        let _ = writeln!(out, "# TYPE leasehold_proposals_total counter");
+        let _ = writeln!(out, "leasehold_proposals_total {}", self.proposals.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP leasehold_proposals_expired_total Proposals forgotten uncommitted after proposal_timeout_ms."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_proposals_expired_total counter");
+        let _ = writeln!(out, "leasehold_proposals_expired_total {}", self.proposals_expired.load(Relaxed));
+        let _ = writeln!(out, "# HELP leasehold_pool_addresses Addresses per pool by state.");
+        let _ = writeln!(out, "# TYPE leasehold_pool_addresses gauge");
+        for pool in pools {
+            let _ = writeln!(out, "leasehold_pool_addresses{{pool=\"{}\",state=\"bound\"}} {}", pool.name, pool.bound);
+            let _ = writeln!(
+                out,
+                "leasehold_pool_addresses{{pool=\"{}\",state=\"free\"}} {}",
+                pool.name,
+                pool.size.saturating_sub(pool.bound)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP leasehold_commit_latency_seconds From proposing a lease command to applying it committed."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_commit_latency_seconds histogram");
+        let mut cumulative = 0;
+        for (i, bound_us) in LATENCY_BUCKETS_US.iter().enumerate() {
+            cumulative += self.latency_buckets[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "leasehold_commit_latency_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *bound_us as f64 / 1e6
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(out, "leasehold_commit_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ =
+            writeln!(out, "leasehold_commit_latency_seconds_sum {}", self.latency_sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "leasehold_commit_latency_seconds_count {count}");
+        for (name, help, value) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}
