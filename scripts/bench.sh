@@ -118,7 +118,7 @@ start_server() {
         [[ $kind == leasehold-nofsync ]] && extra=(--no-fsync)
         ip netns exec "$SNS" "${SERVER_CPU[@]}" "$BIN" serve --interface eth0 --server-ip 10.77.0.1 \
             --subnet-mask 255.255.0.0 --ip-start 10.77.1.0 --ip-end 10.77.255.254 --lease-time 3600 \
-            --data-dir "$dir/data" --admin-listen 127.0.0.1:6767 --log-level warn "${extra[@]}" \
+            --data-dir "$dir/data" --admin-listen 127.0.0.1:6767 --log-level warning "${extra[@]}" \
             >"$SERVER_LOG" 2>&1 &
         SERVER_PID=$!
         wait_ready "$kind" healthz

@@ -79,7 +79,7 @@ fn perfdhcp_completes_5000_exchanges_without_loss() {
             "--lease-time",
             "3600",
             "--log-level",
-            "warn",
+            "warning",
         ],
     );
     let client = segment.client(1);
