@@ -39,7 +39,7 @@ done
 [[ $PERIOD =~ ^[0-9]+$ && $PERIOD -ge 1 && $PERIOD -le 60 ]] || { echo "bench.sh: --period must be 1..60" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "bench.sh: must run as root (network namespaces)" >&2; exit 1; }
 PATH=$PATH:/usr/sbin:/sbin
-for tool in perfdhcp taskset busybox; do
+for tool in perfdhcp taskset; do
     command -v $tool >/dev/null || { echo "bench.sh: $tool missing (scripts/test.sh installs it)" >&2; exit 1; }
 done
 [[ ,$SERVERS, != *,kea,* ]] || command -v kea-dhcp4 >/dev/null || { echo "bench.sh: kea-dhcp4 missing" >&2; exit 1; }
@@ -152,7 +152,7 @@ wait_ready() {
     for ((i = 0; i < 200; i++)); do
         kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench.sh: $kind exited at start:"; tail -20 "$SERVER_LOG"; exit 1; }
         if [[ $how == healthz ]]; then
-            ip netns exec "$SNS" busybox wget -q -T 1 -O /dev/null http://127.0.0.1:6767/healthz 2>/dev/null && return 0
+            http_get /healthz >/dev/null && return 0
         else
             grep -qs DHCP4_STARTED "$SERVER_LOG" && return 0
         fi
@@ -161,6 +161,15 @@ wait_ready() {
     echo "bench.sh: $kind not ready after 20 s:"
     tail -20 "$SERVER_LOG"
     exit 1
+}
+
+# http_get PATH: GET http://127.0.0.1:6767/PATH inside the server namespace (bash's /dev/tcp, no other
+# tool); prints the body, fails unless the answer is HTTP 200.
+http_get() {
+    timeout 10 ip netns exec "$SNS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/6767 || exit 1
+        printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3
+        cat <&3' http_get "$1" 2>/dev/null |
+        awk 'NR == 1 {if ($2 != 200) exit 1; next} body {print} /^\r?$/ {body = 1}'
 }
 
 label() {
@@ -259,7 +268,7 @@ bind_and_measure_rss() {
 count_bound() {
     case $1 in
     leasehold | leasehold-nofsync)
-        ip netns exec "$SNS" busybox wget -q -T 10 -O - http://127.0.0.1:6767/metrics |
+        http_get /metrics |
             awk '/^leasehold_pool_addresses\{/ && /state="bound"/ {n += $NF} END {printf "%d\n", n}'
         ;;
     kea)
