@@ -126,8 +126,9 @@ pub struct Replica<L: DurableLog> {
     node_id: u64,
     /// Proposals waiting for the next `advance`.
     buffered: Vec<Proposal>,
-    /// Tags of the entries proposed in this `advance`, in order, until their index is known.
-    proposed: Vec<Vec<ProposalTag>>,
+    /// Entries this leader proposed in this `advance` (data and tags), in order, until their index is
+    /// known. Matched by data: entries forwarded by followers interleave with ours.
+    proposed: Vec<(Vec<u8>, Vec<ProposalTag>)>,
     /// Our proposed entries not yet committed: index -> (term, tags).
     in_flight: BTreeMap<u64, (u64, Vec<ProposalTag>)>,
     /// Configurations by the index they took effect at, oldest first, to give a snapshot the
@@ -205,12 +206,14 @@ impl<L: DurableLog> Replica<L> {
         })
     }
 
-    /// Buffer proposals for the next `advance`. Refused at once when this node is not the leader
-    /// (the proposer tells its client to retry) or too many are buffered.
+    /// Buffer proposals for the next `advance`. A follower that knows the leader forwards them to it
+    /// (raft-rs `MsgPropose`); its waiters are answered when the entry commits and is applied here,
+    /// matched by tag. Refused at once when no leader is known (no quorum: the proposer falls back to
+    /// the minority-side rules) or too many are buffered.
     pub fn propose(&mut self, proposals: Vec<Proposal>) -> Result<(), Box<Refused>> {
         let reason = if self.halted {
             ClusterError::Halted
-        } else if !self.is_leader() {
+        } else if self.status().leader_id.is_none() {
             ClusterError::NotLeader
         } else if self.buffered.len() + proposals.len() > MAX_BUFFERED_PROPOSALS {
             ClusterError::Overloaded { limit: MAX_BUFFERED_PROPOSALS }
@@ -291,7 +294,7 @@ impl<L: DurableLog> Replica<L> {
         // Tags proposed but not found in the Ready (cannot happen with raft-rs 0.7; never ack them).
         if !self.proposed.is_empty() {
             warn!(self.logger, "proposed entries missing from the ready"; "count" => self.proposed.len());
-            actions.rejected.extend(self.proposed.drain(..).flatten());
+            actions.rejected.extend(self.proposed.drain(..).flat_map(|(_, tags)| tags));
         }
         let status = self.status();
         if self.last_status != Some(status) {
@@ -306,16 +309,24 @@ impl<L: DurableLog> Replica<L> {
             return;
         }
         let proposals = std::mem::take(&mut self.buffered);
-        if !self.is_leader() {
-            debug!(self.logger, "lost leadership with proposals buffered"; "count" => proposals.len());
+        let leader = self.is_leader();
+        if !leader && self.status().leader_id.is_none() {
+            debug!(self.logger, "no leader with proposals buffered"; "count" => proposals.len());
             actions.rejected.extend(proposals.iter().map(|p| p.tag));
             return;
         }
         let mut chunks = Vec::new();
         encode_chunks(&proposals, &mut chunks);
         for (data, tags) in chunks {
+            // Only a leader's own entries are tracked to their index; a forwarded proposal may be lost
+            // on the way, and its waiter times out (the client retransmits).
+            let tracked = leader.then(|| data.clone());
             match self.node.propose(Vec::new(), data) {
-                Ok(()) => self.proposed.push(tags),
+                Ok(()) => {
+                    if let Some(data) = tracked {
+                        self.proposed.push((data, tags));
+                    }
+                }
                 Err(e) => {
                     warn!(self.logger, "proposal dropped by raft"; "error" => %e, "count" => tags.len());
                     actions.rejected.extend(tags);
@@ -380,16 +391,14 @@ impl<L: DurableLog> Replica<L> {
                 actions.rejected.extend(tags);
             }
         }
-        // A leader's new entries of its own term with data are exactly what it proposed in this
-        // advance, in order (an election's empty entry has no data).
-        let mut proposed = std::mem::take(&mut self.proposed).into_iter();
+        // A leader's new entries of its own term with data include what it proposed in this advance,
+        // in order, interleaved with entries forwarded by followers: match them by their bytes.
+        let mut proposed = std::mem::take(&mut self.proposed).into_iter().peekable();
         for entry in entries {
-            if entry.term == term && entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
-                match proposed.next() {
-                    Some(tags) => {
-                        self.in_flight.insert(entry.index, (entry.term, tags));
-                    }
-                    None => break,
+            let Some((data, _)) = proposed.peek() else { break };
+            if entry.term == term && entry.get_entry_type() == EntryType::EntryNormal && entry.data[..] == data[..] {
+                if let Some((_, tags)) = proposed.next() {
+                    self.in_flight.insert(entry.index, (entry.term, tags));
                 }
             }
         }

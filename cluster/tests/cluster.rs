@@ -215,7 +215,7 @@ fn a_member_far_behind_catches_up_from_a_snapshot() {
 }
 
 #[test]
-fn proposals_buffered_on_a_deposed_leader_are_rejected() {
+fn proposals_buffered_on_a_deposed_leader_go_to_the_new_leader() {
     let mut cluster = Cluster::new(3, 1_000);
     let leader = elect(&mut cluster);
     cluster.propose(leader, 0..5);
@@ -231,7 +231,13 @@ fn proposals_buffered_on_a_deposed_leader_are_rejected() {
     member.replica.step(heartbeat).unwrap();
     let actions = member.replica.advance().unwrap();
     assert!(!member.replica.is_leader());
-    assert_eq!(seqs(&actions.rejected), (0..5).collect::<Vec<_>>(), "all buffered proposals come back rejected");
+    assert!(actions.rejected.is_empty(), "a follower that knows the leader forwards: {:?}", actions.rejected);
+    let forwarded: Vec<&Message> =
+        actions.messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgPropose).collect();
+    assert_eq!(forwarded.len(), 1, "one MsgPropose with the buffered entry");
+    assert_eq!(forwarded[0].to, other, "forwarded to the member that deposed it");
+    let proposals = leasehold_cluster::lease::decode_entry(&forwarded[0].entries[0].data).unwrap();
+    assert_eq!(proposals.iter().map(|p| p.tag.seq).collect::<Vec<_>>(), (0..5).collect::<Vec<_>>());
 }
 
 #[test]

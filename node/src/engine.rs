@@ -20,6 +20,10 @@ const PXE_VENDOR_CLASS: &[u8] = b"PXEClient";
 /// Option 55 codes that make a non-PXE client receive the boot settings.
 const OPTION_TFTP_SERVER: u8 = 66;
 const OPTION_BOOTFILE: u8 = 67;
+/// After a full scan of a pool finds nothing free, DISCOVERs for that pool are answered with silence
+/// for this long without rescanning: an exhausted 64k pool would otherwise cost a full scan per
+/// DISCOVER exactly when a flood of them arrives.
+const EXHAUSTED_RESCAN_MS: u64 = 100;
 /// Smallest option 57 a client may announce (RFC 2132 §9.10).
 const MIN_MAX_MESSAGE_SIZE: u16 = 576;
 
@@ -204,6 +208,8 @@ pub struct Engine {
     is_leader: bool,
     /// Next address to try per pool, so allocation does not rescan the bound front of the range.
     cursors: Vec<u32>,
+    /// Per pool: until when a failed full scan is trusted (`EXHAUSTED_RESCAN_MS`).
+    exhausted_until_ms: Vec<u64>,
     reserved_ips: HashSet<Ipv4Addr>,
     applied_since_snapshot: u64,
 }
@@ -213,6 +219,7 @@ impl Engine {
     /// replayed from the log never match a new waiter.
     pub fn new(config: Arc<Config>, table: LeaseTable, node_id: u64, incarnation: u64) -> Self {
         let cursors = config.pools.iter().map(|p| u32::from(p.range_start)).collect();
+        let exhausted_until_ms = vec![0; config.pools.len()];
         let reserved_ips = config.reservations.iter().map(|r| r.ip).collect();
         Engine {
             config,
@@ -225,6 +232,7 @@ impl Engine {
             next_seq: 0,
             is_leader: false,
             cursors,
+            exhausted_until_ms,
             reserved_ips,
             applied_since_snapshot: 0,
         }
@@ -349,6 +357,9 @@ impl Engine {
     /// Scan the pool from its cursor: first for an address with no record at all (so returning
     /// clients keep theirs as long as possible), then for any reusable one.
     fn scan_free(&mut self, pool_index: usize, client: &ClientKey, now_ms: u64) -> Option<Ipv4Addr> {
+        if now_ms < self.exhausted_until_ms[pool_index] {
+            return None;
+        }
         let pool = &self.config.pools[pool_index];
         let (start, end) = (u32::from(pool.range_start), u32::from(pool.range_end));
         let size = end - start + 1;
@@ -370,6 +381,9 @@ impl Engine {
                 Some(_) if fallback.is_none() && self.table.is_available_to(ip, client, now_ms) => fallback = Some(ip),
                 Some(_) => {}
             }
+        }
+        if fallback.is_none() {
+            self.exhausted_until_ms[pool_index] = now_ms + EXHAUSTED_RESCAN_MS;
         }
         fallback
     }
