@@ -36,6 +36,33 @@ pub struct Outgoing {
     pub max_bytes: usize,
 }
 
+/// This node's part in the Raft group, as far as answering clients goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Answers broadcast and relayed traffic; proposes bindings.
+    Leader,
+    /// A leader is known: answers only unicast traffic addressed to its own server identifier, and
+    /// its proposals are forwarded to the leader.
+    Follower,
+    /// No leader known (minority side, or an election under way): binds nothing new.
+    NoQuorum,
+}
+
+/// How a request reached this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// To the broadcast address (or an unknown destination).
+    Broadcast,
+    /// To this unicast address.
+    Unicast(Ipv4Addr),
+}
+
+/// RFC 2131 §4.3.2: a REQUEST in RENEWING or REBINDING state carries `ciaddr` and neither a server
+/// identifier nor a requested address.
+fn is_renewing(request: &Request) -> bool {
+    !request.ciaddr.is_unspecified() && request.server_id.is_none() && request.requested_ip.is_none()
+}
+
 /// Why the engine said nothing (RFC 2131 tells the server to stay silent in these cases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Silence {
@@ -45,8 +72,10 @@ pub enum Silence {
     UnknownClient,
     /// Not addressed to us, or a network we do not serve.
     NotOurs,
-    /// This node does not answer broadcast traffic (not the Raft leader).
+    /// This node does not answer this traffic (not the Raft leader, not addressed to it).
     NotLeader,
+    /// Without a quorum, and the client has no committed, unexpired lease to confirm.
+    NoQuorum,
     /// No free address in the client's pools.
     PoolExhausted,
     /// DECLINE or RELEASE carrying nothing to act on.
@@ -60,6 +89,7 @@ impl Silence {
             Silence::UnknownClient => "unknown_client",
             Silence::NotOurs => "not_ours",
             Silence::NotLeader => "not_leader",
+            Silence::NoQuorum => "no_quorum",
             Silence::PoolExhausted => "pool_exhausted",
             Silence::NothingToDo => "nothing_to_do",
         }
@@ -186,6 +216,14 @@ impl Offers {
     }
 }
 
+/// A full pool scan that found nothing, and what it saw.
+#[derive(Debug, Clone, Copy)]
+struct Exhausted {
+    until_ms: u64,
+    applied_index: u64,
+    offers: usize,
+}
+
 /// Counts the engine keeps for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUsage<'a> {
@@ -205,11 +243,12 @@ pub struct Engine {
     node_id: u64,
     incarnation: u64,
     next_seq: u64,
-    is_leader: bool,
+    role: Role,
     /// Next address to try per pool, so allocation does not rescan the bound front of the range.
     cursors: Vec<u32>,
-    /// Per pool: until when a failed full scan is trusted (`EXHAUSTED_RESCAN_MS`).
-    exhausted_until_ms: Vec<u64>,
+    /// Per pool: the last failed full scan, trusted until `EXHAUSTED_RESCAN_MS` pass, the table
+    /// changes or offers are let go.
+    exhausted: Vec<Option<Exhausted>>,
     reserved_ips: HashSet<Ipv4Addr>,
     applied_since_snapshot: u64,
 }
@@ -219,7 +258,7 @@ impl Engine {
     /// replayed from the log never match a new waiter.
     pub fn new(config: Arc<Config>, table: LeaseTable, node_id: u64, incarnation: u64) -> Self {
         let cursors = config.pools.iter().map(|p| u32::from(p.range_start)).collect();
-        let exhausted_until_ms = vec![0; config.pools.len()];
+        let exhausted = vec![None; config.pools.len()];
         let reserved_ips = config.reservations.iter().map(|r| r.ip).collect();
         Engine {
             config,
@@ -230,9 +269,9 @@ impl Engine {
             node_id,
             incarnation,
             next_seq: 0,
-            is_leader: false,
+            role: Role::NoQuorum,
             cursors,
-            exhausted_until_ms,
+            exhausted,
             reserved_ips,
             applied_since_snapshot: 0,
         }
@@ -257,18 +296,38 @@ impl Engine {
     /// Raft role changes. A new leader starts with an empty offer table: offers held by the old one
     /// are unknown here, and a REQUEST for an address the committed table gives to another client
     /// is NAKed at apply (DESIGN rule 3).
-    pub fn set_leader(&mut self, is_leader: bool) {
-        if is_leader != self.is_leader {
+    pub fn set_role(&mut self, role: Role) {
+        if role != self.role {
             self.offers.clear();
         }
-        self.is_leader = is_leader;
+        self.role = role;
     }
 
-    /// Decide what to do about one request.
+    /// `set_role` for callers that only know leader or not (a non-leader is treated as having no
+    /// quorum: it answers nothing that needs a commit).
+    pub fn set_leader(&mut self, is_leader: bool) {
+        self.set_role(if is_leader { Role::Leader } else { Role::NoQuorum });
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Decide what to do about one request that arrived broadcast (or relayed).
     pub fn handle(&mut self, request: &Request, now_us: u64) -> Action {
+        self.handle_from(request, Arrival::Broadcast, now_us)
+    }
+
+    /// Decide what to do about one request. Exactly one node answers each client message (DESIGN
+    /// rule 2): the leader answers broadcast and relayed traffic; the node whose server identifier a
+    /// unicast RENEW (or RELEASE, DECLINE, INFORM) is addressed to answers that, whatever its role —
+    /// a follower's proposal goes to the leader through Raft, and a node without a quorum may only
+    /// confirm what the committed table already says (DESIGN rule 5).
+    pub fn handle_from(&mut self, request: &Request, arrival: Arrival, now_us: u64) -> Action {
         let now_ms = now_us / 1000;
         self.offers.expire(now_ms);
-        if !self.is_leader {
+        let addressed_to_me = arrival == Arrival::Unicast(self.config.server_ip) && request.giaddr.is_unspecified();
+        if self.role != Role::Leader && !addressed_to_me {
             return Action::Silent(Silence::NotLeader);
         }
         if self.pending.len() >= self.config.limits.max_inflight_proposals {
@@ -277,12 +336,30 @@ impl Engine {
                 return Action::Drop(DropReason::ProposalBacklog);
             }
         }
-        match request.message_type {
-            ClientMessageType::Discover => self.discover(request, now_ms),
-            ClientMessageType::Request => self.request(request, now_us),
-            ClientMessageType::Decline => self.decline(request, now_us),
-            ClientMessageType::Release => self.release(request, now_us),
-            ClientMessageType::Inform => self.inform(request),
+        match (self.role, request.message_type) {
+            (_, ClientMessageType::Inform) => self.inform(request),
+            (Role::Leader, ClientMessageType::Discover) => self.discover(request, now_ms),
+            (Role::Leader, ClientMessageType::Request) => self.request(request, now_us),
+            (Role::Follower, ClientMessageType::Request) if is_renewing(request) => self.request(request, now_us),
+            (Role::NoQuorum, ClientMessageType::Request) if is_renewing(request) => {
+                self.renew_without_quorum(request, now_ms)
+            }
+            (Role::Leader | Role::Follower, ClientMessageType::Decline) => self.decline(request, now_us),
+            (Role::Leader | Role::Follower, ClientMessageType::Release) => self.release(request, now_us),
+            _ => Action::Silent(Silence::NotLeader),
+        }
+    }
+
+    /// DESIGN rule 5: without a quorum nothing new is bound, but a client renewing a committed,
+    /// unexpired lease is confirmed for the time that remains on it — never beyond.
+    fn renew_without_quorum(&mut self, request: &Request, now_ms: u64) -> Action {
+        let client = self.client_key(request);
+        match self.table.by_client(&client) {
+            Some(lease) if lease.ip == request.ciaddr && lease.is_active(now_ms) => {
+                let lease = lease.clone();
+                Action::Send(Box::new(self.ack(request, &lease, now_ms)))
+            }
+            _ => Action::Silent(Silence::NoQuorum),
         }
     }
 
@@ -357,8 +434,15 @@ impl Engine {
     /// Scan the pool from its cursor: first for an address with no record at all (so returning
     /// clients keep theirs as long as possible), then for any reusable one.
     fn scan_free(&mut self, pool_index: usize, client: &ClientKey, now_ms: u64) -> Option<Ipv4Addr> {
-        if now_ms < self.exhausted_until_ms[pool_index] {
-            return None;
+        let state = Exhausted {
+            until_ms: now_ms + EXHAUSTED_RESCAN_MS,
+            applied_index: self.table.applied_index(),
+            offers: self.offers.len(),
+        };
+        if let Some(seen) = self.exhausted[pool_index] {
+            if now_ms < seen.until_ms && seen.applied_index == state.applied_index && state.offers >= seen.offers {
+                return None;
+            }
         }
         let pool = &self.config.pools[pool_index];
         let (start, end) = (u32::from(pool.range_start), u32::from(pool.range_end));
@@ -382,9 +466,7 @@ impl Engine {
                 Some(_) => {}
             }
         }
-        if fallback.is_none() {
-            self.exhausted_until_ms[pool_index] = now_ms + EXHAUSTED_RESCAN_MS;
-        }
+        self.exhausted[pool_index] = if fallback.is_none() { Some(state) } else { None };
         fallback
     }
 

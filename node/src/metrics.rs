@@ -16,11 +16,12 @@ const MESSAGE_TYPES: [(ClientMessageType, &str); 5] = [
 ];
 const REPLY_TYPES: [(ReplyType, &str); 3] =
     [(ReplyType::Offer, "offer"), (ReplyType::Ack, "ack"), (ReplyType::Nak, "nak")];
-const SILENCES: [Silence; 6] = [
+const SILENCES: [Silence; 7] = [
     Silence::OtherServerChosen,
     Silence::UnknownClient,
     Silence::NotOurs,
     Silence::NotLeader,
+    Silence::NoQuorum,
     Silence::PoolExhausted,
     Silence::NothingToDo,
 ];

@@ -12,17 +12,17 @@ use slog::{debug, error, info, Logger};
 
 use super::parser::{Encode, ParserActor};
 use super::Clock;
-use crate::engine::{Action, Decision, Engine, Outgoing};
+use crate::engine::{Action, Arrival, Decision, Engine, Outgoing, Role};
 use crate::metrics::{message_type_label, reply_type_label, Metrics};
 use crate::wire::Request;
 
 /// How often stale offers and proposals are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
-/// A validated request from the parser.
+/// A validated request from the parser, and how it arrived.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Incoming(pub Request);
+pub struct Incoming(pub Request, pub Arrival);
 
 /// Flush the proposals gathered during one mailbox drain as one `Propose`.
 #[derive(Message)]
@@ -152,8 +152,8 @@ impl Handler<Incoming> for LeaseActor {
     type Result = ();
 
     fn handle(&mut self, msg: Incoming, ctx: &mut Self::Context) {
-        let request = msg.0;
-        match self.engine.handle(&request, self.clock.now_us()) {
+        let Incoming(request, arrival) = msg;
+        match self.engine.handle_from(&request, arrival, self.clock.now_us()) {
             Action::Send(outgoing) => {
                 self.log_decision(&Decision {
                     message: request.message_type,
@@ -239,7 +239,11 @@ impl Handler<RaftStatus> for LeaseActor {
             info!(self.log, "raft role"; "leader" => status.is_leader, "term" => status.term,
                 "leader_id" => ?status.leader_id);
         }
-        self.engine.set_leader(status.is_leader);
+        self.engine.set_role(match (status.is_leader, status.leader_id) {
+            (true, _) => Role::Leader,
+            (false, Some(_)) => Role::Follower,
+            (false, None) => Role::NoQuorum,
+        });
         self.status = status;
     }
 }

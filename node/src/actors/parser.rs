@@ -1,14 +1,14 @@
 //! The parser actor: datagrams → validated requests for the lease actor (malformed ones dropped and
 //! counted, never a panic), and replies → bytes for the socket actor.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 use super::lease::{Incoming, LeaseActor};
 use super::socket::{SocketActor, Transmit};
-use crate::engine::Outgoing;
+use crate::engine::{Arrival, Outgoing};
 use crate::metrics::Metrics;
 use crate::wire::{self, DropReason};
 
@@ -17,6 +17,8 @@ use crate::wire::{self, DropReason};
 pub struct Datagram {
     pub bytes: Vec<u8>,
     pub from: SocketAddr,
+    /// The IP destination address (IP_PKTINFO), when the kernel told it.
+    pub destination: Option<Ipv4Addr>,
 }
 
 /// A reply to encode and send.
@@ -71,7 +73,11 @@ impl Handler<Datagram> for ParserActor {
         match wire::parse(&msg.bytes, self.max_frame_bytes) {
             Ok(request) => {
                 self.metrics.received(request.message_type);
-                if self.lease.try_send(Incoming(request)).is_err() {
+                let arrival = match msg.destination {
+                    Some(ip) if !ip.is_broadcast() => Arrival::Unicast(ip),
+                    _ => Arrival::Broadcast,
+                };
+                if self.lease.try_send(Incoming(request, arrival)).is_err() {
                     self.metrics.dropped(DropReason::Overloaded);
                 }
             }

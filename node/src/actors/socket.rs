@@ -9,6 +9,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use slog::{debug, warn, Logger};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::parser::{Datagram, ParserActor};
@@ -28,11 +29,76 @@ pub fn open_socket(interface: Option<&str>, port: u16) -> io::Result<UdpSocket> 
             io::Error::new(e.kind(), format!("SO_BINDTODEVICE {name}: {e} (does the interface exist?)"))
         })?;
     }
-    // Best effort: a smaller buffer only means earlier drops under a burst.
-    let _ = socket.set_recv_buffer_size(RECV_BUFFER_BYTES);
+    // Best effort: a smaller buffer only means earlier drops under a burst. SO_RCVBUFFORCE (root)
+    // goes past net.core.rmem_max; plain SO_RCVBUF is the fallback.
+    if set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RECV_BUFFER_BYTES as libc::c_int).is_err() {
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER_BYTES);
+    }
+    // IP_PKTINFO: learn each datagram's destination address, so a unicast RENEW addressed to this
+    // node's server identifier can be told from a broadcast (DESIGN rule 2).
+    set_int_option(&socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
     socket.set_nonblocking(true)?;
     socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
     UdpSocket::from_std(socket.into())
+}
+
+fn set_int_option(socket: &Socket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket fd and a pointer to a c_int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// One `recvmsg(2)`: the datagram's length, source and (from IP_PKTINFO) destination address.
+fn recv_with_destination(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<Ipv4Addr>)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut source: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
+    // Room for one in_pktinfo control message, aligned as cmsghdr wants.
+    let mut control = [0u64; 8];
+    // SAFETY: as above.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_name = (&mut source as *mut libc::sockaddr_in).cast();
+    header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `header` points into locals that outlive the call.
+    let len = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut header, libc::MSG_DONTWAIT) };
+    if len < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut destination = None;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::IPPROTO_IP && (*cmsg).cmsg_type == libc::IP_PKTINFO {
+                let info = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::in_pktinfo);
+                destination = Some(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
+            }
+            cmsg = libc::CMSG_NXTHDR(&header, cmsg);
+        }
+    }
+    let from = SocketAddr::V4(SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(source.sin_addr.s_addr)),
+        u16::from_be(source.sin_port),
+    ));
+    Ok((len as usize, from, destination))
 }
 
 /// A reply encoded and addressed.
@@ -80,10 +146,12 @@ impl Actor for SocketActor {
         let receive = async move {
             let mut buffer = vec![0u8; buffer_len];
             loop {
-                match socket.recv_from(&mut buffer).await {
-                    Ok((len, from)) => {
+                let received =
+                    socket.async_io(Interest::READABLE, || recv_with_destination(&socket, &mut buffer)).await;
+                match received {
+                    Ok((len, from, destination)) => {
                         metrics.datagram();
-                        let datagram = Datagram { bytes: buffer[..len].to_vec(), from };
+                        let datagram = Datagram { bytes: buffer[..len].to_vec(), from, destination };
                         if parser.try_send(datagram).is_err() {
                             metrics.dropped(DropReason::Overloaded);
                         }

@@ -650,3 +650,64 @@ proptest! {
         }
     }
 }
+
+/// DESIGN rule 2: a follower stays silent on broadcast traffic but answers a RENEW unicast to its
+/// own server identifier; its proposal goes to the leader through Raft and it ACKs on apply.
+#[test]
+fn design_rule_2_follower_answers_only_renewals_addressed_to_it() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ip = dora(&mut engine, &mut log, mac(1), T0_US).reply.yiaddr;
+    engine.set_role(Role::Follower);
+    assert_eq!(engine.handle(&discover(mac(2)), T0_US), Action::Silent(Silence::NotLeader));
+    assert_eq!(
+        engine.handle_from(&renewing(mac(1), ip), Arrival::Broadcast, T0_US),
+        Action::Silent(Silence::NotLeader),
+        "REBINDING (broadcast) is the leader's"
+    );
+    assert_eq!(
+        engine.handle_from(&renewing(mac(1), ip), Arrival::Unicast(Ipv4Addr::new(10, 0, 0, 2)), T0_US),
+        Action::Silent(Silence::NotLeader),
+        "a RENEW addressed to another node's server identifier is that node's"
+    );
+    let later = T0_US + 1800 * SECOND_US;
+    let proposal = expect_propose(engine.handle_from(&renewing(mac(1), ip), Arrival::Unicast(SERVER), later));
+    let ack = log.commit_one(&mut engine, proposal, later);
+    assert_eq!(ack.reply.message_type, ReplyType::Ack);
+    assert_eq!(ack.reply.server_id, SERVER, "the follower answers with its own server identifier");
+    assert_eq!(ack.reply.lease_time_secs, Some(3600));
+}
+
+/// DESIGN rule 5: without a quorum a node binds nothing new, but confirms a committed, unexpired
+/// lease for the time that remains on it, never beyond — and proposes nothing.
+#[test]
+fn design_rule_5_minority_side_renews_only_for_the_remaining_time() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ip = dora(&mut engine, &mut log, mac(1), T0_US).reply.yiaddr;
+    engine.set_role(Role::NoQuorum);
+    let later = T0_US + 3000 * SECOND_US;
+    let ack = expect_send(engine.handle_from(&renewing(mac(1), ip), Arrival::Unicast(SERVER), later));
+    assert_eq!(ack.reply.message_type, ReplyType::Ack);
+    assert_eq!(ack.reply.lease_time_secs, Some(600), "3600 s lease, 3000 s gone: 600 s remain, not more");
+    assert_eq!(ack.reply.renewal_time_secs, Some(300));
+    assert_eq!(engine.proposals_pending(), 0, "nothing proposed without a quorum");
+    match engine.table().by_ip(ip).unwrap().state {
+        LeaseState::Bound { expires_at_ms } => assert_eq!(expires_at_ms, T0_US / 1000 + 3_600_000, "table unchanged"),
+        other => panic!("expected bound, got {other:?}"),
+    }
+    assert_eq!(
+        engine.handle_from(&renewing(mac(2), Ipv4Addr::new(10, 0, 0, 104)), Arrival::Unicast(SERVER), later),
+        Action::Silent(Silence::NoQuorum),
+        "no committed lease to confirm: silence"
+    );
+    let expired = T0_US + 3601 * SECOND_US;
+    assert_eq!(
+        engine.handle_from(&renewing(mac(1), ip), Arrival::Unicast(SERVER), expired),
+        Action::Silent(Silence::NoQuorum),
+        "an expired lease is not confirmed"
+    );
+    assert_eq!(engine.handle(&discover(mac(3)), later), Action::Silent(Silence::NotLeader), "no OFFERs either");
+    let release = Request { ciaddr: ip, server_id: Some(SERVER), ..request(ClientMessageType::Release, mac(1)) };
+    assert_eq!(engine.handle_from(&release, Arrival::Unicast(SERVER), later), Action::Silent(Silence::NotLeader));
+}
