@@ -17,22 +17,20 @@ use std::time::Duration;
 use actix::prelude::*;
 use slog::{crit, debug, info, Logger};
 
+use raft::eraftpb::MessageType;
+
 use crate::replica::{Actions, Replica};
 use crate::storage::{DurableLog, LogStore};
+use crate::transport::{PeerMessage, SendMessages};
 use crate::{ClusterError, LeaseTable, Propose, RaftStatus, SnapshotTaken, ToStateMachine};
 
 /// Mailbox capacity of the raft actor: proposals beyond it are refused by `try_send`.
 pub const MAILBOX_CAPACITY: usize = 4_096;
 
-/// Raft messages for peers, from the raft actor to the peer transport.
-#[derive(Debug, Message)]
+/// Where the raft actor sends messages for peers (the peer transport), once it is started.
+#[derive(Message)]
 #[rtype(result = "()")]
-pub struct Outbound(pub Vec<raft::eraftpb::Message>);
-
-/// A Raft message from a peer, from the peer transport to the raft actor.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct FromPeer(pub raft::eraftpb::Message);
+pub struct ConnectPeers(pub Recipient<SendMessages>);
 
 /// Open the log under `data_dir` and rebuild the lease table from its latest snapshot (an empty
 /// table when there is none). Start the replica with `applied = table.applied_index()`.
@@ -72,7 +70,7 @@ pub struct RaftActor {
     replica: Replica<LogStore>,
     state_machine: Recipient<ToStateMachine>,
     status: Recipient<RaftStatus>,
-    peers: Option<Recipient<Outbound>>,
+    peers: Option<Recipient<SendMessages>>,
     tick_interval: Duration,
     flush_scheduled: bool,
     logger: Logger,
@@ -91,7 +89,7 @@ impl RaftActor {
 
     /// Where Raft messages for peers go (the peer transport). Without one they are dropped, which is
     /// right only for a cluster of one.
-    pub fn with_peers(mut self, peers: Recipient<Outbound>) -> Self {
+    pub fn with_peers(mut self, peers: Recipient<SendMessages>) -> Self {
         self.peers = Some(peers);
         self
     }
@@ -116,8 +114,13 @@ impl RaftActor {
     fn dispatch(&mut self, actions: Actions) {
         let Actions { messages, restore, committed, status, rejected } = actions;
         if !messages.is_empty() {
+            // The transport queues and may drop; a snapshot is reported sent at once, so a lost one
+            // is retried from the probe state instead of pausing the follower for good.
+            for message in messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot) {
+                self.replica.report_snapshot_sent(message.to);
+            }
             match &self.peers {
-                Some(peers) => peers.do_send(Outbound(messages)),
+                Some(peers) => peers.do_send(SendMessages(messages)),
                 None => debug!(self.logger, "no peer transport: raft messages dropped"; "count" => messages.len()),
             }
         }
@@ -184,10 +187,18 @@ impl Handler<Propose> for RaftActor {
     }
 }
 
-impl Handler<FromPeer> for RaftActor {
+impl Handler<ConnectPeers> for RaftActor {
     type Result = ();
 
-    fn handle(&mut self, FromPeer(message): FromPeer, ctx: &mut Context<Self>) {
+    fn handle(&mut self, ConnectPeers(peers): ConnectPeers, _: &mut Context<Self>) {
+        self.peers = Some(peers);
+    }
+}
+
+impl Handler<PeerMessage> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, PeerMessage(message): PeerMessage, ctx: &mut Context<Self>) {
         let from = message.from;
         match self.replica.step(message) {
             Ok(()) => self.schedule_flush(ctx),

@@ -224,6 +224,12 @@ impl<L: DurableLog> Replica<L> {
         Err(Box::new(Refused { reason, proposals }))
     }
 
+    /// A snapshot for `to` left this node: raft-rs may move the follower back to probing (a lost
+    /// snapshot is then sent again) instead of pausing it until an answer that may never come.
+    pub fn report_snapshot_sent(&mut self, to: u64) {
+        self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
+    }
+
     /// Advance Raft's logical clock by one tick (heartbeats, election timeouts).
     pub fn tick(&mut self) {
         if !self.halted {

@@ -101,6 +101,7 @@ pub mod flag {
     pub const NODE_ID: &str = "--node-id";
     pub const PEER: &str = "--peer";
     pub const CLUSTER_LISTEN: &str = "--cluster-listen";
+    pub const CLUSTER_SECRET_FILE: &str = "--cluster-secret-file";
 }
 
 /// Names accepted as `[pxe.arch]` keys, with their option-93 codes (RFC 4578 §2.1 and the IANA
@@ -994,10 +995,40 @@ fn check_cluster(cx: &mut Ctx<'_>, raw: &crate::raw::RawCluster, ov: &Overrides)
             );
         }
     }
+    let secret = overlay(
+        ov.cluster_secret_file.as_deref(),
+        flag::CLUSTER_SECRET_FILE,
+        raw.secret_file.as_deref(),
+        "cluster.secret_file".into(),
+    );
+    let secret_file = match secret {
+        Some((text, key)) if text.is_empty() => {
+            cx.error(&key, "the secret file path is empty".to_string());
+            None
+        }
+        Some((text, _)) => Some(PathBuf::from(text)),
+        None => None,
+    };
+    if !peer_errors && peers.len() > 1 && peers.contains_key(&node_id) {
+        if listen.is_none() {
+            cx.error(
+                &Key::path("cluster.listen"),
+                "several peers need a listen address for peer traffic (--cluster-listen)".to_string(),
+            );
+        }
+        if secret_file.is_none() {
+            cx.error(
+                &Key::path("cluster.secret_file"),
+                "several peers need a shared secret file to authenticate peer traffic (--cluster-secret-file)"
+                    .to_string(),
+            );
+        }
+    }
     Cluster {
         node_id,
         peers,
         listen,
+        secret_file,
         tick_ms: tick_ms.unwrap_or(defaults.tick_ms),
         election_ticks: election_ticks.unwrap_or(defaults.election_ticks),
         heartbeat_ticks: heartbeat_ticks.unwrap_or(defaults.heartbeat_ticks),

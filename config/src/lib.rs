@@ -177,6 +177,9 @@ pub struct Cluster {
     pub tick_ms: u64,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
+    /// File with the shared secret (at least 16 bytes) that authenticates every peer frame; required
+    /// when there is more than one voter. Read at start, not while checking the config.
+    pub secret_file: Option<PathBuf>,
 }
 
 impl Default for Cluster {
@@ -188,6 +191,7 @@ impl Default for Cluster {
             tick_ms: 100,
             election_ticks: 10,
             heartbeat_ticks: 2,
+            secret_file: None,
         }
     }
 }
@@ -238,6 +242,7 @@ pub struct Overrides {
     pub node_id: Option<u64>,
     pub peers: Vec<String>,
     pub cluster_listen: Option<String>,
+    pub cluster_secret_file: Option<String>,
 }
 
 impl Config {

@@ -127,6 +127,8 @@ pub struct RawCluster {
     pub tick_ms: Option<u64>,
     pub election_ticks: Option<usize>,
     pub heartbeat_ticks: Option<usize>,
+    /// File holding the shared secret that authenticates peer traffic.
+    pub secret_file: Option<String>,
 }
 
 impl RawConfig {

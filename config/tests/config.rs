@@ -527,10 +527,12 @@ fn peers_parse() {
 node_id = 2
 listen = "0.0.0.0:6768"
 peers = ["1=10.0.0.1:6768", "2=10.0.0.2:6768", "3=10.0.0.3:6768"]
+secret_file = "/etc/leasehold/cluster.secret"
 "#
     );
     let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.cluster.node_id, 2);
+    assert_eq!(config.cluster.secret_file, Some(PathBuf::from("/etc/leasehold/cluster.secret")));
     assert_eq!(config.cluster.listen, Some("0.0.0.0:6768".parse().unwrap()));
     let peers: Vec<(u64, SocketAddr)> = config.cluster.peers.into_iter().collect();
     assert_eq!(
@@ -556,6 +558,15 @@ peers = ["1=10.0.0.1:6768", "0=10.0.0.2:6768", "10.0.0.3:6768", "1=10.0.0.4:6768
     expect_error(&errors, "cluster.peers[3]", &["id 1 is given twice"]);
     expect_error(&errors, "cluster.peers[4]", &["IP:PORT"]);
     assert_eq!(errors.len(), 4, "{errors}");
+}
+
+#[test]
+fn several_peers_need_a_listen_address_and_a_secret() {
+    let errors =
+        rejected(&format!("{BASE}[cluster]\nnode_id = 1\npeers = [\"1=10.0.0.1:6768\", \"2=10.0.0.2:6768\"]\n"));
+    expect_error(&errors, "cluster.listen", &["listen address"]);
+    expect_error(&errors, "cluster.secret_file", &["shared secret"]);
+    assert_eq!(errors.len(), 2, "{errors}");
 }
 
 #[test]
@@ -741,9 +752,11 @@ peers = ["1=10.0.0.1:6768"]
         node_id: Some(2),
         peers: vec!["2=10.0.0.2:6768".into(), "3=10.0.0.3:6768".into()],
         cluster_listen: Some("10.0.0.2:6768".into()),
+        cluster_secret_file: Some("/run/secret".into()),
         ..Overrides::default()
     };
     let config = load_with(&text, &overrides).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.cluster.secret_file, Some(PathBuf::from("/run/secret")));
     assert_eq!(config.interface.as_deref(), Some("br0"));
     assert_eq!(config.server_ip, ip("10.0.0.2"));
     assert_eq!(config.data_dir, PathBuf::from("/tmp/lh"));

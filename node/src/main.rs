@@ -97,6 +97,9 @@ struct ServeArgs {
     /// Address for peer (Raft) traffic.
     #[arg(long)]
     cluster_listen: Option<String>,
+    /// File with the shared secret that authenticates peer traffic (required with several peers).
+    #[arg(long)]
+    cluster_secret_file: Option<String>,
     /// Testing only: shift this node's clock by this many milliseconds.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
@@ -123,6 +126,7 @@ impl ServeArgs {
             node_id: self.node_id,
             peers: self.peers.clone(),
             cluster_listen: self.cluster_listen.clone(),
+            cluster_secret_file: self.cluster_secret_file.clone(),
         }
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use leasehold_cluster::actor::RaftActor;
+use leasehold_cluster::actor::{ConnectPeers, RaftActor};
 use leasehold_cluster::replica::{Replica, ReplicaConfig};
+use leasehold_cluster::transport::{self, TransportConfig, MIN_SECRET_BYTES};
 use leasehold_config::Config;
 use slog::{error, info, o};
 
@@ -30,6 +31,24 @@ pub enum ServeError {
     Admin { listen: std::net::SocketAddr, source: std::io::Error },
     #[error("actix runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cluster secret file {path}: {problem}")]
+    Secret { path: String, problem: String },
+    #[error("peer transport on {listen}: {source}")]
+    Transport { listen: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// Peer messages queued per peer at most; more are dropped (Raft retransmits).
+const PEER_QUEUE_CAPACITY: usize = 4_096;
+
+/// Read the shared secret that authenticates peer traffic (surrounding whitespace is not part of it).
+fn read_secret(path: &std::path::Path) -> Result<Arc<[u8]>, ServeError> {
+    let problem = |problem: String| ServeError::Secret { path: path.display().to_string(), problem };
+    let bytes = std::fs::read(path).map_err(|e| problem(e.to_string()))?;
+    let secret = bytes.trim_ascii();
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(problem(format!("{} bytes; at least {MIN_SECRET_BYTES} are needed", secret.len())));
+    }
+    Ok(Arc::from(secret))
 }
 
 pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
@@ -49,6 +68,28 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         ..ReplicaConfig::new(config.cluster.node_id)
     };
     let replica = Replica::new(&replica_config, store, &log.new(o!("actor" => "raft")))?;
+    // A cluster of several nodes: peers (this one excluded), where to listen, and the secret.
+    let peer_links = if config.cluster.peers.len() > 1 {
+        let path = config.cluster.secret_file.as_deref().ok_or_else(|| ServeError::Secret {
+            path: "(none)".into(),
+            problem: "several peers need cluster.secret_file".into(),
+        })?;
+        let listen = config.cluster.listen.ok_or_else(|| ServeError::Transport {
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            source: std::io::Error::other("several peers need cluster.listen"),
+        })?;
+        let mut peers = config.cluster.peers.clone();
+        peers.remove(&config.cluster.node_id);
+        Some(TransportConfig {
+            node_id: config.cluster.node_id,
+            listen,
+            peers,
+            secret: read_secret(path)?,
+            queue_capacity: PEER_QUEUE_CAPACITY,
+        })
+    } else {
+        None
+    };
     info!(log, "lease table loaded"; "leases" => table.len(), "applied_index" => table.applied_index(),
         "data_dir" => %config.data_dir.display(), "fsync" => config.fsync);
 
@@ -65,12 +106,14 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         let raft_log = log.new(o!("actor" => "raft"));
         let tick = Duration::from_millis(config.cluster.tick_ms);
         let engine = Engine::new(config.clone(), table, node_id, incarnation);
+        let mut raft_addr = None;
         let lease = LeaseActor::create(|ctx| {
             let me = ctx.address();
             let (state_machine, status) = (me.clone().recipient(), me.recipient());
             let raft = RaftActor::start_in_arbiter(&raft_arbiter.handle(), move |_| {
                 RaftActor::new(replica, state_machine, status, tick, raft_log)
             });
+            raft_addr = Some(raft.clone());
             LeaseActor::new(
                 engine,
                 raft.clone().recipient(),
@@ -96,6 +139,12 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         .start();
         parser.do_send(Connect(socket));
         lease.do_send(ConnectParser(parser));
+        if let (Some(links), Some(raft)) = (peer_links, raft_addr) {
+            let listen = links.listen;
+            let transport = transport::start(links, raft.clone().recipient(), log.clone())
+                .map_err(|source| ServeError::Transport { listen, source })?;
+            raft.do_send(ConnectPeers(transport.recipient()));
+        }
 
         let admin = crate::admin::serve(config.admin_listen, lease.clone())
             .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
