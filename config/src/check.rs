@@ -1002,7 +1002,7 @@ fn check_cluster(cx: &mut Ctx<'_>, raw: &crate::raw::RawCluster, ov: &Overrides)
         "cluster.secret_file".into(),
     );
     let secret_file = match secret {
-        Some((text, key)) if text.is_empty() => {
+        Some(("", key)) => {
             cx.error(&key, "the secret file path is empty".to_string());
             None
         }
