@@ -161,7 +161,7 @@ impl Default for Limits {
             proposal_timeout_ms: 5_000,
             max_frame_bytes: 1_500,
             max_leases: 1_000_000,
-            snapshot_every_entries: 10_000,
+            snapshot_every_entries: 100_000,
         }
     }
 }
