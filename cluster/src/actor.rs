@@ -19,18 +19,46 @@ use slog::{crit, debug, info, Logger};
 
 use raft::eraftpb::MessageType;
 
-use crate::replica::{Actions, Replica};
+use crate::replica::{Actions, MemberProgress, Replica};
 use crate::storage::{DurableLog, LogStore};
-use crate::transport::{PeerMessage, SendMessages};
+use crate::transport::{PeerMessage, SendMessages, SetPeer};
 use crate::{ClusterError, LeaseTable, Propose, RaftStatus, SnapshotTaken, ToStateMachine};
 
 /// Mailbox capacity of the raft actor: proposals beyond it are refused by `try_send`.
 pub const MAILBOX_CAPACITY: usize = 4_096;
 
-/// Where the raft actor sends messages for peers (the peer transport), once it is started.
+/// Where the raft actor sends messages for peers (the peer transport), once it is started, and where
+/// committed membership changes update the peer list.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ConnectPeers(pub Recipient<SendMessages>);
+pub struct ConnectPeers(pub Recipient<SendMessages>, pub Recipient<SetPeer>);
+
+/// What `GET /v1/cluster` shows of the Raft group from this node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterView {
+    pub node_id: u64,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub is_leader: bool,
+    pub commit_index: u64,
+    pub snapshot_index: u64,
+    pub members: Vec<MemberProgress>,
+    pub addresses: std::collections::BTreeMap<u64, std::net::SocketAddr>,
+}
+
+#[derive(Message)]
+#[rtype(result = "ClusterView")]
+pub struct GetClusterView;
+
+/// Add (with its peer address) or remove a voter. Answered once proposed; it takes effect when
+/// committed (watch `GET /v1/cluster`).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct ChangeMembership {
+    pub id: u64,
+    /// `Some(addr)`: add this node reachable at `addr`; `None`: remove it.
+    pub add: Option<std::net::SocketAddr>,
+}
 
 /// Open the log under `data_dir` and rebuild the lease table from its latest snapshot (an empty
 /// table when there is none). Start the replica with `applied = table.applied_index()`.
@@ -71,6 +99,9 @@ pub struct RaftActor {
     state_machine: Recipient<ToStateMachine>,
     status: Recipient<RaftStatus>,
     peers: Option<Recipient<SendMessages>>,
+    peer_list: Option<Recipient<SetPeer>>,
+    /// Peer addresses: the configured ones, then what membership changes said.
+    addresses: std::collections::BTreeMap<u64, std::net::SocketAddr>,
     tick_interval: Duration,
     flush_scheduled: bool,
     logger: Logger,
@@ -84,7 +115,23 @@ impl RaftActor {
         tick_interval: Duration,
         logger: Logger,
     ) -> Self {
-        RaftActor { replica, state_machine, status, peers: None, tick_interval, flush_scheduled: false, logger }
+        RaftActor {
+            replica,
+            state_machine,
+            status,
+            peers: None,
+            peer_list: None,
+            addresses: std::collections::BTreeMap::new(),
+            tick_interval,
+            flush_scheduled: false,
+            logger,
+        }
+    }
+
+    /// The configured peer addresses, for `GET /v1/cluster`.
+    pub fn with_addresses(mut self, addresses: std::collections::BTreeMap<u64, std::net::SocketAddr>) -> Self {
+        self.addresses = addresses;
+        self
     }
 
     /// Where Raft messages for peers go (the peer transport). Without one they are dropped, which is
@@ -112,7 +159,26 @@ impl RaftActor {
     }
 
     fn dispatch(&mut self, actions: Actions) {
-        let Actions { messages, restore, committed, status, rejected } = actions;
+        let Actions { messages, restore, committed, status, rejected, membership } = actions;
+        for (id, added, context) in membership {
+            let addr = std::str::from_utf8(&context).ok().and_then(|text| text.parse().ok());
+            info!(self.logger, "membership changed"; "id" => id, "added" => added, "addr" => ?addr);
+            match (added, addr) {
+                (true, Some(addr)) => {
+                    self.addresses.insert(id, addr);
+                }
+                (false, _) => {
+                    self.addresses.remove(&id);
+                }
+                (true, None) => {}
+            }
+            if id == self.replica.node_id() {
+                continue;
+            }
+            if let Some(peer_list) = &self.peer_list {
+                peer_list.do_send(SetPeer { id, addr: if added { addr } else { None } });
+            }
+        }
         if !messages.is_empty() {
             // The transport queues and may drop; a snapshot is reported sent at once, so a lost one
             // is retried from the probe state instead of pausing the follower for good.
@@ -190,8 +256,47 @@ impl Handler<Propose> for RaftActor {
 impl Handler<ConnectPeers> for RaftActor {
     type Result = ();
 
-    fn handle(&mut self, ConnectPeers(peers): ConnectPeers, _: &mut Context<Self>) {
+    fn handle(&mut self, ConnectPeers(peers, peer_list): ConnectPeers, _: &mut Context<Self>) {
         self.peers = Some(peers);
+        self.peer_list = Some(peer_list);
+    }
+}
+
+impl Handler<GetClusterView> for RaftActor {
+    type Result = MessageResult<GetClusterView>;
+
+    fn handle(&mut self, _: GetClusterView, _: &mut Context<Self>) -> Self::Result {
+        let status = self.replica.status();
+        MessageResult(ClusterView {
+            node_id: status.node_id,
+            term: status.term,
+            leader_id: status.leader_id,
+            is_leader: status.is_leader,
+            commit_index: status.commit_index,
+            snapshot_index: self.replica.log().snapshot_index(),
+            members: self.replica.members(),
+            addresses: self.addresses.clone(),
+        })
+    }
+}
+
+impl Handler<ChangeMembership> for RaftActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: ChangeMembership, ctx: &mut Context<Self>) -> Self::Result {
+        let context = msg.add.map(|addr| addr.to_string().into_bytes()).unwrap_or_default();
+        match self.replica.propose_membership(msg.id, msg.add.is_some(), context) {
+            Ok(()) => {
+                info!(self.logger, "membership change proposed"; "id" => msg.id, "add" => ?msg.add);
+                self.schedule_flush(ctx);
+                Ok(())
+            }
+            Err(ClusterError::NotLeader) => Err(match self.replica.status().leader_id {
+                Some(leader) => format!("not the leader; ask node {leader}"),
+                None => "no leader: the cluster has no quorum".to_string(),
+            }),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

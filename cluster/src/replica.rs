@@ -31,6 +31,18 @@ const MAX_UNCOMMITTED_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes of committed entries handed out per `Ready` (a long replay spreads over several).
 const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
 
+/// One member as the leader sees it (`matched`, `lag` and `state` only on the leader).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberProgress {
+    pub id: u64,
+    pub voter: bool,
+    pub matched: Option<u64>,
+    /// Entries the member is behind the leader's last index.
+    pub lag: Option<u64>,
+    pub state: Option<String>,
+    pub recent_active: Option<bool>,
+}
+
 /// How to build a `Replica`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaConfig {
@@ -50,6 +62,9 @@ pub struct ReplicaConfig {
     /// for a simulation that derives it from its seed. `None`: raft-rs draws it from
     /// `[election_ticks, 2 * election_ticks)` with a thread RNG.
     pub election_timeout_ticks: Option<usize>,
+    /// A fresh log joins a running cluster instead of bootstrapping one: it starts with no
+    /// configuration and waits for the leader (after `cluster add-node`).
+    pub join: bool,
 }
 
 impl ReplicaConfig {
@@ -61,6 +76,7 @@ impl ReplicaConfig {
             heartbeat_ticks: 2,
             election_ticks: 10,
             election_timeout_ticks: None,
+            join: false,
         }
     }
 
@@ -101,6 +117,9 @@ pub struct Actions {
     pub status: Option<RaftStatus>,
     /// Proposals that will not come back through `committed` from this node.
     pub rejected: Vec<ProposalTag>,
+    /// Committed membership changes: (member id, added, the change's context — the new member's
+    /// peer address for an addition).
+    pub membership: Vec<(u64, bool, Vec<u8>)>,
 }
 
 impl Actions {
@@ -110,6 +129,7 @@ impl Actions {
             && self.committed.is_empty()
             && self.status.is_none()
             && self.rejected.is_empty()
+            && self.membership.is_empty()
     }
 }
 
@@ -160,7 +180,15 @@ impl<L: DurableLog> Replica<L> {
         let state = log.initial_state()?;
         let (first_index, last_index) = (log.first_index()?, log.last_index()?);
         let mut conf_state = state.conf_state.clone();
-        if !state.initialized() {
+        if !state.initialized() && config.join {
+            // Joining a running cluster: start from the cluster's original voters (without this
+            // node) and wait for the leader, which replays the log from its start — including the
+            // change that adds this node — or sends a snapshot that carries the configuration.
+            let voters: Vec<u64> = config.voters.iter().copied().filter(|id| *id != config.node_id).collect();
+            conf_state = ConfState { voters, ..ConfState::default() };
+            info!(logger, "fresh raft log, joining a running cluster"; "original_voters" => ?conf_state.voters);
+            log.set_conf_state(0, conf_state.clone())?;
+        } else if !state.initialized() {
             if last_index != 0 || log.snapshot_index() != 0 {
                 return Err(ClusterError::Corrupt(format!(
                     "raft log holds entries up to {last_index} but no configuration"
@@ -271,6 +299,54 @@ impl<L: DurableLog> Replica<L> {
             is_leader: status.ss.raft_state == StateRole::Leader,
             commit_index: status.hs.commit,
         }
+    }
+
+    /// Members and, on the leader, how far each has replicated (for `GET /v1/cluster`).
+    pub fn members(&self) -> Vec<MemberProgress> {
+        let status = self.node.status();
+        let last_index = raft::Storage::last_index(self.node.store()).unwrap_or(0);
+        let voters: Vec<u64> = self.conf_history.last().map(|(_, c)| c.voters.clone()).unwrap_or_default();
+        let learners: Vec<u64> = self.conf_history.last().map(|(_, c)| c.learners.clone()).unwrap_or_default();
+        let mut members: Vec<(u64, bool)> =
+            voters.iter().map(|id| (*id, true)).chain(learners.iter().map(|id| (*id, false))).collect();
+        members.sort_unstable();
+        members
+            .into_iter()
+            .map(|(id, voter)| {
+                let progress = status.progress.and_then(|p| p.get(id));
+                MemberProgress {
+                    id,
+                    voter,
+                    matched: progress.map(|p| p.matched),
+                    lag: progress.map(|p| last_index.saturating_sub(p.matched)),
+                    state: progress.map(|p| format!("{:?}", p.state)),
+                    recent_active: progress.map(|p| p.recent_active),
+                }
+            })
+            .collect()
+    }
+
+    /// Propose adding (`addr` given: as a voter) or removing a member (raft-rs ConfChangeV2). Only the
+    /// leader can; the change takes effect when committed. `context` travels with the change (the
+    /// new member's address, so every node's transport learns it).
+    pub fn propose_membership(&mut self, id: u64, add: bool, context: Vec<u8>) -> Result<(), ClusterError> {
+        if self.halted {
+            return Err(ClusterError::Halted);
+        }
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader);
+        }
+        let mut single = raft::eraftpb::ConfChangeSingle { node_id: id, ..Default::default() };
+        single.set_change_type(if add {
+            raft::eraftpb::ConfChangeType::AddNode
+        } else {
+            raft::eraftpb::ConfChangeType::RemoveNode
+        });
+        let mut change = ConfChangeV2::default();
+        change.set_changes(vec![single].into());
+        change.context = context.into();
+        self.node.propose_conf_change(Vec::new(), change)?;
+        Ok(())
     }
 
     /// The durable log (read-only: statistics, the latest snapshot).
@@ -428,6 +504,10 @@ impl<L: DurableLog> Replica<L> {
                 EntryType::EntryConfChangeV2 => {
                     let change = ConfChangeV2::parse_from_bytes(&entry.data)
                         .map_err(|e| ClusterError::Corrupt(format!("conf change at {}: {e}", entry.index)))?;
+                    for single in change.get_changes() {
+                        let added = single.get_change_type() != raft::eraftpb::ConfChangeType::RemoveNode;
+                        actions.membership.push((single.node_id, added, change.context.to_vec()));
+                    }
                     self.apply_conf_change(entry.index, AnyConfChange::V2(change))?;
                     Vec::new()
                 }

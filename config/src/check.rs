@@ -1029,6 +1029,7 @@ fn check_cluster(cx: &mut Ctx<'_>, raw: &crate::raw::RawCluster, ov: &Overrides)
         peers,
         listen,
         secret_file,
+        join: ov.join || raw.join.unwrap_or(false),
         tick_ms: tick_ms.unwrap_or(defaults.tick_ms),
         election_ticks: election_ticks.unwrap_or(defaults.election_ticks),
         heartbeat_ticks: heartbeat_ticks.unwrap_or(defaults.heartbeat_ticks),

@@ -180,6 +180,9 @@ pub struct Cluster {
     /// File with the shared secret (at least 16 bytes) that authenticates every peer frame; required
     /// when there is more than one voter. Read at start, not while checking the config.
     pub secret_file: Option<PathBuf>,
+    /// With an empty data directory, join a running cluster (added with `cluster add-node`) instead
+    /// of bootstrapping a new one from `peers`.
+    pub join: bool,
 }
 
 impl Default for Cluster {
@@ -192,6 +195,7 @@ impl Default for Cluster {
             election_ticks: 10,
             heartbeat_ticks: 2,
             secret_file: None,
+            join: false,
         }
     }
 }
@@ -243,6 +247,7 @@ pub struct Overrides {
     pub peers: Vec<String>,
     pub cluster_listen: Option<String>,
     pub cluster_secret_file: Option<String>,
+    pub join: bool,
 }
 
 impl Config {

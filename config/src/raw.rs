@@ -129,6 +129,8 @@ pub struct RawCluster {
     pub heartbeat_ticks: Option<usize>,
     /// File holding the shared secret that authenticates peer traffic.
     pub secret_file: Option<String>,
+    /// Join a running cluster instead of bootstrapping one (fresh data directory only).
+    pub join: Option<bool>,
 }
 
 impl RawConfig {

@@ -4,12 +4,87 @@
 use std::net::SocketAddr;
 
 use actix::Addr;
-use actix_web::{get, web, App, HttpResponse, HttpServer};
+use actix_web::{delete, get, post, web, App, HttpResponse, HttpServer};
+use leasehold_cluster::actor::{ChangeMembership, GetClusterView, RaftActor};
+use serde::Deserialize;
 
 use crate::actors::lease::{GetLeases, GetStatus, LeaseActor, RenderMetrics};
 
 struct AdminState {
     lease: Addr<LeaseActor>,
+    raft: Addr<RaftActor>,
+}
+
+/// `GET /v1/cluster`: this node's view of the Raft group. Replication progress (`matched`, `lag`)
+/// is known only on the leader.
+#[get("/v1/cluster")]
+async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
+    let (view, status) = match (state.raft.send(GetClusterView).await, state.lease.send(GetStatus).await) {
+        (Ok(view), Ok(status)) => (view, status),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    let members: Vec<serde_json::Value> = view
+        .members
+        .iter()
+        .map(|m| {
+            let role = if Some(m.id) == view.leader_id {
+                "leader"
+            } else if m.voter {
+                "follower"
+            } else {
+                "learner"
+            };
+            serde_json::json!({
+                "id": m.id,
+                "address": view.addresses.get(&m.id).map(|a| a.to_string()),
+                "role": role,
+                "matched_index": m.matched,
+                "lag_entries": m.lag,
+                "progress": m.state,
+                "recently_active": m.recent_active,
+                "applied_index": (m.id == view.node_id).then_some(status.applied_index),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({
+        "node_id": view.node_id,
+        "term": view.term,
+        "leader_id": view.leader_id,
+        "is_leader": view.is_leader,
+        "commit_index": view.commit_index,
+        "applied_index": status.applied_index,
+        "snapshot_index": view.snapshot_index,
+        "members": members,
+    }))
+}
+
+#[derive(Deserialize)]
+struct AddNode {
+    id: u64,
+    addr: SocketAddr,
+}
+
+/// `POST /v1/cluster/nodes {"id": 4, "addr": "10.0.0.4:6768"}`: add a voter (leader only).
+#[post("/v1/cluster/nodes")]
+async fn add_node(state: web::Data<AdminState>, body: web::Json<AddNode>) -> HttpResponse {
+    membership(&state, ChangeMembership { id: body.id, add: Some(body.addr) }).await
+}
+
+/// `DELETE /v1/cluster/nodes/{id}`: remove a voter (leader only).
+#[delete("/v1/cluster/nodes/{id}")]
+async fn remove_node(state: web::Data<AdminState>, id: web::Path<u64>) -> HttpResponse {
+    membership(&state, ChangeMembership { id: id.into_inner(), add: None }).await
+}
+
+async fn membership(state: &AdminState, change: ChangeMembership) -> HttpResponse {
+    if change.id == 0 {
+        return HttpResponse::BadRequest().json(serde_json::json!({"error": "node ids are greater than 0"}));
+    }
+    match state.raft.send(change).await {
+        Ok(Ok(())) => HttpResponse::Accepted().json(serde_json::json!({"status": "proposed"})),
+        Ok(Err(problem)) => HttpResponse::Conflict().json(serde_json::json!({"error": problem})),
+        Err(e) => unavailable(e),
+    }
 }
 
 fn unavailable(e: actix::MailboxError) -> HttpResponse {
@@ -55,8 +130,12 @@ async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 /// Bind the admin listener and return the server future (spawn it on the actix system).
-pub fn serve(listen: SocketAddr, lease: Addr<LeaseActor>) -> std::io::Result<actix_web::dev::Server> {
-    let data = web::Data::new(AdminState { lease });
+pub fn serve(
+    listen: SocketAddr,
+    lease: Addr<LeaseActor>,
+    raft: Addr<RaftActor>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(AdminState { lease, raft });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -64,6 +143,9 @@ pub fn serve(listen: SocketAddr, lease: Addr<LeaseActor>) -> std::io::Result<act
             .service(get_status)
             .service(get_healthz)
             .service(get_metrics)
+            .service(get_cluster)
+            .service(add_node)
+            .service(remove_node)
     })
     .workers(1)
     .disable_signals()

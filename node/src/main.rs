@@ -27,6 +27,14 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Check a config file and exit: 0 when valid, 1 with every problem listed otherwise.
     CheckConfig { file: PathBuf },
+    /// Cluster membership of a running node: status, add-node, remove-node.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+        /// The node's admin address (membership changes must go to the leader's).
+        #[arg(long, global = true, default_value = "127.0.0.1:6767")]
+        admin: SocketAddr,
+    },
     /// Print the lease table of a running node.
     Leases {
         /// The node's admin address.
@@ -36,6 +44,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print GET /v1/cluster: members, roles, term, commit index, replication lag.
+    Status,
+    /// Add a voter: the new node must be started with the full new peer list (itself included).
+    AddNode { id: u64, addr: SocketAddr },
+    /// Remove a voter.
+    RemoveNode { id: u64 },
 }
 
 #[derive(Args)]
@@ -100,6 +118,9 @@ struct ServeArgs {
     /// File with the shared secret that authenticates peer traffic (required with several peers).
     #[arg(long)]
     cluster_secret_file: Option<String>,
+    /// With an empty data directory, join a running cluster instead of bootstrapping one.
+    #[arg(long)]
+    join: bool,
     /// Testing only: shift this node's clock by this many milliseconds.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
@@ -127,6 +148,7 @@ impl ServeArgs {
             peers: self.peers.clone(),
             cluster_listen: self.cluster_listen.clone(),
             cluster_secret_file: self.cluster_secret_file.clone(),
+            join: self.join,
         }
     }
 }
@@ -150,6 +172,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Cluster { command, admin } => {
+            let (method, path, body) = match command {
+                ClusterCommand::Status => ("GET", "/v1/cluster".to_string(), None),
+                ClusterCommand::AddNode { id, addr } => (
+                    "POST",
+                    "/v1/cluster/nodes".to_string(),
+                    Some(serde_json::json!({"id": id, "addr": addr}).to_string()),
+                ),
+                ClusterCommand::RemoveNode { id } => ("DELETE", format!("/v1/cluster/nodes/{id}"), None),
+            };
+            match admin_request(admin, method, &path, body.as_deref()) {
+                Ok((status, body)) if (200..300).contains(&status) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Ok((status, body)) => {
+                    eprintln!("leasehold cluster: {admin} answered {status}: {body}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("leasehold cluster: {admin}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Leases { admin, json } => match fetch_leases(admin) {
             Ok(body) if json => {
                 println!("{body}");
@@ -191,19 +238,30 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// GET /v1/leases over plain HTTP/1.0 (no client library needed for one request).
-fn fetch_leases(admin: SocketAddr) -> Result<String, String> {
+/// One request to the admin API over plain HTTP/1.0 (no client library needed): (status, body).
+fn admin_request(admin: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&admin, ADMIN_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
     stream.set_read_timeout(Some(ADMIN_TIMEOUT)).map_err(|e| e.to_string())?;
-    write!(stream, "GET /v1/leases HTTP/1.0\r\nHost: {admin}\r\n\r\n").map_err(|e| format!("send: {e}"))?;
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("send: {e}"))?;
     let mut response = String::new();
     stream.take(ADMIN_MAX_RESPONSE_BYTES).read_to_string(&mut response).map_err(|e| format!("read: {e}"))?;
     let (head, body) = response.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
-    let status = head.lines().next().unwrap_or_default();
-    if !status.contains(" 200 ") {
-        return Err(format!("admin API answered {status}"));
+    let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or("malformed status line")?;
+    Ok((status, body.to_string()))
+}
+
+/// GET /v1/leases.
+fn fetch_leases(admin: SocketAddr) -> Result<String, String> {
+    match admin_request(admin, "GET", "/v1/leases", None)? {
+        (200, body) => Ok(body),
+        (status, body) => Err(format!("admin API answered {status}: {body}")),
     }
-    Ok(body.to_string())
 }
 
 fn print_leases(body: &str) -> ExitCode {

@@ -65,6 +65,7 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         applied: table.applied_index(),
         heartbeat_ticks: config.cluster.heartbeat_ticks,
         election_ticks: config.cluster.election_ticks,
+        join: config.cluster.join,
         ..ReplicaConfig::new(config.cluster.node_id)
     };
     let replica = Replica::new(&replica_config, store, &log.new(o!("actor" => "raft")))?;
@@ -107,11 +108,12 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         let tick = Duration::from_millis(config.cluster.tick_ms);
         let engine = Engine::new(config.clone(), table, node_id, incarnation);
         let mut raft_addr = None;
+        let addresses = config.cluster.peers.clone();
         let lease = LeaseActor::create(|ctx| {
             let me = ctx.address();
             let (state_machine, status) = (me.clone().recipient(), me.recipient());
             let raft = RaftActor::start_in_arbiter(&raft_arbiter.handle(), move |_| {
-                RaftActor::new(replica, state_machine, status, tick, raft_log)
+                RaftActor::new(replica, state_machine, status, tick, raft_log).with_addresses(addresses)
             });
             raft_addr = Some(raft.clone());
             LeaseActor::new(
@@ -139,14 +141,17 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         .start();
         parser.do_send(Connect(socket));
         lease.do_send(ConnectParser(parser));
-        if let (Some(links), Some(raft)) = (peer_links, raft_addr) {
+        let Some(raft) = raft_addr else {
+            return Err(ServeError::Runtime(std::io::Error::other("raft actor did not start")));
+        };
+        if let Some(links) = peer_links {
             let listen = links.listen;
             let transport = transport::start(links, raft.clone().recipient(), log.clone())
                 .map_err(|source| ServeError::Transport { listen, source })?;
-            raft.do_send(ConnectPeers(transport.recipient()));
+            raft.do_send(ConnectPeers(transport.clone().recipient(), transport.recipient()));
         }
 
-        let admin = crate::admin::serve(config.admin_listen, lease.clone())
+        let admin = crate::admin::serve(config.admin_listen, lease.clone(), raft)
             .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
         let admin_handle = admin.handle();
         actix::spawn(admin);
