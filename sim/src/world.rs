@@ -1,0 +1,1482 @@
+//! The simulated world: nodes, clients, the network and the fault schedule on one virtual clock.
+//!
+//! Everything happens as an event in a queue ordered by (virtual time, sequence number); delivering
+//! one event is one step, and the checkers run after every step. Each node is a `Replica<MemLog>`
+//! plus an `Engine`, wired the way the node's raft and lease actors wire them: client requests go to
+//! `Engine::handle`, its proposals to `Replica::propose` (a refusal goes back to `Engine::rejected`),
+//! and every `advance` is carried out in order — messages to the network, a snapshot to restore, the
+//! committed entries to `Engine::apply_committed`, the role to `Engine::set_leader`, rejected tags to
+//! `Engine::rejected` — while the replica `has_ready`. A crash drops the replica and the engine and
+//! keeps the `MemLog` (what was made durable); a restart rebuilds the table from the log's latest
+//! snapshot, with a new incarnation.
+//!
+//! A run has three phases. Chaos: `steps` events with crashes, partitions, cut client links, lossy
+//! weather and forced snapshots, clients releasing, rebooting and powering off. Settle: everything
+//! healed and restarted, clients only trying to get and keep an address; at the end every client
+//! must hold one. Quiet: clients stop sending; at the end every node must have applied the same
+//! index to the same table.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use leasehold_cluster::replica::{Actions, Replica, ReplicaConfig};
+use leasehold_cluster::storage::{DurableLog, MemLog};
+use leasehold_cluster::{ClientKey, CommittedEntry, LeaseTable, Proposal, ProposalTag, RaftStatus};
+use leasehold_config::{ClientIdentity, Cluster, Config, Limits, LogFormat, LogLevel, Pool, Pxe, Subnet};
+use leasehold_node::engine::{Action, Arrival, Engine, Role};
+use leasehold_node::wire::{ReplyType, Request};
+use raft::eraftpb::{Message, MessageType};
+use raft::Storage;
+use slog::Logger;
+
+use crate::check::{Belief, Checker};
+use crate::client::{Client, Destination, Effect, Mode};
+use crate::net::{Network, Weather};
+use crate::rng::Rng;
+use crate::trace::{Note, Trace};
+
+/// Events in the chaos phase when not told otherwise.
+pub const DEFAULT_STEPS: u64 = 20_000;
+/// Clients per run when not told otherwise: `MIN_CLIENTS..=DEFAULT_MAX_CLIENTS`, from the seed.
+pub const MIN_CLIENTS: usize = 20;
+pub const DEFAULT_MAX_CLIENTS: usize = 200;
+/// Raft tick interval of every node, in virtual time (the node's default `tick_ms`).
+const TICK_US: u64 = 100_000;
+const ELECTION_TICKS: usize = 10;
+const HEARTBEAT_TICKS: usize = 2;
+/// How often a node sweeps stale proposals and offers (the lease actor's `SWEEP_INTERVAL`).
+const SWEEP_US: u64 = 500_000;
+/// The settle phase ends when every client holds an address, checked this often, or fails after
+/// `SETTLE_US`: long enough for an election, a client's full retry cycle and a fresh DORA.
+const SETTLE_CHECK_US: u64 = 500_000;
+const SETTLE_US: u64 = 60_000_000;
+/// The quiet phase: commit indexes reach every follower with the next heartbeats.
+const QUIET_US: u64 = 5_000_000;
+/// Virtual time starts here (so negative clock offsets stay positive).
+const EPOCH_US: u64 = 1_000_000_000_000;
+/// The subnet every node and client is on; servers at .0.1–.0.5, the pool from .1.0.
+const NETWORK: [u8; 2] = [10, 77];
+
+/// One simulation run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Cluster size, 1 to 5.
+    pub nodes: usize,
+    /// DHCP clients; `None` draws `MIN_CLIENTS..=max_clients` from the seed.
+    pub clients: Option<usize>,
+    pub max_clients: usize,
+    /// Events delivered in the chaos phase.
+    pub steps: u64,
+    /// Print every event as it happens.
+    pub verbose: bool,
+    /// Also re-check everything from scratch after every step (slow; cross-checks the checkers).
+    pub full_check: bool,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            nodes: default_nodes(seed),
+            clients: None,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            steps: DEFAULT_STEPS,
+            verbose: false,
+            full_check: false,
+        }
+    }
+
+    /// The command line that replays this run.
+    pub fn replay_command(&self) -> String {
+        let mut command =
+            format!("cargo run -p leasehold-sim -- --seed {} --nodes {} --steps {}", self.seed, self.nodes, self.steps);
+        if let Some(clients) = self.clients {
+            command.push_str(&format!(" --clients {clients}"));
+        } else if self.max_clients != DEFAULT_MAX_CLIENTS {
+            command.push_str(&format!(" --max-clients {}", self.max_clients));
+        }
+        command
+    }
+}
+
+/// Odd seeds run five nodes, even seeds three.
+pub fn default_nodes(seed: u64) -> usize {
+    if seed % 2 == 1 {
+        5
+    } else {
+        3
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub seed: u64,
+    pub nodes: usize,
+    pub clients: usize,
+    /// Events delivered, all phases.
+    pub steps: u64,
+    pub virtual_us: u64,
+    /// ACKs sent, both kinds: from a committed entry, and renewals confirmed from the table.
+    pub acks: u64,
+    /// ACKs confirming a committed lease without a proposal (DESIGN rule 5).
+    pub confirmations: u64,
+    pub naks: u64,
+    pub offers: u64,
+    pub proposals: u64,
+    pub refused_proposals: u64,
+    pub leader_elections: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub client_link_cuts: u64,
+    pub weather_changes: u64,
+    pub snapshots_taken: u64,
+    pub snapshots_restored: u64,
+    pub peer_messages: u64,
+    pub client_messages: u64,
+    pub digests_compared: u64,
+    pub beliefs_checked: u64,
+    pub final_applied_index: u64,
+    /// How long after everything healed every client held an address.
+    pub settle_us: u64,
+    /// Digest of the whole event trace: equal for two runs of the same seed.
+    pub trace_digest: u64,
+}
+
+impl Report {
+    pub fn faults(&self) -> u64 {
+        self.crashes + self.partitions + self.client_link_cuts + self.weather_changes
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {} ({} nodes, {} clients): {} steps, {:.1}s virtual, {} ACKs ({} confirmed without a commit), {} NAKs, \
+             {} offers, {} proposals \
+             ({} refused), {} elections, faults: {} crashes, {} partitions, {} client-link cuts, {} weather \
+             changes; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
+             {} digests and {} beliefs checked; \
+             trace digest {:#018x}",
+            self.seed,
+            self.nodes,
+            self.clients,
+            self.steps,
+            self.virtual_us as f64 / 1e6,
+            self.acks,
+            self.confirmations,
+            self.naks,
+            self.offers,
+            self.proposals,
+            self.refused_proposals,
+            self.leader_elections,
+            self.crashes,
+            self.partitions,
+            self.client_link_cuts,
+            self.weather_changes,
+            self.snapshots_taken,
+            self.snapshots_restored,
+            self.settle_us as f64 / 1e6,
+            self.final_applied_index,
+            self.digests_compared,
+            self.beliefs_checked,
+            self.trace_digest
+        )
+    }
+}
+
+/// A checker violation (or a broken liveness promise), with what led to it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub config: SimConfig,
+    pub step: u64,
+    pub time_us: u64,
+    pub message: String,
+    pub trace: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {} ({} nodes) FAILED at step {} (t={:.3}s): {}",
+            self.config.seed,
+            self.config.nodes,
+            self.step,
+            self.time_us as f64 / 1e6,
+            self.message
+        )?;
+        writeln!(f, "replay: {}", self.config.replay_command())?;
+        writeln!(f, "last events:")?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Run one simulation.
+pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
+    assert!((1..=5).contains(&config.nodes), "1 to 5 nodes");
+    let mut world = World::new(config.clone());
+    match world.run() {
+        Ok(()) => Ok(world.report()),
+        Err(message) => Err(Box::new(Failure {
+            config: config.clone(),
+            step: world.step,
+            time_us: world.now_us - EPOCH_US,
+            message,
+            trace: world.trace.latest().map(|e| e.to_string()).collect(),
+        })),
+    }
+}
+
+/// What the seed decides about a run besides the events.
+#[derive(Debug, Clone)]
+struct Plan {
+    clients: usize,
+    pool_size: u32,
+    lease_secs: u32,
+    grace_ms: u64,
+    max_leases: usize,
+    /// Entries a log keeps behind its snapshot (small, so followers fall behind the log).
+    keep_entries: u64,
+    snapshot_every_entries: u64,
+    /// How long proposals gather before a flush (the lease actor's mailbox drain).
+    flush_delay_us: u64,
+    /// How long mail between a node's raft actor and lease actor takes.
+    hop_us: u64,
+    /// Largest clock offset of a node from virtual time (well inside the grace).
+    max_skew_us: u64,
+}
+
+impl Plan {
+    fn draw(config: &SimConfig, rng: &mut Rng) -> Plan {
+        let max_clients = config.max_clients.max(MIN_CLIENTS) as u64;
+        let clients = config.clients.unwrap_or_else(|| rng.between(MIN_CLIENTS as u64, max_clients) as usize);
+        let pool_size = clients as u32 + rng.between(2, 4 + clients as u64 / 4) as u32;
+        let grace_ms = rng.between(3, 8) * 1000;
+        // An ACK's lease is rounded up to whole seconds: skew on both sides plus that second must
+        // fit in the grace, or the checker finds (rightly) an address given away too early.
+        let max_skew_us = rng.below((grace_ms - 1000) * 1000 / 2 - 100_000);
+        Plan {
+            clients,
+            pool_size,
+            lease_secs: rng.between(20, 90) as u32,
+            grace_ms,
+            max_leases: 1_000_000,
+            keep_entries: rng.between(1, 20),
+            snapshot_every_entries: rng.between(5, 60),
+            flush_delay_us: rng.below(3_000),
+            hop_us: rng.below(2_000),
+            max_skew_us,
+        }
+    }
+
+    fn engine_config(&self, node_id: u64, nodes: usize) -> Config {
+        let [a, b] = NETWORK;
+        let pool_start = u32::from(Ipv4Addr::new(a, b, 1, 0));
+        let pool = Pool {
+            name: "sim".into(),
+            subnet: Subnet { network: Ipv4Addr::new(a, b, 0, 0), prefix_len: 16 },
+            range_start: Ipv4Addr::from(pool_start),
+            range_end: Ipv4Addr::from(pool_start + self.pool_size - 1),
+            routers: vec![Ipv4Addr::new(a, b, 0, 254)],
+            dns_servers: vec![Ipv4Addr::new(a, b, 0, 254)],
+            domain_name: None,
+            lease_time_secs: self.lease_secs,
+            renewal_time_secs: self.lease_secs / 2,
+            rebinding_time_secs: self.lease_secs / 8 * 7,
+            pxe: None,
+        };
+        let peers = (1..=nodes as u64).map(|id| (id, SocketAddr::from(([127, 0, 0, 1], 7000 + id as u16)))).collect();
+        Config {
+            interface: None,
+            server_ip: server_ip(node_id),
+            server_port: 67,
+            client_port: 68,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 6767)),
+            data_dir: PathBuf::from("/nonexistent/leasehold-sim"),
+            fsync: true,
+            log_format: LogFormat::Term,
+            log_level: LogLevel::Info,
+            identity: ClientIdentity::Mac,
+            pools: vec![pool],
+            pxe: Pxe::default(),
+            reservations: Vec::new(),
+            limits: Limits {
+                offer_hold_ms: 10_000,
+                decline_probation_secs: 20,
+                expiry_grace_secs: self.grace_ms / 1000,
+                proposal_timeout_ms: 5_000,
+                max_leases: self.max_leases,
+                snapshot_every_entries: self.snapshot_every_entries,
+                ..Limits::default()
+            },
+            cluster: Cluster {
+                node_id,
+                peers,
+                listen: None,
+                tick_ms: TICK_US / 1000,
+                election_ticks: ELECTION_TICKS,
+                heartbeat_ticks: HEARTBEAT_TICKS,
+                ..Cluster::default()
+            },
+        }
+    }
+}
+
+/// A node's server identifier (option 54).
+pub fn server_ip(node_id: u64) -> Ipv4Addr {
+    let [a, b] = NETWORK;
+    Ipv4Addr::new(a, b, 0, node_id as u8)
+}
+
+/// A running node: what a crash loses. The replica is the raft actor's, the engine (and the
+/// proposals it gathers for the next flush) the lease actor's; they talk through mail (`Event::
+/// EngineMail`, `Event::RaftMail`) that takes `Plan::hop_us` to arrive, in order, as actix mailboxes
+/// do — so the engine acts on a role the replica may already have left, as in the real node.
+struct Live {
+    replica: Replica<MemLog>,
+    engine: Engine,
+    batch: Vec<Proposal>,
+}
+
+/// From the raft actor to the lease actor (`ToStateMachine` and `RaftStatus` in the node).
+#[derive(Debug)]
+enum EngineMail {
+    Restore {
+        index: u64,
+        data: Vec<u8>,
+    },
+    /// Committed entries, each with its term (read from the log when handed out).
+    Entries(Vec<(CommittedEntry, Option<u64>)>),
+    Rejected(Vec<ProposalTag>),
+    Status(RaftStatus),
+}
+
+/// From the lease actor to the raft actor (`Propose` and `SnapshotTaken` in the node).
+#[derive(Debug)]
+enum RaftMail {
+    Propose(Vec<Proposal>),
+    SnapshotTaken { index: u64, data: Vec<u8> },
+}
+
+struct SimNode {
+    id: u64,
+    server_ip: Ipv4Addr,
+    config: Arc<Config>,
+    /// The durable log: survives crashes.
+    log: MemLog,
+    live: Option<Live>,
+    incarnation: u64,
+    /// This node's clock reads virtual time plus this.
+    offset_us: i64,
+    election_timeout_ticks: usize,
+    /// The lease actor's `FlushProposals` is scheduled.
+    flush_scheduled: bool,
+    /// When the last mail to each actor arrives (mail is delivered in order).
+    engine_mail_at_us: u64,
+    raft_mail_at_us: u64,
+    restart_scheduled: bool,
+    /// The role last given to the engine.
+    role: Role,
+}
+
+#[derive(Debug)]
+enum Event {
+    Tick(usize),
+    Sweep(usize),
+    /// The lease actor sends the proposals gathered since the last flush.
+    FlushProposals {
+        node: usize,
+        incarnation: u64,
+    },
+    EngineMail {
+        node: usize,
+        incarnation: u64,
+        mail: Box<EngineMail>,
+    },
+    RaftMail {
+        node: usize,
+        incarnation: u64,
+        mail: Box<RaftMail>,
+    },
+    Peer {
+        from: usize,
+        to: usize,
+        message: Box<Message>,
+    },
+    ToNode {
+        client: usize,
+        node: usize,
+        request: Box<Request>,
+        destination: Destination,
+    },
+    ToClient {
+        node: usize,
+        client: usize,
+        reply: Box<leasehold_node::wire::Reply>,
+        index: u64,
+    },
+    ClientTimer {
+        client: usize,
+        generation: u64,
+    },
+    /// The fault schedule's next decision.
+    Fault,
+    Restart(usize),
+    HealPartition {
+        generation: u64,
+    },
+    ClientLinkUp(usize),
+    /// In the settle phase: does every client hold an address yet?
+    SettleCheck,
+    CalmWeather {
+        generation: u64,
+    },
+}
+
+struct Scheduled {
+    at_us: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_us, self.seq) == (other.at_us, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    /// Reversed: `BinaryHeap` is a max-heap and the earliest event must come out first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at_us, other.seq).cmp(&(self.at_us, self.seq))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Chaos,
+    Settle,
+    Quiet,
+}
+
+struct World {
+    config: SimConfig,
+    plan: Plan,
+    now_us: u64,
+    step: u64,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    phase: Phase,
+    /// Network fates.
+    net_rng: Rng,
+    /// The fault schedule.
+    fault_rng: Rng,
+    nodes: Vec<SimNode>,
+    clients: Vec<Client>,
+    net: Network,
+    weather_generation: u64,
+    /// Every client holds an address (the settle phase is over).
+    settled: bool,
+    checker: Checker,
+    trace: Trace,
+    report: Report,
+    logger: Logger,
+}
+
+impl World {
+    fn new(config: SimConfig) -> World {
+        let mut rng = Rng::new(config.seed);
+        let plan = Plan::draw(&config, &mut rng);
+        let net_rng = rng.fork();
+        let fault_rng = rng.fork();
+        let mut timeouts: Vec<usize> = (ELECTION_TICKS..2 * ELECTION_TICKS).collect();
+        rng.shuffle(&mut timeouts);
+        let nodes = (0..config.nodes)
+            .map(|i| {
+                let id = i as u64 + 1;
+                let skew = plan.max_skew_us as i64;
+                SimNode {
+                    id,
+                    server_ip: server_ip(id),
+                    config: Arc::new(plan.engine_config(id, config.nodes)),
+                    log: MemLog::with_keep_entries(plan.keep_entries),
+                    live: None,
+                    incarnation: 0,
+                    offset_us: rng.between(0, 2 * skew as u64) as i64 - skew,
+                    election_timeout_ticks: timeouts[i],
+                    flush_scheduled: false,
+                    engine_mail_at_us: 0,
+                    raft_mail_at_us: 0,
+                    restart_scheduled: false,
+                    role: Role::NoQuorum,
+                }
+            })
+            .collect();
+        let mac_prefix = rng.next_u64().to_be_bytes();
+        let clients = (0..plan.clients)
+            .map(|i| {
+                let [hi, lo] = (i as u16).to_be_bytes();
+                Client::new(i, [0x02, mac_prefix[0], mac_prefix[1], mac_prefix[2], hi, lo], rng.fork())
+            })
+            .collect();
+        let checker = Checker::new(plan.clients, plan.grace_ms * 1000);
+        let report = Report { seed: config.seed, nodes: config.nodes, clients: plan.clients, ..Report::default() };
+        World {
+            trace: Trace::new(config.verbose),
+            net: Network::new(config.nodes),
+            config,
+            plan,
+            now_us: EPOCH_US,
+            step: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            phase: Phase::Chaos,
+            net_rng,
+            fault_rng,
+            nodes,
+            clients,
+            weather_generation: 0,
+            settled: false,
+            checker,
+            report,
+            logger: Logger::root(slog::Discard, slog::o!()),
+        }
+    }
+
+    fn report(&self) -> Report {
+        let mut report = self.report.clone();
+        report.steps = self.step;
+        report.virtual_us = self.now_us - EPOCH_US;
+        report.digests_compared = self.checker.digests_compared;
+        report.beliefs_checked = self.checker.beliefs_checked;
+        report.trace_digest = self.trace.digest();
+        report
+    }
+
+    fn schedule(&mut self, at_us: u64, event: Event) {
+        debug_assert!(at_us >= self.now_us, "event scheduled in the past");
+        self.seq += 1;
+        self.queue.push(Scheduled { at_us, seq: self.seq, event });
+    }
+
+    fn note(&mut self, note: Note) {
+        self.trace.record(self.step, self.now_us - EPOCH_US, note);
+    }
+
+    /// The node's clock (virtual time plus its offset), as the engine sees it.
+    fn node_now_us(&self, n: usize) -> u64 {
+        (self.now_us as i64 + self.nodes[n].offset_us) as u64
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        if self.config.verbose {
+            println!(
+                "seed {}: {} nodes, {} clients, pool {}, lease {} s, grace {} ms, clock offsets {:?} ms, \
+                 keep {} entries, snapshot every {} entries, election timeouts {:?} ticks",
+                self.config.seed,
+                self.config.nodes,
+                self.plan.clients,
+                self.plan.pool_size,
+                self.plan.lease_secs,
+                self.plan.grace_ms,
+                self.nodes.iter().map(|n| n.offset_us / 1000).collect::<Vec<_>>(),
+                self.plan.keep_entries,
+                self.plan.snapshot_every_entries,
+                self.nodes.iter().map(|n| n.election_timeout_ticks).collect::<Vec<_>>(),
+            );
+        }
+        self.note(Note::Phase { name: "chaos" });
+        for n in 0..self.nodes.len() {
+            self.start_node(n)?;
+            let phase_us = self.net_rng.below(TICK_US);
+            self.schedule(self.now_us + phase_us, Event::Tick(n));
+            self.schedule(self.now_us + phase_us + SWEEP_US, Event::Sweep(n));
+        }
+        let mut effects = Vec::new();
+        for c in 0..self.clients.len() {
+            self.clients[c].start(self.now_us, 5_000_000, &mut effects);
+            self.client_effects(c, &mut effects, None)?;
+        }
+        self.schedule(self.now_us + 1_000_000, Event::Fault);
+
+        let chaos_steps = self.config.steps;
+        self.run_while(|w| w.step < chaos_steps)?;
+
+        self.phase = Phase::Settle;
+        self.note(Note::Phase { name: "settle: everything healed, clients keep trying" });
+        self.net.heal_all();
+        self.note(Note::HealPartition);
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].live.is_none() {
+                self.restart_node(n)?;
+            }
+        }
+        for c in 0..self.clients.len() {
+            self.clients[c].set_mode(Mode::Settle, self.now_us, &mut effects);
+            self.client_effects(c, &mut effects, None)?;
+        }
+        let (settle_start_us, settle_end_us) = (self.now_us, self.now_us + SETTLE_US);
+        self.schedule(self.now_us, Event::SettleCheck);
+        self.run_while(|w| !w.settled && w.next_at_us() <= settle_end_us)?;
+        if !self.settled {
+            self.now_us = settle_end_us;
+        }
+        self.report.settle_us = self.now_us - settle_start_us;
+        self.check_every_client_holds()?;
+
+        self.phase = Phase::Quiet;
+        self.note(Note::Phase { name: "quiet: clients stop sending" });
+        for c in 0..self.clients.len() {
+            self.clients[c].set_mode(Mode::Quiet, self.now_us, &mut effects);
+            self.client_effects(c, &mut effects, None)?;
+        }
+        let quiet_end_us = self.now_us + QUIET_US;
+        self.run_while(|w| w.next_at_us() <= quiet_end_us)?;
+        self.now_us = quiet_end_us;
+        self.check_converged()?;
+        if self.report.acks < self.clients.len() as u64 {
+            return Err(format!(
+                "only {} ACKs for {} clients: the run did too little",
+                self.report.acks,
+                self.clients.len()
+            ));
+        }
+        Ok(())
+    }
+
+    fn next_at_us(&self) -> u64 {
+        self.queue.peek().map_or(u64::MAX, |s| s.at_us)
+    }
+
+    fn run_while(&mut self, go_on: impl Fn(&World) -> bool) -> Result<(), String> {
+        while go_on(self) {
+            let Some(Scheduled { at_us, event, .. }) = self.queue.pop() else { break };
+            self.now_us = at_us;
+            self.step += 1;
+            self.handle(event)?;
+            if self.config.full_check {
+                self.full_check()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn full_check(&mut self) -> Result<(), String> {
+        let now_us = self.now_us;
+        let tables: Vec<(u64, &LeaseTable, i64)> =
+            self.nodes.iter().filter_map(|n| n.live.as_ref().map(|l| (n.id, l.engine.table(), n.offset_us))).collect();
+        self.checker.full_check(&tables, now_us)
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), String> {
+        match event {
+            Event::Tick(n) => {
+                self.schedule(self.now_us + TICK_US, Event::Tick(n));
+                self.note(Note::Tick { node: self.nodes[n].id });
+                if let Some(live) = self.nodes[n].live.as_mut() {
+                    live.replica.tick();
+                    self.drive(n)?;
+                }
+            }
+            Event::Sweep(n) => {
+                self.schedule(self.now_us + SWEEP_US, Event::Sweep(n));
+                self.note(Note::Sweep { node: self.nodes[n].id });
+                let now_us = self.node_now_us(n);
+                if let Some(live) = self.nodes[n].live.as_mut() {
+                    live.engine.expire_pending(now_us);
+                }
+            }
+            Event::FlushProposals { node: n, incarnation } => {
+                let node = &mut self.nodes[n];
+                node.flush_scheduled = false;
+                let Some(live) = node.live.as_mut().filter(|_| node.incarnation == incarnation) else {
+                    return Ok(());
+                };
+                let batch = std::mem::take(&mut live.batch);
+                self.note(Note::Flush { node: n as u64 + 1, proposals: batch.len() });
+                if !batch.is_empty() {
+                    self.mail_raft(n, RaftMail::Propose(batch));
+                }
+            }
+            Event::EngineMail { node: n, incarnation, mail } => {
+                if self.nodes[n].incarnation == incarnation && self.nodes[n].live.is_some() {
+                    self.engine_mail(n, *mail)?;
+                }
+            }
+            Event::RaftMail { node: n, incarnation, mail } => {
+                if self.nodes[n].incarnation == incarnation && self.nodes[n].live.is_some() {
+                    self.raft_mail(n, *mail)?;
+                }
+            }
+            Event::Peer { from, to, message } => self.deliver_peer(from, to, *message)?,
+            Event::ToNode { client, node, request, destination } => {
+                self.deliver_request(client, node, &request, destination)?
+            }
+            Event::ToClient { node, client, reply, index } => self.deliver_reply(node, client, &reply, index)?,
+            Event::ClientTimer { client, generation } => {
+                if self.clients[client].timer_generation == generation {
+                    let mut effects = Vec::new();
+                    self.clients[client].on_timer(self.now_us, &mut effects);
+                    self.client_effects(client, &mut effects, None)?;
+                }
+            }
+            Event::Fault => self.fault()?,
+            Event::SettleCheck => {
+                self.settled = self.clients_without_address().is_empty();
+                if !self.settled {
+                    self.schedule(self.now_us + SETTLE_CHECK_US, Event::SettleCheck);
+                }
+            }
+            Event::Restart(n) => {
+                self.nodes[n].restart_scheduled = false;
+                if self.nodes[n].live.is_none() {
+                    self.restart_node(n)?;
+                }
+            }
+            Event::HealPartition { generation } => {
+                if self.net.partition_generation == generation {
+                    self.net.heal_partition();
+                    self.note(Note::HealPartition);
+                }
+            }
+            Event::ClientLinkUp(n) => {
+                if !self.net.client_link(n) {
+                    self.net.set_client_link(n, true);
+                    self.note(Note::ClientLink { node: self.nodes[n].id, up: true });
+                }
+            }
+            Event::CalmWeather { generation } => {
+                if self.weather_generation == generation {
+                    self.set_weather(Weather::CALM);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- nodes ----
+
+    fn start_node(&mut self, n: usize) -> Result<(), String> {
+        self.nodes[n].incarnation += 1;
+        let node = &self.nodes[n];
+        let limits = &node.config.limits;
+        let table = match node.log.latest_snapshot().map_err(|e| format!("n{}: reading the snapshot: {e}", node.id))? {
+            None => LeaseTable::new(limits.expiry_grace_secs * 1000, limits.max_leases),
+            Some(snapshot) => {
+                let index = snapshot.get_metadata().index;
+                let table =
+                    LeaseTable::from_snapshot(&snapshot.data, limits.expiry_grace_secs * 1000, limits.max_leases)
+                        .map_err(|e| format!("n{}: its own snapshot at {index} is unusable: {e}", node.id))?;
+                if table.applied_index() != index {
+                    return Err(format!(
+                        "n{}: snapshot at index {index} holds a table applied to {}",
+                        node.id,
+                        table.applied_index()
+                    ));
+                }
+                table
+            }
+        };
+        let replica_config = ReplicaConfig {
+            voters: (1..=self.nodes.len() as u64).collect(),
+            applied: table.applied_index(),
+            heartbeat_ticks: HEARTBEAT_TICKS,
+            election_ticks: ELECTION_TICKS,
+            election_timeout_ticks: Some(node.election_timeout_ticks),
+            ..ReplicaConfig::new(node.id)
+        };
+        let replica = Replica::new(&replica_config, node.log.clone(), &self.logger)
+            .map_err(|e| format!("n{}: restart failed: {e}", node.id))?;
+        let applied = table.applied_index();
+        let digest = table.digest();
+        let engine = Engine::new(node.config.clone(), table, node.id, node.incarnation);
+        let (id, incarnation, timeout) = (node.id, node.incarnation, node.election_timeout_ticks);
+        let node = &mut self.nodes[n];
+        node.live = Some(Live { replica, engine, batch: Vec::new() });
+        node.flush_scheduled = false;
+        node.role = Role::NoQuorum;
+        self.note(Note::Restart { node: id, incarnation, applied, election_timeout_ticks: timeout });
+        if applied > 0 {
+            self.checker.applied(id, applied, digest)?;
+            self.check_table(n)?;
+        }
+        self.drive(n)
+    }
+
+    fn restart_node(&mut self, n: usize) -> Result<(), String> {
+        // A new election timeout, different from every other node's, drawn from the seed.
+        let taken: Vec<usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != n)
+            .map(|(_, node)| node.election_timeout_ticks)
+            .collect();
+        let free: Vec<usize> = (ELECTION_TICKS..2 * ELECTION_TICKS).filter(|t| !taken.contains(t)).collect();
+        self.nodes[n].election_timeout_ticks = free[self.fault_rng.index(free.len())];
+        self.start_node(n)
+    }
+
+    /// Drop the replica, the engine and every mail in flight between them; keep the log.
+    fn crash(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        if node.live.take().is_some() {
+            node.role = Role::NoQuorum;
+            node.flush_scheduled = false;
+            self.report.crashes += 1;
+            let id = node.id;
+            self.note(Note::Crash { node: id });
+        }
+    }
+
+    fn mail_engine(&mut self, n: usize, mail: EngineMail) {
+        let node = &mut self.nodes[n];
+        let at_us = (self.now_us + self.plan.hop_us).max(node.engine_mail_at_us);
+        node.engine_mail_at_us = at_us;
+        let incarnation = node.incarnation;
+        self.schedule(at_us, Event::EngineMail { node: n, incarnation, mail: Box::new(mail) });
+    }
+
+    fn mail_raft(&mut self, n: usize, mail: RaftMail) {
+        let node = &mut self.nodes[n];
+        let at_us = (self.now_us + self.plan.hop_us).max(node.raft_mail_at_us);
+        node.raft_mail_at_us = at_us;
+        let incarnation = node.incarnation;
+        self.schedule(at_us, Event::RaftMail { node: n, incarnation, mail: Box::new(mail) });
+    }
+
+    /// The raft actor's side: proposals from the lease actor, and its snapshots.
+    fn raft_mail(&mut self, n: usize, mail: RaftMail) -> Result<(), String> {
+        let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+        match mail {
+            RaftMail::Propose(proposals) => {
+                let count = proposals.len() as u64;
+                if let Err(refused) = live.replica.propose(proposals) {
+                    self.report.refused_proposals += count;
+                    let tags = refused.proposals.iter().map(|p| p.tag).collect();
+                    self.mail_engine(n, EngineMail::Rejected(tags));
+                }
+                self.drive(n)
+            }
+            RaftMail::SnapshotTaken { index, data } => {
+                let stored = live
+                    .replica
+                    .take_snapshot(index, data)
+                    .map_err(|e| format!("n{}: snapshot at {index}: {e}", n + 1))?;
+                if stored {
+                    self.report.snapshots_taken += 1;
+                    self.note(Note::SnapshotTaken { node: n as u64 + 1, index });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Advance the replica while it has something ready, carrying out each `Actions` in order.
+    fn drive(&mut self, n: usize) -> Result<(), String> {
+        loop {
+            let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+            if !live.replica.has_ready() {
+                return Ok(());
+            }
+            let actions = live.replica.advance().map_err(|e| format!("n{}: replica halted: {e}", n + 1))?;
+            self.dispatch(n, actions)?;
+        }
+    }
+
+    /// Carry out one `advance` the way the raft actor does: report snapshots sent, send the
+    /// messages, then mail the lease actor the snapshot to restore, the committed entries, the
+    /// rejected tags and the role, in that order.
+    fn dispatch(&mut self, n: usize, actions: Actions) -> Result<(), String> {
+        // The simulated membership is fixed: no node proposes a membership change, so none commits.
+        let Actions { messages, restore, committed, status, rejected, membership } = actions;
+        if !membership.is_empty() {
+            return Err(format!("n{}: a membership change committed, but nobody proposed one", n + 1));
+        }
+        for message in messages {
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                if let Some(live) = self.nodes[n].live.as_mut() {
+                    live.replica.report_snapshot_sent(message.to);
+                }
+            }
+            self.send_peer(n, message);
+        }
+        if let Some((index, data)) = restore {
+            self.mail_engine(n, EngineMail::Restore { index, data });
+        }
+        if !committed.is_empty() {
+            let log = &self.nodes[n].log;
+            let entries = committed
+                .into_iter()
+                .map(|entry| {
+                    let term = log.term(entry.index).ok();
+                    (entry, term)
+                })
+                .collect();
+            self.mail_engine(n, EngineMail::Entries(entries));
+        }
+        if !rejected.is_empty() {
+            self.mail_engine(n, EngineMail::Rejected(rejected));
+        }
+        if let Some(status) = status {
+            self.mail_engine(n, EngineMail::Status(status));
+        }
+        Ok(())
+    }
+
+    /// The lease actor's side of the raft actor's mail.
+    fn engine_mail(&mut self, n: usize, mail: EngineMail) -> Result<(), String> {
+        match mail {
+            EngineMail::Restore { index, data } => self.restore(n, index, &data),
+            EngineMail::Entries(entries) => {
+                self.apply(n, entries)?;
+                let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+                if let Some((index, data)) = live.engine.take_snapshot_if_due() {
+                    self.mail_raft(n, RaftMail::SnapshotTaken { index, data });
+                }
+                Ok(())
+            }
+            EngineMail::Rejected(tags) => {
+                if let Some(live) = self.nodes[n].live.as_mut() {
+                    live.engine.rejected(&tags);
+                }
+                Ok(())
+            }
+            EngineMail::Status(status) => {
+                self.role(n, status);
+                Ok(())
+            }
+        }
+    }
+
+    /// The lease actor's mapping: leader; follower of a known leader; no quorum.
+    fn role(&mut self, n: usize, status: RaftStatus) {
+        let node = &mut self.nodes[n];
+        let Some(live) = node.live.as_mut() else { return };
+        let role = match (status.is_leader, status.leader_id) {
+            (true, _) => Role::Leader,
+            (false, Some(_)) => Role::Follower,
+            (false, None) => Role::NoQuorum,
+        };
+        live.engine.set_role(role);
+        if role != node.role {
+            if role == Role::Leader {
+                self.report.leader_elections += 1;
+            }
+            node.role = role;
+            let id = node.id;
+            self.note(Note::Role { node: id, term: status.term, role: role_name(role), commit: status.commit_index });
+        }
+    }
+
+    fn restore(&mut self, n: usize, index: u64, data: &[u8]) -> Result<(), String> {
+        let id = self.nodes[n].id;
+        let (grace_ms, max_leases) = (self.plan.grace_ms, self.plan.max_leases);
+        let table = LeaseTable::from_snapshot(data, grace_ms, max_leases)
+            .map_err(|e| format!("n{id}: snapshot from the leader at {index} is unusable: {e}"))?;
+        if table.applied_index() != index {
+            return Err(format!("n{id}: snapshot at index {index} holds a table applied to {}", table.applied_index()));
+        }
+        let digest = table.digest();
+        let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+        live.engine.restore(table);
+        self.report.snapshots_restored += 1;
+        self.note(Note::Restored { node: id, index });
+        self.checker.applied(id, index, digest)?;
+        self.check_table(n)
+    }
+
+    /// Apply committed entries one at a time (the engine would take them all at once; one at a time
+    /// tells exactly which entry each ACK was built from), checking the table after each.
+    fn apply(&mut self, n: usize, committed: Vec<(CommittedEntry, Option<u64>)>) -> Result<(), String> {
+        let id = self.nodes[n].id;
+        let now_us = self.node_now_us(n);
+        let (first, last) = (committed[0].0.index, committed[committed.len() - 1].0.index);
+        self.note(Note::Applied { node: id, first, last });
+        for (entry, term) in committed {
+            let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+            let before = live.engine.table().applied_index();
+            let answers = live.engine.apply_committed(std::slice::from_ref(&entry), now_us);
+            let table = live.engine.table();
+            if table.applied_index() != before {
+                if table.applied_index() != entry.index {
+                    return Err(format!(
+                        "n{id}: applied entry {} but the table says {}",
+                        entry.index,
+                        table.applied_index()
+                    ));
+                }
+                let digest = table.digest();
+                self.checker.applied(id, entry.index, digest)?;
+                if !entry.proposals.is_empty() {
+                    self.check_table(n)?;
+                }
+            }
+            for (outgoing, _decision) in answers.replies {
+                let reply = outgoing.reply;
+                if reply.message_type == ReplyType::Ack {
+                    self.check_durable(n, entry.index, term)?;
+                    self.report.acks += 1;
+                } else if reply.message_type == ReplyType::Nak {
+                    self.report.naks += 1;
+                }
+                self.send_reply(n, reply, entry.index);
+            }
+        }
+        Ok(())
+    }
+
+    /// DESIGN rule 1: the entry an ACK is built from is durable on a majority — in their logs with
+    /// the same term, or behind their snapshots. `term`: the entry's term when it was handed out.
+    fn check_durable(&self, n: usize, index: u64, term: Option<u64>) -> Result<(), String> {
+        let holders = self
+            .nodes
+            .iter()
+            .filter(|node| match (node.log.term(index), term) {
+                (Ok(theirs), Some(ours)) => theirs == ours,
+                _ => node.log.snapshot_index() >= index,
+            })
+            .count();
+        if holders * 2 <= self.nodes.len() {
+            return Err(format!(
+                "rule 1 (ACK only after commit): n{} ACKs from entry {index} (term {term:?}), which only {holders} of {} \
+                 logs hold",
+                n + 1,
+                self.nodes.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// An ACK straight from a request (no proposal): only a renewal confirmed from the committed
+    /// table, for no longer than the committed lease has left (DESIGN rule 5). Returns the applied
+    /// index the confirmation was read at (every node past it must have the binding).
+    fn check_confirmation(&self, n: usize, client: usize, reply: &leasehold_node::wire::Reply) -> Result<u64, String> {
+        let node = &self.nodes[n];
+        let now_ms = self.node_now_us(n) / 1000;
+        let Some(live) = node.live.as_ref() else { return Ok(0) };
+        let table = live.engine.table();
+        let broken = |why: String| {
+            Err(format!(
+                "rule 5 (a renewal without a commit only confirms the committed lease): n{} ({}) ACKs {} to c{client} \
+                 for {:?} s at index {}, but {why}",
+                node.id,
+                role_name(node.role),
+                reply.yiaddr,
+                reply.lease_time_secs,
+                table.applied_index()
+            ))
+        };
+        let Some(lease) = table.by_ip(reply.yiaddr) else { return broken("its table has no such lease".into()) };
+        if lease.client != ClientKey::Mac(reply.chaddr) {
+            return broken(format!("its table binds the address to {}", lease.client));
+        }
+        let leasehold_cluster::LeaseState::Bound { expires_at_ms } = lease.state else {
+            return broken(format!("its table has it {:?}", lease.state));
+        };
+        if expires_at_ms <= now_ms {
+            return broken(format!("the committed lease expired at {expires_at_ms} ms (now {now_ms} ms)"));
+        }
+        let remaining_secs = (expires_at_ms - now_ms).div_ceil(1000);
+        if reply.lease_time_secs.is_none_or(|secs| u64::from(secs) > remaining_secs) {
+            return broken(format!("only {remaining_secs} s remain on the committed lease"));
+        }
+        Ok(table.applied_index())
+    }
+
+    fn check_table(&mut self, n: usize) -> Result<(), String> {
+        let node = &self.nodes[n];
+        let Some(live) = node.live.as_ref() else { return Ok(()) };
+        self.checker.table(node.id, live.engine.table(), node.offset_us, self.now_us)
+    }
+
+    fn schedule_flush(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        if !node.flush_scheduled {
+            node.flush_scheduled = true;
+            let incarnation = node.incarnation;
+            self.schedule(self.now_us + self.plan.flush_delay_us, Event::FlushProposals { node: n, incarnation });
+        }
+    }
+
+    // ---- the network ----
+
+    fn send_peer(&mut self, from: usize, message: Message) {
+        self.report.peer_messages += 1;
+        let to = message.to as usize - 1;
+        if !self.net.peers_connected(from, to) {
+            let note = peer_note(&message, false);
+            self.note(note);
+            return;
+        }
+        let fates = self.net.fates(&mut self.net_rng);
+        let delays = fates.delays_us();
+        if delays.is_empty() {
+            let note = peer_note(&message, false);
+            self.note(note);
+        }
+        let Some((&first, duplicates)) = delays.split_first() else { return };
+        for &delay in duplicates {
+            self.schedule(self.now_us + delay, Event::Peer { from, to, message: Box::new(message.clone()) });
+        }
+        self.schedule(self.now_us + first, Event::Peer { from, to, message: Box::new(message) });
+    }
+
+    fn deliver_peer(&mut self, from: usize, to: usize, message: Message) -> Result<(), String> {
+        let delivered = self.net.peers_connected(from, to) && self.nodes[to].live.is_some();
+        let note = peer_note(&message, delivered);
+        self.note(note);
+        if !delivered {
+            return Ok(());
+        }
+        let Some(live) = self.nodes[to].live.as_mut() else { return Ok(()) };
+        // A stale or unexpected message is dropped, as the raft actor does; Raft retries what matters.
+        let _ = live.replica.step(message);
+        self.drive(to)
+    }
+
+    fn send_request(&mut self, client: usize, request: Box<Request>, destination: Destination) {
+        self.report.client_messages += 1;
+        let targets: Vec<usize> = match destination {
+            Destination::Broadcast => (0..self.nodes.len()).collect(),
+            Destination::Unicast(ip) => self.nodes.iter().position(|node| node.server_ip == ip).into_iter().collect(),
+        };
+        for node in targets {
+            let fates = self.net.fates(&mut self.net_rng);
+            for &delay in fates.delays_us() {
+                self.schedule(
+                    self.now_us + delay,
+                    Event::ToNode { client, node, request: request.clone(), destination },
+                );
+            }
+        }
+    }
+
+    fn deliver_request(
+        &mut self,
+        client: usize,
+        n: usize,
+        request: &Request,
+        destination: Destination,
+    ) -> Result<(), String> {
+        let delivered = self.net.client_link(n) && self.nodes[n].live.is_some();
+        let id = self.nodes[n].id;
+        self.note(Note::ToNode {
+            client,
+            node: id,
+            kind: request.message_type,
+            xid: request.xid,
+            destination,
+            delivered,
+        });
+        if !delivered {
+            return Ok(());
+        }
+        let now_us = self.node_now_us(n);
+        let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+        let arrival = match destination {
+            Destination::Broadcast => Arrival::Broadcast,
+            Destination::Unicast(ip) => Arrival::Unicast(ip),
+        };
+        match live.engine.handle_from(request, arrival, now_us) {
+            Action::Send(outgoing) => {
+                let reply = outgoing.reply;
+                let index = match reply.message_type {
+                    ReplyType::Ack if reply.yiaddr != Ipv4Addr::UNSPECIFIED => {
+                        let index = self.check_confirmation(n, client, &reply)?;
+                        self.report.acks += 1;
+                        self.report.confirmations += 1;
+                        index
+                    }
+                    ReplyType::Offer => {
+                        self.report.offers += 1;
+                        0
+                    }
+                    ReplyType::Nak => {
+                        self.report.naks += 1;
+                        0
+                    }
+                    ReplyType::Ack => 0,
+                };
+                self.send_reply(n, reply, index);
+            }
+            Action::Propose(proposal) => {
+                self.report.proposals += 1;
+                live.batch.push(proposal);
+                self.note(Note::Proposed { node: id, client, kind: request.message_type });
+                self.schedule_flush(n);
+            }
+            Action::Silent(silence) => self.note(Note::Decided { node: id, client, what: silence.label() }),
+            Action::Drop(reason) => self.note(Note::Decided { node: id, client, what: reason.label() }),
+        }
+        Ok(())
+    }
+
+    fn send_reply(&mut self, n: usize, reply: leasehold_node::wire::Reply, index: u64) {
+        let [.., hi, lo] = reply.chaddr;
+        let client = usize::from(u16::from_be_bytes([hi, lo]));
+        if self.clients.get(client).is_none_or(|c| c.mac != reply.chaddr) {
+            return;
+        }
+        let fates = self.net.fates(&mut self.net_rng);
+        if fates.delays_us().is_empty() {
+            let note = Note::ToClient {
+                node: self.nodes[n].id,
+                client,
+                kind: reply.message_type,
+                ip: reply.yiaddr,
+                index,
+                delivered: false,
+            };
+            self.note(note);
+        }
+        let reply = Box::new(reply);
+        for &delay in fates.delays_us() {
+            self.schedule(self.now_us + delay, Event::ToClient { node: n, client, reply: reply.clone(), index });
+        }
+    }
+
+    fn deliver_reply(
+        &mut self,
+        n: usize,
+        client: usize,
+        reply: &leasehold_node::wire::Reply,
+        index: u64,
+    ) -> Result<(), String> {
+        let delivered = self.net.client_link(n);
+        let id = self.nodes[n].id;
+        self.note(Note::ToClient { node: id, client, kind: reply.message_type, ip: reply.yiaddr, index, delivered });
+        if !delivered {
+            return Ok(());
+        }
+        let mut effects = Vec::new();
+        self.clients[client]
+            .on_reply(reply, self.now_us, &mut effects)
+            .map_err(|e| format!("c{client} from n{id}: {e}"))?;
+        self.client_effects(client, &mut effects, Some((id, index)))
+    }
+
+    /// Carry out a client's effects. `ack`: the node and log entry of the ACK being handled.
+    fn client_effects(&mut self, c: usize, effects: &mut Vec<Effect>, ack: Option<(u64, u64)>) -> Result<(), String> {
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Send { request, destination } => self.send_request(c, request, destination),
+                Effect::Timer { at_us, generation } => {
+                    self.schedule(at_us.max(self.now_us), Event::ClientTimer { client: c, generation })
+                }
+                Effect::Holds { ip, end_us } => {
+                    let Some((node, index)) = ack else {
+                        return Err(format!("c{c} holds {ip} without an ACK"));
+                    };
+                    self.note(Note::Holds { client: c, ip, until_ms: (end_us - EPOCH_US) / 1000 });
+                    let belief = Belief {
+                        ip,
+                        client: ClientKey::Mac(self.clients[c].mac),
+                        end_us,
+                        index,
+                        node,
+                        since_us: self.now_us,
+                    };
+                    let now_us = self.now_us;
+                    let tables: Vec<(u64, &LeaseTable, i64)> = self
+                        .nodes
+                        .iter()
+                        .filter_map(|n| n.live.as_ref().map(|l| (n.id, l.engine.table(), n.offset_us)))
+                        .collect();
+                    self.checker.holds(c, belief, now_us, &tables)?;
+                }
+                Effect::Drops { ip, why } => {
+                    self.note(Note::Drops { client: c, ip, why });
+                    self.checker.drops(c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- faults ----
+
+    fn set_weather(&mut self, weather: Weather) {
+        self.net.weather = weather;
+        self.note(Note::Weather {
+            loss_ppm: weather.loss_ppm,
+            duplicate_ppm: weather.duplicate_ppm,
+            max_delay_us: weather.max_delay_us,
+        });
+    }
+
+    fn leader(&self) -> Option<usize> {
+        self.nodes.iter().position(|n| n.role == Role::Leader && n.live.is_some())
+    }
+
+    fn note_partition(&mut self) {
+        let mut groups = [0u8; 5];
+        groups[..self.nodes.len()].copy_from_slice(self.net.groups());
+        self.note(Note::Partition { groups });
+        self.report.partitions += 1;
+    }
+
+    /// The fault schedule: one random decision every 0.5–5 s of the chaos phase.
+    fn fault(&mut self) -> Result<(), String> {
+        if self.phase != Phase::Chaos {
+            return Ok(());
+        }
+        let next_us = self.now_us + self.fault_rng.between(500_000, 5_000_000);
+        self.schedule(next_us, Event::Fault);
+        let count = self.nodes.len();
+        let random_node = self.fault_rng.index(count);
+        match self.fault_rng.below(12) {
+            // Crash a node (the leader half the time), restart it later.
+            0..=2 => {
+                let n = match self.leader() {
+                    Some(leader) if self.fault_rng.chance(500_000) => leader,
+                    _ => random_node,
+                };
+                if self.nodes[n].live.is_some() {
+                    self.crash(n);
+                    if !self.nodes[n].restart_scheduled {
+                        self.nodes[n].restart_scheduled = true;
+                        let at_us = self.now_us + self.fault_rng.between(200_000, 20_000_000);
+                        self.schedule(at_us, Event::Restart(n));
+                    }
+                }
+            }
+            // Cut one node off from its peers (the leader half the time), or a minority, or all.
+            3..=5 => {
+                let isolated: Vec<usize> = match self.fault_rng.below(4) {
+                    0 => self.leader().into_iter().collect(),
+                    1 => {
+                        let mut all: Vec<usize> = (0..count).collect();
+                        self.fault_rng.shuffle(&mut all);
+                        let size = self.fault_rng.between(1, (count as u64 / 2).max(1)) as usize;
+                        all.truncate(size);
+                        all
+                    }
+                    _ => vec![random_node],
+                };
+                let generation = if self.fault_rng.chance(100_000) {
+                    self.net.scatter()
+                } else if isolated.is_empty() {
+                    return Ok(());
+                } else {
+                    self.net.partition(&isolated)
+                };
+                self.note_partition();
+                let at_us = self.now_us + self.fault_rng.between(1_000_000, 15_000_000);
+                self.schedule(at_us, Event::HealPartition { generation });
+            }
+            // Take a node off the clients' segment for a while.
+            6 => {
+                let n = if self.fault_rng.chance(300_000) { self.leader().unwrap_or(random_node) } else { random_node };
+                if self.net.client_link(n) {
+                    self.net.set_client_link(n, false);
+                    self.report.client_link_cuts += 1;
+                    self.note(Note::ClientLink { node: self.nodes[n].id, up: false });
+                    let at_us = self.now_us + self.fault_rng.between(1_000_000, 10_000_000);
+                    self.schedule(at_us, Event::ClientLinkUp(n));
+                }
+            }
+            // Bad weather: loss, duplicates, long delays (reordering) for a while.
+            7 | 8 => {
+                let loss_ppm = [0, 10_000, 50_000, 200_000][self.fault_rng.index(4)];
+                let duplicate_ppm = [0, 10_000, 100_000][self.fault_rng.index(3)];
+                let max_delay_us = [2_000, 20_000, 200_000][self.fault_rng.index(3)];
+                self.weather_generation += 1;
+                self.report.weather_changes += 1;
+                self.set_weather(Weather { loss_ppm, duplicate_ppm, min_delay_us: 100, max_delay_us });
+                let at_us = self.now_us + self.fault_rng.between(2_000_000, 20_000_000);
+                self.schedule(at_us, Event::CalmWeather { generation: self.weather_generation });
+            }
+            // A snapshot now, whatever `snapshot_every_entries` says.
+            9 => {
+                if let Some(live) = self.nodes[random_node].live.as_ref() {
+                    let table = live.engine.table();
+                    let (index, data) = (table.applied_index(), table.to_snapshot());
+                    self.mail_raft(random_node, RaftMail::SnapshotTaken { index, data });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    // ---- the end ----
+
+    fn clients_without_address(&self) -> Vec<String> {
+        self.clients
+            .iter()
+            .filter(|c| self.checker.belief(c.index).is_none_or(|b| !b.active(self.now_us)))
+            .map(|c| format!("c{} ({:?})", c.index, c.state()))
+            .collect()
+    }
+
+    fn check_every_client_holds(&mut self) -> Result<(), String> {
+        let without = self.clients_without_address();
+        if without.is_empty() {
+            return Ok(());
+        }
+        let leaders: Vec<u64> = self.nodes.iter().filter(|n| n.role == Role::Leader).map(|n| n.id).collect();
+        Err(format!(
+            "liveness: {} of {} clients have no address {SETTLE_US} us after everything healed (leaders {leaders:?}): {}",
+            without.len(),
+            self.clients.len(),
+            without.join(", ")
+        ))
+    }
+
+    fn check_converged(&mut self) -> Result<(), String> {
+        let mut states: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+        for node in &self.nodes {
+            let Some(live) = node.live.as_ref() else {
+                return Err(format!("n{} is down at the end", node.id));
+            };
+            let table = live.engine.table();
+            states.entry((table.applied_index(), table.digest())).or_default().push(node.id);
+        }
+        if states.len() != 1 {
+            let states: Vec<String> = states
+                .iter()
+                .map(|((index, digest), nodes)| format!("{nodes:?} at index {index} digest {digest:#018x}"))
+                .collect();
+            return Err(format!("convergence: the nodes did not end with the same table: {}", states.join("; ")));
+        }
+        let (&(index, digest), _) = states.iter().next().expect("one state");
+        self.report.final_applied_index = index;
+        self.trace.mix(digest);
+        Ok(())
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::NoQuorum => "no quorum",
+    }
+}
+
+fn peer_note(message: &Message, delivered: bool) -> Note {
+    Note::Peer {
+        from: message.from,
+        to: message.to,
+        kind: message.get_msg_type(),
+        term: message.term,
+        index: message.index,
+        delivered,
+    }
+}

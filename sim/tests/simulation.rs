@@ -1,0 +1,144 @@
+//! The deterministic cluster simulation as a test: many seeds, three and five nodes, every checker
+//! after every step (see the leasehold-sim crate). A failure prints the seed, the step, the last
+//! events and the command that replays it.
+//!
+//! One flag away from a longer run (environment variables):
+//!   LEASEHOLD_SIM_SEEDS=5000        seeds to run (default 500)
+//!   LEASEHOLD_SIM_FROM=100000       first seed (default 0)
+//!   LEASEHOLD_SIM_STEPS=20000       chaos-phase events per seed (default 8,000)
+//!   LEASEHOLD_SIM_MAX_CLIENTS=200   most clients per seed (default 50)
+//!   LEASEHOLD_SIM_JOBS=4            threads (default: the available cores)
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use leasehold_sim::{run, Report, SimConfig};
+
+const DEFAULT_SEEDS: u64 = 500;
+const DEFAULT_STEPS: u64 = 8_000;
+const DEFAULT_MAX_CLIENTS: usize = 50;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) => text.parse().unwrap_or_else(|_| panic!("{name}={text} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Shown even when the test harness captures output (it captures only the print macros).
+fn say(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+fn config(seed: u64, steps: u64, max_clients: usize) -> SimConfig {
+    SimConfig { steps, max_clients, ..SimConfig::new(seed) }
+}
+
+#[test]
+fn many_seeds_three_and_five_nodes_keep_every_invariant() {
+    let seeds = env_or("LEASEHOLD_SIM_SEEDS", DEFAULT_SEEDS);
+    let from = env_or("LEASEHOLD_SIM_FROM", 0u64);
+    let steps = env_or("LEASEHOLD_SIM_STEPS", DEFAULT_STEPS);
+    let max_clients = env_or("LEASEHOLD_SIM_MAX_CLIENTS", DEFAULT_MAX_CLIENTS);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = env_or("LEASEHOLD_SIM_JOBS", cores).max(1);
+
+    let started = Instant::now();
+    let next = AtomicU64::new(from);
+    let reports: Mutex<Vec<Report>> = Mutex::new(Vec::new());
+    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= from + seeds {
+                    break;
+                }
+                let config = config(seed, steps, max_clients);
+                let outcome = std::panic::catch_unwind(|| run(&config));
+                let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());
+                match outcome {
+                    Ok(Ok(report)) => reports.lock().unwrap_or_else(|e| e.into_inner()).push(report),
+                    Ok(Err(failure)) => failures.push(failure.to_string()),
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        failures.push(format!(
+                            "seed {seed} PANICKED: {what}\nreplay (prints the trace up to the panic): {}",
+                            config.replay_command()
+                        ));
+                    }
+                }
+            });
+        }
+    });
+    let reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
+    let by_size = |nodes: usize| reports.iter().filter(|r| r.nodes == nodes).count();
+    say(&format!(
+        "simulation: {} seeds ({}..{}; {} with 3 nodes, {} with 5) in {:.1}s on {jobs} threads: {} steps, {:.0}s \
+         virtual, {} ACKs ({} confirmed without a commit), {} NAKs, {} faults ({} crashes, {} partitions, {} \
+         client-link cuts, {} weather changes), {} leader elections, {} snapshots taken, {} restored from a \
+         leader; {} failed",
+        reports.len() + failures.len(),
+        from,
+        from + seeds,
+        by_size(3),
+        by_size(5),
+        started.elapsed().as_secs_f64(),
+        sum(|r| r.steps),
+        sum(|r| r.virtual_us) as f64 / 1e6,
+        sum(|r| r.acks),
+        sum(|r| r.confirmations),
+        sum(|r| r.naks),
+        sum(Report::faults),
+        sum(|r| r.crashes),
+        sum(|r| r.partitions),
+        sum(|r| r.client_link_cuts),
+        sum(|r| r.weather_changes),
+        sum(|r| r.leader_elections),
+        sum(|r| r.snapshots_taken),
+        sum(|r| r.snapshots_restored),
+        failures.len(),
+    ));
+    assert!(failures.is_empty(), "{} of {seeds} seeds failed:\n{}", failures.len(), failures.join("\n"));
+    // A simulation that stopped exercising something would still pass: make sure it does not.
+    if seeds >= 100 {
+        assert!(sum(|r| r.crashes) > seeds, "too few crashes");
+        assert!(sum(|r| r.partitions) > seeds, "too few partitions");
+        assert!(sum(|r| r.snapshots_restored) > 0, "no follower ever caught up from a leader's snapshot");
+        assert!(sum(|r| r.confirmations) > 0, "no minority-side renewal was ever confirmed");
+        assert!(by_size(3) > 0 && by_size(5) > 0, "both cluster sizes run");
+    }
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    for seed in [7, 8] {
+        let config = config(seed, 3_000, 40);
+        let first = run(&config).unwrap_or_else(|f| panic!("{f}"));
+        let second = run(&config).unwrap_or_else(|f| panic!("{f}"));
+        assert_eq!(first.trace_digest, second.trace_digest, "seed {seed}: two runs, two traces");
+        assert_eq!(first, second, "seed {seed}: two runs, two reports");
+    }
+    let other = run(&config(9, 3_000, 40)).unwrap_or_else(|f| panic!("{f}"));
+    let seven = run(&config(7, 3_000, 40)).unwrap_or_else(|f| panic!("{f}"));
+    assert_ne!(other.trace_digest, seven.trace_digest, "different seeds, different runs");
+}
+
+/// The checkers run incrementally (only what a step changed); a full re-check after every step
+/// must agree with them.
+#[test]
+fn full_checks_after_every_step_agree() {
+    for seed in 100..104 {
+        let config = SimConfig { full_check: true, ..config(seed, 2_000, 30) };
+        let report = run(&config).unwrap_or_else(|f| panic!("{f}"));
+        assert!(report.acks >= report.clients as u64);
+    }
+}
