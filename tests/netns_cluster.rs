@@ -1,0 +1,900 @@
+//! A three-node Leasehold cluster on a private L2 segment, with real processes and real clients
+//! (DESIGN.md rules 1, 2 and 5; README "Running a cluster").
+//!
+//! Every test builds its own segment (`scripts/netns.sh up NAME 3 3`: server namespaces with eth0 =
+//! 10.77.0.1/.2/.3, three client namespaces) and starts `leasehold serve` in each server namespace with
+//! its own data directory (fsync on), `--node-id N`, the same three `--peer`s, `--cluster-listen
+//! 10.77.0.N:6768` and one shared secret file. Then:
+//!
+//! 1. `real_clients_get_leases_from_a_three_node_cluster`: ISC dhclient, busybox udhcpc and dhcpcd each
+//!    get a lease from the cluster (the leader's server identifier); each lease appears, bound to the
+//!    client's MAC, in all three nodes' `GET /v1/leases`.
+//! 2. `leader_killed_new_client_served_existing_client_rebinds_restarted_node_rejoins`: SIGKILL of the
+//!    leader (by PID). A new client gets a lease within `FAILOVER_LIMIT` of the kill (the gap is measured
+//!    and printed); a client bound before the kill REBINDs (broadcast REQUEST with ciaddr, RFC 2131
+//!    §4.4.5) and the new leader ACKs the same address; udhcpc gets a lease too; no address is held by two
+//!    clients on the survivors; the killed node restarted on its data directory rejoins (its /healthz
+//!    names the new leader) and its lease table converges to the survivors' (sets of (ip, mac, state)).
+//! 3. `partitioned_leader_stops_binding_majority_serves_and_tables_converge_after_healing`: iptables DROP
+//!    (inside the node namespaces only) between the leader and the two others; clients still reach every
+//!    node. The majority elects a new leader and serves a new client; the old leader steps down (503 "no
+//!    quorum"), every OFFER to a broadcast DISCOVER carries the new leader's server identifier, a
+//!    SELECTING REQUEST naming the old leader gets no ACK, and a RENEW unicast to the old leader is ACKed
+//!    for at most the time remaining on the committed lease (DESIGN rule 5), without a new binding. After
+//!    healing: one leader, the tables converge, no address is held by two clients.
+//! 4. `exactly_one_node_answers_each_broadcast_discover`: every broadcast DISCOVER and SELECTING REQUEST
+//!    is answered by exactly one node, the leader (replies collected for a while, server ids counted).
+//!
+//! The tests of this file run one at a time (a lock): each runs three servers on a 2-core machine, and
+//! failover times measured next to another cluster's elections would mean little. Every wait is on an
+//! event (a process exit, a client's hook, a reply) or polls the admin API with a deadline; every loop is
+//! bounded. Processes are killed by PID only; the segment (and the iptables rules in its namespaces) is
+//! removed when the test ends, also on failure.
+
+mod netns_support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use leasehold_tests::{
+    format_mac, test_mac, ClientConfig, ClientMessage, ClientOptions, HarnessError, Lease as ClientLease, MessageType,
+    ReplyView, RequestState, RetryPolicy, Target, TestClient,
+};
+use netns_support::*;
+
+const NODES: u32 = 3;
+const PEER_PORT: u16 = 6768;
+const POOL_START: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
+const POOL_END: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 200);
+const LEASE_SECS: u64 = 600;
+/// A new client must get a lease within this long after the leader is killed (one election timeout
+/// is 1–2 s with the default 100 ms ticks × 10).
+const FAILOVER_LIMIT: Duration = Duration::from_secs(5);
+/// How long a cluster may take to elect a leader, a restarted node to rejoin, tables to converge.
+const SETTLE_LIMIT: Duration = Duration::from_secs(20);
+/// An address outside the pool for a client namespace that sends unicast.
+const CLIENT_STATIC_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 50);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One test at a time (see the module documentation); a failed test does not block the others.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn node_ip(id: u32) -> Ipv4Addr {
+    Ipv4Addr::new(10, 77, 0, u8::try_from(id).expect("a small node id"))
+}
+
+fn in_pool(ip: Ipv4Addr) -> bool {
+    (u32::from(POOL_START)..=u32::from(POOL_END)).contains(&u32::from(ip))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The cluster
+
+/// What a node's `GET /healthz` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Health {
+    /// 200: a leader is known.
+    Led { leader_id: u64, is_leader: bool, term: u64 },
+    /// 503 "no quorum".
+    NoQuorum { term: u64 },
+    /// Anything else (not listening, another status).
+    Other(String),
+}
+
+fn health(ns: &str) -> Health {
+    match http_get(ns, ADMIN_PORT, "/healthz") {
+        Ok((code, body)) => {
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let term = json["term"].as_u64().unwrap_or(0);
+            match (code, json["leader_id"].as_u64(), json["status"].as_str()) {
+                (200, Some(leader_id), _) => {
+                    Health::Led { leader_id, is_leader: json["leader"].as_bool().unwrap_or(false), term }
+                }
+                (503, _, Some("no quorum")) => Health::NoQuorum { term },
+                _ => Health::Other(format!("HTTP {code}: {body}")),
+            }
+        }
+        Err(e) => Health::Other(e.to_string()),
+    }
+}
+
+/// The 3 nodes of one test, without their processes (shared with watcher threads): node `id` runs in
+/// the segment's server namespace `id`.
+struct Nodes {
+    dir: PathBuf,
+    secret: PathBuf,
+    namespaces: Vec<String>,
+    /// How many times each node (index `id - 1`) has been started; names its log file.
+    starts: Vec<AtomicU32>,
+}
+
+/// The nodes and their running `leasehold serve` processes.
+struct Cluster {
+    nodes: Nodes,
+    /// Index `id - 1`; `None` while a node is down.
+    servers: Vec<Option<Server>>,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Nodes;
+
+    fn deref(&self) -> &Nodes {
+        &self.nodes
+    }
+}
+
+impl Cluster {
+    /// Starts all nodes at once (none can be healthy before a quorum is up) and waits for each to see a
+    /// leader.
+    fn start(segment: &Segment, dir: &Path) -> Cluster {
+        let secret = dir.join("cluster.secret");
+        std::fs::write(&secret, "leasehold-netns-cluster-test-secret-0123456789\n").expect("write the secret");
+        let nodes = Nodes {
+            dir: dir.to_owned(),
+            secret,
+            namespaces: (1..=NODES).map(|id| segment.server(id)).collect(),
+            starts: (1..=NODES).map(|_| AtomicU32::new(0)).collect(),
+        };
+        let servers = thread::scope(|scope| {
+            let nodes = &nodes;
+            let handles: Vec<_> = (1..=NODES).map(|id| scope.spawn(move || nodes.spawn_server(id))).collect();
+            handles.into_iter().map(|h| Some(h.join().expect("a node did not start"))).collect()
+        });
+        Cluster { nodes, servers }
+    }
+
+    fn server(&self, id: u32) -> &Server {
+        self.servers[id as usize - 1].as_ref().unwrap_or_else(|| panic!("node {id} is down"))
+    }
+
+    /// SIGKILL to node `id` (by PID); waits for its death.
+    fn kill(&mut self, id: u32) -> Instant {
+        let mut server = self.servers[id as usize - 1].take().unwrap_or_else(|| panic!("node {id} is already down"));
+        let killed_at = Instant::now();
+        signal(server.proc.pid, libc::SIGKILL);
+        let status = server.proc.wait_exit(Duration::from_secs(10)).expect("leasehold serve outlived SIGKILL by 10 s");
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "node {id} ended with {status}, expected SIGKILL");
+        killed_at
+    }
+
+    /// Starts node `id` again on its data directory; returns once its /healthz answers 200.
+    fn restart(&mut self, id: u32) {
+        let server = self.nodes.spawn_server(id);
+        self.servers[id as usize - 1] = Some(server);
+    }
+
+    /// Polls until every node in `nodes` has `ip` bound to `mac` in its /v1/leases.
+    fn wait_bound_everywhere(&self, nodes: &[u32], ip: Ipv4Addr, mac: &str, step: &str) {
+        for &id in nodes {
+            let server = self.server(id);
+            server.wait_lease(ip, Duration::from_secs(10), &format!("{step}: bound to {mac} on node {id}"), |l| {
+                l.state == "bound" && l.mac.eq_ignore_ascii_case(mac)
+            });
+        }
+    }
+
+    fn tables(&self, nodes: &[u32]) -> Vec<(u32, Vec<Lease>)> {
+        nodes.iter().map(|&id| (id, self.server(id).leases())).collect()
+    }
+}
+
+impl Nodes {
+    fn ns(&self, id: u32) -> &str {
+        &self.namespaces[id as usize - 1]
+    }
+
+    fn data_dir(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("node{id}-data"))
+    }
+
+    fn log(&self, id: u32, start: u32) -> PathBuf {
+        self.dir.join(format!("node{id}-run{start}.log"))
+    }
+
+    /// `leasehold serve` for node `id` (waits until its /healthz answers 200, i.e. it knows a leader).
+    fn spawn_server(&self, id: u32) -> Server {
+        let start = self.starts[id as usize - 1].fetch_add(1, Ordering::SeqCst) + 1;
+        let data = self.data_dir(id);
+        std::fs::create_dir_all(&data).expect("create a data dir");
+        let server_ip = node_ip(id).to_string();
+        let lease = LEASE_SECS.to_string();
+        let node_id = id.to_string();
+        let listen = format!("{server_ip}:{PEER_PORT}");
+        let secret = self.secret.display().to_string();
+        let peers: Vec<String> = (1..=NODES).map(|p| format!("{p}={}:{PEER_PORT}", node_ip(p))).collect();
+        let mut args: Vec<&str> = vec![
+            "--server-ip",
+            &server_ip,
+            "--ip-start",
+            "10.77.0.100",
+            "--ip-end",
+            "10.77.0.200",
+            "--subnet-mask",
+            "255.255.255.0",
+            "--lease-time",
+            &lease,
+            "--node-id",
+            &node_id,
+            "--cluster-listen",
+            &listen,
+            "--cluster-secret-file",
+            &secret,
+        ];
+        for peer in &peers {
+            args.extend(["--peer", peer.as_str()]);
+        }
+        Server::start(self.ns(id), &data, &self.log(id, start), &args)
+    }
+
+    fn logs(&self) -> String {
+        (1..=NODES)
+            .map(|id| tail_of(&self.log(id, self.starts[id as usize - 1].load(Ordering::SeqCst).max(1))))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Polls /healthz of `nodes` (every 20 ms, at most `limit`) until they all name the same leader, one of
+    /// `nodes`, and that node says it is the leader. Returns the leader's id and when that was first seen.
+    fn wait_for_leader(&self, nodes: &[u32], limit: Duration, step: &str) -> (u32, Instant) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let views: Vec<(u32, Health)> = nodes.iter().map(|&id| (id, health(self.ns(id)))).collect();
+            let leaders: BTreeSet<u64> = views
+                .iter()
+                .filter_map(|(_, h)| match h {
+                    Health::Led { leader_id, .. } => Some(*leader_id),
+                    _ => None,
+                })
+                .collect();
+            let all_led = views.iter().all(|(_, h)| matches!(h, Health::Led { .. }));
+            if all_led && leaders.len() == 1 {
+                let leader = leaders.into_iter().next().expect("one leader") as u32;
+                let claims =
+                    views.iter().any(|(id, h)| *id == leader && matches!(h, Health::Led { is_leader: true, .. }));
+                if nodes.contains(&leader) && claims {
+                    return (leader, Instant::now());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{step}: nodes {nodes:?} did not agree on a leader among themselves within {limit:?}; /healthz: \
+                 {views:?}\n{}",
+                self.logs()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Polls node `id`'s /healthz until `want` holds.
+    fn wait_health(&self, id: u32, limit: Duration, what: &str, want: impl Fn(&Health) -> bool) -> (Health, Instant) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let h = health(self.ns(id));
+            if want(&h) {
+                return (h, Instant::now());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id}'s /healthz was not {what} within {limit:?} (last: {h:?})\n{}",
+                self.logs()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Cluster {
+    /// Polls until the lease tables of `nodes` are the same set of (ip, mac, state); returns the set and
+    /// how long it took.
+    fn wait_converged(&self, nodes: &[u32], limit: Duration, step: &str) -> (LeaseSet, Duration) {
+        let started = Instant::now();
+        let deadline = started + limit;
+        loop {
+            let sets: Vec<(u32, LeaseSet)> =
+                self.tables(nodes).into_iter().map(|(id, t)| (id, lease_set(&t))).collect();
+            if sets.windows(2).all(|w| w[0].1 == w[1].1) {
+                return (sets[0].1.clone(), started.elapsed());
+            }
+            if Instant::now() >= deadline {
+                let reference = &sets[0];
+                let diffs: Vec<String> = sets[1..]
+                    .iter()
+                    .map(|(id, set)| {
+                        format!(
+                            "node {id} lacks {:?} and has extra {:?} (vs node {})",
+                            reference.1.difference(set).collect::<Vec<_>>(),
+                            set.difference(&reference.1).collect::<Vec<_>>(),
+                            reference.0
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "{step}: the lease tables did not converge within {limit:?}:\n  {}\n{}",
+                    diffs.join("\n  "),
+                    self.logs()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A lease table reduced to what must converge: (ip, mac, state).
+type LeaseSet = BTreeSet<(Ipv4Addr, String, String)>;
+
+fn lease_set(table: &[Lease]) -> LeaseSet {
+    table.iter().map(|l| (l.ip, l.mac.to_ascii_lowercase(), l.state.clone())).collect()
+}
+
+/// DESIGN.md: no address is ever bound to two clients. Across every table given: each address appears
+/// once per table, and every table that has it bound has it bound to the same MAC.
+fn double_bindings(tables: &[(u32, Vec<Lease>)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut holder: HashMap<Ipv4Addr, (u32, String)> = HashMap::new();
+    for (id, table) in tables {
+        let mut seen = BTreeSet::new();
+        for lease in table {
+            if !seen.insert(lease.ip) {
+                failures.push(format!("node {id} lists {} twice", lease.ip));
+            }
+            if lease.state != "bound" {
+                continue;
+            }
+            let mac = lease.mac.to_ascii_lowercase();
+            match holder.get(&lease.ip) {
+                Some((other, other_mac)) if *other_mac != mac => failures
+                    .push(format!("{} is bound to {other_mac} on node {other} and to {mac} on node {id}", lease.ip)),
+                Some(_) => {}
+                None => {
+                    holder.insert(lease.ip, (*id, mac));
+                }
+            }
+        }
+    }
+    failures
+}
+
+fn assert_no_double_binding(cluster: &Cluster, nodes: &[u32], step: &str) -> usize {
+    let tables = cluster.tables(nodes);
+    let failures = double_bindings(&tables);
+    assert!(
+        failures.is_empty(),
+        "{step}: an address is held by two clients:\n  {}\n{}",
+        failures.join("\n  "),
+        cluster.logs()
+    );
+    tables.iter().map(|(_, t)| t.iter().filter(|l| l.state == "bound").count()).max().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Clients
+
+fn test_client(ns: &str) -> TestClient {
+    TestClient::bind(ClientConfig::in_namespace(ns, "eth0"))
+        .unwrap_or_else(|e| panic!("open the test client's socket in {ns}: {e}"))
+}
+
+/// Configures `ip/24` on the client namespace's eth0, as a real client does once bound: replies to a
+/// RENEWING or REBINDING REQUEST go to ciaddr (RFC 2131 §4.1), so the address must be there.
+fn add_client_address(ns: &str, ip: Ipv4Addr) {
+    let out = Command::new("ip").args(["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]).output();
+    let out = out.expect("run ip addr add");
+    assert!(out.status.success(), "ip -n {ns} addr add {ip}/24: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Every reply that arrives within `window`, by xid (bounded: the window ends the loop).
+fn collect_all(client: &mut TestClient, window: Duration) -> HashMap<u32, Vec<ReplyView>> {
+    let deadline = Instant::now() + window;
+    let mut by_xid: HashMap<u32, Vec<ReplyView>> = HashMap::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        match client.recv_any(left) {
+            Ok(reply) => by_xid.entry(reply.xid).or_default().push(reply),
+            Err(HarnessError::Timeout { .. }) => break,
+            Err(e) => panic!("the test client's socket failed: {e}"),
+        }
+    }
+    by_xid
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy::fixed(100, Duration::from_millis(200))
+}
+
+/// A subdirectory of the test's scratch directory (one per real client, for its event pipe).
+fn subdir(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(&path).expect("create a subdirectory");
+    path
+}
+
+/// udhcpc's hook: configures only the client's eth0, reports "<event> <address>" on the pipe.
+fn udhcpc_hook(dir: &Path, events: &Events) -> PathBuf {
+    let hook = dir.join("udhcpc-hook.sh");
+    write_script(
+        &hook,
+        &format!(
+            r#"#!/bin/sh
+case "$1" in
+bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip -4 addr replace "$ip/$mask" dev "$interface"
+    ;;
+deconfig)
+    ip -4 addr flush dev "$interface"
+    ;;
+esac
+echo "$1 ${{ip:--}} ${{serverid:--}}" > {fifo}
+"#,
+            fifo = events.path.display()
+        ),
+    );
+    hook
+}
+
+/// `udhcpc -n -q`: one lease, then exit (bounded by -t/-T and by `limit`). Returns (address, server id).
+fn udhcpc_once(ns: &str, dir: &Path, limit: Duration) -> (Ipv4Addr, Ipv4Addr, Duration) {
+    let udhcpc = require_tool("udhcpc");
+    let mut events = Events::new(dir);
+    let hook = udhcpc_hook(dir, &events);
+    let mut cmd = in_ns(ns, udhcpc);
+    cmd.args(["-i", "eth0", "-n", "-q", "-f", "-t", "10", "-T", "1", "-s"]).arg(&hook);
+    let log = dir.join("udhcpc.log");
+    let started = Instant::now();
+    let mut proc = Proc::spawn("udhcpc -n -q", cmd, &log);
+    let bound = events.expect(&["bound"], limit, "udhcpc");
+    let took = started.elapsed();
+    proc.expect_success(Duration::from_secs(10));
+    let ip = event_ip(&bound, "udhcpc");
+    let server: Ipv4Addr = bound.get(2).and_then(|s| s.parse().ok()).unwrap_or(Ipv4Addr::UNSPECIFIED);
+    (ip, server, took)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 1. Real clients
+
+#[test]
+fn real_clients_get_leases_from_a_three_node_cluster() {
+    let _serial = serial();
+    let dhclient = require_tool("dhclient");
+    let dhcpcd = require_tool("dhcpcd");
+    let segment = Segment::up(NODES, 3, 24);
+    let dir = scratch_dir("cluster-clients");
+    let started = Instant::now();
+    let cluster = Cluster::start(&segment, dir.path());
+    let (leader, _) = cluster.wait_for_leader(&[1, 2, 3], SETTLE_LIMIT, "start");
+    println!("cluster: 3 nodes healthy, leader node {leader}, after {:?}", started.elapsed());
+    let leader_ip = node_ip(leader);
+
+    // ISC dhclient in client namespace 1.
+    let dhclient_dir = subdir(dir.path(), "dhclient");
+    let mut dhclient_events = Events::new(&dhclient_dir);
+    let dhclient_hook = dhclient_dir.join("hook.sh");
+    write_script(
+        &dhclient_hook,
+        &format!(
+            r#"#!/bin/sh
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT)
+    ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
+    ;;
+RELEASE|EXPIRE|FAIL|STOP)
+    ip -4 addr flush dev "$interface"
+    ;;
+esac
+echo "$reason ${{new_ip_address:-${{old_ip_address:--}}}} ${{new_dhcp_server_identifier:--}}" > {fifo}
+"#,
+            fifo = dhclient_events.path.display()
+        ),
+    );
+    let dhclient_conf = dhclient_dir.join("dhclient.conf");
+    std::fs::write(&dhclient_conf, "timeout 30;\ninitial-interval 1;\nrequest subnet-mask, routers;\n")
+        .expect("write dhclient.conf");
+    let dhclient_cmd = |extra: &str| {
+        let mut cmd = in_ns(&segment.client(1), &dhclient);
+        cmd.args(["-4", "-v", extra]).arg("-cf").arg(&dhclient_conf);
+        cmd.arg("-pf").arg(dhclient_dir.join("dhclient.pid")).arg("-lf").arg(dhclient_dir.join("dhclient.leases"));
+        cmd.arg("-sf").arg(&dhclient_hook).arg("eth0");
+        cmd
+    };
+
+    // dhcpcd in client namespace 3, in a private mount namespace (FIELD-NOTES: /run and /var/lib are shared).
+    let dhcpcd_dir = subdir(dir.path(), "dhcpcd");
+    let mut dhcpcd_events = Events::new(&dhcpcd_dir);
+    let dhcpcd_hook = dhcpcd_dir.join("hook.sh");
+    write_script(
+        &dhcpcd_hook,
+        &format!(
+            "#!/bin/sh\ncase \"$reason\" in\nBOUND|RENEW|REBIND|REBOOT) echo \"$reason $new_ip_address \
+             $new_dhcp_server_identifier\" > {fifo} ;;\n*) echo \"$reason ${{old_ip_address:--}}\" > {fifo} ;;\nesac\n",
+            fifo = dhcpcd_events.path.display()
+        ),
+    );
+    let dhcpcd_conf = dhcpcd_dir.join("dhcpcd.conf");
+    std::fs::write(
+        &dhcpcd_conf,
+        format!(
+            "ipv4only\nnoipv4ll\nnohook resolv.conf, hostname, ntp.conf, timesyncd, yp.conf, wpa_supplicant, mtu\n\
+             script {}\n",
+            dhcpcd_hook.display()
+        ),
+    )
+    .expect("write dhcpcd.conf");
+    let mut dhcpcd_cmd = in_ns(&segment.client(3), "unshare");
+    dhcpcd_cmd.args(["-m", "--propagation", "private", "sh", "-c"]).arg(format!(
+        "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/dhcpcd && exec {} -f {} -4 -B -t 30 eth0",
+        dhcpcd.display(),
+        dhcpcd_conf.display()
+    ));
+
+    // All three at once (dhcpcd spends seconds probing the address with ARP).
+    let clients_started = Instant::now();
+    let mut dhcpcd_proc = Proc::spawn("dhcpcd", dhcpcd_cmd, &dhcpcd_dir.join("dhcpcd.log"));
+    let udhcpc_dir = subdir(dir.path(), "udhcpc");
+    let (udhcpc_ip, udhcpc_server, udhcpc_took) = thread::scope(|scope| {
+        let udhcpc = scope.spawn(|| udhcpc_once(&segment.client(2), &udhcpc_dir, Duration::from_secs(30)));
+        run_ok("dhclient -1", dhclient_cmd("-1"), &dhclient_dir.join("dhclient.log"), Duration::from_secs(45));
+        udhcpc.join().expect("udhcpc thread")
+    });
+    let dhclient_bound = dhclient_events.expect(&["BOUND"], Duration::from_secs(5), "dhclient");
+    let dhclient_took = clients_started.elapsed();
+    let dhcpcd_bound = dhcpcd_events.expect(&["BOUND"], Duration::from_secs(40), "dhcpcd");
+    let dhcpcd_took = clients_started.elapsed();
+    println!(
+        "leases: dhclient {} ({dhclient_took:?}), udhcpc {udhcpc_ip} ({udhcpc_took:?}), dhcpcd {} ({dhcpcd_took:?})",
+        dhclient_bound[1], dhcpcd_bound[1]
+    );
+
+    let bound = [
+        ("dhclient", segment.client(1), event_ip(&dhclient_bound, "dhclient"), dhclient_bound.get(2).cloned()),
+        ("udhcpc", segment.client(2), udhcpc_ip, Some(udhcpc_server.to_string())),
+        ("dhcpcd", segment.client(3), event_ip(&dhcpcd_bound, "dhcpcd"), dhcpcd_bound.get(2).cloned()),
+    ];
+    for (name, ns, ip, server_id) in &bound {
+        assert!(in_pool(*ip), "{name} got {ip}, outside the pool {POOL_START}–{POOL_END}");
+        assert_eq!(
+            server_id.as_deref(),
+            Some(leader_ip.to_string().as_str()),
+            "{name}'s lease names server {server_id:?}; the leader (node {leader}, {leader_ip}) answers broadcast traffic"
+        );
+        let mac = mac_of(ns, "eth0");
+        cluster.wait_bound_everywhere(&[1, 2, 3], *ip, &mac, name);
+    }
+    let ips: BTreeSet<Ipv4Addr> = bound.iter().map(|b| b.2).collect();
+    assert_eq!(ips.len(), 3, "three clients, three distinct addresses: {bound:?}");
+    assert_no_double_binding(&cluster, &[1, 2, 3], "after the three clients");
+    let (set, took) = cluster.wait_converged(&[1, 2, 3], Duration::from_secs(10), "after the three clients");
+    println!("tables: the same {} leases on all 3 nodes (converged after {took:?})", set.len());
+
+    run_ok("dhclient -x", dhclient_cmd("-x"), &dhclient_dir.join("dhclient.log"), Duration::from_secs(15));
+    dhcpcd_proc.stop(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 2. Kill -9 the leader
+
+#[test]
+fn leader_killed_new_client_served_existing_client_rebinds_restarted_node_rejoins() {
+    let _serial = serial();
+    let segment = Segment::up(NODES, 2, 24);
+    let dir = scratch_dir("cluster-kill");
+    let mut cluster = Cluster::start(&segment, dir.path());
+    let (leader, _) = cluster.wait_for_leader(&[1, 2, 3], SETTLE_LIMIT, "start");
+    println!("cluster: leader node {leader}");
+
+    // Existing clients, bound by the leader and replicated to every node before the kill.
+    let client_ns = segment.client(1);
+    let mut client = test_client(&client_ns);
+    let mut existing: Vec<ClientLease> = Vec::new();
+    for i in 0..3 {
+        let lease = client.dora(test_mac(100 + i), Duration::from_secs(10)).expect("DORA before the kill");
+        assert_eq!(lease.server_id, node_ip(leader), "the leader answers broadcast DORA");
+        cluster.wait_bound_everywhere(&[1, 2, 3], lease.address, &format_mac(lease.mac), "before the kill");
+        existing.push(lease);
+    }
+    // The first existing client configures its address, so that a REBINDING ACK (to ciaddr) reaches it.
+    add_client_address(&client_ns, existing[0].address);
+    let before = cluster.server(1).lease_of(existing[0].address).expect("the existing lease");
+    let survivors: Vec<u32> = (1..=NODES).filter(|&id| id != leader).collect();
+
+    // Kill -9 the leader; a new client asks at once, retransmitting every 200 ms, while the survivors'
+    // /healthz is watched for the new leader.
+    wait_for_next_second();
+    let killed_at = cluster.kill(leader);
+    let (new_lease, (new_leader, elected_at)) = thread::scope(|scope| {
+        let nodes = &cluster.nodes;
+        let watcher = scope.spawn(|| nodes.wait_for_leader(&survivors, SETTLE_LIMIT, "after the kill"));
+        let lease = client.dora_with(test_mac(200), &ClientOptions::default(), &fast_retry(), Duration::from_secs(15));
+        (lease, watcher.join().expect("the health watcher panicked"))
+    });
+    let new_lease = new_lease.unwrap_or_else(|e| panic!("a new client after the kill: {e}\n{}", cluster.logs()));
+    let gap = killed_at.elapsed();
+    let election = elected_at.duration_since(killed_at);
+    println!(
+        "failover: node {leader} killed; node {new_leader} leader after {election:?}; a new client's DORA ACKed \
+         {} after {gap:?} from the kill ({:?} of DORA)",
+        new_lease.address, new_lease.elapsed
+    );
+    assert_eq!(new_lease.server_id, node_ip(new_leader), "the new leader answers the new client");
+    assert!(
+        gap <= FAILOVER_LIMIT,
+        "a new client waited {gap:?} after the leader's kill; the limit is {FAILOVER_LIMIT:?}"
+    );
+    assert!(
+        existing.iter().all(|l| l.address != new_lease.address),
+        "the new client got {}, an address held by a client bound before the kill",
+        new_lease.address
+    );
+
+    // The existing client rebinds (RFC 2131 §4.4.5: T2 passed, the old server is gone): the new leader ACKs
+    // the same address and extends it.
+    let rebound = client
+        .extend(&existing[0], true, &ClientOptions::default(), &fast_retry(), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("REBINDING after the kill: {e}\n{}", cluster.logs()));
+    println!("rebind: {} kept {} (ACK from {:?})", format_mac(existing[0].mac), rebound.yiaddr, rebound.server_id);
+    assert_eq!(rebound.yiaddr, existing[0].address, "a rebinding client keeps its address");
+    assert_eq!(rebound.server_id, Some(node_ip(new_leader)), "the new leader answers the broadcast REBINDING REQUEST");
+    for &id in &survivors {
+        cluster.server(id).wait_lease(existing[0].address, Duration::from_secs(5), "extended by the rebind", |l| {
+            l.state == "bound" && l.expires_at > before.expires_at && l.mac.eq_ignore_ascii_case(&before.mac)
+        });
+    }
+
+    // A real client too.
+    let (udhcpc_ip, udhcpc_server, took) =
+        udhcpc_once(&segment.client(2), &subdir(dir.path(), "udhcpc"), Duration::from_secs(20));
+    println!("udhcpc after the kill: {udhcpc_ip} from {udhcpc_server} in {took:?}");
+    assert_eq!(udhcpc_server, node_ip(new_leader), "udhcpc's lease comes from the new leader");
+    cluster.wait_bound_everywhere(&survivors, udhcpc_ip, &mac_of(&segment.client(2), "eth0"), "udhcpc after the kill");
+    let bound = assert_no_double_binding(&cluster, &survivors, "survivors after the kill");
+    assert!(bound >= 5, "3 existing + 1 new + udhcpc = 5 bound leases expected on the survivors, found {bound}");
+
+    // Restart the killed node on its data directory: it rejoins under the new leader and catches up.
+    let restarted = Instant::now();
+    cluster.restart(leader);
+    let (h, _) = cluster.wait_health(
+        leader,
+        SETTLE_LIMIT,
+        "led by the new leader",
+        |h| matches!(h, Health::Led { leader_id, .. } if *leader_id == u64::from(new_leader)),
+    );
+    let (set, converged) = cluster.wait_converged(&[1, 2, 3], SETTLE_LIMIT, "after the restart");
+    println!(
+        "restart: node {leader} healthy after {:?} ({h:?}); tables of all 3 nodes equal ({} leases) {converged:?} later",
+        restarted.elapsed(),
+        set.len()
+    );
+    assert!(set.contains(&(new_lease.address, format_mac(new_lease.mac), "bound".to_owned())));
+    assert_no_double_binding(&cluster, &[1, 2, 3], "after the restart");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 3. Partition the leader
+
+/// iptables DROP rules between `isolated` and `others`, inside the node namespaces only (both directions,
+/// all IP traffic between the node addresses: Raft's port 6768 and anything else). Clients' traffic (other
+/// source addresses, broadcasts) still flows. Removed by `heal` (and with the namespaces anyway).
+struct Partition<'a> {
+    cluster: &'a Cluster,
+    rules: Vec<(u32, Vec<String>)>,
+    log: PathBuf,
+}
+
+impl<'a> Partition<'a> {
+    fn cut(cluster: &'a Cluster, isolated: u32, others: &[u32], log: &Path) -> Partition<'a> {
+        let mut rules = Vec::new();
+        for &other in others {
+            for (ns_id, peer) in [(isolated, other), (other, isolated)] {
+                let peer = node_ip(peer).to_string();
+                rules
+                    .push((ns_id, vec!["INPUT".to_owned(), "-s".to_owned(), peer.clone(), "-j".into(), "DROP".into()]));
+                rules.push((ns_id, vec!["OUTPUT".to_owned(), "-d".to_owned(), peer, "-j".into(), "DROP".into()]));
+            }
+        }
+        let partition = Partition { cluster, rules, log: log.to_owned() };
+        for (id, rule) in &partition.rules {
+            partition.iptables(*id, "-I", rule);
+        }
+        partition
+    }
+
+    fn iptables(&self, id: u32, action: &str, rule: &[String]) {
+        let mut cmd = in_ns(self.cluster.ns(id), "iptables");
+        cmd.arg("-w").arg(action).args(rule);
+        run_ok(&format!("iptables {action} {rule:?} in node {id}"), cmd, &self.log, Duration::from_secs(10));
+    }
+
+    fn heal(self) {
+        for (id, rule) in &self.rules {
+            self.iptables(*id, "-D", rule);
+        }
+    }
+}
+
+#[test]
+fn partitioned_leader_stops_binding_majority_serves_and_tables_converge_after_healing() {
+    let _serial = serial();
+    let segment = Segment::up(NODES, 1, 24);
+    let dir = scratch_dir("cluster-partition");
+    let cluster = Cluster::start(&segment, dir.path());
+    let (old, _) = cluster.wait_for_leader(&[1, 2, 3], SETTLE_LIMIT, "start");
+    let majority: Vec<u32> = (1..=NODES).filter(|&id| id != old).collect();
+    println!("cluster: leader node {old}; cutting it off from nodes {majority:?}");
+
+    let client_ns = segment.client(1);
+    add_client_address(&client_ns, CLIENT_STATIC_IP);
+    let mut client = test_client(&client_ns);
+    let held = client.dora(test_mac(300), Duration::from_secs(10)).expect("DORA before the partition");
+    assert_eq!(held.server_id, node_ip(old));
+    cluster.wait_bound_everywhere(&[1, 2, 3], held.address, &format_mac(held.mac), "before the partition");
+    // Its address on the client's eth0: the ACK to a RENEWING REQUEST goes to ciaddr.
+    add_client_address(&client_ns, held.address);
+    let committed = cluster.server(old).lease_of(held.address).expect("the held lease");
+
+    let cut_at = Instant::now();
+    let partition = Partition::cut(&cluster, old, &majority, &dir.path().join("iptables.log"));
+    // Both watched at once: the old leader stepping down, the majority electing.
+    let ((minority_view, stepped_down_at), (new, elected_at)) = thread::scope(|scope| {
+        let nodes = &cluster.nodes;
+        let old_side = scope
+            .spawn(|| nodes.wait_health(old, SETTLE_LIMIT, "503 no quorum", |h| matches!(h, Health::NoQuorum { .. })));
+        let new_side = scope.spawn(|| nodes.wait_for_leader(&majority, SETTLE_LIMIT, "majority after the partition"));
+        (old_side.join().expect("the old leader's watcher"), new_side.join().expect("the majority's watcher"))
+    });
+    println!(
+        "partition: old leader node {old} answered 503 no quorum after {:?} ({minority_view:?}); node {new} \
+         elected by the majority after {:?}",
+        stepped_down_at.duration_since(cut_at),
+        elected_at.duration_since(cut_at)
+    );
+
+    // The majority serves a new client.
+    let fresh = client
+        .dora_with(test_mac(301), &ClientOptions::default(), &fast_retry(), Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("a new client during the partition: {e}\n{}", cluster.logs()));
+    println!("partition: new client ACKed {} by {} in {:?}", fresh.address, fresh.server_id, fresh.elapsed);
+    assert_eq!(fresh.server_id, node_ip(new), "the majority's leader serves new clients");
+    cluster.wait_bound_everywhere(&majority, fresh.address, &format_mac(fresh.mac), "majority during the partition");
+
+    // Every OFFER to a broadcast DISCOVER comes from the new leader: the old one (which still receives it)
+    // makes no offer.
+    let options = ClientOptions::default();
+    let probe_mac = test_mac(302);
+    for round in 0..5 {
+        let xid = client.send_discover(probe_mac, &options).expect("send a DISCOVER");
+        let replies = client.collect_replies(xid, Duration::from_millis(700)).expect("collect replies");
+        let servers: Vec<Option<Ipv4Addr>> = replies.iter().map(|r| r.server_id).collect();
+        assert!(
+            replies.iter().any(|r| r.is(MessageType::Offer)),
+            "DISCOVER {round} during the partition got no OFFER (replies from {servers:?})"
+        );
+        assert!(
+            servers.iter().all(|s| *s == Some(node_ip(new))),
+            "DISCOVER {round} during the partition: every reply must come from the new leader {}; got {servers:?}",
+            node_ip(new)
+        );
+    }
+    // A SELECTING REQUEST naming the old leader: it binds nothing (no ACK from anyone).
+    let xid = client.next_xid();
+    let stale = ClientMessage::Request(RequestState::Selecting { requested_ip: POOL_END, server_id: node_ip(old) });
+    client.send(probe_mac, xid, &stale, &options, Target::Broadcast).expect("send a REQUEST");
+    let replies = client.collect_replies(xid, Duration::from_secs(1)).expect("collect replies");
+    assert!(
+        !replies.iter().any(|r| r.is(MessageType::Ack)),
+        "a REQUEST for {POOL_END} naming the partitioned old leader was ACKed: {replies:?}"
+    );
+    assert!(cluster.server(old).lease_of(POOL_END).is_none(), "the old leader recorded a binding for {POOL_END}");
+
+    // RENEWING, unicast to the old leader's server identifier: confirmed, but only for what remains of the
+    // committed lease (DESIGN rule 5), and nothing new is written.
+    wait_for_next_second();
+    let sent_at = unix_now();
+    let renewed = client
+        .extend(&held, false, &options, &fast_retry(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("RENEWING to the partitioned old leader: {e}\n{}", cluster.logs()));
+    let granted = renewed.lease_time_secs.expect("option 51 in the ACK");
+    let remaining = committed.expires_at.saturating_sub(sent_at);
+    println!(
+        "partition: RENEW unicast to the old leader {} ACKed by {:?} with {granted} s (committed lease: {remaining} s \
+         left of {LEASE_SECS} s)",
+        node_ip(old),
+        renewed.server_id
+    );
+    assert_eq!(renewed.server_id, Some(node_ip(old)), "the node a RENEW is addressed to answers it");
+    assert_eq!(renewed.yiaddr, held.address);
+    assert!(
+        u64::from(granted) <= remaining + 1 && u64::from(granted) < LEASE_SECS,
+        "the minority confirmed {granted} s; the committed lease has {remaining} s left: never beyond (DESIGN rule 5)"
+    );
+    let after = cluster.server(old).lease_of(held.address).expect("the held lease, after the renewal");
+    assert_eq!(after.expires_at, committed.expires_at, "the minority wrote a new expiry for {}", held.address);
+    assert!(matches!(health(cluster.ns(old)), Health::NoQuorum { .. }), "the old leader must still be without quorum");
+
+    // Heal: one leader for all three, equal tables, no address held twice.
+    let healed_at = Instant::now();
+    partition.heal();
+    let (leader, agreed_at) = cluster.wait_for_leader(&[1, 2, 3], SETTLE_LIMIT, "after healing");
+    let (set, converged) = cluster.wait_converged(&[1, 2, 3], SETTLE_LIMIT, "after healing");
+    println!(
+        "healed: all 3 nodes follow node {leader} after {:?}; tables equal ({} leases) {converged:?} later",
+        agreed_at.duration_since(healed_at),
+        set.len()
+    );
+    assert_no_double_binding(&cluster, &[1, 2, 3], "after healing");
+    for lease in [&held, &fresh] {
+        assert!(
+            set.contains(&(lease.address, format_mac(lease.mac), "bound".to_owned())),
+            "{} for {} must be bound on every node after healing: {set:?}",
+            lease.address,
+            format_mac(lease.mac)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 4. Exactly one node answers
+
+#[test]
+fn exactly_one_node_answers_each_broadcast_discover() {
+    let _serial = serial();
+    let segment = Segment::up(NODES, 1, 24);
+    let dir = scratch_dir("cluster-one-answer");
+    let cluster = Cluster::start(&segment, dir.path());
+    let (leader, _) = cluster.wait_for_leader(&[1, 2, 3], SETTLE_LIMIT, "start");
+    let mut client = test_client(&segment.client(1));
+    let options = ClientOptions::default();
+    const ROUNDS: u32 = 20;
+    // All DISCOVERs at once, then every reply that arrives within the window, by xid.
+    let window = Duration::from_secs(1);
+    let macs: Vec<_> = (0..ROUNDS).map(|i| test_mac(400 + i)).collect();
+    let xids: Vec<u32> =
+        macs.iter().map(|&mac| client.send_discover(mac, &options).expect("send a DISCOVER")).collect();
+    let offers = collect_all(&mut client, window);
+    let mut requests = Vec::new();
+    for (i, (&mac, xid)) in macs.iter().zip(&xids).enumerate() {
+        let replies = offers.get(xid).map(Vec::as_slice).unwrap_or_default();
+        let servers: Vec<Option<Ipv4Addr>> = replies.iter().map(|r| r.server_id).collect();
+        assert!(
+            replies.len() == 1 && replies[0].is(MessageType::Offer) && servers[0] == Some(node_ip(leader)),
+            "DISCOVER {i}: expected exactly one OFFER, from the leader {}; got {} replies from {servers:?}",
+            node_ip(leader),
+            replies.len()
+        );
+        let offered = replies[0].yiaddr;
+        let request =
+            ClientMessage::Request(RequestState::Selecting { requested_ip: offered, server_id: node_ip(leader) });
+        client.send(mac, *xid, &request, &options, Target::Broadcast).expect("send a REQUEST");
+        requests.push((*xid, offered));
+    }
+    let acks = collect_all(&mut client, window);
+    for (i, (xid, offered)) in requests.iter().enumerate() {
+        let replies = acks.get(xid).map(Vec::as_slice).unwrap_or_default();
+        let servers: Vec<Option<Ipv4Addr>> = replies.iter().map(|r| r.server_id).collect();
+        assert!(
+            replies.len() == 1 && replies[0].is(MessageType::Ack) && replies[0].yiaddr == *offered,
+            "REQUEST {i}: expected exactly one ACK for {offered}, got {} replies from {servers:?}: {replies:?}",
+            replies.len()
+        );
+    }
+    // Followers saw every DISCOVER and said nothing.
+    for id in (1..=NODES).filter(|&id| id != leader) {
+        let metrics = cluster.server(id).metrics();
+        let silent = metric(&metrics, "leasehold_silent_total", "reason=\"not_leader\"").unwrap_or(0.0);
+        assert!(silent >= f64::from(2 * ROUNDS), "follower node {id} counted {silent} not_leader silences");
+        let sent: f64 = ["offer", "ack", "nak"]
+            .iter()
+            .filter_map(|t| metric(&metrics, "leasehold_packets_sent_total", &format!("type=\"{t}\"")))
+            .sum();
+        assert_eq!(sent, 0.0, "follower node {id} sent {sent} replies");
+    }
+    println!("one answer: {ROUNDS} DISCOVERs and {ROUNDS} REQUESTs, each answered once, by the leader node {leader}");
+}
