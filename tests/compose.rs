@@ -1,0 +1,466 @@
+//! The docker compose setup (`scripts/compose/`): a 3-node cluster and udhcpc clients in containers on
+//! one Docker bridge network, driven the way a user drives it.
+//!
+//! 1. `scripts/compose/build-image.sh` builds the image `leasehold:compose-test` from the binary under
+//!    test (`$LEASEHOLD_BIN`, else `target/debug/leasehold`): no base image, nothing pulled.
+//! 2. `docker compose -p lhtest<pid> -f scripts/compose/docker-compose.yml up -d` on a /24 that no
+//!    Docker network uses yet (10.67.X.0/24), admin ports published on free 127.0.0.1 ports.
+//! 3. Every node's `/healthz` answers 200 (through the published ports), all three agree on a leader,
+//!    the client container's udhcpc logs `bound ip=…` and that address is bound to its MAC in
+//!    `GET /v1/leases`.
+//! 4. `docker kill` of the leader's container (found with `GET /v1/cluster`); the two survivors elect a
+//!    new leader.
+//! 5. A new client container (`run -d --no-deps client`) gets a different address from a survivor.
+//! 6. The old client, sent SIGUSR1 (udhcpc: renew now), renews the *same* address from a survivor (a
+//!    unicast renew to the dead server goes unanswered; udhcpc then rebinds by broadcast), and keeps
+//!    it on its interface. The survivors' lease tables agree: both clients bound, no address twice.
+//!
+//! Every command and every wait is bounded. The project is taken down (`down -v`, then anything left
+//! with the project's label) in `Drop`, also when the test fails; with the logs of every container
+//! printed first on failure. Nothing else on the Docker engine is touched; the image stays.
+//!
+//! Without a Docker engine (`docker info` fails) the test says so on stderr and passes: that is the only
+//! case in which it does not run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The image the test builds (it stays after the test; `build-image.sh` replaces it next time).
+const IMAGE: &str = "leasehold:compose-test";
+const NODES: [u64; 3] = [1, 2, 3];
+
+/// A line on stderr that `cargo test` does not capture (progress and the "Docker absent" notice).
+fn say(start: Instant, message: &str) {
+    let _ = writeln!(std::io::stderr(), "compose test [{:5.1}s] {message}", start.elapsed().as_secs_f64());
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent directory").to_path_buf()
+}
+
+/// The binary under test: `$LEASEHOLD_BIN`, else `<workspace>/target/debug/leasehold`.
+fn leasehold_bin() -> PathBuf {
+    match std::env::var_os("LEASEHOLD_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => workspace_root().join("target/debug/leasehold"),
+    }
+}
+
+/// Run a command to completion within `timeout`: its output, or why not (killed when too slow).
+fn try_run(command: &mut Command, timeout: Duration) -> Result<Output, String> {
+    let description = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{description}: cannot start: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out_reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err_reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{description}: still running after {timeout:?}, killed"));
+            }
+            Err(e) => return Err(format!("{description}: wait: {e}")),
+        }
+    };
+    Ok(Output { status, stdout: out_reader.join().unwrap_or_default(), stderr: err_reader.join().unwrap_or_default() })
+}
+
+/// Run a command that must succeed within `timeout`; its stdout.
+fn run_ok(command: &mut Command, timeout: Duration) -> String {
+    let description = format!("{command:?}");
+    let output = try_run(command, timeout).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        output.status.success(),
+        "{description} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn docker(args: &[&str]) -> Command {
+    let mut command = Command::new("docker");
+    command.args(args);
+    command
+}
+
+/// Poll `probe` every 250 ms until it gives a value; panic with `what` after `timeout`.
+fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `GET path` on 127.0.0.1:port (HTTP/1.0, 3 s timeouts): status code and body, or None when the
+/// node does not answer.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    stream.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+fn get_json(port: u16, path: &str) -> Option<Value> {
+    match http_get(port, path)? {
+        (200, body) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// One `leasehold-client: EVENT key=value …` line of the udhcpc hook.
+#[derive(Debug, Clone)]
+struct ClientEvent {
+    event: String,
+    fields: BTreeMap<String, String>,
+}
+
+impl ClientEvent {
+    fn ip(&self) -> Ipv4Addr {
+        self.fields.get("ip").and_then(|ip| ip.parse().ok()).unwrap_or_else(|| panic!("no ip in {self:?}"))
+    }
+    fn server(&self) -> Ipv4Addr {
+        self.fields.get("serverid").and_then(|ip| ip.parse().ok()).unwrap_or_else(|| panic!("no serverid in {self:?}"))
+    }
+}
+
+fn client_events(logs: &str) -> Vec<ClientEvent> {
+    logs.lines()
+        .filter_map(|line| line.trim().strip_prefix("leasehold-client: "))
+        .map(|rest| {
+            let mut words = rest.split_whitespace();
+            let event = words.next().unwrap_or_default().to_string();
+            let fields = words
+                .filter_map(|word| word.split_once('='))
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect();
+            ClientEvent { event, fields }
+        })
+        .collect()
+}
+
+/// The compose project of this test; `Drop` takes it down.
+struct Project {
+    compose: Vec<String>,
+    name: String,
+    file: PathBuf,
+    net: String,
+    ports: BTreeMap<u64, u16>,
+}
+
+impl Project {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.compose[0]);
+        command.args(&self.compose[1..]).arg("-p").arg(&self.name).arg("-f").arg(&self.file).args(args);
+        command.env("LEASEHOLD_IMAGE", IMAGE).env("LEASEHOLD_NET", &self.net);
+        for (node, port) in &self.ports {
+            command.env(format!("LEASEHOLD_ADMIN_PORT_{node}"), port.to_string());
+        }
+        command
+    }
+
+    fn node_ip(&self, node: u64) -> Ipv4Addr {
+        format!("{}.{}", self.net, 10 + node).parse().expect("a node address")
+    }
+
+    fn node_of(&self, ip: Ipv4Addr) -> Option<u64> {
+        NODES.into_iter().find(|&node| self.node_ip(node) == ip)
+    }
+
+    /// The containers of one service (several for `client` after `run`), by id.
+    fn containers(&self, service: &str) -> BTreeSet<String> {
+        let project = format!("label=com.docker.compose.project={}", self.name);
+        let service = format!("label=com.docker.compose.service={service}");
+        run_ok(&mut docker(&["ps", "-aq", "--no-trunc", "--filter", &project, "--filter", &service]), secs(30))
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn container(&self, service: &str) -> String {
+        let ids = self.containers(service);
+        assert_eq!(ids.len(), 1, "one container for {service}: {ids:?}");
+        ids.into_iter().next().expect("one id")
+    }
+
+    /// Docker labels are the one thing every compose version puts on what it creates.
+    fn leftovers(&self, kind: &[&str]) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        let mut args = kind.to_vec();
+        args.extend(["-q", "--filter", &label]);
+        match try_run(&mut docker(&args), secs(30)) {
+            Ok(output) => String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            if let Ok(output) = try_run(&mut self.command(&["logs", "--no-color", "--tail", "150"]), secs(30)) {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "compose test failed; logs of {}:\n{}{}",
+                    self.name,
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+        let down = try_run(&mut self.command(&["down", "-v", "--remove-orphans", "-t", "2"]), secs(120));
+        if let Err(e) = &down {
+            let _ = writeln!(std::io::stderr(), "compose test: down: {e}");
+        }
+        // Whatever `down` missed or left when it failed: this project's containers, network, volumes.
+        for id in self.leftovers(&["ps", "-a"]) {
+            let _ = try_run(&mut docker(&["rm", "-f", "-v", &id]), secs(30));
+        }
+        for id in self.leftovers(&["network", "ls"]) {
+            let _ = try_run(&mut docker(&["network", "rm", &id]), secs(30));
+        }
+        for name in self.leftovers(&["volume", "ls"]) {
+            let _ = try_run(&mut docker(&["volume", "rm", "-f", &name]), secs(30));
+        }
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `docker compose` (v2 plugin) when there is one, else `docker-compose` (v1).
+fn compose_command() -> Vec<String> {
+    let works = |program: &str, args: &[&str]| {
+        try_run(Command::new(program).args(args), secs(30)).map(|o| o.status.success()).unwrap_or(false)
+    };
+    if works("docker", &["compose", "version"]) {
+        vec!["docker".into(), "compose".into()]
+    } else if works("docker-compose", &["version"]) {
+        vec!["docker-compose".into()]
+    } else {
+        panic!("Docker is running but neither `docker compose` nor `docker-compose` is installed")
+    }
+}
+
+/// The first three octets of a 10.67.X.0/24 that no Docker network's subnet mentions yet.
+fn free_subnet() -> String {
+    let ids = run_ok(&mut docker(&["network", "ls", "-q"]), secs(30));
+    let mut args = vec!["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}"];
+    args.extend(ids.lines());
+    let used = run_ok(&mut docker(&args), secs(30));
+    let first = 100 + std::process::id() % 150;
+    (0..150)
+        .map(|i| format!("10.67.{}", 100 + (first - 100 + i) % 150))
+        .find(|net| !used.contains(&format!("{net}.")))
+        .expect("a free 10.67.X.0/24 for the test network")
+}
+
+/// Three ports on 127.0.0.1 that are free now (released just before compose binds them).
+fn free_ports() -> BTreeMap<u64, u16> {
+    let listeners: Vec<TcpListener> =
+        NODES.iter().map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port")).collect();
+    NODES.into_iter().zip(listeners.iter().map(|l| l.local_addr().expect("local address").port())).collect()
+}
+
+/// Each surviving node's idea of the leader, once they all name the same one that is in `among`.
+fn agreed_leader(project: &Project, nodes: &[u64], among: &[u64]) -> Option<u64> {
+    let mut leaders = BTreeSet::new();
+    for node in nodes {
+        let view = get_json(project.ports[node], "/v1/cluster")?;
+        leaders.insert(view["leader_id"].as_u64()?);
+    }
+    let leader = *leaders.first()?;
+    (leaders.len() == 1 && among.contains(&leader)).then_some(leader)
+}
+
+/// The bound leases in a node's table: ip -> mac.
+fn bound_leases(port: u16) -> Option<BTreeMap<Ipv4Addr, String>> {
+    let rows = get_json(port, "/v1/leases")?;
+    let mut bound = BTreeMap::new();
+    for row in rows.as_array()? {
+        if row["state"] == "bound" {
+            let ip: Ipv4Addr = row["ip"].as_str()?.parse().ok()?;
+            assert!(bound.insert(ip, row["mac"].as_str()?.to_string()).is_none(), "{ip} bound twice: {rows}");
+        }
+    }
+    Some(bound)
+}
+
+fn container_logs(id: &str) -> String {
+    let output = try_run(&mut docker(&["logs", id]), secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn container_mac(id: &str) -> String {
+    let format = "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}";
+    run_ok(&mut docker(&["inspect", "-f", format, id]), secs(30)).trim().to_lowercase()
+}
+
+/// The first `bound` event in a client's log.
+fn wait_bound(start: Instant, id: &str) -> ClientEvent {
+    let event = wait_for(&format!("a lease in the logs of client {id}"), secs(45), || {
+        client_events(&container_logs(id)).into_iter().find(|e| e.event == "bound")
+    });
+    say(start, &format!("client {} bound {} from {}", &id[..12], event.ip(), event.server()));
+    event
+}
+
+#[test]
+fn compose_cluster_survives_leader_kill() {
+    let start = Instant::now();
+    match try_run(&mut docker(&["info"]), secs(60)) {
+        Ok(output) if output.status.success() => {}
+        other => {
+            let why = match other {
+                Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_string(),
+                Err(e) => e,
+            };
+            say(
+                start,
+                &format!("SKIPPED: Docker is absent (`docker info` failed: {why}); the compose test did not run"),
+            );
+            return;
+        }
+    }
+    let compose = compose_command();
+    let root = workspace_root();
+    let binary = leasehold_bin();
+    assert!(
+        binary.is_file(),
+        "{} does not exist: cargo build --bin leasehold (or set LEASEHOLD_BIN)",
+        binary.display()
+    );
+
+    let built = run_ok(
+        Command::new(root.join("scripts/compose/build-image.sh")).arg("--binary").arg(&binary).args(["--tag", IMAGE]),
+        secs(240),
+    );
+    say(start, built.trim());
+
+    let project = Project {
+        compose,
+        name: format!("lhtest{}", std::process::id()),
+        file: root.join("scripts/compose/docker-compose.yml"),
+        net: free_subnet(),
+        ports: free_ports(),
+    };
+    say(start, &format!("project {} on {}.0/24, admin ports {:?}", project.name, project.net, project.ports));
+    // `up` waits for the nodes' health checks before it starts the client.
+    run_ok(&mut project.command(&["up", "-d"]), secs(180));
+    say(start, "up");
+
+    for node in NODES {
+        let port = project.ports[&node];
+        wait_for(&format!("node {node}: /healthz 200 on 127.0.0.1:{port}"), secs(60), || {
+            http_get(port, "/healthz").filter(|(status, _)| *status == 200)
+        });
+    }
+    let leader = wait_for("the three nodes to agree on a leader", secs(30), || agreed_leader(&project, &NODES, &NODES));
+    say(start, &format!("healthy; leader: node {leader}"));
+
+    // The first client's lease, in its log and in the replicated table.
+    let old_client = project.container("client");
+    let old_mac = container_mac(&old_client);
+    let old_lease = wait_bound(start, &old_client);
+    let old_ip = old_lease.ip();
+    let pool = |ip: Ipv4Addr| {
+        ip.to_string().starts_with(&format!("{}.", project.net)) && (100..=199).contains(&ip.octets()[3])
+    };
+    assert!(pool(old_ip), "{old_ip} is outside the pool {}.100-199", project.net);
+    assert_eq!(old_lease.server(), project.node_ip(leader), "the leader answers broadcast DISCOVER/REQUEST");
+    for node in NODES {
+        let port = project.ports[&node];
+        wait_for(&format!("node {node}: {old_ip} bound to {old_mac} in /v1/leases"), secs(20), || {
+            bound_leases(port).filter(|leases| leases.get(&old_ip) == Some(&old_mac))
+        });
+    }
+
+    // Kill the leader; the survivors elect another.
+    let leader_container = project.container(&format!("node{leader}"));
+    let killed_at = Instant::now();
+    run_ok(&mut docker(&["kill", &leader_container]), secs(30));
+    let survivors: Vec<u64> = NODES.into_iter().filter(|&node| node != leader).collect();
+    let new_leader =
+        wait_for("a new leader among the survivors", secs(30), || agreed_leader(&project, &survivors, &survivors));
+    say(
+        start,
+        &format!("killed node {leader}; node {new_leader} leads after {:.1}s", killed_at.elapsed().as_secs_f64()),
+    );
+
+    // A new client after the failover.
+    run_ok(&mut project.command(&["run", "-d", "--no-deps", "client"]), secs(120));
+    let new_client = wait_for("the new client container", secs(30), || {
+        project.containers("client").into_iter().find(|id| *id != old_client)
+    });
+    let new_mac = container_mac(&new_client);
+    let new_lease = wait_bound(start, &new_client);
+    let new_ip = new_lease.ip();
+    assert!(pool(new_ip), "{new_ip} is outside the pool");
+    assert_ne!(new_ip, old_ip, "the new client got the old client's address");
+    assert!(
+        survivors.contains(&project.node_of(new_lease.server()).unwrap_or(0)),
+        "served by a survivor: {new_lease:?}"
+    );
+
+    // The old client renews now (SIGUSR1): same address, from a survivor.
+    let seen = client_events(&container_logs(&old_client)).len();
+    run_ok(&mut docker(&["kill", "-s", "USR1", &old_client]), secs(30));
+    let renewed = wait_for("the old client's renewal after SIGUSR1", secs(45), || {
+        client_events(&container_logs(&old_client)).into_iter().skip(seen).find(|e| e.event != "deconfig")
+    });
+    say(start, &format!("old client: {} {} from {}", renewed.event, renewed.ip(), renewed.server()));
+    assert_eq!(renewed.event, "renew", "the old client renewed rather than starting over: {renewed:?}");
+    assert_eq!(renewed.ip(), old_ip, "the old client keeps its address");
+    assert!(survivors.contains(&project.node_of(renewed.server()).unwrap_or(0)), "renewed by a survivor: {renewed:?}");
+    let after = client_events(&container_logs(&old_client));
+    assert!(!after[seen..].iter().any(|e| e.event == "deconfig"), "the old client lost its address: {after:?}");
+    let addresses = run_ok(&mut docker(&["exec", &old_client, "ip", "-4", "addr", "show", "eth0"]), secs(30));
+    assert!(addresses.contains(&format!("inet {old_ip}/")), "{old_ip} is on the old client's eth0:\n{addresses}");
+
+    // The survivors' tables agree: both clients bound, each to its own MAC.
+    for node in &survivors {
+        let port = project.ports[node];
+        wait_for(&format!("node {node}: both leases in /v1/leases"), secs(20), || {
+            bound_leases(port)
+                .filter(|leases| leases.get(&old_ip) == Some(&old_mac) && leases.get(&new_ip) == Some(&new_mac))
+        });
+    }
+    say(start, "both clients bound on every survivor; tearing down");
+}
