@@ -170,6 +170,7 @@ wait_ready() {
 # http_get PATH: GET http://127.0.0.1:6767/PATH inside the server namespace (bash's /dev/tcp, no other
 # tool); prints the body, fails unless the answer is HTTP 200.
 http_get() {
+    # shellcheck disable=SC2016 # the inner script expands $1 itself
     timeout 10 ip netns exec "$SNS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/6767 || exit 1
         printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3
         cat <&3' http_get "$1" 2>/dev/null |
@@ -195,6 +196,7 @@ perfdhcp_counts() {
 # client_rcvbuf_errors: UDP datagrams the client namespace's kernel dropped because a socket's receive
 # buffer was full, i.e. replies that reached perfdhcp's host but that perfdhcp did not read in time.
 client_rcvbuf_errors() {
+    # shellcheck disable=SC2016 # awk's own $1
     ip netns exec "$CNS" awk '$1 == "Udp:" && !h {for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1; next}
         $1 == "Udp:" && h {print $c; exit}' /proc/net/snmp
 }

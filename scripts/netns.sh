@@ -105,24 +105,30 @@ cmd_up() {
 
 cmd_down() {
     [[ $# -eq 1 ]] || usage
-    local name=$1 ns pids
+    local name=$1 ns
     check_name "$name"
     local spaces
     spaces=$(segment_namespaces "$name")
     # Processes still running inside the segment's namespaces were started there by a test or a benchmark
     # (or are daemons those started, e.g. dhclient or dhcpcd's privilege-separated helpers): end them by PID.
-    for ns in $spaces; do
-        pids=$(ip netns pids "$ns" 2>/dev/null || true)
-        [[ -z $pids ]] || kill -TERM $pids 2>/dev/null || true
-    done
+    local -a pids
+    segment_pids() {
+        pids=()
+        local ns
+        for ns in $spaces; do
+            # shellcheck disable=SC2207 # one PID a line
+            pids+=($(ip netns pids "$ns" 2>/dev/null || true))
+        done
+    }
+    segment_pids
+    ((${#pids[@]} == 0)) || kill -TERM "${pids[@]}" 2>/dev/null || true
     local tries
     for ((tries = 0; tries < 20; tries++)); do
-        pids=""
-        for ns in $spaces; do pids+=" $(ip netns pids "$ns" 2>/dev/null || true)"; done
-        [[ -n ${pids// /} ]] || break
+        segment_pids
+        ((${#pids[@]} > 0)) || break
         sleep 0.1
     done
-    [[ -z ${pids// /} ]] || kill -KILL $pids 2>/dev/null || true
+    ((${#pids[@]} == 0)) || kill -KILL "${pids[@]}" 2>/dev/null || true
     for ns in $spaces; do
         # Deleting a namespace destroys its veth ends (and so their peers) and the bridge with it.
         ip netns delete "$ns" 2>/dev/null || true
