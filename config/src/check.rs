@@ -389,6 +389,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
             &[
                 ("error", LogLevel::Error),
                 ("warning", LogLevel::Warning),
+                ("warn", LogLevel::Warning),
                 ("info", LogLevel::Info),
                 ("debug", LogLevel::Debug),
                 ("trace", LogLevel::Trace),
