@@ -266,9 +266,9 @@ fn server_ip_must_not_be_leasable() {
 
 #[test]
 fn names_from_a_fixed_set_list_the_allowed_values() {
-    let errors = rejected(&BASE.replace("[server]", "[log]\nformat = \"yaml\"\nlevel = \"warn\"\n[server]"));
+    let errors = rejected(&BASE.replace("[server]", "[log]\nformat = \"yaml\"\nlevel = \"loud\"\n[server]"));
     expect_error(&errors, "log.format", &["`yaml`", "`term`", "`json`"]);
-    expect_error(&errors, "log.level", &["`warn`", "`error`", "`warning`", "`info`", "`debug`", "`trace`"]);
+    expect_error(&errors, "log.level", &["`loud`", "`error`", "`warning`", "`info`", "`debug`", "`trace`"]);
     let errors = rejected(&BASE.replace("[server]", "[server]\nidentity = \"client_id\""));
     only_error(&errors, "server.identity", &["`mac`", "`client-id`"]);
     let config = load(&BASE.replace("[server]", "[server]\nidentity = \"client-id\"")).unwrap();
