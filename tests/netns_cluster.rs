@@ -24,6 +24,9 @@
 //!    healing: one leader, the tables converge, no address is held by two clients.
 //! 4. `exactly_one_node_answers_each_broadcast_discover`: every broadcast DISCOVER and SELECTING REQUEST
 //!    is answered by exactly one node, the leader (replies collected for a while, server ids counted).
+//! 5. `real_clients_rebind_to_the_new_leader_after_the_leader_is_killed`: with a 20 s lease, udhcpc and
+//!    dhclient bound by the leader; the leader is killed; at T1 their unicast RENEW goes to a dead server,
+//!    so they rebind by broadcast (RFC 2131 §4.4.5) and the new leader extends the same addresses.
 //!
 //! The tests of this file run one at a time (a lock): each runs three servers on a 2-core machine, and
 //! failover times measured next to another cluster's elections would mean little. Every wait is on an
@@ -116,6 +119,7 @@ struct Nodes {
     namespaces: Vec<String>,
     /// How many times each node (index `id - 1`) has been started; names its log file.
     starts: Vec<AtomicU32>,
+    lease_secs: u64,
 }
 
 /// The nodes and their running `leasehold serve` processes.
@@ -137,6 +141,11 @@ impl Cluster {
     /// Starts all nodes at once (none can be healthy before a quorum is up) and waits for each to see a
     /// leader.
     fn start(segment: &Segment, dir: &Path) -> Cluster {
+        Cluster::start_with(segment, dir, LEASE_SECS)
+    }
+
+    /// `start` with another lease time (option 51; T1 and T2 are 1/2 and 7/8 of it).
+    fn start_with(segment: &Segment, dir: &Path, lease_secs: u64) -> Cluster {
         let secret = dir.join("cluster.secret");
         std::fs::write(&secret, "leasehold-netns-cluster-test-secret-0123456789\n").expect("write the secret");
         let nodes = Nodes {
@@ -144,6 +153,7 @@ impl Cluster {
             secret,
             namespaces: (1..=NODES).map(|id| segment.server(id)).collect(),
             starts: (1..=NODES).map(|_| AtomicU32::new(0)).collect(),
+            lease_secs,
         };
         let servers = thread::scope(|scope| {
             let nodes = &nodes;
@@ -207,7 +217,7 @@ impl Nodes {
         let data = self.data_dir(id);
         std::fs::create_dir_all(&data).expect("create a data dir");
         let server_ip = node_ip(id).to_string();
-        let lease = LEASE_SECS.to_string();
+        let lease = self.lease_secs.to_string();
         let node_id = id.to_string();
         let listen = format!("{server_ip}:{PEER_PORT}");
         let secret = self.secret.display().to_string();
@@ -417,7 +427,56 @@ fn subdir(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-/// udhcpc's hook: configures only the client's eth0, reports "<event> <address>" on the pipe.
+/// ISC dhclient in a client namespace, with a hook that configures only eth0 and reports
+/// "<reason> <address> <server id>" on the pipe.
+struct Dhclient {
+    ns: String,
+    dir: PathBuf,
+    events: Events,
+    hook: PathBuf,
+    conf: PathBuf,
+}
+
+impl Dhclient {
+    fn new(ns: &str, dir: &Path) -> Dhclient {
+        let events = Events::new(dir);
+        let hook = dir.join("dhclient-hook.sh");
+        write_script(
+            &hook,
+            &format!(
+                r#"#!/bin/sh
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT)
+    ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
+    ;;
+RELEASE|EXPIRE|FAIL|STOP)
+    ip -4 addr flush dev "$interface"
+    ;;
+esac
+echo "$reason ${{new_ip_address:-${{old_ip_address:--}}}} ${{new_dhcp_server_identifier:--}}" > {fifo}
+"#,
+                fifo = events.path.display()
+            ),
+        );
+        let conf = dir.join("dhclient.conf");
+        // backoff-cutoff 2: retransmit at least every 2-3 s, so that with a short lease a broadcast REQUEST
+        // goes out between T2 and the expiry (dhclient's random exponential backoff could skip that window).
+        std::fs::write(&conf, "timeout 30;\ninitial-interval 1;\nbackoff-cutoff 2;\nrequest subnet-mask, routers;\n")
+            .expect("write dhclient.conf");
+        Dhclient { ns: ns.to_owned(), dir: dir.to_owned(), events, hook, conf }
+    }
+
+    /// `dhclient -4 -v FLAG …` to completion (`-1`: bind and daemonise; `-x`: stop the daemon).
+    fn run(&self, flag: &str, limit: Duration) {
+        let mut cmd = in_ns(&self.ns, require_tool("dhclient"));
+        cmd.args(["-4", "-v", flag]).arg("-cf").arg(&self.conf);
+        cmd.arg("-pf").arg(self.dir.join("dhclient.pid")).arg("-lf").arg(self.dir.join("dhclient.leases"));
+        cmd.arg("-sf").arg(&self.hook).arg("eth0");
+        run_ok(&format!("dhclient {flag}"), cmd, &self.dir.join("dhclient.log"), limit);
+    }
+}
+
+/// udhcpc's hook: configures only the client's eth0, reports "<event> <address> <server id>" on the pipe.
 fn udhcpc_hook(dir: &Path, events: &Events) -> PathBuf {
     let hook = dir.join("udhcpc-hook.sh");
     write_script(
@@ -465,7 +524,6 @@ fn udhcpc_once(ns: &str, dir: &Path, limit: Duration) -> (Ipv4Addr, Ipv4Addr, Du
 #[test]
 fn real_clients_get_leases_from_a_three_node_cluster() {
     let _serial = serial();
-    let dhclient = require_tool("dhclient");
     let dhcpcd = require_tool("dhcpcd");
     let segment = Segment::up(NODES, 3, 24);
     let dir = scratch_dir("cluster-clients");
@@ -476,36 +534,7 @@ fn real_clients_get_leases_from_a_three_node_cluster() {
     let leader_ip = node_ip(leader);
 
     // ISC dhclient in client namespace 1.
-    let dhclient_dir = subdir(dir.path(), "dhclient");
-    let mut dhclient_events = Events::new(&dhclient_dir);
-    let dhclient_hook = dhclient_dir.join("hook.sh");
-    write_script(
-        &dhclient_hook,
-        &format!(
-            r#"#!/bin/sh
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT)
-    ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    ;;
-RELEASE|EXPIRE|FAIL|STOP)
-    ip -4 addr flush dev "$interface"
-    ;;
-esac
-echo "$reason ${{new_ip_address:-${{old_ip_address:--}}}} ${{new_dhcp_server_identifier:--}}" > {fifo}
-"#,
-            fifo = dhclient_events.path.display()
-        ),
-    );
-    let dhclient_conf = dhclient_dir.join("dhclient.conf");
-    std::fs::write(&dhclient_conf, "timeout 30;\ninitial-interval 1;\nrequest subnet-mask, routers;\n")
-        .expect("write dhclient.conf");
-    let dhclient_cmd = |extra: &str| {
-        let mut cmd = in_ns(&segment.client(1), &dhclient);
-        cmd.args(["-4", "-v", extra]).arg("-cf").arg(&dhclient_conf);
-        cmd.arg("-pf").arg(dhclient_dir.join("dhclient.pid")).arg("-lf").arg(dhclient_dir.join("dhclient.leases"));
-        cmd.arg("-sf").arg(&dhclient_hook).arg("eth0");
-        cmd
-    };
+    let mut dhclient = Dhclient::new(&segment.client(1), &subdir(dir.path(), "dhclient"));
 
     // dhcpcd in client namespace 3, in a private mount namespace (FIELD-NOTES: /run and /var/lib are shared).
     let dhcpcd_dir = subdir(dir.path(), "dhcpcd");
@@ -542,10 +571,10 @@ echo "$reason ${{new_ip_address:-${{old_ip_address:--}}}} ${{new_dhcp_server_ide
     let udhcpc_dir = subdir(dir.path(), "udhcpc");
     let (udhcpc_ip, udhcpc_server, udhcpc_took) = thread::scope(|scope| {
         let udhcpc = scope.spawn(|| udhcpc_once(&segment.client(2), &udhcpc_dir, Duration::from_secs(30)));
-        run_ok("dhclient -1", dhclient_cmd("-1"), &dhclient_dir.join("dhclient.log"), Duration::from_secs(45));
+        dhclient.run("-1", Duration::from_secs(45));
         udhcpc.join().expect("udhcpc thread")
     });
-    let dhclient_bound = dhclient_events.expect(&["BOUND"], Duration::from_secs(5), "dhclient");
+    let dhclient_bound = dhclient.events.expect(&["BOUND"], Duration::from_secs(5), "dhclient");
     let dhclient_took = clients_started.elapsed();
     let dhcpcd_bound = dhcpcd_events.expect(&["BOUND"], Duration::from_secs(40), "dhcpcd");
     let dhcpcd_took = clients_started.elapsed();
@@ -575,7 +604,7 @@ echo "$reason ${{new_ip_address:-${{old_ip_address:--}}}} ${{new_dhcp_server_ide
     let (set, took) = cluster.wait_converged(&[1, 2, 3], Duration::from_secs(10), "after the three clients");
     println!("tables: the same {} leases on all 3 nodes (converged after {took:?})", set.len());
 
-    run_ok("dhclient -x", dhclient_cmd("-x"), &dhclient_dir.join("dhclient.log"), Duration::from_secs(15));
+    dhclient.run("-x", Duration::from_secs(15));
     dhcpcd_proc.stop(Duration::from_secs(5));
 }
 
@@ -675,6 +704,89 @@ fn leader_killed_new_client_served_existing_client_rebinds_restarted_node_rejoin
     );
     assert!(set.contains(&(new_lease.address, format_mac(new_lease.mac), "bound".to_owned())));
     assert_no_double_binding(&cluster, &[1, 2, 3], "after the restart");
+}
+
+/// Lease time for the real clients' rebind: T1 = 10 s, T2 = 17.5 s.
+const SHORT_LEASE_SECS: u64 = 20;
+
+#[test]
+fn real_clients_rebind_to_the_new_leader_after_the_leader_is_killed() {
+    let _serial = serial();
+    let udhcpc = require_tool("udhcpc");
+    let segment = Segment::up(NODES, 2, 24);
+    let dir = scratch_dir("cluster-rebind");
+    let mut cluster = Cluster::start_with(&segment, dir.path(), SHORT_LEASE_SECS);
+    let (leader, _) = cluster.wait_for_leader(&[1, 2, 3], SETTLE_LIMIT, "start");
+    let leader_ip = node_ip(leader).to_string();
+
+    // udhcpc, long-running, in client namespace 1; dhclient's daemon in client namespace 2.
+    let udhcpc_dir = subdir(dir.path(), "udhcpc");
+    let mut udhcpc_events = Events::new(&udhcpc_dir);
+    let hook = udhcpc_hook(&udhcpc_dir, &udhcpc_events);
+    let mut cmd = in_ns(&segment.client(1), udhcpc);
+    cmd.args(["-i", "eth0", "-f", "-t", "10", "-T", "1", "-s"]).arg(&hook);
+    let mut udhcpc_proc = Proc::spawn("udhcpc", cmd, &udhcpc_dir.join("udhcpc.log"));
+    let mut dhclient = Dhclient::new(&segment.client(2), &subdir(dir.path(), "dhclient"));
+    dhclient.run("-1", Duration::from_secs(45));
+    let udhcpc_bound = udhcpc_events.expect(&["bound"], Duration::from_secs(20), "udhcpc bind");
+    let dhclient_bound = dhclient.events.expect(&["BOUND"], Duration::from_secs(5), "dhclient bind");
+    for (name, bound, ns) in
+        [("udhcpc", &udhcpc_bound, segment.client(1)), ("dhclient", &dhclient_bound, segment.client(2))]
+    {
+        assert_eq!(bound.get(2), Some(&leader_ip), "{name} was bound by {bound:?}; the leader is {leader_ip}");
+        cluster.wait_bound_everywhere(&[1, 2, 3], event_ip(bound, name), &mac_of(&ns, "eth0"), name);
+    }
+
+    // Kill -9 the leader. At T1 both renew by unicast to the dead leader, hear nothing, and rebind by
+    // broadcast (udhcpc once its lease is nearly out, dhclient after T2): the new leader must ACK the
+    // addresses they hold.
+    let killed_at = cluster.kill(leader);
+    let survivors: Vec<u32> = (1..=NODES).filter(|&id| id != leader).collect();
+    let limit = Duration::from_secs(SHORT_LEASE_SECS + 10);
+    let udhcpc_renewed = udhcpc_events.expect(&["renew", "deconfig", "leasefail", "nak"], limit, "udhcpc rebind");
+    let udhcpc_after = killed_at.elapsed();
+    let dhclient_renewed = dhclient.events.expect(&["REBIND", "RENEW", "EXPIRE", "FAIL", "BOUND"], limit, "dhclient");
+    let dhclient_after = killed_at.elapsed();
+    let (new_leader, _) = cluster.wait_for_leader(&survivors, SETTLE_LIMIT, "after the kill");
+    println!(
+        "rebind: node {leader} killed; udhcpc {udhcpc_renewed:?} after {udhcpc_after:?}, dhclient {dhclient_renewed:?} \
+         after {dhclient_after:?}; new leader node {new_leader}"
+    );
+    let new_ip = node_ip(new_leader).to_string();
+    assert_eq!(
+        (udhcpc_renewed[0].as_str(), &udhcpc_renewed[1], udhcpc_renewed.get(2)),
+        ("renew", &udhcpc_bound[1], Some(&new_ip)),
+        "udhcpc must keep {} through the leader's death, ACKed by the new leader {new_ip}\n{}",
+        udhcpc_bound[1],
+        cluster.logs()
+    );
+    // ISC dhclient stays in its RENEWING state after T2 and only switches the REQUEST to broadcast (its
+    // `send_request`), so its hook says RENEW, not REBIND; the new server identifier shows who answered.
+    assert!(
+        ["REBIND", "RENEW"].contains(&dhclient_renewed[0].as_str())
+            && dhclient_renewed[1] == dhclient_bound[1]
+            && dhclient_renewed.get(2) == Some(&new_ip),
+        "dhclient must keep {} through the leader's death, extended by the new leader {new_ip} (RFC 2131 §4.4.5); \
+         got {dhclient_renewed:?}\n{}",
+        dhclient_bound[1],
+        cluster.logs()
+    );
+    assert_no_double_binding(&cluster, &survivors, "after the rebinds");
+    for (name, bound, ns) in
+        [("udhcpc", &udhcpc_bound, segment.client(1)), ("dhclient", &dhclient_bound, segment.client(2))]
+    {
+        let ip = event_ip(bound, name);
+        let mac = mac_of(&ns, "eth0");
+        for &id in &survivors {
+            let lease = cluster.server(id).lease_of(ip);
+            assert!(
+                lease.as_ref().is_some_and(|l| l.state == "bound" && l.mac.eq_ignore_ascii_case(&mac)),
+                "{name}'s {ip} must be bound to {mac} on node {id} after its rebind: {lease:?}"
+            );
+        }
+    }
+    dhclient.run("-x", Duration::from_secs(15));
+    udhcpc_proc.stop(Duration::from_secs(5));
 }
 
 // ---------------------------------------------------------------------------------------------------------
