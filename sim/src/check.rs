@@ -44,6 +44,8 @@ impl Belief {
 #[derive(Debug, Default)]
 pub struct Checker {
     grace_us: u64,
+    /// Virtual time zero, for messages.
+    epoch_us: u64,
     /// The table digest first seen at each applied index, and the node that had it.
     digests: BTreeMap<u64, (u64, u64)>,
     /// Per client: the address it currently uses.
@@ -52,11 +54,13 @@ pub struct Checker {
     holders: BTreeMap<Ipv4Addr, usize>,
     pub digests_compared: u64,
     pub beliefs_checked: u64,
+    /// Addresses a client started using that another client used before.
+    pub reassigned: u64,
 }
 
 impl Checker {
-    pub fn new(clients: usize, grace_us: u64) -> Self {
-        Checker { grace_us, beliefs: vec![None; clients], ..Checker::default() }
+    pub fn new(clients: usize, grace_us: u64, epoch_us: u64) -> Self {
+        Checker { grace_us, epoch_us, beliefs: vec![None; clients], ..Checker::default() }
     }
 
     pub fn belief(&self, client: usize) -> Option<&Belief> {
@@ -91,7 +95,7 @@ impl Checker {
             let Some(belief) = belief else { continue };
             if belief.active(now_us) && table.applied_index() >= belief.index {
                 self.beliefs_checked += 1;
-                check_belief(client, belief, node, table, offset_us, self.grace_us)?;
+                check_belief(client, belief, node, table, offset_us, self.grace_us, self.epoch_us)?;
             }
         }
         Ok(())
@@ -115,7 +119,7 @@ impl Checker {
                         belief.ip,
                         belief.node,
                         belief.index,
-                        theirs.end_us as f64 / 1e6,
+                        seconds(theirs.end_us, self.epoch_us),
                         theirs.node,
                         theirs.index
                     ));
@@ -125,10 +129,12 @@ impl Checker {
         for &(node, table, offset_us) in tables {
             if table.applied_index() >= belief.index {
                 self.beliefs_checked += 1;
-                check_belief(client, &belief, node, table, offset_us, self.grace_us)?;
+                check_belief(client, &belief, node, table, offset_us, self.grace_us, self.epoch_us)?;
             }
         }
-        self.holders.insert(belief.ip, client);
+        if self.holders.insert(belief.ip, client).is_some_and(|previous| previous != client) {
+            self.reassigned += 1;
+        }
         self.beliefs[client] = Some(belief);
         Ok(())
     }
@@ -169,13 +175,14 @@ fn check_belief(
     table: &LeaseTable,
     offset_us: i64,
     grace_us: u64,
+    epoch_us: u64,
 ) -> Result<(), String> {
     let lost = |what: String| {
         Err(format!(
             "check 2 (no ACKed lease lost): c{client} uses {} until {:.3}s (ACKed by n{} from entry {}), \
              but n{node} at index {} {what}",
             belief.ip,
-            belief.end_us as f64 / 1e6,
+            seconds(belief.end_us, epoch_us),
             belief.node,
             belief.index,
             table.applied_index()
@@ -195,7 +202,7 @@ fn check_belief(
             if reusable_at_us < belief.end_us as i64 {
                 return lost(format!(
                     "would give it away at {:.3}s (expires at {expires_at_ms} ms on its clock, offset {} ms)",
-                    reusable_at_us as f64 / 1e6,
+                    seconds(reusable_at_us.max(0) as u64, epoch_us),
                     offset_us / 1000
                 ));
             }
@@ -203,4 +210,9 @@ fn check_belief(
         }
         other => lost(format!("has it {other:?}")),
     }
+}
+
+/// Virtual time in seconds since the start of the run.
+fn seconds(time_us: u64, epoch_us: u64) -> f64 {
+    time_us.saturating_sub(epoch_us) as f64 / 1e6
 }

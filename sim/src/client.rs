@@ -96,6 +96,8 @@ pub enum State {
     Bound,
     Renewing,
     Rebinding,
+    /// Left the network for good (decommissioned); its lease runs out or was released.
+    Gone,
 }
 
 /// What the client does besides keeping its lease.
@@ -121,6 +123,11 @@ pub struct ClientStats {
 pub struct Client {
     pub index: usize,
     pub mac: [u8; 6],
+    /// Leaves for good at its first release or power-off in the chaos phase (or when it ends), so
+    /// its address passes to a client that joins later.
+    pub departs: bool,
+    /// The pool's addresses (first, count): a client sometimes remembers a wrong one.
+    pool: (u32, u32),
     rng: Rng,
     state: State,
     mode: Mode,
@@ -137,10 +144,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(index: usize, mac: [u8; 6], rng: Rng) -> Self {
+    pub fn new(index: usize, mac: [u8; 6], departs: bool, pool: (Ipv4Addr, u32), rng: Rng) -> Self {
         Client {
             index,
             mac,
+            departs,
+            pool: (u32::from(pool.0), pool.1),
             rng,
             state: State::Idle,
             mode: Mode::Chaos,
@@ -170,8 +179,12 @@ impl Client {
 
     pub fn set_mode(&mut self, mode: Mode, now_us: u64, out: &mut Vec<Effect>) {
         self.mode = mode;
+        if self.state == State::Gone {
+            return;
+        }
         match mode {
             Mode::Chaos => {}
+            Mode::Settle if self.departs => self.depart(out),
             Mode::Settle => {
                 if let Some(held) = &mut self.held {
                     held.whim_at_us = u64::MAX;
@@ -191,6 +204,15 @@ impl Client {
                     self.timer_generation += 1;
                 }
             }
+        }
+    }
+
+    /// Leave for good without a word (a decommissioned machine).
+    fn depart(&mut self, out: &mut Vec<Effect>) {
+        if self.state != State::Gone {
+            self.drop_lease("left for good", out);
+            self.state = State::Gone;
+            self.timer_generation += 1;
         }
     }
 
@@ -306,6 +328,12 @@ impl Client {
 
     /// Wake (INIT or INIT-REBOOT) after being idle.
     fn wake(&mut self, now_us: u64, out: &mut Vec<Effect>) {
+        if self.mode == Mode::Chaos && self.rng.chance(100_000) {
+            // A stale lease file, or a machine moved between ports: INIT-REBOOT with an address
+            // that is not (or no longer) this client's; the server NAKs or stays silent.
+            let (first, count) = self.pool;
+            self.remembered = Some(Ipv4Addr::from(first + self.rng.below(u64::from(count)) as u32));
+        }
         match self.remembered {
             Some(ip) if self.rng.chance(600_000) => self.init_reboot(ip, now_us, out),
             _ => self.discover(now_us, out),
@@ -329,6 +357,7 @@ impl Client {
             return;
         }
         match self.state {
+            State::Gone => {}
             State::Idle => self.wake(now_us, out),
             State::Selecting { offer: Some(offer) } => {
                 self.state = State::Requesting { offer };
@@ -379,9 +408,15 @@ impl Client {
                 request.server_id = Some(held.server_id);
                 self.drop_lease("released", out);
                 self.send(request, Destination::Unicast(held.server_id), out);
-                let at_us = now_us + self.rng.between(1_000_000, 20_000_000);
-                self.go_idle(at_us, out);
+                if self.departs {
+                    self.state = State::Gone;
+                    self.timer_generation += 1;
+                } else {
+                    let at_us = now_us + self.rng.between(1_000_000, 20_000_000);
+                    self.go_idle(at_us, out);
+                }
             }
+            _ if self.departs => self.depart(out),
             1 => {
                 self.drop_lease("rebooted", out);
                 self.init_reboot(held.ip, now_us, out);
@@ -396,7 +431,7 @@ impl Client {
 
     /// A reply from the segment. `Err` is a protocol violation by the server.
     pub fn on_reply(&mut self, reply: &Reply, now_us: u64, out: &mut Vec<Effect>) -> Result<(), String> {
-        if reply.chaddr != self.mac || reply.xid != self.xid || self.mode == Mode::Quiet {
+        if reply.chaddr != self.mac || reply.xid != self.xid || self.mode == Mode::Quiet || self.state == State::Gone {
             return Ok(());
         }
         match (reply.message_type, self.state) {

@@ -44,6 +44,9 @@ struct Args {
     /// Also re-check every invariant from scratch after every step (slow).
     #[arg(long)]
     full_check: bool,
+    /// Some crashes also lose the node's disk (restart with an empty log, DESIGN rule 6).
+    #[arg(long)]
+    wipe_disks: bool,
     /// Threads for many seeds; default: the available cores.
     #[arg(long)]
     jobs: Option<usize>,
@@ -59,6 +62,7 @@ impl Args {
             steps: self.steps,
             verbose: false,
             full_check: self.full_check,
+            wipe_disks: self.wipe_disks,
         }
     }
 }
@@ -116,7 +120,8 @@ fn main() -> ExitCode {
     let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
     println!(
         "{} seeds passed, {} failed {failures:?} in {:.1}s: {} steps, {:.0}s virtual, {} ACKs, {} faults \
-         ({} crashes, {} partitions), {} snapshots restored",
+         ({} crashes, {} partitions), {} snapshots restored, {} addresses passed between clients, {} NAKs, \
+         {} proposals refused",
         reports.len(),
         failures.len(),
         started.elapsed().as_secs_f64(),
@@ -127,6 +132,9 @@ fn main() -> ExitCode {
         sum(|r| r.crashes),
         sum(|r| r.partitions),
         sum(|r| r.snapshots_restored),
+        sum(|r| r.reassigned),
+        sum(|r| r.naks),
+        sum(|r| r.refused_proposals),
     );
     if failures.is_empty() {
         ExitCode::SUCCESS

@@ -11,8 +11,8 @@ use raft::eraftpb::MessageType;
 
 use crate::client::Destination;
 
-/// Notes kept for a failure report.
-pub const TRACE_RING: usize = 60;
+/// Notes kept for a failure report (ticks and sweeps are not kept: they only crowd it).
+pub const TRACE_RING: usize = 200;
 
 /// One thing that happened. Nodes are numbered from 1 (their Raft id), clients from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,6 +97,9 @@ pub enum Note {
     Crash {
         node: u64,
     },
+    DiskWiped {
+        node: u64,
+    },
     Restart {
         node: u64,
         incarnation: u64,
@@ -154,6 +157,7 @@ impl fmt::Display for Note {
             Note::Restored { node, index } => write!(f, "n{node} restored the leader's snapshot at {index}"),
             Note::SnapshotTaken { node, index } => write!(f, "n{node} snapshot at {index}, log compacted"),
             Note::Crash { node } => write!(f, "n{node} CRASH"),
+            Note::DiskWiped { node } => write!(f, "n{node} DISK LOST: restarts with an empty log"),
             Note::Restart { node, incarnation, applied, election_timeout_ticks } => write!(
                 f,
                 "n{node} RESTART incarnation {incarnation}, table applied {applied}, election timeout {election_timeout_ticks} ticks"
@@ -228,7 +232,10 @@ impl Trace {
         time_us.hash(&mut self.digest);
         note.hash(&mut self.digest);
         self.notes += 1;
-        if self.verbose && !matches!(note, Note::Tick { .. } | Note::Sweep { .. }) {
+        if matches!(note, Note::Tick { .. } | Note::Sweep { .. }) {
+            return;
+        }
+        if self.verbose {
             println!("{entry}");
         }
         if self.ring.len() == TRACE_RING {

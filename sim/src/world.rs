@@ -34,7 +34,7 @@ use raft::Storage;
 use slog::Logger;
 
 use crate::check::{Belief, Checker};
-use crate::client::{Client, Destination, Effect, Mode};
+use crate::client::{Client, Destination, Effect, Mode, State as ClientState};
 use crate::net::{Network, Weather};
 use crate::rng::Rng;
 use crate::trace::{Note, Trace};
@@ -51,7 +51,8 @@ const HEARTBEAT_TICKS: usize = 2;
 /// How often a node sweeps stale proposals and offers (the lease actor's `SWEEP_INTERVAL`).
 const SWEEP_US: u64 = 500_000;
 /// The settle phase ends when every client holds an address, checked this often, or fails after
-/// `SETTLE_US`: long enough for an election, a client's full retry cycle and a fresh DORA.
+/// `SETTLE_US` plus a lease time and the grace (the leases of clients that left must run out
+/// first): long enough for an election, a client's full retry cycle and a fresh DORA.
 const SETTLE_CHECK_US: u64 = 500_000;
 const SETTLE_US: u64 = 60_000_000;
 /// The quiet phase: commit indexes reach every follower with the next heartbeats.
@@ -76,6 +77,8 @@ pub struct SimConfig {
     pub verbose: bool,
     /// Also re-check everything from scratch after every step (slow; cross-checks the checkers).
     pub full_check: bool,
+    /// Some crashes also lose the node's disk; it restarts with an empty log (DESIGN rule 6).
+    pub wipe_disks: bool,
 }
 
 impl SimConfig {
@@ -88,6 +91,7 @@ impl SimConfig {
             steps: DEFAULT_STEPS,
             verbose: false,
             full_check: false,
+            wipe_disks: false,
         }
     }
 
@@ -99,6 +103,9 @@ impl SimConfig {
             command.push_str(&format!(" --clients {clients}"));
         } else if self.max_clients != DEFAULT_MAX_CLIENTS {
             command.push_str(&format!(" --max-clients {}", self.max_clients));
+        }
+        if self.wipe_disks {
+            command.push_str(" --wipe-disks");
         }
         command
     }
@@ -132,6 +139,7 @@ pub struct Report {
     pub refused_proposals: u64,
     pub leader_elections: u64,
     pub crashes: u64,
+    pub disks_wiped: u64,
     pub partitions: u64,
     pub client_link_cuts: u64,
     pub weather_changes: u64,
@@ -142,6 +150,8 @@ pub struct Report {
     pub digests_compared: u64,
     pub beliefs_checked: u64,
     pub final_applied_index: u64,
+    /// Addresses a client got that another client had before.
+    pub reassigned: u64,
     /// How long after everything healed every client held an address.
     pub settle_us: u64,
     /// Digest of the whole event trace: equal for two runs of the same seed.
@@ -162,7 +172,7 @@ impl fmt::Display for Report {
              {} offers, {} proposals \
              ({} refused), {} elections, faults: {} crashes, {} partitions, {} client-link cuts, {} weather \
              changes; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
-             {} digests and {} beliefs checked; \
+             {} addresses passed between clients; {} digests and {} beliefs checked; \
              trace digest {:#018x}",
             self.seed,
             self.nodes,
@@ -184,6 +194,7 @@ impl fmt::Display for Report {
             self.snapshots_restored,
             self.settle_us as f64 / 1e6,
             self.final_applied_index,
+            self.reassigned,
             self.digests_compared,
             self.beliefs_checked,
             self.trace_digest
@@ -241,6 +252,8 @@ pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
 #[derive(Debug, Clone)]
 struct Plan {
     clients: usize,
+    /// Clients that leave for good during the run (the first ones).
+    departing: usize,
     pool_size: u32,
     lease_secs: u32,
     grace_ms: u64,
@@ -260,13 +273,20 @@ impl Plan {
     fn draw(config: &SimConfig, rng: &mut Rng) -> Plan {
         let max_clients = config.max_clients.max(MIN_CLIENTS) as u64;
         let clients = config.clients.unwrap_or_else(|| rng.between(MIN_CLIENTS as u64, max_clients) as usize);
-        let pool_size = clients as u32 + rng.between(2, 4 + clients as u64 / 4) as u32;
+        // Half the runs have barely more addresses than clients, so addresses pass from client to
+        // client (after a release, or an expiry plus the grace) and check 1 has something to check.
+        // A third of the clients leave for good at some point, and a quarter join late: the pool is
+        // sized for the ones that stay, so the late ones need the leavers' addresses.
+        let departing = (clients as u64 * rng.between(0, 333)) / 1000;
+        let spare = if rng.chance(500_000) { rng.between(1, 3) } else { rng.between(2, 4 + clients as u64 / 4) };
+        let pool_size = (clients as u64 - departing + spare) as u32;
         let grace_ms = rng.between(3, 8) * 1000;
         // An ACK's lease is rounded up to whole seconds: skew on both sides plus that second must
         // fit in the grace, or the checker finds (rightly) an address given away too early.
         let max_skew_us = rng.below((grace_ms - 1000) * 1000 / 2 - 100_000);
         Plan {
             clients,
+            departing: departing as usize,
             pool_size,
             lease_secs: rng.between(20, 90) as u32,
             grace_ms,
@@ -281,7 +301,7 @@ impl Plan {
 
     fn engine_config(&self, node_id: u64, nodes: usize) -> Config {
         let [a, b] = NETWORK;
-        let pool_start = u32::from(Ipv4Addr::new(a, b, 1, 0));
+        let pool_start = u32::from(pool_start());
         let pool = Pool {
             name: "sim".into(),
             subnet: Subnet { network: Ipv4Addr::new(a, b, 0, 0), prefix_len: 16 },
@@ -330,6 +350,12 @@ impl Plan {
             },
         }
     }
+}
+
+/// The first address of the pool.
+fn pool_start() -> Ipv4Addr {
+    let [a, b] = NETWORK;
+    Ipv4Addr::new(a, b, 1, 0)
 }
 
 /// A node's server identifier (option 54).
@@ -531,10 +557,11 @@ impl World {
         let clients = (0..plan.clients)
             .map(|i| {
                 let [hi, lo] = (i as u16).to_be_bytes();
-                Client::new(i, [0x02, mac_prefix[0], mac_prefix[1], mac_prefix[2], hi, lo], rng.fork())
+                let mac = [0x02, mac_prefix[0], mac_prefix[1], mac_prefix[2], hi, lo];
+                Client::new(i, mac, i < plan.departing, (pool_start(), plan.pool_size), rng.fork())
             })
             .collect();
-        let checker = Checker::new(plan.clients, plan.grace_ms * 1000);
+        let checker = Checker::new(plan.clients, plan.grace_ms * 1000, EPOCH_US);
         let report = Report { seed: config.seed, nodes: config.nodes, clients: plan.clients, ..Report::default() };
         World {
             trace: Trace::new(config.verbose),
@@ -564,6 +591,7 @@ impl World {
         report.virtual_us = self.now_us - EPOCH_US;
         report.digests_compared = self.checker.digests_compared;
         report.beliefs_checked = self.checker.beliefs_checked;
+        report.reassigned = self.checker.reassigned;
         report.trace_digest = self.trace.digest();
         report
     }
@@ -609,7 +637,9 @@ impl World {
         }
         let mut effects = Vec::new();
         for c in 0..self.clients.len() {
-            self.clients[c].start(self.now_us, 5_000_000, &mut effects);
+            // Most clients power on in the first seconds; a quarter trickle in over two minutes.
+            let spread_us = if self.net_rng.chance(250_000) { 120_000_000 } else { 5_000_000 };
+            self.clients[c].start(self.now_us, spread_us, &mut effects);
             self.client_effects(c, &mut effects, None)?;
         }
         self.schedule(self.now_us + 1_000_000, Event::Fault);
@@ -630,7 +660,8 @@ impl World {
             self.clients[c].set_mode(Mode::Settle, self.now_us, &mut effects);
             self.client_effects(c, &mut effects, None)?;
         }
-        let (settle_start_us, settle_end_us) = (self.now_us, self.now_us + SETTLE_US);
+        let settle_limit_us = SETTLE_US + u64::from(self.plan.lease_secs) * 1_000_000 + self.plan.grace_ms * 1000;
+        let (settle_start_us, settle_end_us) = (self.now_us, self.now_us + settle_limit_us);
         self.schedule(self.now_us, Event::SettleCheck);
         self.run_while(|w| !w.settled && w.next_at_us() <= settle_end_us)?;
         if !self.settled {
@@ -649,11 +680,13 @@ impl World {
         self.run_while(|w| w.next_at_us() <= quiet_end_us)?;
         self.now_us = quiet_end_us;
         self.check_converged()?;
-        if self.report.acks < self.clients.len() as u64 {
+        // Every client still on the network holds an address (checked above), so each had an ACK;
+        // a run where that is all that happened did too little.
+        let staying = self.clients.iter().filter(|c| c.state() != ClientState::Gone).count() as u64;
+        if self.report.acks < staying.max(1) {
             return Err(format!(
-                "only {} ACKs for {} clients: the run did too little",
-                self.report.acks,
-                self.clients.len()
+                "only {} ACKs for {staying} clients that stayed: the run did too little",
+                self.report.acks
             ));
         }
         Ok(())
@@ -1349,6 +1382,13 @@ impl World {
                 };
                 if self.nodes[n].live.is_some() {
                     self.crash(n);
+                    if self.config.wipe_disks && self.fault_rng.chance(250_000) {
+                        // DESIGN rule 6: "a node with an empty directory catches up from a leader
+                        // snapshot" — the same id, the same peers, a fresh log.
+                        self.nodes[n].log = MemLog::with_keep_entries(self.plan.keep_entries);
+                        self.report.disks_wiped += 1;
+                        self.note(Note::DiskWiped { node: n as u64 + 1 });
+                    }
                     if !self.nodes[n].restart_scheduled {
                         self.nodes[n].restart_scheduled = true;
                         let at_us = self.now_us + self.fault_rng.between(200_000, 20_000_000);
@@ -1420,6 +1460,7 @@ impl World {
     fn clients_without_address(&self) -> Vec<String> {
         self.clients
             .iter()
+            .filter(|c| c.state() != ClientState::Gone)
             .filter(|c| self.checker.belief(c.index).is_none_or(|b| !b.active(self.now_us)))
             .map(|c| format!("c{} ({:?})", c.index, c.state()))
             .collect()
@@ -1432,9 +1473,10 @@ impl World {
         }
         let leaders: Vec<u64> = self.nodes.iter().filter(|n| n.role == Role::Leader).map(|n| n.id).collect();
         Err(format!(
-            "liveness: {} of {} clients have no address {SETTLE_US} us after everything healed (leaders {leaders:?}): {}",
+            "liveness: {} of {} clients have no address {:.1}s after everything healed (leaders {leaders:?}): {}",
             without.len(),
             self.clients.len(),
+            self.report.settle_us as f64 / 1e6,
             without.join(", ")
         ))
     }
