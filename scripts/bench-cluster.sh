@@ -1,0 +1,482 @@
+#!/usr/bin/env bash
+# Leasehold cluster benchmark (issue 3), in ONE run on one private L2 segment (scripts/netns.sh: 3 server
+# namespaces 10.77.0.1-3/16, a perfdhcp namespace and a probe namespace), pinned like scripts/bench.sh:
+#   (a) sustained perfdhcp 4-way exchanges/s (drops < 1%) against a 3-node leasehold cluster (fsync on);
+#   (b) the same against a Kea HA hot-standby pair (kea-dhcp4 + libdhcp_ha.so + libdhcp_lease_cmds.so,
+#       memfile, raw sockets, default HA timers, peers talking through the HA hook's dedicated HTTP
+#       listener with multi-threading on, one packet thread), and the ratio (a)/(b);
+#   (c) failover time: clients that never stop asking (tests/examples/failover_probe.rs: 16 machines doing
+#       DORA over and over, retransmitting like real clients with a growing `secs`), kill -9 of the leasehold
+#       leader (--failover-runs times, a fresh cluster each time) and of the Kea primary (--kea-failover-runs
+#       times, each bounded by --kea-failover-limit seconds); the gap is the time between the last ACK
+#       before the kill and the first ACK from another server after it. Each gap, the median and the max.
+#
+#   scripts/bench-cluster.sh [--period SECONDS] [--to broadcast|leader] [--failover-runs N]
+#                            [--kea-failover-runs N] [--kea-failover-limit SECONDS] [--skip-throughput]
+#                            [--skip-failover] [--no-kea] [--wait-quiet SECONDS] [--no-build]
+#
+# perfdhcp acts as a relay (10.77.0.250 on its interface, so giaddr is set and the servers answer to it on
+# port 67). --to broadcast (default) sends every message to 255.255.255.255, so every node of the cluster and
+# both Kea servers receive all traffic, as on a shared segment or with a relay that forwards to every server;
+# --to leader sends to the leasehold leader's (or Kea primary's) address only.
+# Rate search as in scripts/bench.sh: double from 2,000/s until a rate fails (two runs in a row with 1% or more
+# lost), then bisect three times; every run has fresh servers and data directories and lasts --period s.
+# Pinning on 2+ CPUs: every server process on CPU 1 (the three nodes share it, so do both Kea servers),
+# perfdhcp (-g single) and the probe on CPU 0, all at nice -10. Run it on a quiet machine: --wait-quiet S
+# waits up to S seconds for the 1-minute load average to fall under 0.5 and says so if it does not.
+#
+# Root is needed (namespaces). All traffic stays on the segment; every process is started here and killed by
+# PID; everything is removed on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+
+PERIOD=5
+TO=broadcast
+FAILOVER_RUNS=5
+KEA_FAILOVER_RUNS=2
+KEA_FAILOVER_LIMIT=120
+LH_FAILOVER_LIMIT=30
+THROUGHPUT=1
+FAILOVER=1
+KEA=1
+WAIT_QUIET=0
+BUILD=1
+START_RATE=2000
+MAX_RATE=128000
+CLIENTS=60000
+while (($#)); do
+    case $1 in
+    --period) PERIOD=$2; shift 2 ;;
+    --to) TO=$2; shift 2 ;;
+    --failover-runs) FAILOVER_RUNS=$2; shift 2 ;;
+    --kea-failover-runs) KEA_FAILOVER_RUNS=$2; shift 2 ;;
+    --kea-failover-limit) KEA_FAILOVER_LIMIT=$2; shift 2 ;;
+    --skip-throughput) THROUGHPUT=0; shift ;;
+    --skip-failover) FAILOVER=0; shift ;;
+    --no-kea) KEA=0; shift ;;
+    --wait-quiet) WAIT_QUIET=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    -h | --help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
+    *) echo "bench-cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+number() { [[ $2 =~ ^[0-9]+$ && $2 -ge $3 && $2 -le $4 ]] || { echo "bench-cluster.sh: $1 must be $3..$4" >&2; exit 2; }; }
+number --period "$PERIOD" 1 60
+number --failover-runs "$FAILOVER_RUNS" 0 50
+number --kea-failover-runs "$KEA_FAILOVER_RUNS" 0 10
+number --kea-failover-limit "$KEA_FAILOVER_LIMIT" 10 600
+number --wait-quiet "$WAIT_QUIET" 0 3600
+[[ $TO == broadcast || $TO == leader ]] || { echo "bench-cluster.sh: --to broadcast|leader" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "bench-cluster.sh: must run as root (network namespaces)" >&2; exit 1; }
+PATH=$PATH:/usr/sbin:/sbin
+for tool in perfdhcp taskset; do
+    command -v $tool >/dev/null || { echo "bench-cluster.sh: $tool missing (scripts/test.sh installs it)" >&2; exit 1; }
+done
+KEA_HOOKS=/usr/lib/x86_64-linux-gnu/kea/hooks
+if ((KEA)); then
+    command -v kea-dhcp4 >/dev/null || { echo "bench-cluster.sh: kea-dhcp4 missing (or pass --no-kea)" >&2; exit 1; }
+    for hook in libdhcp_ha.so libdhcp_lease_cmds.so; do
+        [[ -f $KEA_HOOKS/$hook ]] || { echo "bench-cluster.sh: $KEA_HOOKS/$hook missing" >&2; exit 1; }
+    done
+fi
+
+if (($(nproc) >= 2)); then
+    SERVER_CPU=(nice -n -10 taskset -c 1)
+    CLIENT_CPU=(nice -n -10 taskset -c 0)
+    PINNING="servers on CPU 1, perfdhcp -g single / probe on CPU 0"
+else
+    SERVER_CPU=(nice -n -10)
+    CLIENT_CPU=(nice -n -10)
+    PINNING="one CPU only: not pinned"
+fi
+
+BIN=${LEASEHOLD_RELEASE_BIN:-$REPO/target/release/leasehold}
+PROBE=${FAILOVER_PROBE_BIN:-$REPO/target/release/examples/failover_probe}
+if ((BUILD)); then
+    echo "building the release binary and the failover probe..."
+    cargo build --release --bin leasehold
+    cargo build --release -p leasehold-tests --example failover_probe
+fi
+[[ -x $BIN ]] || { echo "bench-cluster.sh: $BIN missing" >&2; exit 1; }
+[[ -x $PROBE ]] || { echo "bench-cluster.sh: $PROBE missing" >&2; exit 1; }
+
+NAME=lh$$k
+PERF_NS=$NAME-c1
+PROBE_NS=$NAME-c2
+mkdir -p "$REPO/target"
+WORK=$(mktemp -d "${BENCH_DIR:-$REPO/target}/bench-cluster.XXXXXX")
+declare -A PID=()
+PROBE_PID=""
+
+# stop_pid KEY: SIGTERM the process started under KEY, up to 5 s, then SIGKILL; reap it.
+stop_pid() {
+    local key=$1 pid=${PID[$1]:-} i
+    [[ -n $pid ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "PID[$key]"
+}
+
+stop_all() {
+    local key
+    for key in "${!PID[@]}"; do stop_pid "$key"; done
+}
+
+stop_probe() {
+    [[ -n $PROBE_PID ]] || return 0
+    kill -TERM "$PROBE_PID" 2>/dev/null || true
+    wait "$PROBE_PID" 2>/dev/null || true
+    PROBE_PID=""
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_probe
+    stop_all
+    scripts/netns.sh down "$NAME" || true
+    rm -rf "$WORK"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+load_average() { cut -d' ' -f1 /proc/loadavg; }
+is_quiet() { awk -v l="$(load_average)" 'BEGIN {exit !(l < 0.5)}'; }
+if ((WAIT_QUIET > 0)) && ! is_quiet; then
+    echo "waiting up to ${WAIT_QUIET} s for the load average ($(load_average)) to fall under 0.5..."
+    for ((waited = 0; waited < WAIT_QUIET; waited += 10)); do
+        is_quiet && break
+        sleep 10
+    done
+fi
+if ! is_quiet; then
+    echo "WARNING: load average $(load_average): other processes compete for the CPUs, so every figure below is"
+    echo "         low and noisy; the ratios (same run, same pinning) are still comparable"
+fi
+
+scripts/netns.sh gc
+scripts/netns.sh up "$NAME" 3 2 16
+# perfdhcp needs an address on its interface (it then acts as a relay); 10.77.0.250 is outside the pool.
+ip -n "$PERF_NS" addr add 10.77.0.250/16 dev eth0
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/cluster.secret"
+
+fs_type=$(stat -f -c %T "$WORK")
+if [[ $fs_type == tmpfs || $fs_type == ramfs ]]; then
+    echo "WARNING: data directories are on $fs_type, where fsync costs nothing; set BENCH_DIR to a disk directory"
+fi
+
+# http_get NS PATH: GET http://127.0.0.1:6767/PATH inside NS (bash's /dev/tcp); prints "STATUS BODY".
+http_get() {
+    # shellcheck disable=SC2016 # $1 is expanded by the inner bash
+    timeout 5 ip netns exec "$1" bash -c 'exec 3<>/dev/tcp/127.0.0.1/6767 || exit 1
+        printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3
+        cat <&3' http_get "$2" 2>/dev/null |
+        awk 'NR == 1 {status = $2; next} body {b = b $0} /^\r?$/ {body = 1} END {print status, b}'
+}
+
+RUN=0
+LEADER=""
+# start_cluster: a fresh 3-node leasehold cluster (fresh data directories, fsync on); waits until all three
+# nodes answer /healthz 200 naming the same leader (polled every 0.1 s, at most 30 s); sets LEADER.
+start_cluster() {
+    RUN=$((RUN + 1))
+    local dir=$WORK/cluster-$RUN i
+    mkdir -p "$dir"
+    local peers=()
+    for i in 1 2 3; do peers+=(--peer "$i=10.77.0.$i:6768"); done
+    for i in 1 2 3; do
+        ip netns exec "$NAME-s$i" "${SERVER_CPU[@]}" "$BIN" serve --interface eth0 --server-ip "10.77.0.$i" \
+            --subnet-mask 255.255.0.0 --ip-start 10.77.1.0 --ip-end 10.77.255.254 --lease-time 3600 \
+            --data-dir "$dir/node$i" --admin-listen 127.0.0.1:6767 --log-level warning --node-id "$i" \
+            "${peers[@]}" --cluster-listen "10.77.0.$i:6768" --cluster-secret-file "$WORK/cluster.secret" \
+            >"$dir/node$i.log" 2>&1 &
+        PID[node$i]=$!
+    done
+    local tries answer ids
+    for ((tries = 0; tries < 300; tries++)); do
+        ids=()
+        for i in 1 2 3; do
+            kill -0 "${PID[node$i]}" 2>/dev/null || { echo "node $i exited at start:"; tail -20 "$dir/node$i.log"; exit 1; }
+            answer=$(http_get "$NAME-s$i" /healthz || true)
+            [[ $answer == 200* ]] && ids+=("$(grep -o '"leader_id":[0-9]*' <<<"$answer" | cut -d: -f2)")
+        done
+        if ((${#ids[@]} == 3)) && [[ ${ids[0]} == "${ids[1]}" && ${ids[1]} == "${ids[2]}" ]]; then
+            LEADER=${ids[0]}
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench-cluster.sh: the cluster elected no leader within 30 s:"
+    for i in 1 2 3; do tail -5 "$dir/node$i.log"; done
+    exit 1
+}
+
+stop_cluster() {
+    local i
+    for i in 1 2 3; do stop_pid "node$i"; done
+}
+
+# start_kea_ha: a fresh Kea HA hot-standby pair (primary 10.77.0.1, standby 10.77.0.2), default HA timers;
+# waits until both have logged the transition to HOT-STANDBY (polled every 0.2 s, at most 90 s). LEADER=1.
+start_kea_ha() {
+    RUN=$((RUN + 1))
+    local dir=$WORK/kea-$RUN i
+    mkdir -p "$dir"
+    for i in 1 2; do
+        mkdir -p "$dir/run$i"
+        cat >"$dir/kea$i.json" <<EOF
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": ["eth0"], "dhcp-socket-type": "raw" },
+  "lease-database": { "type": "memfile", "persist": true, "name": "$dir/leases$i.csv", "lfc-interval": 0 },
+  "valid-lifetime": 3600,
+  "multi-threading": { "enable-multi-threading": true, "thread-pool-size": 1, "packet-queue-size": 64 },
+  "hooks-libraries": [
+    { "library": "$KEA_HOOKS/libdhcp_lease_cmds.so" },
+    { "library": "$KEA_HOOKS/libdhcp_ha.so", "parameters": { "high-availability": [ {
+        "this-server-name": "server$i",
+        "mode": "hot-standby",
+        "multi-threading": { "enable-multi-threading": true, "http-dedicated-listener": true,
+                             "http-listener-threads": 1, "http-client-threads": 1 },
+        "peers": [
+          { "name": "server1", "url": "http://10.77.0.1:8001/", "role": "primary", "auto-failover": true },
+          { "name": "server2", "url": "http://10.77.0.2:8001/", "role": "standby", "auto-failover": true }
+        ] } ] } }
+  ],
+  "subnet4": [ { "id": 1, "subnet": "10.77.0.0/16", "pools": [ { "pool": "10.77.1.0 - 10.77.255.254" } ] } ],
+  "loggers": [
+    { "name": "kea-dhcp4", "output_options": [ { "output": "stdout" } ], "severity": "INFO" },
+    { "name": "kea-dhcp4.leases", "output_options": [ { "output": "stdout" } ], "severity": "WARN" },
+    { "name": "kea-dhcp4.packets", "output_options": [ { "output": "stdout" } ], "severity": "WARN" }
+  ]
+} }
+EOF
+        KEA_PIDFILE_DIR=$dir/run$i KEA_LOCKFILE_DIR=$dir/run$i ip netns exec "$NAME-s$i" "${SERVER_CPU[@]}" \
+            kea-dhcp4 -c "$dir/kea$i.json" >"$dir/kea$i.log" 2>&1 &
+        PID[kea$i]=$!
+    done
+    local tries
+    for ((tries = 0; tries < 450; tries++)); do
+        for i in 1 2; do
+            kill -0 "${PID[kea$i]}" 2>/dev/null || { echo "kea $i exited at start:"; tail -20 "$dir/kea$i.log"; exit 1; }
+        done
+        if grep -qs 'to HOT-STANDBY state' "$dir/kea1.log" && grep -qs 'to HOT-STANDBY state' "$dir/kea2.log"; then
+            LEADER=1
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "bench-cluster.sh: the Kea HA pair did not reach HOT-STANDBY within 90 s:"
+    grep -h HA_ "$dir/kea1.log" "$dir/kea2.log" | tail -10
+    exit 1
+}
+
+stop_kea_ha() {
+    stop_pid kea1
+    stop_pid kea2
+}
+
+label() {
+    case $1 in
+    cluster) echo "leasehold 3-node cluster" ;;
+    kea-ha) echo "kea HA hot-standby" ;;
+    esac
+}
+
+start_servers() { if [[ $1 == cluster ]]; then start_cluster; else start_kea_ha; fi; }
+stop_servers() { if [[ $1 == cluster ]]; then stop_cluster; else stop_kea_ha; fi; }
+
+# perfdhcp_counts FILE: "<DISCOVERs sent> <ACKs received>" from perfdhcp's final report.
+perfdhcp_counts() {
+    awk '/Statistics for: DISCOVER-OFFER/ {s = "do"} /Statistics for: REQUEST-ACK/ {s = "ra"}
+         /sent packets:/ {if (s == "do") d = $3}
+         /received packets:/ {if (s == "ra") a = $3}
+         END {printf "%d %d\n", d, a}' "$1"
+}
+
+# measure KIND RATE: one bounded perfdhcp run against fresh servers; sets M_XPS, M_LOSS, M_OK.
+measure() {
+    local kind=$1 rate=$2
+    start_servers "$kind"
+    local target=()
+    [[ $TO == leader ]] && target=("10.77.0.$LEADER")
+    local out=$WORK/perfdhcp-$RUN.out
+    timeout $((PERIOD + 30)) ip netns exec "$PERF_NS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single \
+        -r "$rate" -R "$CLIENTS" -p "$PERIOD" -W 300000 "${target[@]}" >"$out" 2>&1 || true
+    stop_servers "$kind"
+    local sent acked
+    read -r sent acked < <(perfdhcp_counts "$out")
+    if ((sent == 0)); then
+        echo "bench-cluster.sh: perfdhcp sent nothing at $rate/s:"
+        tail -20 "$out"
+        exit 1
+    fi
+    M_XPS=$((acked / PERIOD))
+    M_LOSS=$(awk -v s="$sent" -v a="$acked" 'BEGIN {printf "%.2f", (s - a) * 100 / s}')
+    M_OK=$(awk -v l="$M_LOSS" 'BEGIN {print (l < 1.0) ? 1 : 0}')
+    local verdict="ok"
+    ((M_OK)) || verdict="over 1% lost"
+    printf '  %-26s offered %6d/s: %6d exchanges/s, drops %6s%% (%s)\n' "$(label "$kind")" "$((sent / PERIOD))" \
+        "$M_XPS" "$M_LOSS" "$verdict"
+}
+
+measure_twice() {
+    measure "$1" "$2"
+    ((M_OK)) || measure "$1" "$2"
+}
+
+declare -A RESULT_XPS RESULT_LOSS
+# search KIND: the highest rate with drops under 1% (as in scripts/bench.sh).
+search() {
+    local kind=$1 lo=0 hi=0 rate=$START_RATE best_xps=0 best_loss="-"
+    while ((rate <= MAX_RATE)); do
+        measure_twice "$kind" "$rate"
+        if ((M_OK)); then
+            lo=$rate best_xps=$M_XPS best_loss=$M_LOSS
+            rate=$((rate * 2))
+        else
+            hi=$rate
+            break
+        fi
+    done
+    # A server that loses 1% already at the starting rate: search downwards from there.
+    if ((lo == 0)); then
+        for rate in 1000 500 250; do
+            measure_twice "$kind" "$rate"
+            if ((M_OK)); then
+                lo=$rate best_xps=$M_XPS best_loss=$M_LOSS
+                break
+            fi
+            hi=$rate
+        done
+    fi
+    local i mid
+    for ((i = 0; i < 3 && hi > 0 && lo > 0; i++)); do
+        mid=$(((lo + hi) / 2 / 125 * 125))
+        ((mid > lo && mid < hi)) || break
+        measure_twice "$kind" "$mid"
+        if ((M_OK)); then
+            lo=$mid best_xps=$M_XPS best_loss=$M_LOSS
+        else
+            hi=$mid
+        fi
+    done
+    RESULT_XPS[$kind]=$best_xps
+    RESULT_LOSS[$kind]=$best_loss
+}
+
+# ack_count FILE: how many ACK lines the probe has written so far.
+ack_count() {
+    local n
+    n=$(grep -c '^ack' "$1" 2>/dev/null || true)
+    echo "${n:-0}"
+}
+
+# failover_once KIND LIMIT: fresh servers, the probe running, kill -9 of the leader / primary once the probe
+# has 20 ACKs; waits (at most LIMIT s) for an ACK from another server. Sets GAP (seconds, or "" if none).
+failover_once() {
+    local kind=$1 limit=$2
+    start_servers "$kind"
+    local out=$WORK/probe-$RUN.out
+    : >"$out"
+    ip netns exec "$PROBE_NS" "${CLIENT_CPU[@]}" "$PROBE" --duration-s $((limit + 30)) --mac-base $((RUN << 20)) \
+        >"$out" 2>"$out.err" &
+    PROBE_PID=$!
+    local tries
+    for ((tries = 0; tries < 100; tries++)); do
+        (($(ack_count "$out") >= 20)) && break
+        kill -0 "$PROBE_PID" 2>/dev/null || { echo "the probe exited:"; cat "$out.err"; exit 1; }
+        sleep 0.1
+    done
+    (($(ack_count "$out") >= 20)) || { echo "the probe got no ACKs in 10 s:"; tail "$out" "$out.err"; exit 1; }
+    local victim=10.77.0.$LEADER key
+    [[ $kind == cluster ]] && key=node$LEADER || key=kea1
+    local killed_ms
+    killed_ms=$(date +%s%3N)
+    kill -KILL "${PID[$key]}"
+    wait "${PID[$key]}" 2>/dev/null || true
+    unset "PID[$key]"
+    # Poll the probe's output (every 0.1 s, at most LIMIT s) for the first ACK from another server.
+    for ((tries = 0; tries < limit * 10; tries++)); do
+        awk -v k="$killed_ms" -v v="$victim" '$1 == "ack" && $2 > k && $4 != v {f = 1} END {exit !f}' "$out" && break
+        sleep 0.1
+    done
+    stop_probe
+    stop_servers "$kind"
+    GAP=$(awk -v k="$killed_ms" -v v="$victim" '
+        $1 == "ack" && $4 == v {last = $2}
+        $1 == "ack" && $2 > k && $4 != v && !first {first = $2; by = $4}
+        END {if (first && last) printf "%.2f %s", (first - last) / 1000, by}' "$out")
+}
+
+declare -A FAILOVER_LINE
+# failover KIND RUNS LIMIT: RUNS kills; prints each gap, then median and max.
+failover() {
+    local kind=$1 runs=$2 limit=$3 r gaps=() missed=0 gap by
+    for ((r = 1; r <= runs; r++)); do
+        failover_once "$kind" "$limit"
+        if [[ -n $GAP ]]; then
+            read -r gap by <<<"$GAP"
+            gaps+=("$gap")
+            printf '  %-26s run %d: %6.2f s from the last ACK before the kill to the first ACK from %s\n' \
+                "$(label "$kind")" "$r" "$gap" "$by"
+        else
+            missed=$((missed + 1))
+            printf '  %-26s run %d: no takeover within %d s\n' "$(label "$kind")" "$r" "$limit"
+        fi
+    done
+    local summary
+    if ((${#gaps[@]} > 0)); then
+        summary=$(printf '%s\n' "${gaps[@]}" | sort -n | awk '{v[NR] = $1} END {
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "median %.2f s, max %.2f s", m, v[NR]}')
+        summary+=" (${#gaps[@]} runs"
+        ((missed == 0)) || summary+="; $missed more with no takeover within $limit s"
+        summary+=")"
+    else
+        summary="no takeover within $limit s ($runs runs)"
+    fi
+    FAILOVER_LINE[$kind]="$(label "$kind") failover: $summary"
+}
+
+echo "== Leasehold cluster benchmark ($PINNING; perfdhcp sends to the $TO address) =="
+echo "   segment $NAME, pool 10.77.1.0-10.77.255.254, data on $fs_type ($WORK), load average $(load_average)"
+KINDS=(cluster)
+((KEA)) && KINDS+=(kea-ha)
+if ((THROUGHPUT)); then
+    for kind in "${KINDS[@]}"; do
+        echo "-- $(label "$kind"): rate search, $PERIOD s per run, $CLIENTS clients"
+        search "$kind"
+    done
+fi
+if ((FAILOVER)); then
+    echo "-- $(label cluster): kill -9 of the leader, $FAILOVER_RUNS runs (each bounded by $LH_FAILOVER_LIMIT s)"
+    ((FAILOVER_RUNS == 0)) || failover cluster "$FAILOVER_RUNS" "$LH_FAILOVER_LIMIT"
+    if ((KEA && KEA_FAILOVER_RUNS > 0)); then
+        echo "-- $(label kea-ha): kill -9 of the primary, $KEA_FAILOVER_RUNS runs (each bounded by $KEA_FAILOVER_LIMIT s)"
+        failover kea-ha "$KEA_FAILOVER_RUNS" "$KEA_FAILOVER_LIMIT"
+    fi
+fi
+
+echo
+echo "== Results ($PINNING; perfdhcp to the $TO address; load average $(load_average)) =="
+if ((THROUGHPUT)); then
+    for kind in "${KINDS[@]}"; do
+        printf '%s: %d exchanges/s (drops %s%%)\n' "$(label "$kind")" "${RESULT_XPS[$kind]}" "${RESULT_LOSS[$kind]}"
+    done
+    if ((KEA)) && [[ ${RESULT_XPS[kea-ha]:-0} -gt 0 ]]; then
+        awk -v a="${RESULT_XPS[cluster]}" -v b="${RESULT_XPS[kea-ha]}" 'BEGIN {printf "ratio: %.2f\n", a / b}'
+        echo "note: a Kea HA primary ACKs once the standby has answered its lease update; both keep leases in memfile"
+        echo "      CSV files and never call fsync. leasehold (fsync on) ACKs only after a majority of the nodes"
+        echo "      has the binding fsynced: not a like-for-like durability comparison."
+    fi
+fi
+for kind in cluster kea-ha; do
+    [[ -z ${FAILOVER_LINE[$kind]:-} ]] || echo "${FAILOVER_LINE[$kind]}"
+done
