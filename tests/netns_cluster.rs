@@ -862,9 +862,12 @@ fn partitioned_leader_stops_binding_majority_serves_and_tables_converge_after_he
         let new_side = scope.spawn(|| nodes.wait_for_leader(&majority, SETTLE_LIMIT, "majority after the partition"));
         (old_side.join().expect("the old leader's watcher"), new_side.join().expect("the majority's watcher"))
     });
+    // Until it steps down, the old leader still answers broadcast DISCOVERs (offers cost no commit, and its
+    // REQUESTs cannot commit): if the majority elected first, two nodes made offers for that long.
+    let overlap = stepped_down_at.saturating_duration_since(elected_at);
     println!(
         "partition: old leader node {old} answered 503 no quorum after {:?} ({minority_view:?}); node {new} \
-         elected by the majority after {:?}",
+         elected by the majority after {:?}; two nodes claimed leadership for up to {overlap:?}",
         stepped_down_at.duration_since(cut_at),
         elected_at.duration_since(cut_at)
     );
