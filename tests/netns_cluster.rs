@@ -854,16 +854,29 @@ fn partitioned_leader_stops_binding_majority_serves_and_tables_converge_after_he
 
     let cut_at = Instant::now();
     let partition = Partition::cut(&cluster, old, &majority, &dir.path().join("iptables.log"));
-    // Both watched at once: the old leader stepping down, the majority electing.
+    // Both watched at once: the old leader stepping down, the majority electing. Meanwhile a DISCOVER (a
+    // fresh MAC each time) goes out every ~150 ms and the server ids of its OFFERs are counted: until the
+    // old leader steps down it still answers broadcasts, which it can reach (offers cost no commit; its
+    // REQUESTs cannot commit).
+    let mut answered_by: HashMap<Vec<Ipv4Addr>, u32> = HashMap::new();
     let ((minority_view, stepped_down_at), (new, elected_at)) = thread::scope(|scope| {
         let nodes = &cluster.nodes;
         let old_side = scope
             .spawn(|| nodes.wait_health(old, SETTLE_LIMIT, "503 no quorum", |h| matches!(h, Health::NoQuorum { .. })));
         let new_side = scope.spawn(|| nodes.wait_for_leader(&majority, SETTLE_LIMIT, "majority after the partition"));
+        let options = ClientOptions::default();
+        for i in 0..200 {
+            if old_side.is_finished() && new_side.is_finished() {
+                break;
+            }
+            let xid = client.send_discover(test_mac(1_000 + i), &options).expect("send a DISCOVER");
+            let replies = client.collect_replies(xid, Duration::from_millis(150)).expect("collect OFFERs");
+            let servers: BTreeSet<Ipv4Addr> =
+                replies.iter().filter(|r| r.is(MessageType::Offer)).filter_map(|r| r.server_id).collect();
+            *answered_by.entry(servers.into_iter().collect()).or_default() += 1;
+        }
         (old_side.join().expect("the old leader's watcher"), new_side.join().expect("the majority's watcher"))
     });
-    // Until it steps down, the old leader still answers broadcast DISCOVERs (offers cost no commit, and its
-    // REQUESTs cannot commit): if the majority elected first, two nodes made offers for that long.
     let overlap = stepped_down_at.saturating_duration_since(elected_at);
     println!(
         "partition: old leader node {old} answered 503 no quorum after {:?} ({minority_view:?}); node {new} \
@@ -871,6 +884,9 @@ fn partitioned_leader_stops_binding_majority_serves_and_tables_converge_after_he
         stepped_down_at.duration_since(cut_at),
         elected_at.duration_since(cut_at)
     );
+    let mut tally: Vec<_> = answered_by.into_iter().collect();
+    tally.sort();
+    println!("partition: DISCOVERs sent meanwhile, by the set of servers that OFFERed: {tally:?}");
 
     // The majority serves a new client.
     let fresh = client
