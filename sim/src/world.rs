@@ -133,6 +133,9 @@ pub struct Report {
     pub acks: u64,
     /// ACKs confirming a committed lease without a proposal (DESIGN rule 5).
     pub confirmations: u64,
+    /// ACKs from a committed entry sent by a node that is not the leader (a renewal addressed to
+    /// it, proposed through the leader; or a leader that lost its role before the commit).
+    pub follower_acks: u64,
     pub naks: u64,
     pub offers: u64,
     pub proposals: u64,
@@ -168,7 +171,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ({} nodes, {} clients): {} steps, {:.1}s virtual, {} ACKs ({} confirmed without a commit), {} NAKs, \
+            "seed {} ({} nodes, {} clients): {} steps, {:.1}s virtual, {} ACKs ({} confirmed without a commit, {} from followers), {} NAKs, \
              {} offers, {} proposals \
              ({} refused), {} elections, faults: {} crashes, {} partitions, {} client-link cuts, {} weather \
              changes; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
@@ -181,6 +184,7 @@ impl fmt::Display for Report {
             self.virtual_us as f64 / 1e6,
             self.acks,
             self.confirmations,
+            self.follower_acks,
             self.naks,
             self.offers,
             self.proposals,
@@ -1065,6 +1069,9 @@ impl World {
                 if reply.message_type == ReplyType::Ack {
                     self.check_durable(n, entry.index, term)?;
                     self.report.acks += 1;
+                    if self.nodes[n].role != Role::Leader {
+                        self.report.follower_acks += 1;
+                    }
                 } else if reply.message_type == ReplyType::Nak {
                     self.report.naks += 1;
                 }

@@ -5,7 +5,7 @@
 //! One flag away from a longer run (environment variables):
 //!   LEASEHOLD_SIM_SEEDS=5000        seeds to run (default 500)
 //!   LEASEHOLD_SIM_FROM=100000       first seed (default 0)
-//!   LEASEHOLD_SIM_STEPS=20000       chaos-phase events per seed (default 12,000)
+//!   LEASEHOLD_SIM_STEPS=20000       chaos-phase events per seed (default 10,000)
 //!   LEASEHOLD_SIM_MAX_CLIENTS=200   most clients per seed (default 60)
 //!   LEASEHOLD_SIM_JOBS=4            threads (default: the available cores)
 
@@ -17,7 +17,7 @@ use std::time::Instant;
 use leasehold_sim::{run, Report, SimConfig};
 
 const DEFAULT_SEEDS: u64 = 500;
-const DEFAULT_STEPS: u64 = 12_000;
+const DEFAULT_STEPS: u64 = 10_000;
 const DEFAULT_MAX_CLIENTS: usize = 60;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -83,9 +83,9 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
     let by_size = |nodes: usize| reports.iter().filter(|r| r.nodes == nodes).count();
     say(&format!(
         "simulation: {} seeds ({}..{}; {} with 3 nodes, {} with 5) in {:.1}s on {jobs} threads: {} steps, {:.0}s \
-         virtual, {} ACKs ({} confirmed without a commit), {} NAKs, {} faults ({} crashes, {} partitions, {} \
+         virtual, {} ACKs ({} confirmed without a commit, {} sent by followers), {} NAKs, {} faults ({} crashes, {} partitions, {} \
          client-link cuts, {} weather changes), {} leader elections, {} snapshots taken, {} restored from a \
-         leader; {} failed",
+         leader, {} addresses passed between clients; {} failed",
         reports.len() + failures.len(),
         from,
         from + seeds,
@@ -96,6 +96,7 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
         sum(|r| r.virtual_us) as f64 / 1e6,
         sum(|r| r.acks),
         sum(|r| r.confirmations),
+        sum(|r| r.follower_acks),
         sum(|r| r.naks),
         sum(Report::faults),
         sum(|r| r.crashes),
@@ -105,6 +106,7 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
         sum(|r| r.leader_elections),
         sum(|r| r.snapshots_taken),
         sum(|r| r.snapshots_restored),
+        sum(|r| r.reassigned),
         failures.len(),
     ));
     assert!(failures.is_empty(), "{} of {seeds} seeds failed:\n{}", failures.len(), failures.join("\n"));
@@ -114,6 +116,9 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
         assert!(sum(|r| r.partitions) > seeds, "too few partitions");
         assert!(sum(|r| r.snapshots_restored) > 0, "no follower ever caught up from a leader's snapshot");
         assert!(sum(|r| r.confirmations) > 0, "no minority-side renewal was ever confirmed");
+        assert!(sum(|r| r.follower_acks) > 0, "no follower ever answered a renewal addressed to it");
+        assert!(sum(|r| r.reassigned) > 0, "no address ever passed from one client to another");
+        assert!(sum(|r| r.naks) > 0, "no NAK was ever sent");
         assert!(by_size(3) > 0 && by_size(5) > 0, "both cluster sizes run");
     }
 }
