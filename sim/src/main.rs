@@ -121,7 +121,7 @@ fn main() -> ExitCode {
     println!(
         "{} seeds passed, {} failed {failures:?} in {:.1}s: {} steps, {:.0}s virtual, {} ACKs, {} faults \
          ({} crashes, {} partitions), {} snapshots restored, {} addresses passed between clients, {} NAKs, \
-         {} proposals refused",
+         {} proposals refused, {} client datagrams answered by two nodes",
         reports.len(),
         failures.len(),
         started.elapsed().as_secs_f64(),
@@ -135,6 +135,7 @@ fn main() -> ExitCode {
         sum(|r| r.reassigned),
         sum(|r| r.naks),
         sum(|r| r.refused_proposals),
+        sum(|r| r.answered_twice),
     );
     if failures.is_empty() {
         ExitCode::SUCCESS

@@ -155,6 +155,8 @@ pub struct Report {
     pub final_applied_index: u64,
     /// Addresses a client got that another client had before.
     pub reassigned: u64,
+    /// Client datagrams that two nodes answered (DESIGN rule 2 wants one).
+    pub answered_twice: u64,
     /// How long after everything healed every client held an address.
     pub settle_us: u64,
     /// Digest of the whole event trace: equal for two runs of the same seed.
@@ -175,7 +177,8 @@ impl fmt::Display for Report {
              {} offers, {} proposals \
              ({} refused), {} elections, faults: {} crashes, {} partitions, {} client-link cuts, {} weather \
              changes; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
-             {} addresses passed between clients; {} digests and {} beliefs checked; \
+             {} addresses passed between clients; {} datagrams answered by two nodes; {} digests and {} beliefs \
+             checked; \
              trace digest {:#018x}",
             self.seed,
             self.nodes,
@@ -199,6 +202,7 @@ impl fmt::Display for Report {
             self.settle_us as f64 / 1e6,
             self.final_applied_index,
             self.reassigned,
+            self.answered_twice,
             self.digests_compared,
             self.beliefs_checked,
             self.trace_digest
@@ -448,6 +452,8 @@ enum Event {
         node: usize,
         request: Box<Request>,
         destination: Destination,
+        /// Which client datagram this is a copy of (DESIGN rule 2 is about datagrams).
+        datagram: u64,
     },
     ToClient {
         node: usize,
@@ -522,6 +528,8 @@ struct World {
     weather_generation: u64,
     /// Every client holds an address (the settle phase is over).
     settled: bool,
+    /// Client datagrams a node answered (or proposed for): the first node, and whether another did too.
+    answered: BTreeMap<u64, (usize, bool)>,
     checker: Checker,
     trace: Trace,
     report: Report,
@@ -583,6 +591,7 @@ impl World {
             clients,
             weather_generation: 0,
             settled: false,
+            answered: BTreeMap::new(),
             checker,
             report,
             logger: Logger::root(slog::Discard, slog::o!()),
@@ -761,8 +770,8 @@ impl World {
                 }
             }
             Event::Peer { from, to, message } => self.deliver_peer(from, to, *message)?,
-            Event::ToNode { client, node, request, destination } => {
-                self.deliver_request(client, node, &request, destination)?
+            Event::ToNode { client, node, request, destination, datagram } => {
+                self.deliver_request(client, node, &request, destination, datagram)?
             }
             Event::ToClient { node, client, reply, index } => self.deliver_reply(node, client, &reply, index)?,
             Event::ClientTimer { client, generation } => {
@@ -1192,6 +1201,7 @@ impl World {
 
     fn send_request(&mut self, client: usize, request: Box<Request>, destination: Destination) {
         self.report.client_messages += 1;
+        let datagram = self.report.client_messages;
         let targets: Vec<usize> = match destination {
             Destination::Broadcast => (0..self.nodes.len()).collect(),
             Destination::Unicast(ip) => self.nodes.iter().position(|node| node.server_ip == ip).into_iter().collect(),
@@ -1201,7 +1211,7 @@ impl World {
             for &delay in fates.delays_us() {
                 self.schedule(
                     self.now_us + delay,
-                    Event::ToNode { client, node, request: request.clone(), destination },
+                    Event::ToNode { client, node, request: request.clone(), destination, datagram },
                 );
             }
         }
@@ -1213,6 +1223,7 @@ impl World {
         n: usize,
         request: &Request,
         destination: Destination,
+        datagram: u64,
     ) -> Result<(), String> {
         let delivered = self.net.client_link(n) && self.nodes[n].live.is_some();
         let id = self.nodes[n].id;
@@ -1233,7 +1244,12 @@ impl World {
             Destination::Broadcast => Arrival::Broadcast,
             Destination::Unicast(ip) => Arrival::Unicast(ip),
         };
-        match live.engine.handle_from(request, arrival, now_us) {
+        let action = live.engine.handle_from(request, arrival, now_us);
+        if matches!(action, Action::Send(_) | Action::Propose(_)) {
+            self.note_answer(datagram, n);
+        }
+        let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+        match action {
             Action::Send(outgoing) => {
                 let reply = outgoing.reply;
                 let index = match reply.message_type {
@@ -1265,6 +1281,21 @@ impl World {
             Action::Drop(reason) => self.note(Note::Decided { node: id, client, what: reason.label() }),
         }
         Ok(())
+    }
+
+    /// DESIGN rule 2 says exactly one node answers each client message. Counted, not enforced: while
+    /// a partitioned leader has not yet stepped down, it and the new leader both answer broadcasts.
+    fn note_answer(&mut self, datagram: u64, n: usize) {
+        match self.answered.get(&datagram).copied() {
+            None => {
+                self.answered.insert(datagram, (n, false));
+            }
+            Some((first, false)) if first != n => {
+                self.answered.insert(datagram, (first, true));
+                self.report.answered_twice += 1;
+            }
+            Some(_) => {}
+        }
     }
 
     fn send_reply(&mut self, n: usize, reply: leasehold_node::wire::Reply, index: u64) {

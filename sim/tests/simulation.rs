@@ -85,7 +85,7 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
         "simulation: {} seeds ({}..{}; {} with 3 nodes, {} with 5) in {:.1}s on {jobs} threads: {} steps, {:.0}s \
          virtual, {} ACKs ({} confirmed without a commit, {} sent by followers), {} NAKs, {} faults ({} crashes, {} partitions, {} \
          client-link cuts, {} weather changes), {} leader elections, {} snapshots taken, {} restored from a \
-         leader, {} addresses passed between clients; {} failed",
+         leader, {} addresses passed between clients, {} client datagrams answered by two nodes; {} failed",
         reports.len() + failures.len(),
         from,
         from + seeds,
@@ -107,6 +107,7 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
         sum(|r| r.snapshots_taken),
         sum(|r| r.snapshots_restored),
         sum(|r| r.reassigned),
+        sum(|r| r.answered_twice),
         failures.len(),
     ));
     assert!(failures.is_empty(), "{} of {seeds} seeds failed:\n{}", failures.len(), failures.join("\n"));
