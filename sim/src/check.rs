@@ -9,9 +9,10 @@
 //! 3. Replicas that applied the same index have the same table (`LeaseTable::digest`).
 //! 4. Every table's own invariants (`LeaseTable::check_invariants`).
 //!
-//! An ACK also must be durable: at the moment it is sent, the entry it was built from is in the
-//! logs of a majority (same index, same term), or behind a snapshot (checked by the world, which
-//! has the logs).
+//! The world checks two more rules itself, as it has the logs: an ACK built from a committed entry
+//! is sent only while that entry is in a majority of logs (same index, same term) or behind their
+//! snapshots (DESIGN rule 1), and an ACK sent without a proposal only confirms a committed lease of
+//! that client for no longer than it has left (rule 5).
 //!
 //! The world calls these after every event with what that event changed; what did not change was
 //! checked before and still holds (a belief only ever ends as time passes), so this equals a full

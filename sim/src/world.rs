@@ -2,13 +2,16 @@
 //!
 //! Everything happens as an event in a queue ordered by (virtual time, sequence number); delivering
 //! one event is one step, and the checkers run after every step. Each node is a `Replica<MemLog>`
-//! plus an `Engine`, wired the way the node's raft and lease actors wire them: client requests go to
-//! `Engine::handle`, its proposals to `Replica::propose` (a refusal goes back to `Engine::rejected`),
-//! and every `advance` is carried out in order — messages to the network, a snapshot to restore, the
-//! committed entries to `Engine::apply_committed`, the role to `Engine::set_leader`, rejected tags to
-//! `Engine::rejected` — while the replica `has_ready`. A crash drops the replica and the engine and
-//! keeps the `MemLog` (what was made durable); a restart rebuilds the table from the log's latest
-//! snapshot, with a new incarnation.
+//! (the raft actor's part) plus an `Engine` (the lease actor's), wired the way the node wires them,
+//! with mail between the two that arrives in order a little later, as actix mailboxes do. A client
+//! datagram goes to `Engine::handle_from` with how it arrived (broadcast, or unicast to a server
+//! identifier); proposals gather until a flush and go to `Replica::propose` (a refusal comes back to
+//! `Engine::rejected`); every `advance` is carried out in the raft actor's order — report snapshots
+//! sent and send the messages, then mail the lease actor the snapshot to restore, the committed
+//! entries (`Engine::apply_committed`), the rejected tags and the role (`Engine::set_role`) — while
+//! the replica `has_ready`; the engine's snapshots go back to `Replica::take_snapshot`. A crash drops
+//! the replica, the engine and the mail in flight and keeps the `MemLog` (what was made durable); a
+//! restart rebuilds the table from the log's latest snapshot, with a new incarnation.
 //!
 //! A run has three phases. Chaos: `steps` events with crashes, partitions, cut client links, lossy
 //! weather and forced snapshots, clients releasing, rebooting and powering off. Settle: everything
@@ -1122,8 +1125,8 @@ impl World {
         let table = live.engine.table();
         let broken = |why: String| {
             Err(format!(
-                "rule 5 (a renewal without a commit only confirms the committed lease): n{} ({}) ACKs {} to c{client} \
-                 for {:?} s at index {}, but {why}",
+                "rules 1 and 5 (an ACK without a commit only confirms a committed lease, for its remaining time): \
+                 n{} ({}) ACKs {} to c{client} for {:?} s at index {}, but {why}",
                 node.id,
                 role_name(node.role),
                 reply.yiaddr,
