@@ -686,7 +686,7 @@ impl Engine {
             }
             (Command::Bind { .. }, Outcome::Bound(lease)) => {
                 self.offers.forget(&lease.client);
-                let outgoing = self.ack(request, lease, now_ms);
+                let outgoing = self.ack(request, lease, lease.updated_at_ms);
                 answers.replies.push((outgoing, decision("ack", lease.ip)));
             }
             (Command::Bind { .. }, Outcome::Conflict { .. }) => {
@@ -704,14 +704,17 @@ impl Engine {
         }
     }
 
-    /// The DHCPACK for a committed, applied binding: the only way an ACK with a lease is built.
-    fn ack(&self, request: &Request, lease: &Lease, now_ms: u64) -> Outgoing {
+    /// The DHCPACK for a committed, applied binding: the only way an ACK with a lease is built. The
+    /// lease time counts from `from_ms`, rounded down, so the client's idea of the expiry (it counts
+    /// from when it sent the REQUEST, RFC 2131 §4.4.1) never passes the committed one: for a fresh
+    /// binding `from_ms` is the proposer's time, for a confirmation without quorum it is now.
+    fn ack(&self, request: &Request, lease: &Lease, from_ms: u64) -> Outgoing {
         // Bindings are proposed only inside a pool's subnet; a peer with a different pool list
         // (a misconfigured cluster) still gets an answer, with the first pool's options.
         let pool_index = self.config.pools.iter().position(|p| p.subnet.contains(lease.ip)).unwrap_or(0);
         let remaining_secs = match lease.state {
             leasehold_cluster::LeaseState::Bound { expires_at_ms } => {
-                u32::try_from(expires_at_ms.saturating_sub(now_ms).div_ceil(1000)).unwrap_or(u32::MAX)
+                u32::try_from(expires_at_ms.saturating_sub(from_ms) / 1000).unwrap_or(u32::MAX)
             }
             _ => 0,
         };

@@ -594,7 +594,7 @@ proptest! {
                     }
                 }
                 Step::Release(c) => {
-                    if let Some((ip, _)) = acked.remove(&c) {
+                    if let Some(&(ip, _)) = acked.get(&c) {
                         let r = Request { ciaddr: ip, server_id: Some(SERVER), ..request(ClientMessageType::Release, mac(c)) };
                         if let Action::Propose(p) = engine.handle(&r, now) {
                             queue.push(p);
@@ -602,7 +602,7 @@ proptest! {
                     }
                 }
                 Step::Decline(c) => {
-                    if let Some((ip, _)) = acked.remove(&c) {
+                    if let Some(&(ip, _)) = acked.get(&c) {
                         let r = Request { requested_ip: Some(ip), server_id: Some(SERVER), ..request(ClientMessageType::Decline, mac(c)) };
                         if let Action::Propose(p) = engine.handle(&r, now) {
                             queue.push(p);
@@ -613,7 +613,19 @@ proptest! {
                     // One entry per proposal, so each ACK is checked against the table right after
                     // its own apply (a RELEASE later in the same entry would hide it).
                     for proposal in std::mem::take(&mut queue) {
-                    for (outgoing, _) in log.commit(&mut engine, vec![proposal], now).replies {
+                    // A committed RELEASE or DECLINE ends the client's claim from that entry on.
+                    let gives_up = match &proposal.command {
+                        leasehold_cluster::Command::Release { client: leasehold_cluster::ClientKey::Mac(m), ip, .. }
+                        | leasehold_cluster::Command::Decline { client: leasehold_cluster::ClientKey::Mac(m), ip, .. } => Some((m[5], *ip)),
+                        _ => None,
+                    };
+                    let replies = log.commit(&mut engine, vec![proposal], now).replies;
+                    if let Some((c, ip)) = gives_up {
+                        if acked.get(&c).is_some_and(|(held, _)| *held == ip) {
+                            acked.remove(&c);
+                        }
+                    }
+                    for (outgoing, _) in replies {
                         if outgoing.reply.message_type == ReplyType::Ack {
                             let client = outgoing.reply.chaddr[5];
                             let lease = engine.table().by_ip(outgoing.reply.yiaddr).expect("ACKed address is in the table");
