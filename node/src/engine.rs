@@ -731,31 +731,9 @@ impl Engine {
     /// RFC 2131 §4.3.2, table 3: a DHCPNAK carries only the server identifier and a message.
     fn nak_reply(&self, request: &Request, why: &str) -> Reply {
         Reply {
-            message_type: ReplyType::Nak,
-            xid: request.xid,
             broadcast: request.broadcast || request.giaddr != Ipv4Addr::UNSPECIFIED,
-            ciaddr: Ipv4Addr::UNSPECIFIED,
-            yiaddr: Ipv4Addr::UNSPECIFIED,
-            siaddr: Ipv4Addr::UNSPECIFIED,
-            giaddr: request.giaddr,
-            chaddr: request.chaddr,
-            file: None,
-            server_id: self.config.server_ip,
-            lease_time_secs: None,
-            renewal_time_secs: None,
-            rebinding_time_secs: None,
-            subnet_mask: None,
-            routers: Vec::new(),
-            dns_servers: Vec::new(),
-            domain_name: None,
-            hostname: None,
-            tftp_server_name: None,
-            bootfile_name: None,
-            vendor_class: None,
-            client_uuid: None,
-            client_id: request.client_id.clone(),
-            relay_agent_info: request.relay_agent_info.clone(),
             message: Some(why.to_string()),
+            ..Reply::answering(request, ReplyType::Nak, self.config.server_ip)
         }
     }
 
@@ -776,16 +754,7 @@ impl Engine {
         };
         let reservation = self.reservation(request);
         let mut reply = Reply {
-            message_type,
-            xid: request.xid,
-            broadcast: request.broadcast,
-            ciaddr: Ipv4Addr::UNSPECIFIED,
             yiaddr,
-            siaddr: Ipv4Addr::UNSPECIFIED,
-            giaddr: request.giaddr,
-            chaddr: request.chaddr,
-            file: None,
-            server_id: self.config.server_ip,
             lease_time_secs: lease_secs,
             renewal_time_secs: renewal,
             rebinding_time_secs: rebinding,
@@ -794,13 +763,7 @@ impl Engine {
             dns_servers: pool.dns_servers.clone(),
             domain_name: pool.domain_name.clone(),
             hostname: reservation.and_then(|r| r.hostname.clone()),
-            tftp_server_name: None,
-            bootfile_name: None,
-            vendor_class: None,
-            client_uuid: None,
-            client_id: request.client_id.clone(),
-            relay_agent_info: request.relay_agent_info.clone(),
-            message: None,
+            ..Reply::answering(request, message_type, self.config.server_ip)
         };
         let wants_boot = request.is_pxe_client()
             || request.is_ipxe()

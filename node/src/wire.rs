@@ -194,6 +194,41 @@ pub struct Reply {
     pub message: Option<String>,
 }
 
+impl Reply {
+    /// A reply of `message_type` to `request` from `server_id` with nothing but what every reply
+    /// carries: the request's xid, flags, giaddr and chaddr, and options 61 and 82 echoed (RFC 6842,
+    /// RFC 3046 §2.2). The engine fills in the rest.
+    pub fn answering(request: &Request, message_type: ReplyType, server_id: Ipv4Addr) -> Reply {
+        Reply {
+            message_type,
+            xid: request.xid,
+            broadcast: request.broadcast,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: request.giaddr,
+            chaddr: request.chaddr,
+            file: None,
+            server_id,
+            lease_time_secs: None,
+            renewal_time_secs: None,
+            rebinding_time_secs: None,
+            subnet_mask: None,
+            routers: Vec::new(),
+            dns_servers: Vec::new(),
+            domain_name: None,
+            hostname: None,
+            tftp_server_name: None,
+            bootfile_name: None,
+            vendor_class: None,
+            client_uuid: None,
+            client_id: request.client_id.clone(),
+            relay_agent_info: request.relay_agent_info.clone(),
+            message: None,
+        }
+    }
+}
+
 /// Where a reply goes (RFC 2131 §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
