@@ -44,3 +44,28 @@ fn chaos_bounded_run_finds_no_violation() {
         report.replay_command()
     );
 }
+
+// Directed reproductions of two findings of the chaos runs (see `driver/scenario.rs`). Each passes when
+// the problem does NOT show. Both fail on the server as of this commit, so they are ignored until it is
+// fixed: `cargo test -p leasehold-tests --test chaos -- --ignored`.
+
+fn expect_not_reproduced(name: &str, result: Result<(Vec<String>, bool), String>) {
+    let (transcript, showed) = result.unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
+    let text = transcript.join("\n  ");
+    assert!(!showed, "scenario {name} reproduced the problem:\n  {text}");
+    println!("scenario {name}:\n  {text}");
+}
+
+/// A RELEASE delayed behind a partition must not release the newer binding the client got meanwhile.
+#[test]
+#[ignore = "fails: a stale RELEASE committed after a newer binding releases it (report of issue 4, part 2)"]
+fn a_release_delayed_by_a_partition_does_not_release_a_newer_binding() {
+    expect_not_reproduced("stale-release", driver::scenario::stale_release());
+}
+
+/// A renewal delayed behind a partition must not move back the expiry a later rebind ACKed.
+#[test]
+#[ignore = "fails: a stale renewal committed after a newer one moves the expiry back (report of issue 4, part 2)"]
+fn a_renewal_delayed_by_a_partition_does_not_shorten_a_newer_lease() {
+    expect_not_reproduced("stale-renew", driver::scenario::stale_renew());
+}

@@ -79,7 +79,34 @@ fn parse_args() -> Options {
     options
 }
 
+/// `chaos --scenario NAME`: a directed reproduction (see `driver/scenario.rs`); exit 1 if it showed.
+fn scenario(name: &str) -> ! {
+    let result = match name {
+        "stale-release" => driver::scenario::stale_release(),
+        "stale-renew" => driver::scenario::stale_renew(),
+        _ => usage(&format!("unknown scenario {name} (known: {})", driver::scenario::NAMES.join(", "))),
+    };
+    match result {
+        Ok((transcript, showed)) => {
+            println!("scenario {name}:");
+            for line in transcript {
+                println!("  {line}");
+            }
+            println!("{}", if showed { "REPRODUCED" } else { "not reproduced" });
+            std::process::exit(i32::from(showed));
+        }
+        Err(e) => {
+            eprintln!("scenario {name} could not run: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--scenario") {
+        scenario(&args.next().unwrap_or_else(|| usage("--scenario needs a name")));
+    }
     let options = parse_args();
     eprintln!("chaos: seed {} (replay with --seed {})", format_seed(options.seed), format_seed(options.seed));
     driver::install_interrupt_handler();

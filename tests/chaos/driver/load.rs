@@ -16,15 +16,18 @@
 //! (checkpoints) but still reads replies.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use leasehold_tests::{
-    test_mac, ClientConfig, ClientMessage, ClientOptions, HarnessError, Mac, MessageType, ReplyView, RequestState,
-    Target, TestClient,
+    format_mac, test_mac, ClientConfig, ClientMessage, ClientOptions, HarnessError, Mac, MessageType, ReplyView,
+    RequestState, Target, TestClient,
 };
 
 use super::ledger::{Exchange, Ledger};
@@ -50,6 +53,8 @@ pub struct LoadConfig {
     pub seed: u64,
     /// Hard stop for the thread, whatever the driver does.
     pub deadline: Instant,
+    /// A line per client event (ACK, NAK, RELEASE sent, lease run out), for evidence.
+    pub events: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +91,7 @@ struct Load {
     lease: Duration,
     rng: Rng,
     ledger: Arc<Mutex<Ledger>>,
+    events: Option<BufWriter<File>>,
 }
 
 pub struct LoadHandle {
@@ -123,6 +129,7 @@ pub fn start(config: LoadConfig, ledger: Arc<Mutex<Ledger>>) -> Result<LoadHandl
     let stop = Arc::new(AtomicBool::new(false));
     let pause = Arc::new(AtomicBool::new(false));
     let (stop_flag, pause_flag) = (stop.clone(), pause.clone());
+    let events = File::create(&config.events).map(BufWriter::new).ok();
     let thread = thread::Builder::new()
         .name("chaos-clients".into())
         .spawn(move || {
@@ -146,11 +153,15 @@ pub fn start(config: LoadConfig, ledger: Arc<Mutex<Ledger>>) -> Result<LoadHandl
                 lease: Duration::from_secs(u64::from(config.lease_secs)),
                 rng,
                 ledger,
+                events,
             };
             for index in 0..load.machines.len() {
                 load.machines[index].mac = load.fresh_mac();
             }
             load.run(&stop_flag, &pause_flag, config.deadline);
+            if let Some(events) = &mut load.events {
+                let _ = events.flush();
+            }
         })
         .map_err(|e| format!("spawn the client thread: {e}"))?;
     Ok(LoadHandle { stop, pause, thread: Some(thread) })
@@ -164,12 +175,26 @@ impl Load {
         mac
     }
 
+    /// One line of the client event log: Unix ms, then what happened.
+    fn event(&mut self, text: std::fmt::Arguments<'_>) {
+        if let Some(events) = &mut self.events {
+            let _ = writeln!(events, "{} {text}", super::unix_ms());
+        }
+    }
+
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn run(&mut self, stop: &AtomicBool, pause: &AtomicBool, deadline: Instant) {
+        let mut flushed = Instant::now();
         while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+            if flushed.elapsed() >= Duration::from_secs(1) {
+                if let Some(events) = &mut self.events {
+                    let _ = events.flush();
+                }
+                flushed = Instant::now();
+            }
             if !pause.load(Ordering::SeqCst) {
                 for index in 0..self.machines.len() {
                     self.step(index, Instant::now());
@@ -250,6 +275,8 @@ impl Load {
             Stage::Bound { .. } => {}
             Stage::Renewing { held, .. } | Stage::Rebinding { held, .. } if now >= held.expiry => {
                 self.ledger().expired();
+                let mac = format_mac(self.machines[index].mac);
+                self.event(format_args!("expired {mac} {} (no answer to renew/rebind)", held.ip));
                 self.begin_dora(index, now);
             }
             Stage::Renewing { held, started, .. } if now - started >= RENEW_PATIENCE => self.rebind(index, held, now),
@@ -286,6 +313,8 @@ impl Load {
                 Target::Unicast(held.server_id),
             );
             self.ledger().release(mac);
+            let xid = self.machines[index].xid;
+            self.event(format_args!("release {} {} to {} xid {xid:#010x}", format_mac(mac), held.ip, held.server_id));
             let pause = if churn { self.rng.range(200, 800) } else { self.rng.range(1000, 3000) };
             if churn || self.rng.chance(0.3) {
                 self.machines[index].mac = self.fresh_mac();
@@ -351,11 +380,18 @@ impl Load {
                     ledger.stats.longest_dora = ledger.stats.longest_dora.max(waited);
                     ledger.ack(mac, offered, server_id, lease_secs, Exchange::Dora, now);
                 }
+                let xid = reply.xid;
+                self.event(format_args!(
+                    "ack dora {} {offered} from {server_id} lease {lease_secs} xid {xid:#010x}",
+                    format_mac(mac)
+                ));
                 let held = Held { ip: offered, server_id, expiry: now + Duration::from_secs(u64::from(lease_secs)) };
                 self.bound(index, held, lease_secs, now);
             }
             (Stage::Requesting { .. }, Some(MessageType::Nak)) => {
                 self.ledger().nak(mac, None, reply.server_id, "", now);
+                let (xid, from, text) = (reply.xid, reply.server_id, reply.option_text(56).unwrap_or_default());
+                self.event(format_args!("nak selecting {} from {from:?} xid {xid:#010x}: {text}", format_mac(mac)));
                 self.rediscover(index, now);
             }
             (Stage::Renewing { held, .. } | Stage::Rebinding { held, .. }, Some(MessageType::Ack))
@@ -368,6 +404,13 @@ impl Load {
                 };
                 let server_id = reply.server_id.unwrap_or(held.server_id);
                 self.ledger().ack(mac, held.ip, server_id, lease_secs, kind, now);
+                let xid = reply.xid;
+                self.event(format_args!(
+                    "ack {} {} {} from {server_id} lease {lease_secs} xid {xid:#010x}",
+                    if kind == Exchange::Renew { "renew" } else { "rebind" },
+                    format_mac(mac),
+                    held.ip
+                ));
                 let held = Held { ip: held.ip, server_id, expiry: now + Duration::from_secs(u64::from(lease_secs)) };
                 self.bound(index, held, lease_secs, now);
             }
@@ -382,6 +425,12 @@ impl Load {
                     format!("an ACK for {} instead of {}", reply.yiaddr, held.ip)
                 };
                 self.ledger().nak(mac, Some(held.ip), reply.server_id, &message, now);
+                let (xid, from) = (reply.xid, reply.server_id);
+                self.event(format_args!(
+                    "nak {} {} from {from:?} xid {xid:#010x}: {message}",
+                    format_mac(mac),
+                    held.ip
+                ));
                 self.begin_dora(index, now);
             }
             _ => self.ledger().stats.other_replies += 1,
