@@ -29,6 +29,9 @@
 # Root is needed (namespaces). All traffic stays on the segment; every process is started here and killed by
 # PID; everything is removed on exit.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=bench-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
+PROG=bench-cluster.sh
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 
@@ -87,15 +90,7 @@ if ((KEA)); then
     done
 fi
 
-if (($(nproc) >= 2)); then
-    SERVER_CPU=(nice -n -10 taskset -c 1)
-    CLIENT_CPU=(nice -n -10 taskset -c 0)
-    PINNING="servers on CPU 1, perfdhcp -g single / probe on CPU 0"
-else
-    SERVER_CPU=(nice -n -10)
-    CLIENT_CPU=(nice -n -10)
-    PINNING="one CPU only: not pinned"
-fi
+set_pinning "servers on CPU 1, perfdhcp -g single / probe on CPU 0"
 
 BIN=${LEASEHOLD_RELEASE_BIN:-$REPO/target/release/leasehold}
 PROBE=${FAILOVER_PROBE_BIN:-$REPO/target/release/examples/failover_probe}
@@ -117,15 +112,9 @@ PROBE_PID=""
 
 # stop_pid KEY: SIGTERM the process started under KEY, up to 5 s, then SIGKILL; reap it.
 stop_pid() {
-    local key=$1 pid=${PID[$1]:-} i
+    local key=$1 pid=${PID[$1]:-}
     [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_process "$pid"
     unset "PID[$key]"
 }
 
@@ -173,17 +162,11 @@ scripts/netns.sh up "$NAME" 3 2 16
 ip -n "$PERF_NS" addr add 10.77.0.250/16 dev eth0
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/cluster.secret"
 
-fs_type=$(stat -f -c %T "$WORK")
-if [[ $fs_type == tmpfs || $fs_type == ramfs ]]; then
-    echo "WARNING: data directories are on $fs_type, where fsync costs nothing; set BENCH_DIR to a disk directory"
-fi
+warn_if_tmpfs "$WORK"
 
 # http_get NS PATH: GET http://127.0.0.1:6767/PATH inside NS (bash's /dev/tcp); prints "STATUS BODY".
 http_get() {
-    # shellcheck disable=SC2016 # $1 is expanded by the inner bash
-    timeout 5 ip netns exec "$1" bash -c 'exec 3<>/dev/tcp/127.0.0.1/6767 || exit 1
-        printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3
-        cat <&3' http_get "$2" 2>/dev/null |
+    http_response "$1" "$2" 5 |
         awk 'NR == 1 {status = $2; next} body {b = b $0} /^\r?$/ {body = 1} END {print status, b}'
 }
 
@@ -298,14 +281,6 @@ label() {
 start_servers() { if [[ $1 == cluster ]]; then start_cluster; else start_kea_ha; fi; }
 stop_servers() { if [[ $1 == cluster ]]; then stop_cluster; else stop_kea_ha; fi; }
 
-# perfdhcp_counts FILE: "<DISCOVERs sent> <ACKs received>" from perfdhcp's final report.
-perfdhcp_counts() {
-    awk '/Statistics for: DISCOVER-OFFER/ {s = "do"} /Statistics for: REQUEST-ACK/ {s = "ra"}
-         /sent packets:/ {if (s == "do") d = $3}
-         /received packets:/ {if (s == "ra") a = $3}
-         END {printf "%d %d\n", d, a}' "$1"
-}
-
 # measure KIND RATE: one bounded perfdhcp run against fresh servers; sets M_XPS, M_LOSS, M_OK.
 measure() {
     local kind=$1 rate=$2
@@ -316,16 +291,8 @@ measure() {
     timeout $((PERIOD + 30)) ip netns exec "$PERF_NS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single \
         -r "$rate" -R "$CLIENTS" -p "$PERIOD" -W 300000 "${target[@]}" >"$out" 2>&1 || true
     stop_servers "$kind"
-    local sent acked
-    read -r sent acked < <(perfdhcp_counts "$out")
-    if ((sent == 0)); then
-        echo "bench-cluster.sh: perfdhcp sent nothing at $rate/s:"
-        tail -20 "$out"
-        exit 1
-    fi
-    M_XPS=$((acked / PERIOD))
-    M_LOSS=$(awk -v s="$sent" -v a="$acked" 'BEGIN {printf "%.2f", (s - a) * 100 / s}')
-    M_OK=$(awk -v l="$M_LOSS" 'BEGIN {print (l < 1.0) ? 1 : 0}')
+    perfdhcp_result "$out" "$rate"
+    local sent=$SENT
     local verdict="ok"
     ((M_OK)) || verdict="over 1% lost"
     M_SHORT=0
@@ -336,11 +303,6 @@ measure() {
     fi
     printf '  %-26s offered %6d/s: %6d exchanges/s, drops %6s%% (%s)\n' "$(label "$kind")" "$((sent / PERIOD))" \
         "$M_XPS" "$M_LOSS" "$verdict"
-}
-
-measure_twice() {
-    measure "$1" "$2"
-    ((M_OK)) || measure "$1" "$2"
 }
 
 declare -A RESULT_XPS RESULT_LOSS RESULT_SHORT

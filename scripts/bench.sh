@@ -20,6 +20,9 @@
 #
 # Root is needed (namespaces). All traffic stays on the segment; everything is removed on exit.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=bench-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
+PROG=bench.sh
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 
@@ -47,15 +50,7 @@ for tool in perfdhcp taskset; do
 done
 [[ ,$SERVERS, != *,kea,* ]] || command -v kea-dhcp4 >/dev/null || { echo "bench.sh: kea-dhcp4 missing" >&2; exit 1; }
 
-if (($(nproc) >= 2)); then
-    SERVER_CPU=(nice -n -10 taskset -c 1)
-    CLIENT_CPU=(nice -n -10 taskset -c 0)
-    PINNING="server on CPU 1, perfdhcp -g single on CPU 0"
-else
-    SERVER_CPU=(nice -n -10)
-    CLIENT_CPU=(nice -n -10)
-    PINNING="one CPU only: not pinned"
-fi
+set_pinning "server on CPU 1, perfdhcp -g single on CPU 0"
 
 BIN=${LEASEHOLD_RELEASE_BIN:-$REPO/target/release/leasehold}
 if [[ ,$SERVERS, == *,leasehold* ]]; then
@@ -75,14 +70,7 @@ SERVER_PID=""
 
 stop_server() {
     [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    stop_process "$SERVER_PID"
     SERVER_PID=""
 }
 
@@ -102,10 +90,7 @@ scripts/netns.sh up "$NAME" 1 1 16
 # perfdhcp needs an address on its interface; 10.77.0.250 is outside the pool.
 ip -n "$CNS" addr add 10.77.0.250/16 dev eth0
 
-fs_type=$(stat -f -c %T "$WORK")
-if [[ $fs_type == tmpfs || $fs_type == ramfs ]]; then
-    echo "WARNING: data directories are on $fs_type, where fsync costs nothing; set BENCH_DIR to a disk directory"
-fi
+warn_if_tmpfs "$WORK"
 
 RUN=0
 CLIENT_LIMITED=0
@@ -170,10 +155,7 @@ wait_ready() {
 # http_get PATH: GET http://127.0.0.1:6767/PATH inside the server namespace (bash's /dev/tcp, no other
 # tool); prints the body, fails unless the answer is HTTP 200.
 http_get() {
-    # shellcheck disable=SC2016 # the inner script expands $1 itself
-    timeout 10 ip netns exec "$SNS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/6767 || exit 1
-        printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3
-        cat <&3' http_get "$1" 2>/dev/null |
+    http_response "$SNS" "$1" 10 |
         awk 'NR == 1 {if ($2 != 200) exit 1; next} body {print} /^\r?$/ {body = 1}'
 }
 
@@ -183,14 +165,6 @@ label() {
     leasehold-nofsync) echo "leasehold --no-fsync" ;;
     kea) echo "kea-dhcp4 memfile" ;;
     esac
-}
-
-# perfdhcp_counts FILE: "<DISCOVERs sent> <ACKs received>" from perfdhcp's final report.
-perfdhcp_counts() {
-    awk '/Statistics for: DISCOVER-OFFER/ {s = "do"} /Statistics for: REQUEST-ACK/ {s = "ra"}
-         /sent packets:/ {if (s == "do") d = $3}
-         /received packets:/ {if (s == "ra") a = $3}
-         END {printf "%d %d\n", d, a}' "$1"
 }
 
 # client_rcvbuf_errors: UDP datagrams the client namespace's kernel dropped because a socket's receive
@@ -214,15 +188,8 @@ measure() {
     stop_server
     local sent acked client_lost
     client_lost=$(($(client_rcvbuf_errors) - rcvbuf_before))
-    read -r sent acked < <(perfdhcp_counts "$out")
-    if ((sent == 0)); then
-        echo "bench.sh: perfdhcp sent nothing at $rate/s:"
-        tail -20 "$out"
-        exit 1
-    fi
-    M_XPS=$((acked / PERIOD))
-    M_LOSS=$(awk -v s="$sent" -v a="$acked" 'BEGIN {printf "%.2f", (s - a) * 100 / s}')
-    M_OK=$(awk -v l="$M_LOSS" 'BEGIN {print (l < 1.0) ? 1 : 0}')
+    perfdhcp_result "$out" "$rate"
+    sent=$SENT acked=$ACKED
     M_OFFERED=$((sent / PERIOD))
     M_CLIENT_BOUND=0
     if ((M_OK ? M_OFFERED * 10 < rate * 9 : client_lost * 2 >= sent - acked)); then
@@ -237,12 +204,6 @@ measure() {
     fi
     printf '  %-22s offered %6d/s: %6d exchanges/s, drops %5s%% (%s)\n' "$(label "$kind")" "$((sent / PERIOD))" \
         "$M_XPS" "$M_LOSS" "$verdict"
-}
-
-# measure_twice KIND RATE: measure, and once more if the first run lost 1% or more.
-measure_twice() {
-    measure "$1" "$2"
-    ((M_OK)) || measure "$1" "$2"
 }
 
 # search KIND: the highest rate with drops under 1%; sets RESULT_XPS, RESULT_LOSS, RESULT_RATE and
