@@ -346,9 +346,8 @@ impl Run {
             ),
         }
         self.check_duplicates(&tables);
-        let tolerance_ms = checker::ROUNDING_MS + 500 + self.cluster.max_abs_offset_ms;
         let lost: Vec<(String, String)> =
-            tables.iter().flat_map(|(id, table)| checker::lost(&promises, *id, table, read_ms, tolerance_ms)).collect();
+            tables.iter().flat_map(|(id, table)| checker::lost(&promises, *id, table, read_ms)).collect();
         for (key, problem) in lost {
             // One violation per client and address, whichever node and checkpoint saw it first.
             self.violation(ViolationKind::LostLease, &key, format!("{label}: {problem}"));

@@ -84,6 +84,7 @@ fn scenario(name: &str) -> ! {
     let result = match name {
         "stale-release" => driver::scenario::stale_release(),
         "stale-renew" => driver::scenario::stale_renew(),
+        "wipe-without-join" => driver::scenario::wipe_without_join(),
         _ => usage(&format!("unknown scenario {name} (known: {})", driver::scenario::NAMES.join(", "))),
     };
     match result {

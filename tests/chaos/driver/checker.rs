@@ -4,9 +4,9 @@
 //!   expired by that node's clock) to two different MACs across the tables of all nodes read together,
 //!   unless a lagging node explains it (see `duplicates`);
 //! - lost leases: every holding a client still claims (ACKed, unexpired, not released, not NAKed) is in
-//!   the table, bound to that client's MAC, with `expires_at` no earlier than the ACKed expiry minus a
-//!   tolerance (rounding of the lease time and of `expires_at` to seconds, plus the largest clock
-//!   offset any node ran with: a node's clock shifts the expiries it writes);
+//!   the table, bound to that client's MAC, with `expires_at` no earlier than what the latest ACK
+//!   promised (see `ledger`) minus a second of rounding; when the ACKing node ran with a negative clock
+//!   offset, its lease time was computed by a clock that far behind, and that much more is allowed;
 //! - convergence: after healing, every node lists the same (ip, mac, state, expires_at) — with `bound`
 //!   and `expired` counted as one state, since which of the two a node shows depends on its clock.
 
@@ -20,8 +20,8 @@ use crate::netns_support::Lease;
 
 /// A promise closer than this to its expiry is not checked: the client may be about to lose it.
 pub const EXPIRY_MARGIN_MS: u64 = 2_000;
-/// Rounding: option 51 is the remaining time rounded up to a second, `expires_at` is truncated to one.
-pub const ROUNDING_MS: u64 = 2_000;
+/// Rounding of option 51 to whole seconds (`expires_at`'s truncation to seconds is added separately).
+pub const ROUNDING_MS: u64 = 1_000;
 
 /// One node's table as read at one moment.
 pub type Tables = [(u32, Vec<Lease>)];
@@ -94,31 +94,26 @@ pub fn divergence(tables: &Tables) -> Option<String> {
 
 /// The promises `table` (node `node`'s, read at `now_unix_ms`) does not keep: (client and address, what
 /// is wrong).
-pub fn lost(
-    promises: &[Promise],
-    node: u32,
-    table: &[Lease],
-    now_unix_ms: u64,
-    tolerance_ms: u64,
-) -> Vec<(String, String)> {
+pub fn lost(promises: &[Promise], node: u32, table: &[Lease], now_unix_ms: u64) -> Vec<(String, String)> {
     let by_ip: BTreeMap<Ipv4Addr, &Lease> = table.iter().map(|l| (l.ip, l)).collect();
     let mut found = Vec::new();
     for p in promises {
-        if p.expiry_unix_ms <= now_unix_ms + EXPIRY_MARGIN_MS || p.released || p.abandoned {
+        if p.promised_until_unix_ms <= now_unix_ms + EXPIRY_MARGIN_MS || p.released || p.abandoned {
             continue;
         }
         let mac = format_mac(p.mac);
-        let left_s = (p.expiry_unix_ms - now_unix_ms) as f64 / 1000.0;
+        let left_s = (p.promised_until_unix_ms - now_unix_ms) as f64 / 1000.0;
+        let tolerance_ms = ROUNDING_MS + (-p.acked_by_offset_ms).max(0) as u64;
         let problem = match by_ip.get(&p.ip) {
             None => Some("no record of the address".to_owned()),
             Some(lease) if !lease.mac.eq_ignore_ascii_case(&mac) => {
                 Some(format!("the address is {} to {}", lease.state, lease.mac))
             }
             Some(lease) if class(&lease.state) != "held" => Some(format!("the lease is {}", lease.state)),
-            Some(lease) if lease.expires_at * 1000 + 999 + tolerance_ms < p.expiry_unix_ms => Some(format!(
+            Some(lease) if lease.expires_at * 1000 + 999 + tolerance_ms < p.promised_until_unix_ms => Some(format!(
                 "expires_at {} is {:.1} s before the ACKed expiry",
                 lease.expires_at,
-                (p.expiry_unix_ms - lease.expires_at * 1000) as f64 / 1000.0
+                (p.promised_until_unix_ms - lease.expires_at * 1000) as f64 / 1000.0
             )),
             Some(_) => None,
         };
@@ -126,7 +121,7 @@ pub fn lost(
             found.push((
                 format!("{mac} {}", p.ip),
                 format!(
-                    "node {node}: {mac} holds {} (ACKed by {}, {left_s:.1} s left, {} ACKs): {problem}",
+                    "node {node}: {mac} holds {} (last ACKed by {}, {left_s:.1} s left, {} ACKs): {problem}",
                     p.ip, p.server_id, p.acks
                 ),
             ));
@@ -155,7 +150,9 @@ mod tests {
             mac: [2, 0x4c, 0, 0, 0, mac_byte],
             ip: Ipv4Addr::new(10, 77, 1, ip),
             server_id: Ipv4Addr::new(10, 77, 0, 1),
-            expiry_unix_ms,
+            claim_until_unix_ms: expiry_unix_ms,
+            promised_until_unix_ms: expiry_unix_ms,
+            acked_by_offset_ms: 0,
             first_ack_unix_ms: 0,
             last_ack_unix_ms: 0,
             acks: 1,
@@ -198,16 +195,22 @@ mod tests {
         let now = 1_000_000;
         let p = promise(1, 1, now + 60_000);
         let kept = vec![lease(1, "02:4c:00:00:00:01", "bound", (now + 59_000) / 1000)];
-        assert!(lost(std::slice::from_ref(&p), 1, &kept, now, ROUNDING_MS).is_empty());
+        // 2 s short: a stale renewal moved the expiry back.
+        let short = vec![lease(1, "02:4c:00:00:00:01", "bound", (now + 58_000) / 1000)];
+        assert_eq!(lost(std::slice::from_ref(&p), 1, &short, now).len(), 1);
+        // ... unless the ACKing node's clock was 3 s behind.
+        let behind = Promise { acked_by_offset_ms: -3_000, ..p.clone() };
+        assert!(lost(std::slice::from_ref(&behind), 1, &short, now).is_empty());
+        assert!(lost(std::slice::from_ref(&p), 1, &kept, now).is_empty());
         let shortened = vec![lease(1, "02:4c:00:00:00:01", "bound", (now + 50_000) / 1000)];
-        assert_eq!(lost(std::slice::from_ref(&p), 1, &shortened, now, ROUNDING_MS).len(), 1);
+        assert_eq!(lost(std::slice::from_ref(&p), 1, &shortened, now).len(), 1);
         let other = vec![lease(1, "02:4c:00:00:00:09", "bound", (now + 60_000) / 1000)];
-        assert_eq!(lost(std::slice::from_ref(&p), 1, &other, now, ROUNDING_MS).len(), 1);
+        assert_eq!(lost(std::slice::from_ref(&p), 1, &other, now).len(), 1);
         let released = vec![lease(1, "02:4c:00:00:00:01", "released", now / 1000)];
-        assert_eq!(lost(std::slice::from_ref(&p), 1, &released, now, ROUNDING_MS).len(), 1);
-        assert_eq!(lost(std::slice::from_ref(&p), 1, &[], now, ROUNDING_MS).len(), 1);
+        assert_eq!(lost(std::slice::from_ref(&p), 1, &released, now).len(), 1);
+        assert_eq!(lost(std::slice::from_ref(&p), 1, &[], now).len(), 1);
         // About to expire: not checked.
         let ending = promise(1, 1, now + 1_000);
-        assert!(lost(&[ending], 1, &[], now, ROUNDING_MS).is_empty());
+        assert!(lost(&[ending], 1, &[], now).is_empty());
     }
 }

@@ -396,6 +396,7 @@ impl Run {
             self.fault_failed("terminate for the clock step", e);
         }
         self.cluster.set_offset(target, offset);
+        self.ledger().offsets.insert(node_ip(target), offset);
         self.cluster.start(target, false);
     }
 }

@@ -1,8 +1,14 @@
 //! The checker's own record of what the clients were told, independent of the servers' tables: every
-//! DHCPACK a chaos client accepted (address, MAC, the expiry it implies — local receive time plus the
-//! ACK's lease time — and the ACKing server), every RELEASE it sent and every NAK it got. It checks,
-//! from the clients' side alone, that no address was ever ACKed to a client while another client held
-//! an unexpired, unreleased ACK for it, and it measures the longest stretch without any ACK.
+//! DHCPACK a chaos client accepted (address, MAC, the ACKing server and the expiry it implies), every
+//! RELEASE it sent and every NAK it got. It checks, from the clients' side alone, that no address was
+//! ever ACKed to a client while another client held an unexpired, unreleased ACK for it, and it
+//! measures the longest stretch without any ACK.
+//!
+//! Two expiries per ACK: the *claim* counts the lease time from the local receive time (how long the
+//! client may go on using the address: the strict view, for duplicates); the *promise* counts it from
+//! when the client sent the transaction's first REQUEST, as RFC 2131 §4.4.1 tells a client to record it —
+//! what the server committed to, for the check of the tables (counting from the receive time would add
+//! the commit latency, seconds under loss, to what the server is held to).
 //!
 //! Shared between the load thread (which records) and the driver (which pauses, snapshots, reports),
 //! behind one mutex.
@@ -45,8 +51,14 @@ pub struct Promise {
     pub ip: Ipv4Addr,
     /// Option 54 of the latest ACK.
     pub server_id: Ipv4Addr,
-    /// The latest expiry any ACK of this holding implied (Unix ms): receive time + lease time.
-    pub expiry_unix_ms: u64,
+    /// How long the client may use the address (Unix ms): the latest receive time + lease time of any
+    /// ACK of this holding.
+    pub claim_until_unix_ms: u64,
+    /// What the latest ACK promised (Unix ms): first send of its REQUEST + its lease time.
+    pub promised_until_unix_ms: u64,
+    /// The `--clock-offset-ms` of the node that sent the latest ACK, when it sent it (its clock computed
+    /// the lease time).
+    pub acked_by_offset_ms: i64,
     pub first_ack_unix_ms: u64,
     pub last_ack_unix_ms: u64,
     pub acks: u32,
@@ -59,7 +71,7 @@ pub struct Promise {
 impl Promise {
     /// Does the client still claim the address at `now_unix_ms`?
     pub fn live_at(&self, now_unix_ms: u64) -> bool {
-        !self.released && !self.abandoned && self.expiry_unix_ms > now_unix_ms
+        !self.released && !self.abandoned && self.claim_until_unix_ms > now_unix_ms
     }
 }
 
@@ -139,6 +151,21 @@ pub struct Ledger {
     pub paused: bool,
     /// When the run began, for the times in violation reports.
     pub started: Option<Instant>,
+    /// The current `--clock-offset-ms` of each node, by server identifier (set by the driver).
+    pub offsets: BTreeMap<Ipv4Addr, i64>,
+}
+
+/// One ACK a client accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub server_id: Ipv4Addr,
+    /// Option 51.
+    pub lease_secs: u32,
+    pub kind: Exchange,
+    /// When the client first sent the REQUEST this ACK answers (Unix ms).
+    pub requested_unix_ms: u64,
 }
 
 impl Ledger {
@@ -155,13 +182,15 @@ impl Ledger {
     }
 
     /// A client accepted an ACK (for its current transaction).
-    #[allow(clippy::too_many_arguments)]
-    pub fn ack(&mut self, mac: Mac, ip: Ipv4Addr, server_id: Ipv4Addr, lease_secs: u32, kind: Exchange, now: Instant) {
+    pub fn ack(&mut self, ack: Ack, now: Instant) {
+        let Ack { mac, ip, server_id, lease_secs, kind, requested_unix_ms } = ack;
         let now_ms = unix_ms();
         *self.stats.completed.entry(kind).or_default() += 1;
-        let expiry = now_ms + u64::from(lease_secs) * 1000;
+        let claim = now_ms + u64::from(lease_secs) * 1000;
+        let promised = requested_unix_ms.min(now_ms) + u64::from(lease_secs) * 1000;
+        let offset = self.offsets.get(&server_id).copied().unwrap_or(0);
         // Client-side duplicate: another client still holds an unexpired, unreleased ACK for `ip`. (One
-        // second of slack: the lease time in an ACK is rounded up to whole seconds.)
+        // second of slack for the rounding of the lease time to whole seconds.)
         if let Some(other) = self.holder_of.get(&ip).copied().filter(|other| *other != mac) {
             if let Some(p) = self.holdings.get(&other).filter(|p| p.ip == ip && p.live_at(now_ms + 1000)) {
                 let detail = format!(
@@ -170,7 +199,7 @@ impl Ledger {
                     format_mac(mac),
                     format_mac(other),
                     p.server_id,
-                    p.expiry_unix_ms - now_ms,
+                    p.claim_until_unix_ms - now_ms,
                     now_ms.saturating_sub(p.first_ack_unix_ms)
                 );
                 self.violations.push(Violation::new(ViolationKind::Duplicate, self.at(now), detail));
@@ -178,7 +207,9 @@ impl Ledger {
         }
         match self.holdings.get_mut(&mac) {
             Some(p) if p.ip == ip && !p.released && !p.abandoned => {
-                p.expiry_unix_ms = p.expiry_unix_ms.max(expiry);
+                p.claim_until_unix_ms = p.claim_until_unix_ms.max(claim);
+                p.promised_until_unix_ms = promised;
+                p.acked_by_offset_ms = offset;
                 p.server_id = server_id;
                 p.last_ack_unix_ms = now_ms;
                 p.acks += 1;
@@ -188,7 +219,9 @@ impl Ledger {
                     mac,
                     ip,
                     server_id,
-                    expiry_unix_ms: expiry,
+                    claim_until_unix_ms: claim,
+                    promised_until_unix_ms: promised,
+                    acked_by_offset_ms: offset,
                     first_ack_unix_ms: now_ms,
                     last_ack_unix_ms: now_ms,
                     acks: 1,
@@ -223,7 +256,7 @@ impl Ledger {
         let now_ms = unix_ms();
         if let Some(p) = self.holdings.get_mut(&mac).filter(|p| p.ip == ip && p.live_at(now_ms)) {
             p.abandoned = true;
-            let left = p.expiry_unix_ms - now_ms;
+            let left = p.claim_until_unix_ms - now_ms;
             self.stats.naks_of_live_leases += 1;
             let detail = format!(
                 "{} extending {ip} got a NAK from {server_id:?} ({message:?}) with {left} ms left on its ACKed lease \
@@ -267,14 +300,18 @@ mod tests {
     const IP: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);
     const S1: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 
+    fn ack(mac: Mac, ip: Ipv4Addr, lease_secs: u32, kind: Exchange) -> Ack {
+        Ack { mac, ip, server_id: S1, lease_secs, kind, requested_unix_ms: unix_ms() }
+    }
+
     #[test]
     fn an_address_acked_to_a_second_client_while_the_first_holds_it_is_a_duplicate() {
         let now = Instant::now();
         let mut ledger = Ledger::new(now);
-        ledger.ack(A, IP, S1, 60, Exchange::Dora, now);
-        ledger.ack(A, IP, S1, 60, Exchange::Renew, now);
+        ledger.ack(ack(A, IP, 60, Exchange::Dora), now);
+        ledger.ack(ack(A, IP, 60, Exchange::Renew), now);
         assert!(ledger.violations.is_empty());
-        ledger.ack(B, IP, S1, 60, Exchange::Dora, now);
+        ledger.ack(ack(B, IP, 60, Exchange::Dora), now);
         assert_eq!(ledger.violations.len(), 1);
         assert_eq!(ledger.violations[0].kind, ViolationKind::Duplicate);
     }
@@ -283,12 +320,12 @@ mod tests {
     fn a_released_or_expired_address_may_go_to_another_client() {
         let now = Instant::now();
         let mut ledger = Ledger::new(now);
-        ledger.ack(A, IP, S1, 60, Exchange::Dora, now);
+        ledger.ack(ack(A, IP, 60, Exchange::Dora), now);
         ledger.release(A);
-        ledger.ack(B, IP, S1, 60, Exchange::Dora, now);
+        ledger.ack(ack(B, IP, 60, Exchange::Dora), now);
         // A lease time of 0: expired at once (within the second of rounding slack).
-        ledger.ack(A, Ipv4Addr::new(10, 77, 1, 2), S1, 0, Exchange::Dora, now);
-        ledger.ack(B, Ipv4Addr::new(10, 77, 1, 2), S1, 60, Exchange::Dora, now);
+        ledger.ack(ack(A, Ipv4Addr::new(10, 77, 1, 2), 0, Exchange::Dora), now);
+        ledger.ack(ack(B, Ipv4Addr::new(10, 77, 1, 2), 60, Exchange::Dora), now);
         assert!(ledger.violations.is_empty(), "{:?}", ledger.violations);
         assert_eq!(ledger.live_promises(unix_ms()).len(), 1);
     }
@@ -297,7 +334,7 @@ mod tests {
     fn a_nak_of_a_live_lease_is_reported_and_the_holding_abandoned() {
         let now = Instant::now();
         let mut ledger = Ledger::new(now);
-        ledger.ack(A, IP, S1, 60, Exchange::Dora, now);
+        ledger.ack(ack(A, IP, 60, Exchange::Dora), now);
         ledger.nak(A, Some(IP), Some(S1), "address in use", now);
         assert_eq!(ledger.stats.naks_of_live_leases, 1);
         assert_eq!(ledger.violations[0].kind, ViolationKind::NakOfLiveLease);

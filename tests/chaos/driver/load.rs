@@ -30,8 +30,9 @@ use leasehold_tests::{
     RequestState, Target, TestClient,
 };
 
-use super::ledger::{Exchange, Ledger};
+use super::ledger::{Ack, Exchange, Ledger};
 use super::rng::Rng;
+use super::unix_ms;
 
 const DISCOVER_RETRANSMIT: Duration = Duration::from_millis(500);
 const REQUEST_RETRANSMIT: Duration = Duration::from_millis(500);
@@ -81,6 +82,9 @@ struct Machine {
     stage: Stage,
     /// When it began asking for an address (RFC 2131 `secs`; the DORA wait).
     began: Instant,
+    /// When the current REQUEST transaction was first sent (Unix ms): the start of the lease it asks for
+    /// (RFC 2131 §4.4.1).
+    requested_unix_ms: u64,
 }
 
 struct Load {
@@ -143,6 +147,7 @@ pub fn start(config: LoadConfig, ledger: Arc<Mutex<Ledger>>) -> Result<LoadHandl
                     // Staggered starts over the first two seconds.
                     stage: Stage::Idle { until: now + Duration::from_millis(rng.range(0, 2000)) },
                     began: now,
+                    requested_unix_ms: 0,
                 })
                 .collect();
             let mut load = Load {
@@ -324,6 +329,7 @@ impl Load {
             self.rebind(index, held, now);
         } else {
             self.new_xid(index);
+            self.machines[index].requested_unix_ms = unix_ms();
             self.ledger().attempt(Exchange::Renew);
             self.machines[index].stage = Stage::Renewing { held, started: now, sent_at: now };
             self.send(
@@ -336,6 +342,7 @@ impl Load {
 
     fn rebind(&mut self, index: usize, held: Held, now: Instant) {
         self.new_xid(index);
+        self.machines[index].requested_unix_ms = unix_ms();
         self.ledger().attempt(Exchange::Rebind);
         self.machines[index].stage = Stage::Rebinding { held, sent_at: now };
         self.send(index, ClientMessage::Request(RequestState::Rebinding { ciaddr: held.ip }), Target::Broadcast);
@@ -369,6 +376,7 @@ impl Load {
                 let Some(server_id) = reply.server_id else { return };
                 self.machines[index].stage =
                     Stage::Requesting { offered: reply.yiaddr, server_id, sent_at: now, sends: 1 };
+                self.machines[index].requested_unix_ms = unix_ms();
                 let request = RequestState::Selecting { requested_ip: reply.yiaddr, server_id };
                 self.send(index, ClientMessage::Request(request), Target::Broadcast);
             }
@@ -378,7 +386,9 @@ impl Load {
                 {
                     let mut ledger = self.ledger();
                     ledger.stats.longest_dora = ledger.stats.longest_dora.max(waited);
-                    ledger.ack(mac, offered, server_id, lease_secs, Exchange::Dora, now);
+                    let requested_unix_ms = self.machines[index].requested_unix_ms;
+                    let ack = Ack { mac, ip: offered, server_id, lease_secs, kind: Exchange::Dora, requested_unix_ms };
+                    ledger.ack(ack, now);
                 }
                 let xid = reply.xid;
                 self.event(format_args!(
@@ -403,7 +413,8 @@ impl Load {
                     Exchange::Rebind
                 };
                 let server_id = reply.server_id.unwrap_or(held.server_id);
-                self.ledger().ack(mac, held.ip, server_id, lease_secs, kind, now);
+                let requested_unix_ms = self.machines[index].requested_unix_ms;
+                self.ledger().ack(Ack { mac, ip: held.ip, server_id, lease_secs, kind, requested_unix_ms }, now);
                 let xid = reply.xid;
                 self.event(format_args!(
                     "ack {} {} {} from {server_id} lease {lease_secs} xid {xid:#010x}",

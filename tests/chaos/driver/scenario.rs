@@ -8,6 +8,11 @@
 //!   address the cluster calls released, and a second client that asks for that address gets it.
 //! - `stale-renew`: the same with a RENEW (REQUEST, RENEWING) to the cut-off follower, then a REBIND
 //!   that the leader ACKs: the delayed renewal, committed later, moves the lease's expiry back.
+//! - `wipe-without-join`: a follower's data directory is wiped and it is restarted with the same
+//!   `--peer` list and no `--join` (the operator's obvious move): it bootstraps a fresh log, and the
+//!   leader's first heartbeat (commit index beyond its empty log) panics raft-rs inside its raft thread;
+//!   the process lives on but never replicates again (its `/healthz` says whatever the raft thread last
+//!   reported: 503 here, 200 with the old leader in the chaos run of seed 0x4 with `--wipe plain`).
 //!
 //! Each returns a transcript and whether the problem showed.
 
@@ -25,7 +30,7 @@ use super::node::{node_ip, Cluster, Pool, NODES};
 use super::unix_ms;
 use crate::netns_support::{in_ns, require_root, scratch_dir, Lease, Segment};
 
-pub const NAMES: [&str; 2] = ["stale-release", "stale-renew"];
+pub const NAMES: [&str; 3] = ["stale-release", "stale-renew", "wipe-without-join"];
 
 struct Bed {
     cluster: Cluster,
@@ -249,4 +254,35 @@ pub fn stale_renew() -> Result<(Vec<String>, bool), String> {
         }
     ));
     Ok((bed.transcript, moved_back))
+}
+
+/// See the module documentation. Ok((transcript, reproduced)).
+pub fn wipe_without_join() -> Result<(Vec<String>, bool), String> {
+    let mut bed = setup(120)?;
+    let all: Vec<u32> = (1..=NODES).collect();
+    let (leader, _) = bed.cluster.wait_leader(&all, Duration::from_secs(30))?;
+    let target = (1..=NODES).find(|&id| id != leader).expect("a follower");
+    for index in 0..5 {
+        bed.client
+            .dora_with(test_mac(10 + index), &ClientOptions::default(), &retry(), Duration::from_secs(10))
+            .map_err(|e| format!("DORA: {e}"))?;
+    }
+    thread::sleep(Duration::from_millis(500));
+    let before = bed.cluster.leases(leader)?.len();
+    bed.say(format!("5 clients bound; the leader node {leader} lists {before} leases"));
+    bed.cluster.kill(target)?;
+    bed.cluster.wipe(target)?;
+    bed.cluster.start(target, false);
+    bed.say(format!("node {target} killed, its data directory wiped, restarted with the same --peer list, no --join"));
+    thread::sleep(Duration::from_secs(5));
+    let health = bed.cluster.health(target);
+    let table = bed.cluster.leases(target).map(|t| t.len());
+    let log = std::fs::read_to_string(bed.cluster.log_path(target)).unwrap_or_default();
+    let panic_line = log.lines().find(|l| l.contains("panicked at") || l.contains("out of range")).map(str::to_owned);
+    bed.say(format!("node {target}: /healthz {health:?}, /v1/leases has {table:?} leases (the leader {before})"));
+    bed.say(format!("node {target}'s log: {}", panic_line.clone().unwrap_or_else(|| "no panic".into())));
+    let running = bed.cluster.reap_crashes().is_empty();
+    bed.say(format!("node {target}'s process {}", if running { "is still running" } else { "has exited" }));
+    let stuck = table.as_ref().is_ok_and(|n| *n < before);
+    Ok((bed.transcript, panic_line.is_some() || stuck))
 }
