@@ -226,19 +226,12 @@ impl Counters {
 /// Polls `/metrics` (the server gives no event for "datagram handled") until `done(delta since before)`,
 /// at most 10 s; returns the last delta.
 fn wait_counters(server: &Server, before: &Counters, what: &str, done: impl Fn(&Counters) -> bool) -> Counters {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let delta = Counters::read(server).since(before);
-        if done(&delta) {
-            return delta;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: the server's counters did not settle within 10 s: {}",
-            delta.summary()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(
+        Duration::from_secs(10),
+        || Counters::read(server).since(before),
+        done,
+        |delta| format!("{what}: the server's counters did not settle within 10 s: {}", delta.summary()),
+    )
 }
 
 /// What one kind of damage must do to the counters.

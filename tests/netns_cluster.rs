@@ -287,19 +287,13 @@ impl Nodes {
 
     /// Polls node `id`'s /healthz until `want` holds.
     fn wait_health(&self, id: u32, limit: Duration, what: &str, want: impl Fn(&Health) -> bool) -> (Health, Instant) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let h = health(self.ns(id));
-            if want(&h) {
-                return (h, Instant::now());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {id}'s /healthz was not {what} within {limit:?} (last: {h:?})\n{}",
-                self.logs()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        let h = poll_until(
+            limit,
+            || health(self.ns(id)),
+            &want,
+            |h| format!("node {id}'s /healthz was not {what} within {limit:?} (last: {h:?})\n{}", self.logs()),
+        );
+        (h, Instant::now())
     }
 }
 

@@ -71,6 +71,25 @@ pub fn wait_for_next_second() {
     thread::sleep(Duration::from_secs(1) - into_second + Duration::from_millis(20));
 }
 
+/// Polls `probe` every 20 ms (for state with no event to wait on) until `done` holds for what it returned,
+/// and returns that; panics with `timed_out(last value)` if that has not happened within `limit`.
+pub fn poll_until<T>(
+    limit: Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+    timed_out: impl Fn(&T) -> String,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let value = probe();
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{}", timed_out(&value));
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A scratch directory for one test: server data, hook scripts, client lease files, logs.
 /// World-readable (0755) because dhcpcd's privilege-separated processes re-read their config from it.
 pub fn scratch_dir(test: &str) -> tempfile::TempDir {
