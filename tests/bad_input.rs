@@ -316,30 +316,11 @@ fn provoke(server: &Server, hostile: &mut TestClient, what: &str, datagrams: &[V
 // ---------------------------------------------------------------------------------------------------------
 // Legitimate clients
 
-/// busybox udhcpc, one lease then exit (`-n -q`), with a hook that only sets the address on its own eth0
-/// and reports "<event> <address>" on the test's pipe. Returns the address it was given.
+/// busybox udhcpc, one lease then exit (`-n -q`), with `udhcpc_hook` (it only sets the address on its own
+/// eth0 and reports each event on the test's pipe). Returns the address it was given.
 fn udhcpc_lease(ns: &str, dir: &Path, events: &mut Events, run: &str) -> Ipv4Addr {
     let udhcpc = require_tool("udhcpc");
-    let hook = dir.join("udhcpc-hook.sh");
-    write_script(
-        &hook,
-        &format!(
-            r#"#!/bin/sh
-# udhcpc hook of the Leasehold bad-input test: configures only $interface (the client namespace's eth0).
-case "$1" in
-bound|renew)
-    ip -4 addr flush dev "$interface"
-    ip -4 addr replace "$ip/$mask" dev "$interface"
-    ;;
-deconfig)
-    ip -4 addr flush dev "$interface"
-    ;;
-esac
-echo "$1 ${{ip:--}}" > {fifo}
-"#,
-            fifo = events.path.display()
-        ),
-    );
+    let hook = udhcpc_hook(dir, events);
     let mut cmd = in_ns(ns, &udhcpc);
     cmd.args(["-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s"]).arg(&hook);
     let log = dir.join(format!("udhcpc-{run}.log"));

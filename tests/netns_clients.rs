@@ -194,27 +194,7 @@ fn busybox_udhcpc_binds_renews_and_releases() {
     let _capture = Capture::start(&ns, &dir.path().join("capture.txt"));
     let mut events = Events::new(dir.path());
 
-    let hook = dir.path().join("udhcpc-hook.sh");
-    write_script(
-        &hook,
-        &format!(
-            r#"#!/bin/sh
-# udhcpc hook of the Leasehold tests: configures only $interface (the client namespace's eth0) and
-# reports "<event> <address>" on the test's pipe.
-case "$1" in
-bound|renew)
-    ip -4 addr flush dev "$interface"
-    ip -4 addr replace "$ip/$mask" dev "$interface"
-    ;;
-deconfig)
-    ip -4 addr flush dev "$interface"
-    ;;
-esac
-echo "$1 ${{ip:--}}" > {fifo}
-"#,
-            fifo = events.path.display()
-        ),
-    );
+    let hook = udhcpc_hook(dir.path(), &events);
 
     // Long-running udhcpc (-f foreground, -R release on exit), so that SIGUSR1/SIGUSR2 can drive it.
     let mut cmd = in_ns(&ns, &udhcpc);

@@ -470,30 +470,6 @@ echo "$reason ${{new_ip_address:-${{old_ip_address:--}}}} ${{new_dhcp_server_ide
     }
 }
 
-/// udhcpc's hook: configures only the client's eth0, reports "<event> <address> <server id>" on the pipe.
-fn udhcpc_hook(dir: &Path, events: &Events) -> PathBuf {
-    let hook = dir.join("udhcpc-hook.sh");
-    write_script(
-        &hook,
-        &format!(
-            r#"#!/bin/sh
-case "$1" in
-bound|renew)
-    ip -4 addr flush dev "$interface"
-    ip -4 addr replace "$ip/$mask" dev "$interface"
-    ;;
-deconfig)
-    ip -4 addr flush dev "$interface"
-    ;;
-esac
-echo "$1 ${{ip:--}} ${{serverid:--}}" > {fifo}
-"#,
-            fifo = events.path.display()
-        ),
-    );
-    hook
-}
-
 /// `udhcpc -n -q`: one lease, then exit (bounded by -t/-T and by `limit`). Returns (address, server id).
 fn udhcpc_once(ns: &str, dir: &Path, limit: Duration) -> (Ipv4Addr, Ipv4Addr, Duration) {
     let udhcpc = require_tool("udhcpc");

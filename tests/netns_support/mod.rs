@@ -549,6 +549,33 @@ impl Events {
     }
 }
 
+/// Writes `DIR/udhcpc-hook.sh`, the hook script of busybox udhcpc: it configures only $interface (the client
+/// namespace's eth0) and reports "<event> <address> <server id>" on the pipe of `events`. Returns its path.
+pub fn udhcpc_hook(dir: &Path, events: &Events) -> PathBuf {
+    let hook = dir.join("udhcpc-hook.sh");
+    write_script(
+        &hook,
+        &format!(
+            r#"#!/bin/sh
+# udhcpc hook of the Leasehold tests: configures only $interface (the client namespace's eth0) and
+# reports "<event> <address> <server id>" on the test's pipe.
+case "$1" in
+bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip -4 addr replace "$ip/$mask" dev "$interface"
+    ;;
+deconfig)
+    ip -4 addr flush dev "$interface"
+    ;;
+esac
+echo "$1 ${{ip:--}} ${{serverid:--}}" > {fifo}
+"#,
+            fifo = events.path.display()
+        ),
+    );
+    hook
+}
+
 /// Parses the address an event reported.
 pub fn event_ip(words: &[String], step: &str) -> Ipv4Addr {
     let text = words.get(1).map(String::as_str).unwrap_or_default();
