@@ -382,18 +382,7 @@ fn hostile_datagrams_are_dropped_and_counted_and_clients_still_get_leases() {
         &segment.server(1),
         &data,
         &log,
-        &[
-            "--server-ip",
-            "10.77.0.1",
-            "--subnet-mask",
-            "255.255.0.0",
-            "--ip-start",
-            "10.77.1.0",
-            "--ip-end",
-            "10.77.255.254",
-            "--log-level",
-            "warning",
-        ],
+        &[SERVER_16_ARGS.as_slice(), &["--log-level", "warning"]].concat(),
     );
     let (hostile_ns, legit_ns, udhcpc_ns) = (segment.client(1), segment.client(2), segment.client(3));
     let out = Command::new("ip").args(["-n", &hostile_ns, "addr", "add", HOSTILE_IP, "dev", "eth0"]).output();

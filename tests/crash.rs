@@ -289,20 +289,7 @@ fn assert_none(failures: &[String], what: &str, server_log: &Path) {
 
 fn start_server(ns: &str, data: &Path, log: &Path) -> Server {
     let lease = LEASE_SECS.to_string();
-    let args = [
-        "--server-ip",
-        "10.77.0.1",
-        "--subnet-mask",
-        "255.255.0.0",
-        "--ip-start",
-        "10.77.1.0",
-        "--ip-end",
-        "10.77.255.254",
-        "--lease-time",
-        &lease,
-        "--log-level",
-        "warning",
-    ];
+    let args = [SERVER_16_ARGS.as_slice(), &["--lease-time", &lease, "--log-level", "warning"]].concat();
     Server::start(ns, data, log, &args)
 }
 

@@ -67,20 +67,7 @@ fn perfdhcp_completes_5000_exchanges_without_loss() {
         &segment.server(1),
         &data,
         &dir.path().join("leasehold.log"),
-        &[
-            "--server-ip",
-            "10.77.0.1",
-            "--subnet-mask",
-            "255.255.0.0",
-            "--ip-start",
-            "10.77.1.0",
-            "--ip-end",
-            "10.77.255.254",
-            "--lease-time",
-            "3600",
-            "--log-level",
-            "warning",
-        ],
+        &[SERVER_16_ARGS.as_slice(), &["--lease-time", "3600", "--log-level", "warning"]].concat(),
     );
     let client = segment.client(1);
     let out = Command::new("ip").args(["-n", &client, "addr", "add", "10.77.0.250/16", "dev", "eth0"]).output();

@@ -352,6 +352,18 @@ pub struct Lease {
 }
 
 /// `leasehold serve` running in a server namespace, with a fresh data directory (fsync on).
+/// The arguments of a single `leasehold serve` on a /16 segment: server 10.77.0.1, pool 10.77.1.0–10.77.255.254.
+pub const SERVER_16_ARGS: [&str; 8] = [
+    "--server-ip",
+    "10.77.0.1",
+    "--subnet-mask",
+    "255.255.0.0",
+    "--ip-start",
+    "10.77.1.0",
+    "--ip-end",
+    "10.77.255.254",
+];
+
 pub struct Server {
     pub ns: String,
     pub proc: Proc,
