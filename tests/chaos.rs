@@ -77,3 +77,51 @@ fn a_renewal_delayed_by_a_partition_does_not_shorten_a_newer_lease() {
 fn a_wiped_node_restarted_without_join_catches_up_or_refuses_to_start() {
     expect_not_reproduced("wipe-without-join", driver::scenario::wipe_without_join());
 }
+
+/// The peer-link delayer (NFQUEUE, since this kernel has no netem) holds TCP port 6768 packets of a
+/// namespace for the delay, in both directions, and lets everything else through: a TCP connect to port
+/// 6768 takes two delays (SYN out, SYN-ACK in), one to another port takes none.
+#[test]
+fn the_peer_link_delayer_delays_port_6768_both_ways_and_nothing_else() {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::time::Instant;
+
+    netns_support::require_root();
+    let segment = netns_support::Segment::up(2, 0, 24);
+    let (a, b) = (segment.server(1), segment.server(2));
+    let listeners: Vec<TcpListener> = [6768u16, 6769]
+        .iter()
+        .map(|&port| {
+            leasehold_tests::in_netns(&b, || TcpListener::bind(("10.77.0.2", port)))
+                .expect("enter the namespace")
+                .expect("listen")
+        })
+        .collect();
+    let delay = Duration::from_millis(150);
+    let delayer = driver::nfqueue::Delayer::start(&a, 6768, delay, 0.0, 1).expect("bind the NFQUEUE");
+    for (chain, side) in [("OUTPUT", "--dport"), ("INPUT", "--sport")] {
+        let status = netns_support::in_ns(&a, "iptables")
+            .args(["-w", "5", "-I", chain, "-p", "tcp", side, "6768", "-j", "NFQUEUE"])
+            .args(["--queue-num", "6768", "--queue-bypass"])
+            .status()
+            .expect("run iptables");
+        assert!(status.success(), "iptables -I {chain} in {a}");
+    }
+    let connect_time = |port: u16| {
+        let to = SocketAddr::from(([10, 77, 0, 2], port));
+        let started = Instant::now();
+        let stream = leasehold_tests::in_netns(&a, || TcpStream::connect_timeout(&to, Duration::from_secs(5)))
+            .expect("enter the namespace");
+        stream.unwrap_or_else(|e| panic!("connect to {to}: {e}"));
+        started.elapsed()
+    };
+    let delayed = connect_time(6768);
+    let direct = connect_time(6769);
+    let stats = delayer.stop();
+    drop(listeners);
+    println!("connect to :6768 took {delayed:?}, to :6769 {direct:?}; delayer {stats:?}");
+    assert!(delayed >= 2 * delay, "a connect to port 6768 took {delayed:?}; SYN and SYN-ACK are each held {delay:?}");
+    assert!(delayed < 2 * delay + Duration::from_millis(500), "a connect to port 6768 took {delayed:?}");
+    assert!(direct < delay, "a connect to port 6769 took {direct:?}: only port 6768 may be delayed");
+    assert!(stats.queued >= 2 && stats.dropped == 0, "{stats:?}");
+}
