@@ -305,12 +305,7 @@ impl PcapCapture {
         cmd.args(["-i", "eth0", "-n", "-U", "--immediate-mode", "-w"]).arg(file);
         cmd.args(["udp port 67 or udp port 68"]);
         let proc = Proc::spawn("tcpdump -w", cmd, log);
-        // tcpdump says "listening on eth0" once its socket is open.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(log).unwrap_or_default().contains("listening on") {
-            assert!(Instant::now() < deadline, "tcpdump did not start within 10 s\n{}", tail_of(log));
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_tcpdump_listening(log);
         PcapCapture { proc, file: file.to_owned() }
     }
 

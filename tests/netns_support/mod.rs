@@ -469,14 +469,20 @@ impl Capture {
         let mut cmd = in_ns(ns, tcpdump);
         cmd.args(["-i", "eth0", "-n", "-vvv", "--immediate-mode", "-l", "udp port 67 or udp port 68"]);
         let proc = Proc::spawn("tcpdump", cmd, file);
-        // tcpdump says "listening on eth0" once its socket is open; no packet is missed after that.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !fs::read_to_string(file).unwrap_or_default().contains("listening on") {
-            assert!(Instant::now() < deadline, "tcpdump did not start within 10 s\n{}", tail_of(file));
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_tcpdump_listening(file);
         Capture { proc }
     }
+}
+
+/// Waits (at most 10 s) until the tcpdump writing to `log` says "listening on eth0": its socket is then open
+/// and no packet is missed after that.
+pub fn wait_tcpdump_listening(log: &Path) {
+    poll_until(
+        Duration::from_secs(10),
+        || fs::read_to_string(log).unwrap_or_default().contains("listening on"),
+        |listening| *listening,
+        |_| format!("tcpdump did not start within 10 s\n{}", tail_of(log)),
+    );
 }
 
 impl Drop for Capture {
