@@ -229,6 +229,15 @@ impl LeaseTable {
                         return Outcome::Conflict { holder: current.client.clone() };
                     }
                     if same_client
+                        && matches!(current.state, LeaseState::Bound { .. })
+                        && current.updated_at_ms > *proposed_at_ms
+                    {
+                        // A renewal decided before the binding now in force (delayed behind a
+                        // partition or a leader change): it must not move that binding's expiry
+                        // back. The client is answered from the binding in force.
+                        return Outcome::Bound(current.clone());
+                    }
+                    if same_client
                         && matches!(current.state, LeaseState::Declined { until_ms } if until_ms > *proposed_at_ms)
                     {
                         return Outcome::Conflict { holder: current.client.clone() };
@@ -262,7 +271,13 @@ impl LeaseTable {
                 Outcome::Bound(lease)
             }
             Command::Release { client, ip, proposed_at_ms } => match self.by_ip.get_mut(ip) {
-                Some(lease) if lease.client == *client && matches!(lease.state, LeaseState::Bound { .. }) => {
+                // Only a binding made before the RELEASE was decided: a RELEASE delayed behind a
+                // partition must not end a binding the client got afterwards.
+                Some(lease)
+                    if lease.client == *client
+                        && matches!(lease.state, LeaseState::Bound { .. })
+                        && lease.updated_at_ms <= *proposed_at_ms =>
+                {
                     lease.state = LeaseState::Released { at_ms: *proposed_at_ms };
                     lease.updated_at_ms = *proposed_at_ms;
                     Outcome::Released
@@ -272,7 +287,8 @@ impl LeaseTable {
             Command::Decline { client, mac, ip, until_ms, proposed_at_ms } => {
                 let held_by_client = match self.by_ip.get(ip) {
                     None => false,
-                    Some(lease) => lease.client == *client,
+                    // A DECLINE decided before the client's current binding of the address is stale.
+                    Some(lease) => lease.client == *client && lease.updated_at_ms <= *proposed_at_ms,
                 };
                 let free_for_anyone = self.by_ip.get(ip).is_none_or(|l| l.is_reusable(*proposed_at_ms, self.grace_ms));
                 if !held_by_client && !free_for_anyone {

@@ -154,6 +154,14 @@ impl ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // A panic on any thread (the raft actor's included) ends the process: a node whose Raft thread
+    // died must not go on answering clients from a table that no longer follows the log.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("leasehold: a thread panicked; stopping the node");
+        std::process::abort();
+    }));
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),
