@@ -46,8 +46,8 @@ fn chaos_bounded_run_finds_no_violation() {
 }
 
 // Directed reproductions of three findings of the chaos runs (see `driver/scenario.rs`). Each passes when
-// the problem does NOT show. All fail on the server as of this commit, so they are ignored until it is
-// fixed: `cargo test -p leasehold-tests --test chaos -- --ignored`.
+// the problem does NOT show: stale RELEASEs and renewals are now refused at apply, and a node whose log
+// was wiped stops with a clear error instead of a raft-rs panic.
 
 fn expect_not_reproduced(name: &str, result: Result<(Vec<String>, bool), String>) {
     let (transcript, showed) = result.unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
@@ -58,14 +58,12 @@ fn expect_not_reproduced(name: &str, result: Result<(Vec<String>, bool), String>
 
 /// A RELEASE delayed behind a partition must not release the newer binding the client got meanwhile.
 #[test]
-#[ignore = "fails: a stale RELEASE committed after a newer binding releases it (report of issue 4, part 2)"]
 fn a_release_delayed_by_a_partition_does_not_release_a_newer_binding() {
     expect_not_reproduced("stale-release", driver::scenario::stale_release());
 }
 
 /// A renewal delayed behind a partition must not move back the expiry a later rebind ACKed.
 #[test]
-#[ignore = "fails: a stale renewal committed after a newer one moves the expiry back (report of issue 4, part 2)"]
 fn a_renewal_delayed_by_a_partition_does_not_shorten_a_newer_lease() {
     expect_not_reproduced("stale-renew", driver::scenario::stale_renew());
 }
@@ -73,7 +71,6 @@ fn a_renewal_delayed_by_a_partition_does_not_shorten_a_newer_lease() {
 /// A node restarted with a wiped data directory and no `--join` must either catch up or refuse to start;
 /// never live on as a member that no longer replicates.
 #[test]
-#[ignore = "fails: the wiped node panics raft-rs in its raft thread and lives on (report of issue 4, part 2)"]
 fn a_wiped_node_restarted_without_join_catches_up_or_refuses_to_start() {
     expect_not_reproduced("wipe-without-join", driver::scenario::wipe_without_join());
 }

@@ -208,8 +208,13 @@ impl RaftActor {
     /// A node that cannot persist must not serve: stop the actor and the system.
     fn halt(&mut self, ctx: &mut Context<Self>, error: ClusterError) {
         crit!(self.logger, "raft log failed, stopping the node"; "error" => %error);
+        // The asynchronous logger may not flush before the exit: say it on stderr too.
+        eprintln!("leasehold: stopping the node: {error}");
         ctx.stop();
         System::current().stop_with_code(1);
+        // The node's main future waits for a signal, not for the system: end the process here so
+        // nothing keeps answering clients without a working log.
+        std::process::exit(1);
     }
 }
 
@@ -308,6 +313,7 @@ impl Handler<PeerMessage> for RaftActor {
         match self.replica.step(message) {
             Ok(()) => self.schedule_flush(ctx),
             Err(ClusterError::Halted) => {}
+            Err(e @ ClusterError::LogLost { .. }) => self.halt(ctx, e),
             // A stale or misaddressed peer message is dropped; Raft retries what matters.
             Err(e) => debug!(self.logger, "peer message dropped"; "from" => from, "error" => %e),
         }

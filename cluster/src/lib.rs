@@ -29,6 +29,12 @@ pub enum ClusterError {
     Raft(#[from] raft::Error),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    #[error(
+        "raft log lost: leader {leader} says entries up to {commit} are on this node, but its log ends at \
+         {last_index}; remove this node (`leasehold cluster remove-node`) and start it again with an empty \
+         data directory and --join"
+    )]
+    LogLost { leader: u64, commit: u64, last_index: u64 },
     #[error("not the leader")]
     NotLeader,
     #[error("too many proposals in flight ({limit})")]

@@ -273,6 +273,16 @@ impl<L: DurableLog> Replica<L> {
         if message.to != self.node_id {
             return Err(ClusterError::Corrupt(format!("message for {} delivered to {}", message.to, self.node_id)));
         }
+        if message.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
+            // The leader says entries up to `commit` are on this node's disk; if the log ends before
+            // that, the data directory was lost or replaced (raft-rs would panic here). A node that
+            // lost acknowledged entries must not vote or serve: it stops, and rejoins as a new member.
+            let last_index = raft::Storage::last_index(self.node.store())?;
+            if message.commit > last_index {
+                self.halted = true;
+                return Err(ClusterError::LogLost { leader: message.from, commit: message.commit, last_index });
+            }
+        }
         self.node.step(message)?;
         Ok(())
     }
