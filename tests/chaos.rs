@@ -3,7 +3,7 @@
 //! 3-node cluster under DHCP load for `CHAOS_SECONDS` (default 100) with every kind of fault at least
 //! once, on a fixed seed so that a failure replays: kill -9, SIGSTOP, partitions of a follower and of
 //! the leader, loss and delay on the peer links, a wiped data directory rejoined by membership change,
-//! a clock step. Its checker must find no address bound to two clients, no ACKed lease lost, no NAK
+//! a clock step, two or three nodes killed at once. Its checker must find no address bound to two clients, no ACKed lease lost, no NAK
 //! of a live lease, and the tables must converge after every heal.
 //!
 //! `CHAOS_SEED` overrides the seed (decimal or 0x-hex). The driver's pure parts (the generator, the

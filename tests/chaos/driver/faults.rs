@@ -9,6 +9,7 @@
 //! | peer-delay-loss | 10–30% loss and 50–200 ms delay on Raft traffic (TCP 6768) of one node or of all, by NFQUEUE (see `nfqueue`: no netem in this kernel); DHCP traffic untouched | 5–10 s |
 //! | wipe | a node's data directory wiped; it comes back per `WipeMode` (default: remove-node on the leader, start with `--join`, add-node) | until caught up |
 //! | clock-step | a node restarted (SIGTERM) with `--clock-offset-ms` ±1–5 s (or back to 0), well inside the 30 s expiry grace | — |
+//! | crash-majority | kill -9 of two nodes or all three at once (no quorum), all restarted on their data directories: every ACKed lease must survive | 1–3 s |
 //!
 //! The targets and durations come from the run's seeded generator; which node is the leader at the time
 //! comes from the cluster.
@@ -33,10 +34,11 @@ pub enum FaultKind {
     PeerDelayLoss,
     Wipe,
     ClockStep,
+    CrashMajority,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Kill,
         FaultKind::Freeze,
         FaultKind::PartitionNode,
@@ -44,6 +46,7 @@ impl FaultKind {
         FaultKind::PeerDelayLoss,
         FaultKind::Wipe,
         FaultKind::ClockStep,
+        FaultKind::CrashMajority,
     ];
 
     pub fn label(self) -> &'static str {
@@ -55,6 +58,7 @@ impl FaultKind {
             FaultKind::PeerDelayLoss => "peer-delay-loss",
             FaultKind::Wipe => "wipe",
             FaultKind::ClockStep => "clock-step",
+            FaultKind::CrashMajority => "crash-majority",
         }
     }
 
@@ -67,6 +71,7 @@ impl FaultKind {
             FaultKind::PeerDelayLoss => "peer link loss + delay",
             FaultKind::Wipe => "wipe data dir + rejoin",
             FaultKind::ClockStep => "clock step restart",
+            FaultKind::CrashMajority => "kill -9 of 2 or 3 nodes",
         }
     }
 
@@ -165,6 +170,7 @@ impl Run {
             FaultKind::PeerDelayLoss => self.delay_loss(&mut record),
             FaultKind::Wipe => self.wipe(&mut record),
             FaultKind::ClockStep => self.clock_step(&mut record),
+            FaultKind::CrashMajority => self.crash_majority(&mut record),
         }
         record.healed = Some(Instant::now());
         record.held = record.healed.unwrap_or(injected) - injected;
@@ -181,6 +187,25 @@ impl Run {
         }
         self.hold(down);
         self.cluster.start(target, false);
+    }
+
+    /// Two nodes, or all three, killed together: no quorum until they are back, and then every lease a
+    /// client was ACKed must still be there (DESIGN rule 1: ACK only after a majority fsynced it).
+    fn crash_majority(&mut self, record: &mut FaultRecord) {
+        let spared = if self.rng.chance(0.5) { Some(self.pick_node()) } else { None };
+        let down = Duration::from_millis(self.rng.range(1000, 3000));
+        let victims: Vec<u32> = (1..=NODES).filter(|&id| Some(id) != spared).collect();
+        record.target = format!("nodes {victims:?}");
+        self.log(&format!("kill -9 nodes {victims:?} together, down {:.1} s", down.as_secs_f64()));
+        for &id in &victims {
+            if let Err(e) = self.cluster.kill(id) {
+                self.fault_failed("kill", e);
+            }
+        }
+        self.hold(down);
+        for &id in &victims {
+            self.cluster.start(id, false);
+        }
     }
 
     fn freeze(&mut self, record: &mut FaultRecord) {

@@ -88,8 +88,9 @@ pub struct LoadStats {
     pub expired_while_extending: u64,
     /// Replies for transactions the client no longer waits for (late, duplicated, or another client's).
     pub other_replies: u64,
-    /// The longest a single DORA took, from its first DISCOVER to its ACK.
+    /// The longest a single DORA took, from its first DISCOVER to its ACK, by which MAC, ending when.
     pub longest_dora: Duration,
+    pub longest_dora_of: Option<(Mac, Instant)>,
     /// Client MACs used.
     pub macs: u64,
 }

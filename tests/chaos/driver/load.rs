@@ -385,7 +385,10 @@ impl Load {
                 let waited = now - self.machines[index].began;
                 {
                     let mut ledger = self.ledger();
-                    ledger.stats.longest_dora = ledger.stats.longest_dora.max(waited);
+                    if waited > ledger.stats.longest_dora {
+                        ledger.stats.longest_dora = waited;
+                        ledger.stats.longest_dora_of = Some((mac, now));
+                    }
                     let requested_unix_ms = self.machines[index].requested_unix_ms;
                     let ack = Ack { mac, ip: offered, server_id, lease_secs, kind: Exchange::Dora, requested_unix_ms };
                     ledger.ack(ack, now);

@@ -23,6 +23,7 @@ pub struct Report {
     pub slowest_recovery: Duration,
     pub majority_gap: (Duration, String),
     pub any_gap: (Duration, String),
+    pub longest_dora_of: String,
     pub violations: Vec<Violation>,
     pub max_abs_offset_ms: u64,
     pub notes: Vec<String>,
@@ -51,7 +52,12 @@ fn perfdhcp_request_ack(text: &str) -> (Option<u64>, Option<u64>) {
 
 /// What was going on during `window`: the faults that overlapped it.
 fn attribute(gap: &GapTracker, faults: &[FaultRecord], started: Instant) -> (Duration, String) {
-    let Some((from, to)) = gap.longest_window else { return (gap.longest, "no ACK pairs".into()) };
+    (gap.longest, during(gap.longest_window, faults, started))
+}
+
+/// "from T s: the faults that overlapped the window" (or that none did).
+fn during(window: Option<(Instant, Instant)>, faults: &[FaultRecord], started: Instant) -> String {
+    let Some((from, to)) = window else { return "no ACK pairs".into() };
     let during: Vec<String> = faults
         .iter()
         .filter(|f| {
@@ -62,7 +68,7 @@ fn attribute(gap: &GapTracker, faults: &[FaultRecord], started: Instant) -> (Dur
         .collect();
     let at = from.saturating_duration_since(started).as_secs_f64();
     let what = if during.is_empty() { "no fault active".to_owned() } else { during.join(", ") };
-    (gap.longest, format!("from {at:.1} s: {what}"))
+    format!("from {at:.1} s: {what}")
 }
 
 impl Report {
@@ -97,6 +103,13 @@ impl Report {
             slowest_recovery: run.slowest_recovery,
             majority_gap: attribute(&ledger.majority_gap, &run.faults, run.started),
             any_gap: attribute(&ledger.any_gap, &run.faults, run.started),
+            longest_dora_of: match ledger.stats.longest_dora_of {
+                Some((mac, at)) => {
+                    let window = Some((at - ledger.stats.longest_dora, at));
+                    format!("{}, {}", leasehold_tests::format_mac(mac), during(window, &run.faults, run.started))
+                }
+                None => "none".into(),
+            },
             violations,
             max_abs_offset_ms: run.cluster.max_abs_offset_ms,
             notes: run.notes.clone(),
@@ -199,8 +212,9 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  longest single DORA (first DISCOVER to ACK)            {:.2} s",
-            self.stats.longest_dora.as_secs_f64()
+            "  longest single DORA (first DISCOVER to ACK)            {:.2} s ({})",
+            self.stats.longest_dora.as_secs_f64(),
+            self.longest_dora_of
         )?;
         writeln!(f, "  largest clock offset used                              {} ms", self.max_abs_offset_ms)?;
         writeln!(f, "\nrounds")?;
