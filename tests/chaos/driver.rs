@@ -213,6 +213,10 @@ impl Run {
 
     /// Nodes that died by themselves: a violation each, then started again on their data directory.
     pub fn reap(&mut self) {
+        if interrupted() {
+            // Ctrl-C reaches the whole process group, the nodes included: their exits are not crashes.
+            return;
+        }
         for id in self.cluster.reap_crashes() {
             let (_, status, log) = self.cluster.crashes.last().cloned().unwrap_or_default();
             self.violation(
@@ -527,8 +531,12 @@ pub fn run(options: &Options) -> Report {
         std::fs::read_to_string(&proc.log).unwrap_or_default()
     });
     run.ledger().pause(Instant::now());
-    let _ = run.cluster.wait_leader(&all, RECOVERY_LIMIT);
-    run.checkpoint("at the end");
+    if interrupted() {
+        run.notes.push("interrupted by a signal: no final checkpoint; the report covers the run until then".into());
+    } else {
+        let _ = run.cluster.wait_leader(&all, RECOVERY_LIMIT);
+        run.checkpoint("at the end");
+    }
     let report = Report::build(&run, perfdhcp_report.as_deref(), dir.path());
     // Keep the logs when something was found (or when asked).
     if !report.violations.is_empty() || options.keep {
