@@ -129,6 +129,18 @@ fn check_append(entries: &[Entry], first_index: u64, last_index: u64) -> Result<
     Ok(())
 }
 
+/// raft::Storage's contract for reading `[low, high)` from a log holding `[first, last]`: below the
+/// first held entry is compacted, past the last one is unavailable.
+fn check_entries_range(low: u64, high: u64, first: u64, last: u64) -> raft::Result<()> {
+    if low < first {
+        return Err(raft::Error::Store(StorageError::Compacted));
+    }
+    if high > last + 1 {
+        return Err(raft::Error::Store(StorageError::Unavailable));
+    }
+    Ok(())
+}
+
 /// The hard state after restoring `meta`: the snapshot's term and index are committed.
 fn hard_state_after_snapshot(current: &HardState, meta: &SnapshotMetadata) -> HardState {
     let mut hard_state = current.clone();
@@ -310,12 +322,7 @@ impl Storage for LogStore {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > self.last() + 1 {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        check_entries_range(low, high, self.first(), self.last())?;
         let mut entries = Vec::with_capacity(high.saturating_sub(low) as usize);
         if low >= high {
             return Ok(entries);
@@ -331,12 +338,7 @@ impl Storage for LogStore {
         if index == self.snapshot_meta.index {
             return Ok(self.snapshot_meta.term);
         }
-        if index < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if index > self.last() {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        check_entries_range(index, index + 1, self.first(), self.last())?;
         match self.engine.get_entry::<EntryCodec>(RAFT_GROUP_ID, index).map_err(raft_storage_error)? {
             Some(entry) => Ok(entry.term),
             None => Err(raft::Error::Store(StorageError::Unavailable)),
@@ -555,12 +557,7 @@ impl Storage for MemLog {
     ) -> raft::Result<Vec<Entry>> {
         let core = self.core();
         let first = core.first();
-        if low < first {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > core.last() + 1 {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        check_entries_range(low, high, first, core.last())?;
         if low >= high {
             return Ok(Vec::new());
         }
@@ -576,12 +573,7 @@ impl Storage for MemLog {
             return Ok(meta.term);
         }
         let first = core.first();
-        if index < first {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if index > core.last() {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        check_entries_range(index, index + 1, first, core.last())?;
         Ok(core.entries[(index - first) as usize].term)
     }
 
