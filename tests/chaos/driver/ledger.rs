@@ -178,6 +178,17 @@ impl Ledger {
         self.started.map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64())
     }
 
+    /// Keeps a violation for the report and says it at once.
+    fn record(&mut self, violation: Violation) {
+        eprintln!(
+            "chaos: [{:7.1} s] VIOLATION {} (clients' view): {}",
+            violation.at_secs,
+            violation.kind.label(),
+            violation.detail
+        );
+        self.violations.push(violation);
+    }
+
     pub fn attempt(&mut self, kind: Exchange) {
         *self.stats.attempted.entry(kind).or_default() += 1;
     }
@@ -203,7 +214,7 @@ impl Ledger {
                     p.claim_until_unix_ms - now_ms,
                     now_ms.saturating_sub(p.first_ack_unix_ms)
                 );
-                self.violations.push(Violation::new(ViolationKind::Duplicate, self.at(now), detail));
+                self.record(Violation::new(ViolationKind::Duplicate, self.at(now), detail));
             }
         }
         match self.holdings.get_mut(&mac) {
@@ -266,7 +277,7 @@ impl Ledger {
                 p.server_id
             );
             let at = self.at(now);
-            self.violations.push(Violation::new(ViolationKind::NakOfLiveLease, at, detail));
+            self.record(Violation::new(ViolationKind::NakOfLiveLease, at, detail));
         }
     }
 
