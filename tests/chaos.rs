@@ -62,6 +62,15 @@ fn a_release_delayed_by_a_partition_does_not_release_a_newer_binding() {
     expect_not_reproduced("stale-release", driver::scenario::stale_release());
 }
 
+/// The same when the cut-off follower's clock runs 4.5 s ahead of the leader's (the chaos run of seed
+/// 0x30313233 hit it at 1480 s with 7.8 s of skew, and a second client was ACKed the address): ordering
+/// by the proposers' clocks is not enough while skew up to the expiry grace is allowed.
+#[test]
+#[ignore = "fails: a stale RELEASE stamped by a clock ahead still releases the newer binding (issue 4, part 2)"]
+fn a_release_delayed_by_a_partition_does_not_release_a_newer_binding_under_clock_skew() {
+    expect_not_reproduced("stale-release-skew", driver::scenario::stale_release_skew());
+}
+
 /// A renewal delayed behind a partition must not move back the expiry a later rebind ACKed.
 #[test]
 fn a_renewal_delayed_by_a_partition_does_not_shorten_a_newer_lease() {

@@ -83,6 +83,7 @@ fn parse_args() -> Options {
 fn scenario(name: &str) -> ! {
     let result = match name {
         "stale-release" => driver::scenario::stale_release(),
+        "stale-release-skew" => driver::scenario::stale_release_skew(),
         "stale-renew" => driver::scenario::stale_renew(),
         "wipe-without-join" => driver::scenario::wipe_without_join(),
         _ => usage(&format!("unknown scenario {name} (known: {})", driver::scenario::NAMES.join(", "))),

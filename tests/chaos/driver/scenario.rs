@@ -6,6 +6,9 @@
 //!   client then gets its address again by DORA from the leader. After healing, the delayed RELEASE is
 //!   committed *after* the newer binding and releases it: the client holds an unexpired ACK for an
 //!   address the cluster calls released, and a second client that asks for that address gets it.
+//! - `stale-release-skew`: the same with the follower's clock 4.5 s ahead of the leader's (within the
+//!   skew the expiry grace is there to cover): a RELEASE stamped by a clock ahead looks newer than the
+//!   binding the leader made after it.
 //! - `stale-renew`: the same with a RENEW (REQUEST, RENEWING) to the cut-off follower, then a REBIND
 //!   that the leader ACKs: the delayed renewal, committed later, moves the lease's expiry back.
 //! - `wipe-without-join`: a follower's data directory is wiped and it is restarted with the same
@@ -30,7 +33,7 @@ use super::node::{node_ip, Cluster, Pool, NODES};
 use super::unix_ms;
 use crate::netns_support::{in_ns, require_root, scratch_dir, Lease, Segment};
 
-pub const NAMES: [&str; 3] = ["stale-release", "stale-renew", "wipe-without-join"];
+pub const NAMES: [&str; 4] = ["stale-release", "stale-release-skew", "stale-renew", "wipe-without-join"];
 
 struct Bed {
     cluster: Cluster,
@@ -118,10 +121,28 @@ fn retry() -> RetryPolicy {
 
 /// Steps shared by both scenarios: a lease whose last ACK came from a follower. Returns (lease with
 /// server_id = the follower, leader, follower).
-fn lease_from_a_follower(bed: &mut Bed, mac_index: u32) -> Result<(ClientLease, u32, u32), String> {
+/// With `follower_offset_ms`, the follower is first restarted with its clock that far ahead
+/// (`--clock-offset-ms`, well inside the 30 s expiry grace that is there to cover clock skew).
+fn lease_from_a_follower(
+    bed: &mut Bed,
+    mac_index: u32,
+    follower_offset_ms: i64,
+) -> Result<(ClientLease, u32, u32), String> {
     let all: Vec<u32> = (1..=NODES).collect();
     let (leader, _) = bed.cluster.wait_leader(&all, Duration::from_secs(30))?;
     let follower = (1..=NODES).find(|&id| id != leader).expect("a follower");
+    if follower_offset_ms != 0 {
+        bed.cluster.terminate(follower)?;
+        bed.cluster.set_offset(follower, follower_offset_ms);
+        bed.cluster.start(follower, false);
+        let (now_leader, _) = bed.cluster.wait_leader(&all, Duration::from_secs(30))?;
+        if now_leader != leader {
+            return Err(format!(
+                "leadership moved from node {leader} to node {now_leader} during the restart; run again"
+            ));
+        }
+        bed.say(format!("follower node {follower} restarted with --clock-offset-ms {follower_offset_ms}"));
+    }
     let mut lease = bed
         .client
         .dora_with(test_mac(mac_index), &ClientOptions::default(), &retry(), Duration::from_secs(10))
@@ -142,8 +163,19 @@ fn lease_from_a_follower(bed: &mut Bed, mac_index: u32) -> Result<(ClientLease, 
 
 /// See the module documentation. Ok((transcript, reproduced)).
 pub fn stale_release() -> Result<(Vec<String>, bool), String> {
+    stale_release_with(0)
+}
+
+/// `stale-release` with the cut-off follower's clock 4.5 s ahead of the leader's (seed 0x30313233 at
+/// 1480 s: the RELEASE's node ran 7.8 s ahead of the leader's): ordering the RELEASE and the newer binding
+/// by their proposers' clocks puts the RELEASE last.
+pub fn stale_release_skew() -> Result<(Vec<String>, bool), String> {
+    stale_release_with(4_500)
+}
+
+fn stale_release_with(follower_offset_ms: i64) -> Result<(Vec<String>, bool), String> {
     let mut bed = setup(120)?;
-    let (lease, leader, follower) = lease_from_a_follower(&mut bed, 1)?;
+    let (lease, leader, follower) = lease_from_a_follower(&mut bed, 1, follower_offset_ms)?;
     let ip = lease.address;
     bed.iptables_partition(follower, "-I")?;
     bed.say(format!("node {follower} cut off from the others (iptables DROP in the node namespaces)"));
@@ -215,7 +247,7 @@ pub fn stale_release() -> Result<(Vec<String>, bool), String> {
 /// See the module documentation. Ok((transcript, reproduced)).
 pub fn stale_renew() -> Result<(Vec<String>, bool), String> {
     let mut bed = setup(120)?;
-    let (lease, leader, follower) = lease_from_a_follower(&mut bed, 3)?;
+    let (lease, leader, follower) = lease_from_a_follower(&mut bed, 3, 0)?;
     let ip = lease.address;
     bed.iptables_partition(follower, "-I")?;
     bed.say(format!("node {follower} cut off from the others"));
