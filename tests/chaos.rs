@@ -64,9 +64,9 @@ fn a_release_delayed_by_a_partition_does_not_release_a_newer_binding() {
 
 /// The same when the cut-off follower's clock runs 4.5 s ahead of the leader's (the chaos run of seed
 /// 0x30313233 hit it at 1480 s with 7.8 s of skew, and a second client was ACKed the address): ordering
-/// by the proposers' clocks is not enough while skew up to the expiry grace is allowed.
+/// by the proposers' clocks was not enough while skew up to the expiry grace is allowed; commands are
+/// now ordered by the log index their proposer decided on.
 #[test]
-#[ignore = "fails: a stale RELEASE stamped by a clock ahead still releases the newer binding (issue 4, part 2)"]
 fn a_release_delayed_by_a_partition_does_not_release_a_newer_binding_under_clock_skew() {
     expect_not_reproduced("stale-release-skew", driver::scenario::stale_release_skew());
 }

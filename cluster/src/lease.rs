@@ -5,6 +5,12 @@
 //! command (the proposer's `proposed_at_ms`), so every replica that applies the same entries ends in the
 //! same table (DESIGN rule 4). Maps are `BTreeMap`s so iteration order, digests and snapshots are
 //! identical on every replica.
+//!
+//! Which of two commands about one record came later is decided by the log, never by the proposers'
+//! clocks (they may be seconds apart): every command carries the applied index its proposer decided
+//! on (`decided_at_index`), every record the index of the entry that last changed it
+//! (`changed_at_index`). A command decided before the record last changed was decided on a view that
+//! no longer holds, and must not undo what came after it.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -65,6 +71,8 @@ pub struct Lease {
     pub state: LeaseState,
     /// `proposed_at_ms` of the command that last changed this record.
     pub updated_at_ms: u64,
+    /// Log index of the entry that last changed this record.
+    pub changed_at_index: u64,
 }
 
 impl Lease {
@@ -96,11 +104,12 @@ pub enum Command {
         ip: Ipv4Addr,
         expires_at_ms: u64,
         proposed_at_ms: u64,
+        decided_at_index: u64,
     },
     /// The client gives `ip` back.
-    Release { client: ClientKey, ip: Ipv4Addr, proposed_at_ms: u64 },
+    Release { client: ClientKey, ip: Ipv4Addr, proposed_at_ms: u64, decided_at_index: u64 },
     /// The client found `ip` in use: quarantine it until `until_ms`.
-    Decline { client: ClientKey, mac: [u8; 6], ip: Ipv4Addr, until_ms: u64, proposed_at_ms: u64 },
+    Decline { client: ClientKey, mac: [u8; 6], ip: Ipv4Addr, until_ms: u64, proposed_at_ms: u64, decided_at_index: u64 },
 }
 
 /// Who proposed a command, so the proposer can match the committed outcome to the waiting client.
@@ -134,6 +143,10 @@ pub enum Outcome {
     Declined,
     /// Release/decline of an address the client does not hold: nothing changed.
     NotHeld,
+    /// The command was decided before a later entry changed the client's record (it was held up behind
+    /// a partition or a leader change): nothing changed. A binding the client holds is reported as
+    /// `Bound` instead, so a late renewal is answered from the binding in force.
+    Stale,
 }
 
 /// The replicated lease table.
@@ -207,7 +220,7 @@ impl LeaseTable {
         if index <= self.applied_index {
             return None;
         }
-        let outcomes = proposals.iter().map(|p| self.apply_command(&p.command)).collect();
+        let outcomes = proposals.iter().map(|p| self.apply_command(index, &p.command)).collect();
         self.applied_index = index;
         debug_assert!(self.check_invariants().is_ok(), "{:?}", self.check_invariants());
         Some(outcomes)
@@ -220,22 +233,41 @@ impl LeaseTable {
         }
     }
 
-    fn apply_command(&mut self, command: &Command) -> Outcome {
+    /// Has the record at `ip` changed since a proposer decided on the table at `decided_at_index`?
+    fn changed_since(&self, ip: &Ipv4Addr, decided_at_index: u64) -> bool {
+        self.by_ip.get(ip).is_some_and(|l| l.changed_at_index > decided_at_index)
+    }
+
+    fn apply_command(&mut self, index: u64, command: &Command) -> Outcome {
         match command {
-            Command::Bind { client, mac, client_id, hostname, ip, expires_at_ms, proposed_at_ms } => {
+            Command::Bind { client, mac, client_id, hostname, ip, expires_at_ms, proposed_at_ms, decided_at_index } => {
+                // The client's own records (the address asked for, and the one it holds now) must be
+                // as the proposer saw them: otherwise a late renewal could revive an address the client
+                // has since released or left, or free the address it was given afterwards.
+                let held_elsewhere = self.by_client.get(client).filter(|held| *held != ip).copied();
+                let stale = held_elsewhere.is_some_and(|held| self.changed_since(&held, *decided_at_index))
+                    || self
+                        .by_ip
+                        .get(ip)
+                        .is_some_and(|l| l.client == *client && l.changed_at_index > *decided_at_index);
+                if stale {
+                    return match self.by_ip.get(ip) {
+                        // Decided before the binding now in force (a retransmission, or a renewal
+                        // held up): the client is answered from that binding, which stays as it is.
+                        Some(current)
+                            if current.client == *client
+                                && held_elsewhere.is_none()
+                                && matches!(current.state, LeaseState::Bound { .. }) =>
+                        {
+                            Outcome::Bound(current.clone())
+                        }
+                        _ => Outcome::Stale,
+                    };
+                }
                 if let Some(current) = self.by_ip.get(ip) {
                     let same_client = current.client == *client;
                     if !same_client && !current.is_reusable(*proposed_at_ms, self.grace_ms) {
                         return Outcome::Conflict { holder: current.client.clone() };
-                    }
-                    if same_client
-                        && matches!(current.state, LeaseState::Bound { .. })
-                        && current.updated_at_ms > *proposed_at_ms
-                    {
-                        // A renewal decided before the binding now in force (delayed behind a
-                        // partition or a leader change): it must not move that binding's expiry
-                        // back. The client is answered from the binding in force.
-                        return Outcome::Bound(current.clone());
                     }
                     if same_client
                         && matches!(current.state, LeaseState::Declined { until_ms } if until_ms > *proposed_at_ms)
@@ -252,10 +284,8 @@ impl LeaseTable {
                         self.by_client.remove(&previous.client);
                     }
                 }
-                if let Some(old_ip) = self.by_client.get(client).copied() {
-                    if old_ip != *ip {
-                        self.by_ip.remove(&old_ip);
-                    }
+                if let Some(old_ip) = held_elsewhere {
+                    self.by_ip.remove(&old_ip);
                 }
                 let lease = Lease {
                     ip: *ip,
@@ -265,37 +295,39 @@ impl LeaseTable {
                     hostname: hostname.clone(),
                     state: LeaseState::Bound { expires_at_ms: *expires_at_ms },
                     updated_at_ms: *proposed_at_ms,
+                    changed_at_index: index,
                 };
                 self.by_ip.insert(*ip, lease.clone());
                 self.by_client.insert(client.clone(), *ip);
                 Outcome::Bound(lease)
             }
-            Command::Release { client, ip, proposed_at_ms } => match self.by_ip.get_mut(ip) {
-                // Only a binding made before the RELEASE was decided: a RELEASE delayed behind a
-                // partition must not end a binding the client got afterwards.
-                Some(lease)
-                    if lease.client == *client
-                        && matches!(lease.state, LeaseState::Bound { .. })
-                        && lease.updated_at_ms <= *proposed_at_ms =>
-                {
+            Command::Release { client, ip, proposed_at_ms, decided_at_index } => match self.by_ip.get_mut(ip) {
+                Some(lease) if lease.client == *client && matches!(lease.state, LeaseState::Bound { .. }) => {
+                    if lease.changed_at_index > *decided_at_index {
+                        // A RELEASE held up behind a partition must not end a binding the client got
+                        // (or renewed) after it let the address go.
+                        return Outcome::Stale;
+                    }
                     lease.state = LeaseState::Released { at_ms: *proposed_at_ms };
                     lease.updated_at_ms = *proposed_at_ms;
+                    lease.changed_at_index = index;
                     Outcome::Released
                 }
                 _ => Outcome::NotHeld,
             },
-            Command::Decline { client, mac, ip, until_ms, proposed_at_ms } => {
-                let held_by_client = match self.by_ip.get(ip) {
-                    None => false,
-                    // A DECLINE decided before the client's current binding of the address is stale.
-                    Some(lease) => lease.client == *client && lease.updated_at_ms <= *proposed_at_ms,
-                };
-                let free_for_anyone = self.by_ip.get(ip).is_none_or(|l| l.is_reusable(*proposed_at_ms, self.grace_ms));
+            Command::Decline { client, mac, ip, until_ms, proposed_at_ms, decided_at_index } => {
+                let current = self.by_ip.get(ip);
+                let held_by_client = current.is_some_and(|l| l.client == *client);
+                if held_by_client && self.changed_since(ip, *decided_at_index) {
+                    // Decided before the client's current binding of the address.
+                    return Outcome::Stale;
+                }
+                let free_for_anyone = current.is_none_or(|l| l.is_reusable(*proposed_at_ms, self.grace_ms));
                 if !held_by_client && !free_for_anyone {
                     // Someone else holds it: a decline must not take another client's lease away.
                     return Outcome::NotHeld;
                 }
-                if !self.by_ip.contains_key(ip) && self.by_ip.len() >= self.max_leases {
+                if current.is_none() && self.by_ip.len() >= self.max_leases {
                     return Outcome::TableFull;
                 }
                 if let Some(previous) = self.by_ip.get(ip) {
@@ -313,6 +345,7 @@ impl LeaseTable {
                         hostname: None,
                         state: LeaseState::Declined { until_ms: *until_ms },
                         updated_at_ms: *proposed_at_ms,
+                        changed_at_index: index,
                     },
                 );
                 Outcome::Declined

@@ -17,6 +17,10 @@ fn ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, n)
 }
 
+/// The commands below are decided on the table as of `SEEN`: after everything the tests apply unless
+/// a test sets `decided_at_index` itself (a command held up behind a partition).
+const SEEN: u64 = u64::MAX;
+
 fn bind(c: u8, a: u8, at: u64, lease_ms: u64) -> Command {
     Command::Bind {
         client: client(c),
@@ -26,11 +30,12 @@ fn bind(c: u8, a: u8, at: u64, lease_ms: u64) -> Command {
         ip: ip(a),
         expires_at_ms: at + lease_ms,
         proposed_at_ms: at,
+        decided_at_index: SEEN,
     }
 }
 
 fn release(c: u8, a: u8, at: u64) -> Command {
-    Command::Release { client: client(c), ip: ip(a), proposed_at_ms: at }
+    Command::Release { client: client(c), ip: ip(a), proposed_at_ms: at, decided_at_index: SEEN }
 }
 
 fn decline(c: u8, a: u8, at: u64) -> Command {
@@ -40,6 +45,7 @@ fn decline(c: u8, a: u8, at: u64) -> Command {
         ip: ip(a),
         until_ms: at + 900_000,
         proposed_at_ms: at,
+        decided_at_index: SEEN,
     }
 }
 
@@ -91,29 +97,82 @@ fn one_address_per_client_a_new_binding_frees_the_old_one() {
     assert_eq!(table.by_client(&client(1)).map(|l| l.ip), Some(ip(6)));
 }
 
+/// The same command, decided by a proposer whose table had applied up to `index`.
+fn decided_at(index: u64, mut command: Command) -> Command {
+    match &mut command {
+        Command::Bind { decided_at_index, .. }
+        | Command::Release { decided_at_index, .. }
+        | Command::Decline { decided_at_index, .. } => *decided_at_index = index,
+    }
+    command
+}
+
 #[test]
-fn rfc2131_4_3_4_a_release_decided_before_a_newer_binding_does_not_end_it() {
-    // The client released at T0+10 (the RELEASE was held up behind a partition), then bound again at
-    // T0+20 on the majority side; the late RELEASE commits after that binding.
+fn rfc2131_4_3_4_a_release_decided_before_a_newer_binding_does_not_end_it_whatever_the_clocks_say() {
+    // The client released while a cut-off node had applied index 1; that node's clock runs 4.5 s
+    // ahead. The client then bound the address again through the majority (index 2), and only then
+    // did the held-up RELEASE commit (index 3). Its later timestamp must not let it end the binding.
     let mut table = LeaseTable::new(GRACE_MS, 100);
     apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
     apply(&mut table, 2, vec![bind(1, 5, T0 + 20, 60_000)]);
-    assert_eq!(apply(&mut table, 3, vec![release(1, 5, T0 + 10)]), vec![Outcome::NotHeld]);
+    let late_release = decided_at(1, release(1, 5, T0 + 4_500));
+    assert_eq!(apply(&mut table, 3, vec![late_release]), vec![Outcome::Stale]);
     assert_eq!(expiry(&table, 5), T0 + 20 + 60_000, "the newer binding stands");
-    assert_eq!(apply(&mut table, 4, vec![release(1, 5, T0 + 30)]), vec![Outcome::Released], "a current RELEASE works");
+    let current_release = decided_at(3, release(1, 5, T0 + 30));
+    assert_eq!(apply(&mut table, 4, vec![current_release]), vec![Outcome::Released], "a current RELEASE works");
 }
 
 #[test]
 fn a_renewal_decided_before_a_newer_one_does_not_move_the_expiry_back() {
+    // The late renewal carries the later clock (its proposer runs ahead) but the earlier view.
     let mut table = LeaseTable::new(GRACE_MS, 100);
     apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
     apply(&mut table, 2, vec![bind(1, 5, T0 + 20_000, 60_000)]);
-    let stale = apply(&mut table, 3, vec![bind(1, 5, T0 + 10_000, 60_000)]);
+    let stale = apply(&mut table, 3, vec![decided_at(1, bind(1, 5, T0 + 10_000, 60_000))]);
     assert!(
-        matches!(&stale[0], Outcome::Bound(l) if l.updated_at_ms == T0 + 20_000),
+        matches!(&stale[0], Outcome::Bound(l) if l.updated_at_ms == T0 + 20_000 && l.changed_at_index == 2),
         "answered from the binding in force: {stale:?}"
     );
-    assert_eq!(expiry(&table, 5), T0 + 80_000, "the stale renewal did not shorten the lease");
+    assert_eq!(expiry(&table, 5), T0 + 80_000, "the stale renewal did not change the lease");
+}
+
+#[test]
+fn rfc2131_4_4_5_a_late_renewal_does_not_revive_a_released_address() {
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
+    apply(&mut table, 2, vec![release(1, 5, T0 + 1_000)]);
+    assert_eq!(apply(&mut table, 3, vec![decided_at(1, bind(1, 5, T0 + 5_000, 60_000))]), vec![Outcome::Stale]);
+    assert!(matches!(table.by_ip(ip(5)).map(|l| l.state), Some(LeaseState::Released { .. })));
+}
+
+#[test]
+fn a_late_renewal_of_an_address_the_client_left_does_not_free_its_new_one() {
+    // The client renewed .5 through a node that was then cut off; meanwhile it was moved to .6 (the
+    // binding of .6 removes .5). When the renewal of .5 commits, .6 must stay bound to the client:
+    // freeing it would let another client be given an address in use.
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
+    apply(&mut table, 2, vec![bind(1, 6, T0 + 1_000, 60_000)]);
+    assert_eq!(apply(&mut table, 3, vec![decided_at(1, bind(1, 5, T0 + 2_000, 60_000))]), vec![Outcome::Stale]);
+    assert_eq!(table.by_client(&client(1)).map(|l| l.ip), Some(ip(6)));
+    assert_eq!(table.by_ip(ip(5)), None);
+}
+
+#[test]
+fn a_retransmitted_request_in_the_same_entry_gets_the_same_binding() {
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    let twice =
+        apply(&mut table, 1, vec![decided_at(0, bind(1, 5, T0, 60_000)), decided_at(0, bind(1, 5, T0 + 3, 60_000))]);
+    assert_eq!(twice[0], twice[1], "the second copy is answered from the first: {twice:?}");
+}
+
+#[test]
+fn rfc2131_4_3_3_a_late_decline_does_not_quarantine_a_newer_binding() {
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
+    apply(&mut table, 2, vec![bind(1, 5, T0 + 1_000, 60_000)]);
+    assert_eq!(apply(&mut table, 3, vec![decided_at(1, decline(1, 5, T0 + 9_000))]), vec![Outcome::Stale]);
+    assert_eq!(expiry(&table, 5), T0 + 61_000);
 }
 
 #[test]
@@ -143,13 +202,16 @@ fn max_leases_is_a_hard_limit() {
 }
 
 fn command() -> impl Strategy<Value = Command> {
-    (0u8..3, 1u8..8, 1u8..8, 0u64..200_000).prop_flat_map(|(kind, c, a, at)| {
+    (0u8..3, 1u8..8, 1u8..8, 0u64..200_000, 0u64..45).prop_flat_map(|(kind, c, a, at, seen)| {
         let at = T0 + at;
-        Just(match kind {
-            0 => bind(c, a, at, 60_000),
-            1 => release(c, a, at),
-            _ => decline(c, a, at),
-        })
+        Just(decided_at(
+            seen,
+            match kind {
+                0 => bind(c, a, at, 60_000),
+                1 => release(c, a, at),
+                _ => decline(c, a, at),
+            },
+        ))
     })
 }
 

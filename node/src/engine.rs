@@ -559,6 +559,7 @@ impl Engine {
             ip,
             expires_at_ms,
             proposed_at_ms: now_ms,
+            decided_at_index: self.table.applied_index(),
         };
         self.propose(request, command, now_us)
     }
@@ -576,7 +577,14 @@ impl Engine {
         self.offers.forget(&client);
         self.offers.remove_ip(ip);
         let until_ms = now_ms.saturating_add(self.config.limits.decline_probation_secs * 1000);
-        let command = Command::Decline { client, mac: request.chaddr, ip, until_ms, proposed_at_ms: now_ms };
+        let command = Command::Decline {
+            client,
+            mac: request.chaddr,
+            ip,
+            until_ms,
+            proposed_at_ms: now_ms,
+            decided_at_index: self.table.applied_index(),
+        };
         self.propose(request, command, now_us)
     }
 
@@ -590,7 +598,12 @@ impl Engine {
         };
         let client = self.client_key(request);
         self.offers.forget(&client);
-        let command = Command::Release { client, ip, proposed_at_ms: now_us / 1000 };
+        let command = Command::Release {
+            client,
+            ip,
+            proposed_at_ms: now_us / 1000,
+            decided_at_index: self.table.applied_index(),
+        };
         self.propose(request, command, now_us)
     }
 
@@ -684,9 +697,13 @@ impl Engine {
                 // now would promise an address that is already reusable.
                 answers.silent.push(decision("expired_before_commit", lease.ip));
             }
-            (Command::Bind { .. }, Outcome::Bound(lease)) => {
+            (Command::Bind { proposed_at_ms, .. }, Outcome::Bound(lease)) => {
                 self.offers.forget(&lease.client);
-                let outgoing = self.ack(request, lease, lease.updated_at_ms);
+                // Usually this command made the binding. When a binding made after it was decided is
+                // in force (a retransmission, a late renewal), the lease time still counts from this
+                // REQUEST: the client counts from when it sent it.
+                let from_ms = lease.updated_at_ms.max(*proposed_at_ms);
+                let outgoing = self.ack(request, lease, from_ms);
                 answers.replies.push((outgoing, decision("ack", lease.ip)));
             }
             (Command::Bind { .. }, Outcome::Conflict { .. }) => {
@@ -697,6 +714,13 @@ impl Engine {
             (_, Outcome::Released) => answers.silent.push(decision("released", command_ip)),
             (_, Outcome::Declined) => answers.silent.push(decision("declined", command_ip)),
             (_, Outcome::NotHeld) => answers.silent.push(decision("not_held", command_ip)),
+            (Command::Bind { .. }, Outcome::Stale) => {
+                // The client's binding changed after this REQUEST was decided (it released or moved
+                // meanwhile): a NAK sends it back to INIT, RFC 2131 §4.4.1.
+                let reply = self.nak_reply(request, "binding changed meanwhile");
+                answers.replies.push((self.outgoing(request, reply), decision("nak_stale", command_ip)));
+            }
+            (_, Outcome::Stale) => answers.silent.push(decision("stale", command_ip)),
             (_, other) => {
                 debug_assert!(false, "outcome {other:?} for {command:?}");
                 answers.silent.push(decision("unexpected", command_ip));

@@ -35,6 +35,7 @@ pub fn proposal_with_hostname(node_id: u64, seq: u64, hostname: Option<String>) 
             ip: Ipv4Addr::from(0x0a00_0000 + n + 1),
             expires_at_ms: 1_000_000_000,
             proposed_at_ms: 1_000,
+            decided_at_index: 0,
         },
     }
 }
