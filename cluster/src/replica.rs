@@ -10,12 +10,12 @@
 use std::collections::BTreeMap;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
 use slog::{debug, info, warn, Logger};
 
 use crate::lease::{decode_entry, encode_entry};
-use crate::storage::{DurableLog, ReadyWrite};
+use crate::storage::{CatchUpMark, DurableLog, ReadyWrite};
 use crate::{ClusterError, CommittedEntry, Proposal, ProposalTag, RaftStatus};
 
 /// Proposals above this encoded size are split over several log entries.
@@ -155,8 +155,26 @@ pub struct Replica<L: DurableLog> {
     /// configuration in force at its index (the table may lag behind this replica's apply).
     conf_history: Vec<(u64, ConfState)>,
     last_status: Option<RaftStatus>,
+    catch_up: CatchUp,
+    /// Messages this layer sends on its own (not raft-rs's), out with the next `advance`.
+    outbox: Vec<Message>,
     halted: bool,
     logger: Logger,
+}
+
+/// A log that started empty does not know what it acknowledged or whom it voted for before (a wiped
+/// data directory looks exactly like a new node), so it must not help elect a leader that lacks
+/// entries it once held, nor vote twice in a term (DESIGN rule 6: it catches up from a leader first).
+/// While `mark` is `Fresh` no peer has shown that anything was ever committed, and it takes part in
+/// elections as any node of a new cluster does. Once a peer reports a commit index above 0 it is
+/// `Behind`: it neither votes nor campaigns. It is caught up once its log holds an entry of the term
+/// of the first leader it heard from (so all of that leader's log before its term) and has committed
+/// what that leader had committed then. What no live peer knows it cannot know (see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CatchUp {
+    mark: CatchUpMark,
+    /// The first leader's term and commit index.
+    until: Option<(u64, u64)>,
 }
 
 impl<L: DurableLog> std::fmt::Debug for Replica<L> {
@@ -214,6 +232,22 @@ impl<L: DurableLog> Replica<L> {
         let alone = conf_state.voters == [config.node_id]
             && conf_state.voters_outgoing.is_empty()
             && conf_state.learners.is_empty();
+        let mark = match log.catch_up() {
+            _ if alone => CatchUpMark::Done,
+            CatchUpMark::Done if state.initialized() => CatchUpMark::Done,
+            CatchUpMark::Done => {
+                // `join` says the cluster exists: no need to wait for a peer to show it.
+                let mark = if config.join { CatchUpMark::Behind } else { CatchUpMark::Fresh };
+                log.set_catch_up(mark)?;
+                mark
+            }
+            mark => mark,
+        };
+        if mark != CatchUpMark::Done {
+            info!(logger, "the log started empty: no part in elections of a cluster with a history until caught up";
+                "mark" => ?mark);
+        }
+        let catch_up = CatchUp { mark, until: None };
         let mut node = RawNode::new(&raft_config, log, &logger)?;
         if alone {
             node.campaign()?;
@@ -229,6 +263,8 @@ impl<L: DurableLog> Replica<L> {
             in_flight: BTreeMap::new(),
             conf_history,
             last_status: None,
+            catch_up,
+            outbox: Vec::new(),
             halted: false,
             logger,
         })
@@ -273,23 +309,113 @@ impl<L: DurableLog> Replica<L> {
         if message.to != self.node_id {
             return Err(ClusterError::Corrupt(format!("message for {} delivered to {}", message.to, self.node_id)));
         }
-        if message.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
-            // The leader says entries up to `commit` are on this node's disk; if the log ends before
-            // that, the data directory was lost or replaced (raft-rs would panic here). A node that
-            // lost acknowledged entries must not vote or serve: it stops, and rejoins as a new member.
-            let last_index = raft::Storage::last_index(self.node.store())?;
-            if message.commit > last_index {
-                self.halted = true;
-                return Err(ClusterError::LogLost { leader: message.from, commit: message.commit, last_index });
+        let mut message = message;
+        let last_index = raft::Storage::last_index(self.node.store())?;
+        let catching_up = self.catch_up.mark != CatchUpMark::Done;
+        if catching_up && self.catch_up.mark == CatchUpMark::Fresh && message.commit > 0 {
+            info!(self.logger, "a peer has committed entries: this cluster has a history; no votes until caught up";
+                "peer" => message.from, "commit" => message.commit, "msg_type" => ?message.get_msg_type());
+            self.node.mut_store().set_catch_up(CatchUpMark::Behind)?;
+            self.catch_up.mark = CatchUpMark::Behind;
+        }
+        match message.get_msg_type() {
+            MessageType::MsgHeartbeat if message.commit > last_index => {
+                // The leader says entries up to `commit` are on this node's disk (it remembers our
+                // acknowledgements), but the log ends before that (raft-rs would panic here).
+                if !catching_up {
+                    // A log that was not known to start empty lost acknowledged entries: it must not
+                    // vote or serve. It stops; the operator rejoins it (see the README).
+                    self.halted = true;
+                    return Err(ClusterError::LogLost { leader: message.from, commit: message.commit, last_index });
+                }
+                // Started empty: expected. Tell the leader at once with a rejection of what it thinks
+                // we hold (it then starts over, see `forget_lost_progress`); an idle leader would
+                // otherwise send nothing until its next entry.
+                let mut rejection = Message::default();
+                rejection.set_msg_type(MessageType::MsgAppendResponse);
+                rejection.to = message.from;
+                rejection.from = self.node_id;
+                rejection.term = message.term;
+                rejection.reject = true;
+                rejection.index = last_index;
+                rejection.reject_hint = last_index;
+                self.outbox.push(rejection);
+                message.commit = last_index;
             }
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                if self.catch_up.mark == CatchUpMark::Behind =>
+            {
+                debug!(self.logger, "vote request ignored while catching up";
+                    "candidate" => message.from, "term" => message.term, "candidate_commit" => message.commit);
+                return Ok(());
+            }
+            MessageType::MsgAppend | MessageType::MsgSnapshot
+                if catching_up && self.catch_up.until.is_none() && message.term >= self.node.raft.term =>
+            {
+                let commit = message.commit.max(message.get_snapshot().get_metadata().index);
+                info!(self.logger, "catching up from the leader"; "leader" => message.from, "term" => message.term,
+                    "until_commit" => commit);
+                self.catch_up.until = Some((message.term, commit));
+            }
+            MessageType::MsgAppendResponse if message.reject && self.is_leader() => self.forget_lost_progress(&message),
+            _ => {}
         }
         self.node.step(message)?;
         Ok(())
     }
 
+    /// A follower that rejects an append below what it acknowledged before has lost its log (a
+    /// wiped data directory, or a disk without fsync). raft-rs takes such a rejection for a stale
+    /// message and would wait forever; start over from what the follower has, so it gets a snapshot
+    /// or the entries again. Lowering `matched` never lowers the commit index.
+    fn forget_lost_progress(&mut self, message: &Message) {
+        let term = self.node.raft.term;
+        let Some(progress) = self.node.raft.mut_prs().get_mut(message.from) else { return };
+        if message.term != term || message.reject_hint >= progress.matched {
+            return;
+        }
+        warn!(self.logger, "a follower lost entries it had acknowledged: sending them again";
+            "follower" => message.from, "acknowledged" => progress.matched, "has" => message.reject_hint);
+        progress.matched = message.reject_hint;
+        progress.become_probe();
+    }
+
+    /// Leave catch-up once the log holds what the first leader heard from had (called after the
+    /// Ready is durable).
+    fn check_caught_up(&mut self) -> Result<(), ClusterError> {
+        if self.catch_up.mark == CatchUpMark::Done {
+            return Ok(());
+        }
+        let caught_up = if self.is_leader() {
+            // Elected: a leader's log holds every committed entry (Raft's leader completeness).
+            true
+        } else if let Some((term, commit)) = self.catch_up.until {
+            let store = self.node.store();
+            let last_term = raft::Storage::term(store, raft::Storage::last_index(store)?)?;
+            last_term >= term && self.node.raft.raft_log.committed >= commit
+        } else {
+            false
+        };
+        if caught_up {
+            self.node.mut_store().set_catch_up(CatchUpMark::Done)?;
+            self.catch_up = CatchUp { mark: CatchUpMark::Done, until: None };
+            info!(self.logger, "caught up from the leader: takes part in elections again");
+        }
+        Ok(())
+    }
+
+    /// While `Behind`, this node's own vote requests stay home: its log may lack entries it once
+    /// acknowledged, so it must not lead.
+    fn drop_own_vote_requests(&self, messages: &mut Vec<Message>) {
+        if self.catch_up.mark == CatchUpMark::Behind {
+            messages
+                .retain(|m| !matches!(m.get_msg_type(), MessageType::MsgRequestVote | MessageType::MsgRequestPreVote));
+        }
+    }
+
     /// True when an `advance` would do something.
     pub fn has_ready(&self) -> bool {
-        !self.halted && (!self.buffered.is_empty() || self.node.has_ready())
+        !self.halted && (!self.buffered.is_empty() || !self.outbox.is_empty() || self.node.has_ready())
     }
 
     pub fn is_leader(&self) -> bool {
@@ -379,9 +505,12 @@ impl<L: DurableLog> Replica<L> {
 
     fn advance_inner(&mut self) -> Result<Actions, ClusterError> {
         let mut actions = Actions::default();
+        actions.messages.append(&mut self.outbox);
         self.propose_buffered(&mut actions);
         if self.node.has_ready() {
             self.handle_ready(&mut actions)?;
+            self.check_caught_up()?;
+            self.drop_own_vote_requests(&mut actions.messages);
         }
         // Tags proposed but not found in the Ready (cannot happen with raft-rs 0.7; never ack them).
         if !self.proposed.is_empty() {

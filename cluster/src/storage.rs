@@ -38,6 +38,7 @@ const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_CONF_INDEX: &[u8] = b"conf_index";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+const KEY_CATCHING_UP: &[u8] = b"catching_up";
 
 /// What one `Ready` asks to make durable. Written as one batch, in this order: the snapshot (which
 /// replaces the whole log), the entries (which replace any conflicting suffix), the hard state.
@@ -94,6 +95,45 @@ pub trait DurableLog: Storage {
     fn snapshot_index(&self) -> u64;
 
     fn stats(&self) -> LogStats;
+
+    /// Where a log that started empty stands in catching up (see `Replica`). Kept across restarts,
+    /// so a node that crashes again half-way still knows its log is not to be trusted for votes.
+    fn catch_up(&self) -> CatchUpMark;
+
+    /// Record `catch_up`, durably.
+    fn set_catch_up(&mut self, mark: CatchUpMark) -> Result<(), ClusterError>;
+}
+
+/// How far a log that started empty has caught up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CatchUpMark {
+    /// Not catching up: the log holds everything this node acknowledged.
+    #[default]
+    Done,
+    /// Started empty, and no peer has shown a log with entries: this may be a new cluster, whose
+    /// first election only empty logs take part in.
+    Fresh,
+    /// Started empty in a cluster that has a history: takes no part in elections until a leader
+    /// has brought it up to date.
+    Behind,
+}
+
+impl CatchUpMark {
+    fn to_byte(self) -> Option<u8> {
+        match self {
+            CatchUpMark::Done => None,
+            CatchUpMark::Fresh => Some(1),
+            CatchUpMark::Behind => Some(2),
+        }
+    }
+
+    fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            1 => Some(CatchUpMark::Fresh),
+            2 => Some(CatchUpMark::Behind),
+            _ => None,
+        }
+    }
 }
 
 /// raft-engine's view of a Raft entry: it needs to know how to read the index.
@@ -182,6 +222,7 @@ pub struct LogStore {
     conf_state: ConfState,
     conf_index: u64,
     snapshot_meta: SnapshotMetadata,
+    catch_up: CatchUpMark,
     stats: LogStats,
 }
 
@@ -226,6 +267,14 @@ impl LogStore {
         };
         let snapshot_meta: SnapshotMetadata =
             engine.get_message(RAFT_GROUP_ID, KEY_SNAPSHOT_META).map_err(storage_error)?.unwrap_or_default();
+        let catch_up = match engine.get(RAFT_GROUP_ID, KEY_CATCHING_UP) {
+            None => CatchUpMark::Done,
+            Some(bytes) => match bytes.as_slice() {
+                [byte] => CatchUpMark::from_byte(*byte),
+                _ => None,
+            }
+            .ok_or_else(|| ClusterError::Corrupt(format!("{}: catching_up", path.display())))?,
+        };
         let store = LogStore {
             engine,
             path,
@@ -236,6 +285,7 @@ impl LogStore {
             conf_state,
             conf_index,
             snapshot_meta,
+            catch_up,
             stats: LogStats::default(),
         };
         store.check_consistent()?;
@@ -445,6 +495,24 @@ impl DurableLog for LogStore {
         self.conf_index
     }
 
+    fn catch_up(&self) -> CatchUpMark {
+        self.catch_up
+    }
+
+    fn set_catch_up(&mut self, mark: CatchUpMark) -> Result<(), ClusterError> {
+        let mut batch = LogBatch::default();
+        match mark.to_byte() {
+            Some(byte) => {
+                batch.put(RAFT_GROUP_ID, KEY_CATCHING_UP.to_vec(), vec![byte]).map_err(|e| self.storage_error(e))?
+            }
+            None => batch.delete(RAFT_GROUP_ID, KEY_CATCHING_UP.to_vec()),
+        }
+        // Always synced: a lost mark would let the node vote with a partial log.
+        self.write_batch(&mut batch, true)?;
+        self.catch_up = mark;
+        Ok(())
+    }
+
     fn save_snapshot(
         &mut self,
         index: u64,
@@ -513,6 +581,7 @@ struct MemLogCore {
     conf_index: u64,
     snapshot: Snapshot,
     keep_entries: u64,
+    catch_up: CatchUpMark,
     stats: LogStats,
 }
 
@@ -667,6 +736,18 @@ impl DurableLog for MemLog {
 
     fn conf_index(&self) -> u64 {
         self.core().conf_index
+    }
+
+    fn catch_up(&self) -> CatchUpMark {
+        self.core().catch_up
+    }
+
+    fn set_catch_up(&mut self, mark: CatchUpMark) -> Result<(), ClusterError> {
+        let mut core = self.core();
+        core.catch_up = mark;
+        core.stats.writes += 1;
+        core.stats.synced_writes += 1;
+        Ok(())
     }
 
     fn save_snapshot(

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use common::{logger, proposal, seqs, Applier};
 use leasehold_cluster::replica::{Actions, Replica, ReplicaConfig};
-use leasehold_cluster::storage::{DurableLog, MemLog};
+use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
 use leasehold_cluster::ProposalTag;
 use raft::eraftpb::{Message, MessageType};
 
@@ -73,6 +73,12 @@ impl Cluster {
             applier.restore(snapshot.get_metadata().index, &snapshot.data);
         }
         self.start(id, log, applier);
+    }
+
+    /// Crash `id` and start it again with an empty log: its disk was lost (same id, same peers).
+    fn wipe(&mut self, id: u64) {
+        self.members.remove(&id).expect("member exists");
+        self.start(id, MemLog::with_keep_entries(1_000), Applier::empty());
     }
 
     fn take(&mut self, id: u64, actions: Actions) {
@@ -264,4 +270,59 @@ fn an_isolated_leaders_uncommitted_proposals_are_rejected_when_overwritten() {
     for member in cluster.members.values() {
         assert_eq!(member.applier.table.digest(), old_member.applier.table.digest());
     }
+}
+
+/// DESIGN rule 6: a member restarted with an empty data directory and the same flags catches up from
+/// the leader (raft-rs would otherwise ignore its rejections as stale: the leader remembers what it
+/// acknowledged before) and then takes part in elections again.
+#[test]
+fn a_member_whose_disk_was_lost_catches_up_with_the_same_flags() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let leader = elect(&mut cluster);
+    cluster.propose(leader, 0..20);
+    assert!(cluster.run_until(|c| c.members.values().all(|m| m.applier.tags.len() == 20)));
+    let follower = 3;
+    cluster.wipe(follower);
+    assert_eq!(cluster.member(follower).log.catch_up(), CatchUpMark::Fresh, "an empty log starts fresh");
+
+    let digest = cluster.member(leader).applier.table.digest();
+    assert!(
+        cluster.run_until(|c| c.member(follower).applier.table.digest() == digest
+            && c.member(follower).log.catch_up() == CatchUpMark::Done),
+        "the wiped member caught up: mark {:?}, applied {}",
+        cluster.member(follower).log.catch_up(),
+        cluster.member(follower).applier.table.applied_index()
+    );
+    assert_eq!(seqs(&cluster.member(follower).applier.tags), (0..20).collect::<Vec<_>>(), "replayed from the log");
+    cluster.propose(leader, 20..25);
+    assert!(cluster.run_until(|c| c.member(follower).applier.tags.len() == 25), "and follows after");
+}
+
+/// The danger of a lost disk: entries committed by the leader and the member that lost them are on
+/// no other disk. With the leader down, a stale member must not be elected with the wiped member's
+/// vote — that would lose committed entries (ACKed leases). Raft only asks the wiped member to sit
+/// out until a leader that holds them is back.
+#[test]
+fn a_member_whose_disk_was_lost_does_not_elect_a_stale_leader() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let leader = elect(&mut cluster);
+    assert_eq!(leader, 1, "pinned timeouts: node 1 leads");
+    let (wiped, stale) = (2, 3);
+    cluster.isolated.insert(stale);
+    cluster.propose(leader, 0..10);
+    assert!(cluster.run_until(|c| c.member(wiped).applier.tags.len() == 10), "committed on the leader and 2");
+
+    cluster.wipe(wiped);
+    cluster.isolated = BTreeSet::from([leader]);
+    let elected = cluster.run_until(|c| c.leader_among(&[wiped, stale]).is_some());
+    assert!(!elected, "{:?} was elected without the committed entries", cluster.leader_among(&[wiped, stale]));
+    assert_eq!(cluster.member(wiped).log.catch_up(), CatchUpMark::Behind, "the stale member showed a history");
+
+    cluster.isolated.clear();
+    let converged = |c: &Cluster| {
+        let digest = c.member(leader).applier.table.digest();
+        c.members.values().all(|m| m.applier.table.digest() == digest && m.applier.table.len() == 10)
+    };
+    assert!(cluster.run_until(converged), "every member holds the 10 committed bindings");
+    assert_eq!(cluster.member(wiped).log.catch_up(), CatchUpMark::Done);
 }

@@ -1,7 +1,7 @@
 //! The durable Raft log: what is written survives a reopen, conflicting suffixes are replaced, and
 //! snapshots move the log's first index (raft-rs `Storage` contract, modelled on `MemStorage`).
 
-use leasehold_cluster::storage::{DurableLog, LogStore, MemLog, ReadyWrite};
+use leasehold_cluster::storage::{CatchUpMark, DurableLog, LogStore, MemLog, ReadyWrite};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, Storage, StorageError};
 
@@ -215,4 +215,19 @@ fn mem_log_clones_share_the_durable_state() {
     drop(log);
     assert_eq!(kept.last_index().unwrap(), 3, "a simulated crash keeps what was written");
     assert_eq!(kept.initial_state().unwrap().hard_state.commit, 3);
+}
+
+/// The catch-up mark of a log that started empty (DESIGN rule 6) survives a restart: a node that
+/// crashes again half-way still does not vote with a partial log.
+#[test]
+fn log_store_keeps_the_catch_up_mark_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    for mark in [CatchUpMark::Fresh, CatchUpMark::Behind, CatchUpMark::Done] {
+        {
+            let mut log = LogStore::open(dir.path(), true).unwrap();
+            log.set_catch_up(mark).unwrap();
+        }
+        let log = LogStore::open(dir.path(), true).unwrap();
+        assert_eq!(log.catch_up(), mark);
+    }
 }

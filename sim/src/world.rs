@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use leasehold_cluster::replica::{Actions, Replica, ReplicaConfig};
-use leasehold_cluster::storage::{DurableLog, MemLog};
+use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
 use leasehold_cluster::{ClientKey, CommittedEntry, LeaseTable, Proposal, ProposalTag, RaftStatus};
 use leasehold_config::{ClientIdentity, Cluster, Config, Limits, LogFormat, LogLevel, Pool, Pxe, Subnet};
 use leasehold_node::engine::{Action, Arrival, Engine, Role};
@@ -178,7 +178,7 @@ impl fmt::Display for Report {
             f,
             "seed {} ({} nodes, {} clients): {} steps, {:.1}s virtual, {} ACKs ({} confirmed without a commit, {} from followers), {} NAKs, \
              {} offers, {} proposals \
-             ({} refused), {} elections, faults: {} crashes, {} partitions, {} client-link cuts, {} weather \
+             ({} refused), {} elections, faults: {} crashes ({} losing the disk), {} partitions, {} client-link cuts, {} weather \
              changes; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
              {} addresses passed between clients; {} datagrams answered by two nodes; {} digests and {} beliefs \
              checked; \
@@ -197,6 +197,7 @@ impl fmt::Display for Report {
             self.refused_proposals,
             self.leader_elections,
             self.crashes,
+            self.disks_wiped,
             self.partitions,
             self.client_link_cuts,
             self.weather_changes,
@@ -411,6 +412,9 @@ struct SimNode {
     config: Arc<Config>,
     /// The durable log: survives crashes.
     log: MemLog,
+    /// The log this node had before its disk was lost (`--wipe-disks`): what it acknowledged then
+    /// still counts for rule 1 (an entry was committed when a majority held it).
+    lost_log: Option<MemLog>,
     live: Option<Live>,
     incarnation: u64,
     /// This node's clock reads virtual time plus this.
@@ -556,6 +560,7 @@ impl World {
                     server_ip: server_ip(id),
                     config: Arc::new(plan.engine_config(id, config.nodes)),
                     log: MemLog::with_keep_entries(plan.keep_entries),
+                    lost_log: None,
                     live: None,
                     incarnation: 0,
                     offset_us: rng.between(0, 2 * skew as u64) as i64 - skew,
@@ -1093,17 +1098,30 @@ impl World {
         Ok(())
     }
 
+    /// Raft survives the loss of a minority's disks, not more: node `n` may lose its disk only while
+    /// the nodes still catching up after an earlier loss, with `n`, stay a minority.
+    fn may_lose_a_disk(&self, n: usize) -> bool {
+        let behind = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, node)| {
+                let wiped_not_restarted = node.lost_log.is_some() && node.log.last_index().unwrap_or(0) == 0;
+                *i != n && (node.log.catch_up() != CatchUpMark::Done || wiped_not_restarted)
+            })
+            .count();
+        (behind + 1) * 2 < self.nodes.len()
+    }
+
     /// DESIGN rule 1: the entry an ACK is built from is durable on a majority — in their logs with
     /// the same term, or behind their snapshots. `term`: the entry's term when it was handed out.
     fn check_durable(&self, n: usize, index: u64, term: Option<u64>) -> Result<(), String> {
-        let holders = self
-            .nodes
-            .iter()
-            .filter(|node| match (node.log.term(index), term) {
-                (Ok(theirs), Some(ours)) => theirs == ours,
-                _ => node.log.snapshot_index() >= index,
-            })
-            .count();
+        let holds = |log: &MemLog| match (log.term(index), term) {
+            (Ok(theirs), Some(ours)) => theirs == ours,
+            _ => log.snapshot_index() >= index,
+        };
+        let holders =
+            self.nodes.iter().filter(|node| holds(&node.log) || node.lost_log.as_ref().is_some_and(holds)).count();
         if holders * 2 <= self.nodes.len() {
             return Err(format!(
                 "rule 1 (ACK only after commit): n{} ACKs from entry {index} (term {term:?}), which only {holders} of {} \
@@ -1423,10 +1441,14 @@ impl World {
                 };
                 if self.nodes[n].live.is_some() {
                     self.crash(n);
-                    if self.config.wipe_disks && self.fault_rng.chance(250_000) {
+                    if self.config.wipe_disks && self.fault_rng.chance(250_000) && self.may_lose_a_disk(n) {
                         // DESIGN rule 6: "a node with an empty directory catches up from a leader
                         // snapshot" — the same id, the same peers, a fresh log.
-                        self.nodes[n].log = MemLog::with_keep_entries(self.plan.keep_entries);
+                        let lost = std::mem::replace(
+                            &mut self.nodes[n].log,
+                            MemLog::with_keep_entries(self.plan.keep_entries),
+                        );
+                        self.nodes[n].lost_log = Some(lost);
                         self.report.disks_wiped += 1;
                         self.note(Note::DiskWiped { node: n as u64 + 1 });
                     }

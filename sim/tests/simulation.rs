@@ -4,6 +4,7 @@
 //!
 //! One flag away from a longer run (environment variables):
 //!   LEASEHOLD_SIM_SEEDS=5000        seeds to run (default 500)
+//!   LEASEHOLD_SIM_WIPE_SEEDS=2000   seeds of the lost-disk run (default 200; from FROM + 1,000,000)
 //!   LEASEHOLD_SIM_FROM=100000       first seed (default 0)
 //!   LEASEHOLD_SIM_STEPS=20000       chaos-phase events per seed (default 10,000)
 //!   LEASEHOLD_SIM_MAX_CLIENTS=200   most clients per seed (default 60)
@@ -17,6 +18,7 @@ use std::time::Instant;
 use leasehold_sim::{run, Report, SimConfig};
 
 const DEFAULT_SEEDS: u64 = 500;
+const DEFAULT_WIPE_SEEDS: u64 = 200;
 const DEFAULT_STEPS: u64 = 10_000;
 const DEFAULT_MAX_CLIENTS: usize = 60;
 
@@ -39,7 +41,37 @@ fn config(seed: u64, steps: u64, max_clients: usize) -> SimConfig {
 #[test]
 fn many_seeds_three_and_five_nodes_keep_every_invariant() {
     let seeds = env_or("LEASEHOLD_SIM_SEEDS", DEFAULT_SEEDS);
-    let from = env_or("LEASEHOLD_SIM_FROM", 0u64);
+    let reports = run_seeds(env_or("LEASEHOLD_SIM_FROM", 0u64), seeds, false);
+    let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
+    // A simulation that stopped exercising something would still pass: make sure it does not.
+    if seeds >= 100 {
+        assert!(sum(|r| r.crashes) > seeds, "too few crashes");
+        assert!(sum(|r| r.partitions) > seeds, "too few partitions");
+        assert!(sum(|r| r.snapshots_restored) > 0, "no follower ever caught up from a leader's snapshot");
+        assert!(sum(|r| r.confirmations) > 0, "no minority-side renewal was ever confirmed");
+        assert!(sum(|r| r.follower_acks) > 0, "no follower ever answered a renewal addressed to it");
+        assert!(sum(|r| r.reassigned) > 0, "no address ever passed from one client to another");
+        assert!(sum(|r| r.naks) > 0, "no NAK was ever sent");
+        let by_size = |nodes: usize| reports.iter().filter(|r| r.nodes == nodes).count();
+        assert!(by_size(3) > 0 && by_size(5) > 0, "both cluster sizes run");
+    }
+}
+
+/// DESIGN rule 6: some crashes also lose the node's disk; it restarts with the same id and peers and
+/// an empty log, and must catch up without helping elect a leader that lacks what it acknowledged.
+/// (Raft survives the loss of a minority's disks: the simulation never takes more.)
+#[test]
+fn nodes_that_lose_their_disk_catch_up_without_losing_acked_leases() {
+    let seeds = env_or("LEASEHOLD_SIM_WIPE_SEEDS", DEFAULT_WIPE_SEEDS);
+    let reports = run_seeds(env_or("LEASEHOLD_SIM_FROM", 0u64) + 1_000_000, seeds, true);
+    if seeds >= 100 {
+        let wiped: u64 = reports.iter().map(|r| r.disks_wiped).sum();
+        assert!(wiped > seeds / 2, "only {wiped} disks lost in {seeds} seeds");
+    }
+}
+
+/// Run `seeds` seeds from `from` on all cores; panic with every failure and its replay command.
+fn run_seeds(from: u64, seeds: u64, wipe_disks: bool) -> Vec<Report> {
     let steps = env_or("LEASEHOLD_SIM_STEPS", DEFAULT_STEPS);
     let max_clients = env_or("LEASEHOLD_SIM_MAX_CLIENTS", DEFAULT_MAX_CLIENTS);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -56,7 +88,7 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
                 if seed >= from + seeds {
                     break;
                 }
-                let config = config(seed, steps, max_clients);
+                let config = SimConfig { wipe_disks, ..config(seed, steps, max_clients) };
                 let outcome = std::panic::catch_unwind(|| run(&config));
                 let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());
                 match outcome {
@@ -82,10 +114,11 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
     let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
     let by_size = |nodes: usize| reports.iter().filter(|r| r.nodes == nodes).count();
     say(&format!(
-        "simulation: {} seeds ({}..{}; {} with 3 nodes, {} with 5) in {:.1}s on {jobs} threads: {} steps, {:.0}s \
-         virtual, {} ACKs ({} confirmed without a commit, {} sent by followers), {} NAKs, {} faults ({} crashes, {} partitions, {} \
+        "simulation{}: {} seeds ({}..{}; {} with 3 nodes, {} with 5) in {:.1}s on {jobs} threads: {} steps, {:.0}s \
+         virtual, {} ACKs ({} confirmed without a commit, {} sent by followers), {} NAKs, {} faults ({} crashes, {} losing the disk, {} partitions, {} \
          client-link cuts, {} weather changes), {} leader elections, {} snapshots taken, {} restored from a \
          leader, {} addresses passed between clients, {} client datagrams answered by two nodes; {} failed",
+        if wipe_disks { " with lost disks" } else { "" },
         reports.len() + failures.len(),
         from,
         from + seeds,
@@ -100,6 +133,7 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
         sum(|r| r.naks),
         sum(Report::faults),
         sum(|r| r.crashes),
+        sum(|r| r.disks_wiped),
         sum(|r| r.partitions),
         sum(|r| r.client_link_cuts),
         sum(|r| r.weather_changes),
@@ -111,17 +145,7 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
         failures.len(),
     ));
     assert!(failures.is_empty(), "{} of {seeds} seeds failed:\n{}", failures.len(), failures.join("\n"));
-    // A simulation that stopped exercising something would still pass: make sure it does not.
-    if seeds >= 100 {
-        assert!(sum(|r| r.crashes) > seeds, "too few crashes");
-        assert!(sum(|r| r.partitions) > seeds, "too few partitions");
-        assert!(sum(|r| r.snapshots_restored) > 0, "no follower ever caught up from a leader's snapshot");
-        assert!(sum(|r| r.confirmations) > 0, "no minority-side renewal was ever confirmed");
-        assert!(sum(|r| r.follower_acks) > 0, "no follower ever answered a renewal addressed to it");
-        assert!(sum(|r| r.reassigned) > 0, "no address ever passed from one client to another");
-        assert!(sum(|r| r.naks) > 0, "no NAK was ever sent");
-        assert!(by_size(3) > 0 && by_size(5) > 0, "both cluster sizes run");
-    }
+    reports
 }
 
 #[test]
