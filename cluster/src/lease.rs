@@ -73,6 +73,9 @@ pub struct Lease {
     pub updated_at_ms: u64,
     /// Log index of the entry that last changed this record.
     pub changed_at_index: u64,
+    /// The node that proposed the binding in force: the server whose identifier the client was
+    /// given, so the server its RELEASE goes to (RFC 2131 §4.4.6).
+    pub bound_by: u64,
 }
 
 impl Lease {
@@ -220,7 +223,7 @@ impl LeaseTable {
         if index <= self.applied_index {
             return None;
         }
-        let outcomes = proposals.iter().map(|p| self.apply_command(index, &p.command)).collect();
+        let outcomes = proposals.iter().map(|p| self.apply_command(index, p.tag.node_id, &p.command)).collect();
         self.applied_index = index;
         debug_assert!(self.check_invariants().is_ok(), "{:?}", self.check_invariants());
         Some(outcomes)
@@ -238,7 +241,8 @@ impl LeaseTable {
         self.by_ip.get(ip).is_some_and(|l| l.changed_at_index > decided_at_index)
     }
 
-    fn apply_command(&mut self, index: u64, command: &Command) -> Outcome {
+    /// Apply one command at `index`, proposed by node `proposer`.
+    fn apply_command(&mut self, index: u64, proposer: u64, command: &Command) -> Outcome {
         match command {
             Command::Bind { client, mac, client_id, hostname, ip, expires_at_ms, proposed_at_ms, decided_at_index } => {
                 // The client's own records (the address asked for, and the one it holds now) must be
@@ -296,6 +300,7 @@ impl LeaseTable {
                     state: LeaseState::Bound { expires_at_ms: *expires_at_ms },
                     updated_at_ms: *proposed_at_ms,
                     changed_at_index: index,
+                    bound_by: proposer,
                 };
                 self.by_ip.insert(*ip, lease.clone());
                 self.by_client.insert(client.clone(), *ip);
@@ -303,9 +308,11 @@ impl LeaseTable {
             }
             Command::Release { client, ip, proposed_at_ms, decided_at_index } => match self.by_ip.get_mut(ip) {
                 Some(lease) if lease.client == *client && matches!(lease.state, LeaseState::Bound { .. }) => {
-                    if lease.changed_at_index > *decided_at_index {
+                    if lease.changed_at_index > *decided_at_index || lease.bound_by != proposer {
                         // A RELEASE held up behind a partition must not end a binding the client got
-                        // (or renewed) after it let the address go.
+                        // (or renewed) after it let the address go; nor may one that reached the
+                        // server of an earlier binding (`dhclient -r; dhclient`: the new DORA through
+                        // the leader can commit before the old server's forwarded RELEASE).
                         return Outcome::Stale;
                     }
                     lease.state = LeaseState::Released { at_ms: *proposed_at_ms };
@@ -346,6 +353,7 @@ impl LeaseTable {
                         state: LeaseState::Declined { until_ms: *until_ms },
                         updated_at_ms: *proposed_at_ms,
                         changed_at_index: index,
+                        bound_by: proposer,
                     },
                 );
                 Outcome::Declined

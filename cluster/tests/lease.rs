@@ -49,12 +49,17 @@ fn decline(c: u8, a: u8, at: u64) -> Command {
     }
 }
 
-/// Apply `commands` as one entry at `index`.
+/// Apply `commands` as one entry at `index`, proposed by node 1.
 fn apply(table: &mut LeaseTable, index: u64, commands: Vec<Command>) -> Vec<Outcome> {
+    apply_from(table, index, 1, commands)
+}
+
+/// Apply `commands` as one entry at `index`, proposed by node `node_id`.
+fn apply_from(table: &mut LeaseTable, index: u64, node_id: u64, commands: Vec<Command>) -> Vec<Outcome> {
     let proposals: Vec<Proposal> = commands
         .into_iter()
         .enumerate()
-        .map(|(seq, command)| Proposal { tag: ProposalTag { node_id: 1, incarnation: 1, seq: seq as u64 }, command })
+        .map(|(seq, command)| Proposal { tag: ProposalTag { node_id, incarnation: 1, seq: seq as u64 }, command })
         .collect();
     table.apply(index, &proposals).expect("a new index is applied")
 }
@@ -120,6 +125,19 @@ fn rfc2131_4_3_4_a_release_decided_before_a_newer_binding_does_not_end_it_whatev
     assert_eq!(expiry(&table, 5), T0 + 20 + 60_000, "the newer binding stands");
     let current_release = decided_at(3, release(1, 5, T0 + 30));
     assert_eq!(apply(&mut table, 4, vec![current_release]), vec![Outcome::Released], "a current RELEASE works");
+}
+
+#[test]
+fn rfc2131_4_4_6_a_release_that_reached_the_server_of_an_earlier_binding_does_not_end_a_newer_one() {
+    // `dhclient -r; dhclient`: the RELEASE went to node 2 (the server of the old binding), the new
+    // DORA to the leader, node 1, whose binding committed first. Node 2 had applied it by the time it
+    // decided, so only the server identifier tells the RELEASE is about the old binding.
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    apply_from(&mut table, 1, 2, vec![bind(1, 5, T0, 60_000)]);
+    apply_from(&mut table, 2, 1, vec![bind(1, 5, T0 + 100, 60_000)]);
+    assert_eq!(apply_from(&mut table, 3, 2, vec![decided_at(2, release(1, 5, T0 + 120))]), vec![Outcome::Stale]);
+    assert_eq!(expiry(&table, 5), T0 + 100 + 60_000);
+    assert_eq!(apply_from(&mut table, 4, 1, vec![release(1, 5, T0 + 200)]), vec![Outcome::Released]);
 }
 
 #[test]
