@@ -72,6 +72,9 @@ pub struct RaftStatus {
     pub term: u64,
     pub leader_id: Option<u64>,
     pub is_leader: bool,
+    /// The leader heard a quorum confirm its leadership recently enough that no other leader can
+    /// have been elected since (see `Replica`). Only a leader with the lease answers broadcasts.
+    pub has_lease: bool,
     pub commit_index: u64,
 }
 

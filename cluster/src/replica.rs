@@ -31,6 +31,20 @@ const MAX_UNCOMMITTED_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes of committed entries handed out per `Ready` (a long replay spreads over several).
 const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
 
+/// Marks a follower's report of its own term, commit and applied index in the context of its
+/// append and heartbeat responses (raft-rs does not read that context; the leader strips it).
+const STATUS_REPORT_MAGIC: &[u8; 4] = b"LHsr";
+/// Marks this layer's read-index requests that renew the leader lease (context: magic + tick).
+const LEASE_READ_MAGIC: &[u8; 4] = b"LHll";
+
+/// What a follower last reported about itself (see `STATUS_REPORT_MAGIC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PeerReport {
+    term: u64,
+    commit: u64,
+    applied: u64,
+}
+
 /// One member as the leader sees it (`matched`, `lag` and `state` only on the leader).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MemberProgress {
@@ -41,6 +55,12 @@ pub struct MemberProgress {
     pub lag: Option<u64>,
     pub state: Option<String>,
     pub recent_active: Option<bool>,
+    /// The member's own term, commit and applied index: this node's own always, a follower's as
+    /// it last reported them to the leader (so only on the leader).
+    pub term: Option<u64>,
+    pub commit: Option<u64>,
+    /// Entries handed to the member's state machine.
+    pub applied: Option<u64>,
 }
 
 /// How to build a `Replica`.
@@ -158,6 +178,16 @@ pub struct Replica<L: DurableLog> {
     catch_up: CatchUp,
     /// Messages this layer sends on its own (not raft-rs's), out with the next `advance`.
     outbox: Vec<Message>,
+    /// Ticks since start: the clock of the leader lease.
+    ticks: u64,
+    /// The leader lease holds while `ticks < lease_until_tick`.
+    lease_until_tick: u64,
+    /// How long a quorum's confirmation holds, in ticks: less than the election timeout (followers
+    /// that confirmed refuse to vote for that long after hearing from the leader).
+    lease_ticks: u64,
+    heartbeat_ticks: u64,
+    /// The last thing each follower reported about itself (leader only).
+    peer_reports: BTreeMap<u64, PeerReport>,
     halted: bool,
     logger: Logger,
 }
@@ -265,6 +295,11 @@ impl<L: DurableLog> Replica<L> {
             last_status: None,
             catch_up,
             outbox: Vec::new(),
+            ticks: 0,
+            lease_until_tick: 0,
+            lease_ticks: config.election_ticks.saturating_sub(config.heartbeat_ticks).max(1) as u64,
+            heartbeat_ticks: config.heartbeat_ticks.max(1) as u64,
+            peer_reports: BTreeMap::new(),
             halted: false,
             logger,
         })
@@ -296,9 +331,70 @@ impl<L: DurableLog> Replica<L> {
 
     /// Advance Raft's logical clock by one tick (heartbeats, election timeouts).
     pub fn tick(&mut self) {
-        if !self.halted {
-            self.node.tick();
+        if self.halted {
+            return;
         }
+        self.node.tick();
+        self.ticks += 1;
+        if self.is_leader() && (!self.has_lease() || self.ticks.is_multiple_of(self.heartbeat_ticks)) {
+            self.renew_lease();
+        }
+    }
+
+    /// Ask a quorum to confirm this leader (raft-rs read index, a heartbeat round). When it does,
+    /// the lease holds `lease_ticks` from now: every follower that confirmed heard from this leader
+    /// after now, and refuses votes for an election timeout after that (raft-rs's check_quorum
+    /// lease), so no other leader can be elected before the lease ends.
+    fn renew_lease(&mut self) {
+        let mut context = LEASE_READ_MAGIC.to_vec();
+        context.extend_from_slice(&self.ticks.to_be_bytes());
+        self.node.read_index(context);
+    }
+
+    /// See `RaftStatus::has_lease`. A single voter needs nobody's confirmation.
+    pub fn has_lease(&self) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let alone = self.conf_history.last().is_some_and(|(_, c)| c.voters == [self.node_id]);
+        alone || self.ticks < self.lease_until_tick
+    }
+
+    fn note_read_states(&mut self, read_states: Vec<raft::ReadState>) {
+        for state in read_states {
+            let Some(tick) = state.request_ctx.strip_prefix(LEASE_READ_MAGIC.as_slice()) else { continue };
+            let Ok(tick) = <[u8; 8]>::try_from(tick).map(u64::from_be_bytes) else { continue };
+            self.lease_until_tick = self.lease_until_tick.max(tick + self.lease_ticks);
+        }
+    }
+
+    /// Put this node's own term, commit and applied index on its responses to the leader.
+    fn stamp_reports(&self, messages: &mut [Message]) {
+        let hs = self.node.raft.hard_state();
+        let applied = self.node.raft.raft_log.applied;
+        for message in messages.iter_mut().filter(|m| {
+            matches!(m.get_msg_type(), MessageType::MsgAppendResponse | MessageType::MsgHeartbeatResponse)
+                && m.context.is_empty()
+        }) {
+            let mut context = STATUS_REPORT_MAGIC.to_vec();
+            for value in [hs.term, hs.commit, applied] {
+                context.extend_from_slice(&value.to_be_bytes());
+            }
+            message.context = context.into();
+        }
+    }
+
+    /// Take a follower's report off its response (raft-rs must not see it as a read-index ack).
+    fn take_report(&mut self, message: &mut Message) {
+        if !matches!(message.get_msg_type(), MessageType::MsgAppendResponse | MessageType::MsgHeartbeatResponse) {
+            return;
+        }
+        let Some(body) = message.context.strip_prefix(STATUS_REPORT_MAGIC.as_slice()) else { return };
+        let mut values = body.chunks_exact(8).filter_map(|c| <[u8; 8]>::try_from(c).ok().map(u64::from_be_bytes));
+        if let (Some(term), Some(commit), Some(applied)) = (values.next(), values.next(), values.next()) {
+            self.peer_reports.insert(message.from, PeerReport { term, commit, applied });
+        }
+        message.context = Default::default();
     }
 
     /// Feed a message from a peer.
@@ -310,6 +406,7 @@ impl<L: DurableLog> Replica<L> {
             return Err(ClusterError::Corrupt(format!("message for {} delivered to {}", message.to, self.node_id)));
         }
         let mut message = message;
+        self.take_report(&mut message);
         let last_index = raft::Storage::last_index(self.node.store())?;
         let catching_up = self.catch_up.mark != CatchUpMark::Done;
         if catching_up && self.catch_up.mark == CatchUpMark::Fresh && message.commit > 0 {
@@ -415,7 +512,11 @@ impl<L: DurableLog> Replica<L> {
 
     /// True when an `advance` would do something.
     pub fn has_ready(&self) -> bool {
-        !self.halted && (!self.buffered.is_empty() || !self.outbox.is_empty() || self.node.has_ready())
+        !self.halted
+            && (!self.buffered.is_empty()
+                || !self.outbox.is_empty()
+                || self.node.has_ready()
+                || self.last_status.is_some_and(|s| s.has_lease != self.has_lease()))
     }
 
     pub fn is_leader(&self) -> bool {
@@ -433,6 +534,7 @@ impl<L: DurableLog> Replica<L> {
             term: status.hs.term,
             leader_id: (status.ss.leader_id != raft::INVALID_ID).then_some(status.ss.leader_id),
             is_leader: status.ss.raft_state == StateRole::Leader,
+            has_lease: self.has_lease(),
             commit_index: status.hs.commit,
         }
     }
@@ -450,6 +552,11 @@ impl<L: DurableLog> Replica<L> {
             .into_iter()
             .map(|(id, voter)| {
                 let progress = status.progress.and_then(|p| p.get(id));
+                let report = if id == self.node_id {
+                    Some(PeerReport { term: status.hs.term, commit: status.hs.commit, applied: status.applied })
+                } else {
+                    self.peer_reports.get(&id).copied().filter(|_| progress.is_some())
+                };
                 MemberProgress {
                     id,
                     voter,
@@ -457,6 +564,9 @@ impl<L: DurableLog> Replica<L> {
                     lag: progress.map(|p| last_index.saturating_sub(p.matched)),
                     state: progress.map(|p| format!("{:?}", p.state)),
                     recent_active: progress.map(|p| p.recent_active),
+                    term: report.map(|r| r.term),
+                    commit: report.map(|r| r.commit),
+                    applied: report.map(|r| r.applied),
                 }
             })
             .collect()
@@ -512,6 +622,7 @@ impl<L: DurableLog> Replica<L> {
             self.check_caught_up()?;
             self.drop_own_vote_requests(&mut actions.messages);
         }
+        self.stamp_reports(&mut actions.messages);
         // Tags proposed but not found in the Ready (cannot happen with raft-rs 0.7; never ack them).
         if !self.proposed.is_empty() {
             warn!(self.logger, "proposed entries missing from the ready"; "count" => self.proposed.len());
@@ -558,6 +669,7 @@ impl<L: DurableLog> Replica<L> {
 
     fn handle_ready(&mut self, actions: &mut Actions) -> Result<(), ClusterError> {
         let mut ready = self.node.ready();
+        self.note_read_states(ready.take_read_states());
         // A leader may send before persisting (Raft thesis 10.2.1); its own entry counts once durable.
         actions.messages.extend(ready.take_messages());
 

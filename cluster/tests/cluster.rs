@@ -326,3 +326,51 @@ fn a_member_whose_disk_was_lost_does_not_elect_a_stale_leader() {
     assert!(cluster.run_until(converged), "every member holds the 10 committed bindings");
     assert_eq!(cluster.member(wiped).log.catch_up(), CatchUpMark::Done);
 }
+
+/// DESIGN rule 2 across a leader change: a leader cut off from the others loses its lease (and so
+/// stops answering broadcasts) before the others can elect a new leader, tick by tick.
+#[test]
+fn a_cut_off_leader_loses_its_lease_before_another_is_elected() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let old = elect(&mut cluster);
+    assert!(cluster.run_until(|c| c.member(old).replica.has_lease()), "a leader with a quorum holds the lease");
+    cluster.isolated.insert(old);
+    let others: Vec<u64> = cluster.voters.iter().copied().filter(|id| *id != old).collect();
+    let mut lease_lost_at = None;
+    for tick in 0..MAX_ROUNDS {
+        cluster.tick();
+        let old_answers = cluster.member(old).replica.has_lease();
+        if !old_answers && lease_lost_at.is_none() {
+            lease_lost_at = Some(tick);
+        }
+        if let Some(new) = cluster.leader_among(&others) {
+            assert!(!old_answers, "n{old} still holds its lease at tick {tick} while n{new} leads");
+            let lost = lease_lost_at.expect("lost before");
+            assert!(lost < tick, "the lease ended at tick {lost}, the new leader came at {tick}");
+            assert!(cluster.run_until(|c| c.member(new).replica.has_lease()), "the new leader gets the lease");
+            return;
+        }
+    }
+    panic!("no new leader among {others:?}");
+}
+
+/// `GET /v1/cluster` on the leader: every member's own term, commit and applied index, as the
+/// followers report them on their responses.
+#[test]
+fn the_leader_knows_each_members_term_commit_and_applied_index() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let leader = elect(&mut cluster);
+    cluster.propose(leader, 0..5);
+    assert!(cluster.run_until(|c| c.members.values().all(|m| m.applier.tags.len() == 5)));
+    cluster.tick();
+    let status = cluster.member(leader).replica.status();
+    let members = cluster.member(leader).replica.members();
+    assert_eq!(members.len(), 3);
+    for member in &members {
+        assert_eq!(member.term, Some(status.term), "n{}: {member:?}", member.id);
+        assert_eq!(member.commit, Some(status.commit_index), "n{}: {member:?}", member.id);
+        assert_eq!(member.applied, Some(status.commit_index), "n{}: {member:?}", member.id);
+    }
+    let follower = members.iter().find(|m| m.id != leader).expect("a follower").id;
+    assert!(cluster.member(follower).replica.members().iter().all(|m| m.id == follower || m.applied.is_none()));
+}

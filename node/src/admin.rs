@@ -16,7 +16,8 @@ struct AdminState {
 }
 
 /// `GET /v1/cluster`: this node's view of the Raft group. Replication progress (`matched`, `lag`)
-/// is known only on the leader.
+/// and the other members' own term, commit and applied index (reported on their responses to the
+/// leader) are known only on the leader.
 #[get("/v1/cluster")]
 async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
     let (view, status) = match (state.raft.send(GetClusterView).await, state.lease.send(GetStatus).await) {
@@ -42,7 +43,12 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
                 "lag_entries": m.lag,
                 "progress": m.state,
                 "recently_active": m.recent_active,
-                "applied_index": (m.id == view.node_id).then_some(status.applied_index),
+                "term": m.term,
+                "commit_index": m.commit,
+                // This node's own: what its lease table applied; another's: what its raft layer
+                // handed to its table.
+                "applied_index": if m.id == view.node_id { Some(status.applied_index) } else { m.applied },
+                "applied_behind_entries": m.applied.map(|a| view.commit_index.saturating_sub(a)),
             })
         })
         .collect();

@@ -48,6 +48,20 @@ pub enum Role {
     NoQuorum,
 }
 
+impl Role {
+    /// From Raft's view: a leader answers broadcasts only while it holds the leader lease, so a
+    /// deposed leader that has not noticed yet (cut off from the others) falls silent before the new
+    /// leader is elected (DESIGN rule 2); until then it confirms renewals like a minority node.
+    pub fn from_status(status: &leasehold_cluster::RaftStatus) -> Role {
+        match (status.is_leader, status.has_lease, status.leader_id) {
+            (true, true, _) => Role::Leader,
+            (true, false, _) => Role::NoQuorum,
+            (false, _, Some(_)) => Role::Follower,
+            (false, _, None) => Role::NoQuorum,
+        }
+    }
+}
+
 /// How a request reached this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {

@@ -1018,15 +1018,11 @@ impl World {
         }
     }
 
-    /// The lease actor's mapping: leader; follower of a known leader; no quorum.
+    /// The lease actor's mapping (`Role::from_status`).
     fn role(&mut self, n: usize, status: RaftStatus) {
         let node = &mut self.nodes[n];
         let Some(live) = node.live.as_mut() else { return };
-        let role = match (status.is_leader, status.leader_id) {
-            (true, _) => Role::Leader,
-            (false, Some(_)) => Role::Follower,
-            (false, None) => Role::NoQuorum,
-        };
+        let role = Role::from_status(&status);
         live.engine.set_role(role);
         if role != node.role {
             if role == Role::Leader {

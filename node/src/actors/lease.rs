@@ -93,7 +93,8 @@ impl LeaseActor {
         metrics: Arc<Metrics>,
         log: Logger,
     ) -> Self {
-        let status = RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, commit_index: 0 };
+        let status =
+            RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, has_lease: false, commit_index: 0 };
         LeaseActor {
             engine,
             parser: None,
@@ -239,11 +240,10 @@ impl Handler<RaftStatus> for LeaseActor {
             info!(self.log, "raft role"; "leader" => status.is_leader, "term" => status.term,
                 "leader_id" => ?status.leader_id);
         }
-        self.engine.set_role(match (status.is_leader, status.leader_id) {
-            (true, _) => Role::Leader,
-            (false, Some(_)) => Role::Follower,
-            (false, None) => Role::NoQuorum,
-        });
+        if status.is_leader && status.has_lease != self.status.has_lease {
+            info!(self.log, "leader lease"; "holds" => status.has_lease, "term" => status.term);
+        }
+        self.engine.set_role(Role::from_status(&status));
         self.status = status;
     }
 }
