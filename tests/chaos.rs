@@ -45,9 +45,10 @@ fn chaos_bounded_run_finds_no_violation() {
     );
 }
 
-// Directed reproductions of three findings of the chaos runs (see `driver/scenario.rs`). Each passes when
-// the problem does NOT show: stale RELEASEs and renewals are now refused at apply, and a node whose log
-// was wiped stops with a clear error instead of a raft-rs panic.
+// Directed reproductions of the findings of the chaos runs (see `driver/scenario.rs`). Each passes when
+// the problem does NOT show: stale RELEASEs and renewals are refused at apply (ordered by the log index
+// their proposer decided on, not by clocks), and a node whose log was wiped catches up from the leader
+// before it votes.
 
 fn expect_not_reproduced(name: &str, result: Result<(Vec<String>, bool), String>) {
     let (transcript, showed) = result.unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));

@@ -110,8 +110,8 @@ impl Violation {
 pub enum WipeMode {
     /// README "Adding a node": remove it on the leader, wipe, start with `--join`, add it again.
     Rejoin,
-    /// Restart with an empty data directory and the same `--peer` list, as if nothing happened (an
-    /// experiment: such a node bootstraps a fresh log and has forgotten its votes and entries).
+    /// Restart with an empty data directory and the same `--peer` list, as if nothing happened: the
+    /// node has forgotten its votes and entries, and must catch up from the leader before it votes.
     Plain,
 }
 

@@ -12,10 +12,9 @@
 //! - `stale-renew`: the same with a RENEW (REQUEST, RENEWING) to the cut-off follower, then a REBIND
 //!   that the leader ACKs: the delayed renewal, committed later, moves the lease's expiry back.
 //! - `wipe-without-join`: a follower's data directory is wiped and it is restarted with the same
-//!   `--peer` list and no `--join` (the operator's obvious move): it bootstraps a fresh log, and the
-//!   leader's first heartbeat (commit index beyond its empty log) panics raft-rs inside its raft thread;
-//!   the process lives on but never replicates again (its `/healthz` says whatever the raft thread last
-//!   reported: 503 here, 200 with the old leader in the chaos run of seed 0x4 with `--wipe plain`).
+//!   `--peer` list and no `--join` (the operator's obvious move). It used to bootstrap a fresh log that
+//!   the leader's first heartbeat (commit index beyond its empty log) panicked inside raft-rs, leaving
+//!   a process that never replicated again (seed 0x4 with `--wipe plain`); it must catch up instead.
 //!
 //! Each returns a transcript and whether the problem showed.
 
