@@ -336,7 +336,8 @@ impl<L: DurableLog> Replica<L> {
         }
         self.node.tick();
         self.ticks += 1;
-        if self.is_leader() && (!self.has_lease() || self.ticks.is_multiple_of(self.heartbeat_ticks)) {
+        let due = !self.has_lease() || self.ticks.is_multiple_of(self.heartbeat_ticks);
+        if self.is_leader() && !self.is_sole_voter() && due {
             self.renew_lease();
         }
     }
@@ -353,11 +354,11 @@ impl<L: DurableLog> Replica<L> {
 
     /// See `RaftStatus::has_lease`. A single voter needs nobody's confirmation.
     pub fn has_lease(&self) -> bool {
-        if !self.is_leader() {
-            return false;
-        }
-        let alone = self.conf_history.last().is_some_and(|(_, c)| c.voters == [self.node_id]);
-        alone || self.ticks < self.lease_until_tick
+        self.is_leader() && (self.is_sole_voter() || self.ticks < self.lease_until_tick)
+    }
+
+    fn is_sole_voter(&self) -> bool {
+        self.conf_history.last().is_some_and(|(_, c)| c.voters == [self.node_id])
     }
 
     fn note_read_states(&mut self, read_states: Vec<raft::ReadState>) {
