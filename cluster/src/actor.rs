@@ -224,7 +224,7 @@ impl Actor for RaftActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         ctx.run_interval(self.tick_interval, |actor, ctx| {
-            actor.replica.tick();
+            actor.replica.tick(crate::monotonic_us());
             if actor.replica.has_ready() {
                 actor.schedule_flush(ctx);
             }

@@ -72,9 +72,12 @@ pub struct RaftStatus {
     pub term: u64,
     pub leader_id: Option<u64>,
     pub is_leader: bool,
-    /// The leader heard a quorum confirm its leadership recently enough that no other leader can
-    /// have been elected since (see `Replica`). Only a leader with the lease answers broadcasts.
-    pub has_lease: bool,
+    /// Until when (on the clock given to `Replica::tick`) this leader holds the leader lease: a
+    /// quorum confirmed it recently enough that no other leader can have been elected before then
+    /// (see `Replica`). `None` when not leader or not confirmed; `u64::MAX` for a sole voter. Only a
+    /// leader whose lease has not run out answers broadcasts; callers compare with their own now,
+    /// so a process that was paused does not trust a lease that ran out while it was.
+    pub lease_until_us: Option<u64>,
     pub commit_index: u64,
 }
 
@@ -91,4 +94,11 @@ pub struct Propose(pub Vec<Proposal>);
 pub struct SnapshotTaken {
     pub applied_index: u64,
     pub data: Vec<u8>,
+}
+
+/// Microseconds on a monotonic clock since the first call in this process: the clock of the leader
+/// lease (`Replica::tick` and `RaftStatus::lease_until_us`), immune to wall-clock steps.
+pub fn monotonic_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    u64::try_from(EPOCH.get_or_init(std::time::Instant::now).elapsed().as_micros()).unwrap_or(u64::MAX)
 }

@@ -85,6 +85,8 @@ pub struct ReplicaConfig {
     /// A fresh log joins a running cluster instead of bootstrapping one: it starts with no
     /// configuration and waits for the leader (after `cluster add-node`).
     pub join: bool,
+    /// How long a tick is, for the leader lease (`tick` gets the time; ticks drive Raft).
+    pub tick_us: u64,
 }
 
 impl ReplicaConfig {
@@ -97,6 +99,7 @@ impl ReplicaConfig {
             election_ticks: 10,
             election_timeout_ticks: None,
             join: false,
+            tick_us: 100_000,
         }
     }
 
@@ -178,13 +181,16 @@ pub struct Replica<L: DurableLog> {
     catch_up: CatchUp,
     /// Messages this layer sends on its own (not raft-rs's), out with the next `advance`.
     outbox: Vec<Message>,
-    /// Ticks since start: the clock of the leader lease.
+    /// Ticks since start.
     ticks: u64,
-    /// The leader lease holds while `ticks < lease_until_tick`.
-    lease_until_tick: u64,
-    /// How long a quorum's confirmation holds, in ticks: less than the election timeout (followers
-    /// that confirmed refuse to vote for that long after hearing from the leader).
-    lease_ticks: u64,
+    /// The time given to the last `tick`.
+    now_us: u64,
+    /// The leader lease holds while the time is before this, in `lease_term` only.
+    lease_until_us: u64,
+    lease_term: u64,
+    /// How long a quorum's confirmation holds: less than the election timeout (followers that
+    /// confirmed refuse to vote for that long after hearing from the leader).
+    lease_us: u64,
     heartbeat_ticks: u64,
     /// The last thing each follower reported about itself (leader only).
     peer_reports: BTreeMap<u64, PeerReport>,
@@ -296,8 +302,11 @@ impl<L: DurableLog> Replica<L> {
             catch_up,
             outbox: Vec::new(),
             ticks: 0,
-            lease_until_tick: 0,
-            lease_ticks: config.election_ticks.saturating_sub(config.heartbeat_ticks).max(1) as u64,
+            now_us: 0,
+            lease_until_us: 0,
+            lease_term: 0,
+            lease_us: (config.election_ticks.saturating_sub(config.heartbeat_ticks).max(1) as u64)
+                .saturating_mul(config.tick_us),
             heartbeat_ticks: config.heartbeat_ticks.max(1) as u64,
             peer_reports: BTreeMap::new(),
             halted: false,
@@ -329,13 +338,15 @@ impl<L: DurableLog> Replica<L> {
         self.node.report_snapshot(to, raft::SnapshotStatus::Finish);
     }
 
-    /// Advance Raft's logical clock by one tick (heartbeats, election timeouts).
-    pub fn tick(&mut self) {
+    /// Advance Raft's logical clock by one tick (heartbeats, election timeouts); `now_us` is a
+    /// monotonic clock (`monotonic_us`), read by the caller, for the leader lease.
+    pub fn tick(&mut self, now_us: u64) {
         if self.halted {
             return;
         }
         self.node.tick();
         self.ticks += 1;
+        self.now_us = now_us;
         let due = !self.has_lease() || self.ticks.is_multiple_of(self.heartbeat_ticks);
         if self.is_leader() && !self.is_sole_voter() && due {
             self.renew_lease();
@@ -343,18 +354,29 @@ impl<L: DurableLog> Replica<L> {
     }
 
     /// Ask a quorum to confirm this leader (raft-rs read index, a heartbeat round). When it does,
-    /// the lease holds `lease_ticks` from now: every follower that confirmed heard from this leader
+    /// the lease holds `lease_us` from now: every follower that confirmed heard from this leader
     /// after now, and refuses votes for an election timeout after that (raft-rs's check_quorum
     /// lease), so no other leader can be elected before the lease ends.
     fn renew_lease(&mut self) {
         let mut context = LEASE_READ_MAGIC.to_vec();
-        context.extend_from_slice(&self.ticks.to_be_bytes());
+        context.extend_from_slice(&self.now_us.to_be_bytes());
         self.node.read_index(context);
     }
 
-    /// See `RaftStatus::has_lease`. A single voter needs nobody's confirmation.
+    /// See `RaftStatus::lease_until_us`.
+    pub fn lease_until_us(&self) -> Option<u64> {
+        if !self.is_leader() {
+            None
+        } else if self.is_sole_voter() {
+            Some(u64::MAX)
+        } else {
+            (self.lease_term == self.node.raft.term && self.lease_until_us > 0).then_some(self.lease_until_us)
+        }
+    }
+
+    /// The leader lease holds at the time of the last tick.
     pub fn has_lease(&self) -> bool {
-        self.is_leader() && (self.is_sole_voter() || self.ticks < self.lease_until_tick)
+        self.lease_until_us().is_some_and(|until| self.now_us < until)
     }
 
     fn is_sole_voter(&self) -> bool {
@@ -363,9 +385,13 @@ impl<L: DurableLog> Replica<L> {
 
     fn note_read_states(&mut self, read_states: Vec<raft::ReadState>) {
         for state in read_states {
-            let Some(tick) = state.request_ctx.strip_prefix(LEASE_READ_MAGIC.as_slice()) else { continue };
-            let Ok(tick) = <[u8; 8]>::try_from(tick).map(u64::from_be_bytes) else { continue };
-            self.lease_until_tick = self.lease_until_tick.max(tick + self.lease_ticks);
+            let Some(asked) = state.request_ctx.strip_prefix(LEASE_READ_MAGIC.as_slice()) else { continue };
+            let Ok(asked_us) = <[u8; 8]>::try_from(asked).map(u64::from_be_bytes) else { continue };
+            if self.lease_term != self.node.raft.term {
+                self.lease_term = self.node.raft.term;
+                self.lease_until_us = 0;
+            }
+            self.lease_until_us = self.lease_until_us.max(asked_us.saturating_add(self.lease_us));
         }
     }
 
@@ -517,7 +543,7 @@ impl<L: DurableLog> Replica<L> {
             && (!self.buffered.is_empty()
                 || !self.outbox.is_empty()
                 || self.node.has_ready()
-                || self.last_status.is_some_and(|s| s.has_lease != self.has_lease()))
+                || self.last_status.is_some_and(|s| s.lease_until_us != self.lease_until_us()))
     }
 
     pub fn is_leader(&self) -> bool {
@@ -535,7 +561,7 @@ impl<L: DurableLog> Replica<L> {
             term: status.hs.term,
             leader_id: (status.ss.leader_id != raft::INVALID_ID).then_some(status.ss.leader_id),
             is_leader: status.ss.raft_state == StateRole::Leader,
-            has_lease: self.has_lease(),
+            lease_until_us: self.lease_until_us(),
             commit_index: status.hs.commit,
         }
     }

@@ -16,6 +16,7 @@ use raft::eraftpb::{Message, MessageType};
 
 const ELECTION_TICKS: usize = 10;
 const MAX_ROUNDS: usize = 500;
+const TICK_US: u64 = 100_000;
 
 struct Member {
     replica: Replica<MemLog>,
@@ -31,13 +32,20 @@ struct Cluster {
     in_flight: VecDeque<Message>,
     /// Members cut off from everyone else: their messages in both directions are lost.
     isolated: BTreeSet<u64>,
+    /// Ticks so far: the time given to the replicas is `ticks * TICK_US`.
+    ticks: u64,
 }
 
 impl Cluster {
     fn new(size: u64, keep_entries: u64) -> Self {
         let voters: Vec<u64> = (1..=size).collect();
-        let mut cluster =
-            Cluster { members: BTreeMap::new(), voters, in_flight: VecDeque::new(), isolated: BTreeSet::new() };
+        let mut cluster = Cluster {
+            members: BTreeMap::new(),
+            voters,
+            in_flight: VecDeque::new(),
+            isolated: BTreeSet::new(),
+            ticks: 0,
+        };
         for id in 1..=size {
             let log = MemLog::with_keep_entries(keep_entries);
             cluster.start(id, log, Applier::empty());
@@ -115,8 +123,10 @@ impl Cluster {
     }
 
     fn tick(&mut self) {
+        self.ticks += 1;
+        let now_us = self.ticks * TICK_US;
         for member in self.members.values_mut() {
-            member.replica.tick();
+            member.replica.tick(now_us);
         }
         self.settle();
     }

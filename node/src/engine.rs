@@ -49,11 +49,13 @@ pub enum Role {
 }
 
 impl Role {
-    /// From Raft's view: a leader answers broadcasts only while it holds the leader lease, so a
-    /// deposed leader that has not noticed yet (cut off from the others) falls silent before the new
-    /// leader is elected (DESIGN rule 2); until then it confirms renewals like a minority node.
-    pub fn from_status(status: &leasehold_cluster::RaftStatus) -> Role {
-        match (status.is_leader, status.has_lease, status.leader_id) {
+    /// From Raft's view at `now_us` (the lease's monotonic clock): a leader answers broadcasts only
+    /// while its leader lease lasts, so a deposed leader that has not noticed yet (cut off from the
+    /// others, or paused) falls silent before the new leader is elected (DESIGN rule 2); until then
+    /// it confirms renewals like a minority node.
+    pub fn from_status(status: &leasehold_cluster::RaftStatus, now_us: u64) -> Role {
+        let leased = status.lease_until_us.is_some_and(|until| now_us < until);
+        match (status.is_leader, leased, status.leader_id) {
             (true, true, _) => Role::Leader,
             (true, false, _) => Role::NoQuorum,
             (false, _, Some(_)) => Role::Follower,

@@ -66,6 +66,7 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         heartbeat_ticks: config.cluster.heartbeat_ticks,
         election_ticks: config.cluster.election_ticks,
         join: config.cluster.join,
+        tick_us: config.cluster.tick_ms.saturating_mul(1000),
         ..ReplicaConfig::new(config.cluster.node_id)
     };
     let replica = Replica::new(&replica_config, store, &log.new(o!("actor" => "raft")))?;

@@ -428,6 +428,8 @@ struct SimNode {
     restart_scheduled: bool,
     /// The role last given to the engine.
     role: Role,
+    /// The last Raft status the engine got (the role also depends on the time: the leader lease).
+    status: Option<RaftStatus>,
 }
 
 #[derive(Debug)]
@@ -570,6 +572,7 @@ impl World {
                     raft_mail_at_us: 0,
                     restart_scheduled: false,
                     role: Role::NoQuorum,
+                    status: None,
                 }
             })
             .collect();
@@ -743,7 +746,7 @@ impl World {
                 self.schedule(self.now_us + TICK_US, Event::Tick(n));
                 self.note(Note::Tick { node: self.nodes[n].id });
                 if let Some(live) = self.nodes[n].live.as_mut() {
-                    live.replica.tick();
+                    live.replica.tick(self.now_us);
                     self.drive(n)?;
                 }
             }
@@ -852,6 +855,7 @@ impl World {
             heartbeat_ticks: HEARTBEAT_TICKS,
             election_ticks: ELECTION_TICKS,
             election_timeout_ticks: Some(node.election_timeout_ticks),
+            tick_us: TICK_US,
             ..ReplicaConfig::new(node.id)
         };
         let replica = Replica::new(&replica_config, node.log.clone(), &self.logger)
@@ -864,6 +868,7 @@ impl World {
         node.live = Some(Live { replica, engine, batch: Vec::new() });
         node.flush_scheduled = false;
         node.role = Role::NoQuorum;
+        node.status = None;
         self.note(Note::Restart { node: id, incarnation, applied, election_timeout_ticks: timeout });
         if applied > 0 {
             self.checker.applied(id, applied, digest)?;
@@ -891,6 +896,7 @@ impl World {
         let node = &mut self.nodes[n];
         if node.live.take().is_some() {
             node.role = Role::NoQuorum;
+            node.status = None;
             node.flush_scheduled = false;
             self.report.crashes += 1;
             let id = node.id;
@@ -1021,13 +1027,26 @@ impl World {
     /// The lease actor's mapping (`Role::from_status`).
     fn role(&mut self, n: usize, status: RaftStatus) {
         let node = &mut self.nodes[n];
-        let Some(live) = node.live.as_mut() else { return };
-        let role = Role::from_status(&status);
+        if node.live.is_none() {
+            return;
+        }
+        let elected = status.is_leader && node.status.is_none_or(|s| !s.is_leader || s.term != status.term);
+        if elected {
+            self.report.leader_elections += 1;
+        }
+        node.status = Some(status);
+        self.refresh_role(n);
+    }
+
+    /// The lease actor's mapping (`Role::from_status`) at this moment: the leader lease runs out with
+    /// time, so it is checked again before every request.
+    fn refresh_role(&mut self, n: usize) {
+        let now_us = self.now_us;
+        let node = &mut self.nodes[n];
+        let (Some(live), Some(status)) = (node.live.as_mut(), node.status) else { return };
+        let role = Role::from_status(&status, now_us);
         live.engine.set_role(role);
         if role != node.role {
-            if role == Role::Leader {
-                self.report.leader_elections += 1;
-            }
             node.role = role;
             let id = node.id;
             self.note(Note::Role { node: id, term: status.term, role: role_name(role), commit: status.commit_index });
@@ -1255,6 +1274,7 @@ impl World {
         if !delivered {
             return Ok(());
         }
+        self.refresh_role(n);
         let now_us = self.node_now_us(n);
         let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
         let arrival = match destination {
@@ -1263,7 +1283,7 @@ impl World {
         };
         let action = live.engine.handle_from(request, arrival, now_us);
         if matches!(action, Action::Send(_) | Action::Propose(_)) {
-            self.note_answer(datagram, n);
+            self.note_answer(datagram, n)?;
         }
         let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
         match action {
@@ -1300,18 +1320,23 @@ impl World {
         Ok(())
     }
 
-    /// DESIGN rule 2 says exactly one node answers each client message. Counted, not enforced: while
-    /// a partitioned leader has not yet stepped down, it and the new leader both answer broadcasts.
-    fn note_answer(&mut self, datagram: u64, n: usize) {
+    /// DESIGN rule 2: exactly one node answers each client message (a reply, or a proposal that will
+    /// be one). The leader lease makes a deposed leader fall silent before a new one is elected.
+    fn note_answer(&mut self, datagram: u64, n: usize) -> Result<(), String> {
         match self.answered.get(&datagram).copied() {
             None => {
                 self.answered.insert(datagram, (n, false));
+                Ok(())
             }
             Some((first, false)) if first != n => {
                 self.answered.insert(datagram, (first, true));
                 self.report.answered_twice += 1;
+                Err(format!(
+                    "rule 2 (exactly one node answers): n{} and n{} both answered datagram {datagram}",
+                    self.nodes[first].id, self.nodes[n].id
+                ))
             }
-            Some(_) => {}
+            Some(_) => Ok(()),
         }
     }
 

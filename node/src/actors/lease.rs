@@ -82,6 +82,16 @@ pub struct LeaseActor {
 }
 
 impl LeaseActor {
+    /// The engine's role from the last Raft status and the lease's clock now.
+    fn refresh_role(&mut self) {
+        let role = Role::from_status(&self.status, leasehold_cluster::monotonic_us());
+        if role != self.engine.role() {
+            info!(self.log, "answering role"; "role" => ?role, "term" => self.status.term,
+                "leader_lease" => self.status.lease_until_us.is_some());
+            self.engine.set_role(role);
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         engine: Engine,
@@ -94,7 +104,7 @@ impl LeaseActor {
         log: Logger,
     ) -> Self {
         let status =
-            RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, has_lease: false, commit_index: 0 };
+            RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, lease_until_us: None, commit_index: 0 };
         LeaseActor {
             engine,
             parser: None,
@@ -154,6 +164,8 @@ impl Handler<Incoming> for LeaseActor {
 
     fn handle(&mut self, msg: Incoming, ctx: &mut Self::Context) {
         let Incoming(request, arrival) = msg;
+        // The leader lease runs out with time, not with a message: check it for every request.
+        self.refresh_role();
         match self.engine.handle_from(&request, arrival, self.clock.now_us()) {
             Action::Send(outgoing) => {
                 self.log_decision(&Decision {
@@ -240,11 +252,8 @@ impl Handler<RaftStatus> for LeaseActor {
             info!(self.log, "raft role"; "leader" => status.is_leader, "term" => status.term,
                 "leader_id" => ?status.leader_id);
         }
-        if status.is_leader && status.has_lease != self.status.has_lease {
-            info!(self.log, "leader lease"; "holds" => status.has_lease, "term" => status.term);
-        }
-        self.engine.set_role(Role::from_status(&status));
         self.status = status;
+        self.refresh_role();
     }
 }
 

@@ -723,3 +723,27 @@ fn design_rule_5_minority_side_renews_only_for_the_remaining_time() {
     let release = Request { ciaddr: ip, server_id: Some(SERVER), ..request(ClientMessageType::Release, mac(1)) };
     assert_eq!(engine.handle_from(&release, Arrival::Unicast(SERVER), later), Action::Silent(Silence::NotLeader));
 }
+
+/// DESIGN rule 2 across a leader change: a leader answers broadcasts only while its lease lasts,
+/// checked against the time of each request, so one that was paused (SIGSTOP, a VM pause) past its
+/// lease falls silent before it hears of the new leader.
+#[test]
+fn a_leader_whose_lease_ran_out_answers_like_the_minority_side() {
+    let status = leasehold_cluster::RaftStatus {
+        node_id: 1,
+        term: 3,
+        leader_id: Some(1),
+        is_leader: true,
+        lease_until_us: Some(5_000_000),
+        commit_index: 10,
+    };
+    assert_eq!(Role::from_status(&status, 4_999_999), Role::Leader);
+    assert_eq!(Role::from_status(&status, 5_000_000), Role::NoQuorum, "the lease ran out");
+    let unconfirmed = leasehold_cluster::RaftStatus { lease_until_us: None, ..status };
+    assert_eq!(Role::from_status(&unconfirmed, 0), Role::NoQuorum, "not yet confirmed in this term");
+    let follower =
+        leasehold_cluster::RaftStatus { is_leader: false, leader_id: Some(2), lease_until_us: None, ..status };
+    assert_eq!(Role::from_status(&follower, 0), Role::Follower);
+    let alone = leasehold_cluster::RaftStatus { is_leader: false, leader_id: None, lease_until_us: None, ..status };
+    assert_eq!(Role::from_status(&alone, 0), Role::NoQuorum);
+}
