@@ -825,9 +825,9 @@ fn partitioned_leader_stops_binding_majority_serves_and_tables_converge_after_he
     let cut_at = Instant::now();
     let partition = Partition::cut(&cluster, old, &majority, &dir.path().join("iptables.log"));
     // Both watched at once: the old leader stepping down, the majority electing. Meanwhile a DISCOVER (a
-    // fresh MAC each time) goes out every ~150 ms and the server ids of its OFFERs are counted: until the
-    // old leader steps down it still answers broadcasts, which it can reach (offers cost no commit; its
-    // REQUESTs cannot commit).
+    // fresh MAC each time) goes out every ~150 ms and the server ids of its OFFERs are counted: the old
+    // leader still receives the broadcasts, but its leader lease runs out before the majority can elect
+    // (DESIGN rule 2), so no DISCOVER gets OFFERs from two servers.
     let mut answered_by: HashMap<Vec<Ipv4Addr>, u32> = HashMap::new();
     let ((minority_view, stepped_down_at), (new, elected_at)) = thread::scope(|scope| {
         let nodes = &cluster.nodes;
@@ -857,6 +857,10 @@ fn partitioned_leader_stops_binding_majority_serves_and_tables_converge_after_he
     let mut tally: Vec<_> = answered_by.into_iter().collect();
     tally.sort();
     println!("partition: DISCOVERs sent meanwhile, by the set of servers that OFFERed: {tally:?}");
+    assert!(
+        tally.iter().all(|(servers, _)| servers.len() <= 1),
+        "rule 2: a DISCOVER during the leader change got OFFERs from two servers: {tally:?}"
+    );
 
     // The majority serves a new client.
     let fresh = client
