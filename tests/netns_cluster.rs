@@ -574,6 +574,32 @@ fn real_clients_get_leases_from_a_three_node_cluster() {
     let (set, took) = cluster.wait_converged(&[1, 2, 3], Duration::from_secs(10), "after the three clients");
     println!("tables: the same {} leases on all 3 nodes (converged after {took:?})", set.len());
 
+    // GET /v1/cluster on the leader: every member's own term, commit and applied index (the followers
+    // report theirs on their responses) catch up with the leader's commit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let view = loop {
+        let (code, body) = http_get(cluster.ns(leader), ADMIN_PORT, "/v1/cluster").expect("GET /v1/cluster");
+        assert_eq!(code, 200, "GET /v1/cluster answered HTTP {code}: {body}");
+        let view: serde_json::Value = serde_json::from_str(&body).expect("/v1/cluster is JSON");
+        let members = view["members"].as_array().cloned().unwrap_or_default();
+        let caught_up = members.len() == 3
+            && members.iter().all(|m| {
+                m["term"] == view["term"]
+                    && m["commit_index"] == view["commit_index"]
+                    && m["applied_index"] == view["commit_index"]
+                    && m["applied_behind_entries"] == 0
+            });
+        if caught_up || Instant::now() > deadline {
+            assert!(caught_up, "members of the leader's /v1/cluster did not report the leader's commit: {view:#}");
+            break view;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    println!(
+        "cluster view on the leader: term {}, commit {}, every member applied it",
+        view["term"], view["commit_index"]
+    );
+
     dhclient.run("-x", Duration::from_secs(15));
     dhcpcd_proc.stop(Duration::from_secs(5));
 }
