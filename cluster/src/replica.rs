@@ -183,6 +183,8 @@ pub struct Replica<L: DurableLog> {
     outbox: Vec<Message>,
     /// Ticks since start.
     ticks: u64,
+    /// The tick at which the leader last asked for a lease round.
+    lease_asked_tick: Option<u64>,
     /// The time given to the last `tick`.
     now_us: u64,
     /// The leader lease holds while the time is before this, in `lease_term` only.
@@ -302,6 +304,7 @@ impl<L: DurableLog> Replica<L> {
             catch_up,
             outbox: Vec::new(),
             ticks: 0,
+            lease_asked_tick: None,
             now_us: 0,
             lease_until_us: 0,
             lease_term: 0,
@@ -347,8 +350,7 @@ impl<L: DurableLog> Replica<L> {
         self.node.tick();
         self.ticks += 1;
         self.now_us = now_us;
-        let due = !self.has_lease() || self.ticks.is_multiple_of(self.heartbeat_ticks);
-        if self.is_leader() && !self.is_sole_voter() && due {
+        if self.ticks.is_multiple_of(self.heartbeat_ticks) || !self.has_lease() {
             self.renew_lease();
         }
     }
@@ -358,6 +360,11 @@ impl<L: DurableLog> Replica<L> {
     /// after now, and refuses votes for an election timeout after that (raft-rs's check_quorum
     /// lease), so no other leader can be elected before the lease ends.
     fn renew_lease(&mut self) {
+        // raft-rs drops a read index asked before the leader committed an entry of its term.
+        if !self.is_leader() || self.is_sole_voter() || !self.node.raft.commit_to_current_term() {
+            return;
+        }
+        self.lease_asked_tick = Some(self.ticks);
         let mut context = LEASE_READ_MAGIC.to_vec();
         context.extend_from_slice(&self.now_us.to_be_bytes());
         self.node.read_index(context);
@@ -648,6 +655,11 @@ impl<L: DurableLog> Replica<L> {
             self.handle_ready(&mut actions)?;
             self.check_caught_up()?;
             self.drop_own_vote_requests(&mut actions.messages);
+            // A new leader asks for its lease as soon as its first entry commits, not a tick later:
+            // until it holds the lease it answers no broadcast.
+            if !self.has_lease() && self.lease_asked_tick != Some(self.ticks) {
+                self.renew_lease();
+            }
         }
         self.stamp_reports(&mut actions.messages);
         // Tags proposed but not found in the Ready (cannot happen with raft-rs 0.7; never ack them).

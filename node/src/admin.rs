@@ -117,8 +117,11 @@ async fn get_status(state: web::Data<AdminState>) -> HttpResponse {
 #[get("/healthz")]
 async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
     match state.lease.send(GetStatus).await {
+        // `leader`: this node answers broadcasts (Raft leader holding its leader lease); `raft_leader`:
+        // Raft's view alone (a new leader's first milliseconds, or a cut-off one before it steps down).
         Ok(status) if status.leader_id.is_some() => HttpResponse::Ok().json(serde_json::json!({
-            "status": "ok", "leader": status.is_leader, "leader_id": status.leader_id, "term": status.term,
+            "status": "ok", "leader": status.answers_as_leader, "raft_leader": status.is_leader,
+            "leader_id": status.leader_id, "term": status.term,
         })),
         Ok(status) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
             "status": "no quorum", "leader": false, "term": status.term,

@@ -50,6 +50,8 @@ pub struct GetLeases;
 pub struct NodeStatus {
     pub node_id: u64,
     pub is_leader: bool,
+    /// The Raft leader, holding its leader lease: it answers broadcasts.
+    pub answers_as_leader: bool,
     pub leader_id: Option<u64>,
     pub term: u64,
     pub commit_index: u64,
@@ -294,9 +296,11 @@ impl Handler<GetStatus> for LeaseActor {
     type Result = MessageResult<GetStatus>;
 
     fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        self.refresh_role();
         MessageResult(NodeStatus {
             node_id: self.status.node_id,
             is_leader: self.status.is_leader,
+            answers_as_leader: self.engine.role() == Role::Leader,
             leader_id: self.status.leader_id,
             term: self.status.term,
             commit_index: self.status.commit_index,
