@@ -179,6 +179,9 @@ pub struct Replica<L: DurableLog> {
     conf_history: Vec<(u64, ConfState)>,
     last_status: Option<RaftStatus>,
     catch_up: CatchUp,
+    /// The log started empty (or half caught up) in this process: everything in it came from this
+    /// cluster's leaders since, so a heartbeat claiming more is stale, not a sign of a lost log.
+    started_empty: bool,
     /// Messages this layer sends on its own (not raft-rs's), out with the next `advance`.
     outbox: Vec<Message>,
     /// Ticks since start.
@@ -301,6 +304,7 @@ impl<L: DurableLog> Replica<L> {
             in_flight: BTreeMap::new(),
             conf_history,
             last_status: None,
+            started_empty: catch_up.mark != CatchUpMark::Done,
             catch_up,
             outbox: Vec::new(),
             ticks: 0,
@@ -453,15 +457,16 @@ impl<L: DurableLog> Replica<L> {
             MessageType::MsgHeartbeat if message.commit > last_index => {
                 // The leader says entries up to `commit` are on this node's disk (it remembers our
                 // acknowledgements), but the log ends before that (raft-rs would panic here).
-                if !catching_up {
+                if !catching_up && !self.started_empty {
                     // A log that was not known to start empty lost acknowledged entries: it must not
                     // vote or serve. It stops; the operator rejoins it (see the README).
                     self.halted = true;
                     return Err(ClusterError::LogLost { leader: message.from, commit: message.commit, last_index });
                 }
-                // Started empty: expected. Tell the leader at once with a rejection of what it thinks
-                // we hold (it then starts over, see `forget_lost_progress`); an idle leader would
-                // otherwise send nothing until its next entry.
+                // Started empty: expected (also a heartbeat sent before the leader started over and
+                // delivered after we caught up). Tell the leader at once with a rejection of what it
+                // thinks we hold (it then starts over, see `forget_lost_progress`); an idle leader
+                // would otherwise send nothing until its next entry.
                 let mut rejection = Message::default();
                 rejection.set_msg_type(MessageType::MsgAppendResponse);
                 rejection.to = message.from;

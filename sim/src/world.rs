@@ -539,6 +539,9 @@ struct World {
     settled: bool,
     /// Client datagrams a node answered (or proposed for): the first node, and whether another did too.
     answered: BTreeMap<u64, (usize, bool)>,
+    /// When the last datagram from a client to a node arrives: one sender's frames to one receiver on
+    /// a segment are not reordered (they share the path), whatever their delays.
+    client_path_at_us: BTreeMap<(usize, usize), u64>,
     checker: Checker,
     trace: Trace,
     report: Report,
@@ -603,6 +606,7 @@ impl World {
             weather_generation: 0,
             settled: false,
             answered: BTreeMap::new(),
+            client_path_at_us: BTreeMap::new(),
             checker,
             report,
             logger: Logger::root(slog::Discard, slog::o!()),
@@ -1245,10 +1249,10 @@ impl World {
         for node in targets {
             let fates = self.net.fates(&mut self.net_rng);
             for &delay in fates.delays_us() {
-                self.schedule(
-                    self.now_us + delay,
-                    Event::ToNode { client, node, request: request.clone(), destination, datagram },
-                );
+                let path = self.client_path_at_us.entry((client, node)).or_insert(0);
+                let at_us = (self.now_us + delay).max(*path);
+                *path = at_us;
+                self.schedule(at_us, Event::ToNode { client, node, request: request.clone(), destination, datagram });
             }
         }
     }
