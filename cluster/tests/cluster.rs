@@ -166,6 +166,15 @@ fn elect(cluster: &mut Cluster) -> u64 {
     cluster.leader().unwrap()
 }
 
+/// Three members with `count` bindings committed and applied on all; returns the leader.
+fn committed_on_all(count: u64) -> (Cluster, u64) {
+    let mut cluster = Cluster::new(3, 1_000);
+    let leader = elect(&mut cluster);
+    cluster.propose(leader, 0..count);
+    assert!(cluster.run_until(|c| c.members.values().all(|m| m.applier.tags.len() as u64 == count)));
+    (cluster, leader)
+}
+
 #[test]
 fn three_members_elect_a_leader_and_commit_on_all() {
     let mut cluster = Cluster::new(3, 1_000);
@@ -287,10 +296,7 @@ fn an_isolated_leaders_uncommitted_proposals_are_rejected_when_overwritten() {
 /// acknowledged before) and then takes part in elections again.
 #[test]
 fn a_member_whose_disk_was_lost_catches_up_with_the_same_flags() {
-    let mut cluster = Cluster::new(3, 1_000);
-    let leader = elect(&mut cluster);
-    cluster.propose(leader, 0..20);
-    assert!(cluster.run_until(|c| c.members.values().all(|m| m.applier.tags.len() == 20)));
+    let (mut cluster, leader) = committed_on_all(20);
     let follower = 3;
     cluster.wipe(follower);
     assert_eq!(cluster.member(follower).log.catch_up(), CatchUpMark::Fresh, "an empty log starts fresh");
@@ -368,10 +374,7 @@ fn a_cut_off_leader_loses_its_lease_before_another_is_elected() {
 /// followers report them on their responses.
 #[test]
 fn the_leader_knows_each_members_term_commit_and_applied_index() {
-    let mut cluster = Cluster::new(3, 1_000);
-    let leader = elect(&mut cluster);
-    cluster.propose(leader, 0..5);
-    assert!(cluster.run_until(|c| c.members.values().all(|m| m.applier.tags.len() == 5)));
+    let (mut cluster, leader) = committed_on_all(5);
     cluster.tick();
     let status = cluster.member(leader).replica.status();
     let members = cluster.member(leader).replica.members();
