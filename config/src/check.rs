@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::raw::{RawConfig, RawPool, RawPxe, RawReservation};
 use crate::{
-    ArchCode, ClientIdentity, Cluster, Config, Limits, LogFormat, LogLevel, Overrides, Pool, Pxe, Reservation, Subnet,
+    ArchCode, ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Overrides, Pool, Pxe,
+    Reservation, Subnet,
 };
 
 /// One problem in the configuration: where it is and what is wrong.
@@ -117,6 +118,22 @@ pub const ARCH_NAMES: &[(&str, ArchCode)] = &[
     ("http-x64", 16),
     ("http-arm64", 19),
 ];
+
+/// Option-93 codes of the UEFI HTTP boot architectures (IANA "Processor Architecture Types": x86,
+/// x64, EBC, ARM 32, ARM 64 and PC/AT BIOS over HTTP, U-Boot ARM 32/64 over HTTP, RISC-V 32/64/128
+/// UEFI over HTTP). Their clients send option 60 `HTTPClient` and need a URL as the boot file.
+pub const HTTP_BOOT_ARCHES: &[ArchCode] = &[15, 16, 17, 18, 19, 20, 23, 24, 26, 28, 30];
+
+/// Does a client of this architecture boot over HTTP?
+pub fn is_http_boot_arch(code: ArchCode) -> bool {
+    HTTP_BOOT_ARCHES.contains(&code)
+}
+
+/// An `http://` or `https://` URL (what UEFI HTTP boot takes as its boot file).
+pub fn is_url(file: &str) -> bool {
+    let lower = file.get(..8).unwrap_or(file).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
 
 /// The option-93 code for an architecture name from `ARCH_NAMES` or a decimal code.
 pub fn arch_code(key: &str) -> Option<ArchCode> {
@@ -316,42 +333,9 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
     let mut ctx = Ctx { file, errors: Vec::new() };
     let cx = &mut ctx;
 
-    // [server]
+    // [server] interface + server_ip, or [[interface]] tables
     let server = raw.server;
-    let interface = overlay(ov.interface.clone(), flag::INTERFACE, server.interface, "server.interface".into())
-        .and_then(|(name, key)| {
-            if name.is_empty() || name.len() > MAX_INTERFACE_NAME_BYTES || name.contains(['/', ' ', '\0']) {
-                cx.error(
-                    &key,
-                    format!(
-                        "`{name}` is not an interface name (1 to {MAX_INTERFACE_NAME_BYTES} bytes, no `/` or spaces)"
-                    ),
-                );
-                None
-            } else {
-                Some(name)
-            }
-        });
-    let server_ip = match overlay(ov.server_ip.clone(), flag::SERVER_IP, server.server_ip, "server.server_ip".into()) {
-        None => {
-            cx.error(
-                &Key::path("server.server_ip"),
-                format!(
-                    "missing: set server_ip in [server] or give {} (the server identifier, option 54)",
-                    flag::SERVER_IP
-                ),
-            );
-            None
-        }
-        Some((text, key)) => cx.ipv4(&key, &text).and_then(|ip| {
-            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-                cx.error(&key, format!("{ip} cannot be a server identifier; use this server's own unicast address"));
-                None
-            } else {
-                Some((ip, key))
-            }
-        }),
-    };
+    let (interfaces, server_ip, server_addresses) = check_interfaces(cx, &server, &raw.interfaces, ov);
     let server_port = server.server_port.map_or(Some(67), |p| cx.positive(&Key::path("server.server_port"), p));
     let client_port = server.client_port.map_or(Some(68), |p| cx.positive(&Key::path("server.client_port"), p));
     let admin_listen =
@@ -403,7 +387,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
 
     // [[pool]]
     let checked_pools = check_pools(cx, &raw.pools, ov);
-    if let Some((ip, key)) = &server_ip {
+    for (ip, key) in &server_addresses {
         for (outline, _) in &checked_pools {
             if let Some((start, end)) = outline.range {
                 if (start..=end).contains(ip) {
@@ -426,9 +410,9 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
 
     // [[reservation]]
     let mut reservations = Vec::new();
+    let own_addresses: Vec<Ipv4Addr> = server_addresses.iter().map(|(ip, _)| *ip).collect();
     for (index, raw_reservation) in raw.reservations.iter().enumerate() {
-        let server = server_ip.as_ref().map(|(ip, _)| *ip);
-        if let Some(reservation) = check_reservation(cx, index, raw_reservation, subnets.as_deref(), server) {
+        if let Some(reservation) = check_reservation(cx, index, raw_reservation, subnets.as_deref(), &own_addresses) {
             reservations.push((index, reservation));
         }
     }
@@ -439,7 +423,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
     let errors = ctx.errors;
     match (server_ip, server_port, client_port, admin_listen, data_dir, identity, log_format, log_level) {
         (
-            Some((server_ip, _)),
+            Some(server_ip),
             Some(server_port),
             Some(client_port),
             Some(admin_listen),
@@ -448,7 +432,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
             Some(log_format),
             Some(log_level),
         ) if errors.is_empty() => Ok(Config {
-            interface,
+            interfaces,
             server_ip,
             server_port,
             client_port,
@@ -470,6 +454,119 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// An interface name as Linux takes it (SO_BINDTODEVICE).
+fn interface_name(cx: &mut Ctx<'_>, key: &Key, name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > MAX_INTERFACE_NAME_BYTES || name.contains(['/', ' ', '\0']) {
+        cx.error(
+            key,
+            format!("`{name}` is not an interface name (1 to {MAX_INTERFACE_NAME_BYTES} bytes, no `/` or spaces)"),
+        );
+        None
+    } else {
+        Some(name.to_string())
+    }
+}
+
+/// A server identifier: one of this server's own unicast addresses.
+fn server_address(cx: &mut Ctx<'_>, key: &Key, text: &str) -> Option<Ipv4Addr> {
+    let ip = cx.ipv4(key, text)?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        cx.error(key, format!("{ip} cannot be a server identifier; use this server's own unicast address"));
+        return None;
+    }
+    Some(ip)
+}
+
+/// `[server] interface` + `server_ip` (one interface, or all), or the `[[interface]]` tables (each
+/// named, with its own server identifier). Returns the interfaces (if all checked out), the main
+/// server identifier, and every server address with its key, for the checks against pools.
+#[allow(clippy::type_complexity)]
+fn check_interfaces(
+    cx: &mut Ctx<'_>,
+    server: &crate::raw::RawServer,
+    raw: &[crate::raw::RawInterface],
+    ov: &Overrides,
+) -> (Vec<Interface>, Option<Ipv4Addr>, Vec<(Ipv4Addr, Key)>) {
+    let interface =
+        overlay(ov.interface.as_deref(), flag::INTERFACE, server.interface.as_deref(), "server.interface".into());
+    let server_ip =
+        overlay(ov.server_ip.as_deref(), flag::SERVER_IP, server.server_ip.as_deref(), "server.server_ip".into());
+    if raw.is_empty() {
+        let name = interface.and_then(|(name, key)| interface_name(cx, &key, name));
+        let Some((text, key)) = server_ip else {
+            cx.error(
+                &Key::path("server.server_ip"),
+                format!(
+                    "missing: set server_ip in [server] or give {} (the server identifier, option 54)",
+                    flag::SERVER_IP
+                ),
+            );
+            return (Vec::new(), None, Vec::new());
+        };
+        let Some(ip) = server_address(cx, &key, text) else {
+            return (Vec::new(), None, Vec::new());
+        };
+        return (vec![Interface { name, server_ip: ip }], Some(ip), vec![(ip, key)]);
+    }
+
+    if let Some((_, key)) = &interface {
+        cx.error(key, "the file has [[interface]] tables: name every interface there (name, server_ip), not here");
+    }
+    let errors_before = cx.errors.len();
+    let mut interfaces: Vec<Interface> = Vec::new();
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let mut addresses: Vec<(Ipv4Addr, Key)> = Vec::new();
+    for (index, entry) in raw.iter().enumerate() {
+        let key = |field: &str| Key::path(format!("interface[{index}].{field}"));
+        let name = match &entry.name {
+            Some(name) => interface_name(cx, &key("name"), name),
+            None => {
+                cx.error(&key("name"), "missing: the interface to listen on, like eth0");
+                None
+            }
+        };
+        if let Some(name) = &name {
+            if let Some((_, first)) = names.iter().find(|(other, _)| other == name) {
+                cx.error(&key("name"), format!("`{name}` is already interface[{first}]"));
+            }
+            names.push((name.clone(), index));
+        }
+        let ip = match &entry.server_ip {
+            Some(text) => server_address(cx, &key("server_ip"), text),
+            None => {
+                cx.error(&key("server_ip"), "missing: this node's own address on the interface (option 54)");
+                None
+            }
+        };
+        if let Some(ip) = ip {
+            if let Some((_, Key::Path(first))) = addresses.iter().find(|(other, _)| *other == ip) {
+                let first = first.trim_end_matches(".server_ip").to_string();
+                cx.error(&key("server_ip"), format!("{ip} is already the server_ip of {first}"));
+            }
+            addresses.push((ip, key("server_ip")));
+        }
+        if let (Some(name), Some(ip)) = (name, ip) {
+            interfaces.push(Interface { name: Some(name), server_ip: ip });
+        }
+    }
+    if cx.errors.len() > errors_before {
+        return (Vec::new(), None, addresses);
+    }
+    // The main server identifier: `server_ip` if given (one of the interfaces'), else the first's.
+    let main = match server_ip {
+        None => interfaces.first().map(|i| i.server_ip),
+        Some((text, key)) => server_address(cx, &key, text).and_then(|ip| {
+            if interfaces.iter().any(|i| i.server_ip == ip) {
+                Some(ip)
+            } else {
+                cx.error(&key, format!("{ip} is not the server_ip of any [[interface]]"));
+                None
+            }
+        }),
+    };
+    (interfaces, main, addresses)
 }
 
 fn check_limits(cx: &mut Ctx<'_>, raw: &crate::raw::RawLimits) -> Limits {
@@ -512,6 +609,8 @@ fn check_pxe(
     tftp_flag: Option<&str>,
     bootfile_flag: Option<&str>,
 ) -> Pxe {
+    let next_server =
+        raw.next_server.as_deref().and_then(|text| cx.ipv4(&Key::path(format!("{prefix}.next_server")), text));
     let tftp_server =
         overlay(tftp_flag, flag::TFTP_SERVER, raw.tftp_server.as_deref(), format!("{prefix}.tftp_server"))
             .and_then(|(text, key)| cx.ipv4(&key, text));
@@ -540,11 +639,19 @@ fn check_pxe(
             cx.error(&key, format!("architecture {code} is already given as `{prefix}.arch.{other}`"));
             continue;
         }
-        if let Some(file) = cx.boot_file(&key, file) {
-            arch_boot_files.insert(code, file);
+        let Some(file) = cx.boot_file(&key, file) else { continue };
+        if is_http_boot_arch(code) && !is_url(&file) {
+            cx.error(
+                &key,
+                format!(
+                    "architecture {code} boots over HTTP (UEFI HTTP boot): give an http:// or https:// URL, not `{file}`"
+                ),
+            );
+            continue;
         }
+        arch_boot_files.insert(code, file);
     }
-    Pxe { tftp_server, boot_file, arch_boot_files, ipxe_script_url }
+    Pxe { next_server, tftp_server, boot_file, arch_boot_files, ipxe_script_url }
 }
 
 /// The pool flags as they apply to one pool (all empty when they do not apply).
@@ -835,7 +942,7 @@ fn check_reservation(
     index: usize,
     raw: &RawReservation,
     subnets: Option<&[Subnet]>,
-    server_ip: Option<Ipv4Addr>,
+    server_addresses: &[Ipv4Addr],
 ) -> Option<Reservation> {
     let errors_before = cx.errors.len();
     let prefix = format!("reservation[{index}]");
@@ -877,7 +984,7 @@ fn check_reservation(
         Some(text) => cx.ipv4(&key("ip"), text),
     };
     if let Some(ip) = ip {
-        if server_ip == Some(ip) {
+        if server_addresses.contains(&ip) {
             cx.error(&key("ip"), format!("{ip} is the server's own server_ip"));
         }
         if subnets.is_some_and(|subnets| !subnets.iter().any(|subnet| subnet.contains(ip))) {

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-pub use check::{arch_code, flag, ConfigError, ConfigErrors, ARCH_NAMES, MAX_BOOT_FILE_BYTES, MIN_FRAME_BYTES};
+pub use check::{
+    arch_code, flag, is_http_boot_arch, is_url, ConfigError, ConfigErrors, ARCH_NAMES, MAX_BOOT_FILE_BYTES,
+    MIN_FRAME_BYTES,
+};
 pub use raw::RawConfig;
 
 /// The commented example config file: every key documented, and a working single-node demo.
@@ -103,11 +106,15 @@ pub type ArchCode = u16;
 /// Network boot settings.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Pxe {
-    /// `siaddr` and option 66.
+    /// `siaddr` (the "next server", RFC 2131 §2) in every OFFER and ACK, whatever the client; without
+    /// it, `tftp_server` is the `siaddr` of network-boot clients only.
+    pub next_server: Option<Ipv4Addr>,
+    /// Option 66, and `siaddr` of network-boot clients when `next_server` is not set.
     pub tftp_server: Option<Ipv4Addr>,
     /// `file` and option 67 when no architecture entry matches.
     pub boot_file: Option<String>,
-    /// Boot file per option-93 architecture code (0 BIOS, 7/9 x64 UEFI, 11 ARM64 UEFI, 16 x64 HTTP …).
+    /// Boot file per option-93 architecture code (0 BIOS, 7/9 x64 UEFI, 11 ARM64 UEFI, 16 x64 HTTP …);
+    /// for the UEFI HTTP boot architectures (`is_http_boot_arch`) it is an `http://` or `https://` URL.
     pub arch_boot_files: BTreeMap<ArchCode, String>,
     /// Handed (as boot file) to clients whose user class (option 77) is `iPXE`, so iPXE does not
     /// chainload itself forever: usually an `http://…` script URL.
@@ -166,6 +173,16 @@ impl Default for Limits {
     }
 }
 
+/// One interface the DHCP server listens on, with this node's own address there: the server
+/// identifier (option 54) of the clients it serves directly, and of relayed clients whose requests
+/// arrive through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Bound with SO_BINDTODEVICE; `None` (one interface only) listens on all.
+    pub name: Option<String>,
+    pub server_ip: Ipv4Addr,
+}
+
 /// Raft membership of this node (a single node is a cluster of one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
@@ -203,9 +220,10 @@ impl Default for Cluster {
 /// The checked configuration of one node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Interface to bind port 67 to (SO_BINDTODEVICE); `None` listens on all.
-    pub interface: Option<String>,
-    /// This node's server identifier (option 54); never inside a pool.
+    /// The interfaces port 67 is opened on, never empty: `[server] interface` and `server_ip`, or
+    /// the `[[interface]]` tables. Several interfaces all have names.
+    pub interfaces: Vec<Interface>,
+    /// This node's main server identifier (option 54): the first interface's; never inside a pool.
     pub server_ip: Ipv4Addr,
     /// UDP port for DHCP server traffic; 67 except in tests.
     pub server_port: u16,
@@ -274,6 +292,11 @@ impl Config {
     pub fn demo() -> Config {
         Config::from_toml_str(EXAMPLE_TOML, "leasehold.example.toml")
             .expect("the bundled example config loads cleanly (checked by the config crate's tests)")
+    }
+
+    /// Is `ip` one of this node's own server addresses (an interface's `server_ip`)?
+    pub fn is_own_address(&self, ip: Ipv4Addr) -> bool {
+        self.interfaces.iter().any(|interface| interface.server_ip == ip)
     }
 
     /// The pool that serves a client on `network_hint` (the relay's giaddr, or this server's own

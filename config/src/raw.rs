@@ -19,6 +19,9 @@ use crate::check::ConfigError;
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
+    /// `[[interface]]` tables, in file order: one per interface the server listens on.
+    #[serde(default, rename = "interface")]
+    pub interfaces: Vec<RawInterface>,
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
@@ -49,6 +52,14 @@ pub struct RawServer {
     pub identity: Option<String>,
 }
 
+/// `[[interface]]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInterface {
+    pub name: Option<String>,
+    pub server_ip: Option<String>,
+}
+
 /// `[log]`
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +88,7 @@ pub struct RawLimits {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPxe {
+    pub next_server: Option<String>,
     pub tftp_server: Option<String>,
     pub boot_file: Option<String>,
     pub ipxe_script_url: Option<String>,

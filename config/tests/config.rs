@@ -68,7 +68,7 @@ fn only_error<'a>(errors: &'a ConfigErrors, key: &str, words: &[&str]) -> &'a Co
 #[test]
 fn example_loads_with_the_documented_values() {
     let config = load(EXAMPLE_TOML).unwrap_or_else(|e| panic!("the example must load:\n{e}"));
-    assert_eq!(config.interface.as_deref(), Some("eth0"));
+    assert_eq!(config.interfaces[0].name.as_deref(), Some("eth0"));
     assert_eq!(config.server_ip, ip("192.168.77.1"));
     assert_eq!((config.server_port, config.client_port), (67, 68));
     assert_eq!(config.admin_listen, "127.0.0.1:6767".parse::<SocketAddr>().unwrap());
@@ -91,12 +91,19 @@ fn example_loads_with_the_documented_values() {
     assert_eq!(pool.pxe, None);
 
     assert_eq!(config.pxe.tftp_server, Some(ip("192.168.77.1")));
+    assert_eq!(config.pxe.next_server, None);
     assert_eq!(config.pxe.boot_file.as_deref(), Some("undionly.kpxe"));
     assert_eq!(config.pxe.ipxe_script_url.as_deref(), Some("http://192.168.77.1/boot.ipxe"));
-    let arch: BTreeMap<u16, String> = [(0, "undionly.kpxe"), (7, "ipxe.efi"), (9, "ipxe.efi"), (11, "ipxe-arm64.efi")]
-        .into_iter()
-        .map(|(code, file)| (code, file.to_string()))
-        .collect();
+    let arch: BTreeMap<u16, String> = [
+        (0, "undionly.kpxe"),
+        (7, "snponly.efi"),
+        (9, "snponly.efi"),
+        (11, "ipxe-arm64.efi"),
+        (16, "http://192.168.77.1/snponly.efi"),
+    ]
+    .into_iter()
+    .map(|(code, file)| (code, file.to_string()))
+    .collect();
     assert_eq!(config.pxe.arch_boot_files, arch);
 
     assert_eq!(config.reservations.len(), 1);
@@ -129,7 +136,7 @@ fn example_file_in_the_crate_is_the_const() {
 #[test]
 fn minimal_config_gets_the_defaults() {
     let config = load(BASE).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.interface, None);
+    assert_eq!(config.interfaces[0].name, None);
     assert_eq!((config.server_port, config.client_port), (67, 68));
     assert_eq!(config.data_dir, PathBuf::from("./leasehold-data"));
     assert_eq!(config.admin_listen, "127.0.0.1:6767".parse::<SocketAddr>().unwrap());
@@ -757,7 +764,7 @@ peers = ["1=10.0.0.1:6768"]
     };
     let config = load_with(&text, &overrides).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.cluster.secret_file, Some(PathBuf::from("/run/secret")));
-    assert_eq!(config.interface.as_deref(), Some("br0"));
+    assert_eq!(config.interfaces[0].name.as_deref(), Some("br0"));
     assert_eq!(config.server_ip, ip("10.0.0.2"));
     assert_eq!(config.data_dir, PathBuf::from("/tmp/lh"));
     assert_eq!(config.admin_listen, "127.0.0.1:7000".parse::<SocketAddr>().unwrap());
@@ -774,4 +781,72 @@ peers = ["1=10.0.0.1:6768"]
     let errors = rejected_with(&text, &Overrides { peers: vec!["2=10.0.0.2:6768".into()], ..Overrides::default() });
     let error = only_error(&errors, "--peer", &["node_id 1"]);
     assert_eq!(error.source, None);
+}
+
+/// Several interfaces, each with this node's own address on it (option 54 for its clients).
+#[test]
+fn interfaces_each_name_their_server_address() {
+    let text = BASE.replace(
+        "[server]\nserver_ip = \"10.0.0.1\"\n",
+        "[[interface]]\nname = \"eth0\"\nserver_ip = \"10.0.0.1\"\n[[interface]]\nname = \"eth1\"\nserver_ip = \"10.1.0.1\"\n",
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("two interfaces load:\n{e}"));
+    let names: Vec<_> = config.interfaces.iter().map(|i| (i.name.as_deref(), i.server_ip)).collect();
+    assert_eq!(names, vec![(Some("eth0"), ip("10.0.0.1")), (Some("eth1"), ip("10.1.0.1"))]);
+    assert_eq!(config.server_ip, ip("10.0.0.1"), "the main server identifier is the first interface's");
+    assert!(config.is_own_address(ip("10.1.0.1")));
+
+    // server_ip, when given, picks the main one among them; it must be one of them.
+    let main = load(&format!("[server]\nserver_ip = \"10.1.0.1\"\n{text}")).expect("server_ip among the interfaces");
+    assert_eq!(main.server_ip, ip("10.1.0.1"));
+    let errors = rejected(&format!("[server]\nserver_ip = \"10.2.0.1\"\n{text}"));
+    only_error(&errors, "server.server_ip", &["not the server_ip of any [[interface]]"]);
+    // server.interface and [[interface]] together are ambiguous.
+    let errors = rejected(&format!("[server]\ninterface = \"eth0\"\n{text}"));
+    only_error(&errors, "server.interface", &["[[interface]]"]);
+    let errors = rejected_with(&text, &Overrides { interface: Some("eth9".into()), ..Overrides::default() });
+    only_error(&errors, "--interface", &["[[interface]]"]);
+}
+
+#[test]
+fn interface_tables_are_checked() {
+    let pool = "[[pool]]\nsubnet = \"10.0.0.0/24\"\nrange_start = \"10.0.0.10\"\nrange_end = \"10.0.0.20\"\n";
+    let errors = rejected(&format!(
+        "[[interface]]\nserver_ip = \"10.0.0.1\"\n[[interface]]\nname = \"eth1\"\n[[interface]]\nname = \"eth1\"\n\
+         server_ip = \"10.0.0.1\"\n[[interface]]\nname = \"a/b\"\nserver_ip = \"10.0.0.15\"\n{pool}"
+    ));
+    expect_error(&errors, "interface[0].name", &["missing"]);
+    expect_error(&errors, "interface[1].server_ip", &["missing"]);
+    expect_error(&errors, "interface[2].name", &["already interface[1]"]);
+    expect_error(&errors, "interface[2].server_ip", &["already the server_ip of interface[0]"]);
+    expect_error(&errors, "interface[3].name", &["not an interface name"]);
+    // Every server address is checked against the pools, not only the main one.
+    expect_error(&errors, "interface[3].server_ip", &["inside pool[0]"]);
+    // A reservation on any of the server's addresses is refused.
+    let text = format!(
+        "[[interface]]\nname = \"eth0\"\nserver_ip = \"10.0.0.1\"\n[[interface]]\nname = \"eth1\"\n\
+         server_ip = \"10.0.0.2\"\n{pool}[[reservation]]\nmac = \"02:00:00:00:00:01\"\nip = \"10.0.0.2\"\n"
+    );
+    only_error(&rejected(&text), "reservation[0].ip", &["server_ip"]);
+}
+
+/// `next_server` (siaddr for every client) is an address; a UEFI HTTP boot architecture needs a URL.
+#[test]
+fn next_server_and_http_boot_urls_are_checked() {
+    let text =
+        format!("{BASE}[pxe]\nnext_server = \"10.0.0.9\"\n[pxe.arch]\nhttp-x64 = \"http://10.0.0.9/snponly.efi\"\n");
+    let config = load(&text).unwrap_or_else(|e| panic!("loads:\n{e}"));
+    assert_eq!(config.pxe.next_server, Some(ip("10.0.0.9")));
+    assert_eq!(config.pxe.arch_boot_files.get(&16).map(String::as_str), Some("http://10.0.0.9/snponly.efi"));
+    let errors = rejected(&format!(
+        "{BASE}[pxe]\nnext_server = \"boot\"\n[pxe.arch]\nhttp-x64 = \"snponly.efi\"\n19 = \"tftp://x/y\"\n\
+         uefi-x64 = \"snponly.efi\"\n"
+    ));
+    expect_error(&errors, "pxe.next_server", &["not an IPv4 address"]);
+    expect_error(&errors, "pxe.arch.http-x64", &["HTTP", "http:// or https:// URL", "snponly.efi"]);
+    expect_error(&errors, "pxe.arch.19", &["HTTP"]);
+    assert_eq!(errors.len(), 3, "uefi-x64 takes a TFTP file name:\n{errors}");
+    // The same in a pool's own [pool.pxe].
+    let errors = rejected(&format!("{BASE}[pool.pxe.arch]\nhttp-arm64 = \"ipxe-arm64.efi\"\n"));
+    only_error(&errors, "pool[0].pxe.arch.http-arm64", &["URL"]);
 }

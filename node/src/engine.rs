@@ -11,15 +11,14 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use leasehold_cluster::{ClientKey, Command, CommittedEntry, Lease, LeaseTable, Outcome, Proposal, ProposalTag};
-use leasehold_config::{ClientIdentity, Config, Pool, Pxe, Reservation};
+use leasehold_config::{ClientIdentity, Config, Pool, Reservation};
 
 use crate::wire::{ClientMessageType, Destination, DropReason, Reply, ReplyType, Request};
 
-/// Option 60 sent back to PXE clients (PXE spec 2.1 §2.2.5).
-const PXE_VENDOR_CLASS: &[u8] = b"PXEClient";
-/// Option 55 codes that make a non-PXE client receive the boot settings.
-const OPTION_TFTP_SERVER: u8 = 66;
-const OPTION_BOOTFILE: u8 = 67;
+pub mod boot;
+pub mod relay;
+
+pub use relay::{Link, LinkSource};
 /// After a full scan of a pool finds nothing free, DISCOVERs for that pool are answered with silence
 /// for this long without rescanning: an exhausted 64k pool would otherwise cost a full scan per
 /// DISCOVER exactly when a flood of them arrives.
@@ -32,6 +31,8 @@ const MIN_MAX_MESSAGE_SIZE: u16 = 576;
 pub struct Outgoing {
     pub reply: Reply,
     pub destination: Destination,
+    /// The interface to send it from (the request's, an index into `Config::interfaces`).
+    pub interface: usize,
     /// Largest datagram the client accepts.
     pub max_bytes: usize,
 }
@@ -66,11 +67,26 @@ impl Role {
 
 /// How a request reached this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
-    /// To the broadcast address (or an unknown destination).
-    Broadcast,
-    /// To this unicast address.
-    Unicast(Ipv4Addr),
+pub struct Arrival {
+    /// The interface it came in on: an index into `Config::interfaces`.
+    pub interface: usize,
+    /// The unicast address it was sent to; `None` for the broadcast address (or an unknown one).
+    pub to: Option<Ipv4Addr>,
+}
+
+impl Arrival {
+    /// Broadcast on the first interface.
+    pub const BROADCAST: Arrival = Arrival { interface: 0, to: None };
+
+    /// Unicast to `ip`, on the first interface.
+    pub fn unicast(ip: Ipv4Addr) -> Arrival {
+        Arrival { interface: 0, to: Some(ip) }
+    }
+
+    /// The same, on interface `interface`.
+    pub fn on(self, interface: usize) -> Arrival {
+        Arrival { interface, ..self }
+    }
 }
 
 /// RFC 2131 §4.3.2: a REQUEST in RENEWING or REBINDING state carries `ciaddr` and neither a server
@@ -146,6 +162,7 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 struct Pending {
     request: Request,
+    link: Link,
     proposed_at_us: u64,
 }
 
@@ -331,7 +348,7 @@ impl Engine {
 
     /// Decide what to do about one request that arrived broadcast (or relayed).
     pub fn handle(&mut self, request: &Request, now_us: u64) -> Action {
-        self.handle_from(request, Arrival::Broadcast, now_us)
+        self.handle_from(request, Arrival::BROADCAST, now_us)
     }
 
     /// Decide what to do about one request. Exactly one node answers each client message (DESIGN
@@ -342,7 +359,8 @@ impl Engine {
     pub fn handle_from(&mut self, request: &Request, arrival: Arrival, now_us: u64) -> Action {
         let now_ms = now_us / 1000;
         self.offers.expire(now_ms);
-        let addressed_to_me = arrival == Arrival::Unicast(self.config.server_ip) && request.giaddr.is_unspecified();
+        let addressed_to_me =
+            arrival.to.is_some_and(|ip| self.config.is_own_address(ip)) && request.giaddr.is_unspecified();
         if self.role != Role::Leader && !addressed_to_me {
             return Action::Silent(Silence::NotLeader);
         }
@@ -352,28 +370,38 @@ impl Engine {
                 return Action::Drop(DropReason::ProposalBacklog);
             }
         }
+        let interface_ip = self.config.interfaces.get(arrival.interface).map_or(self.config.server_ip, |i| i.server_ip);
+        let link = Link::of(request, arrival, interface_ip);
         match (self.role, request.message_type) {
-            (_, ClientMessageType::Inform) => self.inform(request),
-            (Role::Leader, ClientMessageType::Discover) => self.discover(request, now_ms),
-            (Role::Leader, ClientMessageType::Request) => self.request(request, now_us),
-            (Role::Follower, ClientMessageType::Request) if is_renewing(request) => self.request(request, now_us),
-            (Role::NoQuorum, ClientMessageType::Request) if is_renewing(request) => {
-                self.renew_without_quorum(request, now_ms)
+            (_, ClientMessageType::Inform) => self.inform(request, &link),
+            (Role::Leader, ClientMessageType::Discover) => self.discover(request, &link, now_ms),
+            (Role::Leader, ClientMessageType::Request) => self.request(request, &link, now_us),
+            (Role::Follower, ClientMessageType::Request) if is_renewing(request) => {
+                self.request(request, &link, now_us)
             }
-            (Role::Leader | Role::Follower, ClientMessageType::Decline) => self.decline(request, now_us),
-            (Role::Leader | Role::Follower, ClientMessageType::Release) => self.release(request, now_us),
+            (Role::NoQuorum, ClientMessageType::Request) if is_renewing(request) => {
+                self.renew_without_quorum(request, &link, now_ms)
+            }
+            (Role::Leader | Role::Follower, ClientMessageType::Decline) => self.decline(request, &link, now_us),
+            (Role::Leader | Role::Follower, ClientMessageType::Release) => self.release(request, &link, now_us),
             _ => Action::Silent(Silence::NotLeader),
         }
     }
 
+    /// Does a client's server identifier (option 54) name this node: one of its own addresses, or
+    /// the address a relay told the client to use for us (RFC 5107)?
+    fn names_me(&self, server_id: Ipv4Addr, link: &Link) -> bool {
+        server_id == link.server_id || self.config.is_own_address(server_id)
+    }
+
     /// DESIGN rule 5: without a quorum nothing new is bound, but a client renewing a committed,
     /// unexpired lease is confirmed for the time that remains on it — never beyond.
-    fn renew_without_quorum(&mut self, request: &Request, now_ms: u64) -> Action {
+    fn renew_without_quorum(&mut self, request: &Request, link: &Link, now_ms: u64) -> Action {
         let client = self.client_key(request);
         match self.table.by_client(&client) {
             Some(lease) if lease.ip == request.ciaddr && lease.is_active(now_ms) => {
                 let lease = lease.clone();
-                Action::Send(Box::new(self.ack(request, &lease, now_ms)))
+                Action::Send(Box::new(self.ack(request, link, &lease, now_ms)))
             }
             _ => Action::Silent(Silence::NoQuorum),
         }
@@ -386,14 +414,14 @@ impl Engine {
         }
     }
 
-    /// The pools serving the client's network: the relay's (giaddr) or our own segment's.
-    fn pools_for(&self, request: &Request) -> impl Iterator<Item = (usize, &Pool)> + '_ {
-        let hint = if request.giaddr != Ipv4Addr::UNSPECIFIED { request.giaddr } else { self.config.server_ip };
-        self.config.pools.iter().enumerate().filter(move |(_, p)| p.subnet.contains(hint))
+    /// The pools serving the client's link (see `relay`): those whose subnet holds its selector.
+    fn pools_for(&self, link: &Link) -> impl Iterator<Item = (usize, &Pool)> + '_ {
+        let selector = link.selector;
+        self.config.pools.iter().enumerate().filter(move |(_, p)| p.subnet.contains(selector))
     }
 
-    fn pool_of(&self, request: &Request, ip: Ipv4Addr) -> Option<(usize, &Pool)> {
-        self.pools_for(request).find(|(_, p)| p.subnet.contains(ip))
+    fn pool_of(&self, link: &Link, ip: Ipv4Addr) -> Option<(usize, &Pool)> {
+        self.pools_for(link).find(|(_, p)| p.subnet.contains(ip))
     }
 
     fn reservation(&self, request: &Request) -> Option<&Reservation> {
@@ -406,7 +434,7 @@ impl Engine {
     /// May `client` be given `ip` now: in a pool or reserved for it, not held by another client in
     /// the committed table, not offered to another client, not reserved for someone else.
     fn usable(&self, ip: Ipv4Addr, client: &ClientKey, reserved_for_client: Option<Ipv4Addr>, now_ms: u64) -> bool {
-        if ip == self.config.server_ip {
+        if self.config.is_own_address(ip) {
             return false;
         }
         if self.reserved_ips.contains(&ip) && reserved_for_client != Some(ip) {
@@ -417,17 +445,23 @@ impl Engine {
 
     /// RFC 2131 §4.3.1: choose an address for a DISCOVER, in order: reservation, the client's
     /// current or previous binding, its current offer, the requested address, then a free one.
-    fn choose_address(&mut self, request: &Request, client: &ClientKey, now_ms: u64) -> Option<(usize, Ipv4Addr)> {
+    fn choose_address(
+        &mut self,
+        request: &Request,
+        link: &Link,
+        client: &ClientKey,
+        now_ms: u64,
+    ) -> Option<(usize, Ipv4Addr)> {
         let reserved = self.reservation(request).map(|r| r.ip);
         if let Some(ip) = reserved {
-            if let Some((index, _)) = self.pool_of(request, ip) {
+            if let Some((index, _)) = self.pool_of(link, ip) {
                 if self.usable(ip, client, reserved, now_ms) {
                     return Some((index, ip));
                 }
             }
         }
         let in_range = |engine: &Engine, ip: Ipv4Addr| -> Option<usize> {
-            engine.pools_for(request).find(|(_, p)| p.contains(ip)).map(|(i, _)| i)
+            engine.pools_for(link).find(|(_, p)| p.contains(ip)).map(|(i, _)| i)
         };
         let known = self.table.by_client(client).map(|l| l.ip).into_iter().chain(self.offers.of(client, now_ms));
         let candidates: Vec<Ipv4Addr> = known.chain(request.requested_ip).collect();
@@ -438,7 +472,7 @@ impl Engine {
                 }
             }
         }
-        let pool_indexes: Vec<usize> = self.pools_for(request).map(|(i, _)| i).collect();
+        let pool_indexes: Vec<usize> = self.pools_for(link).map(|(i, _)| i).collect();
         for index in pool_indexes {
             if let Some(ip) = self.scan_free(index, client, now_ms) {
                 return Some((index, ip));
@@ -467,7 +501,7 @@ impl Engine {
         let mut fallback = None;
         for step in 0..size {
             let ip = Ipv4Addr::from(start + (cursor - start + step) % size);
-            if ip == self.config.server_ip || self.reserved_ips.contains(&ip) {
+            if self.config.is_own_address(ip) || self.reserved_ips.contains(&ip) {
                 continue;
             }
             if self.offers.held_by_other(ip, client, now_ms) {
@@ -486,58 +520,61 @@ impl Engine {
         fallback
     }
 
-    fn discover(&mut self, request: &Request, now_ms: u64) -> Action {
+    fn discover(&mut self, request: &Request, link: &Link, now_ms: u64) -> Action {
         let client = self.client_key(request);
-        if self.pools_for(request).next().is_none() {
+        if self.pools_for(link).next().is_none() {
             return Action::Drop(DropReason::NoPool);
         }
-        let Some((pool_index, ip)) = self.choose_address(request, &client, now_ms) else {
+        let Some((pool_index, ip)) = self.choose_address(request, link, &client, now_ms) else {
             return Action::Silent(Silence::PoolExhausted);
         };
         let until_ms = now_ms.saturating_add(self.config.limits.offer_hold_ms);
         self.offers.hold(client, ip, until_ms, self.config.limits.max_offers);
         let pool = &self.config.pools[pool_index];
         let lease_secs = pool.lease_time_secs;
-        let reply = self.reply(request, ReplyType::Offer, pool_index, ip, Some(lease_secs));
-        Action::Send(Box::new(self.outgoing(request, reply)))
+        let reply = self.reply(request, link, ReplyType::Offer, pool_index, ip, Some(lease_secs));
+        Action::Send(Box::new(self.outgoing(request, link, reply)))
     }
 
     /// RFC 2131 §4.3.2: the three kinds of DHCPREQUEST.
-    fn request(&mut self, request: &Request, now_us: u64) -> Action {
+    fn request(&mut self, request: &Request, link: &Link, now_us: u64) -> Action {
         let client = self.client_key(request);
         let reserved = self.reservation(request).map(|r| r.ip);
         if let Some(server_id) = request.server_id {
             // SELECTING: the client answers an OFFER.
-            if server_id != self.config.server_ip {
+            if !self.names_me(server_id, link) {
                 self.offers.forget(&client);
                 return Action::Silent(Silence::OtherServerChosen);
             }
-            let Some(ip) = request.requested_ip.or_else(|| nonzero(request.ciaddr)) else {
-                return self.nak(request, "no requested address");
+            // Option 50 is required here (§4.3.2), but some clients leave it out: the address is
+            // then the one offered to this client, as Kea does.
+            let offered = self.offers.of(&client, now_us / 1000);
+            let Some(ip) = request.requested_ip.or_else(|| nonzero(request.ciaddr)).or(offered) else {
+                return self.nak(request, link, "no requested address");
             };
-            return self.bind_or_nak(request, client, ip, reserved, now_us);
+            return self.bind_or_nak(request, link, client, ip, reserved, now_us);
         }
         if let Some(ip) = request.requested_ip.filter(|_| request.ciaddr == Ipv4Addr::UNSPECIFIED) {
             // INIT-REBOOT: the client checks a remembered address.
-            if self.pool_of(request, ip).is_none() {
-                return if self.pools_for(request).next().is_some() {
-                    self.nak(request, "address not on this network")
+            if self.pool_of(link, ip).is_none() {
+                return if self.pools_for(link).next().is_some() {
+                    self.nak(request, link, "address not on this network")
                 } else {
                     Action::Silent(Silence::NotOurs)
                 };
             }
             return match self.table.by_client(&client) {
                 None => Action::Silent(Silence::UnknownClient),
-                Some(lease) if lease.ip != ip => self.nak(request, "address belongs to another binding"),
-                Some(_) => self.bind_or_nak(request, client, ip, reserved, now_us),
+                Some(lease) if lease.ip != ip => self.nak(request, link, "address belongs to another binding"),
+                Some(_) => self.bind_or_nak(request, link, client, ip, reserved, now_us),
             };
         }
         if let Some(ip) = nonzero(request.ciaddr) {
             // RENEWING (unicast) or REBINDING (broadcast): extend the binding at ciaddr.
-            if self.pool_of(request, ip).is_none() {
+            if self.pool_of(link, ip).is_none() {
                 return Action::Silent(Silence::NotOurs);
             }
-            return self.bind_or_nak(request, client, ip, reserved, now_us);
+            return self.bind_or_nak(request, link, client, ip, reserved, now_us);
         }
         Action::Silent(Silence::NothingToDo)
     }
@@ -545,6 +582,7 @@ impl Engine {
     fn bind_or_nak(
         &mut self,
         request: &Request,
+        link: &Link,
         client: ClientKey,
         ip: Ipv4Addr,
         reserved: Option<Ipv4Addr>,
@@ -552,18 +590,18 @@ impl Engine {
     ) -> Action {
         let now_ms = now_us / 1000;
         if reserved.is_some_and(|r| r != ip) {
-            return self.nak(request, "client has a reserved address");
+            return self.nak(request, link, "client has a reserved address");
         }
-        let pool = match self.pools_for(request).find(|(_, p)| p.contains(ip)) {
+        let pool = match self.pools_for(link).find(|(_, p)| p.contains(ip)) {
             Some((_, pool)) => pool,
-            None => match self.pool_of(request, ip) {
+            None => match self.pool_of(link, ip) {
                 Some((_, pool)) if reserved == Some(ip) => pool,
-                _ => return self.nak(request, "address not in a pool of this network"),
+                _ => return self.nak(request, link, "address not in a pool of this network"),
             },
         };
         let lease_ms = u64::from(pool.lease_time_secs) * 1000;
         if !self.usable(ip, &client, reserved, now_ms) {
-            return self.nak(request, "address in use");
+            return self.nak(request, link, "address in use");
         }
         let expires_at_ms = now_ms.saturating_add(lease_ms);
         let hostname = self.reservation(request).and_then(|r| r.hostname.clone()).or_else(|| request.hostname.clone());
@@ -577,13 +615,13 @@ impl Engine {
             proposed_at_ms: now_ms,
             decided_at_index: self.table.applied_index(),
         };
-        self.propose(request, command, now_us)
+        self.propose(request, link, command, now_us)
     }
 
     /// RFC 2131 §4.3.3: the client found the address in use; quarantine it.
-    fn decline(&mut self, request: &Request, now_us: u64) -> Action {
+    fn decline(&mut self, request: &Request, link: &Link, now_us: u64) -> Action {
         let now_ms = now_us / 1000;
-        if request.server_id.is_some_and(|s| s != self.config.server_ip) {
+        if request.server_id.is_some_and(|s| !self.names_me(s, link)) {
             return Action::Silent(Silence::NotOurs);
         }
         let Some(ip) = request.requested_ip else {
@@ -601,12 +639,12 @@ impl Engine {
             proposed_at_ms: now_ms,
             decided_at_index: self.table.applied_index(),
         };
-        self.propose(request, command, now_us)
+        self.propose(request, link, command, now_us)
     }
 
     /// RFC 2131 §4.3.4: the client gives its address back.
-    fn release(&mut self, request: &Request, now_us: u64) -> Action {
-        if request.server_id.is_some_and(|s| s != self.config.server_ip) {
+    fn release(&mut self, request: &Request, link: &Link, now_us: u64) -> Action {
+        if request.server_id.is_some_and(|s| !self.names_me(s, link)) {
             return Action::Silent(Silence::NotOurs);
         }
         let Some(ip) = nonzero(request.ciaddr) else {
@@ -620,26 +658,27 @@ impl Engine {
             proposed_at_ms: now_us / 1000,
             decided_at_index: self.table.applied_index(),
         };
-        self.propose(request, command, now_us)
+        self.propose(request, link, command, now_us)
     }
 
-    /// RFC 2131 §4.3.5: configuration only, no lease; answered at once to ciaddr.
-    fn inform(&mut self, request: &Request) -> Action {
+    /// RFC 2131 §4.3.5: configuration only — options, no lease time, no yiaddr; answered at once to
+    /// ciaddr.
+    fn inform(&mut self, request: &Request, link: &Link) -> Action {
         let Some(ciaddr) = nonzero(request.ciaddr) else {
             return Action::Silent(Silence::NothingToDo);
         };
-        let Some((pool_index, _)) = self.pool_of(request, ciaddr) else {
+        let Some((pool_index, _)) = self.pool_of(link, ciaddr) else {
             return Action::Silent(Silence::NotOurs);
         };
-        let mut reply = self.reply(request, ReplyType::Ack, pool_index, Ipv4Addr::UNSPECIFIED, None);
+        let mut reply = self.reply(request, link, ReplyType::Ack, pool_index, Ipv4Addr::UNSPECIFIED, None);
         reply.ciaddr = ciaddr;
-        Action::Send(Box::new(self.outgoing(request, reply)))
+        Action::Send(Box::new(self.outgoing(request, link, reply)))
     }
 
-    fn propose(&mut self, request: &Request, command: Command, now_us: u64) -> Action {
+    fn propose(&mut self, request: &Request, link: &Link, command: Command, now_us: u64) -> Action {
         let tag = ProposalTag { node_id: self.node_id, incarnation: self.incarnation, seq: self.next_seq };
         self.next_seq += 1;
-        self.pending.insert(tag, Pending { request: request.clone(), proposed_at_us: now_us });
+        self.pending.insert(tag, Pending { request: request.clone(), link: *link, proposed_at_us: now_us });
         self.pending_order.push_back((now_us, tag));
         Action::Propose(Proposal { tag, command })
     }
@@ -691,13 +730,21 @@ impl Engine {
                 }
                 let Some(pending) = self.pending.remove(&proposal.tag) else { continue };
                 answers.commit_latencies_us.push(now_us.saturating_sub(pending.proposed_at_us));
-                self.answer(&pending.request, &proposal.command, outcome, now_ms, &mut answers);
+                self.answer(&pending.request, &pending.link, &proposal.command, outcome, now_ms, &mut answers);
             }
         }
         answers
     }
 
-    fn answer(&mut self, request: &Request, command: &Command, outcome: &Outcome, now_ms: u64, answers: &mut Answers) {
+    fn answer(
+        &mut self,
+        request: &Request,
+        link: &Link,
+        command: &Command,
+        outcome: &Outcome,
+        now_ms: u64,
+        answers: &mut Answers,
+    ) {
         let decision = |outcome: &'static str, ip: Ipv4Addr| Decision {
             message: request.message_type,
             mac: request.chaddr,
@@ -719,12 +766,12 @@ impl Engine {
                 // in force (a retransmission, a late renewal), the lease time still counts from this
                 // REQUEST: the client counts from when it sent it.
                 let from_ms = lease.updated_at_ms.max(*proposed_at_ms);
-                let outgoing = self.ack(request, lease, from_ms);
+                let outgoing = self.ack(request, link, lease, from_ms);
                 answers.replies.push((outgoing, decision("ack", lease.ip)));
             }
             (Command::Bind { .. }, Outcome::Conflict { .. }) => {
-                let reply = self.nak_reply(request, "address in use");
-                answers.replies.push((self.outgoing(request, reply), decision("nak", command_ip)));
+                let reply = self.nak_reply(request, link, "address in use");
+                answers.replies.push((self.outgoing(request, link, reply), decision("nak", command_ip)));
             }
             (_, Outcome::TableFull) => answers.silent.push(decision("table_full", command_ip)),
             (_, Outcome::Released) => answers.silent.push(decision("released", command_ip)),
@@ -733,8 +780,8 @@ impl Engine {
             (Command::Bind { .. }, Outcome::Stale) => {
                 // The client's binding changed after this REQUEST was decided (it released or moved
                 // meanwhile): a NAK sends it back to INIT, RFC 2131 §4.4.1.
-                let reply = self.nak_reply(request, "binding changed meanwhile");
-                answers.replies.push((self.outgoing(request, reply), decision("nak_stale", command_ip)));
+                let reply = self.nak_reply(request, link, "binding changed meanwhile");
+                answers.replies.push((self.outgoing(request, link, reply), decision("nak_stale", command_ip)));
             }
             (_, Outcome::Stale) => answers.silent.push(decision("stale", command_ip)),
             (_, other) => {
@@ -748,7 +795,7 @@ impl Engine {
     /// lease time counts from `from_ms`, rounded down, so the client's idea of the expiry (it counts
     /// from when it sent the REQUEST, RFC 2131 §4.4.1) never passes the committed one: for a fresh
     /// binding `from_ms` is the proposer's time, for a confirmation without quorum it is now.
-    fn ack(&self, request: &Request, lease: &Lease, from_ms: u64) -> Outgoing {
+    fn ack(&self, request: &Request, link: &Link, lease: &Lease, from_ms: u64) -> Outgoing {
         // Bindings are proposed only inside a pool's subnet; a peer with a different pool list
         // (a misconfigured cluster) still gets an answer, with the first pool's options.
         let pool_index = self.config.pools.iter().position(|p| p.subnet.contains(lease.ip)).unwrap_or(0);
@@ -758,22 +805,22 @@ impl Engine {
             }
             _ => 0,
         };
-        let mut reply = self.reply(request, ReplyType::Ack, pool_index, lease.ip, Some(remaining_secs));
+        let mut reply = self.reply(request, link, ReplyType::Ack, pool_index, lease.ip, Some(remaining_secs));
         reply.ciaddr = request.ciaddr;
-        self.outgoing(request, reply)
+        self.outgoing(request, link, reply)
     }
 
-    fn nak(&self, request: &Request, why: &str) -> Action {
-        let reply = self.nak_reply(request, why);
-        Action::Send(Box::new(self.outgoing(request, reply)))
+    fn nak(&self, request: &Request, link: &Link, why: &str) -> Action {
+        let reply = self.nak_reply(request, link, why);
+        Action::Send(Box::new(self.outgoing(request, link, reply)))
     }
 
     /// RFC 2131 §4.3.2, table 3: a DHCPNAK carries only the server identifier and a message.
-    fn nak_reply(&self, request: &Request, why: &str) -> Reply {
+    fn nak_reply(&self, request: &Request, link: &Link, why: &str) -> Reply {
         Reply {
             broadcast: request.broadcast || request.giaddr != Ipv4Addr::UNSPECIFIED,
             message: Some(why.to_string()),
-            ..Reply::answering(request, ReplyType::Nak, self.config.server_ip)
+            ..Reply::answering(request, ReplyType::Nak, link.server_id)
         }
     }
 
@@ -781,6 +828,7 @@ impl Engine {
     fn reply(
         &self,
         request: &Request,
+        link: &Link,
         message_type: ReplyType,
         pool_index: usize,
         yiaddr: Ipv4Addr,
@@ -803,37 +851,28 @@ impl Engine {
             dns_servers: pool.dns_servers.clone(),
             domain_name: pool.domain_name.clone(),
             hostname: reservation.and_then(|r| r.hostname.clone()),
-            ..Reply::answering(request, message_type, self.config.server_ip)
+            // RFC 3011 §3: a client that chose its subnet with option 118 gets it back.
+            subnet_selection: request.subnet_selection.filter(|_| link.source == LinkSource::SubnetSelection),
+            ..Reply::answering(request, message_type, link.server_id)
         };
-        let wants_boot = request.is_pxe_client()
-            || request.is_ipxe()
-            || request.parameter_request_list.iter().any(|&c| c == OPTION_TFTP_SERVER || c == OPTION_BOOTFILE);
-        if wants_boot {
-            let pxe = pool.pxe.as_ref().unwrap_or(&self.config.pxe);
-            if let Some(tftp) = pxe.tftp_server {
-                reply.siaddr = tftp;
-                reply.tftp_server_name = Some(tftp.to_string());
-            }
-            if let Some(file) = boot_file(pxe, reservation, request) {
-                reply.file = Some(file.to_string());
-                reply.bootfile_name = Some(file.to_string());
-            }
-        }
-        if request.is_pxe_client() {
-            reply.vendor_class = Some(PXE_VENDOR_CLASS.to_vec());
-            reply.client_uuid = request.client_uuid.clone();
-        }
+        let boot = boot::boot_reply(pool.pxe.as_ref().unwrap_or(&self.config.pxe), reservation, request);
+        reply.siaddr = boot.siaddr.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        reply.tftp_server_name = boot.tftp_server_name;
+        reply.bootfile_name = boot.file.clone();
+        reply.file = boot.file;
+        reply.vendor_class = boot.vendor_class.map(<[u8]>::to_vec);
+        reply.client_uuid = request.client_uuid.clone().filter(|_| boot.echo_client_uuid);
         reply
     }
 
-    fn outgoing(&self, request: &Request, reply: Reply) -> Outgoing {
+    fn outgoing(&self, request: &Request, link: &Link, reply: Reply) -> Outgoing {
         let destination = Destination::for_reply(request, reply.message_type);
         let limit = self.config.limits.max_frame_bytes;
         let max_bytes = match request.max_message_size {
             Some(size) if size >= MIN_MAX_MESSAGE_SIZE => limit.min(usize::from(size)),
             _ => limit,
         };
-        Outgoing { reply, destination, max_bytes }
+        Outgoing { reply, destination, interface: link.interface, max_bytes }
     }
 
     /// After `snapshot_every_entries` applied entries: the table's snapshot bytes and index, so the
@@ -864,20 +903,6 @@ impl Engine {
             })
             .collect()
     }
-}
-
-/// PXE boot file choice: iPXE gets the script (no chainload loop), then the reservation's file,
-/// then the file for the client's architecture (option 93), then the default.
-fn boot_file<'a>(pxe: &'a Pxe, reservation: Option<&'a Reservation>, request: &Request) -> Option<&'a str> {
-    if request.is_ipxe() {
-        if let Some(url) = &pxe.ipxe_script_url {
-            return Some(url);
-        }
-    }
-    if let Some(file) = reservation.and_then(|r| r.boot_file.as_deref()) {
-        return Some(file);
-    }
-    request.client_arch.and_then(|arch| pxe.arch_boot_files.get(&arch)).map(String::as_str).or(pxe.boot_file.as_deref())
 }
 
 fn nonzero(ip: Ipv4Addr) -> Option<Ipv4Addr> {

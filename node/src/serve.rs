@@ -100,8 +100,12 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         let metrics = Arc::new(Metrics::default());
         let node_id = config.cluster.node_id;
         let incarnation = clock.now_us();
-        let socket = open_socket(config.interface.as_deref(), config.server_port)
-            .map_err(|source| ServeError::Socket { port: config.server_port, source })?;
+        let mut sockets = Vec::with_capacity(config.interfaces.len());
+        for interface in &config.interfaces {
+            let socket = open_socket(interface.name.as_deref(), config.server_port)
+                .map_err(|source| ServeError::Socket { port: config.server_port, source })?;
+            sockets.push(socket);
+        }
 
         let raft_arbiter = Arbiter::new();
         let lease_log = log.new(o!("actor" => "lease"));
@@ -130,17 +134,25 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         });
         let parser =
             ParserActor::new(lease.clone(), limits.max_frame_bytes, limits.mailbox_capacity, metrics.clone()).start();
-        let socket = SocketActor::new(
-            socket,
-            parser.clone(),
-            config.server_port,
-            config.client_port,
-            limits.max_frame_bytes,
-            metrics.clone(),
-            log.new(o!("actor" => "socket")),
-        )
-        .start();
-        parser.do_send(Connect(socket));
+        let sockets = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(index, socket)| {
+                let name = config.interfaces[index].name.clone().unwrap_or_else(|| "*".into());
+                SocketActor::new(
+                    socket,
+                    index,
+                    parser.clone(),
+                    config.server_port,
+                    config.client_port,
+                    limits.max_frame_bytes,
+                    metrics.clone(),
+                    log.new(o!("actor" => "socket", "interface" => name)),
+                )
+                .start()
+            })
+            .collect();
+        parser.do_send(Connect(sockets));
         lease.do_send(ConnectParser(parser));
         let Some(raft) = raft_addr else {
             return Err(ServeError::Runtime(std::io::Error::other("raft actor did not start")));
@@ -156,7 +168,9 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
             .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
         let admin_handle = admin.handle();
         actix::spawn(admin);
-        info!(log, "serving"; "interface" => config.interface.as_deref().unwrap_or("*"),
+        let interfaces: Vec<String> =
+            config.interfaces.iter().map(|i| format!("{}={}", i.name.as_deref().unwrap_or("*"), i.server_ip)).collect();
+        info!(log, "serving"; "interfaces" => interfaces.join(","),
             "server_ip" => %config.server_ip, "port" => config.server_port, "admin" => %config.admin_listen,
             "pools" => config.pools.len(), "node_id" => node_id);
 

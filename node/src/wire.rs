@@ -51,6 +51,8 @@ pub struct Request {
     pub max_message_size: Option<u16>,
     /// Option 82 (RFC 3046), raw: echoed back to the relay.
     pub relay_agent_info: Option<Vec<u8>>,
+    /// Option 118 (RFC 3011): the subnet the client asks to be served from.
+    pub subnet_selection: Option<Ipv4Addr>,
     /// iPXE's own option 175 was present.
     pub has_ipxe_option: bool,
     /// Every option not named above, kept as data (code, bytes).
@@ -61,6 +63,11 @@ impl Request {
     /// A PXE ROM: option 60 starts with `PXEClient` (PXE spec 2.1, RFC 4578).
     pub fn is_pxe_client(&self) -> bool {
         self.vendor_class.as_deref().is_some_and(|v| v.starts_with(b"PXEClient"))
+    }
+
+    /// UEFI HTTP boot firmware: option 60 starts with `HTTPClient` (UEFI 2.5+ §24.7).
+    pub fn is_http_boot_client(&self) -> bool {
+        self.vendor_class.as_deref().is_some_and(|v| v.starts_with(b"HTTPClient"))
     }
 
     /// Already running iPXE: user class `iPXE` or option 175. Such a client gets the iPXE script
@@ -182,12 +189,14 @@ pub struct Reply {
     pub tftp_server_name: Option<String>,
     /// Option 67.
     pub bootfile_name: Option<String>,
-    /// Option 60, echoed to PXE clients as `PXEClient`.
+    /// Option 60: `HTTPClient` to UEFI HTTP boot clients (see the engine's boot module).
     pub vendor_class: Option<Vec<u8>>,
-    /// Option 97, echoed to PXE clients.
+    /// Option 97, echoed to network-boot clients.
     pub client_uuid: Option<Vec<u8>>,
     /// Option 61, echoed (RFC 6842).
     pub client_id: Option<Vec<u8>>,
+    /// Option 118, echoed to a client that sent it and was served by it (RFC 3011 §3).
+    pub subnet_selection: Option<Ipv4Addr>,
     /// Option 82, echoed to the relay (RFC 3046 §2.2).
     pub relay_agent_info: Option<Vec<u8>>,
     /// Option 56, mostly for NAKs.
@@ -223,6 +232,7 @@ impl Reply {
             vendor_class: None,
             client_uuid: None,
             client_id: request.client_id.clone(),
+            subnet_selection: None,
             relay_agent_info: request.relay_agent_info.clone(),
             message: None,
         }

@@ -253,6 +253,7 @@ impl Client {
             parameter_request_list: vec![1, 3, 6, 15, 51, 54, 58, 59],
             max_message_size: None,
             relay_agent_info: None,
+            subnet_selection: None,
             has_ipxe_option: false,
             other_options: Vec::new(),
         }

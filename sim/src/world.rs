@@ -29,7 +29,7 @@ use std::sync::Arc;
 use leasehold_cluster::replica::{Actions, Replica, ReplicaConfig};
 use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
 use leasehold_cluster::{ClientKey, CommittedEntry, LeaseTable, Proposal, ProposalTag, RaftStatus};
-use leasehold_config::{ClientIdentity, Cluster, Config, Limits, LogFormat, LogLevel, Pool, Pxe, Subnet};
+use leasehold_config::{ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Pool, Pxe, Subnet};
 use leasehold_node::engine::{Action, Arrival, Engine, Role};
 use leasehold_node::wire::{ReplyType, Request};
 use raft::eraftpb::{Message, MessageType};
@@ -329,7 +329,7 @@ impl Plan {
         };
         let peers = (1..=nodes as u64).map(|id| (id, SocketAddr::from(([127, 0, 0, 1], 7000 + id as u16)))).collect();
         Config {
-            interface: None,
+            interfaces: vec![Interface { name: None, server_ip: server_ip(node_id) }],
             server_ip: server_ip(node_id),
             server_port: 67,
             client_port: 68,
@@ -1282,8 +1282,8 @@ impl World {
         let now_us = self.node_now_us(n);
         let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
         let arrival = match destination {
-            Destination::Broadcast => Arrival::Broadcast,
-            Destination::Unicast(ip) => Arrival::Unicast(ip),
+            Destination::Broadcast => Arrival::BROADCAST,
+            Destination::Unicast(ip) => Arrival::unicast(ip),
         };
         let action = live.engine.handle_from(request, arrival, now_us);
         if matches!(action, Action::Send(_) | Action::Propose(_)) {

@@ -19,6 +19,8 @@ pub struct Datagram {
     pub from: SocketAddr,
     /// The IP destination address (IP_PKTINFO), when the kernel told it.
     pub destination: Option<Ipv4Addr>,
+    /// The interface (an index into `Config::interfaces`) whose socket received it.
+    pub interface: usize,
 }
 
 /// A reply to encode and send.
@@ -28,7 +30,8 @@ pub struct Encode(pub Outgoing);
 
 pub struct ParserActor {
     lease: Addr<LeaseActor>,
-    socket: Option<Addr<SocketActor>>,
+    /// One socket per interface, in `Config::interfaces` order.
+    sockets: Vec<Addr<SocketActor>>,
     max_frame_bytes: usize,
     mailbox_capacity: usize,
     metrics: Arc<Metrics>,
@@ -41,14 +44,15 @@ impl ParserActor {
         mailbox_capacity: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
-        ParserActor { lease, socket: None, max_frame_bytes, mailbox_capacity, metrics }
+        ParserActor { lease, sockets: Vec::new(), max_frame_bytes, mailbox_capacity, metrics }
     }
 }
 
-/// Tells the parser where to send encoded replies (the socket is started after the parser).
+/// Tells the parser where to send encoded replies: the socket of each interface, in
+/// `Config::interfaces` order (the sockets are started after the parser).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Connect(pub Addr<SocketActor>);
+pub struct Connect(pub Vec<Addr<SocketActor>>);
 
 impl Actor for ParserActor {
     type Context = Context<Self>;
@@ -62,7 +66,7 @@ impl Handler<Connect> for ParserActor {
     type Result = ();
 
     fn handle(&mut self, msg: Connect, _: &mut Self::Context) {
-        self.socket = Some(msg.0);
+        self.sockets = msg.0;
     }
 }
 
@@ -73,10 +77,8 @@ impl Handler<Datagram> for ParserActor {
         match wire::parse(&msg.bytes, self.max_frame_bytes) {
             Ok(request) => {
                 self.metrics.received(request.message_type);
-                let arrival = match msg.destination {
-                    Some(ip) if !ip.is_broadcast() => Arrival::Unicast(ip),
-                    _ => Arrival::Broadcast,
-                };
+                let to = msg.destination.filter(|ip| !ip.is_broadcast());
+                let arrival = Arrival { interface: msg.interface, to };
                 if self.lease.try_send(Incoming(request, arrival)).is_err() {
                     self.metrics.dropped(DropReason::Overloaded);
                 }
@@ -90,10 +92,12 @@ impl Handler<Encode> for ParserActor {
     type Result = ();
 
     fn handle(&mut self, msg: Encode, _: &mut Self::Context) {
-        let Outgoing { reply, destination, max_bytes } = msg.0;
+        let Outgoing { reply, destination, interface, max_bytes } = msg.0;
         let bytes = wire::emit(&reply, max_bytes);
         self.metrics.sent(reply.message_type);
-        if let Some(socket) = &self.socket {
+        // A reply leaves by the interface its request came in on (a broadcast reply must reach
+        // that segment); an unknown index, which a peer's replica cannot produce, uses the first.
+        if let Some(socket) = self.sockets.get(interface).or(self.sockets.first()) {
             socket.do_send(Transmit { bytes, destination });
         }
     }

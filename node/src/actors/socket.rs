@@ -1,6 +1,7 @@
-//! The socket actor: owns the DHCP server's UDP socket (port 67, bound to one interface with
-//! SO_BINDTODEVICE, SO_BROADCAST on). It reads datagrams and hands them to the parser with
-//! `try_send`; it writes the replies the parser encoded, to the address RFC 2131 §4.1 chose.
+//! The socket actor: owns one of the DHCP server's UDP sockets (port 67, bound to one interface
+//! with SO_BINDTODEVICE, or to all when there is only one, SO_BROADCAST on). It reads datagrams and
+//! hands them to the parser with `try_send`, tagged with its interface; it writes the replies the
+//! parser encoded, to the address RFC 2131 §4.1 chose. There is one socket actor per interface.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -111,6 +112,8 @@ pub struct Transmit {
 
 pub struct SocketActor {
     socket: Arc<UdpSocket>,
+    /// This socket's interface: an index into `Config::interfaces`.
+    interface: usize,
     parser: Addr<ParserActor>,
     server_port: u16,
     client_port: u16,
@@ -120,8 +123,10 @@ pub struct SocketActor {
 }
 
 impl SocketActor {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         socket: UdpSocket,
+        interface: usize,
         parser: Addr<ParserActor>,
         server_port: u16,
         client_port: u16,
@@ -129,7 +134,16 @@ impl SocketActor {
         metrics: Arc<Metrics>,
         log: Logger,
     ) -> Self {
-        SocketActor { socket: Arc::new(socket), parser, server_port, client_port, max_frame_bytes, metrics, log }
+        SocketActor {
+            socket: Arc::new(socket),
+            interface,
+            parser,
+            server_port,
+            client_port,
+            max_frame_bytes,
+            metrics,
+            log,
+        }
     }
 }
 
@@ -141,6 +155,7 @@ impl Actor for SocketActor {
         let parser = self.parser.clone();
         let metrics = self.metrics.clone();
         let log = self.log.clone();
+        let interface = self.interface;
         // One byte more than the limit, so an oversized datagram is seen as such, not truncated.
         let buffer_len = self.max_frame_bytes + 1;
         let receive = async move {
@@ -151,7 +166,7 @@ impl Actor for SocketActor {
                 match received {
                     Ok((len, from, destination)) => {
                         metrics.datagram();
-                        let datagram = Datagram { bytes: buffer[..len].to_vec(), from, destination };
+                        let datagram = Datagram { bytes: buffer[..len].to_vec(), from, destination, interface };
                         if parser.try_send(datagram).is_err() {
                             metrics.dropped(DropReason::Overloaded);
                         }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use leasehold_cluster::{CommittedEntry, LeaseState, LeaseTable, Proposal};
-use leasehold_config::{ClientIdentity, Cluster, Config, Limits, LogFormat, LogLevel, Pool, Pxe, Reservation, Subnet};
+use leasehold_config::{
+    ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Pool, Pxe, Reservation, Subnet,
+};
 use proptest::prelude::*;
 
 use super::*;
@@ -40,7 +42,7 @@ fn config() -> Config {
     arch_boot_files.insert(7, "ipxe.efi".to_string());
     arch_boot_files.insert(11, "ipxe-arm64.efi".to_string());
     Config {
-        interface: None,
+        interfaces: vec![Interface { name: None, server_ip: SERVER }],
         server_ip: SERVER,
         server_port: 67,
         client_port: 68,
@@ -52,6 +54,7 @@ fn config() -> Config {
         identity: ClientIdentity::Mac,
         pools: vec![pool("lab", [10, 0, 0], 100, 110), pool("relayed", [10, 9, 9], 10, 20)],
         pxe: Pxe {
+            next_server: None,
             tftp_server: Some(SERVER),
             boot_file: Some("pxelinux.0".into()),
             arch_boot_files,
@@ -106,6 +109,7 @@ fn request(message_type: ClientMessageType, chaddr: [u8; 6]) -> Request {
         parameter_request_list: vec![1, 3, 6, 15, 51, 54],
         max_message_size: None,
         relay_agent_info: None,
+        subnet_selection: None,
         has_ipxe_option: false,
         other_options: Vec::new(),
     }
@@ -418,8 +422,10 @@ fn reservation_gets_its_fixed_address_and_hostname_and_nobody_else_gets_it() {
     assert_eq!(nak.reply.message_type, ReplyType::Nak);
 }
 
+/// A PXE ROM gets its boot file in the header and options 66/67, its UUID back, and no option 60:
+/// an offer with 60 `PXEClient` and no option 43 sends EDK2 to a udp/4011 boot server (see `boot`).
 #[test]
-fn pxe_rom_gets_siaddr_file_66_67_for_its_architecture_and_echoes_60_97() {
+fn pxe_rom_gets_siaddr_file_66_67_for_its_architecture_and_97_but_no_60() {
     let mut engine = engine();
     let uuid = [0u8; 17].iter().enumerate().map(|(i, _)| i as u8).collect::<Vec<u8>>();
     let pxe = |arch: u16| Request {
@@ -433,7 +439,7 @@ fn pxe_rom_gets_siaddr_file_66_67_for_its_architecture_and_echoes_60_97() {
     assert_eq!(reply.file.as_deref(), Some("ipxe.efi"));
     assert_eq!(reply.tftp_server_name.as_deref(), Some("10.0.0.1"));
     assert_eq!(reply.bootfile_name.as_deref(), Some("ipxe.efi"));
-    assert_eq!(reply.vendor_class.as_deref(), Some(&b"PXEClient"[..]));
+    assert_eq!(reply.vendor_class, None, "no option 60: EDK2 would take the offer for a BINL (proxy) offer");
     assert_eq!(reply.client_uuid.as_deref(), Some(&uuid[..]));
     assert_eq!(expect_send(engine.handle(&pxe(0), T0_US)).reply.file.as_deref(), Some("undionly.kpxe"));
     assert_eq!(expect_send(engine.handle(&pxe(11), T0_US)).reply.file.as_deref(), Some("ipxe-arm64.efi"));
@@ -673,17 +679,17 @@ fn design_rule_2_follower_answers_only_renewals_addressed_to_it() {
     engine.set_role(Role::Follower);
     assert_eq!(engine.handle(&discover(mac(2)), T0_US), Action::Silent(Silence::NotLeader));
     assert_eq!(
-        engine.handle_from(&renewing(mac(1), ip), Arrival::Broadcast, T0_US),
+        engine.handle_from(&renewing(mac(1), ip), Arrival::BROADCAST, T0_US),
         Action::Silent(Silence::NotLeader),
         "REBINDING (broadcast) is the leader's"
     );
     assert_eq!(
-        engine.handle_from(&renewing(mac(1), ip), Arrival::Unicast(Ipv4Addr::new(10, 0, 0, 2)), T0_US),
+        engine.handle_from(&renewing(mac(1), ip), Arrival::unicast(Ipv4Addr::new(10, 0, 0, 2)), T0_US),
         Action::Silent(Silence::NotLeader),
         "a RENEW addressed to another node's server identifier is that node's"
     );
     let later = T0_US + 1800 * SECOND_US;
-    let proposal = expect_propose(engine.handle_from(&renewing(mac(1), ip), Arrival::Unicast(SERVER), later));
+    let proposal = expect_propose(engine.handle_from(&renewing(mac(1), ip), Arrival::unicast(SERVER), later));
     let ack = log.commit_one(&mut engine, proposal, later);
     assert_eq!(ack.reply.message_type, ReplyType::Ack);
     assert_eq!(ack.reply.server_id, SERVER, "the follower answers with its own server identifier");
@@ -699,7 +705,7 @@ fn design_rule_5_minority_side_renews_only_for_the_remaining_time() {
     let ip = dora(&mut engine, &mut log, mac(1), T0_US).reply.yiaddr;
     engine.set_role(Role::NoQuorum);
     let later = T0_US + 3000 * SECOND_US;
-    let ack = expect_send(engine.handle_from(&renewing(mac(1), ip), Arrival::Unicast(SERVER), later));
+    let ack = expect_send(engine.handle_from(&renewing(mac(1), ip), Arrival::unicast(SERVER), later));
     assert_eq!(ack.reply.message_type, ReplyType::Ack);
     assert_eq!(ack.reply.lease_time_secs, Some(600), "3600 s lease, 3000 s gone: 600 s remain, not more");
     assert_eq!(ack.reply.renewal_time_secs, Some(300));
@@ -709,19 +715,19 @@ fn design_rule_5_minority_side_renews_only_for_the_remaining_time() {
         other => panic!("expected bound, got {other:?}"),
     }
     assert_eq!(
-        engine.handle_from(&renewing(mac(2), Ipv4Addr::new(10, 0, 0, 104)), Arrival::Unicast(SERVER), later),
+        engine.handle_from(&renewing(mac(2), Ipv4Addr::new(10, 0, 0, 104)), Arrival::unicast(SERVER), later),
         Action::Silent(Silence::NoQuorum),
         "no committed lease to confirm: silence"
     );
     let expired = T0_US + 3601 * SECOND_US;
     assert_eq!(
-        engine.handle_from(&renewing(mac(1), ip), Arrival::Unicast(SERVER), expired),
+        engine.handle_from(&renewing(mac(1), ip), Arrival::unicast(SERVER), expired),
         Action::Silent(Silence::NoQuorum),
         "an expired lease is not confirmed"
     );
     assert_eq!(engine.handle(&discover(mac(3)), later), Action::Silent(Silence::NotLeader), "no OFFERs either");
     let release = Request { ciaddr: ip, server_id: Some(SERVER), ..request(ClientMessageType::Release, mac(1)) };
-    assert_eq!(engine.handle_from(&release, Arrival::Unicast(SERVER), later), Action::Silent(Silence::NotLeader));
+    assert_eq!(engine.handle_from(&release, Arrival::unicast(SERVER), later), Action::Silent(Silence::NotLeader));
 }
 
 /// DESIGN rule 2 across a leader change: a leader answers broadcasts only while its lease lasts,
@@ -746,4 +752,216 @@ fn a_leader_whose_lease_ran_out_answers_like_the_minority_side() {
     assert_eq!(Role::from_status(&follower, 0), Role::Follower);
     let alone = leasehold_cluster::RaftStatus { is_leader: false, leader_id: None, lease_until_us: None, ..status };
     assert_eq!(Role::from_status(&alone, 0), Role::NoQuorum);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relays (RFC 3046, 3527, 3011, 5107), several interfaces, and requests real clients send
+// ---------------------------------------------------------------------------------------------
+
+const RELAY: Ipv4Addr = Ipv4Addr::new(10, 9, 9, 1);
+
+/// DORA through the relay at `RELAY` (giaddr set, option 82 `info`); returns the ACK.
+fn relayed_dora(engine: &mut Engine, log: &mut Log, chaddr: [u8; 6], info: Option<Vec<u8>>, now_us: u64) -> Outgoing {
+    let relayed = |request: Request| Request { giaddr: RELAY, hops: 1, relay_agent_info: info.clone(), ..request };
+    let offer = expect_send(engine.handle(&relayed(discover(chaddr)), now_us));
+    let server_id = offer.reply.server_id;
+    let proposal = expect_propose(engine.handle(&relayed(selecting(chaddr, offer.reply.yiaddr, server_id)), now_us));
+    let ack = log.commit_one(engine, proposal, now_us);
+    assert_eq!((ack.reply.message_type, ack.reply.yiaddr), (ReplyType::Ack, offer.reply.yiaddr));
+    assert_eq!(ack.destination, Destination::Relay(RELAY), "RFC 2131 §4.1: giaddr set, reply to the relay");
+    ack
+}
+
+/// RFC 2131 §4.3.2 RENEWING: the client behind a relay unicasts its renewal straight to the server,
+/// giaddr 0 and ciaddr in the relayed subnet. The subnet comes from ciaddr (not from the server's own
+/// segment), the lease is extended at commit, the ACK goes to ciaddr — on a follower too (rule 2).
+#[test]
+fn relayed_client_renews_by_unicast_without_the_relay() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ip = relayed_dora(&mut engine, &mut log, mac(1), None, T0_US).reply.yiaddr;
+    assert_eq!(ip, Ipv4Addr::new(10, 9, 9, 10), "the relayed pool");
+    for (role, at_secs) in [(Role::Leader, 1800), (Role::Follower, 3600)] {
+        engine.set_role(role);
+        let later = T0_US + at_secs * SECOND_US;
+        let renewal = renewing(mac(1), ip);
+        let proposal = expect_propose(engine.handle_from(&renewal, Arrival::unicast(SERVER), later));
+        let ack = log.commit_one(&mut engine, proposal, later);
+        assert_eq!((ack.reply.message_type, ack.reply.yiaddr), (ReplyType::Ack, ip), "{role:?}");
+        assert_eq!(ack.reply.routers, vec![Ipv4Addr::new(10, 9, 9, 1)], "the relayed pool's options");
+        assert_eq!(ack.destination, Destination::Unicast(ip));
+        assert_eq!(ack.reply.relay_agent_info, None, "RFC 3046 §2.2: no 82 in, none out");
+        match engine.table().by_ip(ip).unwrap().state {
+            LeaseState::Bound { expires_at_ms } => assert_eq!(expires_at_ms, later / 1000 + 3_600_000),
+            other => panic!("expected bound, got {other:?}"),
+        }
+    }
+    // Broadcast with that ciaddr and no relay is a client on the server's own segment: not its subnet.
+    engine.set_role(Role::Leader);
+    assert_eq!(engine.handle(&renewing(mac(1), ip), T0_US), Action::Silent(Silence::NotOurs));
+}
+
+/// RFC 3046 §2.2: option 82 comes back unchanged in every reply to a request that carried it.
+#[test]
+fn rfc3046_option_82_is_echoed_in_offer_ack_and_nak() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let info = vec![1, 4, b'e', b't', b'h', b'1', 2, 2, 0xaa, 0xbb];
+    let ack = relayed_dora(&mut engine, &mut log, mac(1), Some(info.clone()), T0_US);
+    assert_eq!(ack.reply.relay_agent_info.as_ref(), Some(&info));
+    let wrong = Request {
+        giaddr: RELAY,
+        relay_agent_info: Some(info.clone()),
+        ..init_reboot(mac(1), Ipv4Addr::new(10, 9, 9, 11))
+    };
+    let nak = expect_send(engine.handle(&wrong, T0_US));
+    assert_eq!(nak.reply.message_type, ReplyType::Nak);
+    assert_eq!(nak.reply.relay_agent_info, Some(info));
+}
+
+/// RFC 3527 §3: with the link selection sub-option, giaddr is only where the reply goes; the subnet
+/// is the sub-option's. Here giaddr lies in the server's own subnet, the link in the relayed one.
+#[test]
+fn rfc3527_link_selection_chooses_the_subnet_giaddr_gets_the_reply() {
+    let mut engine = engine();
+    let giaddr = Ipv4Addr::new(10, 0, 0, 254);
+    let info = vec![5, 4, 10, 9, 9, 1];
+    let relayed = Request { giaddr, relay_agent_info: Some(info.clone()), ..discover(mac(1)) };
+    let offer = expect_send(engine.handle(&relayed, T0_US));
+    assert_eq!(offer.reply.yiaddr, Ipv4Addr::new(10, 9, 9, 10), "the link-selected pool, not giaddr's");
+    assert_eq!(offer.destination, Destination::Relay(giaddr));
+    assert_eq!(offer.reply.relay_agent_info, Some(info));
+}
+
+/// RFC 3011 §3: option 118 picks the subnet and is echoed (a client that sent it drops replies
+/// without it).
+#[test]
+fn rfc3011_subnet_selection_chooses_the_subnet_and_is_echoed() {
+    let mut engine = engine();
+    let subnet = Ipv4Addr::new(10, 9, 9, 0);
+    let offer = expect_send(engine.handle(&Request { subnet_selection: Some(subnet), ..discover(mac(1)) }, T0_US));
+    assert_eq!(offer.reply.yiaddr, Ipv4Addr::new(10, 9, 9, 10));
+    assert_eq!(offer.reply.subnet_selection, Some(subnet));
+    let plain = expect_send(engine.handle(&discover(mac(2)), T0_US));
+    assert_eq!(plain.reply.subnet_selection, None);
+    let unknown = Request { subnet_selection: Some(Ipv4Addr::new(172, 16, 0, 0)), ..discover(mac(3)) };
+    assert_eq!(engine.handle(&unknown, T0_US), Action::Drop(DropReason::NoPool));
+}
+
+/// RFC 5107 §4: with the server identifier override sub-option, replies name the relay's address
+/// as the server, and a REQUEST naming that address is meant for us.
+#[test]
+fn rfc5107_server_identifier_override_is_the_servers_name_for_the_client() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let info = vec![11, 4, 10, 9, 9, 1];
+    let ack = relayed_dora(&mut engine, &mut log, mac(1), Some(info.clone()), T0_US);
+    assert_eq!(ack.reply.server_id, RELAY);
+    // The client renews to the relay, which relays the REQUEST with the override again.
+    let later = T0_US + 1800 * SECOND_US;
+    let renewal = Request { giaddr: RELAY, relay_agent_info: Some(info), ..renewing(mac(1), ack.reply.yiaddr) };
+    let proposal = expect_propose(engine.handle_from(&renewal, Arrival::unicast(SERVER), later));
+    assert_eq!(log.commit_one(&mut engine, proposal, later).reply.server_id, RELAY);
+    // Without the sub-option, a SELECTING REQUEST naming the relay is for another server.
+    let other = Request { giaddr: RELAY, ..selecting(mac(2), Ipv4Addr::new(10, 9, 9, 11), RELAY) };
+    assert_eq!(engine.handle(&other, T0_US), Action::Silent(Silence::OtherServerChosen));
+}
+
+/// A SELECTING REQUEST without option 50 (which §4.3.2 requires, and some clients leave out) is
+/// answered for the address held for that client, as Kea does; with nothing held it is NAKed.
+#[test]
+fn selecting_without_requested_address_binds_the_held_offer() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let offer = expect_send(engine.handle(&discover(mac(1)), T0_US));
+    let bare = Request { server_id: Some(SERVER), ..request(ClientMessageType::Request, mac(1)) };
+    let proposal = expect_propose(engine.handle(&bare, T0_US));
+    let ack = log.commit_one(&mut engine, proposal, T0_US);
+    assert_eq!((ack.reply.message_type, ack.reply.yiaddr), (ReplyType::Ack, offer.reply.yiaddr));
+    let stranger = Request { server_id: Some(SERVER), ..request(ClientMessageType::Request, mac(2)) };
+    assert_eq!(expect_send(engine.handle(&stranger, T0_US)).reply.message_type, ReplyType::Nak);
+}
+
+/// RFC 6842: the client identifier comes back in OFFER, ACK and NAK.
+#[test]
+fn rfc6842_client_identifier_is_echoed() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let id = vec![0xff, 0, 0, 0, 1, 0, 1, 2];
+    let with_id = |request: Request| Request { client_id: Some(id.clone()), ..request };
+    let offer = expect_send(engine.handle(&with_id(discover(mac(1))), T0_US));
+    assert_eq!(offer.reply.client_id.as_ref(), Some(&id));
+    let proposal = expect_propose(engine.handle(&with_id(selecting(mac(1), offer.reply.yiaddr, SERVER)), T0_US));
+    assert_eq!(log.commit_one(&mut engine, proposal, T0_US).reply.client_id.as_ref(), Some(&id));
+    let nak = expect_send(engine.handle(&with_id(init_reboot(mac(1), Ipv4Addr::new(10, 0, 0, 109))), T0_US));
+    assert_eq!((nak.reply.message_type, nak.reply.client_id.as_ref()), (ReplyType::Nak, Some(&id)));
+}
+
+/// RFC 2131 §4.3.5: an INFORM ACK carries the options (mask, routers, DNS) and no lease times.
+#[test]
+fn rfc2131_4_3_5_inform_carries_options_without_lease_times() {
+    let mut engine = engine();
+    let inform = Request { ciaddr: Ipv4Addr::new(10, 0, 0, 7), ..request(ClientMessageType::Inform, mac(1)) };
+    let reply = expect_send(engine.handle(&inform, T0_US)).reply;
+    assert_eq!(reply.subnet_mask, Some(Ipv4Addr::new(255, 255, 255, 0)));
+    assert_eq!(reply.routers, vec![Ipv4Addr::new(10, 0, 0, 1)]);
+    assert_eq!(reply.dns_servers, vec![Ipv4Addr::new(10, 0, 0, 1)]);
+    assert_eq!((reply.lease_time_secs, reply.renewal_time_secs, reply.rebinding_time_secs), (None, None, None));
+}
+
+/// `next_server` is the header's siaddr for every client, PXE or not (RFC 2131 §2).
+#[test]
+fn next_server_reaches_plain_clients_too() {
+    let next_server = Ipv4Addr::new(10, 0, 0, 9);
+    let mut config = config();
+    config.pxe.next_server = Some(next_server);
+    let mut engine = engine_with(config);
+    let plain = Request { parameter_request_list: vec![1, 3, 6], ..discover(mac(1)) };
+    let reply = expect_send(engine.handle(&plain, T0_US)).reply;
+    assert_eq!(reply.siaddr, next_server);
+    assert_eq!((reply.file, reply.tftp_server_name), (None, None), "no boot file to a client not booting");
+}
+
+/// UEFI HTTP boot (EDK2 HttpBootDxe): option 60 `HTTPClient` comes back with the URL in `file` and
+/// option 67, chosen by `[pxe.arch]` for architecture 16.
+#[test]
+fn uefi_http_boot_gets_http_client_and_a_url() {
+    let url = "http://10.0.0.9/snponly.efi";
+    let mut config = config();
+    config.pxe.arch_boot_files.insert(16, url.to_string());
+    let mut engine = engine_with(config);
+    let http = Request {
+        vendor_class: Some(b"HTTPClient:Arch:00016:UNDI:003000".to_vec()),
+        client_arch: Some(16),
+        ..discover(mac(1))
+    };
+    let reply = expect_send(engine.handle(&http, T0_US)).reply;
+    assert_eq!(reply.vendor_class.as_deref(), Some(&b"HTTPClient"[..]));
+    assert_eq!((reply.file.as_deref(), reply.bootfile_name.as_deref()), (Some(url), Some(url)));
+}
+
+/// Several interfaces: each is its own directly attached subnet with its own server identifier,
+/// and replies leave by the interface the request came in on.
+#[test]
+fn each_interface_serves_its_subnet_under_its_own_server_identifier() {
+    let second = Ipv4Addr::new(10, 9, 9, 254);
+    let mut config = config();
+    config.interfaces = vec![
+        Interface { name: Some("eth0".into()), server_ip: SERVER },
+        Interface { name: Some("eth1".into()), server_ip: second },
+    ];
+    let mut engine = engine_with(config);
+    let mut log = Log::new();
+    let offer = expect_send(engine.handle_from(&discover(mac(1)), Arrival::BROADCAST.on(1), T0_US));
+    assert_eq!((offer.reply.yiaddr, offer.reply.server_id, offer.interface), (Ipv4Addr::new(10, 9, 9, 10), second, 1));
+    let first = expect_send(engine.handle_from(&discover(mac(2)), Arrival::BROADCAST, T0_US));
+    assert_eq!((first.reply.yiaddr, first.reply.server_id, first.interface), (Ipv4Addr::new(10, 0, 0, 100), SERVER, 0));
+    let select = selecting(mac(1), offer.reply.yiaddr, second);
+    let proposal = expect_propose(engine.handle_from(&select, Arrival::BROADCAST.on(1), T0_US));
+    let ack = log.commit_one(&mut engine, proposal, T0_US);
+    assert_eq!((ack.reply.server_id, ack.interface), (second, 1));
+    // A follower answers a renewal unicast to either of its addresses (DESIGN rule 2).
+    engine.set_role(Role::Follower);
+    let renewal = renewing(mac(1), offer.reply.yiaddr);
+    assert!(matches!(engine.handle_from(&renewal, Arrival::unicast(second).on(1), T0_US), Action::Propose(_)));
 }

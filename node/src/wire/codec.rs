@@ -91,6 +91,8 @@ pub(super) mod code {
     pub const USER_CLASS: u8 = 77;
     /// RFC 3046.
     pub const RELAY_AGENT_INFO: u8 = 82;
+    /// RFC 3011.
+    pub const SUBNET_SELECTION: u8 = 118;
     /// RFC 4578 §2.1.
     pub const CLIENT_ARCH: u8 = 93;
     /// RFC 4578 §2.3.
@@ -313,6 +315,7 @@ pub(super) fn parse(bytes: &[u8], max_frame_bytes: usize) -> Result<Request, Dro
         parameter_request_list: Vec::new(),
         max_message_size: None,
         relay_agent_info: None,
+        subnet_selection: None,
         has_ipxe_option: false,
         other_options: Vec::new(),
     };
@@ -342,6 +345,7 @@ pub(super) fn parse(bytes: &[u8], max_frame_bytes: usize) -> Result<Request, Dro
                 _ => return Err(DropReason::MalformedOptions),
             },
             code::RELAY_AGENT_INFO => request.relay_agent_info = Some(value.into_owned()),
+            code::SUBNET_SELECTION => request.subnet_selection = Some(address(&value)?),
             code::IPXE => request.has_ipxe_option = true,
             _ => request.other_options.push((option_code, value.into_owned())),
         }
@@ -377,7 +381,7 @@ fn addresses_value(list: &[Ipv4Addr]) -> Option<Value<'_>> {
 
 /// The options a reply may carry, in the order they are written. Option 82 is last
 /// (RFC 3046 §2.1: the relay agent information option follows all other options).
-pub(super) const EMIT_ORDER: [u8; 17] = [
+pub(super) const EMIT_ORDER: [u8; 18] = [
     code::MESSAGE_TYPE,
     code::SERVER_ID,
     code::LEASE_TIME,
@@ -394,14 +398,16 @@ pub(super) const EMIT_ORDER: [u8; 17] = [
     code::CLIENT_UUID,
     code::CLIENT_ID,
     code::MESSAGE,
+    code::SUBNET_SELECTION,
     code::RELAY_AGENT_INFO,
 ];
 
 /// When a reply would exceed its size limit, optional options are left out in this order until it
 /// fits. 53, 54, 51 and 1 are never left out (with the 300-byte floor they always fit). T1/T2 go
 /// early because RFC 2131 §4.4.5 gives defaults; the PXE options and the relay's option 82 go last
-/// (ROMs also read `siaddr`/`file` from the header, so 66/67 go before 60).
-pub(super) const SHED_ORDER: [u8; 13] = [
+/// (ROMs also read `siaddr`/`file` from the header, so 66/67 go before 60), and 118 just before 82: a
+/// client that sent 118 discards a reply without it (RFC 3011 §3).
+pub(super) const SHED_ORDER: [u8; 14] = [
     code::MESSAGE,
     code::DOMAIN_NAME,
     code::HOSTNAME,
@@ -414,6 +420,7 @@ pub(super) const SHED_ORDER: [u8; 13] = [
     code::BOOTFILE_NAME,
     code::ROUTER,
     code::VENDOR_CLASS,
+    code::SUBNET_SELECTION,
     code::RELAY_AGENT_INFO,
 ];
 
@@ -463,6 +470,7 @@ fn value_for(reply: &Reply, option_code: u8) -> Option<Value<'_>> {
         code::CLIENT_UUID => bytes_value(reply.client_uuid.as_deref()),
         code::CLIENT_ID => bytes_value(reply.client_id.as_deref()),
         code::MESSAGE => bytes_value(reply.message.as_deref().map(str::as_bytes)),
+        code::SUBNET_SELECTION => reply.subnet_selection.map(Value::Address),
         code::RELAY_AGENT_INFO => bytes_value(reply.relay_agent_info.as_deref()),
         _ => None,
     }

@@ -82,6 +82,7 @@ fn bare_discover() -> Request {
         parameter_request_list: Vec::new(),
         max_message_size: None,
         relay_agent_info: None,
+        subnet_selection: None,
         has_ipxe_option: false,
         other_options: Vec::new(),
     }
@@ -465,6 +466,7 @@ fn pxe_offer() -> Reply {
         vendor_class: Some(b"PXEClient".to_vec()),
         client_uuid: Some(uuid),
         client_id: Some(vec![1, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
+        subnet_selection: Some(Ipv4Addr::new(10, 199, 0, 0)),
         relay_agent_info: Some(vec![1, 4, 0, 0, 0, 7, 2, 2, 0xaa, 0xbb]),
         message: Some("hello".to_owned()),
     }
@@ -495,6 +497,7 @@ fn minimal_nak() -> Reply {
         vendor_class: None,
         client_uuid: None,
         client_id: None,
+        subnet_selection: None,
         relay_agent_info: None,
         message: None,
     }
@@ -557,6 +560,7 @@ fn emit_writes_every_header_byte() {
     options.extend_from_slice(&tlv(97, reply.client_uuid.as_deref().unwrap_or_default()));
     options.extend_from_slice(&tlv(61, &[1, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56]));
     options.extend_from_slice(&tlv(56, b"hello"));
+    options.extend_from_slice(&tlv(118, &[10, 199, 0, 0]));
     options.extend_from_slice(&tlv(82, &[1, 4, 0, 0, 0, 7, 2, 2, 0xaa, 0xbb]));
     options.push(255);
     assert_eq!(buf[OPTIONS_OFFSET..OPTIONS_OFFSET + options.len()], options[..]);
@@ -619,6 +623,7 @@ fn assert_reply_decodes_to(reply: &Reply, message: &Message) {
     );
     assert_eq!(get(OptionCode::ClientIdentifier), reply.client_id.clone().map(DhcpOption::ClientIdentifier));
     assert_eq!(get(OptionCode::Message), reply.message.clone().map(DhcpOption::Message));
+    assert_eq!(get(OptionCode::SubnetSelection), reply.subnet_selection.map(DhcpOption::SubnetSelection));
     // dhcproto parses option 82 into a map of sub-options; encoding it again gives the bytes.
     let relay_bytes = match get(OptionCode::RelayAgentInformation) {
         Some(DhcpOption::RelayAgentInformation(info)) => {
@@ -677,7 +682,7 @@ fn options_are_left_out_lowest_priority_first_to_fit() {
 
     let bytes = emit(&reply, 0);
     assert_eq!(bytes.len(), MIN_REPLY_BYTES, "300 bytes is the floor: every reply fits it");
-    assert_eq!(option_codes(&bytes), vec![53, 54, 51, 1, 3, 60, 82], "the last in SHED_ORDER still fit");
+    assert_eq!(option_codes(&bytes), vec![53, 54, 51, 1, 3, 60, 118, 82], "the last in SHED_ORDER still fit");
 }
 
 fn without(codes: &[u8]) -> Vec<u8> {
@@ -810,6 +815,7 @@ prop_compose! {
         dns_servers in prop::collection::vec(address(), 0..4),
         names in (prop::option::of(text(60)), prop::option::of(text(60)), prop::option::of(text(60)), prop::option::of(text(60))),
         echoes in (prop::option::of(bytes_value()), prop::option::of(bytes_value()), prop::option::of(bytes_value())),
+        subnet_selection in prop::option::of(address()),
         relay_agent_info in prop::option::of(relay_agent_info()),
         message in prop::option::of(prop::string::string_regex("\\PC{1,60}").expect("regex")),
     ) -> Reply {
@@ -821,7 +827,7 @@ prop_compose! {
             message_type, xid, broadcast, ciaddr, yiaddr, siaddr, giaddr, chaddr, file, server_id,
             lease_time_secs, renewal_time_secs, rebinding_time_secs, subnet_mask, routers, dns_servers,
             domain_name, hostname, tftp_server_name, bootfile_name, vendor_class, client_uuid, client_id,
-            relay_agent_info, message,
+            subnet_selection, relay_agent_info, message,
         }
     }
 }
@@ -862,7 +868,7 @@ proptest! {
     /// in `other_options`, concatenated per code (RFC 3396) in order of first appearance.
     #[test]
     fn parse_keeps_every_unread_option(options in prop::collection::vec(any_option(), 0..30)) {
-        let read_by_engine = [50, 52, 53, 54, 61, 12, 60, 77, 93, 97, 55, 57, 82, 175];
+        let read_by_engine = [50, 52, 53, 54, 61, 12, 60, 77, 93, 97, 55, 57, 82, 118, 175];
         let options: Vec<_> = options.into_iter().filter(|(c, _)| !read_by_engine.contains(c)).collect();
         let mut bytes = datagram(&[DISCOVER]);
         let mut expected: Vec<(u8, Vec<u8>)> = Vec::new();
