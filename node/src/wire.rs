@@ -60,6 +60,35 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request of `message_type` from `chaddr` with transaction `xid` and nothing else: every
+    /// address zero, no flags, no options. Tests and the simulation build theirs from it.
+    pub fn new(message_type: ClientMessageType, xid: u32, chaddr: [u8; 6]) -> Request {
+        Request {
+            message_type,
+            xid,
+            secs: 0,
+            broadcast: false,
+            hops: 0,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: Ipv4Addr::UNSPECIFIED,
+            chaddr,
+            requested_ip: None,
+            server_id: None,
+            client_id: None,
+            hostname: None,
+            vendor_class: None,
+            user_class: None,
+            client_arch: None,
+            client_uuid: None,
+            parameter_request_list: Vec::new(),
+            max_message_size: None,
+            relay_agent_info: None,
+            subnet_selection: None,
+            has_ipxe_option: false,
+            other_options: Vec::new(),
+        }
+    }
+
     /// A PXE ROM: option 60 starts with `PXEClient` (PXE spec 2.1, RFC 4578).
     pub fn is_pxe_client(&self) -> bool {
         self.vendor_class.as_deref().is_some_and(|v| v.starts_with(b"PXEClient"))

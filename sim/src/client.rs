@@ -234,28 +234,8 @@ impl Client {
 
     fn request(&self, message_type: ClientMessageType) -> Request {
         Request {
-            message_type,
-            xid: self.xid,
-            secs: 0,
-            broadcast: false,
-            hops: 0,
-            ciaddr: Ipv4Addr::UNSPECIFIED,
-            giaddr: Ipv4Addr::UNSPECIFIED,
-            chaddr: self.mac,
-            requested_ip: None,
-            server_id: None,
-            client_id: None,
-            hostname: None,
-            vendor_class: None,
-            user_class: None,
-            client_arch: None,
-            client_uuid: None,
             parameter_request_list: vec![1, 3, 6, 15, 51, 54, 58, 59],
-            max_message_size: None,
-            relay_agent_info: None,
-            subnet_selection: None,
-            has_ipxe_option: false,
-            other_options: Vec::new(),
+            ..Request::new(message_type, self.xid, self.mac)
         }
     }
 

@@ -133,28 +133,12 @@ mod tests {
 
     fn firmware(vendor_class: &str, arch: u16) -> Request {
         Request {
-            message_type: ClientMessageType::Discover,
-            xid: 1,
-            secs: 0,
             broadcast: true,
-            hops: 0,
-            ciaddr: Ipv4Addr::UNSPECIFIED,
-            giaddr: Ipv4Addr::UNSPECIFIED,
-            chaddr: [0x52, 0x54, 0, 0, 0, 1],
-            requested_ip: None,
-            server_id: None,
-            client_id: None,
-            hostname: None,
             vendor_class: Some(vendor_class.as_bytes().to_vec()),
-            user_class: None,
             client_arch: Some(arch),
             client_uuid: Some(vec![0; 17]),
             parameter_request_list: vec![1, 3, 6, 43, 60, 66, 67],
-            max_message_size: None,
-            relay_agent_info: None,
-            subnet_selection: None,
-            has_ipxe_option: false,
-            other_options: Vec::new(),
+            ..Request::new(ClientMessageType::Discover, 1, [0x52, 0x54, 0, 0, 0, 1])
         }
     }
 

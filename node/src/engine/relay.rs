@@ -110,30 +110,7 @@ mod tests {
     }
 
     fn request() -> Request {
-        Request {
-            message_type: ClientMessageType::Request,
-            xid: 1,
-            secs: 0,
-            broadcast: false,
-            hops: 0,
-            ciaddr: Ipv4Addr::UNSPECIFIED,
-            giaddr: Ipv4Addr::UNSPECIFIED,
-            chaddr: [2, 0, 0, 0, 0, 1],
-            requested_ip: None,
-            server_id: None,
-            client_id: None,
-            hostname: None,
-            vendor_class: None,
-            user_class: None,
-            client_arch: None,
-            client_uuid: None,
-            parameter_request_list: Vec::new(),
-            max_message_size: None,
-            relay_agent_info: None,
-            subnet_selection: None,
-            has_ipxe_option: false,
-            other_options: Vec::new(),
-        }
+        Request::new(ClientMessageType::Request, 1, [2, 0, 0, 0, 0, 1])
     }
 
     #[test]

@@ -90,28 +90,8 @@ fn mac(n: u8) -> [u8; 6] {
 
 fn request(message_type: ClientMessageType, chaddr: [u8; 6]) -> Request {
     Request {
-        message_type,
-        xid: u32::from(chaddr[5]) << 8 | 0x42,
-        secs: 0,
-        broadcast: false,
-        hops: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        chaddr,
-        requested_ip: None,
-        server_id: None,
-        client_id: None,
-        hostname: None,
-        vendor_class: None,
-        user_class: None,
-        client_arch: None,
-        client_uuid: None,
         parameter_request_list: vec![1, 3, 6, 15, 51, 54],
-        max_message_size: None,
-        relay_agent_info: None,
-        subnet_selection: None,
-        has_ipxe_option: false,
-        other_options: Vec::new(),
+        ..Request::new(message_type, u32::from(chaddr[5]) << 8 | 0x42, chaddr)
     }
 }
 

@@ -62,30 +62,7 @@ const END: &[u8] = &[255];
 
 /// What `parse` makes of a DISCOVER from `MAC` with no other options.
 fn bare_discover() -> Request {
-    Request {
-        message_type: ClientMessageType::Discover,
-        xid: XID,
-        secs: 0,
-        broadcast: false,
-        hops: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        chaddr: MAC,
-        requested_ip: None,
-        server_id: None,
-        client_id: None,
-        hostname: None,
-        vendor_class: None,
-        user_class: None,
-        client_arch: None,
-        client_uuid: None,
-        parameter_request_list: Vec::new(),
-        max_message_size: None,
-        relay_agent_info: None,
-        subnet_selection: None,
-        has_ipxe_option: false,
-        other_options: Vec::new(),
-    }
+    Request::new(ClientMessageType::Discover, XID, MAC)
 }
 
 // ---------------------------------------------------------------------------------------------
