@@ -4,7 +4,8 @@
 //! Every test builds its own segment (`scripts/netns.sh up NAME 3 3`: server namespaces with eth0 =
 //! 10.77.0.1/.2/.3, three client namespaces) and starts `leasehold serve` in each server namespace with
 //! its own data directory (fsync on), `--node-id N`, the same three `--peer`s, `--cluster-listen
-//! 10.77.0.N:6768` and one shared secret file. Then:
+//! 10.77.0.N:6768` and one shared secret file (the helper that does it, with the leader, convergence and
+//! double-binding checks, is netns_support/cluster.rs, shared with tests/relay.rs). Then:
 //!
 //! 1. `real_clients_get_leases_from_a_three_node_cluster`: ISC dhclient, busybox udhcpc and dhcpcd each
 //!    get a lease from the cluster (the leader's server identifier); each lease appears, bound to the
@@ -38,10 +39,8 @@ mod netns_support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -50,13 +49,12 @@ use leasehold_tests::{
     format_mac, test_mac, ClientConfig, ClientMessage, ClientOptions, HarnessError, Lease as ClientLease, MessageType,
     ReplyView, RequestState, RetryPolicy, Target, TestClient,
 };
+use netns_support::cluster::*;
 use netns_support::*;
 
-const NODES: u32 = 3;
-const PEER_PORT: u16 = 6768;
 const POOL_START: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
 const POOL_END: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 200);
-const LEASE_SECS: u64 = 600;
+const LEASE_SECS: u64 = CLUSTER_LEASE_SECS;
 /// A new client must get a lease within this long after the leader is killed (one election timeout
 /// is 1–2 s with the default 100 ms ticks × 10).
 const FAILOVER_LIMIT: Duration = Duration::from_secs(5);
@@ -72,312 +70,8 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn node_ip(id: u32) -> Ipv4Addr {
-    Ipv4Addr::new(10, 77, 0, u8::try_from(id).expect("a small node id"))
-}
-
 fn in_pool(ip: Ipv4Addr) -> bool {
     (u32::from(POOL_START)..=u32::from(POOL_END)).contains(&u32::from(ip))
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// The cluster
-
-/// What a node's `GET /healthz` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Health {
-    /// 200: a leader is known.
-    Led { leader_id: u64, is_leader: bool, term: u64 },
-    /// 503 "no quorum".
-    NoQuorum { term: u64 },
-    /// Anything else (not listening, another status).
-    Other(String),
-}
-
-fn health(ns: &str) -> Health {
-    match http_get(ns, ADMIN_PORT, "/healthz") {
-        Ok((code, body)) => {
-            let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let term = json["term"].as_u64().unwrap_or(0);
-            match (code, json["leader_id"].as_u64(), json["status"].as_str()) {
-                (200, Some(leader_id), _) => {
-                    Health::Led { leader_id, is_leader: json["leader"].as_bool().unwrap_or(false), term }
-                }
-                (503, _, Some("no quorum")) => Health::NoQuorum { term },
-                _ => Health::Other(format!("HTTP {code}: {body}")),
-            }
-        }
-        Err(e) => Health::Other(e.to_string()),
-    }
-}
-
-/// The 3 nodes of one test, without their processes (shared with watcher threads): node `id` runs in
-/// the segment's server namespace `id`.
-struct Nodes {
-    dir: PathBuf,
-    secret: PathBuf,
-    namespaces: Vec<String>,
-    /// How many times each node (index `id - 1`) has been started; names its log file.
-    starts: Vec<AtomicU32>,
-    lease_secs: u64,
-}
-
-/// The nodes and their running `leasehold serve` processes.
-struct Cluster {
-    nodes: Nodes,
-    /// Index `id - 1`; `None` while a node is down.
-    servers: Vec<Option<Server>>,
-}
-
-impl std::ops::Deref for Cluster {
-    type Target = Nodes;
-
-    fn deref(&self) -> &Nodes {
-        &self.nodes
-    }
-}
-
-impl Cluster {
-    /// Starts all nodes at once (none can be healthy before a quorum is up) and waits for each to see a
-    /// leader.
-    fn start(segment: &Segment, dir: &Path) -> Cluster {
-        Cluster::start_with(segment, dir, LEASE_SECS)
-    }
-
-    /// `start` with another lease time (option 51; T1 and T2 are 1/2 and 7/8 of it).
-    fn start_with(segment: &Segment, dir: &Path, lease_secs: u64) -> Cluster {
-        let secret = dir.join("cluster.secret");
-        std::fs::write(&secret, "leasehold-netns-cluster-test-secret-0123456789\n").expect("write the secret");
-        let nodes = Nodes {
-            dir: dir.to_owned(),
-            secret,
-            namespaces: (1..=NODES).map(|id| segment.server(id)).collect(),
-            starts: (1..=NODES).map(|_| AtomicU32::new(0)).collect(),
-            lease_secs,
-        };
-        let servers = thread::scope(|scope| {
-            let nodes = &nodes;
-            let handles: Vec<_> = (1..=NODES).map(|id| scope.spawn(move || nodes.spawn_server(id))).collect();
-            handles.into_iter().map(|h| Some(h.join().expect("a node did not start"))).collect()
-        });
-        Cluster { nodes, servers }
-    }
-
-    fn server(&self, id: u32) -> &Server {
-        self.servers[id as usize - 1].as_ref().unwrap_or_else(|| panic!("node {id} is down"))
-    }
-
-    /// SIGKILL to node `id` (by PID); waits for its death.
-    fn kill(&mut self, id: u32) -> Instant {
-        let mut server = self.servers[id as usize - 1].take().unwrap_or_else(|| panic!("node {id} is already down"));
-        let killed_at = Instant::now();
-        signal(server.proc.pid, libc::SIGKILL);
-        let status = server.proc.wait_exit(Duration::from_secs(10)).expect("leasehold serve outlived SIGKILL by 10 s");
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "node {id} ended with {status}, expected SIGKILL");
-        killed_at
-    }
-
-    /// Starts node `id` again on its data directory; returns once its /healthz answers 200.
-    fn restart(&mut self, id: u32) {
-        let server = self.nodes.spawn_server(id);
-        self.servers[id as usize - 1] = Some(server);
-    }
-
-    /// Polls until every node in `nodes` has `ip` bound to `mac` in its /v1/leases.
-    fn wait_bound_everywhere(&self, nodes: &[u32], ip: Ipv4Addr, mac: &str, step: &str) {
-        for &id in nodes {
-            let server = self.server(id);
-            server.wait_lease(ip, Duration::from_secs(10), &format!("{step}: bound to {mac} on node {id}"), |l| {
-                l.state == "bound" && l.mac.eq_ignore_ascii_case(mac)
-            });
-        }
-    }
-
-    fn tables(&self, nodes: &[u32]) -> Vec<(u32, Vec<Lease>)> {
-        nodes.iter().map(|&id| (id, self.server(id).leases())).collect()
-    }
-}
-
-impl Nodes {
-    fn ns(&self, id: u32) -> &str {
-        &self.namespaces[id as usize - 1]
-    }
-
-    fn data_dir(&self, id: u32) -> PathBuf {
-        self.dir.join(format!("node{id}-data"))
-    }
-
-    fn log(&self, id: u32, start: u32) -> PathBuf {
-        self.dir.join(format!("node{id}-run{start}.log"))
-    }
-
-    /// `leasehold serve` for node `id` (waits until its /healthz answers 200, i.e. it knows a leader).
-    fn spawn_server(&self, id: u32) -> Server {
-        let start = self.starts[id as usize - 1].fetch_add(1, Ordering::SeqCst) + 1;
-        let data = self.data_dir(id);
-        std::fs::create_dir_all(&data).expect("create a data dir");
-        let server_ip = node_ip(id).to_string();
-        let lease = self.lease_secs.to_string();
-        let node_id = id.to_string();
-        let listen = format!("{server_ip}:{PEER_PORT}");
-        let secret = self.secret.display().to_string();
-        let peers: Vec<String> = (1..=NODES).map(|p| format!("{p}={}:{PEER_PORT}", node_ip(p))).collect();
-        let mut args: Vec<&str> = vec![
-            "--server-ip",
-            &server_ip,
-            "--ip-start",
-            "10.77.0.100",
-            "--ip-end",
-            "10.77.0.200",
-            "--subnet-mask",
-            "255.255.255.0",
-            "--lease-time",
-            &lease,
-            "--node-id",
-            &node_id,
-            "--cluster-listen",
-            &listen,
-            "--cluster-secret-file",
-            &secret,
-        ];
-        for peer in &peers {
-            args.extend(["--peer", peer.as_str()]);
-        }
-        Server::start(self.ns(id), &data, &self.log(id, start), &args)
-    }
-
-    fn logs(&self) -> String {
-        (1..=NODES)
-            .map(|id| tail_of(&self.log(id, self.starts[id as usize - 1].load(Ordering::SeqCst).max(1))))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// Polls /healthz of `nodes` (every 20 ms, at most `limit`) until they all name the same leader, one of
-    /// `nodes`, and that node says it is the leader. Returns the leader's id and when that was first seen.
-    fn wait_for_leader(&self, nodes: &[u32], limit: Duration, step: &str) -> (u32, Instant) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let views: Vec<(u32, Health)> = nodes.iter().map(|&id| (id, health(self.ns(id)))).collect();
-            let leaders: BTreeSet<u64> = views
-                .iter()
-                .filter_map(|(_, h)| match h {
-                    Health::Led { leader_id, .. } => Some(*leader_id),
-                    _ => None,
-                })
-                .collect();
-            let all_led = views.iter().all(|(_, h)| matches!(h, Health::Led { .. }));
-            if all_led && leaders.len() == 1 {
-                let leader = leaders.into_iter().next().expect("one leader") as u32;
-                let claims =
-                    views.iter().any(|(id, h)| *id == leader && matches!(h, Health::Led { is_leader: true, .. }));
-                if nodes.contains(&leader) && claims {
-                    return (leader, Instant::now());
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{step}: nodes {nodes:?} did not agree on a leader among themselves within {limit:?}; /healthz: \
-                 {views:?}\n{}",
-                self.logs()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Polls node `id`'s /healthz until `want` holds.
-    fn wait_health(&self, id: u32, limit: Duration, what: &str, want: impl Fn(&Health) -> bool) -> (Health, Instant) {
-        let h = poll_until(
-            limit,
-            || health(self.ns(id)),
-            &want,
-            |h| format!("node {id}'s /healthz was not {what} within {limit:?} (last: {h:?})\n{}", self.logs()),
-        );
-        (h, Instant::now())
-    }
-}
-
-impl Cluster {
-    /// Polls until the lease tables of `nodes` are the same set of (ip, mac, state); returns the set and
-    /// how long it took.
-    fn wait_converged(&self, nodes: &[u32], limit: Duration, step: &str) -> (LeaseSet, Duration) {
-        let started = Instant::now();
-        let deadline = started + limit;
-        loop {
-            let sets: Vec<(u32, LeaseSet)> =
-                self.tables(nodes).into_iter().map(|(id, t)| (id, lease_set(&t))).collect();
-            if sets.windows(2).all(|w| w[0].1 == w[1].1) {
-                return (sets[0].1.clone(), started.elapsed());
-            }
-            if Instant::now() >= deadline {
-                let reference = &sets[0];
-                let diffs: Vec<String> = sets[1..]
-                    .iter()
-                    .map(|(id, set)| {
-                        format!(
-                            "node {id} lacks {:?} and has extra {:?} (vs node {})",
-                            reference.1.difference(set).collect::<Vec<_>>(),
-                            set.difference(&reference.1).collect::<Vec<_>>(),
-                            reference.0
-                        )
-                    })
-                    .collect();
-                panic!(
-                    "{step}: the lease tables did not converge within {limit:?}:\n  {}\n{}",
-                    diffs.join("\n  "),
-                    self.logs()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A lease table reduced to what must converge: (ip, mac, state).
-type LeaseSet = BTreeSet<(Ipv4Addr, String, String)>;
-
-fn lease_set(table: &[Lease]) -> LeaseSet {
-    table.iter().map(|l| (l.ip, l.mac.to_ascii_lowercase(), l.state.clone())).collect()
-}
-
-/// DESIGN.md: no address is ever bound to two clients. Across every table given: each address appears
-/// once per table, and every table that has it bound has it bound to the same MAC.
-fn double_bindings(tables: &[(u32, Vec<Lease>)]) -> Vec<String> {
-    let mut failures = Vec::new();
-    let mut holder: HashMap<Ipv4Addr, (u32, String)> = HashMap::new();
-    for (id, table) in tables {
-        let mut seen = BTreeSet::new();
-        for lease in table {
-            if !seen.insert(lease.ip) {
-                failures.push(format!("node {id} lists {} twice", lease.ip));
-            }
-            if lease.state != "bound" {
-                continue;
-            }
-            let mac = lease.mac.to_ascii_lowercase();
-            match holder.get(&lease.ip) {
-                Some((other, other_mac)) if *other_mac != mac => failures
-                    .push(format!("{} is bound to {other_mac} on node {other} and to {mac} on node {id}", lease.ip)),
-                Some(_) => {}
-                None => {
-                    holder.insert(lease.ip, (*id, mac));
-                }
-            }
-        }
-    }
-    failures
-}
-
-fn assert_no_double_binding(cluster: &Cluster, nodes: &[u32], step: &str) -> usize {
-    let tables = cluster.tables(nodes);
-    let failures = double_bindings(&tables);
-    assert!(
-        failures.is_empty(),
-        "{step}: an address is held by two clients:\n  {}\n{}",
-        failures.join("\n  "),
-        cluster.logs()
-    );
-    tables.iter().map(|(_, t)| t.iter().filter(|l| l.state == "bound").count()).max().unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -412,62 +106,6 @@ fn collect_all(client: &mut TestClient, window: Duration) -> HashMap<u32, Vec<Re
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy::fixed(100, Duration::from_millis(200))
-}
-
-/// A subdirectory of the test's scratch directory (one per real client, for its event pipe).
-fn subdir(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::create_dir_all(&path).expect("create a subdirectory");
-    path
-}
-
-/// ISC dhclient in a client namespace, with a hook that configures only eth0 and reports
-/// "<reason> <address> <server id>" on the pipe.
-struct Dhclient {
-    ns: String,
-    dir: PathBuf,
-    events: Events,
-    hook: PathBuf,
-    conf: PathBuf,
-}
-
-impl Dhclient {
-    fn new(ns: &str, dir: &Path) -> Dhclient {
-        let events = Events::new(dir);
-        let hook = dir.join("dhclient-hook.sh");
-        write_script(
-            &hook,
-            &format!(
-                r#"#!/bin/sh
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT)
-    ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    ;;
-RELEASE|EXPIRE|FAIL|STOP)
-    ip -4 addr flush dev "$interface"
-    ;;
-esac
-echo "$reason ${{new_ip_address:-${{old_ip_address:--}}}} ${{new_dhcp_server_identifier:--}}" > {fifo}
-"#,
-                fifo = events.path.display()
-            ),
-        );
-        let conf = dir.join("dhclient.conf");
-        // backoff-cutoff 2: retransmit at least every 2-3 s, so that with a short lease a broadcast REQUEST
-        // goes out between T2 and the expiry (dhclient's random exponential backoff could skip that window).
-        std::fs::write(&conf, "timeout 30;\ninitial-interval 1;\nbackoff-cutoff 2;\nrequest subnet-mask, routers;\n")
-            .expect("write dhclient.conf");
-        Dhclient { ns: ns.to_owned(), dir: dir.to_owned(), events, hook, conf }
-    }
-
-    /// `dhclient -4 -v FLAG …` to completion (`-1`: bind and daemonise; `-x`: stop the daemon).
-    fn run(&self, flag: &str, limit: Duration) {
-        let mut cmd = in_ns(&self.ns, require_tool("dhclient"));
-        cmd.args(["-4", "-v", flag]).arg("-cf").arg(&self.conf);
-        cmd.arg("-pf").arg(self.dir.join("dhclient.pid")).arg("-lf").arg(self.dir.join("dhclient.leases"));
-        cmd.arg("-sf").arg(&self.hook).arg("eth0");
-        run_ok(&format!("dhclient {flag}"), cmd, &self.dir.join("dhclient.log"), limit);
-    }
 }
 
 /// `udhcpc -n -q`: one lease, then exit (bounded by -t/-T and by `limit`). Returns (address, server id).

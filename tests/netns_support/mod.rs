@@ -21,6 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
+pub mod capture;
+pub mod cluster;
 
 /// The admin API port `leasehold serve` listens on (loopback of the server's namespace).
 pub const ADMIN_PORT: u16 = 6767;
@@ -218,7 +220,8 @@ pub fn in_ns(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
 static SEGMENTS: AtomicUsize = AtomicUsize::new(0);
 
 /// A private L2 segment from `scripts/netns.sh up`: `NAME-br` (bridge), `NAME-s1..` (servers, eth0 =
-/// 10.77.0.N/prefix), `NAME-c1..` (clients, eth0 without an address). `scripts/netns.sh down` in Drop.
+/// 10.77.0.N/prefix), `NAME-c1..` (clients, eth0 without an address), and any routers added with
+/// `add_router` (`NAME-rK`, `NAME-rKc1`). `scripts/netns.sh down` in Drop.
 pub struct Segment {
     pub name: String,
 }
@@ -253,6 +256,49 @@ impl Segment {
     pub fn client(&self, i: u32) -> String {
         format!("{}-c{i}", self.name)
     }
+
+    /// `scripts/netns.sh router NAME K UPSTREAM DOWNSTREAM`: router namespace `NAME-rK` between the segment
+    /// (its eth0 = `upstream`, e.g. "10.77.0.254/24") and a routed client subnet (its lan0 = `downstream`,
+    /// e.g. "10.78.0.1/24", and relay0, the macvlan a relay agent listens on), with one client namespace
+    /// `NAME-rKc1` on that subnet, IP forwarding on inside the router, and a route to the client subnet via
+    /// the router in every server namespace. Removed with the segment.
+    pub fn add_router(&self, k: u32, upstream: &str, downstream: &str) -> Router {
+        let script = workspace_root().join("scripts/netns.sh");
+        let out = Command::new(&script)
+            .args(["router", &self.name, &k.to_string(), upstream, downstream])
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "scripts/netns.sh router {} {k} {upstream} {downstream} failed ({}): {}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let address = |cidr: &str| -> Ipv4Addr {
+            let ip = cidr.split_once('/').map_or(cidr, |(ip, _)| ip);
+            ip.parse().unwrap_or_else(|_| panic!("not an IPv4 address/prefix: {cidr}"))
+        };
+        Router {
+            ns: format!("{}-r{k}", self.name),
+            client_ns: format!("{}-r{k}c1", self.name),
+            upstream: address(upstream),
+            downstream: address(downstream),
+        }
+    }
+}
+
+/// A router of a segment (`Segment::add_router`) and the client namespace behind it.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// `NAME-rK`: eth0 on the segment, lan0 and relay0 on the client subnet.
+    pub ns: String,
+    /// `NAME-rKc1`: the client on the routed subnet (eth0, no address until a client configures one).
+    pub client_ns: String,
+    /// The router's address on the segment (eth0).
+    pub upstream: Ipv4Addr,
+    /// The router's address on the client subnet (lan0 and relay0): the clients' gateway.
+    pub downstream: Ipv4Addr,
 }
 
 impl Drop for Segment {
@@ -373,6 +419,11 @@ impl Server {
     /// Starts `leasehold serve --interface eth0 --data-dir DIR --admin-listen 127.0.0.1:6767 ARGS…` (and
     /// `--log-level info` unless ARGS has a level) in namespace `ns`; waits until `GET /healthz` answers 200.
     pub fn start(ns: &str, data_dir: &Path, log: &Path, args: &[&str]) -> Server {
+        Server::start_on(ns, Some("eth0"), data_dir, log, args)
+    }
+
+    /// `start` with `--interface IF`, or none (the config file's `[[interface]]` tables name them).
+    pub fn start_on(ns: &str, interface: Option<&str>, data_dir: &Path, log: &Path, args: &[&str]) -> Server {
         let bin = leasehold_bin();
         assert!(
             bin.is_file(),
@@ -380,7 +431,11 @@ impl Server {
             bin.display()
         );
         let mut cmd = in_ns(ns, &bin);
-        cmd.arg("serve").args(["--interface", "eth0"]).arg("--data-dir").arg(data_dir);
+        cmd.arg("serve");
+        if let Some(interface) = interface {
+            cmd.args(["--interface", interface]);
+        }
+        cmd.arg("--data-dir").arg(data_dir);
         cmd.args(["--admin-listen", &format!("127.0.0.1:{ADMIN_PORT}")]);
         if !args.contains(&"--log-level") {
             cmd.args(["--log-level", "info"]);
@@ -592,6 +647,67 @@ echo "$1 ${{ip:--}} ${{serverid:--}}" > {fifo}
         ),
     );
     hook
+}
+
+/// A subdirectory of a test's scratch directory (one per real client, for its event pipe).
+pub fn subdir(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::create_dir_all(&path).expect("create a subdirectory");
+    path
+}
+
+/// ISC dhclient in a client namespace, with a hook that configures only eth0 (its address and, when the
+/// server sent routers, the default route via the first) and reports
+/// "<reason> <address> <server id> <routers…>" on the pipe ("-" for what is missing).
+pub struct Dhclient {
+    pub ns: String,
+    pub dir: PathBuf,
+    pub events: Events,
+    pub hook: PathBuf,
+    pub conf: PathBuf,
+}
+
+impl Dhclient {
+    pub fn new(ns: &str, dir: &Path) -> Dhclient {
+        let events = Events::new(dir);
+        let hook = dir.join("dhclient-hook.sh");
+        write_script(
+            &hook,
+            &format!(
+                r#"#!/bin/sh
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT)
+    ip -4 addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
+    if [ -n "$new_routers" ]; then
+        set -- $new_routers
+        ip -4 route replace default via "$1" dev "$interface"
+    fi
+    ;;
+RELEASE|EXPIRE|FAIL|STOP)
+    ip -4 addr flush dev "$interface"
+    ;;
+esac
+echo "$reason ${{new_ip_address:-${{old_ip_address:--}}}} ${{new_dhcp_server_identifier:--}} ${{new_routers:--}}" > {fifo}
+"#,
+                fifo = events.path.display()
+            ),
+        );
+        let conf = dir.join("dhclient.conf");
+        // backoff-cutoff 2: retransmit at least every 2-3 s, so that with a short lease a broadcast REQUEST
+        // goes out between T2 and the expiry (dhclient's random exponential backoff could skip that window).
+        fs::write(&conf, "timeout 30;\ninitial-interval 1;\nbackoff-cutoff 2;\nrequest subnet-mask, routers;\n")
+            .expect("write dhclient.conf");
+        Dhclient { ns: ns.to_owned(), dir: dir.to_owned(), events, hook, conf }
+    }
+
+    /// `dhclient -4 -v FLAG …` to completion (`-1`: bind and daemonise; `-x`: stop the daemon).
+    pub fn run(&self, flag: &str, limit: Duration) {
+        let mut cmd = in_ns(&self.ns, require_tool("dhclient"));
+        cmd.args(["-4", "-v", flag]).arg("-cf").arg(&self.conf);
+        cmd.arg("-pf").arg(self.dir.join("dhclient.pid")).arg("-lf").arg(self.dir.join("dhclient.leases"));
+        cmd.arg("-sf").arg(&self.hook).arg("eth0");
+        run_ok(&format!("dhclient {flag}"), cmd, &self.dir.join("dhclient.log"), limit);
+    }
 }
 
 /// Parses the address an event reported.
