@@ -11,11 +11,14 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+mod scopes;
+
 use crate::raw::{RawConfig, RawPool, RawPxe, RawReservation};
 use crate::{
     ArchCode, ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Overrides, Pool, Pxe,
     Reservation, Subnet,
 };
+use scopes::{check_classes, check_option_defs, check_options, Definitions};
 
 /// One problem in the configuration: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,8 +388,12 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
     let limits = check_limits(cx, &raw.limits);
     let pxe = check_pxe(cx, "pxe", &raw.pxe, ov.tftp_server.as_deref(), ov.bootfile.as_deref());
 
+    // [[option-def]], then [[option]] (the global scope)
+    let defs = check_option_defs(cx, &raw.option_defs);
+    let options = check_options(cx, "option", &raw.options, &defs);
+
     // [[pool]]
-    let checked_pools = check_pools(cx, &raw.pools, ov);
+    let checked_pools = check_pools(cx, &raw.pools, ov, &defs);
     for (ip, key) in &server_addresses {
         for (outline, _) in &checked_pools {
             if let Some((start, end)) = outline.range {
@@ -406,13 +413,25 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
     // Reservations are checked against every pool's subnet, known only if every subnet is.
     let subnets: Option<Vec<Subnet>> =
         if checked_pools.is_empty() { None } else { checked_pools.iter().map(|(outline, _)| outline.subnet).collect() };
+    // Classes name pools; indexes count only the pools that checked out (any error fails the load).
+    let pool_names: Vec<(usize, String)> = checked_pools
+        .iter()
+        .filter(|(_, pool)| pool.is_some())
+        .enumerate()
+        .map(|(i, (o, _))| (i, o.name.clone()))
+        .collect();
     let pools: Vec<Pool> = checked_pools.into_iter().filter_map(|(_, pool)| pool).collect();
+
+    // [[class]]
+    let classes = check_classes(cx, &raw.classes, &pool_names, &defs);
 
     // [[reservation]]
     let mut reservations = Vec::new();
     let own_addresses: Vec<Ipv4Addr> = server_addresses.iter().map(|(ip, _)| *ip).collect();
     for (index, raw_reservation) in raw.reservations.iter().enumerate() {
-        if let Some(reservation) = check_reservation(cx, index, raw_reservation, subnets.as_deref(), &own_addresses) {
+        if let Some(reservation) =
+            check_reservation(cx, index, raw_reservation, subnets.as_deref(), &own_addresses, &defs)
+        {
             reservations.push((index, reservation));
         }
     }
@@ -445,6 +464,8 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
             pools,
             pxe,
             reservations: reservations.into_iter().map(|(_, reservation)| reservation).collect(),
+            options,
+            classes,
             limits,
             cluster,
         }),
@@ -678,7 +699,12 @@ struct PoolOutline {
 }
 
 /// Every pool in file order: its outline, and the pool if all of it checked out.
-fn check_pools(cx: &mut Ctx<'_>, raw_pools: &[RawPool], ov: &Overrides) -> Vec<(PoolOutline, Option<Pool>)> {
+fn check_pools(
+    cx: &mut Ctx<'_>,
+    raw_pools: &[RawPool],
+    ov: &Overrides,
+    defs: &Definitions,
+) -> Vec<(PoolOutline, Option<Pool>)> {
     let flags = PoolFlags {
         create: false,
         ip_start: ov.ip_start.as_deref(),
@@ -693,7 +719,7 @@ fn check_pools(cx: &mut Ctx<'_>, raw_pools: &[RawPool], ov: &Overrides) -> Vec<(
         0 => match (flags.ip_start, flags.ip_end) {
             (Some(_), Some(_)) => {
                 let flags = PoolFlags { create: true, ..flags };
-                pools.push(check_pool(cx, 0, &RawPool::default(), &flags));
+                pools.push(check_pool(cx, 0, &RawPool::default(), &flags, defs));
             }
             (Some(_), None) => cx.error(&Key::Flag(flag::IP_END), format!("missing: {} needs it", flag::IP_START)),
             (None, Some(_)) => cx.error(&Key::Flag(flag::IP_START), format!("missing: {} needs it", flag::IP_END)),
@@ -702,7 +728,7 @@ fn check_pools(cx: &mut Ctx<'_>, raw_pools: &[RawPool], ov: &Overrides) -> Vec<(
                 format!("no pool configured (give [[pool]] in the file or {}/{})", flag::IP_START, flag::IP_END),
             ),
         },
-        1 => pools.push(check_pool(cx, 0, &raw_pools[0], &flags)),
+        1 => pools.push(check_pool(cx, 0, &raw_pools[0], &flags, defs)),
         count => {
             let given = [
                 (flag::IP_START, flags.ip_start.is_some()),
@@ -719,7 +745,7 @@ fn check_pools(cx: &mut Ctx<'_>, raw_pools: &[RawPool], ov: &Overrides) -> Vec<(
                 );
             }
             for (index, raw) in raw_pools.iter().enumerate() {
-                pools.push(check_pool(cx, index, raw, &PoolFlags::default()));
+                pools.push(check_pool(cx, index, raw, &PoolFlags::default(), defs));
             }
         }
     }
@@ -753,7 +779,13 @@ fn check_pools(cx: &mut Ctx<'_>, raw_pools: &[RawPool], ov: &Overrides) -> Vec<(
 }
 
 /// One pool's outline, and the pool unless something in it is wrong (every problem reported).
-fn check_pool(cx: &mut Ctx<'_>, index: usize, raw: &RawPool, flags: &PoolFlags<'_>) -> (PoolOutline, Option<Pool>) {
+fn check_pool(
+    cx: &mut Ctx<'_>,
+    index: usize,
+    raw: &RawPool,
+    flags: &PoolFlags<'_>,
+    defs: &Definitions,
+) -> (PoolOutline, Option<Pool>) {
     let errors_before = cx.errors.len();
     let prefix = format!("pool[{index}]");
     let path = |name: &str| format!("{prefix}.{name}");
@@ -864,6 +896,21 @@ fn check_pool(cx: &mut Ctx<'_>, index: usize, raw: &RawPool, flags: &PoolFlags<'
 
     let (lease_time_secs, renewal_time_secs, rebinding_time_secs) = check_lease_times(cx, &prefix, raw, flags);
     let pxe = raw.pxe.as_ref().map(|pxe| check_pxe(cx, &path("pxe"), pxe, None, None));
+    let options = check_options(cx, &path("option"), &raw.options, defs);
+    // routers, dns_servers and domain_name are options 3, 6 and 15 of this scope already.
+    for (code, given, field) in [
+        (3, !routers.is_empty(), "routers"),
+        (6, !dns_servers.is_empty(), "dns_servers"),
+        (15, domain_name.is_some(), "domain_name"),
+    ] {
+        if given && options.get(code).is_some() {
+            cx.error(&Key::path(path("option")), format!("option {code} is set by {prefix}.{field} already"));
+        }
+    }
+    let bootp_lease_time_secs = match raw.bootp_lease_time_secs {
+        Some(secs) => cx.positive(&Key::path(path("bootp_lease_time_secs")), secs).unwrap_or(lease_time_secs),
+        None => lease_time_secs,
+    };
 
     let range = match (&start, &end) {
         (Some((start, _)), Some((end, _))) if start <= end => Some((*start, *end)),
@@ -883,6 +930,9 @@ fn check_pool(cx: &mut Ctx<'_>, index: usize, raw: &RawPool, flags: &PoolFlags<'
             renewal_time_secs,
             rebinding_time_secs,
             pxe,
+            dynamic_bootp: raw.dynamic_bootp.unwrap_or(false),
+            bootp_lease_time_secs,
+            options,
         }),
         _ => None,
     };
@@ -943,6 +993,7 @@ fn check_reservation(
     raw: &RawReservation,
     subnets: Option<&[Subnet]>,
     server_addresses: &[Ipv4Addr],
+    defs: &Definitions,
 ) -> Option<Reservation> {
     let errors_before = cx.errors.len();
     let prefix = format!("reservation[{index}]");
@@ -987,8 +1038,14 @@ fn check_reservation(
         if server_addresses.contains(&ip) {
             cx.error(&key("ip"), format!("{ip} is the server's own server_ip"));
         }
-        if subnets.is_some_and(|subnets| !subnets.iter().any(|subnet| subnet.contains(ip))) {
-            cx.error(&key("ip"), format!("{ip} is not inside any pool's subnet"));
+        match subnets.and_then(|subnets| subnets.iter().find(|subnet| subnet.contains(ip))) {
+            None if subnets.is_some() => cx.error(&key("ip"), format!("{ip} is not inside any pool's subnet")),
+            // A /31 or /32 (RFC 3021) has no network or broadcast address to avoid.
+            Some(subnet) if subnet.prefix_len <= 30 && (ip == subnet.network || ip == subnet.broadcast()) => cx.error(
+                &key("ip"),
+                format!("{ip} is the network or broadcast address of {}/{}", subnet.network, subnet.prefix_len),
+            ),
+            _ => {}
         }
     }
     let hostname = raw.hostname.as_ref().and_then(|name| {
@@ -1000,11 +1057,13 @@ fn check_reservation(
         }
     });
     let boot_file = raw.boot_file.as_ref().and_then(|file| cx.boot_file(&key("boot_file"), file));
+    let next_server = raw.next_server.as_deref().and_then(|text| cx.ipv4(&key("next_server"), text));
+    let options = check_options(cx, &format!("{prefix}.option"), &raw.options, defs);
 
     if cx.errors.len() > errors_before {
         return None;
     }
-    Some(Reservation { mac, client_id, ip: ip?, hostname, boot_file })
+    Some(Reservation { mac, client_id, ip: ip?, hostname, boot_file, next_server, options })
 }
 
 fn check_reservations_unique(cx: &mut Ctx<'_>, reservations: &[(usize, Reservation)]) {

@@ -3,6 +3,7 @@
 //! sees an unchecked value, and every problem is reported with the file and the key path it came from.
 
 mod check;
+pub mod options;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ pub use check::{
     arch_code, flag, is_http_boot_arch, is_url, ConfigError, ConfigErrors, ARCH_NAMES, MAX_BOOT_FILE_BYTES,
     MIN_FRAME_BYTES,
 };
+pub use options::{DhcpOption, OptionSet};
 pub use raw::RawConfig;
 
 /// The commented example config file: every key documented, and a working single-node demo.
@@ -88,6 +90,12 @@ pub struct Pool {
     pub rebinding_time_secs: u32,
     /// PXE settings for this pool; `None` uses the top-level `[pxe]`.
     pub pxe: Option<Pxe>,
+    /// BOOTP clients without a reservation get an address from this pool (RFC 1542).
+    pub dynamic_bootp: bool,
+    /// Lease time of BOOTP bindings.
+    pub bootp_lease_time_secs: u32,
+    /// `[[pool.option]]`: options for this pool's clients.
+    pub options: OptionSet,
 }
 
 impl Pool {
@@ -129,6 +137,51 @@ pub struct Reservation {
     pub ip: Ipv4Addr,
     pub hostname: Option<String>,
     pub boot_file: Option<String>,
+    /// `siaddr` for this client (BOOTP hosts read only the header).
+    pub next_server: Option<Ipv4Addr>,
+    /// `[[reservation.option]]`: this client's own options, which win over every other scope.
+    pub options: OptionSet,
+}
+
+/// What a `[[class]]` matches on; every field given must match (RFC numbers per field).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassMatch {
+    /// Option 60 starts with these bytes.
+    pub vendor_class_prefix: Option<Vec<u8>>,
+    /// Option 77 is this user class (bare, or as one RFC 3004 class).
+    pub user_class: Option<Vec<u8>>,
+    /// Option 93 is one of these (empty: any).
+    pub arch: Vec<ArchCode>,
+    /// Option 94 starts with these bytes.
+    pub client_interface_prefix: Option<Vec<u8>>,
+    /// Option 82 sub-option 1 is these bytes.
+    pub circuit_id: Option<Vec<u8>>,
+    /// Option 82 sub-option 2 is these bytes.
+    pub remote_id: Option<Vec<u8>>,
+    /// giaddr lies in this subnet (a /32 for one relay address).
+    pub giaddr: Option<Subnet>,
+    /// chaddr starts with these bytes.
+    pub mac_prefix: Option<Vec<u8>>,
+}
+
+/// A client class: who belongs to it, and what its members get. The first class in config order
+/// whose `matcher` matches a request is the client's class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Class {
+    pub name: String,
+    pub matcher: ClassMatch,
+    /// Members are served only from these pools (indexes into `Config::pools`); `None`: any.
+    pub pools: Option<Vec<usize>>,
+    /// Members are never served from these pools.
+    pub forbid_pools: Vec<usize>,
+    /// Boot file for members, in place of the one chosen by architecture (a reservation's still wins).
+    pub boot_file: Option<String>,
+    pub next_server: Option<Ipv4Addr>,
+    pub ipxe_script_url: Option<String>,
+    /// Lease time for members; T1 and T2 are then half and 7/8 of it.
+    pub lease_time_secs: Option<u32>,
+    /// `[[class.option]]`: win over pool and global options.
+    pub options: OptionSet,
 }
 
 /// Named limits: every queue, table and hold time is bounded.
@@ -239,6 +292,9 @@ pub struct Config {
     pub pools: Vec<Pool>,
     pub pxe: Pxe,
     pub reservations: Vec<Reservation>,
+    /// `[[option]]`: options for every client (the least specific scope).
+    pub options: OptionSet,
+    pub classes: Vec<Class>,
     pub limits: Limits,
     pub cluster: Cluster,
 }

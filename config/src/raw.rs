@@ -34,6 +34,15 @@ pub struct RawConfig {
     /// `[[reservation]]` tables, in file order.
     #[serde(default, rename = "reservation")]
     pub reservations: Vec<RawReservation>,
+    /// `[[option]]`: options for every client.
+    #[serde(default, rename = "option")]
+    pub options: Vec<RawOption>,
+    /// `[[option-def]]`: options beyond the standard ones, by code, name and type.
+    #[serde(default, rename = "option-def")]
+    pub option_defs: Vec<RawOptionDef>,
+    /// `[[class]]` tables, in file order (the first that matches a client wins).
+    #[serde(default, rename = "class")]
+    pub classes: Vec<RawClass>,
     #[serde(default)]
     pub cluster: RawCluster,
 }
@@ -113,7 +122,13 @@ pub struct RawPool {
     pub lease_time_secs: Option<u32>,
     pub renewal_time_secs: Option<u32>,
     pub rebinding_time_secs: Option<u32>,
+    /// Answer BOOTP clients without a reservation from this pool (RFC 1542).
+    pub dynamic_bootp: Option<bool>,
+    /// Lease time of a BOOTP binding; default `lease_time_secs`.
+    pub bootp_lease_time_secs: Option<u32>,
     pub pxe: Option<RawPxe>,
+    #[serde(default, rename = "option")]
+    pub options: Vec<RawOption>,
 }
 
 /// `[[reservation]]`
@@ -125,6 +140,91 @@ pub struct RawReservation {
     pub ip: Option<String>,
     pub hostname: Option<String>,
     pub boot_file: Option<String>,
+    pub next_server: Option<String>,
+    #[serde(default, rename = "option")]
+    pub options: Vec<RawOption>,
+}
+
+/// `[[option]]`, `[[pool.option]]`, `[[class.option]]` and `[[reservation.option]]`: one option by
+/// `name` or `code`, with its `data` (typed by the option's definition) or, for vendor options, its
+/// `[[...suboption]]` tables.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOption {
+    pub name: Option<String>,
+    /// Kept wide so an out-of-range code is reported by the checks, with the others.
+    pub code: Option<i64>,
+    pub data: Option<toml::Value>,
+    /// `false`: `data` is hex octets whatever the option's type (Kea's `csv-format`).
+    pub csv_format: Option<bool>,
+    /// Send even when the client's parameter request list does not ask for it.
+    pub always_send: Option<bool>,
+    /// Option 125: the vendor's IANA enterprise number.
+    pub enterprise: Option<i64>,
+    #[serde(default, rename = "suboption")]
+    pub suboptions: Vec<RawSuboption>,
+}
+
+/// `[[option.suboption]]` of option 43 or 125.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuboption {
+    pub code: Option<i64>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub data: Option<toml::Value>,
+}
+
+/// `[[option-def]]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOptionDef {
+    pub name: Option<String>,
+    pub code: Option<i64>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// `[[class]]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClass {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: Option<RawClassMatch>,
+    /// Members are served only from these pools (by name).
+    pub pools: Option<Vec<String>>,
+    /// Members are never served from these pools.
+    #[serde(default)]
+    pub forbid_pools: Vec<String>,
+    pub boot_file: Option<String>,
+    pub next_server: Option<String>,
+    pub ipxe_script_url: Option<String>,
+    pub lease_time_secs: Option<u32>,
+    #[serde(default, rename = "option")]
+    pub options: Vec<RawOption>,
+}
+
+/// `[class.match]`: every key given must match.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClassMatch {
+    /// Option 60 starts with this.
+    pub vendor_class: Option<String>,
+    /// Option 77 is this (bare, or one RFC 3004 user class).
+    pub user_class: Option<String>,
+    /// Option 93 is one of these: names (`uefi-x64`) or codes.
+    pub arch: Option<toml::Value>,
+    /// Option 94 (client network interface identifier, RFC 4578 §2.2) starts with these hex octets.
+    pub client_interface: Option<String>,
+    /// Option 82 sub-option 1; text, or `hex:` and octets.
+    pub circuit_id: Option<String>,
+    /// Option 82 sub-option 2; text, or `hex:` and octets.
+    pub remote_id: Option<String>,
+    /// giaddr is this address or inside this subnet.
+    pub giaddr: Option<String>,
+    /// chaddr starts with these octets (`52:54:00`).
+    pub mac_prefix: Option<String>,
 }
 
 /// `[cluster]`
