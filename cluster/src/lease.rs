@@ -95,6 +95,20 @@ impl Lease {
     }
 }
 
+/// A fixed address for a MAC made through the admin API and replicated with the leases, so every
+/// node knows it and it survives restarts and failover. (Reservations in a node's config file are
+/// that node's and are not in the log.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservedHost {
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub hostname: Option<String>,
+    pub boot_file: Option<String>,
+}
+
+/// Reservations the table holds at most (a named limit; the log carries no config).
+pub const MAX_RESERVATIONS: usize = 100_000;
+
 /// A change to the table, decided entirely by the proposer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -113,6 +127,11 @@ pub enum Command {
     Release { client: ClientKey, ip: Ipv4Addr, proposed_at_ms: u64, decided_at_index: u64 },
     /// The client found `ip` in use: quarantine it until `until_ms`.
     Decline { client: ClientKey, mac: [u8; 6], ip: Ipv4Addr, until_ms: u64, proposed_at_ms: u64, decided_at_index: u64 },
+    /// Reserve `host.ip` for `host.mac`, replacing that MAC's reservation if it has one. Refused
+    /// while another client holds an unexpired lease on the address at `proposed_at_ms`.
+    Reserve { host: ReservedHost, proposed_at_ms: u64 },
+    /// End the reservation of `mac`.
+    Unreserve { mac: [u8; 6] },
 }
 
 /// Who proposed a command, so the proposer can match the committed outcome to the waiting client.
@@ -150,6 +169,10 @@ pub enum Outcome {
     /// a partition or a leader change): nothing changed. A binding the client holds is reported as
     /// `Bound` instead, so a late renewal is answered from the binding in force.
     Stale,
+    Reserved,
+    Unreserved,
+    /// The reservation was refused: why, for the operator.
+    ReservationRefused(String),
 }
 
 /// The replicated lease table.
@@ -158,20 +181,47 @@ pub struct LeaseTable {
     by_ip: BTreeMap<Ipv4Addr, Lease>,
     /// The client's current or last (released) address.
     by_client: BTreeMap<ClientKey, Ipv4Addr>,
+    /// Reservations made through the admin API, by MAC, and the same by address.
+    reservations: BTreeMap<[u8; 6], ReservedHost>,
+    reserved_ips: BTreeMap<Ipv4Addr, [u8; 6]>,
     applied_index: u64,
     grace_ms: u64,
     max_leases: usize,
 }
 
+/// A snapshot before encodings carried a version (still read).
 #[derive(Serialize, Deserialize)]
-struct SnapshotRepr {
+struct SnapshotV1 {
     applied_index: u64,
     leases: Vec<Lease>,
 }
 
+#[derive(Serialize, Deserialize)]
+struct SnapshotV2 {
+    applied_index: u64,
+    leases: Vec<Lease>,
+    reservations: Vec<ReservedHost>,
+}
+
+/// Versioned encodings start with 0xFF, which never starts an unversioned one: bincode's varint
+/// prefix of a length or index is 0-250 in one byte or 251-254 for wider ones, never 255.
+const VERSION_MARK: u8 = 0xff;
+const SNAPSHOT_MAGIC: [u8; 3] = [VERSION_MARK, b'L', b'S'];
+const SNAPSHOT_VERSION: u8 = 2;
+const ENTRY_MAGIC: [u8; 3] = [VERSION_MARK, b'L', b'E'];
+const ENTRY_VERSION: u8 = 1;
+
 impl LeaseTable {
     pub fn new(grace_ms: u64, max_leases: usize) -> Self {
-        LeaseTable { by_ip: BTreeMap::new(), by_client: BTreeMap::new(), applied_index: 0, grace_ms, max_leases }
+        LeaseTable {
+            by_ip: BTreeMap::new(),
+            by_client: BTreeMap::new(),
+            reservations: BTreeMap::new(),
+            reserved_ips: BTreeMap::new(),
+            applied_index: 0,
+            grace_ms,
+            max_leases,
+        }
     }
 
     /// Highest log index applied; entries at or below it are skipped (apply is idempotent).
@@ -211,6 +261,20 @@ impl LeaseTable {
 
     pub fn iter(&self) -> impl Iterator<Item = &Lease> {
         self.by_ip.values()
+    }
+
+    /// The replicated reservations, by MAC.
+    pub fn reservations(&self) -> impl Iterator<Item = &ReservedHost> {
+        self.reservations.values()
+    }
+
+    pub fn reservation(&self, mac: &[u8; 6]) -> Option<&ReservedHost> {
+        self.reservations.get(mac)
+    }
+
+    /// The MAC a replicated reservation keeps `ip` for.
+    pub fn reserved_for(&self, ip: Ipv4Addr) -> Option<[u8; 6]> {
+        self.reserved_ips.get(&ip).copied()
     }
 
     /// Leases in `[first, last]`, in address order.
@@ -358,6 +422,42 @@ impl LeaseTable {
                 );
                 Outcome::Declined
             }
+            Command::Reserve { host, proposed_at_ms } => {
+                if let Some(other) = self.reserved_ips.get(&host.ip).filter(|other| **other != host.mac) {
+                    return Outcome::ReservationRefused(format!(
+                        "{} is already reserved for {}",
+                        host.ip,
+                        ClientKey::Mac(*other)
+                    ));
+                }
+                if let Some(lease) = self.by_ip.get(&host.ip) {
+                    if lease.mac != host.mac && !lease.is_reusable(*proposed_at_ms, self.grace_ms) {
+                        if let LeaseState::Bound { expires_at_ms } = lease.state {
+                            return Outcome::ReservationRefused(format!(
+                                "{} is leased to {} (its lease ends at {} unix seconds); release it or wait",
+                                host.ip,
+                                lease.client,
+                                expires_at_ms / 1000
+                            ));
+                        }
+                    }
+                }
+                if !self.reservations.contains_key(&host.mac) && self.reservations.len() >= MAX_RESERVATIONS {
+                    return Outcome::TableFull;
+                }
+                if let Some(previous) = self.reservations.insert(host.mac, host.clone()) {
+                    self.reserved_ips.remove(&previous.ip);
+                }
+                self.reserved_ips.insert(host.ip, host.mac);
+                Outcome::Reserved
+            }
+            Command::Unreserve { mac } => match self.reservations.remove(mac) {
+                Some(previous) => {
+                    self.reserved_ips.remove(&previous.ip);
+                    Outcome::Unreserved
+                }
+                None => Outcome::NotHeld,
+            },
         }
     }
 
@@ -377,6 +477,11 @@ impl LeaseTable {
                 return Err(format!("bound lease {ip} of {} missing from by_client", lease.client));
             }
         }
+        if self.reserved_ips.len() != self.reservations.len()
+            || self.reservations.values().any(|host| self.reserved_ips.get(&host.ip) != Some(&host.mac))
+        {
+            return Err("reservations by MAC and by address disagree".into());
+        }
         Ok(())
     }
 
@@ -391,18 +496,47 @@ impl LeaseTable {
         hash
     }
 
-    /// Serialise the table for a Raft snapshot.
+    /// Serialise the table for a Raft snapshot: the version mark, then the current encoding.
     pub fn to_snapshot(&self) -> Vec<u8> {
-        let repr = SnapshotRepr { applied_index: self.applied_index, leases: self.by_ip.values().cloned().collect() };
-        bincode::serde::encode_to_vec(&repr, bincode::config::standard()).expect("lease table always serialises")
+        let repr = SnapshotV2 {
+            applied_index: self.applied_index,
+            leases: self.by_ip.values().cloned().collect(),
+            reservations: self.reservations.values().cloned().collect(),
+        };
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        out.push(SNAPSHOT_VERSION);
+        bincode::serde::encode_into_std_write(&repr, &mut out, bincode::config::standard())
+            .expect("lease table always serialises");
+        out
     }
 
-    /// Rebuild a table from `to_snapshot` bytes.
+    /// Rebuild a table from `to_snapshot` bytes, of this version or an earlier one.
     pub fn from_snapshot(bytes: &[u8], grace_ms: u64, max_leases: usize) -> Result<Self, ClusterError> {
-        let (repr, _): (SnapshotRepr, usize) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map_err(|e| ClusterError::Corrupt(format!("lease snapshot: {e}")))?;
+        let corrupt = |e: bincode::error::DecodeError| ClusterError::Corrupt(format!("lease snapshot: {e}"));
+        let repr = match bytes.strip_prefix(&SNAPSHOT_MAGIC[..]) {
+            Some([SNAPSHOT_VERSION, rest @ ..]) => {
+                bincode::serde::decode_from_slice::<SnapshotV2, _>(rest, bincode::config::standard())
+                    .map_err(corrupt)?
+                    .0
+            }
+            Some(other) => {
+                let version = other.first().copied().unwrap_or(0);
+                return Err(ClusterError::Corrupt(format!(
+                    "lease snapshot of version {version}; this build reads versions 1 to {SNAPSHOT_VERSION}"
+                )));
+            }
+            None => {
+                let (v1, _): (SnapshotV1, usize) =
+                    bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(corrupt)?;
+                SnapshotV2 { applied_index: v1.applied_index, leases: v1.leases, reservations: Vec::new() }
+            }
+        };
         let mut table = LeaseTable::new(grace_ms, max_leases);
         table.applied_index = repr.applied_index;
+        for host in repr.reservations {
+            table.reserved_ips.insert(host.ip, host.mac);
+            table.reservations.insert(host.mac, host);
+        }
         for lease in repr.leases {
             if !matches!(lease.state, LeaseState::Declined { .. }) {
                 table.by_client.insert(lease.client.clone(), lease.ip);
@@ -414,14 +548,29 @@ impl LeaseTable {
     }
 }
 
-/// Encode a batch of proposals as one Raft entry's data.
+/// Encode a batch of proposals as one Raft entry's data: the version mark, then the proposals.
 pub fn encode_entry(proposals: &[Proposal]) -> Vec<u8> {
-    bincode::serde::encode_to_vec(proposals, bincode::config::standard()).expect("proposals always serialise")
+    let mut out = ENTRY_MAGIC.to_vec();
+    out.push(ENTRY_VERSION);
+    bincode::serde::encode_into_std_write(proposals, &mut out, bincode::config::standard())
+        .expect("proposals always serialise");
+    out
 }
 
-/// Decode a Raft entry's data.
+/// Decode a Raft entry's data, of this version or an unversioned (earlier) one. New `Command`
+/// variants are only ever appended, so earlier entries decode unchanged.
 pub fn decode_entry(data: &[u8]) -> Result<Vec<Proposal>, ClusterError> {
-    bincode::serde::decode_from_slice(data, bincode::config::standard())
+    let body = match data.strip_prefix(&ENTRY_MAGIC[..]) {
+        Some([ENTRY_VERSION, rest @ ..]) => rest,
+        Some(other) => {
+            let version = other.first().copied().unwrap_or(0);
+            return Err(ClusterError::Corrupt(format!(
+                "log entry of version {version}; this build reads versions up to {ENTRY_VERSION}"
+            )));
+        }
+        None => data,
+    };
+    bincode::serde::decode_from_slice(body, bincode::config::standard())
         .map(|(p, _)| p)
         .map_err(|e| ClusterError::Corrupt(format!("log entry: {e}")))
 }

@@ -18,7 +18,7 @@ pub mod transport;
 
 use actix::Message;
 
-pub use lease::{ClientKey, Command, Lease, LeaseState, LeaseTable, Outcome, Proposal, ProposalTag};
+pub use lease::{ClientKey, Command, Lease, LeaseState, LeaseTable, Outcome, Proposal, ProposalTag, ReservedHost};
 
 /// Operating errors of the replicated store. An `Err` never leaves a state change behind.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use leasehold_cluster::lease::{ClientKey, Command, LeaseState, LeaseTable, Outcome, Proposal, ProposalTag};
+use leasehold_cluster::lease::{
+    decode_entry, encode_entry, ClientKey, Command, LeaseState, LeaseTable, Outcome, Proposal, ProposalTag,
+    ReservedHost,
+};
 use proptest::prelude::*;
 
 const GRACE_MS: u64 = 30_000;
@@ -108,6 +111,8 @@ fn decided_at(index: u64, mut command: Command) -> Command {
         Command::Bind { decided_at_index, .. }
         | Command::Release { decided_at_index, .. }
         | Command::Decline { decided_at_index, .. } => *decided_at_index = index,
+        // Reservations are ordered by the log alone: nothing was decided on a view.
+        Command::Reserve { .. } | Command::Unreserve { .. } => {}
     }
     command
 }
@@ -219,18 +224,83 @@ fn max_leases_is_a_hard_limit() {
     );
 }
 
+fn reserve(c: u8, a: u8, at: u64) -> Command {
+    let host =
+        ReservedHost { mac: [2, 0, 0, 0, 0, c], ip: ip(a), hostname: Some(format!("host-{c}")), boot_file: None };
+    Command::Reserve { host, proposed_at_ms: at }
+}
+
 fn command() -> impl Strategy<Value = Command> {
-    (0u8..3, 1u8..8, 1u8..8, 0u64..200_000, 0u64..45).prop_flat_map(|(kind, c, a, at, seen)| {
+    (0u8..5, 1u8..8, 1u8..8, 0u64..200_000, 0u64..45).prop_flat_map(|(kind, c, a, at, seen)| {
         let at = T0 + at;
         Just(decided_at(
             seen,
             match kind {
                 0 => bind(c, a, at, 60_000),
                 1 => release(c, a, at),
-                _ => decline(c, a, at),
+                2 => decline(c, a, at),
+                3 => reserve(c, a, at),
+                _ => Command::Unreserve { mac: [2, 0, 0, 0, 0, c] },
             },
         ))
     })
+}
+
+/// A reservation over the API is refused while another client holds an unexpired lease on the
+/// address or another MAC has it reserved; it moves with a new one for the same MAC; it ends.
+#[test]
+fn reservations_are_refused_while_another_client_holds_the_address() {
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
+    let refused = apply(&mut table, 2, vec![reserve(2, 5, T0 + 1)]);
+    assert!(matches!(&refused[0], Outcome::ReservationRefused(why) if why.contains("leased to")), "{refused:?}");
+    assert_eq!(table.reserved_for(ip(5)), None);
+    assert_eq!(apply(&mut table, 3, vec![reserve(1, 5, T0 + 2)]), vec![Outcome::Reserved], "the holder itself may");
+    let taken = apply(&mut table, 4, vec![reserve(2, 5, T0 + 3)]);
+    assert!(matches!(&taken[0], Outcome::ReservationRefused(why) if why.contains("already reserved")));
+    // After the lease is over (expiry + grace), another MAC could reserve a free address.
+    assert_eq!(apply(&mut table, 5, vec![reserve(1, 6, T0 + 4)]), vec![Outcome::Reserved], "moved to .6");
+    assert_eq!((table.reserved_for(ip(5)), table.reserved_for(ip(6))), (None, Some([2, 0, 0, 0, 0, 1])));
+    assert_eq!(apply(&mut table, 6, vec![reserve(2, 5, T0 + 60_000 + GRACE_MS)]), vec![Outcome::Reserved]);
+    assert_eq!(apply(&mut table, 7, vec![Command::Unreserve { mac: [2, 0, 0, 0, 0, 1] }]), vec![Outcome::Unreserved]);
+    assert_eq!(apply(&mut table, 8, vec![Command::Unreserve { mac: [2, 0, 0, 0, 0, 1] }]), vec![Outcome::NotHeld]);
+    assert_eq!(table.reservations().count(), 1);
+    let restored = LeaseTable::from_snapshot(&table.to_snapshot(), GRACE_MS, 100).expect("decodes");
+    assert_eq!(
+        restored.reservation(&[2, 0, 0, 0, 0, 2]).map(|h| h.ip),
+        Some(ip(5)),
+        "reservations are in the snapshot"
+    );
+}
+
+/// Encodings carry a version (issue 10): a snapshot or entry written before versions existed (plain
+/// bincode) still decodes, and an unknown future version is refused with a clear error.
+#[test]
+fn snapshots_and_entries_are_versioned_and_earlier_ones_still_read() {
+    #[derive(serde::Serialize)]
+    struct SnapshotV1 {
+        applied_index: u64,
+        leases: Vec<leasehold_cluster::Lease>,
+    }
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
+    let v1 = SnapshotV1 { applied_index: 1, leases: table.iter().cloned().collect() };
+    let legacy = bincode::serde::encode_to_vec(&v1, bincode::config::standard()).unwrap();
+    let restored = LeaseTable::from_snapshot(&legacy, GRACE_MS, 100).expect("an unversioned snapshot still reads");
+    assert_eq!(restored.digest(), table.digest());
+    let mut future = table.to_snapshot();
+    assert_eq!(future[0], 0xff, "versioned");
+    future[3] = 9;
+    let err = LeaseTable::from_snapshot(&future, GRACE_MS, 100).unwrap_err().to_string();
+    assert!(err.contains("version 9"), "{err}");
+
+    let proposals =
+        vec![Proposal { tag: ProposalTag { node_id: 1, incarnation: 1, seq: 0 }, command: reserve(1, 5, T0) }];
+    assert_eq!(decode_entry(&encode_entry(&proposals)).unwrap(), proposals);
+    let unversioned =
+        vec![Proposal { tag: ProposalTag { node_id: 1, incarnation: 1, seq: 1 }, command: bind(1, 5, T0, 1) }];
+    let legacy = bincode::serde::encode_to_vec(&unversioned, bincode::config::standard()).unwrap();
+    assert_eq!(decode_entry(&legacy).unwrap(), unversioned);
 }
 
 proptest! {
