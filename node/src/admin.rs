@@ -1,14 +1,18 @@
-//! The admin HTTP API (actix-web, loopback by default): the lease table, node status, health and
-//! Prometheus metrics. Read-only; every answer comes from the lease actor, which owns the table.
+//! The admin HTTP API (actix-web, loopback by default): the lease table, reservations, node status,
+//! cluster membership, health and Prometheus metrics. Every answer comes from the lease actor
+//! (which owns the table) or the raft actor; changes go through the Raft log.
 
 use std::net::SocketAddr;
 
 use actix::Addr;
-use actix_web::{delete, get, post, web, App, HttpResponse, HttpServer};
+use actix_web::{delete, get, post, put, web, App, HttpResponse, HttpServer};
 use leasehold_cluster::actor::{ChangeMembership, GetClusterView, RaftActor};
 use serde::Deserialize;
 
-use crate::actors::lease::{GetLeases, GetStatus, LeaseActor, RenderMetrics};
+use crate::actors::lease::{
+    AdminError, DeleteReservation, GetLeases, GetReservations, GetStatus, LeaseActor, PutReservation, RenderMetrics,
+};
+use crate::engine::ReservationError;
 
 struct AdminState {
     lease: Addr<LeaseActor>,
@@ -105,6 +109,103 @@ async fn get_leases(state: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
+/// A MAC address as `52:54:00:12:34:56` (or with `-`), any case.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let octets: Vec<u8> = text
+        .split([':', '-'])
+        .map(|part| if part.len() == 2 { u8::from_str_radix(part, 16).ok() } else { None })
+        .collect::<Option<_>>()?;
+    octets.try_into().ok()
+}
+
+fn error(status: actix_web::http::StatusCode, problem: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({"error": problem.to_string()}))
+}
+
+fn admin_error(e: AdminError) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    match e {
+        AdminError::Refused(ReservationError::Invalid(why)) => error(StatusCode::BAD_REQUEST, why),
+        AdminError::Refused(ReservationError::Conflict(why)) => error(StatusCode::CONFLICT, why),
+        AdminError::Refused(ReservationError::NotFound(why)) => error(StatusCode::NOT_FOUND, why),
+        AdminError::Unavailable(why) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+/// `GET /v1/reservations`: the config file's reservations (`"source": "config"`) and the
+/// replicated ones (`"source": "api"`).
+#[get("/v1/reservations")]
+async fn get_reservations(state: web::Data<AdminState>) -> HttpResponse {
+    match state.lease.send(GetReservations).await {
+        Ok(rows) => HttpResponse::Ok().json(rows),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[get("/v1/reservations/{mac}")]
+async fn get_reservation(state: web::Data<AdminState>, mac: web::Path<String>) -> HttpResponse {
+    let Some(wanted) = parse_mac(&mac) else {
+        return error(actix_web::http::StatusCode::BAD_REQUEST, format!("`{mac}` is not a MAC address"));
+    };
+    let wanted = leasehold_cluster::ClientKey::Mac(wanted).to_string();
+    match state.lease.send(GetReservations).await {
+        Ok(rows) => match rows.into_iter().find(|r| r.mac == wanted) {
+            Some(row) => HttpResponse::Ok().json(row),
+            None => error(actix_web::http::StatusCode::NOT_FOUND, format!("{wanted} has no reservation")),
+        },
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReservationBody {
+    ip: std::net::Ipv4Addr,
+    hostname: Option<String>,
+    boot_file: Option<String>,
+}
+
+/// `PUT /v1/reservations/{mac} {"ip": "10.0.0.50", "hostname": "node-50", "boot_file": "x.efi"}`:
+/// reserve (or change) the MAC's address, replicated through the Raft log; 200 once committed on
+/// a majority and applied here, 409 when another client holds the address.
+#[put("/v1/reservations/{mac}")]
+async fn put_reservation(
+    state: web::Data<AdminState>,
+    mac: web::Path<String>,
+    body: web::Json<ReservationBody>,
+) -> HttpResponse {
+    let Some(parsed) = parse_mac(&mac) else {
+        return error(actix_web::http::StatusCode::BAD_REQUEST, format!("`{mac}` is not a MAC address"));
+    };
+    let body = body.into_inner();
+    let host = leasehold_cluster::ReservedHost {
+        mac: parsed,
+        ip: body.ip,
+        hostname: body.hostname.clone(),
+        boot_file: body.boot_file.clone(),
+    };
+    match state.lease.send(PutReservation(host)).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({
+            "mac": leasehold_cluster::ClientKey::Mac(parsed).to_string(), "ip": body.ip.to_string(),
+            "hostname": body.hostname, "boot_file": body.boot_file, "source": "api",
+        })),
+        Ok(Err(e)) => admin_error(e),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[delete("/v1/reservations/{mac}")]
+async fn delete_reservation(state: web::Data<AdminState>, mac: web::Path<String>) -> HttpResponse {
+    let Some(parsed) = parse_mac(&mac) else {
+        return error(actix_web::http::StatusCode::BAD_REQUEST, format!("`{mac}` is not a MAC address"));
+    };
+    match state.lease.send(DeleteReservation(parsed)).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({"status": "removed"})),
+        Ok(Err(e)) => admin_error(e),
+        Err(e) => unavailable(e),
+    }
+}
+
 #[get("/v1/status")]
 async fn get_status(state: web::Data<AdminState>) -> HttpResponse {
     match state.lease.send(GetStatus).await {
@@ -146,9 +247,19 @@ pub fn serve(
 ) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::new(AdminState { lease, raft });
     let server = HttpServer::new(move || {
+        // A body that does not parse is answered like every other error: {"error": "..."}.
+        let json = web::JsonConfig::default().error_handler(|problem, _| {
+            let answer = error(actix_web::http::StatusCode::BAD_REQUEST, format!("the request body: {problem}"));
+            actix_web::error::InternalError::from_response(problem, answer).into()
+        });
         App::new()
             .app_data(data.clone())
+            .app_data(json)
             .service(get_leases)
+            .service(get_reservations)
+            .service(get_reservation)
+            .service(put_reservation)
+            .service(delete_reservation)
             .service(get_status)
             .service(get_healthz)
             .service(get_metrics)

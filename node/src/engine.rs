@@ -16,15 +16,23 @@ use leasehold_config::{ClientIdentity, Config, Pool, Reservation};
 use crate::wire::{ClientMessageType, Destination, DropReason, Reply, ReplyType, Request};
 
 pub mod boot;
+pub mod classes;
+pub mod options;
 pub mod relay;
+pub mod reservations;
 
 pub use relay::{Link, LinkSource};
+pub use reservations::{AdminOutcome, ReservationError};
 /// After a full scan of a pool finds nothing free, DISCOVERs for that pool are answered with silence
 /// for this long without rescanning: an exhausted 64k pool would otherwise cost a full scan per
 /// DISCOVER exactly when a flood of them arrives.
 const EXHAUSTED_RESCAN_MS: u64 = 100;
-/// Smallest option 57 a client may announce (RFC 2132 §9.10).
+/// Smallest option 57 a client may announce (RFC 2132 §9.10), and what every client takes.
 const MIN_MAX_MESSAGE_SIZE: u16 = 576;
+/// IPv4 and UDP headers, inside the sizes option 57 gives.
+const IP_UDP_HEADER_BYTES: usize = 28;
+/// A BOOTREPLY with RFC 951's 64-byte vendor area.
+const BOOTP_REPLY_BYTES: usize = 300;
 
 /// A reply and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +120,8 @@ pub enum Silence {
     PoolExhausted,
     /// DECLINE or RELEASE carrying nothing to act on.
     NothingToDo,
+    /// A BOOTP request from a client without a reservation, and no `dynamic_bootp` pool on its link.
+    BootpNotServed,
 }
 
 impl Silence {
@@ -124,6 +134,7 @@ impl Silence {
             Silence::NoQuorum => "no_quorum",
             Silence::PoolExhausted => "pool_exhausted",
             Silence::NothingToDo => "nothing_to_do",
+            Silence::BootpNotServed => "bootp_not_served",
         }
     }
 }
@@ -147,6 +158,8 @@ pub struct Answers {
     pub commit_latencies_us: Vec<u64>,
     /// Outcomes of this node's proposals that send nothing (RELEASE, DECLINE, refused binds).
     pub silent: Vec<Decision>,
+    /// Outcomes of this node's admin commands (reservations), for the requests waiting on them.
+    pub admin: Vec<(ProposalTag, AdminOutcome)>,
 }
 
 /// One line of the decision log.
@@ -158,11 +171,21 @@ pub struct Decision {
     pub outcome: &'static str,
 }
 
+/// Where a request stands: the link it came from (`relay`) and its client class (`classes`), an
+/// index into `Config::classes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scope {
+    link: Link,
+    class: Option<usize>,
+    /// A BOOTP client without a reservation: only `dynamic_bootp` pools serve it.
+    bootp_dynamic_only: bool,
+}
+
 /// A request waiting for its proposal to be committed and applied.
 #[derive(Debug, Clone)]
 struct Pending {
     request: Request,
-    link: Link,
+    scope: Scope,
     proposed_at_us: u64,
 }
 
@@ -282,7 +305,12 @@ pub struct Engine {
     /// Per pool: the last failed full scan, trusted until `EXHAUSTED_RESCAN_MS` pass, the table
     /// changes or offers are let go.
     exhausted: Vec<Option<Exhausted>>,
-    reserved_ips: HashSet<Ipv4Addr>,
+    /// Addresses of the config file's reservations.
+    config_reserved_ips: HashSet<Ipv4Addr>,
+    /// The table's replicated reservations in config form, rebuilt when they change.
+    api_reservations: HashMap<[u8; 6], Reservation>,
+    /// This node's reservation commands waiting for commit, with when they were proposed.
+    pending_admin: HashMap<ProposalTag, u64>,
     applied_since_snapshot: u64,
 }
 
@@ -292,7 +320,8 @@ impl Engine {
     pub fn new(config: Arc<Config>, table: LeaseTable, node_id: u64, incarnation: u64) -> Self {
         let cursors = config.pools.iter().map(|p| u32::from(p.range_start)).collect();
         let exhausted = vec![None; config.pools.len()];
-        let reserved_ips = config.reservations.iter().map(|r| r.ip).collect();
+        let config_reserved_ips = config.reservations.iter().map(|r| r.ip).collect();
+        let api_reservations = reservations::reservation_view(&table);
         Engine {
             config,
             table,
@@ -305,7 +334,9 @@ impl Engine {
             role: Role::NoQuorum,
             cursors,
             exhausted,
-            reserved_ips,
+            config_reserved_ips,
+            api_reservations,
+            pending_admin: HashMap::new(),
             applied_since_snapshot: 0,
         }
     }
@@ -371,37 +402,42 @@ impl Engine {
             }
         }
         let interface_ip = self.config.interfaces.get(arrival.interface).map_or(self.config.server_ip, |i| i.server_ip);
-        let link = Link::of(request, arrival, interface_ip);
+        let scope = Scope {
+            link: Link::of(request, arrival, interface_ip),
+            class: classes::classify(&self.config.classes, request),
+            bootp_dynamic_only: false,
+        };
         match (self.role, request.message_type) {
-            (_, ClientMessageType::Inform) => self.inform(request, &link),
-            (Role::Leader, ClientMessageType::Discover) => self.discover(request, &link, now_ms),
-            (Role::Leader, ClientMessageType::Request) => self.request(request, &link, now_us),
+            (_, ClientMessageType::Inform) => self.inform(request, &scope),
+            (Role::Leader, ClientMessageType::Discover) => self.discover(request, &scope, now_ms),
+            (Role::Leader, ClientMessageType::Bootp) => self.bootp(request, &scope, now_us),
+            (Role::Leader, ClientMessageType::Request) => self.request(request, &scope, now_us),
             (Role::Follower, ClientMessageType::Request) if is_renewing(request) => {
-                self.request(request, &link, now_us)
+                self.request(request, &scope, now_us)
             }
             (Role::NoQuorum, ClientMessageType::Request) if is_renewing(request) => {
-                self.renew_without_quorum(request, &link, now_ms)
+                self.renew_without_quorum(request, &scope, now_ms)
             }
-            (Role::Leader | Role::Follower, ClientMessageType::Decline) => self.decline(request, &link, now_us),
-            (Role::Leader | Role::Follower, ClientMessageType::Release) => self.release(request, &link, now_us),
+            (Role::Leader | Role::Follower, ClientMessageType::Decline) => self.decline(request, &scope, now_us),
+            (Role::Leader | Role::Follower, ClientMessageType::Release) => self.release(request, &scope, now_us),
             _ => Action::Silent(Silence::NotLeader),
         }
     }
 
     /// Does a client's server identifier (option 54) name this node: one of its own addresses, or
     /// the address a relay told the client to use for us (RFC 5107)?
-    fn names_me(&self, server_id: Ipv4Addr, link: &Link) -> bool {
-        server_id == link.server_id || self.config.is_own_address(server_id)
+    fn names_me(&self, server_id: Ipv4Addr, scope: &Scope) -> bool {
+        server_id == scope.link.server_id || self.config.is_own_address(server_id)
     }
 
     /// DESIGN rule 5: without a quorum nothing new is bound, but a client renewing a committed,
     /// unexpired lease is confirmed for the time that remains on it — never beyond.
-    fn renew_without_quorum(&mut self, request: &Request, link: &Link, now_ms: u64) -> Action {
+    fn renew_without_quorum(&mut self, request: &Request, scope: &Scope, now_ms: u64) -> Action {
         let client = self.client_key(request);
         match self.table.by_client(&client) {
             Some(lease) if lease.ip == request.ciaddr && lease.is_active(now_ms) => {
                 let lease = lease.clone();
-                Action::Send(Box::new(self.ack(request, link, &lease, now_ms)))
+                Action::Send(Box::new(self.ack(request, scope, &lease, now_ms)))
             }
             _ => Action::Silent(Silence::NoQuorum),
         }
@@ -414,21 +450,40 @@ impl Engine {
         }
     }
 
-    /// The pools serving the client's link (see `relay`): those whose subnet holds its selector.
-    fn pools_for(&self, link: &Link) -> impl Iterator<Item = (usize, &Pool)> + '_ {
-        let selector = link.selector;
-        self.config.pools.iter().enumerate().filter(move |(_, p)| p.subnet.contains(selector))
+    /// The pools serving the client: on its link (see `relay`), those whose subnet holds the link's
+    /// selector, and of those the ones its class (if any) selects and does not forbid.
+    fn pools_for(&self, scope: &Scope) -> impl Iterator<Item = (usize, &Pool)> + '_ {
+        let selector = scope.link.selector;
+        let class = scope.class.and_then(|i| self.config.classes.get(i));
+        let dynamic_only = scope.bootp_dynamic_only;
+        self.config.pools.iter().enumerate().filter(move |(index, p)| {
+            p.subnet.contains(selector)
+                && (!dynamic_only || p.dynamic_bootp)
+                && class.is_none_or(|c| {
+                    c.pools.as_ref().is_none_or(|only| only.contains(index)) && !c.forbid_pools.contains(index)
+                })
+        })
     }
 
-    fn pool_of(&self, link: &Link, ip: Ipv4Addr) -> Option<(usize, &Pool)> {
-        self.pools_for(link).find(|(_, p)| p.subnet.contains(ip))
+    fn class(&self, scope: &Scope) -> Option<&leasehold_config::Class> {
+        scope.class.and_then(|i| self.config.classes.get(i))
+    }
+
+    /// The lease time the client gets from `pool`: its class's, else the pool's; BOOTP bindings the
+    /// pool's BOOTP lease time.
+    fn lease_secs(&self, request: &Request, scope: &Scope, pool: &Pool) -> u32 {
+        if request.message_type == ClientMessageType::Bootp {
+            return pool.bootp_lease_time_secs;
+        }
+        self.class(scope).and_then(|c| c.lease_time_secs).unwrap_or(pool.lease_time_secs)
+    }
+
+    fn pool_of(&self, scope: &Scope, ip: Ipv4Addr) -> Option<(usize, &Pool)> {
+        self.pools_for(scope).find(|(_, p)| p.subnet.contains(ip))
     }
 
     fn reservation(&self, request: &Request) -> Option<&Reservation> {
-        self.config
-            .reservations
-            .iter()
-            .find(|r| r.mac == Some(request.chaddr) || (r.client_id.is_some() && r.client_id == request.client_id))
+        self.reservation_of(request.chaddr, request.client_id.as_deref())
     }
 
     /// May `client` be given `ip` now: in a pool or reserved for it, not held by another client in
@@ -437,7 +492,7 @@ impl Engine {
         if self.config.is_own_address(ip) {
             return false;
         }
-        if self.reserved_ips.contains(&ip) && reserved_for_client != Some(ip) {
+        if self.is_reserved(ip) && reserved_for_client != Some(ip) {
             return false;
         }
         self.table.is_available_to(ip, client, now_ms) && !self.offers.held_by_other(ip, client, now_ms)
@@ -448,20 +503,19 @@ impl Engine {
     fn choose_address(
         &mut self,
         request: &Request,
-        link: &Link,
+        scope: &Scope,
         client: &ClientKey,
         now_ms: u64,
     ) -> Option<(usize, Ipv4Addr)> {
         let reserved = self.reservation(request).map(|r| r.ip);
         if let Some(ip) = reserved {
-            if let Some((index, _)) = self.pool_of(link, ip) {
-                if self.usable(ip, client, reserved, now_ms) {
-                    return Some((index, ip));
-                }
-            }
+            // A reserved client gets its address or nothing: any other would be NAKed at its
+            // REQUEST (`bind_or_nak`), and the client would be stuck retrying it.
+            let usable = self.pool_of(scope, ip).filter(|_| self.usable(ip, client, reserved, now_ms));
+            return usable.map(|(index, _)| (index, ip));
         }
         let in_range = |engine: &Engine, ip: Ipv4Addr| -> Option<usize> {
-            engine.pools_for(link).find(|(_, p)| p.contains(ip)).map(|(i, _)| i)
+            engine.pools_for(scope).find(|(_, p)| p.contains(ip)).map(|(i, _)| i)
         };
         let known = self.table.by_client(client).map(|l| l.ip).into_iter().chain(self.offers.of(client, now_ms));
         let candidates: Vec<Ipv4Addr> = known.chain(request.requested_ip).collect();
@@ -472,7 +526,7 @@ impl Engine {
                 }
             }
         }
-        let pool_indexes: Vec<usize> = self.pools_for(link).map(|(i, _)| i).collect();
+        let pool_indexes: Vec<usize> = self.pools_for(scope).map(|(i, _)| i).collect();
         for index in pool_indexes {
             if let Some(ip) = self.scan_free(index, client, now_ms) {
                 return Some((index, ip));
@@ -501,7 +555,7 @@ impl Engine {
         let mut fallback = None;
         for step in 0..size {
             let ip = Ipv4Addr::from(start + (cursor - start + step) % size);
-            if self.config.is_own_address(ip) || self.reserved_ips.contains(&ip) {
+            if self.config.is_own_address(ip) || self.is_reserved(ip) {
                 continue;
             }
             if self.offers.held_by_other(ip, client, now_ms) {
@@ -520,29 +574,61 @@ impl Engine {
         fallback
     }
 
-    fn discover(&mut self, request: &Request, link: &Link, now_ms: u64) -> Action {
+    fn discover(&mut self, request: &Request, scope: &Scope, now_ms: u64) -> Action {
         let client = self.client_key(request);
-        if self.pools_for(link).next().is_none() {
+        if self.pools_for(scope).next().is_none() {
             return Action::Drop(DropReason::NoPool);
         }
-        let Some((pool_index, ip)) = self.choose_address(request, link, &client, now_ms) else {
+        let Some((pool_index, ip)) = self.choose_address(request, scope, &client, now_ms) else {
             return Action::Silent(Silence::PoolExhausted);
         };
         let until_ms = now_ms.saturating_add(self.config.limits.offer_hold_ms);
         self.offers.hold(client, ip, until_ms, self.config.limits.max_offers);
-        let pool = &self.config.pools[pool_index];
-        let lease_secs = pool.lease_time_secs;
-        let reply = self.reply(request, link, ReplyType::Offer, pool_index, ip, Some(lease_secs));
-        Action::Send(Box::new(self.outgoing(request, link, reply)))
+        let lease_secs = self.lease_secs(request, scope, &self.config.pools[pool_index]);
+        let reply = self.reply(request, scope, ReplyType::Offer, pool_index, ip, Some(lease_secs));
+        Action::Send(Box::new(self.outgoing(request, scope, reply)))
+    }
+
+    /// RFC 951 / RFC 1542: a BOOTREQUEST asks for an address and a boot file in one message. A
+    /// reserved client gets its address, others one from a `dynamic_bootp` pool of their link; the
+    /// binding is committed before the BOOTREPLY goes out, as an ACK's is (DESIGN rule 1).
+    fn bootp(&mut self, request: &Request, scope: &Scope, now_us: u64) -> Action {
+        let now_ms = now_us / 1000;
+        let client = self.client_key(request);
+        let reserved = self.reservation(request).map(|r| r.ip);
+        let scope = Scope { bootp_dynamic_only: reserved.is_none(), ..*scope };
+        if self.pools_for(&scope).next().is_none() {
+            return Action::Silent(Silence::BootpNotServed);
+        }
+        let Some((pool_index, ip)) = self.choose_address(request, &scope, &client, now_ms) else {
+            return Action::Silent(Silence::PoolExhausted);
+        };
+        if reserved.is_some_and(|r| r != ip) {
+            // The reserved address is taken by someone else: no other address for this client.
+            return Action::Silent(Silence::PoolExhausted);
+        }
+        let lease_ms = u64::from(self.config.pools[pool_index].bootp_lease_time_secs) * 1000;
+        let hostname = self.reservation(request).and_then(|r| r.hostname.clone()).or_else(|| request.hostname.clone());
+        let command = Command::Bind {
+            client,
+            mac: request.chaddr,
+            client_id: request.client_id.clone(),
+            hostname,
+            ip,
+            expires_at_ms: now_ms.saturating_add(lease_ms),
+            proposed_at_ms: now_ms,
+            decided_at_index: self.table.applied_index(),
+        };
+        self.propose(request, &scope, command, now_us)
     }
 
     /// RFC 2131 §4.3.2: the three kinds of DHCPREQUEST.
-    fn request(&mut self, request: &Request, link: &Link, now_us: u64) -> Action {
+    fn request(&mut self, request: &Request, scope: &Scope, now_us: u64) -> Action {
         let client = self.client_key(request);
         let reserved = self.reservation(request).map(|r| r.ip);
         if let Some(server_id) = request.server_id {
             // SELECTING: the client answers an OFFER.
-            if !self.names_me(server_id, link) {
+            if !self.names_me(server_id, scope) {
                 self.offers.forget(&client);
                 return Action::Silent(Silence::OtherServerChosen);
             }
@@ -550,31 +636,31 @@ impl Engine {
             // then the one offered to this client, as Kea does.
             let offered = self.offers.of(&client, now_us / 1000);
             let Some(ip) = request.requested_ip.or_else(|| nonzero(request.ciaddr)).or(offered) else {
-                return self.nak(request, link, "no requested address");
+                return self.nak(request, scope, "no requested address");
             };
-            return self.bind_or_nak(request, link, client, ip, reserved, now_us);
+            return self.bind_or_nak(request, scope, client, ip, reserved, now_us);
         }
         if let Some(ip) = request.requested_ip.filter(|_| request.ciaddr == Ipv4Addr::UNSPECIFIED) {
             // INIT-REBOOT: the client checks a remembered address.
-            if self.pool_of(link, ip).is_none() {
-                return if self.pools_for(link).next().is_some() {
-                    self.nak(request, link, "address not on this network")
+            if self.pool_of(scope, ip).is_none() {
+                return if self.pools_for(scope).next().is_some() {
+                    self.nak(request, scope, "address not on this network")
                 } else {
                     Action::Silent(Silence::NotOurs)
                 };
             }
             return match self.table.by_client(&client) {
                 None => Action::Silent(Silence::UnknownClient),
-                Some(lease) if lease.ip != ip => self.nak(request, link, "address belongs to another binding"),
-                Some(_) => self.bind_or_nak(request, link, client, ip, reserved, now_us),
+                Some(lease) if lease.ip != ip => self.nak(request, scope, "address belongs to another binding"),
+                Some(_) => self.bind_or_nak(request, scope, client, ip, reserved, now_us),
             };
         }
         if let Some(ip) = nonzero(request.ciaddr) {
             // RENEWING (unicast) or REBINDING (broadcast): extend the binding at ciaddr.
-            if self.pool_of(link, ip).is_none() {
+            if self.pool_of(scope, ip).is_none() {
                 return Action::Silent(Silence::NotOurs);
             }
-            return self.bind_or_nak(request, link, client, ip, reserved, now_us);
+            return self.bind_or_nak(request, scope, client, ip, reserved, now_us);
         }
         Action::Silent(Silence::NothingToDo)
     }
@@ -582,7 +668,7 @@ impl Engine {
     fn bind_or_nak(
         &mut self,
         request: &Request,
-        link: &Link,
+        scope: &Scope,
         client: ClientKey,
         ip: Ipv4Addr,
         reserved: Option<Ipv4Addr>,
@@ -590,18 +676,21 @@ impl Engine {
     ) -> Action {
         let now_ms = now_us / 1000;
         if reserved.is_some_and(|r| r != ip) {
-            return self.nak(request, link, "client has a reserved address");
+            self.offers.forget(&client);
+            return self.nak(request, scope, "client has a reserved address");
         }
-        let pool = match self.pools_for(link).find(|(_, p)| p.contains(ip)) {
+        let pool = match self.pools_for(scope).find(|(_, p)| p.contains(ip)) {
             Some((_, pool)) => pool,
-            None => match self.pool_of(link, ip) {
+            None => match self.pool_of(scope, ip) {
                 Some((_, pool)) if reserved == Some(ip) => pool,
-                _ => return self.nak(request, link, "address not in a pool of this network"),
+                _ => return self.nak(request, scope, "address not in a pool of this network"),
             },
         };
-        let lease_ms = u64::from(pool.lease_time_secs) * 1000;
+        let lease_ms = u64::from(self.lease_secs(request, scope, pool)) * 1000;
         if !self.usable(ip, &client, reserved, now_ms) {
-            return self.nak(request, link, "address in use");
+            // The client starts over (RFC 2131 §4.4.1): what we offered it is no use to it now.
+            self.offers.forget(&client);
+            return self.nak(request, scope, "address in use");
         }
         let expires_at_ms = now_ms.saturating_add(lease_ms);
         let hostname = self.reservation(request).and_then(|r| r.hostname.clone()).or_else(|| request.hostname.clone());
@@ -615,13 +704,13 @@ impl Engine {
             proposed_at_ms: now_ms,
             decided_at_index: self.table.applied_index(),
         };
-        self.propose(request, link, command, now_us)
+        self.propose(request, scope, command, now_us)
     }
 
     /// RFC 2131 §4.3.3: the client found the address in use; quarantine it.
-    fn decline(&mut self, request: &Request, link: &Link, now_us: u64) -> Action {
+    fn decline(&mut self, request: &Request, scope: &Scope, now_us: u64) -> Action {
         let now_ms = now_us / 1000;
-        if request.server_id.is_some_and(|s| !self.names_me(s, link)) {
+        if request.server_id.is_some_and(|s| !self.names_me(s, scope)) {
             return Action::Silent(Silence::NotOurs);
         }
         let Some(ip) = request.requested_ip else {
@@ -639,12 +728,12 @@ impl Engine {
             proposed_at_ms: now_ms,
             decided_at_index: self.table.applied_index(),
         };
-        self.propose(request, link, command, now_us)
+        self.propose(request, scope, command, now_us)
     }
 
     /// RFC 2131 §4.3.4: the client gives its address back.
-    fn release(&mut self, request: &Request, link: &Link, now_us: u64) -> Action {
-        if request.server_id.is_some_and(|s| !self.names_me(s, link)) {
+    fn release(&mut self, request: &Request, scope: &Scope, now_us: u64) -> Action {
+        if request.server_id.is_some_and(|s| !self.names_me(s, scope)) {
             return Action::Silent(Silence::NotOurs);
         }
         let Some(ip) = nonzero(request.ciaddr) else {
@@ -658,27 +747,32 @@ impl Engine {
             proposed_at_ms: now_us / 1000,
             decided_at_index: self.table.applied_index(),
         };
-        self.propose(request, link, command, now_us)
+        self.propose(request, scope, command, now_us)
     }
 
     /// RFC 2131 §4.3.5: configuration only — options, no lease time, no yiaddr; answered at once to
     /// ciaddr.
-    fn inform(&mut self, request: &Request, link: &Link) -> Action {
+    fn inform(&mut self, request: &Request, scope: &Scope) -> Action {
         let Some(ciaddr) = nonzero(request.ciaddr) else {
             return Action::Silent(Silence::NothingToDo);
         };
-        let Some((pool_index, _)) = self.pool_of(link, ciaddr) else {
+        let Some((pool_index, _)) = self.pool_of(scope, ciaddr) else {
             return Action::Silent(Silence::NotOurs);
         };
-        let mut reply = self.reply(request, link, ReplyType::Ack, pool_index, Ipv4Addr::UNSPECIFIED, None);
+        let mut reply = self.reply(request, scope, ReplyType::Ack, pool_index, Ipv4Addr::UNSPECIFIED, None);
         reply.ciaddr = ciaddr;
-        Action::Send(Box::new(self.outgoing(request, link, reply)))
+        Action::Send(Box::new(self.outgoing(request, scope, reply)))
     }
 
-    fn propose(&mut self, request: &Request, link: &Link, command: Command, now_us: u64) -> Action {
+    fn next_tag(&mut self) -> ProposalTag {
         let tag = ProposalTag { node_id: self.node_id, incarnation: self.incarnation, seq: self.next_seq };
         self.next_seq += 1;
-        self.pending.insert(tag, Pending { request: request.clone(), link: *link, proposed_at_us: now_us });
+        tag
+    }
+
+    fn propose(&mut self, request: &Request, scope: &Scope, command: Command, now_us: u64) -> Action {
+        let tag = self.next_tag();
+        self.pending.insert(tag, Pending { request: request.clone(), scope: *scope, proposed_at_us: now_us });
         self.pending_order.push_back((now_us, tag));
         Action::Propose(Proposal { tag, command })
     }
@@ -697,6 +791,7 @@ impl Engine {
                 expired += 1;
             }
         }
+        self.pending_admin.retain(|_, at_us| at_us.saturating_add(timeout_us) > now_us);
         self.offers.expire(now_us / 1000);
         expired
     }
@@ -705,6 +800,7 @@ impl Engine {
     pub fn rejected(&mut self, tags: &[ProposalTag]) {
         for tag in tags {
             self.pending.remove(tag);
+            self.pending_admin.remove(tag);
         }
     }
 
@@ -728,9 +824,13 @@ impl Engine {
                         self.offers.remove_ip(lease.ip);
                     }
                 }
+                if let Some(admin) = self.applied_admin(&proposal.tag, &proposal.command, outcome) {
+                    answers.admin.push(admin);
+                    continue;
+                }
                 let Some(pending) = self.pending.remove(&proposal.tag) else { continue };
                 answers.commit_latencies_us.push(now_us.saturating_sub(pending.proposed_at_us));
-                self.answer(&pending.request, &pending.link, &proposal.command, outcome, now_ms, &mut answers);
+                self.answer(&pending.request, &pending.scope, &proposal.command, outcome, now_ms, &mut answers);
             }
         }
         answers
@@ -739,7 +839,7 @@ impl Engine {
     fn answer(
         &mut self,
         request: &Request,
-        link: &Link,
+        scope: &Scope,
         command: &Command,
         outcome: &Outcome,
         now_ms: u64,
@@ -753,7 +853,10 @@ impl Engine {
         };
         let command_ip = match command {
             Command::Bind { ip, .. } | Command::Release { ip, .. } | Command::Decline { ip, .. } => *ip,
+            Command::Reserve { host, .. } => host.ip,
+            Command::Unreserve { .. } => Ipv4Addr::UNSPECIFIED,
         };
+        let bootp = request.message_type == ClientMessageType::Bootp;
         match (command, outcome) {
             (Command::Bind { .. }, Outcome::Bound(lease)) if !lease.is_active(now_ms) => {
                 // Committed too late to be of use (the lease ran out before it was applied): an ACK
@@ -766,12 +869,16 @@ impl Engine {
                 // in force (a retransmission, a late renewal), the lease time still counts from this
                 // REQUEST: the client counts from when it sent it.
                 let from_ms = lease.updated_at_ms.max(*proposed_at_ms);
-                let outgoing = self.ack(request, link, lease, from_ms);
-                answers.replies.push((outgoing, decision("ack", lease.ip)));
+                let outgoing = self.ack(request, scope, lease, from_ms);
+                answers.replies.push((outgoing, decision(if bootp { "bootreply" } else { "ack" }, lease.ip)));
+            }
+            // BOOTP has no NAK (RFC 951): the client asks again.
+            (Command::Bind { .. }, Outcome::Conflict { .. } | Outcome::Stale) if bootp => {
+                answers.silent.push(decision("bootp_refused", command_ip));
             }
             (Command::Bind { .. }, Outcome::Conflict { .. }) => {
-                let reply = self.nak_reply(request, link, "address in use");
-                answers.replies.push((self.outgoing(request, link, reply), decision("nak", command_ip)));
+                let reply = self.nak_reply(request, scope, "address in use");
+                answers.replies.push((self.outgoing(request, scope, reply), decision("nak", command_ip)));
             }
             (_, Outcome::TableFull) => answers.silent.push(decision("table_full", command_ip)),
             (_, Outcome::Released) => answers.silent.push(decision("released", command_ip)),
@@ -780,8 +887,8 @@ impl Engine {
             (Command::Bind { .. }, Outcome::Stale) => {
                 // The client's binding changed after this REQUEST was decided (it released or moved
                 // meanwhile): a NAK sends it back to INIT, RFC 2131 §4.4.1.
-                let reply = self.nak_reply(request, link, "binding changed meanwhile");
-                answers.replies.push((self.outgoing(request, link, reply), decision("nak_stale", command_ip)));
+                let reply = self.nak_reply(request, scope, "binding changed meanwhile");
+                answers.replies.push((self.outgoing(request, scope, reply), decision("nak_stale", command_ip)));
             }
             (_, Outcome::Stale) => answers.silent.push(decision("stale", command_ip)),
             (_, other) => {
@@ -795,7 +902,7 @@ impl Engine {
     /// lease time counts from `from_ms`, rounded down, so the client's idea of the expiry (it counts
     /// from when it sent the REQUEST, RFC 2131 §4.4.1) never passes the committed one: for a fresh
     /// binding `from_ms` is the proposer's time, for a confirmation without quorum it is now.
-    fn ack(&self, request: &Request, link: &Link, lease: &Lease, from_ms: u64) -> Outgoing {
+    fn ack(&self, request: &Request, scope: &Scope, lease: &Lease, from_ms: u64) -> Outgoing {
         // Bindings are proposed only inside a pool's subnet; a peer with a different pool list
         // (a misconfigured cluster) still gets an answer, with the first pool's options.
         let pool_index = self.config.pools.iter().position(|p| p.subnet.contains(lease.ip)).unwrap_or(0);
@@ -805,22 +912,24 @@ impl Engine {
             }
             _ => 0,
         };
-        let mut reply = self.reply(request, link, ReplyType::Ack, pool_index, lease.ip, Some(remaining_secs));
+        let reply_type =
+            if request.message_type == ClientMessageType::Bootp { ReplyType::Bootp } else { ReplyType::Ack };
+        let mut reply = self.reply(request, scope, reply_type, pool_index, lease.ip, Some(remaining_secs));
         reply.ciaddr = request.ciaddr;
-        self.outgoing(request, link, reply)
+        self.outgoing(request, scope, reply)
     }
 
-    fn nak(&self, request: &Request, link: &Link, why: &str) -> Action {
-        let reply = self.nak_reply(request, link, why);
-        Action::Send(Box::new(self.outgoing(request, link, reply)))
+    fn nak(&self, request: &Request, scope: &Scope, why: &str) -> Action {
+        let reply = self.nak_reply(request, scope, why);
+        Action::Send(Box::new(self.outgoing(request, scope, reply)))
     }
 
     /// RFC 2131 §4.3.2, table 3: a DHCPNAK carries only the server identifier and a message.
-    fn nak_reply(&self, request: &Request, link: &Link, why: &str) -> Reply {
+    fn nak_reply(&self, request: &Request, scope: &Scope, why: &str) -> Reply {
         Reply {
             broadcast: request.broadcast || request.giaddr != Ipv4Addr::UNSPECIFIED,
             message: Some(why.to_string()),
-            ..Reply::answering(request, ReplyType::Nak, link.server_id)
+            ..Reply::answering(request, ReplyType::Nak, scope.link.server_id)
         }
     }
 
@@ -828,51 +937,61 @@ impl Engine {
     fn reply(
         &self,
         request: &Request,
-        link: &Link,
+        scope: &Scope,
         message_type: ReplyType,
         pool_index: usize,
         yiaddr: Ipv4Addr,
         lease_secs: Option<u32>,
     ) -> Reply {
         let pool = &self.config.pools[pool_index];
+        let full_secs = self.lease_secs(request, scope, pool);
         let (renewal, rebinding) = match lease_secs {
-            Some(secs) if secs < pool.lease_time_secs => (Some(secs / 2), Some(secs / 8 * 7)),
+            _ if message_type == ReplyType::Bootp => (None, None),
+            Some(secs) if secs < full_secs => (Some(secs / 2), Some(secs / 8 * 7)),
+            Some(_) if full_secs != pool.lease_time_secs => (Some(full_secs / 2), Some(full_secs / 8 * 7)),
             Some(_) => (Some(pool.renewal_time_secs), Some(pool.rebinding_time_secs)),
             None => (None, None),
         };
         let reservation = self.reservation(request);
+        let class = self.class(scope);
+        let scopes = options::Scopes { config: &self.config, pool, class, reservation };
         let mut reply = Reply {
             yiaddr,
-            lease_time_secs: lease_secs,
+            lease_time_secs: lease_secs.filter(|_| message_type != ReplyType::Bootp),
             renewal_time_secs: renewal,
             rebinding_time_secs: rebinding,
             subnet_mask: Some(pool.subnet.mask()),
-            routers: pool.routers.clone(),
-            dns_servers: pool.dns_servers.clone(),
-            domain_name: pool.domain_name.clone(),
-            hostname: reservation.and_then(|r| r.hostname.clone()),
+            options: options::reply_options(&scopes, request),
             // RFC 3011 §3: a client that chose its subnet with option 118 gets it back.
-            subnet_selection: request.subnet_selection.filter(|_| link.source == LinkSource::SubnetSelection),
-            ..Reply::answering(request, message_type, link.server_id)
+            subnet_selection: request.subnet_selection.filter(|_| scope.link.source == LinkSource::SubnetSelection),
+            ..Reply::answering(request, message_type, scope.link.server_id)
         };
-        let boot = boot::boot_reply(pool.pxe.as_ref().unwrap_or(&self.config.pxe), reservation, request);
+        let boot = boot::boot_reply(pool.pxe.as_ref().unwrap_or(&self.config.pxe), class, reservation, request);
         reply.siaddr = boot.siaddr.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        reply.tftp_server_name = boot.tftp_server_name;
-        reply.bootfile_name = boot.file.clone();
+        // A configured option 60, 66 or 67 is the operator's word: it replaces what boot policy chose.
+        let configured = |code: u8| reply.option(code).is_some();
+        let (own_60, own_66, own_67) = (configured(60), configured(66), configured(67));
+        reply.tftp_server_name = boot.tftp_server_name.filter(|_| !own_66);
+        reply.bootfile_name = boot.file.clone().filter(|_| !own_67);
         reply.file = boot.file;
-        reply.vendor_class = boot.vendor_class.map(<[u8]>::to_vec);
+        reply.vendor_class = boot.vendor_class.map(<[u8]>::to_vec).filter(|_| !own_60);
         reply.client_uuid = request.client_uuid.clone().filter(|_| boot.echo_client_uuid);
         reply
     }
 
-    fn outgoing(&self, request: &Request, link: &Link, reply: Reply) -> Outgoing {
+    fn outgoing(&self, request: &Request, scope: &Scope, reply: Reply) -> Outgoing {
         let destination = Destination::for_reply(request, reply.message_type);
         let limit = self.config.limits.max_frame_bytes;
+        // Option 57 counts the IP and UDP headers (as ISC dhcpd reads it); without it, a client
+        // need take no more than 576 bytes (RFC 2131 §2), a BOOTP client no more than 300 (RFC 951).
+        // (Option 57 is a DHCP option, RFC 2132 §9.10: a BOOTP client's 300 bytes stand.)
         let max_bytes = match request.max_message_size {
-            Some(size) if size >= MIN_MAX_MESSAGE_SIZE => limit.min(usize::from(size)),
-            _ => limit,
+            _ if request.message_type == ClientMessageType::Bootp => BOOTP_REPLY_BYTES,
+            Some(size) if size >= MIN_MAX_MESSAGE_SIZE => usize::from(size) - IP_UDP_HEADER_BYTES,
+            _ => usize::from(MIN_MAX_MESSAGE_SIZE) - IP_UDP_HEADER_BYTES,
         };
-        Outgoing { reply, destination, interface: link.interface, max_bytes }
+        let max_bytes = limit.min(max_bytes);
+        Outgoing { reply, destination, interface: scope.link.interface, max_bytes }
     }
 
     /// After `snapshot_every_entries` applied entries: the table's snapshot bytes and index, so the
@@ -887,6 +1006,7 @@ impl Engine {
 
     /// Replace the table with a snapshot from the leader.
     pub fn restore(&mut self, table: LeaseTable) {
+        self.api_reservations = reservations::reservation_view(&table);
         self.table = table;
         self.offers.clear();
         self.applied_since_snapshot = 0;

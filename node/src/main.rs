@@ -1,4 +1,4 @@
-//! The `leasehold` command: `serve`, `check-config`, `leases`.
+//! The `leasehold` command: `serve`, `check-config`, `leases`, `reservations`, `cluster`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -35,6 +35,14 @@ enum Command {
         #[arg(long, global = true, default_value = "127.0.0.1:6767")]
         admin: SocketAddr,
     },
+    /// Reservations of a running cluster: list, add, remove (replicated through the Raft log).
+    Reservations {
+        #[command(subcommand)]
+        command: ReservationCommand,
+        /// The node's admin address.
+        #[arg(long, global = true, default_value = "127.0.0.1:6767")]
+        admin: SocketAddr,
+    },
     /// Print the lease table of a running node.
     Leases {
         /// The node's admin address.
@@ -54,6 +62,27 @@ enum ClusterCommand {
     AddNode { id: u64, addr: SocketAddr },
     /// Remove a voter.
     RemoveNode { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum ReservationCommand {
+    /// Print every reservation: the node's config file's and the replicated ones.
+    List {
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reserve IP for MAC (or change its reservation). Refused while another client holds IP.
+    Add {
+        mac: String,
+        ip: std::net::Ipv4Addr,
+        #[arg(long)]
+        hostname: Option<String>,
+        #[arg(long)]
+        boot_file: Option<String>,
+    },
+    /// Remove MAC's reservation.
+    Remove { mac: String },
 }
 
 #[derive(Args)]
@@ -205,6 +234,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Reservations { command, admin } => reservations(command, admin),
         Command::Leases { admin, json } => match fetch_leases(admin) {
             Ok(body) if json => {
                 println!("{body}");
@@ -217,6 +247,60 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn reservations(command: ReservationCommand, admin: SocketAddr) -> ExitCode {
+    let (method, path, body, table) = match command {
+        ReservationCommand::List { json } => ("GET", "/v1/reservations".to_string(), None, !json),
+        ReservationCommand::Add { mac, ip, hostname, boot_file } => {
+            let body = serde_json::json!({"ip": ip, "hostname": hostname, "boot_file": boot_file});
+            ("PUT", format!("/v1/reservations/{mac}"), Some(body.to_string()), false)
+        }
+        ReservationCommand::Remove { mac } => ("DELETE", format!("/v1/reservations/{mac}"), None, false),
+    };
+    match admin_request(admin, method, &path, body.as_deref()) {
+        Ok((status, body)) if (200..300).contains(&status) && table => print_reservations(&body),
+        Ok((status, body)) if (200..300).contains(&status) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            let problem = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or(body);
+            eprintln!("leasehold reservations: {admin} answered {status}: {problem}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("leasehold reservations: {admin}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_reservations(body: &str) -> ExitCode {
+    let rows: Vec<serde_json::Value> = match serde_json::from_str(body) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("leasehold reservations: the admin API answered something that is not a list: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{:<18} {:<16} {:<7} {:<20} BOOT_FILE", "MAC", "IP", "SOURCE", "HOSTNAME");
+    for row in &rows {
+        let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+        println!(
+            "{:<18} {:<16} {:<7} {:<20} {}",
+            text("mac"),
+            text("ip"),
+            text("source"),
+            text("hostname"),
+            text("boot_file")
+        );
+    }
+    println!("{} reservation(s)", rows.len());
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -7,16 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::engine::{PoolUsage, Silence};
 use crate::wire::{ClientMessageType, DropReason, ReplyType};
 
-const MESSAGE_TYPES: [(ClientMessageType, &str); 5] = [
+const MESSAGE_TYPES: [(ClientMessageType, &str); 6] = [
     (ClientMessageType::Discover, "discover"),
     (ClientMessageType::Request, "request"),
     (ClientMessageType::Decline, "decline"),
     (ClientMessageType::Release, "release"),
     (ClientMessageType::Inform, "inform"),
+    (ClientMessageType::Bootp, "bootp"),
 ];
-const REPLY_TYPES: [(ReplyType, &str); 3] =
-    [(ReplyType::Offer, "offer"), (ReplyType::Ack, "ack"), (ReplyType::Nak, "nak")];
-const SILENCES: [Silence; 7] = [
+const REPLY_TYPES: [(ReplyType, &str); 4] =
+    [(ReplyType::Offer, "offer"), (ReplyType::Ack, "ack"), (ReplyType::Nak, "nak"), (ReplyType::Bootp, "bootreply")];
+const SILENCES: [Silence; 8] = [
     Silence::OtherServerChosen,
     Silence::UnknownClient,
     Silence::NotOurs,
@@ -24,6 +25,7 @@ const SILENCES: [Silence; 7] = [
     Silence::NoQuorum,
     Silence::PoolExhausted,
     Silence::NothingToDo,
+    Silence::BootpNotServed,
 ];
 /// Upper bounds of the commit latency buckets, in microseconds.
 const LATENCY_BUCKETS_US: [u64; 12] =
@@ -37,6 +39,16 @@ pub fn reply_type_label(t: ReplyType) -> &'static str {
     REPLY_TYPES.iter().find(|(m, _)| *m == t).map_or("unknown", |(_, l)| l)
 }
 
+/// A counter per option code (arrays this long have no derived `Default`).
+#[derive(Debug)]
+struct PerCode([AtomicU64; 256]);
+
+impl Default for PerCode {
+    fn default() -> Self {
+        PerCode(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     datagrams_received: AtomicU64,
@@ -45,6 +57,8 @@ pub struct Metrics {
     send_errors: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
     silences: [AtomicU64; SILENCES.len()],
+    /// Options left out of replies that they did not fit, by option code.
+    options_dropped: PerCode,
     proposals: AtomicU64,
     proposals_expired: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
@@ -85,6 +99,11 @@ impl Metrics {
         if let Some(i) = SILENCES.iter().position(|x| *x == s) {
             self.silences[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// An option that did not fit a reply (the reply went out without it).
+    pub fn option_dropped(&self, code: u8) {
+        self.options_dropped.0[usize::from(code)].fetch_add(1, Relaxed);
     }
 
     pub fn proposed(&self, n: usize) {
@@ -137,6 +156,17 @@ impl Metrics {
         for (i, s) in SILENCES.iter().enumerate() {
             let _ =
                 writeln!(out, "leasehold_silent_total{{reason=\"{}\"}} {}", s.label(), self.silences[i].load(Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP leasehold_reply_options_dropped_total Options left out of replies they did not fit, by code."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_reply_options_dropped_total counter");
+        for (code, count) in self.options_dropped.0.iter().enumerate() {
+            let count = count.load(Relaxed);
+            if count > 0 {
+                let _ = writeln!(out, "leasehold_reply_options_dropped_total{{code=\"{code}\"}} {count}");
+            }
         }
         let _ = writeln!(out, "# HELP leasehold_proposals_total Lease commands proposed to the Raft log.");
         let _ = writeln!(out, "# TYPE leasehold_proposals_total counter");

@@ -6,7 +6,8 @@
 
 use std::net::Ipv4Addr;
 
-/// A client message type the server acts on (RFC 2131 §3, option 53).
+/// A client message type the server acts on (RFC 2131 §3, option 53), or a BOOTP request: a
+/// BOOTREQUEST without option 53 (RFC 951, RFC 1542).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientMessageType {
     Discover,
@@ -14,6 +15,7 @@ pub enum ClientMessageType {
     Decline,
     Release,
     Inform,
+    Bootp,
 }
 
 /// A validated client request: only what the engine needs, every field checked.
@@ -126,8 +128,6 @@ pub enum DropReason {
     BadMagicCookie,
     /// The options could not be decoded (lengths past the end, bad contents).
     MalformedOptions,
-    /// No option 53.
-    NoMessageType,
     /// Option 53 is a server's message type or unknown.
     UnexpectedMessageType,
     /// The parser's mailbox was full.
@@ -139,14 +139,13 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::NotBootRequest,
         DropReason::UnsupportedHardware,
         DropReason::BadMagicCookie,
         DropReason::MalformedOptions,
-        DropReason::NoMessageType,
         DropReason::UnexpectedMessageType,
         DropReason::Overloaded,
         DropReason::NoPool,
@@ -161,7 +160,6 @@ impl DropReason {
             DropReason::UnsupportedHardware => "unsupported_hardware",
             DropReason::BadMagicCookie => "bad_magic_cookie",
             DropReason::MalformedOptions => "malformed_options",
-            DropReason::NoMessageType => "no_message_type",
             DropReason::UnexpectedMessageType => "unexpected_message_type",
             DropReason::Overloaded => "overloaded",
             DropReason::NoPool => "no_pool",
@@ -174,12 +172,13 @@ impl DropReason {
     }
 }
 
-/// A server message type (option 53).
+/// A server message type (option 53), or a BOOTREPLY to a BOOTP client (no option 53, RFC 1542).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReplyType {
     Offer,
     Ack,
     Nak,
+    Bootp,
 }
 
 /// A reply to encode. The engine fills it; `emit` turns it into bytes.
@@ -206,14 +205,11 @@ pub struct Reply {
     pub rebinding_time_secs: Option<u32>,
     /// Option 1.
     pub subnet_mask: Option<Ipv4Addr>,
-    /// Option 3.
-    pub routers: Vec<Ipv4Addr>,
-    /// Option 6.
-    pub dns_servers: Vec<Ipv4Addr>,
-    /// Option 15.
-    pub domain_name: Option<String>,
-    /// Option 12.
-    pub hostname: Option<String>,
+    /// The configuration options the client gets (routers, DNS servers, domain name, host name and
+    /// every configured option the engine chose), as (code, data), in no particular order: `emit`
+    /// sends them in the order of the client's parameter request list. Data over 255 bytes is split
+    /// into several instances (RFC 3396).
+    pub options: Vec<(u8, Vec<u8>)>,
     /// Option 66.
     pub tftp_server_name: Option<String>,
     /// Option 67.
@@ -230,6 +226,8 @@ pub struct Reply {
     pub relay_agent_info: Option<Vec<u8>>,
     /// Option 56, mostly for NAKs.
     pub message: Option<String>,
+    /// The request's option 55: options go out in this order (RFC 2132 §9.8).
+    pub parameter_request_list: Vec<u8>,
 }
 
 impl Reply {
@@ -252,10 +250,7 @@ impl Reply {
             renewal_time_secs: None,
             rebinding_time_secs: None,
             subnet_mask: None,
-            routers: Vec::new(),
-            dns_servers: Vec::new(),
-            domain_name: None,
-            hostname: None,
+            options: Vec::new(),
             tftp_server_name: None,
             bootfile_name: None,
             vendor_class: None,
@@ -264,7 +259,13 @@ impl Reply {
             subnet_selection: None,
             relay_agent_info: request.relay_agent_info.clone(),
             message: None,
+            parameter_request_list: request.parameter_request_list.clone(),
         }
+    }
+
+    /// The data of configuration option `code`, if the reply carries it.
+    pub fn option(&self, code: u8) -> Option<&[u8]> {
+        self.options.iter().find(|(c, _)| *c == code).map(|(_, data)| data.as_slice())
     }
 }
 
@@ -301,10 +302,20 @@ pub fn parse(bytes: &[u8], max_frame_bytes: usize) -> Result<Request, DropReason
     codec::parse(bytes, max_frame_bytes)
 }
 
-/// Encode a reply. The result is at least 300 bytes (the BOOTP minimum, RFC 951 §3: padded) and
-/// never larger than `max_bytes` (a `max_bytes` under 300 counts as 300) — options that do not fit
-/// are left out, lowest priority first (53, 54, 51 and 1 always stay; they fit in 300 bytes).
-pub fn emit(reply: &Reply, max_bytes: usize) -> Vec<u8> {
+/// An encoded reply, and the options that did not fit it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emitted {
+    pub bytes: Vec<u8>,
+    /// Codes of the options left out, for the drop counter.
+    pub dropped: Vec<u8>,
+}
+
+/// Encode a reply. The result is at least 300 bytes (the BOOTP minimum, RFC 951 §3: padded) and at
+/// most `max_bytes` (a `max_bytes` under 300 counts as 300). Options go in the order of the client's
+/// parameter request list; when they do not fit the options field, the `file` (if no boot file
+/// uses it) and `sname` fields carry the rest (option overload, RFC 2131 §4.1, RFC 2132 §9.3); an
+/// option that fits nowhere is left out and reported. 53, 54, 51, 1, 118 and 82 always stay.
+pub fn emit(reply: &Reply, max_bytes: usize) -> Emitted {
     codec::emit(reply, max_bytes)
 }
 

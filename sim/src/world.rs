@@ -326,6 +326,9 @@ impl Plan {
             renewal_time_secs: self.lease_secs / 2,
             rebinding_time_secs: self.lease_secs / 8 * 7,
             pxe: None,
+            dynamic_bootp: false,
+            bootp_lease_time_secs: self.lease_secs,
+            options: Default::default(),
         };
         let peers = (1..=nodes as u64).map(|id| (id, SocketAddr::from(([127, 0, 0, 1], 7000 + id as u16)))).collect();
         Config {
@@ -342,6 +345,8 @@ impl Plan {
             pools: vec![pool],
             pxe: Pxe::default(),
             reservations: Vec::new(),
+            options: Default::default(),
+            classes: Vec::new(),
             limits: Limits {
                 offer_hold_ms: 10_000,
                 decline_probation_secs: 20,
@@ -1308,7 +1313,8 @@ impl World {
                         self.report.naks += 1;
                         0
                     }
-                    ReplyType::Ack => 0,
+                    // The simulated clients send no BOOTP.
+                    ReplyType::Ack | ReplyType::Bootp => 0,
                 };
                 self.send_reply(n, reply, index);
             }

@@ -5,14 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use actix::prelude::*;
-use leasehold_cluster::{LeaseState, LeaseTable, Proposal, Propose, RaftStatus, SnapshotTaken, ToStateMachine};
+use leasehold_cluster::{
+    LeaseState, LeaseTable, Proposal, ProposalTag, Propose, RaftStatus, ReservedHost, SnapshotTaken, ToStateMachine,
+};
 use serde::Serialize;
 use slog::{debug, error, info, Logger};
 
 use super::parser::{Encode, ParserActor};
 use super::Clock;
-use crate::engine::{Action, Arrival, Decision, Engine, Outgoing, Role};
+use crate::engine::{Action, AdminOutcome, Arrival, Decision, Engine, Outgoing, ReservationError, Role};
 use crate::metrics::{message_type_label, reply_type_label, Metrics};
 use crate::wire::Request;
 
@@ -65,6 +69,39 @@ pub struct NodeStatus {
 #[rtype(result = "NodeStatus")]
 pub struct GetStatus;
 
+/// One reservation as `GET /v1/reservations` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReservationView {
+    pub mac: String,
+    pub ip: String,
+    pub hostname: Option<String>,
+    pub boot_file: Option<String>,
+    /// `config` (this node's config file) or `api` (replicated through the log).
+    pub source: &'static str,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<ReservationView>")]
+pub struct GetReservations;
+
+/// Why an admin change did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    Refused(ReservationError),
+    /// The Raft layer refused the proposal (no leader known), or it did not commit in time.
+    Unavailable(String),
+}
+
+/// `PUT /v1/reservations/{mac}`: reserve, answered once committed and applied.
+#[derive(Message)]
+#[rtype(result = "Result<(), AdminError>")]
+pub struct PutReservation(pub ReservedHost);
+
+/// `DELETE /v1/reservations/{mac}`.
+#[derive(Message)]
+#[rtype(result = "Result<(), AdminError>")]
+pub struct DeleteReservation(pub [u8; 6]);
+
 /// Pool usage and Prometheus text, rendered here where the table lives.
 #[derive(Message)]
 #[rtype(result = "String")]
@@ -76,6 +113,8 @@ pub struct LeaseActor {
     raft_propose: Recipient<Propose>,
     raft_snapshot: Recipient<SnapshotTaken>,
     batch: Vec<Proposal>,
+    /// Admin requests waiting for their reservation command to commit.
+    admin_waiters: HashMap<ProposalTag, tokio::sync::oneshot::Sender<Result<(), AdminError>>>,
     status: RaftStatus,
     clock: Clock,
     mailbox_capacity: usize,
@@ -113,6 +152,7 @@ impl LeaseActor {
             raft_propose,
             raft_snapshot,
             batch: Vec::new(),
+            admin_waiters: HashMap::new(),
             status,
             clock,
             mailbox_capacity,
@@ -149,6 +189,8 @@ impl Actor for LeaseActor {
         ctx.run_interval(SWEEP_INTERVAL, |act, _| {
             let expired = act.engine.expire_pending(act.clock.now_us());
             act.metrics.proposals_expired(expired);
+            // Requests that gave up waiting (their HTTP handler timed out) have closed receivers.
+            act.admin_waiters.retain(|_, waiter| !waiter.is_closed());
         });
     }
 }
@@ -227,6 +269,18 @@ impl Handler<ToStateMachine> for LeaseActor {
                     self.log_decision(&decision);
                     self.send(outgoing);
                 }
+                for (tag, outcome) in answers.admin {
+                    let result = match outcome {
+                        AdminOutcome::Done => Ok(()),
+                        AdminOutcome::Refused(why) => Err(AdminError::Refused(ReservationError::Conflict(why))),
+                        AdminOutcome::NotFound => {
+                            Err(AdminError::Refused(ReservationError::NotFound("no such reservation".into())))
+                        }
+                    };
+                    if let Some(waiter) = self.admin_waiters.remove(&tag) {
+                        let _ = waiter.send(result);
+                    }
+                }
                 if let Some((applied_index, data)) = self.engine.take_snapshot_if_due() {
                     self.raft_snapshot.do_send(SnapshotTaken { applied_index, data });
                 }
@@ -241,7 +295,14 @@ impl Handler<ToStateMachine> for LeaseActor {
                     Err(e) => error!(self.log, "snapshot from leader is unusable"; "index" => index, "error" => %e),
                 }
             }
-            ToStateMachine::Rejected(tags) => self.engine.rejected(&tags),
+            ToStateMachine::Rejected(tags) => {
+                self.engine.rejected(&tags);
+                for tag in &tags {
+                    if let Some(waiter) = self.admin_waiters.remove(tag) {
+                        let _ = waiter.send(Err(AdminError::Unavailable("no Raft leader: try again".into())));
+                    }
+                }
+            }
         }
     }
 }
@@ -321,6 +382,11 @@ impl Handler<RenderMetrics> for LeaseActor {
         let extra = [
             ("leasehold_leases", "Lease records in the table (any state).", self.engine.table().len() as u64),
             ("leasehold_offers_held", "Offers held in memory.", self.engine.offers_held() as u64),
+            (
+                "leasehold_reservations",
+                "Reservations: the config file's and the replicated ones.",
+                (self.engine.config().reservations.len() + self.engine.table().reservations().count()) as u64,
+            ),
             ("leasehold_proposals_pending", "Proposals waiting for commit.", self.engine.proposals_pending() as u64),
             ("leasehold_raft_term", "Current Raft term.", self.status.term),
             ("leasehold_raft_is_leader", "1 when this node is the Raft leader.", u64::from(self.status.is_leader)),
@@ -331,5 +397,78 @@ impl Handler<RenderMetrics> for LeaseActor {
             ),
         ];
         self.metrics.render(&usage, &extra)
+    }
+}
+
+impl LeaseActor {
+    /// Propose an admin command and answer once it is applied (or the proposal timeout passes).
+    fn propose_admin(
+        &mut self,
+        proposal: Result<Proposal, ReservationError>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<(), AdminError>> {
+        let proposal = match proposal {
+            Ok(proposal) => proposal,
+            Err(refused) => return Box::pin(async move { Err(AdminError::Refused(refused)) }),
+        };
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.admin_waiters.insert(proposal.tag, sender);
+        if self.batch.is_empty() {
+            ctx.notify(FlushProposals);
+        }
+        self.batch.push(proposal);
+        let timeout = Duration::from_millis(self.engine.config().limits.proposal_timeout_ms);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, receiver).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(AdminError::Unavailable("the node is shutting down".into())),
+                Err(_) => Err(AdminError::Unavailable(format!("not committed within {timeout:?} (no quorum?)"))),
+            }
+        })
+    }
+}
+
+impl Handler<PutReservation> for LeaseActor {
+    type Result = ResponseFuture<Result<(), AdminError>>;
+
+    fn handle(&mut self, msg: PutReservation, ctx: &mut Self::Context) -> Self::Result {
+        let proposal = self.engine.propose_reservation(msg.0, self.clock.now_us());
+        self.propose_admin(proposal, ctx)
+    }
+}
+
+impl Handler<DeleteReservation> for LeaseActor {
+    type Result = ResponseFuture<Result<(), AdminError>>;
+
+    fn handle(&mut self, msg: DeleteReservation, ctx: &mut Self::Context) -> Self::Result {
+        let proposal = self.engine.propose_unreservation(msg.0, self.clock.now_us());
+        self.propose_admin(proposal, ctx)
+    }
+}
+
+impl Handler<GetReservations> for LeaseActor {
+    type Result = MessageResult<GetReservations>;
+
+    fn handle(&mut self, _: GetReservations, _: &mut Self::Context) -> Self::Result {
+        let mac_text = |mac: [u8; 6]| leasehold_cluster::ClientKey::Mac(mac).to_string();
+        let id_text = |id: &[u8]| id.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let from_config = self.engine.config().reservations.iter().map(|r| ReservationView {
+            mac: r
+                .mac
+                .map(mac_text)
+                .unwrap_or_else(|| format!("id:{}", id_text(r.client_id.as_deref().unwrap_or(&[])))),
+            ip: r.ip.to_string(),
+            hostname: r.hostname.clone(),
+            boot_file: r.boot_file.clone(),
+            source: "config",
+        });
+        let from_log = self.engine.table().reservations().map(|host| ReservationView {
+            mac: mac_text(host.mac),
+            ip: host.ip.to_string(),
+            hostname: host.hostname.clone(),
+            boot_file: host.boot_file.clone(),
+            source: "api",
+        });
+        MessageResult(from_config.chain(from_log).collect())
     }
 }

@@ -93,7 +93,10 @@ impl Handler<Encode> for ParserActor {
 
     fn handle(&mut self, msg: Encode, _: &mut Self::Context) {
         let Outgoing { reply, destination, interface, max_bytes } = msg.0;
-        let bytes = wire::emit(&reply, max_bytes);
+        let wire::Emitted { bytes, dropped } = wire::emit(&reply, max_bytes);
+        for code in dropped {
+            self.metrics.option_dropped(code);
+        }
         self.metrics.sent(reply.message_type);
         // A reply leaves by the interface its request came in on (a broadcast reply must reach
         // that segment); an unknown index, which a peer's replica cannot produce, uses the first.

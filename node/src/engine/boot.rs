@@ -19,9 +19,9 @@
 
 use std::net::Ipv4Addr;
 
-use leasehold_config::{is_url, Pxe, Reservation};
+use leasehold_config::{is_url, Class, Pxe, Reservation};
 
-use crate::wire::Request;
+use crate::wire::{ClientMessageType, Request};
 
 /// Option 60 sent back to UEFI HTTP boot clients (UEFI 2.5+ §24.7.2).
 const HTTP_CLIENT_VENDOR_CLASS: &[u8] = b"HTTPClient";
@@ -71,17 +71,21 @@ pub struct BootReply {
     pub echo_client_uuid: bool,
 }
 
-/// The boot settings `request` gets under `pxe`, with `reservation` the client's own, if any.
-pub fn boot_reply(pxe: &Pxe, reservation: Option<&Reservation>, request: &Request) -> BootReply {
+/// The boot settings `request` gets under `pxe`, with `class` and `reservation` the client's own,
+/// if any: the reservation's settings win over the class's, which win over `pxe`'s.
+pub fn boot_reply(pxe: &Pxe, class: Option<&Class>, reservation: Option<&Reservation>, request: &Request) -> BootReply {
     let client = BootClient::of(request);
-    let mut reply = BootReply { siaddr: pxe.next_server, ..BootReply::default() };
-    let asked = request.parameter_request_list.iter().any(|&c| c == OPTION_TFTP_SERVER || c == OPTION_BOOTFILE);
+    let next_server = reservation.and_then(|r| r.next_server).or(class.and_then(|c| c.next_server));
+    let mut reply = BootReply { siaddr: next_server.or(pxe.next_server), ..BootReply::default() };
+    // A BOOTP client (RFC 951) always wants its boot file: that is what BOOTP is for.
+    let asked = request.message_type == ClientMessageType::Bootp
+        || request.parameter_request_list.iter().any(|&c| c == OPTION_TFTP_SERVER || c == OPTION_BOOTFILE);
     match client {
         BootClient::Plain if !asked => return reply,
         BootClient::Http => {
             // Only a URL boots over HTTP: without one the client gets an address and no boot
             // settings, so its firmware goes on to its next boot option.
-            if let Some(url) = boot_files(pxe, reservation, request).find(|file| is_url(file)) {
+            if let Some(url) = boot_files(pxe, class, reservation, request).find(|file| is_url(file)) {
                 reply.file = Some(url.to_string());
                 reply.vendor_class = Some(HTTP_CLIENT_VENDOR_CLASS);
             }
@@ -91,24 +95,27 @@ pub fn boot_reply(pxe: &Pxe, reservation: Option<&Reservation>, request: &Reques
                 reply.siaddr = reply.siaddr.or(Some(tftp));
                 reply.tftp_server_name = Some(tftp.to_string());
             }
-            let script = pxe.ipxe_script_url.as_deref().filter(|_| client == BootClient::Ipxe);
-            reply.file = script.or_else(|| boot_files(pxe, reservation, request).next()).map(str::to_string);
+            let script = class.and_then(|c| c.ipxe_script_url.as_deref()).or(pxe.ipxe_script_url.as_deref());
+            let script = script.filter(|_| client == BootClient::Ipxe);
+            reply.file = script.or_else(|| boot_files(pxe, class, reservation, request).next()).map(str::to_string);
         }
     }
     reply.echo_client_uuid = client != BootClient::Plain && request.client_uuid.is_some();
     reply
 }
 
-/// Boot files in order of preference: the reservation's, the one for the client's architecture
-/// (option 93), the default.
+/// Boot files in order of preference: the reservation's, the class's, the one for the client's
+/// architecture (option 93), the default.
 fn boot_files<'a>(
     pxe: &'a Pxe,
+    class: Option<&'a Class>,
     reservation: Option<&'a Reservation>,
     request: &Request,
 ) -> impl Iterator<Item = &'a str> + 'a {
     let by_arch = request.client_arch.and_then(|arch| pxe.arch_boot_files.get(&arch));
     let reserved = reservation.and_then(|r| r.boot_file.as_ref());
-    reserved.into_iter().chain(by_arch).chain(pxe.boot_file.as_ref()).map(String::as_str)
+    let by_class = class.and_then(|c| c.boot_file.as_ref());
+    reserved.into_iter().chain(by_class).chain(by_arch).chain(pxe.boot_file.as_ref()).map(String::as_str)
 }
 
 #[cfg(test)]
@@ -116,7 +123,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::wire::ClientMessageType;
 
     const TFTP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
     const URL: &str = "http://10.0.0.9/snponly.efi";
@@ -145,7 +151,7 @@ mod tests {
     #[test]
     fn uefi_pxe_gets_its_file_without_option_60() {
         // EDK2's own DISCOVER (OVMF, arch 7): a DHCP-only offer with a boot file, no 60 (PxeBcDhcp4.c).
-        let reply = boot_reply(&pxe(), None, &firmware("PXEClient:Arch:00007:UNDI:003000", 7));
+        let reply = boot_reply(&pxe(), None, None, &firmware("PXEClient:Arch:00007:UNDI:003000", 7));
         assert_eq!(reply.file.as_deref(), Some("snponly.efi"));
         assert_eq!(reply.siaddr, Some(TFTP));
         assert_eq!(reply.tftp_server_name.as_deref(), Some("10.0.0.9"));
@@ -155,13 +161,13 @@ mod tests {
 
     #[test]
     fn http_boot_gets_http_client_and_the_url() {
-        let reply = boot_reply(&pxe(), None, &firmware("HTTPClient:Arch:00016:UNDI:003000", 16));
+        let reply = boot_reply(&pxe(), None, None, &firmware("HTTPClient:Arch:00016:UNDI:003000", 16));
         assert_eq!(reply.file.as_deref(), Some(URL));
         assert_eq!(reply.vendor_class, Some(&b"HTTPClient"[..]));
         // No TFTP server for an HTTP client: its boot file names its server.
         assert_eq!((reply.siaddr, reply.tftp_server_name), (None, None));
         // Without a URL for its architecture (19) nor a URL default, no HTTP boot offer at all.
-        let reply = boot_reply(&pxe(), None, &firmware("HTTPClient:Arch:00019:UNDI:003000", 19));
+        let reply = boot_reply(&pxe(), None, None, &firmware("HTTPClient:Arch:00019:UNDI:003000", 19));
         assert_eq!((reply.file, reply.vendor_class), (None, None));
     }
 
@@ -169,7 +175,7 @@ mod tests {
     fn ipxe_gets_the_script_on_bios_and_uefi() {
         for (vendor_class, arch) in [("PXEClient:Arch:00000:UNDI:002001", 0), ("PXEClient:Arch:00007:UNDI:003010", 7)] {
             let request = Request { user_class: Some(b"iPXE".to_vec()), ..firmware(vendor_class, arch) };
-            let reply = boot_reply(&pxe(), None, &request);
+            let reply = boot_reply(&pxe(), None, None, &request);
             assert_eq!(reply.file.as_deref(), Some("http://10.0.0.9/boot.ipxe"), "arch {arch}");
             assert_eq!(reply.vendor_class, None);
         }
@@ -183,8 +189,10 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 0, 50),
             hostname: None,
             boot_file: Some("special.efi".into()),
+            next_server: None,
+            options: Default::default(),
         };
-        let reply = boot_reply(&pxe(), Some(&reservation), &firmware("PXEClient:Arch:00007:UNDI:003000", 7));
+        let reply = boot_reply(&pxe(), None, Some(&reservation), &firmware("PXEClient:Arch:00007:UNDI:003000", 7));
         assert_eq!(reply.file.as_deref(), Some("special.efi"));
         // A plain client that asks for nothing boot-related still gets next_server in siaddr.
         let next_server = Ipv4Addr::new(10, 0, 0, 7);
@@ -192,11 +200,11 @@ mod tests {
         let plain =
             Request { vendor_class: None, client_arch: None, parameter_request_list: vec![1, 3], ..firmware("", 0) };
         assert_eq!(
-            boot_reply(&with_next, None, &plain),
+            boot_reply(&with_next, None, None, &plain),
             BootReply { siaddr: Some(next_server), ..BootReply::default() }
         );
         // A PXE client gets next_server in siaddr, and the TFTP server in option 66.
-        let reply = boot_reply(&with_next, None, &firmware("PXEClient:Arch:00000:UNDI:002001", 0));
+        let reply = boot_reply(&with_next, None, None, &firmware("PXEClient:Arch:00000:UNDI:002001", 0));
         assert_eq!((reply.siaddr, reply.tftp_server_name.as_deref()), (Some(next_server), Some("10.0.0.9")));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use leasehold_cluster::{CommittedEntry, LeaseState, LeaseTable, Proposal};
 use leasehold_config::{
-    ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Pool, Pxe, Reservation, Subnet,
+    ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, OptionSet, Pool, Pxe, Reservation, Subnet,
 };
 use proptest::prelude::*;
 
@@ -33,6 +33,9 @@ fn pool(name: &str, network: [u8; 3], first: u8, last: u8) -> Pool {
         renewal_time_secs: 1800,
         rebinding_time_secs: 3150,
         pxe: None,
+        dynamic_bootp: false,
+        bootp_lease_time_secs: 3600,
+        options: OptionSet::default(),
     }
 }
 
@@ -66,7 +69,11 @@ fn config() -> Config {
             ip: Ipv4Addr::new(10, 0, 0, 50),
             hostname: Some("reserved-host".into()),
             boot_file: None,
+            next_server: None,
+            options: OptionSet::default(),
         }],
+        options: OptionSet::default(),
+        classes: Vec::new(),
         limits: Limits::default(),
         cluster: Cluster::default(),
     }
@@ -171,9 +178,9 @@ fn rfc2131_4_3_1_discover_gets_an_offer_from_the_pool_with_its_options() {
     assert_eq!(reply.renewal_time_secs, Some(1800));
     assert_eq!(reply.rebinding_time_secs, Some(3150));
     assert_eq!(reply.subnet_mask, Some(Ipv4Addr::new(255, 255, 255, 0)));
-    assert_eq!(reply.routers, vec![Ipv4Addr::new(10, 0, 0, 1)]);
-    assert_eq!(reply.dns_servers, vec![Ipv4Addr::new(10, 0, 0, 1)]);
-    assert_eq!(reply.domain_name.as_deref(), Some("lab.example"));
+    assert_eq!(reply.option(3), Some(&[10, 0, 0, 1][..]), "routers (option 3)");
+    assert_eq!(reply.option(6), Some(&[10, 0, 0, 1][..]), "DNS servers (option 6)");
+    assert_eq!(reply.option(15), Some(&b"lab.example"[..]));
     assert_eq!(reply.file, None, "a client that is not network booting gets no boot file");
     assert_eq!(offer.destination, Destination::Broadcast, "§4.1: no ciaddr, no giaddr: broadcast");
     assert_eq!(engine.proposals_pending(), 0, "an OFFER costs no Raft write (DESIGN rule 3)");
@@ -397,7 +404,7 @@ fn reservation_gets_its_fixed_address_and_hostname_and_nobody_else_gets_it() {
     let reserved = Ipv4Addr::new(10, 0, 0, 50);
     let ack = dora(&mut engine, &mut log, mac(0x99), T0_US);
     assert_eq!(ack.reply.yiaddr, reserved);
-    assert_eq!(ack.reply.hostname.as_deref(), Some("reserved-host"));
+    assert_eq!(ack.reply.option(12), Some(&b"reserved-host"[..]));
     let nak = expect_send(engine.handle(&selecting(mac(3), reserved, SERVER), T0_US));
     assert_eq!(nak.reply.message_type, ReplyType::Nak);
 }
@@ -768,7 +775,7 @@ fn relayed_client_renews_by_unicast_without_the_relay() {
         let proposal = expect_propose(engine.handle_from(&renewal, Arrival::unicast(SERVER), later));
         let ack = log.commit_one(&mut engine, proposal, later);
         assert_eq!((ack.reply.message_type, ack.reply.yiaddr), (ReplyType::Ack, ip), "{role:?}");
-        assert_eq!(ack.reply.routers, vec![Ipv4Addr::new(10, 9, 9, 1)], "the relayed pool's options");
+        assert_eq!(ack.reply.option(3), Some(&[10, 9, 9, 1][..]), "the relayed pool's options");
         assert_eq!(ack.destination, Destination::Unicast(ip));
         assert_eq!(ack.reply.relay_agent_info, None, "RFC 3046 §2.2: no 82 in, none out");
         match engine.table().by_ip(ip).unwrap().state {
@@ -884,8 +891,8 @@ fn rfc2131_4_3_5_inform_carries_options_without_lease_times() {
     let inform = Request { ciaddr: Ipv4Addr::new(10, 0, 0, 7), ..request(ClientMessageType::Inform, mac(1)) };
     let reply = expect_send(engine.handle(&inform, T0_US)).reply;
     assert_eq!(reply.subnet_mask, Some(Ipv4Addr::new(255, 255, 255, 0)));
-    assert_eq!(reply.routers, vec![Ipv4Addr::new(10, 0, 0, 1)]);
-    assert_eq!(reply.dns_servers, vec![Ipv4Addr::new(10, 0, 0, 1)]);
+    assert_eq!(reply.option(3), Some(&[10, 0, 0, 1][..]));
+    assert_eq!(reply.option(6), Some(&[10, 0, 0, 1][..]));
     assert_eq!((reply.lease_time_secs, reply.renewal_time_secs, reply.rebinding_time_secs), (None, None, None));
 }
 
@@ -944,4 +951,146 @@ fn each_interface_serves_its_subnet_under_its_own_server_identifier() {
     engine.set_role(Role::Follower);
     let renewal = renewing(mac(1), offer.reply.yiaddr);
     assert!(matches!(engine.handle_from(&renewal, Arrival::unicast(second).on(1), T0_US), Action::Propose(_)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Option data, client classes and BOOTP (issue 9)
+// ---------------------------------------------------------------------------------------------
+
+fn option(code: u8, data: &[u8]) -> leasehold_config::DhcpOption {
+    leasehold_config::DhcpOption { code, data: data.to_vec(), always_send: false }
+}
+
+fn class(name: &str, matcher: leasehold_config::ClassMatch) -> leasehold_config::Class {
+    leasehold_config::Class {
+        name: name.into(),
+        matcher,
+        pools: None,
+        forbid_pools: Vec::new(),
+        boot_file: None,
+        next_server: None,
+        ipxe_script_url: None,
+        lease_time_secs: None,
+        options: OptionSet::default(),
+    }
+}
+
+/// RFC 2132 §9.8: configured options go to clients that ask for them in option 55.
+#[test]
+fn configured_options_follow_the_parameter_request_list() {
+    let mut config = config();
+    config.options = OptionSet(vec![option(42, &[10, 0, 0, 5]), option(26, &[0x23, 0x28])]);
+    let mut engine = engine_with(config);
+    let asking = Request { parameter_request_list: vec![1, 3, 42], ..discover(mac(1)) };
+    let reply = expect_send(engine.handle(&asking, T0_US)).reply;
+    assert_eq!(reply.option(42), Some(&[10, 0, 0, 5][..]));
+    assert_eq!(reply.option(26), None, "interface-mtu was not asked for");
+    assert_eq!(reply.parameter_request_list, vec![1, 3, 42], "the encoder orders by it");
+}
+
+/// A class selects pools, sets the lease time (T1/T2 follow it) and adds options; the first
+/// matching class wins; a class may forbid the pool everyone else uses.
+#[test]
+fn a_class_chooses_the_pool_the_lease_time_and_options() {
+    let mut config = config();
+    config.pools.push(pool("lab2", [10, 0, 0], 150, 160));
+    let mut special = class(
+        "special",
+        leasehold_config::ClassMatch { mac_prefix: Some(vec![2, 0, 0, 0, 0xaa]), ..Default::default() },
+    );
+    special.pools = Some(vec![2]);
+    special.lease_time_secs = Some(600);
+    special.options = OptionSet(vec![option(42, &[10, 0, 0, 6])]);
+    let mut never_lab = class(
+        "never-lab",
+        leasehold_config::ClassMatch { vendor_class_prefix: Some(b"MSFT".to_vec()), ..Default::default() },
+    );
+    never_lab.forbid_pools = vec![0];
+    // Listed after `special`: a client matching both is `special`'s.
+    let shadowed = class("shadowed", leasehold_config::ClassMatch { mac_prefix: Some(vec![2]), ..Default::default() });
+    config.classes = vec![special, never_lab, shadowed];
+    let mut engine = engine_with(config);
+
+    let member = Request { parameter_request_list: vec![1, 3, 42], ..discover([2, 0, 0, 0, 0xaa, 1]) };
+    let reply = expect_send(engine.handle(&member, T0_US)).reply;
+    assert_eq!(reply.yiaddr, Ipv4Addr::new(10, 0, 0, 150), "the class's pool");
+    assert_eq!(
+        (reply.lease_time_secs, reply.renewal_time_secs, reply.rebinding_time_secs),
+        (Some(600), Some(300), Some(525))
+    );
+    assert_eq!(reply.option(42), Some(&[10, 0, 0, 6][..]));
+
+    let windows = Request { vendor_class: Some(b"MSFT 5.0".to_vec()), ..discover([4, 0, 0, 0, 0, 1]) };
+    assert_eq!(expect_send(engine.handle(&windows, T0_US)).reply.yiaddr, Ipv4Addr::new(10, 0, 0, 151));
+    let anyone = discover([4, 0, 0, 0, 0, 2]);
+    assert_eq!(expect_send(engine.handle(&anyone, T0_US)).reply.yiaddr, Ipv4Addr::new(10, 0, 0, 100));
+}
+
+/// A class's boot file and next server replace the architecture's; a reservation's still win.
+#[test]
+fn a_class_sets_the_boot_file_below_a_reservation() {
+    let mut config = config();
+    let mut rack =
+        class("rack-7", leasehold_config::ClassMatch { circuit_id: Some(b"rack7".to_vec()), ..Default::default() });
+    rack.boot_file = Some("rack7/snponly.efi".into());
+    rack.next_server = Some(Ipv4Addr::new(10, 9, 9, 5));
+    config.classes = vec![rack];
+    config.reservations[0].boot_file = Some("special.efi".into());
+    let mut engine = engine_with(config);
+    let pxe = |chaddr| Request {
+        vendor_class: Some(b"PXEClient:Arch:00007:UNDI:003016".to_vec()),
+        client_arch: Some(7),
+        giaddr: RELAY,
+        relay_agent_info: Some(vec![1, 5, b'r', b'a', b'c', b'k', b'7']),
+        ..discover(chaddr)
+    };
+    let reply = expect_send(engine.handle(&pxe(mac(1)), T0_US)).reply;
+    assert_eq!((reply.file.as_deref(), reply.siaddr), (Some("rack7/snponly.efi"), Ipv4Addr::new(10, 9, 9, 5)));
+    let elsewhere = Request { relay_agent_info: Some(vec![1, 5, b'r', b'a', b'c', b'k', b'8']), ..pxe(mac(2)) };
+    assert_eq!(expect_send(engine.handle(&elsewhere, T0_US)).reply.file.as_deref(), Some("ipxe.efi"));
+}
+
+fn bootp(chaddr: [u8; 6]) -> Request {
+    Request { parameter_request_list: vec![], ..request(ClientMessageType::Bootp, chaddr) }
+}
+
+/// RFC 951 / RFC 1542: a reserved BOOTP client gets a BOOTREPLY with its address, boot file and
+/// next server once the binding is committed; no lease times, no DHCP message type.
+#[test]
+fn rfc1542_reserved_bootp_client_gets_a_bootreply_after_commit() {
+    let mut config = config();
+    config.reservations[0].boot_file = Some("bmc/firmware.bin".into());
+    config.reservations[0].next_server = Some(Ipv4Addr::new(10, 0, 0, 9));
+    let mut engine = engine_with(config);
+    let mut log = Log::new();
+    let proposal = expect_propose(engine.handle(&bootp(mac(0x99)), T0_US));
+    let reply = log.commit_one(&mut engine, proposal, T0_US);
+    assert_eq!(reply.reply.message_type, ReplyType::Bootp);
+    assert_eq!(reply.reply.yiaddr, Ipv4Addr::new(10, 0, 0, 50));
+    assert_eq!(
+        (reply.reply.file.as_deref(), reply.reply.siaddr),
+        (Some("bmc/firmware.bin"), Ipv4Addr::new(10, 0, 0, 9))
+    );
+    assert_eq!((reply.reply.lease_time_secs, reply.reply.renewal_time_secs), (None, None));
+    assert_eq!(reply.max_bytes, 300, "RFC 951: a 64-byte vendor area");
+    assert!(engine.table().by_ip(Ipv4Addr::new(10, 0, 0, 50)).is_some_and(|l| l.is_active(T0_US / 1000)));
+    // Without a reservation and without a dynamic BOOTP pool: no answer.
+    assert_eq!(engine.handle(&bootp(mac(1)), T0_US), Action::Silent(Silence::BootpNotServed));
+}
+
+/// A pool with `dynamic_bootp` serves BOOTP clients without a reservation, for its BOOTP lease time.
+#[test]
+fn dynamic_bootp_pool_serves_unreserved_clients() {
+    let mut config = config();
+    config.pools[0].dynamic_bootp = true;
+    config.pools[0].bootp_lease_time_secs = 86_400;
+    let mut engine = engine_with(config);
+    let mut log = Log::new();
+    let proposal = expect_propose(engine.handle(&bootp(mac(1)), T0_US));
+    let reply = log.commit_one(&mut engine, proposal, T0_US).reply;
+    assert_eq!((reply.message_type, reply.yiaddr), (ReplyType::Bootp, Ipv4Addr::new(10, 0, 0, 100)));
+    match engine.table().by_ip(reply.yiaddr).map(|l| l.state) {
+        Some(LeaseState::Bound { expires_at_ms }) => assert_eq!(expires_at_ms, T0_US / 1000 + 86_400_000),
+        other => panic!("expected a bound lease, got {other:?}"),
+    }
 }

@@ -1,7 +1,7 @@
 //! The DHCPv4 byte layout (RFC 2131 §2, RFC 2132): a checked view of a received datagram turned
 //! into a `Request`, and a `Reply` turned into bytes. This module owns the 236-byte fixed header,
-//! the magic cookie, the option TLVs (pad, end, RFC 3396 concatenation, RFC 2131 §4.1 option
-//! overload) and the order and size budget of the options we send.
+//! the magic cookie, the option TLVs (pad, end, RFC 3396 concatenation and splitting, RFC 2131 §4.1
+//! option overload) and the order and size budget of the options we send.
 //!
 //! Why the options are walked here and not by `dhcproto` 0.15 (which the tests use as the reference
 //! decoder of everything `emit` writes):
@@ -12,7 +12,8 @@
 //! - it keeps one value per code (a later duplicate replaces an earlier one; only adjacent
 //!   duplicates are concatenated), ignores option overload, and re-encodes option 82 from a map of
 //!   sub-options (sorted, malformed ones dropped) where RFC 3046 §2.2 wants it echoed unchanged;
-//! - its encoder orders options by code and does not pad to the BOOTP minimum.
+//! - its encoder orders options by code, does not pad to the BOOTP minimum, and neither splits long
+//!   options nor overloads `file`/`sname`.
 //!
 //! The walk below is a few dozen lines, allocates one small vector per datagram, and keeps every
 //! option's bytes exactly as received.
@@ -31,11 +32,9 @@ pub(super) const OPTIONS_OFFSET: usize = HEADER_LEN + MAGIC_COOKIE.len();
 /// RFC 951 §3: the 64-byte `vend` field makes a BOOTP message 300 bytes; some boot ROMs drop
 /// shorter replies, so every reply is padded to at least this size.
 pub(super) const MIN_REPLY_BYTES: usize = 300;
-/// RFC 2132 §2: an option value is at most 255 bytes (longer values would need RFC 3396 splitting,
-/// which no reply of ours needs).
+/// RFC 2132 §2: an option value is at most 255 bytes; longer ones go as several instances of the
+/// option, which the receiver concatenates (RFC 3396).
 pub(super) const MAX_OPTION_VALUE_BYTES: usize = 255;
-/// The most addresses that fit one option value (63 × 4 = 252 bytes).
-const MAX_ADDRESSES_PER_OPTION: usize = MAX_OPTION_VALUE_BYTES / 4;
 
 // Field offsets in the fixed header (RFC 2131 §2, figure 1).
 const OP: usize = 0;
@@ -69,10 +68,7 @@ const FLAG_BROADCAST: u16 = 0x8000;
 pub(super) mod code {
     pub const PAD: u8 = 0;
     pub const SUBNET_MASK: u8 = 1;
-    pub const ROUTER: u8 = 3;
-    pub const DNS_SERVERS: u8 = 6;
     pub const HOSTNAME: u8 = 12;
-    pub const DOMAIN_NAME: u8 = 15;
     pub const REQUESTED_IP: u8 = 50;
     pub const LEASE_TIME: u8 = 51;
     pub const OVERLOAD: u8 = 52;
@@ -285,7 +281,8 @@ pub(super) fn parse(bytes: &[u8], max_frame_bytes: usize) -> Result<Request, Dro
     }
 
     let message_type = match options.get(code::MESSAGE_TYPE) {
-        None => return Err(DropReason::NoMessageType),
+        // RFC 1542 §2: a BOOTREQUEST without option 53 comes from a BOOTP client.
+        None => ClientMessageType::Bootp,
         Some([message_type::DISCOVER]) => ClientMessageType::Discover,
         Some([message_type::REQUEST]) => ClientMessageType::Request,
         Some([message_type::DECLINE]) => ClientMessageType::Decline,
@@ -368,61 +365,33 @@ fn hostname(value: &[u8]) -> Option<String> {
 // Send: Reply → layout → bytes
 // ---------------------------------------------------------------------------------------------
 
-/// A byte value that can be one option: not empty, at most 255 bytes.
-fn bytes_value(value: Option<&[u8]>) -> Option<Value<'_>> {
-    value.filter(|v| !v.is_empty() && v.len() <= MAX_OPTION_VALUE_BYTES).map(Value::Bytes)
-}
-
-/// An address list as one option: not empty, at most 63 addresses.
-fn addresses_value(list: &[Ipv4Addr]) -> Option<Value<'_>> {
-    let list = list.get(..list.len().min(MAX_ADDRESSES_PER_OPTION)).unwrap_or(&[]);
-    (!list.is_empty()).then_some(Value::Addresses(list))
-}
-
-/// The options a reply may carry, in the order they are written. Option 82 is last
-/// (RFC 3046 §2.1: the relay agent information option follows all other options).
-pub(super) const EMIT_ORDER: [u8; 18] = [
+/// Options written first, in this order, before the client's requested ones.
+const HEAD: [u8; 6] = [
     code::MESSAGE_TYPE,
     code::SERVER_ID,
     code::LEASE_TIME,
     code::RENEWAL_TIME,
     code::REBINDING_TIME,
     code::SUBNET_MASK,
-    code::ROUTER,
-    code::DNS_SERVERS,
-    code::DOMAIN_NAME,
-    code::HOSTNAME,
-    code::TFTP_SERVER_NAME,
-    code::BOOTFILE_NAME,
-    code::VENDOR_CLASS,
-    code::CLIENT_UUID,
-    code::CLIENT_ID,
-    code::MESSAGE,
+];
+
+/// Options every reply keeps, whatever the size limit: without them the reply means nothing (53,
+/// 54, 51, 1) or the client or relay must discard it (118: RFC 3011 §3; 82: RFC 3046 §2.2).
+pub(super) const REQUIRED: [u8; 6] = [
+    code::MESSAGE_TYPE,
+    code::SERVER_ID,
+    code::LEASE_TIME,
+    code::SUBNET_MASK,
     code::SUBNET_SELECTION,
     code::RELAY_AGENT_INFO,
 ];
 
-/// When a reply would exceed its size limit, optional options are left out in this order until it
-/// fits. 53, 54, 51 and 1 are never left out (with the 300-byte floor they always fit). T1/T2 go
-/// early because RFC 2131 §4.4.5 gives defaults; the PXE options and the relay's option 82 go last
-/// (ROMs also read `siaddr`/`file` from the header, so 66/67 go before 60), and 118 just before 82: a
-/// client that sent 118 discards a reply without it (RFC 3011 §3).
-pub(super) const SHED_ORDER: [u8; 14] = [
-    code::MESSAGE,
-    code::DOMAIN_NAME,
-    code::HOSTNAME,
-    code::DNS_SERVERS,
-    code::CLIENT_ID,
-    code::REBINDING_TIME,
-    code::RENEWAL_TIME,
-    code::CLIENT_UUID,
-    code::TFTP_SERVER_NAME,
-    code::BOOTFILE_NAME,
-    code::ROUTER,
-    code::VENDOR_CLASS,
-    code::SUBNET_SELECTION,
-    code::RELAY_AGENT_INFO,
-];
+/// The `file` field minus its end option, when it carries options (RFC 2131 §4.1).
+const FILE_OPTION_BYTES: usize = FILE_LEN - 1;
+/// The `sname` field minus its end option.
+const SNAME_OPTION_BYTES: usize = SNAME_LEN - 1;
+/// Option 52 itself: code, length, value.
+const OVERLOAD_OPTION_BYTES: usize = 3;
 
 /// One option value to write, borrowed from the reply.
 #[derive(Debug, Clone, Copy)]
@@ -430,7 +399,6 @@ enum Value<'a> {
     Byte(u8),
     U32(u32),
     Address(Ipv4Addr),
-    Addresses(&'a [Ipv4Addr]),
     Bytes(&'a [u8]),
 }
 
@@ -439,70 +407,166 @@ impl Value<'_> {
         match self {
             Value::Byte(_) => 1,
             Value::U32(_) | Value::Address(_) => 4,
-            Value::Addresses(addresses) => 4 * addresses.len(),
             Value::Bytes(bytes) => bytes.len(),
         }
     }
-}
 
-/// Bytes for `option_code` from `reply`, if it has a value that can be written. Empty values are
-/// not written (RFC 2132 gives every option we send a minimum length of 1), byte values longer than
-/// 255 are not written (they cannot be one option), address lists are cut to 63 addresses.
-fn value_for(reply: &Reply, option_code: u8) -> Option<Value<'_>> {
-    match option_code {
-        code::MESSAGE_TYPE => Some(Value::Byte(match reply.message_type {
-            ReplyType::Offer => message_type::OFFER,
-            ReplyType::Ack => message_type::ACK,
-            ReplyType::Nak => message_type::NAK,
-        })),
-        code::SERVER_ID => Some(Value::Address(reply.server_id)),
-        code::LEASE_TIME => reply.lease_time_secs.map(Value::U32),
-        code::RENEWAL_TIME => reply.renewal_time_secs.map(Value::U32),
-        code::REBINDING_TIME => reply.rebinding_time_secs.map(Value::U32),
-        code::SUBNET_MASK => reply.subnet_mask.map(Value::Address),
-        code::ROUTER => addresses_value(&reply.routers),
-        code::DNS_SERVERS => addresses_value(&reply.dns_servers),
-        code::DOMAIN_NAME => bytes_value(reply.domain_name.as_deref().map(str::as_bytes)),
-        code::HOSTNAME => bytes_value(reply.hostname.as_deref().map(str::as_bytes)),
-        code::TFTP_SERVER_NAME => bytes_value(reply.tftp_server_name.as_deref().map(str::as_bytes)),
-        code::BOOTFILE_NAME => bytes_value(reply.bootfile_name.as_deref().map(str::as_bytes)),
-        code::VENDOR_CLASS => bytes_value(reply.vendor_class.as_deref()),
-        code::CLIENT_UUID => bytes_value(reply.client_uuid.as_deref()),
-        code::CLIENT_ID => bytes_value(reply.client_id.as_deref()),
-        code::MESSAGE => bytes_value(reply.message.as_deref().map(str::as_bytes)),
-        code::SUBNET_SELECTION => reply.subnet_selection.map(Value::Address),
-        code::RELAY_AGENT_INFO => bytes_value(reply.relay_agent_info.as_deref()),
-        _ => None,
+    /// Bytes on the wire: a code and length byte per instance of at most 255 bytes (RFC 3396 §5).
+    fn wire_len(&self) -> usize {
+        let len = self.len();
+        len + 2 * len.div_ceil(MAX_OPTION_VALUE_BYTES).max(1)
     }
 }
 
-/// What a reply will look like on the wire: which options, and how many bytes in all. `emit`
+/// An option of the reply, in the order it is sent.
+#[derive(Debug, Clone, Copy)]
+struct Item<'a> {
+    code: u8,
+    value: Value<'a>,
+}
+
+impl Item<'_> {
+    fn required(&self) -> bool {
+        REQUIRED.contains(&self.code)
+    }
+}
+
+fn text(value: &Option<String>) -> Option<Value<'_>> {
+    value.as_deref().filter(|v| !v.is_empty()).map(|v| Value::Bytes(v.as_bytes()))
+}
+
+fn bytes(value: &Option<Vec<u8>>) -> Option<Value<'_>> {
+    value.as_deref().filter(|v| !v.is_empty()).map(Value::Bytes)
+}
+
+/// Every option of `reply` in sending order: the head (53, 54, lease times, mask), then the rest in
+/// the order of the client's parameter request list (unrequested ones after, as given), then 118
+/// and 82, which a relay appends and expects last (RFC 3046 §2.1).
+fn items(reply: &Reply) -> Vec<Item<'_>> {
+    // A BOOTREPLY carries RFC 1497 vendor extensions only: no message type, server id or lease.
+    let message_type = match reply.message_type {
+        ReplyType::Offer => Some(message_type::OFFER),
+        ReplyType::Ack => Some(message_type::ACK),
+        ReplyType::Nak => Some(message_type::NAK),
+        ReplyType::Bootp => None,
+    };
+    let dhcp = message_type.is_some();
+    let head = [
+        message_type.map(Value::Byte),
+        dhcp.then_some(Value::Address(reply.server_id)),
+        reply.lease_time_secs.filter(|_| dhcp).map(Value::U32),
+        reply.renewal_time_secs.filter(|_| dhcp).map(Value::U32),
+        reply.rebinding_time_secs.filter(|_| dhcp).map(Value::U32),
+        reply.subnet_mask.map(Value::Address),
+    ];
+    let mut items: Vec<Item<'_>> =
+        HEAD.iter().zip(head).filter_map(|(&code, value)| Some(Item { code, value: value? })).collect();
+    let named = [
+        (code::TFTP_SERVER_NAME, text(&reply.tftp_server_name)),
+        (code::BOOTFILE_NAME, text(&reply.bootfile_name)),
+        (code::VENDOR_CLASS, bytes(&reply.vendor_class)),
+        (code::CLIENT_UUID, bytes(&reply.client_uuid)),
+        (code::CLIENT_ID, bytes(&reply.client_id)),
+        (code::MESSAGE, text(&reply.message)),
+    ];
+    let mut body: Vec<Item<'_>> =
+        named.into_iter().filter_map(|(code, value)| Some(Item { code, value: value? })).collect();
+    body.extend(reply.options.iter().map(|(code, data)| Item { code: *code, value: Value::Bytes(data) }));
+    // Stable: requested options in the client's order, then the others as they came.
+    let rank = |code: u8| reply.parameter_request_list.iter().position(|&c| c == code).unwrap_or(usize::MAX);
+    body.sort_by_key(|item| rank(item.code));
+    items.extend(body);
+    if let Some(ip) = reply.subnet_selection {
+        items.push(Item { code: code::SUBNET_SELECTION, value: Value::Address(ip) });
+    }
+    if let Some(info) = bytes(&reply.relay_agent_info) {
+        items.push(Item { code: code::RELAY_AGENT_INFO, value: info });
+    }
+    if !dhcp {
+        // RFC 2132 §9: options 50-61, 66 and 67 are DHCP extensions, not BOOTP vendor extensions
+        // (a BOOTREPLY's boot file is the `file` field).
+        items.retain(|item| !matches!(item.code, 50..=61 | 66 | 67));
+    }
+    items
+}
+
+/// Where an option goes: the options field, or (option overload) the `file` or `sname` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Options,
+    File,
+    Sname,
+}
+
+/// What a reply will look like on the wire: each option's field, and how many bytes in all. `emit`
 /// mirrors `parse`: the layout is decided first (`buffer_len`), then every byte is written.
 pub(super) struct ReplyLayout<'a> {
     reply: &'a Reply,
-    /// `options[i]` is the value of `EMIT_ORDER[i]`, or `None` when it is not written.
-    options: [Option<Value<'a>>; EMIT_ORDER.len()],
-    /// Fixed header + cookie + options + end option, before padding.
+    /// Options and the field each goes in, in sending order; dropped ones are not here.
+    placed: Vec<(Item<'a>, Field)>,
+    dropped: Vec<u8>,
+    /// Option 52's value: 1 `file`, 2 `sname`, 3 both; 0 when not overloaded.
+    overload: u8,
+    /// Fixed header + cookie + options field + end option, before padding.
     unpadded_len: usize,
 }
 
 impl<'a> ReplyLayout<'a> {
     /// Lays out `reply` to fit `max_bytes` (raised to `MIN_REPLY_BYTES` if lower).
     pub(super) fn new(reply: &'a Reply, max_bytes: usize) -> Self {
-        let mut options = EMIT_ORDER.map(|option_code| value_for(reply, option_code));
-        let option_bytes: usize = options.iter().flatten().map(|value| 2 + value.len()).sum();
-        let mut unpadded_len = OPTIONS_OFFSET + option_bytes + 1;
+        let items = items(reply);
         let limit = max_bytes.max(MIN_REPLY_BYTES);
-        for shed in SHED_ORDER {
-            if unpadded_len <= limit {
-                break;
+        let options_room = limit.saturating_sub(OPTIONS_OFFSET + 1);
+        // First try the options field alone; overload only when something would not fit.
+        let plain = Self::place(reply, &items, options_room, false);
+        // A BOOTP client reads `sname` and `file` as names: no overload for it (option 52 is DHCP's).
+        if plain.dropped.is_empty() || reply.message_type == ReplyType::Bootp {
+            return plain;
+        }
+        let overloaded = Self::place(reply, &items, options_room.saturating_sub(OVERLOAD_OPTION_BYTES), true);
+        if overloaded.overload == 0 {
+            plain
+        } else {
+            overloaded
+        }
+    }
+
+    /// First fit, in sending order: required options always go in the options field; the others
+    /// where they fit, the options field first, then (`overload`) `file` if no boot file uses it,
+    /// then `sname`.
+    fn place(reply: &'a Reply, items: &[Item<'a>], options_room: usize, overload: bool) -> Self {
+        let required_bytes: usize = items.iter().filter(|i| i.required()).map(|i| i.value.wire_len()).sum();
+        let mut room = [
+            (Field::Options, options_room.saturating_sub(required_bytes)),
+            (Field::File, if overload && reply.file.is_none() { FILE_OPTION_BYTES } else { 0 }),
+            (Field::Sname, if overload { SNAME_OPTION_BYTES } else { 0 }),
+        ];
+        let mut placed = Vec::with_capacity(items.len());
+        let mut dropped = Vec::new();
+        let mut used_options = required_bytes;
+        for item in items {
+            let len = item.value.wire_len();
+            if item.required() {
+                placed.push((*item, Field::Options));
+                continue;
             }
-            let slot = EMIT_ORDER.iter().position(|&c| c == shed).and_then(|at| options.get_mut(at));
-            if let Some(value) = slot.and_then(Option::take) {
-                unpadded_len -= 2 + value.len();
+            match room.iter_mut().find(|(_, left)| *left >= len) {
+                Some((field, left)) => {
+                    *left -= len;
+                    if *field == Field::Options {
+                        used_options += len;
+                    }
+                    placed.push((*item, *field));
+                }
+                None => dropped.push(item.code),
             }
         }
-        ReplyLayout { reply, options, unpadded_len }
+        let in_file = placed.iter().any(|(_, f)| *f == Field::File);
+        let in_sname = placed.iter().any(|(_, f)| *f == Field::Sname);
+        let overload = u8::from(in_file) | (u8::from(in_sname) << 1);
+        let overload_bytes = if overload == 0 { 0 } else { OVERLOAD_OPTION_BYTES };
+        let unpadded_len = OPTIONS_OFFSET + used_options + overload_bytes + 1;
+        ReplyLayout { reply, placed, dropped, overload, unpadded_len }
     }
 
     /// The datagram size: the laid-out bytes, padded to the BOOTP minimum.
@@ -532,31 +596,80 @@ impl<'a> ReplyLayout<'a> {
         w.put(&reply.chaddr);
         w.zeros(CHADDR_LEN - reply.chaddr.len());
         debug_assert_eq!(w.at, SNAME);
-        w.zeros(SNAME_LEN);
+        self.put_field(&mut w, Field::Sname, SNAME_LEN, self.overload & 2 != 0);
         debug_assert_eq!(w.at, FILE);
-        // The boot file name is a NUL-terminated string (RFC 2131 §2): at most 127 bytes. The config
-        // guarantees it fits; a longer one is left out (option 67 may still carry it), never cut.
-        let file = reply.file.as_deref().map(str::as_bytes).filter(|f| f.len() < FILE_LEN).unwrap_or(&[]);
-        w.put(file);
-        w.zeros(FILE_LEN - file.len());
+        if self.overload & 1 != 0 {
+            self.put_field(&mut w, Field::File, FILE_LEN, true);
+        } else {
+            // The boot file name is a NUL-terminated string (RFC 2131 §2): at most 127 bytes. The
+            // config guarantees it fits; a longer one is left out (option 67 may still carry it).
+            let file = reply.file.as_deref().map(str::as_bytes).filter(|f| f.len() < FILE_LEN).unwrap_or(&[]);
+            w.put(file);
+            w.zeros(FILE_LEN - file.len());
+        }
         debug_assert_eq!(w.at, COOKIE);
         w.put(&MAGIC_COOKIE);
-        for (&option_code, value) in EMIT_ORDER.iter().zip(&self.options) {
-            let Some(value) = value else { continue };
-            // value_for() keeps every value at most 255 bytes.
-            w.put(&[option_code, u8::try_from(value.len()).unwrap_or(u8::MAX)]);
-            match value {
-                Value::Byte(b) => w.put(&[*b]),
-                Value::U32(n) => w.put(&n.to_be_bytes()),
-                Value::Address(address) => w.put(&address.octets()),
-                Value::Addresses(addresses) => addresses.iter().for_each(|a| w.put(&a.octets())),
-                Value::Bytes(bytes) => w.put(bytes),
+        let mut wrote_overload = self.overload == 0;
+        for (item, field) in &self.placed {
+            if *field != Field::Options {
+                continue;
             }
+            put_option(&mut w, item);
+            // Option 52 right after the head's message type (RFC 2131 §4.1: in the options field).
+            if !wrote_overload && item.code == code::MESSAGE_TYPE {
+                w.put(&[code::OVERLOAD, 1, self.overload]);
+                wrote_overload = true;
+            }
+        }
+        if !wrote_overload {
+            // A BOOTREPLY has no option 53.
+            w.put(&[code::OVERLOAD, 1, self.overload]);
         }
         w.put(&[code::END]);
         let padding = w.buf.len().saturating_sub(w.at);
         w.zeros(padding);
         debug_assert_eq!(w.at, self.buffer_len(), "emit wrote a different length than laid out");
+    }
+
+    /// `len` bytes of the `file` or `sname` field: its options and an end option when `used`,
+    /// zeros otherwise.
+    fn put_field(&self, w: &mut Writer<'_>, field: Field, len: usize, used: bool) {
+        let start = w.at;
+        if used {
+            for (item, _) in self.placed.iter().filter(|(_, f)| *f == field) {
+                put_option(w, item);
+            }
+            w.put(&[code::END]);
+        }
+        let written = w.at - start;
+        w.zeros(len.saturating_sub(written));
+    }
+
+    pub(super) fn dropped(&self) -> &[u8] {
+        &self.dropped
+    }
+}
+
+/// One option: code, length, value; a value over 255 bytes as several instances (RFC 3396 §5).
+fn put_option(w: &mut Writer<'_>, item: &Item<'_>) {
+    let (scalar, data): ([u8; 4], &[u8]) = match item.value {
+        Value::Byte(b) => ([b, 0, 0, 0], &[]),
+        Value::U32(n) => (n.to_be_bytes(), &[]),
+        Value::Address(address) => (address.octets(), &[]),
+        Value::Bytes(bytes) => ([0; 4], bytes),
+    };
+    let data = match item.value {
+        Value::Bytes(_) => data,
+        _ => &scalar[..item.value.len()],
+    };
+    if data.is_empty() {
+        w.put(&[item.code, 0]);
+        return;
+    }
+    for chunk in data.chunks(MAX_OPTION_VALUE_BYTES) {
+        // chunks() of at most 255 bytes.
+        w.put(&[item.code, u8::try_from(chunk.len()).unwrap_or(u8::MAX)]);
+        w.put(chunk);
     }
 }
 
@@ -589,9 +702,9 @@ impl Writer<'_> {
     }
 }
 
-pub(super) fn emit(reply: &Reply, max_bytes: usize) -> Vec<u8> {
+pub(super) fn emit(reply: &Reply, max_bytes: usize) -> super::Emitted {
     let layout = ReplyLayout::new(reply, max_bytes);
-    let mut buf = vec![0u8; layout.buffer_len()];
-    layout.emit(&mut buf);
-    buf
+    let mut bytes = vec![0u8; layout.buffer_len()];
+    layout.emit(&mut bytes);
+    super::Emitted { bytes, dropped: layout.dropped().to_vec() }
 }

@@ -8,7 +8,7 @@ use dhcproto::v4::{self, DhcpOption, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use proptest::prelude::*;
 
-use super::codec::{code, ReplyLayout, EMIT_ORDER, MIN_REPLY_BYTES, OPTIONS_OFFSET, SHED_ORDER};
+use super::codec::{code, ReplyLayout, MIN_REPLY_BYTES, OPTIONS_OFFSET, REQUIRED};
 use super::{emit, parse, ClientMessageType, DropReason, Reply, ReplyType, Request};
 
 const MAX_FRAME: usize = 1500;
@@ -291,7 +291,7 @@ fn option_overload_reads_file_then_sname() {
 fn file_field_is_not_read_without_overload() {
     let mut bytes = datagram(&[END]);
     bytes[108..111].copy_from_slice(&[53, 1, 1]);
-    assert_eq!(parse(&bytes, MAX_FRAME), Err(DropReason::NoMessageType));
+    assert_eq!(parse(&bytes, MAX_FRAME).map(|r| r.message_type), Ok(ClientMessageType::Bootp));
 }
 
 /// Option 12 that is not UTF-8 is left out; the options after it are still read (dhcproto 0.15
@@ -318,8 +318,8 @@ fn drop_truncated_below_fixed_header_and_cookie() {
     let bytes = bootrequest_header();
     assert_eq!(parse(&[], MAX_FRAME), Err(DropReason::Truncated));
     assert_eq!(parse(&bytes[..OPTIONS_OFFSET - 1], MAX_FRAME), Err(DropReason::Truncated));
-    // Exactly the header and cookie is long enough; it then lacks option 53.
-    assert_eq!(parse(&bytes, MAX_FRAME), Err(DropReason::NoMessageType));
+    // Exactly the header and cookie is long enough; without option 53 it is a BOOTP request.
+    assert_eq!(parse(&bytes, MAX_FRAME).map(|r| r.message_type), Ok(ClientMessageType::Bootp));
 }
 
 #[test]
@@ -384,9 +384,11 @@ fn drop_malformed_options() {
     assert_eq!(parse(&bytes, MAX_FRAME), Err(DropReason::MalformedOptions), "file option past its field");
 }
 
+/// RFC 1542 §2: a BOOTREQUEST without option 53 is BOOTP, with RFC 1497 vendor extensions.
 #[test]
-fn drop_no_message_type() {
-    assert_eq!(parse(&datagram(&[&tlv(12, b"pc1"), END]), MAX_FRAME), Err(DropReason::NoMessageType));
+fn no_message_type_is_bootp() {
+    let request = parse(&padded(datagram(&[&tlv(12, b"pc1"), END]), 300), MAX_FRAME).expect("a BOOTP request");
+    assert_eq!((request.message_type, request.hostname.as_deref()), (ClientMessageType::Bootp, Some("pc1")));
 }
 
 /// RFC 2132 §9.6: 2 OFFER, 5 ACK, 6 NAK are server messages; 9.. are not for this server.
@@ -434,10 +436,12 @@ fn pxe_offer() -> Reply {
         renewal_time_secs: Some(1800),
         rebinding_time_secs: Some(3150),
         subnet_mask: Some(Ipv4Addr::new(255, 255, 255, 0)),
-        routers: vec![Ipv4Addr::new(10, 199, 0, 1)],
-        dns_servers: vec![Ipv4Addr::new(10, 199, 0, 53), Ipv4Addr::new(10, 199, 0, 54)],
-        domain_name: Some("lab.example".to_owned()),
-        hostname: Some("node-77".to_owned()),
+        options: vec![
+            (3, vec![10, 199, 0, 1]),
+            (6, vec![10, 199, 0, 53, 10, 199, 0, 54]),
+            (15, b"lab.example".to_vec()),
+            (12, b"node-77".to_vec()),
+        ],
         tftp_server_name: Some("10.199.0.2".to_owned()),
         bootfile_name: Some("undionly.kpxe".to_owned()),
         vendor_class: Some(b"PXEClient".to_vec()),
@@ -446,6 +450,8 @@ fn pxe_offer() -> Reply {
         subnet_selection: Some(Ipv4Addr::new(10, 199, 0, 0)),
         relay_agent_info: Some(vec![1, 4, 0, 0, 0, 7, 2, 2, 0xaa, 0xbb]),
         message: Some("hello".to_owned()),
+        // What a PXE ROM asks for (the tests' ClientOptions::pxe), 60 and 97 after the boot file.
+        parameter_request_list: vec![1, 3, 6, 12, 15, 66, 67, 60, 97],
     }
 }
 
@@ -465,10 +471,7 @@ fn minimal_nak() -> Reply {
         renewal_time_secs: None,
         rebinding_time_secs: None,
         subnet_mask: None,
-        routers: vec![],
-        dns_servers: vec![],
-        domain_name: None,
-        hostname: None,
+        options: vec![],
         tftp_server_name: None,
         bootfile_name: None,
         vendor_class: None,
@@ -477,24 +480,70 @@ fn minimal_nak() -> Reply {
         subnet_selection: None,
         relay_agent_info: None,
         message: None,
+        parameter_request_list: vec![],
     }
 }
 
-/// The option codes of an emitted reply in wire order, walked independently of the codec.
-fn option_codes(bytes: &[u8]) -> Vec<u8> {
-    let mut codes = Vec::new();
-    let mut at = OPTIONS_OFFSET;
-    while let Some(&c) = bytes.get(at) {
+/// An OFFER with a mask and `options`, for the layout tests.
+fn offer_with(options: Vec<(u8, Vec<u8>)>, parameter_request_list: Vec<u8>) -> Reply {
+    Reply {
+        message_type: ReplyType::Offer,
+        yiaddr: Ipv4Addr::new(10, 199, 0, 77),
+        lease_time_secs: Some(3600),
+        subnet_mask: Some(Ipv4Addr::new(255, 255, 255, 0)),
+        options,
+        parameter_request_list,
+        ..minimal_nak()
+    }
+}
+
+/// The options of one field, walked independently of the codec: (code, data) per instance.
+fn field_options(field: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(&c) = field.get(at) {
         match c {
             0 => at += 1,
             255 => break,
             _ => {
-                codes.push(c);
-                at += 2 + usize::from(bytes[at + 1]);
+                let len = usize::from(field[at + 1]);
+                out.push((c, field[at + 2..at + 2 + len].to_vec()));
+                at += 2 + len;
             }
         }
     }
-    codes
+    out
+}
+
+/// Every option instance of an emitted reply in the order a client reads them: the options field,
+/// then, as option 52 says, `file` and `sname` (RFC 2131 §4.1, RFC 3396 §7).
+fn wire_options(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = field_options(&bytes[OPTIONS_OFFSET..]);
+    let overload = out.iter().find(|(c, _)| *c == 52).map_or(0, |(_, v)| v[0]);
+    if overload & 1 != 0 {
+        out.extend(field_options(&bytes[108..236]));
+    }
+    if overload & 2 != 0 {
+        out.extend(field_options(&bytes[44..108]));
+    }
+    out
+}
+
+/// RFC 3396 §7: all instances of a code concatenated, in reading order.
+fn joined(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
+    for (c, data) in wire_options(bytes) {
+        match out.iter_mut().find(|(seen, _)| *seen == c) {
+            Some((_, all)) => all.extend(data),
+            None => out.push((c, data)),
+        }
+    }
+    out
+}
+
+/// The option codes of the options field in wire order.
+fn option_codes(bytes: &[u8]) -> Vec<u8> {
+    field_options(&bytes[OPTIONS_OFFSET..]).into_iter().map(|(c, _)| c).collect()
 }
 
 fn decode(bytes: &[u8]) -> Message {
@@ -526,11 +575,13 @@ fn emit_writes_every_header_byte() {
     expected.extend_from_slice(&[99, 130, 83, 99]);
     assert_eq!(buf[..OPTIONS_OFFSET], expected[..]);
 
+    // 53, 54, lease times and mask first; then the parameter request list's order (3, 6, 12, 15,
+    // 66, 67, 60, 97); then the unrequested (61, 56) as given; then 118 and 82 last.
     let mut options = vec![53, 1, 2, 54, 4, 10, 199, 0, 2, 51, 4, 0, 0, 0x0e, 0x10, 58, 4, 0, 0, 0x07, 0x08];
     options.extend_from_slice(&[59, 4, 0, 0, 0x0c, 0x4e, 1, 4, 255, 255, 255, 0, 3, 4, 10, 199, 0, 1]);
     options.extend_from_slice(&[6, 8, 10, 199, 0, 53, 10, 199, 0, 54]);
-    options.extend_from_slice(&tlv(15, b"lab.example"));
     options.extend_from_slice(&tlv(12, b"node-77"));
+    options.extend_from_slice(&tlv(15, b"lab.example"));
     options.extend_from_slice(&tlv(66, b"10.199.0.2"));
     options.extend_from_slice(&tlv(67, b"undionly.kpxe"));
     options.extend_from_slice(&tlv(60, b"PXEClient"));
@@ -542,18 +593,22 @@ fn emit_writes_every_header_byte() {
     options.push(255);
     assert_eq!(buf[OPTIONS_OFFSET..OPTIONS_OFFSET + options.len()], options[..]);
     assert!(buf[OPTIONS_OFFSET + options.len()..].iter().all(|&b| b == 0), "padding is zeros");
-    assert_eq!(emit(&reply, MAX_FRAME), buf);
+    assert_eq!(emit(&reply, MAX_FRAME).bytes, buf);
 }
 
 /// A PXE OFFER as a client reads it (dhcproto as the client's decoder): every field comes back.
 #[test]
 fn emitted_pxe_offer_decodes_to_every_field() {
     let reply = pxe_offer();
-    let message = decode(&emit(&reply, MAX_FRAME));
-    assert_reply_decodes_to(&reply, &message);
+    let emitted = emit(&reply, MAX_FRAME);
+    assert_eq!(emitted.dropped, Vec::<u8>::new());
+    assert_reply_decodes_to(&reply, &emitted.bytes);
 }
 
-fn assert_reply_decodes_to(reply: &Reply, message: &Message) {
+/// Everything of `reply` is in `bytes`: the header and named options as dhcproto reads them, and
+/// the configuration options byte for byte (RFC 3396 concatenated).
+fn assert_reply_decodes_to(reply: &Reply, bytes: &[u8]) {
+    let message = decode(bytes);
     assert_eq!(message.opcode(), v4::Opcode::BootReply);
     assert_eq!(message.htype(), v4::HType::Eth);
     assert_eq!((message.hops(), message.secs()), (0, 0));
@@ -565,41 +620,41 @@ fn assert_reply_decodes_to(reply: &Reply, message: &Message) {
     );
     assert_eq!(message.chaddr(), reply.chaddr);
     assert_eq!(message.sname(), None);
-    assert_eq!(file_name(message), reply.file.as_ref().map(|f| f.as_bytes().to_vec()));
+    assert_eq!(file_name(&message), reply.file.as_ref().map(|f| f.as_bytes().to_vec()));
 
     let opts = message.opts();
     let expected_type = match reply.message_type {
-        ReplyType::Offer => MessageType::Offer,
-        ReplyType::Ack => MessageType::Ack,
-        ReplyType::Nak => MessageType::Nak,
+        ReplyType::Offer => Some(MessageType::Offer),
+        ReplyType::Ack => Some(MessageType::Ack),
+        ReplyType::Nak => Some(MessageType::Nak),
+        ReplyType::Bootp => None,
     };
-    assert_eq!(opts.msg_type(), Some(expected_type));
+    assert_eq!(opts.msg_type(), expected_type);
     let get = |c: OptionCode| opts.get(c).cloned();
-    assert_eq!(get(OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(reply.server_id)));
-    assert_eq!(get(OptionCode::AddressLeaseTime), reply.lease_time_secs.map(DhcpOption::AddressLeaseTime));
-    assert_eq!(get(OptionCode::Renewal), reply.renewal_time_secs.map(DhcpOption::Renewal));
-    assert_eq!(get(OptionCode::Rebinding), reply.rebinding_time_secs.map(DhcpOption::Rebinding));
+    let dhcp = expected_type.is_some();
+    assert_eq!(get(OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(reply.server_id)).filter(|_| dhcp));
+    let dhcp_only = |value: Option<u32>| value.filter(|_| dhcp);
+    assert_eq!(get(OptionCode::AddressLeaseTime), dhcp_only(reply.lease_time_secs).map(DhcpOption::AddressLeaseTime));
+    assert_eq!(get(OptionCode::Renewal), dhcp_only(reply.renewal_time_secs).map(DhcpOption::Renewal));
+    assert_eq!(get(OptionCode::Rebinding), dhcp_only(reply.rebinding_time_secs).map(DhcpOption::Rebinding));
     assert_eq!(get(OptionCode::SubnetMask), reply.subnet_mask.map(DhcpOption::SubnetMask));
-    let list = |v: &Vec<Ipv4Addr>| (!v.is_empty()).then(|| v.clone());
-    assert_eq!(get(OptionCode::Router), list(&reply.routers).map(DhcpOption::Router));
-    assert_eq!(get(OptionCode::DomainNameServer), list(&reply.dns_servers).map(DhcpOption::DomainNameServer));
-    assert_eq!(get(OptionCode::DomainName), reply.domain_name.clone().map(DhcpOption::DomainName));
-    assert_eq!(get(OptionCode::Hostname), reply.hostname.clone().map(DhcpOption::Hostname));
+    // RFC 2132 §9: 50-61, 66 and 67 are DHCP extensions; a BOOTREPLY leaves them out.
+    let dhcp_ext = |value: Option<DhcpOption>| value.filter(|_| dhcp);
     assert_eq!(
         get(OptionCode::TFTPServerName),
-        reply.tftp_server_name.as_ref().map(|s| DhcpOption::TFTPServerName(s.clone().into_bytes()))
+        dhcp_ext(reply.tftp_server_name.as_ref().map(|s| DhcpOption::TFTPServerName(s.clone().into_bytes())))
     );
     assert_eq!(
         get(OptionCode::BootfileName),
-        reply.bootfile_name.as_ref().map(|s| DhcpOption::BootfileName(s.clone().into_bytes()))
+        dhcp_ext(reply.bootfile_name.as_ref().map(|s| DhcpOption::BootfileName(s.clone().into_bytes())))
     );
-    assert_eq!(get(OptionCode::ClassIdentifier), reply.vendor_class.clone().map(DhcpOption::ClassIdentifier));
+    assert_eq!(get(OptionCode::ClassIdentifier), dhcp_ext(reply.vendor_class.clone().map(DhcpOption::ClassIdentifier)));
     assert_eq!(
         get(OptionCode::ClientMachineIdentifier),
         reply.client_uuid.clone().map(DhcpOption::ClientMachineIdentifier)
     );
-    assert_eq!(get(OptionCode::ClientIdentifier), reply.client_id.clone().map(DhcpOption::ClientIdentifier));
-    assert_eq!(get(OptionCode::Message), reply.message.clone().map(DhcpOption::Message));
+    assert_eq!(get(OptionCode::ClientIdentifier), dhcp_ext(reply.client_id.clone().map(DhcpOption::ClientIdentifier)));
+    assert_eq!(get(OptionCode::Message), dhcp_ext(reply.message.clone().map(DhcpOption::Message)));
     assert_eq!(get(OptionCode::SubnetSelection), reply.subnet_selection.map(DhcpOption::SubnetSelection));
     // dhcproto parses option 82 into a map of sub-options; encoding it again gives the bytes.
     let relay_bytes = match get(OptionCode::RelayAgentInformation) {
@@ -611,78 +666,131 @@ fn assert_reply_decodes_to(reply: &Reply, message: &Message) {
         _ => None,
     };
     assert_eq!(relay_bytes, reply.relay_agent_info);
-    let written = option_codes(&emit(reply, usize::MAX));
-    assert_eq!(opts.iter().count(), written.len(), "no other options: {written:?}");
+    let on_wire = joined(bytes);
+    for (code, data) in &reply.options {
+        assert_eq!(on_wire.iter().find(|(c, _)| c == code).map(|(_, d)| d), Some(data), "option {code}");
+    }
+    assert_eq!(opts.iter().count(), on_wire.len(), "no other options: {on_wire:?}");
 }
 
 /// RFC 951 §3: a BOOTP message is at least 300 bytes; a bare NAK is padded up to it.
 #[test]
 fn emitted_replies_are_at_least_300_bytes() {
-    let bytes = emit(&minimal_nak(), MAX_FRAME);
+    let bytes = emit(&minimal_nak(), MAX_FRAME).bytes;
     assert_eq!(bytes.len(), MIN_REPLY_BYTES);
     assert_eq!(option_codes(&bytes), vec![53, 54]);
-    assert_reply_decodes_to(&minimal_nak(), &decode(&bytes));
+    assert_reply_decodes_to(&minimal_nak(), &bytes);
 }
 
 /// RFC 3046 §2.1/§2.2: the server echoes option 82 unchanged, as the last option before end.
 #[test]
 fn relay_agent_information_is_last() {
-    let bytes = emit(&pxe_offer(), MAX_FRAME);
-    let codes = option_codes(&bytes);
-    assert_eq!(codes.last(), Some(&82));
-    assert_eq!(codes, EMIT_ORDER.to_vec());
+    let bytes = emit(&pxe_offer(), MAX_FRAME).bytes;
+    assert_eq!(option_codes(&bytes).last(), Some(&82));
 }
 
-/// RFC 2131 §2: the client accepts messages of 576 bytes (548 of DHCP); bigger replies must fit
-/// what the client says it takes (option 57). Options go in `SHED_ORDER`; 53/54/51/1 stay.
+/// RFC 2132 §9.8: the options go in the order of the client's parameter request list; options it
+/// did not ask for follow, as the engine gave them.
 #[test]
-fn options_are_left_out_lowest_priority_first_to_fit() {
-    let mut reply = pxe_offer();
-    reply.message = Some("m".repeat(200));
-    reply.domain_name = Some("d".repeat(100));
-    reply.hostname = Some("h".repeat(30));
-    let full = emit(&reply, usize::MAX);
-    assert_eq!(option_codes(&full), EMIT_ORDER.to_vec());
-
-    let limit = full.len() - 1;
-    let bytes = emit(&reply, limit);
-    assert!(bytes.len() <= limit);
-    assert_eq!(option_codes(&bytes), without(&[56]), "the message (56) goes first");
-
-    // Without option 56 (2 + 200 bytes) the reply is 502 bytes: it fits a 548-byte client.
-    let bytes = emit(&reply, 548);
-    assert_eq!((bytes.len(), option_codes(&bytes)), (full.len() - 202, without(&[56])));
-
-    let bytes = emit(&reply, full.len() - 203);
-    assert!(bytes.len() <= full.len() - 203);
-    assert_eq!(option_codes(&bytes), without(&[56, 15]), "then the domain name (15)");
-
-    let bytes = emit(&reply, 0);
-    assert_eq!(bytes.len(), MIN_REPLY_BYTES, "300 bytes is the floor: every reply fits it");
-    assert_eq!(option_codes(&bytes), vec![53, 54, 51, 1, 3, 60, 118, 82], "the last in SHED_ORDER still fit");
+fn options_follow_the_parameter_request_list() {
+    let options = vec![(42, vec![10, 0, 0, 7]), (3, vec![10, 0, 0, 1]), (6, vec![10, 0, 0, 53]), (119, vec![0])];
+    let bytes = emit(&offer_with(options, vec![6, 119, 1, 3]), MAX_FRAME).bytes;
+    assert_eq!(option_codes(&bytes), vec![53, 54, 51, 1, 6, 119, 3, 42]);
 }
 
-fn without(codes: &[u8]) -> Vec<u8> {
-    EMIT_ORDER.iter().copied().filter(|c| !codes.contains(c)).collect()
-}
-
-/// Values that cannot be one option are not written: longer than 255 bytes, or empty (RFC 2132
-/// minimum length 1). Address lists are cut to 63 addresses (252 bytes).
+/// RFC 3396 §5: a value over 255 bytes goes as consecutive instances of the option, which the
+/// client concatenates; dhcproto (a real decoder) reads the whole list back.
 #[test]
-fn unencodable_values_are_left_out() {
+fn rfc3396_long_options_are_split() {
+    let servers: Vec<u8> = (0..150u8).flat_map(|i| [10, 1, i / 100, i]).collect();
+    let reply = offer_with(vec![(42, servers.clone())], vec![42]);
+    let emitted = emit(&reply, MAX_FRAME);
+    let instances: Vec<usize> =
+        wire_options(&emitted.bytes).iter().filter(|(c, _)| *c == 42).map(|(_, d)| d.len()).collect();
+    assert_eq!(instances, vec![255, 255, 90]);
+    assert_eq!(joined(&emitted.bytes).iter().find(|(c, _)| *c == 42).map(|(_, d)| d.clone()), Some(servers.clone()));
+    let addresses: Vec<Ipv4Addr> = servers.chunks(4).map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3])).collect();
+    assert_eq!(decode(&emitted.bytes).opts().get(OptionCode::NtpServers), Some(&DhcpOption::NtpServers(addresses)));
+}
+
+/// RFC 2131 §4.1 / RFC 2132 §9.3: options that do not fit a 576-byte client's options field go into
+/// `file` and `sname`, with option 52 saying which; nothing is lost. A boot file keeps `file` its own.
+#[test]
+fn rfc2131_overload_carries_what_the_options_field_cannot() {
+    let big = |code: u8, len: usize| (code, vec![code; len]);
+    // 400 bytes of options: more than the 283 the options field has left, less than it and both fields.
+    let options = vec![big(224, 150), big(225, 100), big(226, 80), big(227, 40), big(228, 20)];
+    let reply = offer_with(options.clone(), vec![]);
+    let emitted = emit(&reply, 548);
+    assert!(emitted.bytes.len() <= 548, "{} bytes", emitted.bytes.len());
+    assert_eq!(emitted.dropped, Vec::<u8>::new(), "everything fits with overload");
+    let on_wire = joined(&emitted.bytes);
+    assert_eq!(on_wire.iter().find(|(c, _)| *c == 52).map(|(_, v)| v.clone()), Some(vec![1]), "file carries the rest");
+    for (code, data) in &options {
+        assert_eq!(on_wire.iter().find(|(c, _)| c == code).map(|(_, d)| d), Some(data), "option {code}");
+    }
+    // With a boot file, `file` is the file name; only `sname` can carry options.
+    let with_file = Reply { file: Some("boot.efi".into()), ..reply };
+    let emitted = emit(&with_file, 548);
+    let on_wire = joined(&emitted.bytes);
+    assert_eq!(on_wire.iter().find(|(c, _)| *c == 52).map(|(_, v)| v.clone()), Some(vec![2]));
+    assert_eq!(file_name(&decode(&emitted.bytes)), Some(b"boot.efi".to_vec()));
+    assert!(!emitted.dropped.is_empty(), "less room: something is left out");
+    for (code, data) in &options {
+        let present = on_wire.iter().find(|(c, _)| c == code).map(|(_, d)| d);
+        assert!(
+            present == Some(data) || emitted.dropped.contains(code),
+            "option {code} neither sent whole nor dropped"
+        );
+    }
+}
+
+/// An option that fits nowhere is left out and reported; 53, 54, 51 and 1 stay.
+#[test]
+fn options_that_fit_nowhere_are_dropped_and_reported() {
+    let reply =
+        offer_with(vec![(3, vec![10, 0, 0, 1]), (224, vec![7; 400]), (42, vec![10, 0, 0, 5])], vec![3, 224, 42]);
+    let emitted = emit(&reply, 548);
+    assert_eq!(emitted.dropped, vec![224]);
+    let codes: Vec<u8> = joined(&emitted.bytes).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(codes, vec![53, 54, 51, 1, 3, 42]);
+    let tiny = emit(&reply, 0);
+    assert_eq!(tiny.bytes.len(), MIN_REPLY_BYTES, "300 bytes is the floor");
+    for required in [53, 54, 51, 1] {
+        assert!(option_codes(&tiny.bytes).contains(&required), "{required} kept");
+    }
+}
+
+/// RFC 1542 / RFC 1497: a BOOTREPLY has the magic cookie and vendor extensions, but no DHCP
+/// message type, server identifier or lease times.
+#[test]
+fn bootreply_carries_no_dhcp_options() {
+    let reply = Reply {
+        message_type: ReplyType::Bootp,
+        renewal_time_secs: None,
+        file: Some("pxelinux.0".into()),
+        ..offer_with(vec![(3, vec![10, 199, 0, 1])], vec![])
+    };
+    let reply = Reply { lease_time_secs: None, ..reply };
+    let bytes = emit(&reply, 300).bytes;
+    assert_eq!(bytes.len(), 300);
+    assert_eq!(&bytes[236..240], &[99, 130, 83, 99]);
+    assert_eq!(option_codes(&bytes), vec![1, 3]);
+    assert_reply_decodes_to(&reply, &bytes);
+}
+
+/// Empty named values are not written; an empty configured option is (code, length 0), like RFC
+/// 4039's rapid commit. A boot file name that cannot fit `file` with its NUL leaves `file` empty.
+#[test]
+fn empty_values_and_overlong_file_names() {
     let mut reply = minimal_nak();
-    reply.message = Some("x".repeat(256));
-    reply.hostname = Some(String::new());
+    reply.message = Some(String::new());
     reply.client_id = Some(vec![]);
-    reply.dns_servers = (0..100).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
-    reply.file = Some("f".repeat(128)); // does not fit with its NUL: the header field stays empty
-    let message = decode(&emit(&reply, usize::MAX));
-    assert_eq!(option_codes(&emit(&reply, usize::MAX)), vec![53, 54, 6]);
-    assert_eq!(
-        message.opts().get(OptionCode::DomainNameServer),
-        Some(&DhcpOption::DomainNameServer(reply.dns_servers[..63].to_vec()))
-    );
-    assert_eq!(message.fname(), None);
+    reply.options = vec![(80, vec![])];
+    reply.file = Some("f".repeat(128));
+    let bytes = emit(&reply, usize::MAX).bytes;
+    assert_eq!(wire_options(&bytes), vec![(53, vec![6]), (54, vec![10, 199, 0, 2]), (80, vec![])]);
+    assert_eq!(decode(&bytes).fname(), None);
 }
 
 /// A 127-byte boot file name is the longest that fits `file` with its NUL (RFC 2131 §2).
@@ -690,7 +798,7 @@ fn unencodable_values_are_left_out() {
 fn longest_boot_file_name_fits() {
     let mut reply = minimal_nak();
     reply.file = Some("f".repeat(127));
-    let bytes = emit(&reply, MAX_FRAME);
+    let bytes = emit(&reply, MAX_FRAME).bytes;
     assert_eq!(file_name(&decode(&bytes)), Some(vec![b'f'; 127]));
     assert_eq!(bytes[108 + 127], 0);
 }
@@ -780,7 +888,7 @@ fn relay_agent_info() -> impl Strategy<Value = Vec<u8>> {
 
 prop_compose! {
     fn any_reply()(
-        message_type in prop_oneof![Just(ReplyType::Offer), Just(ReplyType::Ack), Just(ReplyType::Nak)],
+        message_type in prop_oneof![Just(ReplyType::Offer), Just(ReplyType::Ack), Just(ReplyType::Nak), Just(ReplyType::Bootp)],
         xid in any::<u32>(),
         broadcast in any::<bool>(),
         header in (address(), address(), address(), address(), any::<[u8; 6]>()),
@@ -788,25 +896,34 @@ prop_compose! {
         server_id in address(),
         times in (prop::option::of(any::<u32>()), prop::option::of(any::<u32>()), prop::option::of(any::<u32>())),
         subnet_mask in prop::option::of(address()),
-        routers in prop::collection::vec(address(), 0..4),
-        dns_servers in prop::collection::vec(address(), 0..4),
-        names in (prop::option::of(text(60)), prop::option::of(text(60)), prop::option::of(text(60)), prop::option::of(text(60))),
+        // Site-specific codes (RFC 3942): dhcproto keeps their bytes as they are, whatever they are.
+        options in prop::collection::btree_map(224u8..=248, prop::collection::vec(any::<u8>(), 1..=255), 0..6),
+        names in (prop::option::of(text(60)), prop::option::of(text(60))),
         echoes in (prop::option::of(bytes_value()), prop::option::of(bytes_value()), prop::option::of(bytes_value())),
         subnet_selection in prop::option::of(address()),
         relay_agent_info in prop::option::of(relay_agent_info()),
         message in prop::option::of(prop::string::string_regex("\\PC{1,60}").expect("regex")),
+        parameter_request_list in prop::collection::vec(1u8..=254, 0..20),
     ) -> Reply {
         let (ciaddr, yiaddr, siaddr, giaddr, chaddr) = header;
         let (lease_time_secs, renewal_time_secs, rebinding_time_secs) = times;
-        let (domain_name, hostname, tftp_server_name, bootfile_name) = names;
+        let (tftp_server_name, bootfile_name) = names;
         let (vendor_class, client_uuid, client_id) = echoes;
+        let options = options.into_iter().collect();
         Reply {
             message_type, xid, broadcast, ciaddr, yiaddr, siaddr, giaddr, chaddr, file, server_id,
-            lease_time_secs, renewal_time_secs, rebinding_time_secs, subnet_mask, routers, dns_servers,
-            domain_name, hostname, tftp_server_name, bootfile_name, vendor_class, client_uuid, client_id,
-            subnet_selection, relay_agent_info, message,
+            lease_time_secs, renewal_time_secs, rebinding_time_secs, subnet_mask, options,
+            tftp_server_name, bootfile_name, vendor_class, client_uuid, client_id,
+            subnet_selection, relay_agent_info, message, parameter_request_list,
         }
     }
+}
+
+/// What the reply's head and named fields put on the wire when there is room, as (code, data).
+fn expected_options(reply: &Reply) -> Vec<(u8, Vec<u8>)> {
+    let full = emit(reply, usize::MAX);
+    assert!(full.dropped.is_empty());
+    joined(&full.bytes)
 }
 
 proptest! {
@@ -861,46 +978,51 @@ proptest! {
         prop_assert_eq!(request.map(|r| r.other_options), Ok(expected));
     }
 
-    /// What `emit` writes, a client (dhcproto) reads back field for field, at least 300 bytes,
-    /// options in `EMIT_ORDER` with 82 last.
+    /// What `emit` writes with room to spare, a client (dhcproto) reads back field for field, at least
+    /// 300 bytes, 82 last, the head first and the rest in the parameter request list's order.
     #[test]
     fn emit_round_trips_through_dhcproto(reply in any_reply()) {
-        let bytes = emit(&reply, usize::MAX);
-        prop_assert!(bytes.len() >= MIN_REPLY_BYTES);
-        assert_reply_decodes_to(&reply, &decode(&bytes));
-        let codes = option_codes(&bytes);
-        let order: Vec<u8> = EMIT_ORDER.iter().copied().filter(|c| codes.contains(c)).collect();
-        prop_assert_eq!(&codes, &order);
+        let emitted = emit(&reply, usize::MAX);
+        prop_assert!(emitted.bytes.len() >= MIN_REPLY_BYTES);
+        prop_assert!(emitted.dropped.is_empty());
+        assert_reply_decodes_to(&reply, &emitted.bytes);
+        let codes = option_codes(&emitted.bytes);
         if reply.relay_agent_info.is_some() {
             prop_assert_eq!(codes.last(), Some(&code::RELAY_AGENT_INFO));
         }
+        let rank = |c: &u8| reply.parameter_request_list.iter().position(|p| p == c).unwrap_or(usize::MAX);
+        let body: Vec<u8> = codes.iter().copied().filter(|c| ![53, 54, 51, 58, 59, 1, 118, 82].contains(c)).collect();
+        let mut sorted = body.clone();
+        sorted.sort_by_key(rank);
+        prop_assert_eq!(body, sorted);
     }
 
-    /// Whatever the limit, the reply fits it (or the 300-byte floor), keeps 53/54/51/1, and what was
-    /// left out is a prefix of `SHED_ORDER`.
+    /// Whatever the limit, the reply fits it (or the 300-byte floor, or what the options that must
+    /// stay take), and every option is either on the wire whole (maybe overloaded into `file`/
+    /// `sname`, maybe split) or reported dropped — never cut, never lost silently.
     #[test]
-    fn emit_fits_the_limit(reply in any_reply(), max_bytes in 0usize..1200) {
-        let bytes = emit(&reply, max_bytes);
-        prop_assert!(bytes.len() <= max_bytes.max(MIN_REPLY_BYTES));
-        prop_assert!(bytes.len() >= MIN_REPLY_BYTES);
-        let written = option_codes(&bytes);
-        let all = option_codes(&emit(&reply, usize::MAX));
-        for must in [code::MESSAGE_TYPE, code::SERVER_ID] {
-            prop_assert!(written.contains(&must));
-        }
-        for kept_if_set in [code::LEASE_TIME, code::SUBNET_MASK] {
-            prop_assert_eq!(written.contains(&kept_if_set), all.contains(&kept_if_set));
-        }
-        let mut dropped: Vec<u8> = all.iter().copied().filter(|c| !written.contains(c)).collect();
-        let last_dropped = dropped.iter().filter_map(|c| SHED_ORDER.iter().position(|s| s == c)).max();
-        if let Some(last) = last_dropped {
-            let mut should_be_gone: Vec<u8> =
-                SHED_ORDER[..=last].iter().copied().filter(|c| all.contains(c)).collect();
-            dropped.sort_unstable();
-            should_be_gone.sort_unstable();
-            prop_assert_eq!(dropped, should_be_gone);
-        } else {
-            prop_assert!(dropped.is_empty());
+    fn emit_fits_the_limit_and_loses_nothing_silently(
+        reply in any_reply(),
+        long in prop::option::of((249u8..=254, prop::collection::vec(any::<u8>(), 256..700))),
+        max_bytes in 0usize..1200,
+    ) {
+        let mut reply = reply;
+        reply.options.extend(long);
+        let emitted = emit(&reply, max_bytes);
+        let expected = expected_options(&reply);
+        let required: usize = expected.iter().filter(|(c, _)| REQUIRED.contains(c)).map(|(_, d)| 2 + d.len()).sum();
+        let floor = MIN_REPLY_BYTES.max(OPTIONS_OFFSET + required + 3 + 1);
+        prop_assert!(emitted.bytes.len() <= max_bytes.max(floor), "{} > {max_bytes}", emitted.bytes.len());
+        prop_assert!(emitted.bytes.len() >= MIN_REPLY_BYTES);
+        let on_wire = joined(&emitted.bytes);
+        for (code, data) in &expected {
+            match on_wire.iter().find(|(c, _)| c == code) {
+                Some((_, got)) => prop_assert_eq!(got, data, "option {}", code),
+                None => {
+                    prop_assert!(emitted.dropped.contains(code), "option {} lost", code);
+                    prop_assert!(!REQUIRED.contains(code), "required option {} dropped", code);
+                }
+            }
         }
     }
 }
