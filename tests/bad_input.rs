@@ -16,7 +16,8 @@
 //!      hlen 0);
 //!    - `malformed_options`: option lengths that run past the end of the field, an option overload
 //!      (RFC 2132 §9.3) into a `file` field whose option runs past it, values of impossible length;
-//!    - `no_message_type`: no option 53 (RFC 2131 §3: every DHCP message has one; BOOTP is not served);
+//!    - no option 53: a BOOTP request (RFC 1542 §2), counted as received `bootp` and left unanswered:
+//!      no client of the test has a reservation and no pool serves dynamic BOOTP;
 //!    - `unexpected_message_type`: option 53 is a server's type (OFFER, ACK, NAK) or not a client's;
 //!    - `no_pool`: a relayed DISCOVER (RFC 3046) from a giaddr in no configured subnet (accepted, then
 //!      dropped by the engine);
@@ -62,21 +63,20 @@ const FLOOD_CLIENTS: u32 = 10_000;
 const FLOOD_BURST: u32 = 500;
 const FLOOD_PAUSE: Duration = Duration::from_millis(50);
 /// Every label of `leasehold_drops_total`.
-const DROP_REASONS: [&str; 11] = [
+const DROP_REASONS: [&str; 10] = [
     "truncated",
     "oversized",
     "not_bootrequest",
     "unsupported_hardware",
     "bad_magic_cookie",
     "malformed_options",
-    "no_message_type",
     "unexpected_message_type",
     "overloaded",
     "no_pool",
     "proposal_backlog",
 ];
-const REQUEST_TYPES: [&str; 5] = ["discover", "request", "decline", "release", "inform"];
-const REPLY_TYPES: [&str; 3] = ["offer", "ack", "nak"];
+const REQUEST_TYPES: [&str; 6] = ["discover", "request", "decline", "release", "inform", "bootp"];
+const REPLY_TYPES: [&str; 4] = ["offer", "ack", "nak", "bootreply"];
 
 // ---------------------------------------------------------------------------------------------------------
 // Seeded random input
@@ -246,6 +246,8 @@ enum Expect {
     AcceptedThenDropped(&'static str, &'static str),
     /// Accepted as requests of this type (the boundary cases that are not damage).
     Accepted(&'static str),
+    /// Accepted as requests of this type and left unanswered for this reason.
+    AcceptedUnanswered(&'static str, &'static str),
 }
 
 /// Sends `datagrams` from the hostile client, alternating broadcast and unicast, in batches the server's
@@ -297,6 +299,13 @@ fn provoke(server: &Server, hostile: &mut TestClient, what: &str, datagrams: &[V
             assert_eq!(delta.received[kind], n, "{what}: expected {n} accepted as {kind} ({summary})");
             assert_eq!(delta.drops[reason], n, "{what}: expected {n} then dropped as {reason} ({summary})");
             assert_eq!(delta.total_drops(), n, "{what}: no other drops ({summary})");
+        }
+        Expect::AcceptedUnanswered(kind, silence) => {
+            assert_eq!(delta.received[kind], n, "{what}: expected {n} accepted as {kind} ({summary})");
+            assert_eq!(delta.total_drops(), 0, "{what}: nothing dropped ({summary})");
+            let silent = delta.silent.get(silence).copied().unwrap_or(0);
+            assert_eq!(silent, n, "{what}: expected {n} left unanswered as {silence} ({summary})");
+            assert_eq!(delta.sent.values().sum::<u64>(), 0, "{what}: nothing answered ({summary})");
         }
         Expect::Accepted(kind) => {
             assert_eq!(delta.received[kind], n, "{what}: expected {n} accepted as {kind} ({summary})");
@@ -472,7 +481,8 @@ fn hostile_datagrams_are_dropped_and_counted_and_clients_still_get_leases() {
         Expect::Dropped("malformed_options"),
     );
 
-    // RFC 2131 §3: every DHCP message carries option 53. (A BOOTP request has none: not served.)
+    // RFC 2131 §3: every DHCP message carries option 53; a BOOTREQUEST without one is BOOTP (RFC 1542
+    // §2), served only to reserved clients or from dynamic_bootp pools: none here.
     let mut bootp = template.clone();
     bootp[240..].fill(0);
     bootp[240] = 255;
@@ -483,7 +493,13 @@ fn hostile_datagrams_are_dropped_and_counted_and_clients_still_get_leases() {
         with_options(3, &[55, 4, 1, 3, 6, 15, 61, 7, 1, 2, 0x4c, 0, 0xba, 0, 3, 255]),
         bootp,
     ];
-    provoke(&server, &mut hostile, "no option 53", &no_type, Expect::Dropped("no_message_type"));
+    provoke(
+        &server,
+        &mut hostile,
+        "no option 53 (BOOTP)",
+        &no_type,
+        Expect::AcceptedUnanswered("bootp", "bootp_not_served"),
+    );
 
     // Option 53 values a server must not act on: its own OFFER/ACK/NAK, FORCERENEW (RFC 3203), the
     // LEASEQUERY family (RFC 4388), 0 and undefined ones.

@@ -496,6 +496,47 @@ impl TestClient {
         })
     }
 
+    /// RFC 951 §3 / RFC 1542: a BOOTREQUEST without option 53 (`ClientMessage::Bootp`) and its
+    /// BOOTREPLY, retransmitted per `policy` within `timeout`. The answer is the first reply with
+    /// this xid and chaddr; one that carries option 53 (DHCP-only, RFC 2132 §1 and §9.6) is a DHCP
+    /// answer to a BOOTP client and comes back as `HarnessError::Unexpected`.
+    pub fn bootp(
+        &mut self,
+        mac: Mac,
+        options: &ClientOptions,
+        policy: &RetryPolicy,
+        timeout: Duration,
+    ) -> Result<ReplyView> {
+        let xid = self.next_xid();
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let bytes = packet::build(mac, xid, &ClientMessage::Bootp, options);
+        for attempt in 0..policy.attempts.max(1) {
+            if Instant::now() >= deadline {
+                break;
+            }
+            self.send_raw(&bytes, Target::Broadcast)?;
+            let attempt_deadline = (Instant::now() + policy.wait(attempt)).min(deadline);
+            for _ in 0..MAX_DATAGRAMS_PER_CALL {
+                let Some(reply) = self.recv_reply_until(xid, attempt_deadline)? else { break };
+                if reply.chaddr != mac {
+                    continue;
+                }
+                if reply.option(53).is_some() {
+                    return Err(HarnessError::Unexpected {
+                        expected: "a BOOTREPLY without option 53 (RFC 2132 §9.6)".to_owned(),
+                        got: Box::new(reply),
+                    });
+                }
+                return Ok(reply);
+            }
+        }
+        Err(HarnessError::Timeout {
+            what: format!("a BOOTREPLY for {} (xid {xid:#010x})", format_mac(mac)),
+            after: started.elapsed(),
+        })
+    }
+
     /// DISCOVER → OFFER → REQUEST (SELECTING) → ACK for `mac` with default options and retries,
     /// within `timeout`.
     pub fn dora(&mut self, mac: Mac, timeout: Duration) -> Result<Lease> {

@@ -45,6 +45,8 @@ pub enum ClientMessage {
     Inform {
         address: Ipv4Addr,
     },
+    /// RFC 951 / RFC 1542: a BOOTP request: no option 53 at all, vendor extensions (RFC 1497) only.
+    Bootp,
 }
 
 /// The four REQUEST states of RFC 2131 §4.3.2 (table 4 and 5: which of ciaddr, 50, 54 are set).
@@ -166,6 +168,7 @@ pub fn ethernet_client_id(mac: Mac) -> Vec<u8> {
 /// Builds the BOOTREQUEST bytes of `message` from `mac` with transaction id `xid`.
 pub fn build(mac: Mac, xid: u32, message: &ClientMessage, options: &ClientOptions) -> Vec<u8> {
     let (message_type, ciaddr, requested_ip, server_id) = match *message {
+        ClientMessage::Bootp => (0, Ipv4Addr::UNSPECIFIED, None, None),
         ClientMessage::Discover { requested_ip } => (1, Ipv4Addr::UNSPECIFIED, requested_ip, None),
         ClientMessage::Request(RequestState::Selecting { requested_ip, server_id }) => {
             (3, Ipv4Addr::UNSPECIFIED, Some(requested_ip), Some(server_id))
@@ -193,7 +196,9 @@ pub fn build(mac: Mac, xid: u32, message: &ClientMessage, options: &ClientOption
     b.extend_from_slice(&[0; 10 + 64 + 128]); // rest of chaddr, sname, file
     b.extend_from_slice(&MAGIC_COOKIE);
 
-    put_option(&mut b, 53, &[message_type]);
+    if message_type != 0 {
+        put_option(&mut b, 53, &[message_type]);
+    }
     if let Some(address) = requested_ip {
         put_option(&mut b, 50, &address.octets());
     }
@@ -327,7 +332,19 @@ impl ReplyView {
         if cookie != MAGIC_COOKIE {
             return Err(PacketError::BadMagicCookie(cookie));
         }
-        let (options, option_order) = walk_options(bytes.get(OPTIONS_OFFSET..).unwrap_or_default())?;
+        let (mut options, mut option_order) = walk_options(bytes.get(OPTIONS_OFFSET..).unwrap_or_default())?;
+        // RFC 2131 §4.1 / RFC 2132 §9.3: option 52 says `file` (1), `sname` (2) or both (3) hold more
+        // options, read after the options field, `file` first; RFC 3396 joins the instances.
+        let overload = options.get(&52).and_then(|v| v.first().copied()).unwrap_or(0);
+        for (bit, range) in [(1u8, 108..236), (2, 44..108)] {
+            if overload & bit != 0 {
+                let (more, more_order) = walk_options(&bytes[range])?;
+                for (code, value) in more {
+                    options.entry(code).or_default().extend_from_slice(&value);
+                }
+                option_order.extend(more_order);
+            }
+        }
         guard_dhcproto_assertions(&options)?;
 
         let message = Message::decode(&mut Decoder::new(bytes)).map_err(|e| PacketError::Dhcproto(e.to_string()))?;
@@ -358,8 +375,9 @@ impl ReplyView {
             siaddr: message.siaddr(),
             giaddr: message.giaddr(),
             chaddr,
-            sname: c_string(message.sname()),
-            file: c_string(message.fname()),
+            // Fields that carry options (overload) are not names.
+            sname: c_string(message.sname()).filter(|_| overload & 2 == 0),
+            file: c_string(message.fname()).filter(|_| overload & 1 == 0),
             server_id: address(OptionCode::ServerIdentifier),
             lease_time_secs: seconds(OptionCode::AddressLeaseTime),
             renewal_time_secs: seconds(OptionCode::Renewal),
