@@ -84,6 +84,16 @@ impl Lease {
         matches!(self.state, LeaseState::Bound { expires_at_ms } if expires_at_ms > now_ms)
     }
 
+    /// When another client may take this address: a bound lease `grace_ms` after it expires (clock
+    /// skew between nodes), a released one at once, a declined one after its probation.
+    pub fn reusable_at_ms(&self, grace_ms: u64) -> u64 {
+        match self.state {
+            LeaseState::Bound { expires_at_ms } => expires_at_ms.saturating_add(grace_ms),
+            LeaseState::Released { at_ms } => at_ms,
+            LeaseState::Declined { until_ms } => until_ms,
+        }
+    }
+
     /// May another client take this address at `now_ms`? A bound lease only `grace_ms` after it
     /// expired (clock skew between nodes), a declined one only after its probation.
     pub fn is_reusable(&self, now_ms: u64, grace_ms: u64) -> bool {
@@ -104,6 +114,16 @@ pub struct ReservedHost {
     pub ip: Ipv4Addr,
     pub hostname: Option<String>,
     pub boot_file: Option<String>,
+}
+
+/// What apply needs besides the commands: the same on every replica because they come from the log
+/// (`Command::SetParameters`, proposed by a leader from its config), never from a node's own file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parameters {
+    /// An expired lease is reusable only this long after its expiry (clock skew between nodes).
+    pub grace_ms: u64,
+    /// Lease records the table holds at most.
+    pub max_leases: u64,
 }
 
 /// Reservations the table holds at most (a named limit; the log carries no config).
@@ -132,6 +152,12 @@ pub enum Command {
     Reserve { host: ReservedHost, proposed_at_ms: u64 },
     /// End the reservation of `mac`.
     Unreserve { mac: [u8; 6] },
+    /// Forget the records of `ips` that have been reusable since `reusable_before_ms` at the latest
+    /// and have not changed since the proposer decided (record collection: the table forgets expired,
+    /// released and declined records after a retention window, the same ones on every replica).
+    Collect { ips: Vec<Ipv4Addr>, reusable_before_ms: u64, decided_at_index: u64 },
+    /// From here on, apply with these parameters.
+    SetParameters(Parameters),
 }
 
 /// Who proposed a command, so the proposer can match the committed outcome to the waiting client.
@@ -173,6 +199,9 @@ pub enum Outcome {
     Unreserved,
     /// The reservation was refused: why, for the operator.
     ReservationRefused(String),
+    /// How many records a `Collect` forgot.
+    Collected(usize),
+    ParametersSet,
 }
 
 /// The replicated lease table.
@@ -185,8 +214,9 @@ pub struct LeaseTable {
     reservations: BTreeMap<[u8; 6], ReservedHost>,
     reserved_ips: BTreeMap<Ipv4Addr, [u8; 6]>,
     applied_index: u64,
-    grace_ms: u64,
-    max_leases: usize,
+    params: Parameters,
+    /// `params` came from a `SetParameters` in the log (else from the node's config, for now).
+    params_from_log: bool,
 }
 
 /// A snapshot before encodings carried a version (still read).
@@ -203,15 +233,25 @@ struct SnapshotV2 {
     reservations: Vec<ReservedHost>,
 }
 
+#[derive(Serialize, Deserialize)]
+struct SnapshotV3 {
+    applied_index: u64,
+    /// `None` until the log set them (the node's own config stands in until then).
+    parameters: Option<Parameters>,
+    leases: Vec<Lease>,
+    reservations: Vec<ReservedHost>,
+}
+
 /// Versioned encodings start with 0xFF, which never starts an unversioned one: bincode's varint
 /// prefix of a length or index is 0-250 in one byte or 251-254 for wider ones, never 255.
 const VERSION_MARK: u8 = 0xff;
 const SNAPSHOT_MAGIC: [u8; 3] = [VERSION_MARK, b'L', b'S'];
-const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION: u8 = 3;
 const ENTRY_MAGIC: [u8; 3] = [VERSION_MARK, b'L', b'E'];
 const ENTRY_VERSION: u8 = 1;
 
 impl LeaseTable {
+    /// An empty table, applying with `grace_ms` and `max_leases` until the log sets its parameters.
     pub fn new(grace_ms: u64, max_leases: usize) -> Self {
         LeaseTable {
             by_ip: BTreeMap::new(),
@@ -219,8 +259,8 @@ impl LeaseTable {
             reservations: BTreeMap::new(),
             reserved_ips: BTreeMap::new(),
             applied_index: 0,
-            grace_ms,
-            max_leases,
+            params: Parameters { grace_ms, max_leases: max_leases as u64 },
+            params_from_log: false,
         }
     }
 
@@ -230,7 +270,12 @@ impl LeaseTable {
     }
 
     pub fn grace_ms(&self) -> u64 {
-        self.grace_ms
+        self.params.grace_ms
+    }
+
+    /// The parameters apply uses, and whether the log set them (else they are the node's own).
+    pub fn parameters(&self) -> (Parameters, bool) {
+        (self.params, self.params_from_log)
     }
 
     pub fn len(&self) -> usize {
@@ -255,7 +300,7 @@ impl LeaseTable {
         match self.by_ip.get(&ip) {
             None => true,
             Some(lease) if lease.client == *client && !matches!(lease.state, LeaseState::Declined { .. }) => true,
-            Some(lease) => lease.is_reusable(now_ms, self.grace_ms),
+            Some(lease) => lease.is_reusable(now_ms, self.params.grace_ms),
         }
     }
 
@@ -284,8 +329,30 @@ impl LeaseTable {
 
     /// Apply the committed entry at `index`. Returns `None` when the entry was applied before.
     pub fn apply(&mut self, index: u64, proposals: &[Proposal]) -> Option<Vec<Outcome>> {
+        self.apply_touching(index, proposals, &mut Vec::new())
+    }
+
+    /// `apply`, and push to `touched` every address whose record the entry may have changed (more
+    /// is harmless): what indexes derived from the table must look at again.
+    pub fn apply_touching(
+        &mut self,
+        index: u64,
+        proposals: &[Proposal],
+        touched: &mut Vec<Ipv4Addr>,
+    ) -> Option<Vec<Outcome>> {
         if index <= self.applied_index {
             return None;
+        }
+        for proposal in proposals {
+            match &proposal.command {
+                Command::Bind { client, ip, .. } => {
+                    touched.push(*ip);
+                    touched.extend(self.by_client.get(client).copied());
+                }
+                Command::Release { ip, .. } | Command::Decline { ip, .. } => touched.push(*ip),
+                Command::Collect { ips, .. } => touched.extend(ips),
+                Command::Reserve { .. } | Command::Unreserve { .. } | Command::SetParameters(_) => {}
+            }
         }
         let outcomes = proposals.iter().map(|p| self.apply_command(index, p.tag.node_id, &p.command)).collect();
         self.applied_index = index;
@@ -334,7 +401,7 @@ impl LeaseTable {
                 }
                 if let Some(current) = self.by_ip.get(ip) {
                     let same_client = current.client == *client;
-                    if !same_client && !current.is_reusable(*proposed_at_ms, self.grace_ms) {
+                    if !same_client && !current.is_reusable(*proposed_at_ms, self.params.grace_ms) {
                         return Outcome::Conflict { holder: current.client.clone() };
                     }
                     if same_client
@@ -342,7 +409,7 @@ impl LeaseTable {
                     {
                         return Outcome::Conflict { holder: current.client.clone() };
                     }
-                } else if self.by_ip.len() >= self.max_leases && !self.by_client.contains_key(client) {
+                } else if self.by_ip.len() as u64 >= self.params.max_leases && !self.by_client.contains_key(client) {
                     return Outcome::TableFull;
                 }
                 // The address is ours to give. A previous holder loses its claim, and the client's
@@ -393,12 +460,12 @@ impl LeaseTable {
                     // Decided before the client's current binding of the address.
                     return Outcome::Stale;
                 }
-                let free_for_anyone = current.is_none_or(|l| l.is_reusable(*proposed_at_ms, self.grace_ms));
+                let free_for_anyone = current.is_none_or(|l| l.is_reusable(*proposed_at_ms, self.params.grace_ms));
                 if !held_by_client && !free_for_anyone {
                     // Someone else holds it: a decline must not take another client's lease away.
                     return Outcome::NotHeld;
                 }
-                if current.is_none() && self.by_ip.len() >= self.max_leases {
+                if current.is_none() && self.by_ip.len() as u64 >= self.params.max_leases {
                     return Outcome::TableFull;
                 }
                 if let Some(previous) = self.by_ip.get(ip) {
@@ -431,7 +498,7 @@ impl LeaseTable {
                     ));
                 }
                 if let Some(lease) = self.by_ip.get(&host.ip) {
-                    if lease.mac != host.mac && !lease.is_reusable(*proposed_at_ms, self.grace_ms) {
+                    if lease.mac != host.mac && !lease.is_reusable(*proposed_at_ms, self.params.grace_ms) {
                         if let LeaseState::Bound { expires_at_ms } = lease.state {
                             return Outcome::ReservationRefused(format!(
                                 "{} is leased to {} (its lease ends at {} unix seconds); release it or wait",
@@ -450,6 +517,30 @@ impl LeaseTable {
                 }
                 self.reserved_ips.insert(host.ip, host.mac);
                 Outcome::Reserved
+            }
+            Command::Collect { ips, reusable_before_ms, decided_at_index } => {
+                let mut collected = 0;
+                for ip in ips {
+                    let Some(lease) = self.by_ip.get(ip) else { continue };
+                    // Never a live binding, nor a record that changed after the proposer looked.
+                    let old_enough = lease.reusable_at_ms(self.params.grace_ms) <= *reusable_before_ms
+                        && !lease.is_active(*reusable_before_ms);
+                    if !old_enough || lease.changed_at_index > *decided_at_index {
+                        continue;
+                    }
+                    let client = lease.client.clone();
+                    self.by_ip.remove(ip);
+                    if self.by_client.get(&client) == Some(ip) {
+                        self.by_client.remove(&client);
+                    }
+                    collected += 1;
+                }
+                Outcome::Collected(collected)
+            }
+            Command::SetParameters(params) => {
+                self.params = *params;
+                self.params_from_log = true;
+                Outcome::ParametersSet
             }
             Command::Unreserve { mac } => match self.reservations.remove(mac) {
                 Some(previous) => {
@@ -498,8 +589,9 @@ impl LeaseTable {
 
     /// Serialise the table for a Raft snapshot: the version mark, then the current encoding.
     pub fn to_snapshot(&self) -> Vec<u8> {
-        let repr = SnapshotV2 {
+        let repr = SnapshotV3 {
             applied_index: self.applied_index,
+            parameters: self.params_from_log.then_some(self.params),
             leases: self.by_ip.values().cloned().collect(),
             reservations: self.reservations.values().cloned().collect(),
         };
@@ -513,12 +605,24 @@ impl LeaseTable {
     /// Rebuild a table from `to_snapshot` bytes, of this version or an earlier one.
     pub fn from_snapshot(bytes: &[u8], grace_ms: u64, max_leases: usize) -> Result<Self, ClusterError> {
         let corrupt = |e: bincode::error::DecodeError| ClusterError::Corrupt(format!("lease snapshot: {e}"));
+        let decode_v2 = |rest: &[u8]| -> Result<SnapshotV3, ClusterError> {
+            let v2 = bincode::serde::decode_from_slice::<SnapshotV2, _>(rest, bincode::config::standard())
+                .map_err(corrupt)?
+                .0;
+            Ok(SnapshotV3 {
+                applied_index: v2.applied_index,
+                parameters: None,
+                leases: v2.leases,
+                reservations: v2.reservations,
+            })
+        };
         let repr = match bytes.strip_prefix(&SNAPSHOT_MAGIC[..]) {
             Some([SNAPSHOT_VERSION, rest @ ..]) => {
-                bincode::serde::decode_from_slice::<SnapshotV2, _>(rest, bincode::config::standard())
+                bincode::serde::decode_from_slice::<SnapshotV3, _>(rest, bincode::config::standard())
                     .map_err(corrupt)?
                     .0
             }
+            Some([2, rest @ ..]) => decode_v2(rest)?,
             Some(other) => {
                 let version = other.first().copied().unwrap_or(0);
                 return Err(ClusterError::Corrupt(format!(
@@ -528,11 +632,20 @@ impl LeaseTable {
             None => {
                 let (v1, _): (SnapshotV1, usize) =
                     bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(corrupt)?;
-                SnapshotV2 { applied_index: v1.applied_index, leases: v1.leases, reservations: Vec::new() }
+                SnapshotV3 {
+                    applied_index: v1.applied_index,
+                    parameters: None,
+                    leases: v1.leases,
+                    reservations: Vec::new(),
+                }
             }
         };
         let mut table = LeaseTable::new(grace_ms, max_leases);
         table.applied_index = repr.applied_index;
+        if let Some(params) = repr.parameters {
+            table.params = params;
+            table.params_from_log = true;
+        }
         for host in repr.reservations {
             table.reserved_ips.insert(host.ip, host.mac);
             table.reservations.insert(host.mac, host);

@@ -18,7 +18,9 @@ pub mod transport;
 
 use actix::Message;
 
-pub use lease::{ClientKey, Command, Lease, LeaseState, LeaseTable, Outcome, Proposal, ProposalTag, ReservedHost};
+pub use lease::{
+    ClientKey, Command, Lease, LeaseState, LeaseTable, Outcome, Parameters, Proposal, ProposalTag, ReservedHost,
+};
 
 /// Operating errors of the replicated store. An `Err` never leaves a state change behind.
 #[derive(Debug, thiserror::Error)]

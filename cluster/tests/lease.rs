@@ -111,8 +111,9 @@ fn decided_at(index: u64, mut command: Command) -> Command {
         Command::Bind { decided_at_index, .. }
         | Command::Release { decided_at_index, .. }
         | Command::Decline { decided_at_index, .. } => *decided_at_index = index,
-        // Reservations are ordered by the log alone: nothing was decided on a view.
-        Command::Reserve { .. } | Command::Unreserve { .. } => {}
+        Command::Collect { decided_at_index, .. } => *decided_at_index = index,
+        // Reservations and parameters are ordered by the log alone: nothing was decided on a view.
+        Command::Reserve { .. } | Command::Unreserve { .. } | Command::SetParameters(_) => {}
     }
     command
 }
@@ -230,8 +231,13 @@ fn reserve(c: u8, a: u8, at: u64) -> Command {
     Command::Reserve { host, proposed_at_ms: at }
 }
 
+fn collect(addresses: &[u8], reusable_before_ms: u64) -> Command {
+    let ips = addresses.iter().map(|a| ip(*a)).collect();
+    Command::Collect { ips, reusable_before_ms, decided_at_index: SEEN }
+}
+
 fn command() -> impl Strategy<Value = Command> {
-    (0u8..5, 1u8..8, 1u8..8, 0u64..200_000, 0u64..45).prop_flat_map(|(kind, c, a, at, seen)| {
+    (0u8..6, 1u8..8, 1u8..8, 0u64..200_000, 0u64..45).prop_flat_map(|(kind, c, a, at, seen)| {
         let at = T0 + at;
         Just(decided_at(
             seen,
@@ -240,6 +246,7 @@ fn command() -> impl Strategy<Value = Command> {
                 1 => release(c, a, at),
                 2 => decline(c, a, at),
                 3 => reserve(c, a, at),
+                4 => collect(&[a, c], at),
                 _ => Command::Unreserve { mac: [2, 0, 0, 0, 0, c] },
             },
         ))
@@ -322,4 +329,49 @@ proptest! {
         prop_assert_eq!(restored.digest(), a.digest());
         prop_assert_eq!(restored.applied_index(), a.applied_index());
     }
+}
+
+/// Record collection forgets records reusable since the cut-off, never a live binding, nor a record
+/// that changed after the proposer decided (it may be bound again by then).
+#[test]
+fn collection_forgets_old_records_and_never_a_live_binding() {
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    apply(&mut table, 1, vec![bind(1, 5, T0, 60_000), bind(2, 6, T0, 60_000), bind(3, 7, T0, 600_000)]);
+    apply(&mut table, 2, vec![release(2, 6, T0 + 1_000)]);
+    // At T0 + 100 s: .5 expired at T0 + 60 s (reusable 30 s later), .6 released, .7 still bound.
+    let cut = T0 + 100_000;
+    assert_eq!(apply(&mut table, 3, vec![collect(&[5, 6, 7, 9], cut)]), vec![Outcome::Collected(2)]);
+    assert_eq!((table.by_ip(ip(5)), table.by_ip(ip(6))), (None, None));
+    assert_eq!(table.by_client(&client(1)), None, "the client's memory of its address goes too");
+    assert!(table.by_ip(ip(7)).is_some_and(|l| l.is_active(cut)), "a live binding stays");
+    // A record that changed after the proposer decided (index 3) stays: it was bound again.
+    apply(&mut table, 4, vec![bind(4, 8, T0, 1_000)]);
+    apply(&mut table, 5, vec![bind(4, 8, T0 + 200_000, 60_000)]);
+    let late = decided_at(4, collect(&[8], T0 + 500_000));
+    assert_eq!(apply(&mut table, 6, vec![late]), vec![Outcome::Collected(0)]);
+    assert!(table.by_ip(ip(8)).is_some());
+}
+
+/// DESIGN rule 4: apply's parameters come from the log. Two tables made with different local
+/// grace periods (two nodes with different config files) apply a `SetParameters` and from then on
+/// decide alike; the parameters travel in the snapshot.
+#[test]
+fn parameters_from_the_log_make_replicas_with_different_files_agree() {
+    use leasehold_cluster::lease::Parameters;
+    let mut a = LeaseTable::new(GRACE_MS, 100);
+    let mut b = LeaseTable::new(GRACE_MS * 10, 100);
+    let set = Command::SetParameters(Parameters { grace_ms: 5_000, max_leases: 100 });
+    for table in [&mut a, &mut b] {
+        let outcomes = apply(table, 1, vec![set.clone(), bind(1, 5, T0, 60_000)]);
+        assert!(matches!(outcomes[..], [Outcome::ParametersSet, Outcome::Bound(_)]), "{outcomes:?}");
+    }
+    // 6 s after expiry: past the log's grace (5 s), inside b's own (300 s).
+    let take = vec![bind(2, 5, T0 + 66_000, 60_000)];
+    let (outcome_a, outcome_b) = (apply(&mut a, 2, take.clone()), apply(&mut b, 2, take));
+    assert!(matches!(outcome_a[0], Outcome::Bound(_)), "{outcome_a:?}");
+    assert_eq!(outcome_a.len(), outcome_b.len());
+    assert!(matches!(outcome_b[0], Outcome::Bound(_)), "b applies the log's grace, not its own: {outcome_b:?}");
+    assert_eq!(a.digest(), b.digest());
+    let restored = LeaseTable::from_snapshot(&b.to_snapshot(), 1, 1).expect("decodes");
+    assert_eq!(restored.parameters(), (Parameters { grace_ms: 5_000, max_leases: 100 }, true));
 }

@@ -612,6 +612,7 @@ fn check_limits(cx: &mut Ctx<'_>, raw: &crate::raw::RawLimits) -> Limits {
         max_frame_bytes,
         max_leases,
         snapshot_every_entries,
+        record_retention_secs,
     );
     if raw.max_frame_bytes.is_some_and(|bytes| bytes > 0 && bytes < MIN_FRAME_BYTES) {
         cx.error(

@@ -207,6 +207,9 @@ pub struct Limits {
     pub max_leases: usize,
     /// Take a snapshot and compact the Raft log after this many applied entries.
     pub snapshot_every_entries: u64,
+    /// An expired, released or declined record is forgotten this long after it became reusable
+    /// (until then a returning client gets its old address back first).
+    pub record_retention_secs: u64,
 }
 
 impl Default for Limits {
@@ -222,6 +225,7 @@ impl Default for Limits {
             max_frame_bytes: 1_500,
             max_leases: 1_000_000,
             snapshot_every_entries: 100_000,
+            record_retention_secs: 86_400,
         }
     }
 }

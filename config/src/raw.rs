@@ -91,6 +91,7 @@ pub struct RawLimits {
     pub max_frame_bytes: Option<usize>,
     pub max_leases: Option<usize>,
     pub snapshot_every_entries: Option<u64>,
+    pub record_retention_secs: Option<u64>,
 }
 
 /// `[pxe]` and `[pool.pxe]`.

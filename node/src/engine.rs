@@ -10,11 +10,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use leasehold_cluster::{ClientKey, Command, CommittedEntry, Lease, LeaseTable, Outcome, Proposal, ProposalTag};
+use leasehold_cluster::{
+    ClientKey, Command, CommittedEntry, Lease, LeaseTable, Outcome, Parameters, Proposal, ProposalTag,
+};
 use leasehold_config::{ClientIdentity, Config, Pool, Reservation};
 
 use crate::wire::{ClientMessageType, Destination, DropReason, Reply, ReplyType, Request};
 
+pub mod allocator;
 pub mod boot;
 pub mod classes;
 pub mod options;
@@ -27,6 +30,8 @@ pub use reservations::{AdminOutcome, ReservationError};
 /// for this long without rescanning: an exhausted 64k pool would otherwise cost a full scan per
 /// DISCOVER exactly when a flood of them arrives.
 const EXHAUSTED_RESCAN_MS: u64 = 100;
+/// Records one collection command forgets at most (it is one log entry, replicated and fsynced).
+const MAX_COLLECT_PER_COMMAND: usize = 4_096;
 /// Smallest option 57 a client may announce (RFC 2132 §9.10), and what every client takes.
 const MIN_MAX_MESSAGE_SIZE: u16 = 576;
 /// IPv4 and UDP headers, inside the sizes option 57 gives.
@@ -300,8 +305,8 @@ pub struct Engine {
     incarnation: u64,
     next_seq: u64,
     role: Role,
-    /// Next address to try per pool, so allocation does not rescan the bound front of the range.
-    cursors: Vec<u32>,
+    /// Per pool: its free addresses (see `allocator`), derived from the table.
+    indexes: Vec<allocator::PoolIndex>,
     /// Per pool: the last failed full scan, trusted until `EXHAUSTED_RESCAN_MS` pass, the table
     /// changes or offers are let go.
     exhausted: Vec<Option<Exhausted>>,
@@ -318,7 +323,7 @@ impl Engine {
     /// `incarnation` must differ at every process start (e.g. the start time), so proposal tags
     /// replayed from the log never match a new waiter.
     pub fn new(config: Arc<Config>, table: LeaseTable, node_id: u64, incarnation: u64) -> Self {
-        let cursors = config.pools.iter().map(|p| u32::from(p.range_start)).collect();
+        let indexes = config.pools.iter().map(|pool| allocator::PoolIndex::new(pool, &table)).collect();
         let exhausted = vec![None; config.pools.len()];
         let config_reserved_ips = config.reservations.iter().map(|r| r.ip).collect();
         let api_reservations = reservations::reservation_view(&table);
@@ -332,7 +337,7 @@ impl Engine {
             incarnation,
             next_seq: 0,
             role: Role::NoQuorum,
-            cursors,
+            indexes,
             exhausted,
             config_reserved_ips,
             api_reservations,
@@ -535,8 +540,10 @@ impl Engine {
         None
     }
 
-    /// Scan the pool from its cursor: first for an address with no record at all (so returning
-    /// clients keep theirs as long as possible), then for any reusable one.
+    /// A free address of the pool, from its index: first one with no record at all (so returning
+    /// clients keep theirs as long as possible), then the one reusable longest. Skips this node's
+    /// own addresses, reserved ones and offers held for other clients. Costs the same on a fresh and
+    /// on a churned pool: the index, not the range, is searched.
     fn scan_free(&mut self, pool_index: usize, client: &ClientKey, now_ms: u64) -> Option<Ipv4Addr> {
         let state = Exhausted {
             until_ms: now_ms + EXHAUSTED_RESCAN_MS,
@@ -548,30 +555,19 @@ impl Engine {
                 return None;
             }
         }
-        let pool = &self.config.pools[pool_index];
-        let (start, end) = (u32::from(pool.range_start), u32::from(pool.range_end));
-        let size = end - start + 1;
-        let cursor = self.cursors[pool_index].clamp(start, end);
-        let mut fallback = None;
-        for step in 0..size {
-            let ip = Ipv4Addr::from(start + (cursor - start + step) % size);
-            if self.config.is_own_address(ip) || self.is_reserved(ip) {
-                continue;
-            }
-            if self.offers.held_by_other(ip, client, now_ms) {
-                continue;
-            }
-            match self.table.by_ip(ip) {
-                None => {
-                    self.cursors[pool_index] = if u32::from(ip) == end { start } else { u32::from(ip) + 1 };
-                    return Some(ip);
-                }
-                Some(_) if fallback.is_none() && self.table.is_available_to(ip, client, now_ms) => fallback = Some(ip),
-                Some(_) => {}
-            }
+        let index = &self.indexes[pool_index];
+        let skip = |ip: &Ipv4Addr| {
+            self.config.is_own_address(*ip) || self.is_reserved(*ip) || self.offers.held_by_other(*ip, client, now_ms)
+        };
+        let record_free = index.record_free().find(|ip| !skip(ip));
+        if let Some(ip) = record_free {
+            self.indexes[pool_index].taken(ip);
+            return Some(ip);
         }
-        self.exhausted[pool_index] = if fallback.is_none() { Some(state) } else { None };
-        fallback
+        let reusable =
+            index.reusable_by(now_ms).find(|ip| !skip(ip) && self.table.is_available_to(*ip, client, now_ms));
+        self.exhausted[pool_index] = if reusable.is_none() { Some(state) } else { None };
+        reusable
     }
 
     fn discover(&mut self, request: &Request, scope: &Scope, now_ms: u64) -> Action {
@@ -777,6 +773,45 @@ impl Engine {
         Action::Propose(Proposal { tag, command })
     }
 
+    /// On the leader: the apply parameters of its config (`expiry_grace_secs`, `max_leases`) as a
+    /// command, when the table applies with others (DESIGN rule 4: apply reads the log, not a node's
+    /// file). Until one commits, a table applies with its own node's config.
+    pub fn propose_parameters(&mut self) -> Option<Proposal> {
+        let limits = &self.config.limits;
+        let wanted = Parameters {
+            grace_ms: limits.expiry_grace_secs.saturating_mul(1000),
+            max_leases: limits.max_leases as u64,
+        };
+        let (current, from_log) = self.table.parameters();
+        if self.role != Role::Leader || (from_log && current == wanted) {
+            return None;
+        }
+        Some(Proposal { tag: self.next_tag(), command: Command::SetParameters(wanted) })
+    }
+
+    /// On the leader: a command that forgets records reusable for longer than
+    /// `record_retention_secs` (at most `MAX_COLLECT_PER_COMMAND` of them), if there are any. It
+    /// waits for no answer; apply decides for every replica alike which records go.
+    pub fn propose_collection(&mut self, now_us: u64) -> Option<Proposal> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let retention_ms = self.config.limits.record_retention_secs.saturating_mul(1000);
+        let reusable_before_ms = (now_us / 1000).checked_sub(retention_ms)?;
+        let ips: Vec<Ipv4Addr> = self
+            .indexes
+            .iter()
+            .flat_map(|index| index.reusable_by(reusable_before_ms))
+            .take(MAX_COLLECT_PER_COMMAND)
+            .collect();
+        if ips.is_empty() {
+            return None;
+        }
+        let tag = self.next_tag();
+        let command = Command::Collect { ips, reusable_before_ms, decided_at_index: self.table.applied_index() };
+        Some(Proposal { tag, command })
+    }
+
     /// Forget proposals older than `proposal_timeout_ms` (lost in a leader change, or dropped): the
     /// client retransmits and gets a fresh decision.
     pub fn expire_pending(&mut self, now_us: u64) -> usize {
@@ -813,9 +848,21 @@ impl Engine {
                 self.table.skip(entry.index);
                 continue;
             }
-            let Some(outcomes) = self.table.apply(entry.index, &entry.proposals) else {
+            let mut touched = Vec::new();
+            let Some(outcomes) = self.table.apply_touching(entry.index, &entry.proposals, &mut touched) else {
                 continue;
             };
+            if outcomes.contains(&Outcome::ParametersSet) {
+                // Another grace moves every record's reusable time: index the pools afresh.
+                self.indexes =
+                    self.config.pools.iter().map(|pool| allocator::PoolIndex::new(pool, &self.table)).collect();
+            } else {
+                for ip in touched {
+                    for index in &mut self.indexes {
+                        index.refresh(ip, &self.table);
+                    }
+                }
+            }
             self.applied_since_snapshot += 1;
             for (proposal, outcome) in entry.proposals.iter().zip(&outcomes) {
                 if let Outcome::Bound(lease) = outcome {
@@ -854,7 +901,7 @@ impl Engine {
         let command_ip = match command {
             Command::Bind { ip, .. } | Command::Release { ip, .. } | Command::Decline { ip, .. } => *ip,
             Command::Reserve { host, .. } => host.ip,
-            Command::Unreserve { .. } => Ipv4Addr::UNSPECIFIED,
+            Command::Unreserve { .. } | Command::Collect { .. } | Command::SetParameters(_) => Ipv4Addr::UNSPECIFIED,
         };
         let bootp = request.message_type == ClientMessageType::Bootp;
         match (command, outcome) {
@@ -1007,6 +1054,7 @@ impl Engine {
     /// Replace the table with a snapshot from the leader.
     pub fn restore(&mut self, table: LeaseTable) {
         self.api_reservations = reservations::reservation_view(&table);
+        self.indexes = self.config.pools.iter().map(|pool| allocator::PoolIndex::new(pool, &table)).collect();
         self.table = table;
         self.offers.clear();
         self.applied_since_snapshot = 0;

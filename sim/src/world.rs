@@ -53,6 +53,8 @@ const ELECTION_TICKS: usize = 10;
 const HEARTBEAT_TICKS: usize = 2;
 /// How often a node sweeps stale proposals and offers (the lease actor's `SWEEP_INTERVAL`).
 const SWEEP_US: u64 = 500_000;
+/// Lease records are forgotten this long after they became reusable (the production default is a day).
+const RECORD_RETENTION_SECS: u64 = 20;
 /// The settle phase ends when every client holds an address, checked this often, or fails after
 /// `SETTLE_US` plus a lease time and the grace (the leases of clients that left must run out
 /// first): long enough for an election, a client's full retry cycle and a fresh DORA.
@@ -158,6 +160,8 @@ pub struct Report {
     pub final_applied_index: u64,
     /// Addresses a client got that another client had before.
     pub reassigned: u64,
+    /// Lease-record collections the leaders proposed (`Command::Collect`).
+    pub collections: u64,
     /// Client datagrams that two nodes answered (DESIGN rule 2 wants one).
     pub answered_twice: u64,
     /// How long after everything healed every client held an address.
@@ -180,8 +184,8 @@ impl fmt::Display for Report {
              {} offers, {} proposals \
              ({} refused), {} elections, faults: {} crashes ({} losing the disk), {} partitions, {} client-link cuts, {} weather \
              changes; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
-             {} addresses passed between clients; {} datagrams answered by two nodes; {} digests and {} beliefs \
-             checked; \
+             {} addresses passed between clients; {} record collections; {} datagrams answered by two nodes; \
+             {} digests and {} beliefs checked; \
              trace digest {:#018x}",
             self.seed,
             self.nodes,
@@ -206,6 +210,7 @@ impl fmt::Display for Report {
             self.settle_us as f64 / 1e6,
             self.final_applied_index,
             self.reassigned,
+            self.collections,
             self.answered_twice,
             self.digests_compared,
             self.beliefs_checked,
@@ -354,6 +359,9 @@ impl Plan {
                 proposal_timeout_ms: 5_000,
                 max_leases: self.max_leases,
                 snapshot_every_entries: self.snapshot_every_entries,
+                // Short, so that records are collected within a run (and clients come back to
+                // addresses whose records are gone).
+                record_retention_secs: RECORD_RETENTION_SECS,
                 ..Limits::default()
             },
             cluster: Cluster {
@@ -763,8 +771,21 @@ impl World {
                 self.schedule(self.now_us + SWEEP_US, Event::Sweep(n));
                 self.note(Note::Sweep { node: self.nodes[n].id });
                 let now_us = self.node_now_us(n);
+                self.refresh_role(n);
                 if let Some(live) = self.nodes[n].live.as_mut() {
                     live.engine.expire_pending(now_us);
+                    // The leader's parameters and record collection, as the lease actor proposes them.
+                    let collection = live.engine.propose_collection(now_us);
+                    self.report.collections += u64::from(collection.is_some());
+                    let proposals = [live.engine.propose_parameters(), collection];
+                    let mut any = false;
+                    for proposal in proposals.into_iter().flatten() {
+                        live.batch.push(proposal);
+                        any = true;
+                    }
+                    if any {
+                        self.schedule_flush(n);
+                    }
                 }
             }
             Event::FlushProposals { node: n, incarnation } => {

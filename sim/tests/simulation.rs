@@ -51,6 +51,7 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
         assert!(sum(|r| r.confirmations) > 0, "no minority-side renewal was ever confirmed");
         assert!(sum(|r| r.follower_acks) > 0, "no follower ever answered a renewal addressed to it");
         assert!(sum(|r| r.reassigned) > 0, "no address ever passed from one client to another");
+        assert!(sum(|r| r.collections) > 0, "no leader ever collected lease records");
         assert!(sum(|r| r.naks) > 0, "no NAK was ever sent");
         let by_size = |nodes: usize| reports.iter().filter(|r| r.nodes == nodes).count();
         assert!(by_size(3) > 0 && by_size(5) > 0, "both cluster sizes run");

@@ -22,6 +22,8 @@ use crate::wire::Request;
 
 /// How often stale offers and proposals are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the leader looks for lease records past their retention (see `Engine::propose_collection`).
+const COLLECT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A validated request from the parser, and how it arrived.
 #[derive(Message)]
@@ -192,6 +194,17 @@ impl Actor for LeaseActor {
             // Requests that gave up waiting (their HTTP handler timed out) have closed receivers.
             act.admin_waiters.retain(|_, waiter| !waiter.is_closed());
         });
+        ctx.run_interval(COLLECT_INTERVAL, |act, ctx| {
+            act.refresh_role();
+            let now_us = act.clock.now_us();
+            let proposals = [act.engine.propose_parameters(), act.engine.propose_collection(now_us)];
+            for proposal in proposals.into_iter().flatten() {
+                if act.batch.is_empty() {
+                    ctx.notify(FlushProposals);
+                }
+                act.batch.push(proposal);
+            }
+        });
     }
 }
 
@@ -292,7 +305,15 @@ impl Handler<ToStateMachine> for LeaseActor {
                         info!(self.log, "restored lease table from snapshot"; "index" => index, "leases" => table.len());
                         self.engine.restore(table);
                     }
-                    Err(e) => error!(self.log, "snapshot from leader is unusable"; "index" => index, "error" => %e),
+                    Err(e) => {
+                        // The raft layer has moved past this index: serving on from the old table
+                        // would answer clients from a state the log no longer describes.
+                        error!(self.log, "snapshot from the leader is unusable, stopping the node";
+                            "index" => index, "error" => %e);
+                        eprintln!("leasehold: stopping the node: the snapshot at index {index} does not decode: {e}");
+                        System::current().stop_with_code(1);
+                        std::process::exit(1);
+                    }
                 }
             }
             ToStateMachine::Rejected(tags) => {

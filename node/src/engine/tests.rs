@@ -568,8 +568,35 @@ proptest! {
         for step in steps {
             match step {
                 Step::Discover(c) => {
-                    if let Action::Send(o) = engine.handle(&discover(mac(c)), now) {
-                        offered.insert(c, o.reply.yiaddr);
+                    let client = leasehold_cluster::ClientKey::Mac(mac(c));
+                    let now_ms = now / 1000;
+                    // Free for this client: no other client's live record, no other client's
+                    // offer, not reserved for someone else, not this node's own address.
+                    let free_for = |engine: &Engine, ip: Ipv4Addr| {
+                        engine.table().is_available_to(ip, &client, now_ms)
+                            && !engine.offers.held_by_other(ip, &client, now_ms)
+                            && !engine.is_reserved(ip)
+                            && ip != SERVER
+                    };
+                    match engine.handle(&discover(mac(c)), now) {
+                        Action::Send(o) => {
+                            let ip = o.reply.yiaddr;
+                            // The allocator's pick: never bound to, offered to or reserved for
+                            // another client, never declined and still in probation.
+                            prop_assert!(engine.table().is_available_to(ip, &client, now_ms), "offered {} in use", ip);
+                            prop_assert!(!engine.is_reserved(ip), "offered the reserved {}", ip);
+                            prop_assert_eq!(engine.offers.of(&client, now_ms), Some(ip), "the offer is held for the client");
+                            offered.insert(c, ip);
+                        }
+                        Action::Silent(Silence::PoolExhausted) => {
+                            // Only when no address of the pool is free for the client.
+                            let pool = &engine.config().pools[0];
+                            let free = (u32::from(pool.range_start)..=u32::from(pool.range_end))
+                                .map(Ipv4Addr::from)
+                                .find(|ip| free_for(&engine, *ip));
+                            prop_assert_eq!(free, None, "pool exhausted with an address free");
+                        }
+                        other => return Err(TestCaseError::fail(format!("DISCOVER answered {other:?}"))),
                     }
                 }
                 Step::Select(c) => {
