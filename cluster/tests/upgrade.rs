@@ -1,0 +1,69 @@
+//! A data directory written before log entries and snapshots carried a version (plain bincode)
+//! opens with this build, and every lease in it survives: the snapshot is read as version 1, the
+//! entries after it replay (issue 10: "a data directory written before this change opens after it").
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use common::{drive, logger, proposal, Applier, GRACE_MS, MAX_LEASES};
+use leasehold_cluster::replica::{Replica, ReplicaConfig};
+use leasehold_cluster::storage::{DurableLog, LogStore, ReadyWrite};
+use leasehold_cluster::{actor, Lease, LeaseTable, Proposal};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+
+/// The snapshot layout before versions: applied index and the leases, bincode, no mark.
+#[derive(serde::Serialize)]
+struct SnapshotV1 {
+    applied_index: u64,
+    leases: Vec<Lease>,
+}
+
+fn unversioned_entry(index: u64, proposals: &[Proposal]) -> Entry {
+    let data = bincode::serde::encode_to_vec(proposals, bincode::config::standard()).expect("encode");
+    Entry { index, term: 1, data: data.into(), ..Entry::default() }
+}
+
+#[test]
+fn an_unversioned_data_directory_opens_and_keeps_every_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    // What the previous build wrote: 100 bindings applied into a snapshot at index 2, then three
+    // entries of 10 bindings each after it, all committed, all in the old encodings.
+    let mut old = LeaseTable::new(GRACE_MS, MAX_LEASES);
+    old.apply(1, &[]).unwrap();
+    old.apply(2, &(0..100).map(|seq| proposal(1, seq)).collect::<Vec<_>>()).unwrap();
+    let v1 = SnapshotV1 { applied_index: 2, leases: old.iter().cloned().collect() };
+    let mut snapshot = Snapshot::default();
+    snapshot.data = bincode::serde::encode_to_vec(&v1, bincode::config::standard()).unwrap().into();
+    snapshot.mut_metadata().index = 2;
+    snapshot.mut_metadata().term = 1;
+    snapshot.mut_metadata().set_conf_state(ConfState { voters: vec![1], ..ConfState::default() });
+    let later: Vec<Vec<Proposal>> = (0..3).map(|e| (0..10).map(|i| proposal(1, 100 + e * 10 + i)).collect()).collect();
+    let entries: Vec<Entry> = later.iter().enumerate().map(|(i, p)| unversioned_entry(3 + i as u64, p)).collect();
+    {
+        let mut log = LogStore::open(dir.path(), true).expect("a new data directory");
+        let hard_state = HardState { term: 1, vote: 1, commit: 5, ..HardState::default() };
+        log.write_ready(ReadyWrite { snapshot: Some(&snapshot), entries: &[], hard_state: None, must_sync: true })
+            .expect("write the snapshot");
+        log.write_ready(ReadyWrite { snapshot: None, entries: &entries, hard_state: Some(&hard_state), must_sync: true })
+            .expect("write the entries");
+    }
+
+    // This build: the table from the unversioned snapshot, then the unversioned entries replayed.
+    let (log, table) = actor::open(dir.path(), true, GRACE_MS, MAX_LEASES, &logger()).expect("the old directory opens");
+    assert_eq!((table.applied_index(), table.len()), (2, 100), "the version-1 snapshot's table");
+    let config = ReplicaConfig { applied: table.applied_index(), ..ReplicaConfig::new(1) };
+    let mut replica = Replica::new(&config, log, &logger()).expect("the replica starts on the old log");
+    let mut applier = Applier::new(table);
+    let actions = drive(&mut replica);
+    let replayed: Vec<u64> = actions.committed.iter().filter(|e| e.index <= 5).map(|e| e.index).collect();
+    assert_eq!(replayed, vec![3, 4, 5], "the unversioned entries after the snapshot replay");
+    applier.take(&actions);
+    assert_eq!(applier.table.len(), 130, "every lease survives: 100 from the snapshot, 30 from the entries");
+    for seq in 0..130u32 {
+        let ip = Ipv4Addr::from(0x0a00_0000 + seq + 1);
+        assert!(applier.table.by_ip(ip).is_some_and(|l| l.is_active(1_000)), "lease {ip} lost");
+    }
+    // And what this build writes from here on is versioned: a snapshot of the upgraded table.
+    assert_eq!(applier.table.to_snapshot()[0], 0xff);
+}
