@@ -4,9 +4,17 @@
 #   (a) leasehold serve             (fsync on: every ACKed binding is on disk)
 #   (b) leasehold serve --no-fsync
 #   (c) kea-dhcp4, memfile with persist=true, raw sockets (Kea's memfile never calls fsync)
-# then binds 50,000+ leases on leasehold (and on Kea) and prints the server's resident memory.
+# then binds 50,000+ leases on leasehold (and on Kea) and prints the server's resident memory, then
+# measures new clients on a fresh and on a churned pool (below).
 #
 #   scripts/bench.sh [--servers leasehold,leasehold-nofsync,kea] [--period SECONDS] [--no-build]
+#                    [--phases search,rss,churn]
+#
+# The churn phase (leasehold fsync on and Kea): one server per kind with a 58,112-address pool and
+# 120 s leases. New clients at 1,000/s for 10 s on the fresh pool; then other clients fill the pool
+# (every address bound once), their leases expire (plus leasehold's 5 s grace and Kea's reclaim), and
+# clients with yet another MAC base come at 1,000/s for 10 s. Each measurement prints DORA/s, the
+# DISCOVERs left unanswered, and the server's CPU time (utime + stime from /proc) per completed DORA.
 #
 # "Sustained" = the highest offered rate at which fewer than 1% of the exchanges are lost (DISCOVERs sent
 # vs ACKs received); found by doubling the rate from 2,000/s until a rate fails, then bisecting three
@@ -27,6 +35,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 
 SERVERS=leasehold,leasehold-nofsync,kea
+PHASES=search,rss,churn
 PERIOD=5
 BUILD=1
 START_RATE=2000
@@ -37,6 +46,7 @@ while (($#)); do
     case $1 in
     --servers) SERVERS=$2; shift 2 ;;
     --period) PERIOD=$2; shift 2 ;;
+    --phases) PHASES=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     -h | --help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -288,13 +298,16 @@ echo "== Leasehold benchmark: perfdhcp 4-way exchanges/s with drops under 1% ($P
 echo "   segment $NAME (1 server ns, 1 client ns), pool 10.77.1.0-10.77.255.254, $CLIENTS clients,"
 echo "   ${PERIOD} s per run, fresh server and data directory per run, data on $fs_type ($WORK)"
 IFS=, read -r -a KINDS <<<"$SERVERS"
+phase() { [[ ,$PHASES, == *,$1,* ]]; }
 for kind in "${KINDS[@]}"; do
+    phase search || break
     echo "-- $(label "$kind"): searching"
     search "$kind"
 done
 for kind in "${KINDS[@]}"; do
+    phase rss || break
     # Bind at 80% of what the server sustained (at most 20,000/s), so the bind itself loses little.
-    rate=$((RESULT_RATE[$kind] * 8 / 10))
+    rate=$((${RESULT_RATE[$kind]:-10000} * 8 / 10))
     ((rate > 20000)) && rate=20000
     ((rate >= 500)) || rate=500
     if [[ $kind != leasehold-nofsync ]]; then
@@ -303,9 +316,127 @@ for kind in "${KINDS[@]}"; do
     fi
 done
 
+# -- The churn phase -------------------------------------------------------------------------------------
+CHURN_FIRST=10.77.1.0
+CHURN_LAST=10.77.227.255
+CHURN_SIZE=58112
+CHURN_LEASE=120
+CHURN_RATE=1000
+CHURN_PERIOD=10
+declare -A CHURN_LINES
+
+# start_churn_server KIND: leasehold (fsync on) or Kea with the churn pool and lease time.
+start_churn_server() {
+    local kind=$1
+    RUN=$((RUN + 1))
+    local dir=$WORK/churn-$kind-$RUN
+    mkdir -p "$dir"
+    SERVER_LOG=$dir/server.log
+    case $kind in
+    leasehold)
+        cat >"$dir/leasehold.toml" <<EOF
+[server]
+interface = "eth0"
+server_ip = "10.77.0.1"
+admin_listen = "127.0.0.1:6767"
+data_dir = "$dir/data"
+[log]
+level = "warning"
+[limits]
+expiry_grace_secs = 5
+[[pool]]
+subnet = "10.77.0.0/16"
+range_start = "$CHURN_FIRST"
+range_end = "$CHURN_LAST"
+lease_time_secs = $CHURN_LEASE
+EOF
+        ip netns exec "$SNS" "${SERVER_CPU[@]}" "$BIN" serve --config "$dir/leasehold.toml" >"$SERVER_LOG" 2>&1 &
+        SERVER_PID=$!
+        wait_ready "$kind" healthz
+        ;;
+    kea)
+        cat >"$dir/kea.json" <<EOF
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": ["eth0"], "dhcp-socket-type": "raw" },
+  "lease-database": { "type": "memfile", "persist": true, "name": "$dir/leases4.csv", "lfc-interval": 0 },
+  "valid-lifetime": $CHURN_LEASE,
+  "expired-leases-processing": { "reclaim-timer-wait-time": 5, "hold-reclaimed-time": 3600 },
+  "subnet4": [ { "id": 1, "subnet": "10.77.0.0/16", "pools": [ { "pool": "$CHURN_FIRST - $CHURN_LAST" } ] } ],
+  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "stdout" } ], "severity": "INFO" } ]
+} }
+EOF
+        KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir ip netns exec "$SNS" "${SERVER_CPU[@]}" \
+            kea-dhcp4 -c "$dir/kea.json" >"$SERVER_LOG" 2>&1 &
+        SERVER_PID=$!
+        wait_ready kea log
+        ;;
+    esac
+}
+
+# cpu_ticks: the server's user + system CPU time so far, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"
+}
+
+# churn_measure KIND WHAT MAC_BASE: new clients (MAC_BASE) at CHURN_RATE/s for CHURN_PERIOD s; prints and
+# keeps "WHAT: DORA/s, unanswered DISCOVERs, CPU µs per DORA".
+churn_measure() {
+    local kind=$1 what=$2 base=$3 out=$WORK/churn-$kind-$RANDOM.out before after
+    before=$(cpu_ticks)
+    timeout $((CHURN_PERIOD + 30)) ip netns exec "$CNS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single \
+        -b "mac=$base" -r "$CHURN_RATE" -R 20000 -p "$CHURN_PERIOD" -W 300000 >"$out" 2>&1 || true
+    after=$(cpu_ticks)
+    local sent acked offered
+    read -r sent acked < <(perfdhcp_counts "$out")
+    offered=$(awk '/Statistics for: DISCOVER-OFFER/ {s = 1} s && /received packets:/ {print $3; exit}' "$out")
+    local line
+    line=$(awk -v s="$sent" -v a="$acked" -v o="${offered:-0}" -v p="$CHURN_PERIOD" -v t=$((after - before)) \
+        -v hz="$(getconf CLK_TCK)" -v w="$what" -v l="$(label "$kind")" 'BEGIN {
+            printf "%s, %s: %d DORA/s, %.1f%% of DISCOVERs unanswered, %.0f µs server CPU per DORA",
+                l, w, a / p, s ? (s - o) * 100 / s : 0, a ? t * 1e6 / hz / a : 0 }')
+    echo "  $line"
+    CHURN_LINES[$kind]+="$line"$'\n'
+}
+
+# churn_fill KIND: clients of another MAC base until every address of the pool has been bound (or 6
+# rounds); prints how many were bound.
+churn_fill() {
+    local kind=$1 round bound=0
+    for ((round = 1; round <= 6; round++)); do
+        timeout 120 ip netns exec "$CNS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single -b mac=00:0b:00:00:00:00 \
+            -r 4000 -R 80000 -n 60000 -p 45 -W 1000000 >"$WORK/churn-fill-$kind-$round.out" 2>&1 || true
+        bound=$(churn_bound "$kind")
+        ((bound * 1000 < CHURN_SIZE * 995)) || break
+    done
+    echo "  $(label "$kind"): $bound of $CHURN_SIZE addresses bound"
+}
+
+churn_bound() {
+    case $1 in
+    leasehold) count_bound leasehold ;;
+    kea) awk -F, 'NR > 1 {life[$1] = $4} END {for (a in life) if (life[a] != 0) n++; printf "%d\n", n}' \
+        "$WORK/churn-kea-$RUN/leases4.csv" ;;
+    esac
+}
+
+if phase churn; then
+    for kind in "${KINDS[@]}"; do
+        [[ $kind == leasehold || $kind == kea ]] || continue
+        echo "-- $(label "$kind"): churn, pool of $CHURN_SIZE addresses, $CHURN_LEASE s leases"
+        start_churn_server "$kind"
+        churn_measure "$kind" "fresh pool, new clients at $CHURN_RATE/s" 00:0a:00:00:00:00
+        churn_fill "$kind"
+        echo "  waiting $((CHURN_LEASE + 15)) s for every lease to expire (and its grace or reclaim)"
+        sleep $((CHURN_LEASE + 15))
+        churn_measure "$kind" "churned pool, new clients at $CHURN_RATE/s" 00:0c:00:00:00:00
+        stop_server
+    done
+fi
+
 echo
 echo "== Results ($PINNING) =="
 for kind in "${KINDS[@]}"; do
+    [[ -n ${RESULT_XPS[$kind]:-} ]] || continue
     capped_note=""
     ((RESULT_CAPPED[$kind])) && capped_note=", perfdhcp's limit: the server was not saturated"
     printf '%s: %d exchanges/s (drops %s%%%s)\n' "$(label "$kind")" "${RESULT_XPS[$kind]}" "${RESULT_LOSS[$kind]}" \
@@ -328,4 +459,7 @@ if ((CLIENT_LIMITED)); then
 fi
 for kind in "${KINDS[@]}"; do
     [[ -z ${RSS_LINE[$kind]:-} ]] || echo "${RSS_LINE[$kind]}"
+done
+for kind in "${KINDS[@]}"; do
+    [[ -z ${CHURN_LINES[$kind]:-} ]] || printf '%s' "${CHURN_LINES[$kind]}"
 done
