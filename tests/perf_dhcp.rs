@@ -89,28 +89,26 @@ fn perfdhcp_completes_5000_exchanges_without_loss() {
         stages.get(name).unwrap_or_else(|| panic!("perfdhcp's report has no {name} statistics:\n{report}"))
     };
 
-    // DISCOVER → OFFER (RFC 2131 §4.3.1): one OFFER for every DISCOVER.
+    // DISCOVER → OFFER (RFC 2131 §4.3.1): one OFFER for every DISCOVER. perfdhcp's `-n` is a floor, not
+    // an exact count: on a loaded machine it sends a few more before it stops. The property is that
+    // none is lost, however many it sent.
     let offers = stage("DISCOVER-OFFER");
-    assert_eq!(
-        offers.sent,
-        Some(EXCHANGES),
-        "perfdhcp sent {:?} DISCOVERs, expected {EXCHANGES}\n{report}",
-        offers.sent
-    );
+    let sent = offers.sent.unwrap_or(0);
+    assert!(sent >= EXCHANGES, "perfdhcp sent {sent} DISCOVERs, expected at least {EXCHANGES}\n{report}");
     assert_eq!(
         offers.received,
-        Some(EXCHANGES),
-        "expected an OFFER for each of the {EXCHANGES} DISCOVERs, got {:?} (drops {:?})\n{report}",
+        Some(sent),
+        "expected an OFFER for each of the {sent} DISCOVERs, got {:?} (drops {:?})\n{report}",
         offers.received,
         offers.drops
     );
     // REQUEST (SELECTING) → ACK (RFC 2131 §4.3.2): every exchange completes.
     let acks = stage("REQUEST-ACK");
-    assert_eq!(acks.sent, Some(EXCHANGES), "perfdhcp sent {:?} REQUESTs, expected {EXCHANGES}\n{report}", acks.sent);
+    assert_eq!(acks.sent, Some(sent), "perfdhcp sent {:?} REQUESTs for {sent} OFFERs\n{report}", acks.sent);
     assert_eq!(
         acks.received,
-        Some(EXCHANGES),
-        "expected {EXCHANGES} completed 4-way exchanges (REQUEST-ACK received), got {:?} (drops {:?})\n{report}",
+        Some(sent),
+        "expected {sent} completed 4-way exchanges (REQUEST-ACK received), got {:?} (drops {:?})\n{report}",
         acks.received,
         acks.drops
     );

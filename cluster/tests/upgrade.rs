@@ -45,8 +45,13 @@ fn an_unversioned_data_directory_opens_and_keeps_every_lease() {
         let hard_state = HardState { term: 1, vote: 1, commit: 5, ..HardState::default() };
         log.write_ready(ReadyWrite { snapshot: Some(&snapshot), entries: &[], hard_state: None, must_sync: true })
             .expect("write the snapshot");
-        log.write_ready(ReadyWrite { snapshot: None, entries: &entries, hard_state: Some(&hard_state), must_sync: true })
-            .expect("write the entries");
+        log.write_ready(ReadyWrite {
+            snapshot: None,
+            entries: &entries,
+            hard_state: Some(&hard_state),
+            must_sync: true,
+        })
+        .expect("write the entries");
     }
 
     // This build: the table from the unversioned snapshot, then the unversioned entries replayed.
