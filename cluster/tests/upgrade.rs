@@ -33,8 +33,10 @@ fn an_unversioned_data_directory_opens_and_keeps_every_lease() {
     old.apply(1, &[]).unwrap();
     old.apply(2, &(0..100).map(|seq| proposal(1, seq)).collect::<Vec<_>>()).unwrap();
     let v1 = SnapshotV1 { applied_index: 2, leases: old.iter().cloned().collect() };
-    let mut snapshot = Snapshot::default();
-    snapshot.data = bincode::serde::encode_to_vec(&v1, bincode::config::standard()).unwrap().into();
+    let mut snapshot = Snapshot {
+        data: bincode::serde::encode_to_vec(&v1, bincode::config::standard()).unwrap().into(),
+        ..Snapshot::default()
+    };
     snapshot.mut_metadata().index = 2;
     snapshot.mut_metadata().term = 1;
     snapshot.mut_metadata().set_conf_state(ConfState { voters: vec![1], ..ConfState::default() });
