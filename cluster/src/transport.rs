@@ -14,7 +14,8 @@
 //!   counted. A node also accepts connections only from configured peer ids. The links are
 //!   authenticated, not encrypted: the Raft traffic is lease data, not secrets.
 //! - A frame's payload is at most [`MAX_FRAME_BYTES`]; a larger length closes the connection before
-//!   anything of that size is allocated.
+//!   anything of that size is allocated. A longer message (a large snapshot) goes as several frames
+//!   and is joined on arrival, up to [`MAX_MESSAGE_BYTES`].
 //!
 //! Inbound messages go to the `Recipient<PeerMessage>` given to [`start`] (see `link::deliver` for
 //! why delivery is `try_send` with a drop counter). The transport does not report snapshot delivery:
@@ -37,7 +38,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use wire::{MAX_FRAME_BYTES, MIN_SECRET_BYTES};
+pub use wire::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MIN_SECRET_BYTES};
 
 /// Mailbox size of the transport actor: how many `SendMessages` batches may wait for it.
 pub const TRANSPORT_MAILBOX_CAPACITY: usize = 1024;
@@ -147,7 +148,7 @@ pub struct PeerStats {
     pub sent: u64,
     /// Messages dropped because the peer's send queue was full.
     pub dropped_full: u64,
-    /// Messages dropped because they could not be framed (over [`MAX_FRAME_BYTES`] when encoded).
+    /// Messages dropped because they could not be framed (over [`MAX_MESSAGE_BYTES`] when encoded).
     pub dropped_unsendable: u64,
     /// Outbound connections closed because the peer failed to prove the shared secret.
     pub auth_failures: u64,

@@ -23,7 +23,7 @@ use tokio::time::{sleep, timeout};
 
 use super::wire::{
     FrameHeader, FrameOpener, FrameSealer, Handshake, Hello, WireError, FRAME_HEADER_BYTES, HELLO_BYTES, MAC_BYTES,
-    MAX_FRAME_BYTES,
+    MAX_MESSAGE_BYTES,
 };
 use super::{PeerCounters, PeerMessage, Shared};
 
@@ -45,6 +45,9 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
 pub const MAX_INBOUND_CONNECTIONS: usize = 64;
 /// A writer gathers queued messages into one write until the batch has this many bytes...
 const BATCH_MAX_BYTES: usize = 1024 * 1024;
+/// A message longer than this goes as frames of this size, each written on its own (a large
+/// snapshot neither waits for one huge write nor needs a second copy in the batch buffer).
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// ...or this many messages.
 const BATCH_MAX_MESSAGES: usize = 256;
 /// Pause after a failed accept (for example out of file descriptors) before trying again.
@@ -172,11 +175,26 @@ async fn serve_inbound(shared: Arc<Shared>, mut stream: TcpStream, remote: Socke
     };
     info!(shared.log, "inbound link up"; "peer" => peer, "remote" => %remote);
 
+    // The frames of a message that came in several (see `wire`), joined so far.
+    let mut partial: Vec<u8> = Vec::new();
     let ended = loop {
         tokio::select! {
             _ = &mut superseded => break LinkError::Superseded,
             frame = read_frame(&mut stream, &mut opener) => {
-                let delivered = frame.and_then(|payload| deliver(&shared, peer, &counters, &payload));
+                let delivered = frame.and_then(|(payload, more)| {
+                    if !more && partial.is_empty() {
+                        return deliver(&shared, peer, &counters, &payload);
+                    }
+                    if partial.len() + payload.len() > MAX_MESSAGE_BYTES {
+                        return Err(LinkError::Wire(WireError::MessageTooLarge));
+                    }
+                    partial.extend_from_slice(&payload);
+                    if more {
+                        return Ok(());
+                    }
+                    let message = std::mem::take(&mut partial);
+                    deliver(&shared, peer, &counters, &message)
+                });
                 if let Err(error) = delivered {
                     break error;
                 }
@@ -214,9 +232,9 @@ async fn accept_handshake(shared: &Shared, stream: &mut TcpStream) -> Result<(u6
     Ok((client.from, FrameOpener::new(&handshake.session_key(&shared.secret))))
 }
 
-/// Reads one frame and returns its checked payload. The header's length is checked before the body
-/// is allocated, so a hostile length costs nothing.
-async fn read_frame(stream: &mut TcpStream, opener: &mut FrameOpener) -> Result<Vec<u8>, LinkError> {
+/// Reads one frame and returns its checked payload, and whether more frames of its message follow.
+/// The header's length is checked before the body is allocated, so a hostile length costs nothing.
+async fn read_frame(stream: &mut TcpStream, opener: &mut FrameOpener) -> Result<(Vec<u8>, bool), LinkError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     match stream.read_exact(&mut header).await {
         Ok(_) => {}
@@ -228,7 +246,7 @@ async fn read_frame(stream: &mut TcpStream, opener: &mut FrameOpener) -> Result<
     stream.read_exact(&mut body).await?;
     let payload_len = opener.open(header, &body)?.len();
     body.truncate(payload_len);
-    Ok(body)
+    Ok((body, header.more))
 }
 
 /// Hands one authenticated frame to the raft actor.
@@ -376,14 +394,28 @@ async fn pump(
         while let Some(message) = next {
             // A message too large for any peer to accept would only close the connection.
             match message.write_to_bytes() {
-                Ok(payload) if payload.len() <= MAX_FRAME_BYTES => {
+                Ok(payload) if payload.len() <= CHUNK_BYTES => {
                     sealer.seal(&payload, &mut batch);
                     framed += 1;
                 }
+                Ok(payload) if payload.len() <= MAX_MESSAGE_BYTES => {
+                    // What is batched goes first, then the message frame by frame, in order.
+                    let mut chunks = payload.chunks(CHUNK_BYTES).peekable();
+                    while let Some(chunk) = chunks.next() {
+                        sealer.seal_frame(chunk, chunks.peek().is_some(), &mut batch);
+                        match timeout(WRITE_TIMEOUT, writer.write_all(&batch)).await {
+                            Ok(Ok(())) => batch.clear(),
+                            Ok(Err(error)) => return LinkError::Io(error),
+                            Err(_) => return LinkError::Timeout("write"),
+                        }
+                    }
+                    counters.sent.fetch_add(framed + 1, Relaxed);
+                    framed = 0;
+                }
                 Ok(payload) => {
                     counters.dropped_unsendable.fetch_add(1, Relaxed);
-                    slog::error!(shared.log, "dropping a message over the frame limit";
-                        "peer" => peer, "type" => ?message.msg_type, "bytes" => payload.len(), "limit" => MAX_FRAME_BYTES);
+                    slog::error!(shared.log, "dropping a message over the message limit";
+                        "peer" => peer, "type" => ?message.msg_type, "bytes" => payload.len(), "limit" => MAX_MESSAGE_BYTES);
                 }
                 Err(error) => {
                     counters.dropped_unsendable.fetch_add(1, Relaxed);

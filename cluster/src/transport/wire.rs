@@ -18,6 +18,12 @@
 //! sequence starting at 0 and rising by exactly one per frame. The length is checked against
 //! [`MAX_FRAME_BYTES`] before anything of that size is allocated.
 //!
+//! A message longer than one frame (a Raft snapshot of a large table) goes as several: every frame
+//! but the last has the top bit of its length field set ([`MORE_FOLLOWS`]) and its MAC taken over
+//! `sequence || payload || 0x01`, so the flag can be neither set nor cleared on the way; the
+//! receiver joins the payloads, up to [`MAX_MESSAGE_BYTES`]. A message that fits one frame is
+//! framed as before this existed.
+//!
 //! This authenticates peers and protects frames against change, replay and reordering; it does not
 //! encrypt them (Raft traffic is lease data, which DHCP hands out in the clear anyway).
 
@@ -36,9 +42,14 @@ pub const MAC_BYTES: usize = 32;
 pub const HELLO_BYTES: usize = HELLO_MAGIC.len() + 8 + 8 + NONCE_BYTES;
 /// Bytes in a frame header: payload length (u32) and sequence number (u64), both big-endian.
 pub const FRAME_HEADER_BYTES: usize = 4 + 8;
-/// The largest payload a frame may carry (a Raft snapshot of the lease table fits with room to
-/// spare). A longer length field closes the connection before any of it is read.
+/// The largest payload one frame carries; longer messages are split over several frames. A longer
+/// length field closes the connection before any of it is read.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+/// The largest message several frames may join into (a snapshot of millions of leases fits); more
+/// closes the connection.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
+/// Set in a frame's length field: another frame of the same message follows.
+pub const MORE_FOLLOWS: u32 = 1 << 31;
 /// The shortest shared secret a transport accepts.
 pub const MIN_SECRET_BYTES: usize = 16;
 
@@ -57,6 +68,8 @@ pub enum WireError {
     BadProof,
     #[error("frame of {len} bytes is over the limit of {MAX_FRAME_BYTES}")]
     FrameTooLarge { len: u64 },
+    #[error("message of more than {MAX_MESSAGE_BYTES} bytes")]
+    MessageTooLarge,
     #[error("frame MAC does not match")]
     BadMac,
     #[error("frame sequence {got}, expected {expected}")]
@@ -174,20 +187,29 @@ impl FrameSealer {
         FrameSealer { mac: hmac_with(&key.0), next_sequence: 0 }
     }
 
-    /// Appends one frame carrying `payload` to `out`.
+    /// Appends one frame carrying `payload` to `out`, the last (or only) frame of its message.
     ///
     /// Panics if `payload` is over [`MAX_FRAME_BYTES`]; callers check first (the receiver would
     /// close the connection).
     pub fn seal(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        self.seal_frame(payload, false, out);
+    }
+
+    /// Appends one frame of a message: `more` when another frame of it follows.
+    pub fn seal_frame(&mut self, payload: &[u8], more: bool, out: &mut Vec<u8>) {
         assert!(payload.len() <= MAX_FRAME_BYTES, "frame payload of {} bytes over the limit", payload.len());
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let mut mac = self.mac.clone();
         mac.update(&sequence.to_be_bytes());
         mac.update(payload);
+        if more {
+            mac.update(&[1]);
+        }
         out.reserve(FRAME_HEADER_BYTES + payload.len() + MAC_BYTES);
-        // The assert above keeps the length within u32.
-        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        // The assert above keeps the length within 31 bits.
+        let len = payload.len() as u32 | if more { MORE_FOLLOWS } else { 0 };
+        out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&sequence.to_be_bytes());
         out.extend_from_slice(payload);
         out.extend_from_slice(&mac.finalize().into_bytes());
@@ -200,6 +222,8 @@ impl FrameSealer {
 pub struct FrameHeader {
     pub payload_len: usize,
     pub sequence: u64,
+    /// Another frame of the same message follows.
+    pub more: bool,
 }
 
 impl FrameHeader {
@@ -223,11 +247,12 @@ impl FrameOpener {
     /// Reads a header; refuses a length over the limit before the body is read or allocated.
     pub fn header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Result<FrameHeader, WireError> {
         let (len, sequence) = bytes.split_at(4);
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        let field = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        let len = field & !MORE_FOLLOWS;
         if len as usize > MAX_FRAME_BYTES {
             return Err(WireError::FrameTooLarge { len: len.into() });
         }
-        Ok(FrameHeader { payload_len: len as usize, sequence: u64_be(sequence) })
+        Ok(FrameHeader { payload_len: len as usize, sequence: u64_be(sequence), more: field & MORE_FOLLOWS != 0 })
     }
 
     /// Checks the body (`payload || MAC`) that followed `header` and returns the payload. The MAC is
@@ -238,6 +263,9 @@ impl FrameOpener {
         let mut mac = self.mac.clone();
         mac.update(&header.sequence.to_be_bytes());
         mac.update(payload);
+        if header.more {
+            mac.update(&[1]);
+        }
         mac.verify_slice(tag).map_err(|_| WireError::BadMac)?;
         if header.sequence != self.next_sequence {
             return Err(WireError::BadSequence { expected: self.next_sequence, got: header.sequence });
@@ -353,5 +381,51 @@ mod tests {
         assert!(FrameOpener::header(&header).is_err());
         header[..4].copy_from_slice(&(MAX_FRAME_BYTES as u32).to_be_bytes());
         assert_eq!(FrameOpener::header(&header).unwrap().payload_len, MAX_FRAME_BYTES);
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    fn pair() -> (FrameSealer, FrameOpener) {
+        let key = SessionKey([7; MAC_BYTES]);
+        (FrameSealer::new(&key), FrameOpener::new(&key))
+    }
+
+    /// Walks `bytes` frame by frame as a receiver does: (payload, more) each.
+    fn open_all(opener: &mut FrameOpener, mut bytes: &[u8]) -> Result<Vec<(Vec<u8>, bool)>, WireError> {
+        let mut frames = Vec::new();
+        while !bytes.is_empty() {
+            let (head, rest) = bytes.split_at(FRAME_HEADER_BYTES);
+            let header = FrameOpener::header(head.try_into().expect("a header"))?;
+            let (body, rest) = rest.split_at(header.body_len());
+            frames.push((opener.open(header, body)?.to_vec(), header.more));
+            bytes = rest;
+        }
+        Ok(frames)
+    }
+
+    #[test]
+    fn a_continued_frame_is_flagged_and_its_flag_is_authenticated() {
+        let (mut sealer, mut opener) = pair();
+        let mut out = Vec::new();
+        sealer.seal_frame(b"first half", true, &mut out);
+        sealer.seal_frame(b"second half", false, &mut out);
+        let frames = open_all(&mut opener, &out).expect("both frames open");
+        assert_eq!(frames, vec![(b"first half".to_vec(), true), (b"second half".to_vec(), false)]);
+
+        // Clearing the flag of the first frame (to cut the message short) breaks its MAC.
+        let (mut sealer, mut opener) = pair();
+        let mut out = Vec::new();
+        sealer.seal_frame(b"first half", true, &mut out);
+        out[0] &= 0x7f;
+        assert_eq!(open_all(&mut opener, &out), Err(WireError::BadMac));
+        // Setting it on a last frame (to splice another message on) does too.
+        let (mut sealer, mut opener) = pair();
+        let mut out = Vec::new();
+        sealer.seal(b"whole", &mut out);
+        out[0] |= 0x80;
+        assert_eq!(open_all(&mut opener, &out), Err(WireError::BadMac));
     }
 }
