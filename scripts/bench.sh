@@ -8,13 +8,17 @@
 # measures new clients on a fresh and on a churned pool (below).
 #
 #   scripts/bench.sh [--servers leasehold,leasehold-nofsync,kea] [--period SECONDS] [--no-build]
-#                    [--phases search,rss,churn]
+#                    [--phases search,rss,churn,rss1m]
 #
 # The churn phase (leasehold fsync on and Kea): one server per kind with a 58,112-address pool and
 # 120 s leases. New clients at 1,000/s for 10 s on the fresh pool; then other clients fill the pool
 # (every address bound once), their leases expire (plus leasehold's 5 s grace and Kea's reclaim), and
 # clients with yet another MAC base come at 1,000/s for 10 s. Each measurement prints DORA/s, the
 # DISCOVERs left unanswered, and the server's CPU time (utime + stime from /proc) per completed DORA.
+#
+# The rss1m phase (not run by default: about 6 minutes a server): pools of 983,034 addresses in
+# 10.64.0.0/12; perfdhcp binds about 100,000 and then about 900,000 leases (1.1M clients, at up to
+# 10,000/s), and the server's VmRSS is printed at both, per lease above what it used before binding.
 #
 # "Sustained" = the highest offered rate at which fewer than 1% of the exchanges are lost (DISCOVERs sent
 # vs ACKs received); found by doubling the rate from 2,000/s until a rate fails, then bisecting three
@@ -362,7 +366,10 @@ EOF
   "valid-lifetime": $CHURN_LEASE,
   "expired-leases-processing": { "reclaim-timer-wait-time": 5, "hold-reclaimed-time": 3600 },
   "subnet4": [ { "id": 1, "subnet": "10.77.0.0/16", "pools": [ { "pool": "$CHURN_FIRST - $CHURN_LAST" } ] } ],
-  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "stdout" } ], "severity": "INFO" } ]
+  "loggers": [
+    { "name": "kea-dhcp4", "output_options": [ { "output": "stdout" } ], "severity": "INFO" },
+    { "name": "kea-dhcp4.leases", "output_options": [ { "output": "stdout" } ], "severity": "WARN" }
+  ]
 } }
 EOF
         KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir ip netns exec "$SNS" "${SERVER_CPU[@]}" \
@@ -419,6 +426,105 @@ churn_bound() {
     esac
 }
 
+# -- The 1M-lease memory phase -------------------------------------------------------------------------
+declare -A BIG_LINES
+start_big_server() {
+    local kind=$1
+    RUN=$((RUN + 1))
+    local dir=$WORK/big-$kind-$RUN
+    mkdir -p "$dir"
+    SERVER_LOG=$dir/server.log
+    case $kind in
+    leasehold)
+        cat >"$dir/leasehold.toml" <<EOF
+[server]
+interface = "eth0"
+server_ip = "10.77.0.1"
+admin_listen = "127.0.0.1:6767"
+data_dir = "$dir/data"
+[log]
+level = "warning"
+[limits]
+max_leases = 2000000
+max_offers = 200000
+[[pool]]
+name = "low"
+subnet = "10.64.0.0/12"
+range_start = "10.64.0.10"
+range_end = "10.76.255.255"
+lease_time_secs = 86400
+[[pool]]
+name = "high"
+subnet = "10.64.0.0/12"
+range_start = "10.78.0.0"
+range_end = "10.79.255.250"
+lease_time_secs = 86400
+EOF
+        ip netns exec "$SNS" "${SERVER_CPU[@]}" "$BIN" serve --config "$dir/leasehold.toml" >"$SERVER_LOG" 2>&1 &
+        SERVER_PID=$!
+        wait_ready "$kind" healthz
+        ;;
+    kea)
+        cat >"$dir/kea.json" <<EOF
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": ["eth0"], "dhcp-socket-type": "raw" },
+  "lease-database": { "type": "memfile", "persist": true, "name": "$dir/leases4.csv", "lfc-interval": 0 },
+  "valid-lifetime": 86400,
+  "subnet4": [ { "id": 1, "subnet": "10.64.0.0/12",
+    "pools": [ { "pool": "10.64.0.10 - 10.76.255.255" }, { "pool": "10.78.0.0 - 10.79.255.250" } ] } ],
+  "loggers": [
+    { "name": "kea-dhcp4", "output_options": [ { "output": "stdout" } ], "severity": "INFO" },
+    { "name": "kea-dhcp4.leases", "output_options": [ { "output": "stdout" } ], "severity": "WARN" }
+  ]
+} }
+EOF
+        KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir ip netns exec "$SNS" "${SERVER_CPU[@]}" \
+            kea-dhcp4 -c "$dir/kea.json" >"$SERVER_LOG" 2>&1 &
+        SERVER_PID=$!
+        wait_ready kea log
+        ;;
+    esac
+}
+
+rss_kib() {
+    awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"
+}
+
+big_bound() {
+    case $1 in
+    leasehold) count_bound leasehold ;;
+    kea) awk -F, 'NR > 1 {life[$1] = $4} END {for (a in life) if (life[a] != 0) n++; printf "%d\n", n}' \
+        "$WORK/big-kea-$RUN/leases4.csv" ;;
+    esac
+}
+
+# big_bind KIND EXCHANGES: EXCHANGES more DORAs from 1.1M clients; prints bound leases and RSS.
+big_bind() {
+    local kind=$1 n=$2 base=$3
+    timeout $((n / 5000 + 120)) ip netns exec "$CNS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single \
+        -r 10000 -R 1100000 -n "$n" -p $((n / 5000 + 60)) -W 1000000 >"$WORK/big-$kind-$n.out" 2>&1 || true
+    local bound rss line
+    bound=$(big_bound "$kind")
+    rss=$(rss_kib)
+    line=$(awk -v l="$(label "$kind")" -v b="$bound" -v r="$rss" -v z="$base" 'BEGIN {
+        printf "%s: %d leases bound, VmRSS %.1f MiB, %.0f B per lease above the %.1f MiB before binding",
+            l, b, r / 1024, b ? (r - z) * 1024 / b : 0, z / 1024 }')
+    echo "  $line"
+    BIG_LINES[$kind]+="$line"$'\n'
+}
+
+if phase rss1m; then
+    for kind in "${KINDS[@]}"; do
+        [[ $kind == leasehold || $kind == kea ]] || continue
+        echo "-- $(label "$kind"): memory at 100k and 900k leases (pools of 983,034 addresses)"
+        start_big_server "$kind"
+        base=$(rss_kib)
+        big_bind "$kind" 130000 "$base"
+        big_bind "$kind" 1600000 "$base"
+        stop_server
+    done
+fi
+
 if phase churn; then
     for kind in "${KINDS[@]}"; do
         [[ $kind == leasehold || $kind == kea ]] || continue
@@ -462,4 +568,7 @@ for kind in "${KINDS[@]}"; do
 done
 for kind in "${KINDS[@]}"; do
     [[ -z ${CHURN_LINES[$kind]:-} ]] || printf '%s' "${CHURN_LINES[$kind]}"
+done
+for kind in "${KINDS[@]}"; do
+    [[ -z ${BIG_LINES[$kind]:-} ]] || printf '%s' "${BIG_LINES[$kind]}"
 done
