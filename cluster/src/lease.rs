@@ -20,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::ClusterError;
 
 /// The identity a lease is keyed by: the hardware address or the client identifier (option 61).
+/// 16 bytes: a boxed slice, not a `Vec`, so a MAC key costs no more than the pointer it shares
+/// room with (the table holds one in every record and in the client index).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ClientKey {
     Mac([u8; 6]),
-    ClientId(Vec<u8>),
+    ClientId(Box<[u8]>),
 }
 
 impl std::fmt::Display for ClientKey {
@@ -59,15 +61,16 @@ pub enum LeaseState {
     },
 }
 
-/// One address's record.
+/// One address's record. Text and bytes are boxed (no spare capacity); the encoding in snapshots is
+/// the same as with `Vec`/`String`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub ip: Ipv4Addr,
     pub client: ClientKey,
     pub mac: [u8; 6],
     /// Option 61 as the client sent it, for the admin API.
-    pub client_id: Option<Vec<u8>>,
-    pub hostname: Option<String>,
+    pub client_id: Option<Box<[u8]>>,
+    pub hostname: Option<Box<str>>,
     pub state: LeaseState,
     /// `proposed_at_ms` of the command that last changed this record.
     pub updated_at_ms: u64,
@@ -426,8 +429,8 @@ impl LeaseTable {
                     ip: *ip,
                     client: client.clone(),
                     mac: *mac,
-                    client_id: client_id.clone(),
-                    hostname: hostname.clone(),
+                    client_id: client_id.as_deref().map(Box::from),
+                    hostname: hostname.as_deref().map(Box::from),
                     state: LeaseState::Bound { expires_at_ms: *expires_at_ms },
                     updated_at_ms: *proposed_at_ms,
                     changed_at_index: index,

@@ -375,3 +375,15 @@ fn parameters_from_the_log_make_replicas_with_different_files_agree() {
     let restored = LeaseTable::from_snapshot(&b.to_snapshot(), 1, 1).expect("decodes");
     assert_eq!(restored.parameters(), (Parameters { grace_ms: 5_000, max_leases: 100 }, true));
 }
+
+/// Records stay compact (issue 10: RSS per lease): a client key is 16 bytes (a MAC, or a boxed
+/// client identifier), a record 104 (boxed text and bytes, no spare capacity).
+#[test]
+fn records_stay_compact() {
+    assert_eq!(std::mem::size_of::<ClientKey>(), 16);
+    assert!(
+        std::mem::size_of::<leasehold_cluster::Lease>() <= 104,
+        "{} bytes",
+        std::mem::size_of::<leasehold_cluster::Lease>()
+    );
+}

@@ -450,7 +450,7 @@ impl Engine {
 
     fn client_key(&self, request: &Request) -> ClientKey {
         match (self.config.identity, &request.client_id) {
-            (ClientIdentity::ClientId, Some(id)) if !id.is_empty() => ClientKey::ClientId(id.clone()),
+            (ClientIdentity::ClientId, Some(id)) if !id.is_empty() => ClientKey::ClientId(id.as_slice().into()),
             _ => ClientKey::Mac(request.chaddr),
         }
     }

@@ -364,7 +364,7 @@ impl Handler<GetLeases> for LeaseActor {
                         .client_id
                         .as_ref()
                         .map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
-                    hostname: lease.hostname.clone(),
+                    hostname: lease.hostname.as_deref().map(str::to_string),
                     state,
                     expires_at: until_ms / 1000,
                 }
