@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ClusterError;
 
+mod records;
+use records::Records;
+
 /// The identity a lease is keyed by: the hardware address or the client identifier (option 61).
 /// 16 bytes: a boxed slice, not a `Vec`, so a MAC key costs no more than the pointer it shares
 /// room with (the table holds one in every record and in the client index).
@@ -210,7 +213,7 @@ pub enum Outcome {
 /// The replicated lease table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseTable {
-    by_ip: BTreeMap<Ipv4Addr, Lease>,
+    by_ip: Records,
     /// The client's current or last (released) address.
     by_client: BTreeMap<ClientKey, Ipv4Addr>,
     /// Reservations made through the admin API, by MAC, and the same by address.
@@ -236,13 +239,53 @@ struct SnapshotV2 {
     reservations: Vec<ReservedHost>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SnapshotV3 {
     applied_index: u64,
     /// `None` until the log set them (the node's own config stands in until then).
     parameters: Option<Parameters>,
     leases: Vec<Lease>,
     reservations: Vec<ReservedHost>,
+}
+
+/// `SnapshotV3` as written: the same encoding, serialised from borrowed iterators.
+#[derive(Serialize)]
+struct SnapshotV3Out<L, R> {
+    applied_index: u64,
+    parameters: Option<Parameters>,
+    leases: L,
+    reservations: R,
+}
+
+/// A sequence serialised straight from an iterator (bincode writes a length, then the items, as for
+/// a `Vec`).
+struct Streamed<I>(I);
+
+impl<I> Serialize for Streamed<I>
+where
+    I: ExactSizeIterator + Clone,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone())
+    }
+}
+
+/// FNV-1a as an `io::Write`, for digests of a streamed snapshot.
+struct Fnv1a(u64);
+
+impl std::io::Write for Fnv1a {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for byte in buf {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Versioned encodings start with 0xFF, which never starts an unversioned one: bincode's varint
@@ -257,7 +300,7 @@ impl LeaseTable {
     /// An empty table, applying with `grace_ms` and `max_leases` until the log sets its parameters.
     pub fn new(grace_ms: u64, max_leases: usize) -> Self {
         LeaseTable {
-            by_ip: BTreeMap::new(),
+            by_ip: Records::default(),
             by_client: BTreeMap::new(),
             reservations: BTreeMap::new(),
             reserved_ips: BTreeMap::new(),
@@ -286,7 +329,7 @@ impl LeaseTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_ip.is_empty()
+        self.by_ip.len() == 0
     }
 
     pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Lease> {
@@ -327,7 +370,7 @@ impl LeaseTable {
 
     /// Leases in `[first, last]`, in address order.
     pub fn range(&self, first: Ipv4Addr, last: Ipv4Addr) -> impl Iterator<Item = &Lease> {
-        self.by_ip.range(first..=last).map(|(_, l)| l)
+        self.by_ip.range(first, last)
     }
 
     /// Apply the committed entry at `index`. Returns `None` when the entry was applied before.
@@ -436,7 +479,7 @@ impl LeaseTable {
                     changed_at_index: index,
                     bound_by: proposer,
                 };
-                self.by_ip.insert(*ip, lease.clone());
+                self.by_ip.insert(lease.clone());
                 self.by_client.insert(client.clone(), *ip);
                 Outcome::Bound(lease)
             }
@@ -476,20 +519,17 @@ impl LeaseTable {
                         self.by_client.remove(&previous.client);
                     }
                 }
-                self.by_ip.insert(
-                    *ip,
-                    Lease {
-                        ip: *ip,
-                        client: client.clone(),
-                        mac: *mac,
-                        client_id: None,
-                        hostname: None,
-                        state: LeaseState::Declined { until_ms: *until_ms },
-                        updated_at_ms: *proposed_at_ms,
-                        changed_at_index: index,
-                        bound_by: proposer,
-                    },
-                );
+                self.by_ip.insert(Lease {
+                    ip: *ip,
+                    client: client.clone(),
+                    mac: *mac,
+                    client_id: None,
+                    hostname: None,
+                    state: LeaseState::Declined { until_ms: *until_ms },
+                    updated_at_ms: *proposed_at_ms,
+                    changed_at_index: index,
+                    bound_by: proposer,
+                });
                 Outcome::Declined
             }
             Command::Reserve { host, proposed_at_ms } => {
@@ -563,10 +603,9 @@ impl LeaseTable {
                 other => return Err(format!("by_client {client} -> {ip} but by_ip has {other:?}")),
             }
         }
-        for (ip, lease) in &self.by_ip {
-            if lease.ip != *ip {
-                return Err(format!("lease keyed {ip} says {}", lease.ip));
-            }
+        self.by_ip.check()?;
+        for lease in self.by_ip.values() {
+            let ip = &lease.ip;
             if matches!(lease.state, LeaseState::Bound { .. }) && self.by_client.get(&lease.client) != Some(ip) {
                 return Err(format!("bound lease {ip} of {} missing from by_client", lease.client));
             }
@@ -582,27 +621,33 @@ impl LeaseTable {
     /// A digest of the whole table (FNV-1a over the snapshot bytes): replicas that applied the same
     /// index must have the same digest.
     pub fn digest(&self) -> u64 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.to_snapshot() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        hash
+        let mut hasher = Fnv1a(0xcbf2_9ce4_8422_2325);
+        self.write_snapshot(&mut hasher).expect("hashing never fails");
+        hasher.0
     }
 
     /// Serialise the table for a Raft snapshot: the version mark, then the current encoding.
     pub fn to_snapshot(&self) -> Vec<u8> {
-        let repr = SnapshotV3 {
+        let mut out = Vec::with_capacity(64 + self.by_ip.len() * 40);
+        self.write_snapshot(&mut out).expect("writing to memory never fails");
+        out
+    }
+
+    /// `to_snapshot` into `out`, streamed from the table: no copy of the records is made.
+    pub fn write_snapshot<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
+        out.write_all(&SNAPSHOT_MAGIC)?;
+        out.write_all(&[SNAPSHOT_VERSION])?;
+        let repr = SnapshotV3Out {
             applied_index: self.applied_index,
             parameters: self.params_from_log.then_some(self.params),
-            leases: self.by_ip.values().cloned().collect(),
-            reservations: self.reservations.values().cloned().collect(),
+            leases: Streamed(self.by_ip.values()),
+            reservations: Streamed(self.reservations.values()),
         };
-        let mut out = SNAPSHOT_MAGIC.to_vec();
-        out.push(SNAPSHOT_VERSION);
-        bincode::serde::encode_into_std_write(&repr, &mut out, bincode::config::standard())
-            .expect("lease table always serialises");
-        out
+        bincode::serde::encode_into_std_write(&repr, out, bincode::config::standard()).map_err(|e| match e {
+            bincode::error::EncodeError::Io { inner, .. } => inner,
+            other => std::io::Error::other(other.to_string()),
+        })?;
+        Ok(())
     }
 
     /// Rebuild a table from `to_snapshot` bytes, of this version or an earlier one.
@@ -657,7 +702,7 @@ impl LeaseTable {
             if !matches!(lease.state, LeaseState::Declined { .. }) {
                 table.by_client.insert(lease.client.clone(), lease.ip);
             }
-            table.by_ip.insert(lease.ip, lease);
+            table.by_ip.insert(lease);
         }
         table.check_invariants().map_err(ClusterError::Corrupt)?;
         Ok(table)
@@ -689,4 +734,56 @@ pub fn decode_entry(data: &[u8]) -> Result<Vec<Proposal>, ClusterError> {
     bincode::serde::decode_from_slice(body, bincode::config::standard())
         .map(|(p, _)| p)
         .map_err(|e| ClusterError::Corrupt(format!("log entry: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streamed snapshot is byte for byte what serialising an owned `SnapshotV3` gave.
+    #[test]
+    fn streamed_snapshot_encodes_as_the_owned_one() {
+        #[derive(Serialize)]
+        struct Owned {
+            applied_index: u64,
+            parameters: Option<Parameters>,
+            leases: Vec<Lease>,
+            reservations: Vec<ReservedHost>,
+        }
+        let mut table = LeaseTable::new(1_000, 100);
+        let client = ClientKey::ClientId(Box::from(&b"\x01abc"[..]));
+        let bind = Command::Bind {
+            client,
+            mac: [2, 0, 0, 0, 0, 1],
+            client_id: Some(b"\x01abc".to_vec()),
+            hostname: Some("pxe-1".into()),
+            ip: Ipv4Addr::new(10, 0, 0, 9),
+            expires_at_ms: 90_000,
+            proposed_at_ms: 1_000,
+            decided_at_index: 0,
+        };
+        let tag = ProposalTag { node_id: 1, incarnation: 1, seq: 1 };
+        let reserve = Command::Reserve {
+            host: ReservedHost {
+                mac: [2, 0, 0, 0, 0, 2],
+                ip: Ipv4Addr::new(10, 0, 0, 3),
+                hostname: None,
+                boot_file: None,
+            },
+            proposed_at_ms: 1_000,
+        };
+        table.apply(1, &[Proposal { tag, command: bind }, Proposal { tag, command: reserve }]);
+        table.apply(2, &[Proposal { tag, command: Command::SetParameters(Parameters { grace_ms: 5, max_leases: 7 }) }]);
+        let owned = Owned {
+            applied_index: 2,
+            parameters: Some(Parameters { grace_ms: 5, max_leases: 7 }),
+            leases: table.iter().cloned().collect(),
+            reservations: table.reservations().cloned().collect(),
+        };
+        let mut expected = SNAPSHOT_MAGIC.to_vec();
+        expected.push(SNAPSHOT_VERSION);
+        expected.extend(bincode::serde::encode_to_vec(&owned, bincode::config::standard()).unwrap());
+        assert_eq!(table.to_snapshot(), expected);
+        assert_eq!(LeaseTable::from_snapshot(&expected, 0, 0).unwrap(), table);
+    }
 }
