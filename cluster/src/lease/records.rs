@@ -17,6 +17,19 @@ pub(super) struct Records {
 }
 
 impl Records {
+    /// The records of `leases`, which must be in strictly ascending address order (as snapshots
+    /// hold them). Built in bulk: O(n), with full index nodes.
+    pub(super) fn from_sorted(leases: Vec<Lease>) -> Result<Records, String> {
+        if let Some(pair) = leases.windows(2).find(|pair| pair[0].ip >= pair[1].ip) {
+            return Err(format!("records out of address order: {} before {}", pair[0].ip, pair[1].ip));
+        }
+        if u32::try_from(leases.len()).is_err() {
+            return Err(format!("{} records do not fit u32 slots", leases.len()));
+        }
+        let index = leases.iter().enumerate().map(|(slot, lease)| (lease.ip, slot as u32)).collect();
+        Ok(Records { slots: leases, index })
+    }
+
     pub(super) fn len(&self) -> usize {
         self.slots.len()
     }
