@@ -5,7 +5,8 @@
 //! the lease table and compact the log behind it. Two implementations:
 //!
 //! - `LogStore`: raft-engine at `<data_dir>/raft`. Every `Ready` becomes one `LogBatch` and one
-//!   `Engine::write` with one fsync; metadata lives in raft-engine's key-value space of the group.
+//!   `Engine::write` with one fsync; metadata lives in raft-engine's key-value space of the group,
+//!   the snapshot itself in a file under `<data_dir>/snapshots` (see `snapshot_file`).
 //! - `MemLog`: the same semantics in memory, for the deterministic cluster simulation. It is a shared
 //!   handle: a simulated crash drops the replica and keeps a clone of the `MemLog`, whose contents are
 //!   what the node had made durable.
@@ -24,6 +25,9 @@ use raft_engine::{Command as EngineCommand, Engine, LogBatch, ReadableSize};
 
 use crate::ClusterError;
 
+mod snapshot_file;
+use snapshot_file::SnapshotFiles;
+
 /// The raft-engine group id of the lease log (one Raft group per process).
 pub const RAFT_GROUP_ID: u64 = 1;
 /// Entries kept behind a local snapshot, so a briefly lagging follower catches up from the log.
@@ -36,6 +40,7 @@ const ENGINE_PURGE_THRESHOLD_BYTES: u64 = 1024 * 1024 * 1024;
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_CONF_INDEX: &[u8] = b"conf_index";
+/// Where builds before snapshot files kept the whole snapshot (read once, moved to a file).
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
 const KEY_CATCHING_UP: &[u8] = b"catching_up";
@@ -214,6 +219,7 @@ fn size_limit(max_size: Option<u64>) -> Option<u64> {
 pub struct LogStore {
     engine: Engine,
     path: PathBuf,
+    snapshots: SnapshotFiles,
     fsync: bool,
     keep_entries: u64,
     // Cached copies of what is on disk (or, for `commit_dirty`, about to be).
@@ -275,9 +281,11 @@ impl LogStore {
             }
             .ok_or_else(|| ClusterError::Corrupt(format!("{}: catching_up", path.display())))?,
         };
-        let store = LogStore {
+        let snapshots = SnapshotFiles::open(data_dir.join("snapshots"), fsync)?;
+        let mut store = LogStore {
             engine,
             path,
+            snapshots,
             fsync,
             keep_entries: DEFAULT_KEEP_ENTRIES,
             hard_state,
@@ -289,7 +297,36 @@ impl LogStore {
             stats: LogStats::default(),
         };
         store.check_consistent()?;
+        store.open_snapshot()?;
         Ok(store)
+    }
+
+    /// Find the file of the snapshot in force (moving one that an earlier build kept in raft-engine
+    /// into a file) and remove any other.
+    fn open_snapshot(&mut self) -> Result<(), ClusterError> {
+        let meta = self.snapshot_meta.clone();
+        if meta.index == 0 {
+            return self.snapshots.remove_others(None);
+        }
+        if !self.snapshots.exists(&meta) {
+            let legacy: Option<Snapshot> =
+                self.engine.get_message(RAFT_GROUP_ID, KEY_SNAPSHOT).map_err(|e| self.storage_error(e))?;
+            let Some(legacy) = legacy else {
+                return Err(ClusterError::Corrupt(format!(
+                    "{}: the log is compacted up to the snapshot at {} but its file {} is missing",
+                    self.path.display(),
+                    meta.index,
+                    self.snapshots.path_of(meta.index, meta.term).display()
+                )));
+            };
+            self.snapshots.write(&meta, &legacy.data)?;
+        }
+        if self.engine.get(RAFT_GROUP_ID, KEY_SNAPSHOT).is_some() {
+            let mut batch = LogBatch::default();
+            batch.delete(RAFT_GROUP_ID, KEY_SNAPSHOT.to_vec());
+            self.write_batch(&mut batch, self.fsync)?;
+        }
+        self.snapshots.remove_others(Some(&meta))
     }
 
     /// Keep `keep_entries` entries behind each local snapshot (default `DEFAULT_KEEP_ENTRIES`).
@@ -407,11 +444,7 @@ impl Storage for LogStore {
         if self.snapshot_meta.index == 0 || self.snapshot_meta.index < request_index {
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
-        match self.engine.get_message::<Snapshot>(RAFT_GROUP_ID, KEY_SNAPSHOT) {
-            Ok(Some(snapshot)) => Ok(snapshot),
-            Ok(None) => Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)),
-            Err(e) => Err(raft_storage_error(e)),
-        }
+        self.snapshots.read(&self.snapshot_meta).map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))
     }
 }
 
@@ -423,6 +456,7 @@ impl DurableLog for LogStore {
         let mut hard_state_changed = write.hard_state.is_some() || self.commit_dirty;
         hard_state.commit = hard_state.commit.max(self.hard_state.commit);
         let mut snapshot_meta = None;
+        let mut new_file = None;
         let (mut first, mut last) = (self.first(), self.last());
 
         if let Some(snapshot) = write.snapshot {
@@ -433,9 +467,10 @@ impl DurableLog for LogStore {
                     meta.index, self.snapshot_meta.index
                 )));
             }
-            // The snapshot replaces the whole log, like MemStorage::apply_snapshot.
+            // The snapshot replaces the whole log, like MemStorage::apply_snapshot. Its file is
+            // durable before the batch that makes it the one in force.
+            new_file = Some(self.snapshots.write(meta, &snapshot.data)?);
             batch.add_command(RAFT_GROUP_ID, EngineCommand::Clean);
-            self.put_message(&mut batch, KEY_SNAPSHOT, snapshot)?;
             self.put_message(&mut batch, KEY_SNAPSHOT_META, meta)?;
             self.put_conf(&mut batch, meta.index, meta.get_conf_state())?;
             hard_state = hard_state_after_snapshot(&hard_state, meta);
@@ -444,25 +479,41 @@ impl DurableLog for LogStore {
             snapshot_meta = Some(meta.clone());
         }
 
-        check_append(write.entries, first, last)?;
-        batch.add_entries::<EntryCodec>(RAFT_GROUP_ID, write.entries).map_err(|e| self.storage_error(e))?;
-        if let Some(entry) = write.entries.last() {
-            last = entry.index;
+        let written = (|| {
+            check_append(write.entries, first, last)?;
+            batch.add_entries::<EntryCodec>(RAFT_GROUP_ID, write.entries).map_err(|e| self.storage_error(e))?;
+            if let Some(entry) = write.entries.last() {
+                last = entry.index;
+            }
+            if hard_state.commit > last {
+                return Err(ClusterError::Corrupt(format!(
+                    "commit index {} beyond the last entry {last}",
+                    hard_state.commit
+                )));
+            }
+            if hard_state_changed {
+                self.put_message(&mut batch, KEY_HARD_STATE, &hard_state)?;
+            }
+            if batch.is_empty() {
+                return Ok(false);
+            }
+            let sync = self.fsync && (write.must_sync || write.snapshot.is_some() || !write.entries.is_empty());
+            self.write_batch(&mut batch, sync)?;
+            Ok(true)
+        })();
+        match written {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                // Nothing changed: the file of a snapshot that did not come into force goes again.
+                if let (Some(meta), Some(_)) = (&snapshot_meta, &new_file) {
+                    if *meta != self.snapshot_meta {
+                        let _ = self.snapshots.remove_others(Some(&self.snapshot_meta));
+                    }
+                }
+                return Err(e);
+            }
         }
-        if hard_state.commit > last {
-            return Err(ClusterError::Corrupt(format!(
-                "commit index {} beyond the last entry {last}",
-                hard_state.commit
-            )));
-        }
-        if hard_state_changed {
-            self.put_message(&mut batch, KEY_HARD_STATE, &hard_state)?;
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let sync = self.fsync && (write.must_sync || write.snapshot.is_some() || !write.entries.is_empty());
-        self.write_batch(&mut batch, sync)?;
 
         self.stats.entries += write.entries.len() as u64;
         self.hard_state = hard_state;
@@ -471,6 +522,8 @@ impl DurableLog for LogStore {
             self.conf_state = meta.get_conf_state().clone();
             self.conf_index = meta.index;
             self.snapshot_meta = meta;
+            // Housekeeping: a file left behind is removed at the next open.
+            self.snapshots.remove_others(Some(&self.snapshot_meta))?;
         }
         Ok(())
     }
@@ -530,8 +583,8 @@ impl DurableLog for LogStore {
         let snapshot = new_snapshot(index, term, conf_state, data);
         let meta = snapshot.get_metadata().clone();
 
+        self.snapshots.write(&meta, &snapshot.data)?;
         let mut batch = LogBatch::default();
-        self.put_message(&mut batch, KEY_SNAPSHOT, &snapshot)?;
         self.put_message(&mut batch, KEY_SNAPSHOT_META, &meta)?;
         let mut hard_state = self.hard_state.clone();
         hard_state.commit = hard_state.commit.max(index);
@@ -540,10 +593,14 @@ impl DurableLog for LogStore {
         if compact_before > self.first() {
             batch.add_command(RAFT_GROUP_ID, EngineCommand::Compact { index: compact_before });
         }
-        self.write_batch(&mut batch, self.fsync)?;
+        if let Err(e) = self.write_batch(&mut batch, self.fsync) {
+            let _ = self.snapshots.remove_others(Some(&self.snapshot_meta));
+            return Err(e);
+        }
         self.hard_state = hard_state;
         self.commit_dirty = false;
         self.snapshot_meta = meta;
+        self.snapshots.remove_others(Some(&self.snapshot_meta))?;
         // The snapshot and compaction are durable; reclaiming files is housekeeping that may fail
         // without undoing them.
         self.engine.purge_expired_files().map_err(|e| self.storage_error(e))?;
@@ -554,7 +611,7 @@ impl DurableLog for LogStore {
         if self.snapshot_meta.index == 0 {
             return Ok(None);
         }
-        self.engine.get_message(RAFT_GROUP_ID, KEY_SNAPSHOT).map_err(|e| self.storage_error(e))
+        self.snapshots.read(&self.snapshot_meta).map(Some)
     }
 
     fn snapshot_index(&self) -> u64 {

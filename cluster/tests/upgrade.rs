@@ -1,6 +1,8 @@
-//! A data directory written before log entries and snapshots carried a version (plain bincode)
-//! opens with this build, and every lease in it survives: the snapshot is read as version 1, the
-//! entries after it replay (issue 10: "a data directory written before this change opens after it").
+//! A data directory written before log entries and snapshots carried a version (plain bincode), and
+//! before snapshots had files of their own (the whole snapshot a value in raft-engine), opens with
+//! this build, and every lease in it survives: the snapshot moves to a file and is read as version 1,
+//! the entries after it replay (issue 10: "a data directory written before this change opens after
+//! it").
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use common::{drive, logger, proposal, Applier, GRACE_MS, MAX_LEASES};
 use leasehold_cluster::replica::{Replica, ReplicaConfig};
-use leasehold_cluster::storage::{DurableLog, LogStore, ReadyWrite};
+use leasehold_cluster::storage::{DurableLog, EntryCodec, RAFT_GROUP_ID};
 use leasehold_cluster::{actor, Lease, LeaseTable, Proposal};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 
@@ -43,22 +45,27 @@ fn an_unversioned_data_directory_opens_and_keeps_every_lease() {
     let later: Vec<Vec<Proposal>> = (0..3).map(|e| (0..10).map(|i| proposal(1, 100 + e * 10 + i)).collect()).collect();
     let entries: Vec<Entry> = later.iter().enumerate().map(|(i, p)| unversioned_entry(3 + i as u64, p)).collect();
     {
-        let mut log = LogStore::open(dir.path(), true).expect("a new data directory");
+        // The previous layout, key by key, in raft-engine at <data_dir>/raft.
+        let config = raft_engine::Config { dir: dir.path().join("raft").display().to_string(), ..Default::default() };
+        let engine = raft_engine::Engine::open(config).expect("raft-engine opens a new directory");
         let hard_state = HardState { term: 1, vote: 1, commit: 5, ..HardState::default() };
-        log.write_ready(ReadyWrite { snapshot: Some(&snapshot), entries: &[], hard_state: None, must_sync: true })
-            .expect("write the snapshot");
-        log.write_ready(ReadyWrite {
-            snapshot: None,
-            entries: &entries,
-            hard_state: Some(&hard_state),
-            must_sync: true,
-        })
-        .expect("write the entries");
+        let mut batch = raft_engine::LogBatch::default();
+        batch.put_message(RAFT_GROUP_ID, b"snapshot".to_vec(), &snapshot).unwrap();
+        batch.put_message(RAFT_GROUP_ID, b"snapshot_meta".to_vec(), snapshot.get_metadata()).unwrap();
+        batch.put_message(RAFT_GROUP_ID, b"conf_state".to_vec(), snapshot.get_metadata().get_conf_state()).unwrap();
+        batch.put(RAFT_GROUP_ID, b"conf_index".to_vec(), 2u64.to_be_bytes().to_vec()).unwrap();
+        batch.put_message(RAFT_GROUP_ID, b"hard_state".to_vec(), &hard_state).unwrap();
+        batch.add_entries::<EntryCodec>(RAFT_GROUP_ID, &entries).unwrap();
+        engine.write(&mut batch, true).expect("write the old layout");
     }
 
     // This build: the table from the unversioned snapshot, then the unversioned entries replayed.
     let (log, table) = actor::open(dir.path(), true, GRACE_MS, MAX_LEASES, &logger()).expect("the old directory opens");
     assert_eq!((table.applied_index(), table.len()), (2, 100), "the version-1 snapshot's table");
+    let files: Vec<_> =
+        std::fs::read_dir(dir.path().join("snapshots")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files.len(), 1, "the snapshot moved to a file: {files:?}");
+    assert_eq!(log.latest_snapshot().unwrap().map(|s| s.data.len()), Some(snapshot.data.len()));
     let config = ReplicaConfig { applied: table.applied_index(), ..ReplicaConfig::new(1) };
     let mut replica = Replica::new(&config, log, &logger()).expect("the replica starts on the old log");
     let mut applier = Applier::new(table);
@@ -73,4 +80,14 @@ fn an_unversioned_data_directory_opens_and_keeps_every_lease() {
     }
     // And what this build writes from here on is versioned: a snapshot of the upgraded table.
     assert_eq!(applier.table.to_snapshot()[0], 0xff);
+
+    // Opened again, the directory no longer needs the old key: the file is the snapshot.
+    drop((replica, applier));
+    {
+        let config = raft_engine::Config { dir: dir.path().join("raft").display().to_string(), ..Default::default() };
+        let engine = raft_engine::Engine::open(config).expect("raft-engine reopens");
+        assert!(engine.get(RAFT_GROUP_ID, b"snapshot").is_none(), "the old copy is gone from raft-engine");
+    }
+    let (_, again) = actor::open(dir.path(), true, GRACE_MS, MAX_LEASES, &logger()).expect("reopens");
+    assert_eq!((again.applied_index(), again.len()), (2, 100));
 }
