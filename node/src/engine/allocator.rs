@@ -17,6 +17,17 @@ use leasehold_config::Pool;
 /// `when` of an address without a record.
 const NO_RECORD: u64 = u64::MAX;
 
+/// The second `when_ms` falls in, rounded up: `when_ms <= now_ms` implies
+/// `ceil_secs(when_ms) <= ceil_secs(now_ms)`, so the set can be cut at `now`'s second and filtered.
+fn ceil_secs(when_ms: u64) -> u64 {
+    when_ms.div_ceil(1000).min(u64::from(u32::MAX))
+}
+
+/// The key of the record at `offset` reusable from `when_ms`: its second above, the offset below.
+fn reusable_key(when_ms: u64, offset: u32) -> u64 {
+    ceil_secs(when_ms) << 32 | u64::from(offset)
+}
+
 /// One pool's free addresses.
 #[derive(Debug, Clone)]
 pub struct PoolIndex {
@@ -26,8 +37,9 @@ pub struct PoolIndex {
     free: Vec<u64>,
     /// Per offset: when the address's record becomes reusable to another client, or `NO_RECORD`.
     when: Vec<u64>,
-    /// The records by (reusable from, offset): the oldest give-ups first.
-    reusable: BTreeSet<(u64, u32)>,
+    /// The records by `reusable_key`: the oldest give-ups first, to the second (the exact time is
+    /// `when`). One 8-byte key a record: a set of `(u64, u32)` cost twice that.
+    reusable: BTreeSet<u64>,
     /// Where the next search for a record-free address starts (round robin through the range).
     cursor: u32,
 }
@@ -60,14 +72,14 @@ impl PoolIndex {
     fn set(&mut self, offset: u32, when: u64) {
         let old = std::mem::replace(&mut self.when[offset as usize], when);
         if old != NO_RECORD {
-            self.reusable.remove(&(old, offset));
+            self.reusable.remove(&reusable_key(old, offset));
         }
         let (word, bit) = ((offset / 64) as usize, offset % 64);
         if when == NO_RECORD {
             self.free[word] |= 1 << bit;
         } else {
             self.free[word] &= !(1 << bit);
-            self.reusable.insert((when, offset));
+            self.reusable.insert(reusable_key(when, offset));
         }
     }
 
@@ -105,12 +117,15 @@ impl PoolIndex {
             .map(move |offset| Ipv4Addr::from(self.start + offset))
     }
 
-    /// Addresses whose records are reusable by `now_ms`, the longest reusable first.
+    /// Addresses whose records are reusable by `now_ms`, the longest reusable first (to the second).
     pub fn reusable_by(&self, now_ms: u64) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let last_second = ceil_secs(now_ms);
         self.reusable
             .iter()
-            .take_while(move |(when, _)| *when <= now_ms)
-            .map(|(_, offset)| Ipv4Addr::from(self.start + offset))
+            .take_while(move |key| *key >> 32 <= last_second)
+            .map(|key| *key as u32)
+            .filter(move |offset| self.when[*offset as usize] <= now_ms)
+            .map(|offset| Ipv4Addr::from(self.start + offset))
     }
 
     /// The next search for a record-free address starts after `ip`.
