@@ -360,6 +360,46 @@ proptest! {
     }
 }
 
+proptest! {
+    /// A snapshot written a slice at a time while entries go on applying is byte for byte the
+    /// snapshot of the table as it was when it began (copy on write of the records it had not reached
+    /// yet), whatever the slices and whatever the entries change in between; the table it leaves is the
+    /// one a table that never snapshotted has.
+    #[test]
+    fn a_snapshot_written_in_slices_is_the_table_when_it_began(
+        before in proptest::collection::vec(proptest::collection::vec(command(), 1..5), 1..30),
+        during in proptest::collection::vec((proptest::collection::vec(command(), 1..5), 0usize..4), 1..30),
+    ) {
+        let mut table = LeaseTable::new(GRACE_MS, 6);
+        let mut index = 0;
+        for entry in before {
+            index += 1;
+            apply(&mut table, index, entry);
+        }
+        let expected = table.to_snapshot();
+        let mut plain = table.clone();
+        table.begin_snapshot();
+        let mut written = None;
+        for (entry, slice) in during {
+            if written.is_none() {
+                written = table.continue_snapshot(slice);
+            }
+            index += 1;
+            let outcomes = apply(&mut table, index, entry.clone());
+            prop_assert_eq!(outcomes, apply(&mut plain, index, entry));
+            prop_assert_eq!(table.digest(), plain.digest());
+        }
+        let (at, bytes) = match written {
+            Some(done) => done,
+            None => table.continue_snapshot(usize::MAX).expect("a slice without limit completes it"),
+        };
+        prop_assert!(!table.snapshot_in_progress());
+        prop_assert_eq!(at, LeaseTable::from_snapshot(&expected, GRACE_MS, 6).unwrap().applied_index());
+        prop_assert_eq!(bytes, expected);
+        prop_assert_eq!(table.digest(), plain.digest());
+    }
+}
+
 /// Record collection forgets records reusable since the cut-off, never a live binding, nor a record
 /// that changed after the proposer decided (it may be bound again by then).
 #[test]

@@ -1041,14 +1041,24 @@ impl Engine {
         Outgoing { reply, destination, interface: scope.link.interface, max_bytes }
     }
 
-    /// After `snapshot_every_entries` applied entries: the table's snapshot bytes and index, so the
+    /// Write the table's snapshot a slice at a time: after `snapshot_every_entries` applied entries
+    /// one begins (the table as it stands), and each call writes `max_records` more records of it
+    /// while entries go on applying in between. Once it is complete: its index and bytes, so the
     /// Raft log up to there can be compacted.
-    pub fn take_snapshot_if_due(&mut self) -> Option<(u64, Vec<u8>)> {
-        if self.applied_since_snapshot < self.config.limits.snapshot_every_entries {
-            return None;
+    pub fn snapshot_step(&mut self, max_records: usize) -> Option<(u64, Vec<u8>)> {
+        if !self.table.snapshot_in_progress() {
+            if self.applied_since_snapshot < self.config.limits.snapshot_every_entries {
+                return None;
+            }
+            self.applied_since_snapshot = 0;
+            self.table.begin_snapshot();
         }
-        self.applied_since_snapshot = 0;
-        Some((self.table.applied_index(), self.table.to_snapshot()))
+        self.table.continue_snapshot(max_records)
+    }
+
+    /// A snapshot is begun and not yet complete (`snapshot_step` has more to write).
+    pub fn snapshot_in_progress(&self) -> bool {
+        self.table.snapshot_in_progress()
     }
 
     /// Replace the table with a snapshot from the leader.

@@ -62,6 +62,9 @@ const SETTLE_CHECK_US: u64 = 500_000;
 const SETTLE_US: u64 = 60_000_000;
 /// The quiet phase: commit indexes reach every follower with the next heartbeats.
 const QUIET_US: u64 = 5_000_000;
+/// After the quiet phase, how long the nodes may take to apply an entry proposed at its very end (a
+/// leader's own record collection or parameters): followers learn its commit with the next heartbeat.
+const QUIET_CATCH_UP_US: u64 = 2_000_000;
 /// Virtual time starts here (so negative clock offsets stay positive).
 const EPOCH_US: u64 = 1_000_000_000_000;
 /// The subnet every node and client is on; servers at .0.1–.0.5, the pool from .1.0.
@@ -410,6 +413,8 @@ enum EngineMail {
     Entries(Vec<(CommittedEntry, Option<u64>)>),
     Rejected(Vec<ProposalTag>),
     Status(RaftStatus),
+    /// The lease actor's own `SnapshotSlice`: write more of the snapshot in progress.
+    SnapshotSlice,
 }
 
 /// From the lease actor to the raft actor (`Propose` and `SnapshotTaken` in the node).
@@ -544,6 +549,8 @@ struct World {
     net_rng: Rng,
     /// The fault schedule.
     fault_rng: Rng,
+    /// Sizes of snapshot slices.
+    slice_rng: Rng,
     nodes: Vec<SimNode>,
     clients: Vec<Client>,
     net: Network,
@@ -593,6 +600,7 @@ impl World {
             })
             .collect();
         let mac_prefix = rng.next_u64().to_be_bytes();
+        let slice_rng = rng.fork();
         let clients = (0..plan.clients)
             .map(|i| {
                 let [hi, lo] = (i as u16).to_be_bytes();
@@ -614,6 +622,7 @@ impl World {
             phase: Phase::Chaos,
             net_rng,
             fault_rng,
+            slice_rng,
             nodes,
             clients,
             weather_generation: 0,
@@ -720,6 +729,7 @@ impl World {
         let quiet_end_us = self.now_us + QUIET_US;
         self.run_while(|w| w.next_at_us() <= quiet_end_us)?;
         self.now_us = quiet_end_us;
+        self.run_while(|w| !w.applied_alike() && w.next_at_us() <= quiet_end_us + QUIET_CATCH_UP_US)?;
         self.check_converged()?;
         // Every client still on the network holds an address (checked above), so each had an ACK;
         // a run where that is all that happened did too little.
@@ -1029,16 +1039,33 @@ impl World {
         Ok(())
     }
 
+    /// The lease actor's `snapshot_slice`: a few records of the snapshot (a seeded number, so entries
+    /// and packets apply while it is half-written), the rest by mail to itself.
+    fn snapshot_slice(&mut self, n: usize) {
+        let records = self.slice_rng.between(1, 8) as usize;
+        let Some(live) = self.nodes[n].live.as_mut() else { return };
+        if let Some((index, data)) = live.engine.snapshot_step(records) {
+            self.mail_raft(n, RaftMail::SnapshotTaken { index, data });
+        } else if live.engine.snapshot_in_progress() {
+            // A notified item, as in actix: it runs once the mailbox is drained, so it never holds
+            // up the mail behind it (it does not advance `engine_mail_at_us`).
+            let incarnation = self.nodes[n].incarnation;
+            let at_us = self.now_us + self.plan.hop_us;
+            self.schedule(at_us, Event::EngineMail { node: n, incarnation, mail: Box::new(EngineMail::SnapshotSlice) });
+        }
+    }
+
     /// The lease actor's side of the raft actor's mail.
     fn engine_mail(&mut self, n: usize, mail: EngineMail) -> Result<(), String> {
         match mail {
             EngineMail::Restore { index, data } => self.restore(n, index, &data),
             EngineMail::Entries(entries) => {
                 self.apply(n, entries)?;
-                let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
-                if let Some((index, data)) = live.engine.take_snapshot_if_due() {
-                    self.mail_raft(n, RaftMail::SnapshotTaken { index, data });
-                }
+                self.snapshot_slice(n);
+                Ok(())
+            }
+            EngineMail::SnapshotSlice => {
+                self.snapshot_slice(n);
                 Ok(())
             }
             EngineMail::Rejected(tags) => {
@@ -1594,6 +1621,13 @@ impl World {
             self.report.settle_us as f64 / 1e6,
             without.join(", ")
         ))
+    }
+
+    /// Every live node has applied the same index.
+    fn applied_alike(&self) -> bool {
+        let mut applied = self.nodes.iter().filter_map(|n| n.live.as_ref()).map(|l| l.engine.table().applied_index());
+        let first = applied.next();
+        applied.all(|index| Some(index) == first)
     }
 
     fn check_converged(&mut self) -> Result<(), String> {

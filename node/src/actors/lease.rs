@@ -121,10 +121,27 @@ pub struct LeaseActor {
     clock: Clock,
     mailbox_capacity: usize,
     metrics: Arc<Metrics>,
+    /// A `SnapshotSlice` is in the mailbox.
+    slice_scheduled: bool,
     log: Logger,
 }
 
+/// Records a snapshot slice writes: about 2 ms of encoding, the longest the DHCP thread is held up.
+const SNAPSHOT_SLICE_RECORDS: usize = 20_000;
+
 impl LeaseActor {
+    /// Write a slice of the snapshot that is due or in progress; the rest after the packets waiting
+    /// in the mailbox, so a large table is written out without holding them up.
+    fn snapshot_slice(&mut self, ctx: &mut Context<Self>) {
+        if let Some((applied_index, data)) = self.engine.snapshot_step(SNAPSHOT_SLICE_RECORDS) {
+            info!(self.log, "snapshot written"; "index" => applied_index, "bytes" => data.len());
+            self.raft_snapshot.do_send(SnapshotTaken { applied_index, data });
+        } else if self.engine.snapshot_in_progress() && !self.slice_scheduled {
+            self.slice_scheduled = true;
+            ctx.notify(SnapshotSlice);
+        }
+    }
+
     /// The engine's role from the last Raft status and the lease's clock now.
     fn refresh_role(&mut self) {
         let role = Role::from_status(&self.status, leasehold_cluster::monotonic_us());
@@ -159,6 +176,7 @@ impl LeaseActor {
             clock,
             mailbox_capacity,
             metrics,
+            slice_scheduled: false,
             log,
         }
     }
@@ -265,10 +283,24 @@ impl Handler<FlushProposals> for LeaseActor {
     }
 }
 
+/// Internal: write the next slice of the snapshot in progress (after the mailbox is drained).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SnapshotSlice;
+
+impl Handler<SnapshotSlice> for LeaseActor {
+    type Result = ();
+
+    fn handle(&mut self, _: SnapshotSlice, ctx: &mut Self::Context) {
+        self.slice_scheduled = false;
+        self.snapshot_slice(ctx);
+    }
+}
+
 impl Handler<ToStateMachine> for LeaseActor {
     type Result = ();
 
-    fn handle(&mut self, msg: ToStateMachine, _: &mut Self::Context) {
+    fn handle(&mut self, msg: ToStateMachine, ctx: &mut Self::Context) {
         match msg {
             ToStateMachine::Entries(entries) => {
                 let answers = self.engine.apply_committed(&entries, self.clock.now_us());
@@ -294,9 +326,7 @@ impl Handler<ToStateMachine> for LeaseActor {
                         let _ = waiter.send(result);
                     }
                 }
-                if let Some((applied_index, data)) = self.engine.take_snapshot_if_due() {
-                    self.raft_snapshot.do_send(SnapshotTaken { applied_index, data });
-                }
+                self.snapshot_slice(ctx);
             }
             ToStateMachine::Restore { index, data } => {
                 let limits = &self.engine.config().limits;

@@ -1,0 +1,311 @@
+//! The table's snapshot encoding: written streamed from the table (whole, or a slice at a time by
+//! `SnapshotBuilder` while the table goes on applying), and read back in bulk, of this version or an
+//! earlier one.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClientKey, Lease, LeaseState, LeaseTable, Parameters, Records, ReservedHost, VERSION_MARK};
+use crate::ClusterError;
+
+const SNAPSHOT_MAGIC: [u8; 3] = [VERSION_MARK, b'L', b'S'];
+const SNAPSHOT_VERSION: u8 = 3;
+
+/// A snapshot of the table at one applied index, written a slice at a time while the table goes on
+/// applying (so a million-lease table never holds up the DHCP thread for the whole encoding): the
+/// table keeps the records it changes as they were until the snapshot has passed them (see
+/// `Records::freeze`), so the bytes are exactly `to_snapshot()` at that index.
+#[derive(Debug, Clone)]
+struct SnapshotBuilder {
+    applied_index: u64,
+    out: Vec<u8>,
+    /// Records still to be written, as counted at the start (checked at the end).
+    records_left: usize,
+    /// The reservations as they were at the start, encoded: they follow the records.
+    tail: Vec<u8>,
+}
+
+/// The snapshot a table is building, if any. Equal whatever it holds: two tables are the same
+/// table whether or not one of them is half-way through writing itself out.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Building(Option<Box<SnapshotBuilder>>);
+
+impl PartialEq for Building {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Building {}
+
+fn encode_into(value: impl Serialize, out: &mut Vec<u8>) {
+    bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+        .expect("table values always serialise to memory");
+}
+
+/// A snapshot before encodings carried a version (still read).
+#[derive(Serialize, Deserialize)]
+struct SnapshotV1 {
+    applied_index: u64,
+    leases: Vec<Lease>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotV2 {
+    applied_index: u64,
+    leases: Vec<Lease>,
+    reservations: Vec<ReservedHost>,
+}
+
+#[derive(Deserialize)]
+struct SnapshotV3 {
+    applied_index: u64,
+    /// `None` until the log set them (the node's own config stands in until then).
+    parameters: Option<Parameters>,
+    leases: Vec<Lease>,
+    reservations: Vec<ReservedHost>,
+}
+
+/// `SnapshotV3` as written: the same encoding, serialised from borrowed iterators.
+#[derive(Serialize)]
+struct SnapshotV3Out<L, R> {
+    applied_index: u64,
+    parameters: Option<Parameters>,
+    leases: L,
+    reservations: R,
+}
+
+/// A sequence serialised straight from an iterator (bincode writes a length, then the items, as for
+/// a `Vec`).
+struct Streamed<I>(I);
+
+impl<I> Serialize for Streamed<I>
+where
+    I: ExactSizeIterator + Clone,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone())
+    }
+}
+
+/// FNV-1a as an `io::Write`, for digests of a streamed snapshot.
+struct Fnv1a(u64);
+
+impl std::io::Write for Fnv1a {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for byte in buf {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LeaseTable {
+    /// A digest of the whole table (FNV-1a over the snapshot bytes): replicas that applied the same
+    /// index must have the same digest.
+    pub fn digest(&self) -> u64 {
+        let mut hasher = Fnv1a(0xcbf2_9ce4_8422_2325);
+        self.write_snapshot(&mut hasher).expect("hashing never fails");
+        hasher.0
+    }
+
+    /// Serialise the table for a Raft snapshot: the version mark, then the current encoding.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.by_ip.len() * 40);
+        self.write_snapshot(&mut out).expect("writing to memory never fails");
+        out
+    }
+
+    /// `to_snapshot` into `out`, streamed from the table: no copy of the records is made.
+    pub fn write_snapshot<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
+        out.write_all(&SNAPSHOT_MAGIC)?;
+        out.write_all(&[SNAPSHOT_VERSION])?;
+        let repr = SnapshotV3Out {
+            applied_index: self.applied_index,
+            parameters: self.params_from_log.then_some(self.params),
+            leases: Streamed(self.by_ip.values()),
+            reservations: Streamed(self.reservations.values()),
+        };
+        bincode::serde::encode_into_std_write(&repr, out, bincode::config::standard()).map_err(|e| match e {
+            bincode::error::EncodeError::Io { inner, .. } => inner,
+            other => std::io::Error::other(other.to_string()),
+        })?;
+        Ok(())
+    }
+
+    /// Begin a snapshot of the table as it is now, to be written by `continue_snapshot` while the
+    /// table goes on applying. One already in progress is dropped.
+    pub fn begin_snapshot(&mut self) {
+        let records = self.by_ip.freeze();
+        let mut out = Vec::with_capacity(64 + records * 40);
+        out.extend_from_slice(&SNAPSHOT_MAGIC);
+        out.push(SNAPSHOT_VERSION);
+        // The fields before the records, then the records' length prefix: what serialising
+        // `SnapshotV3Out` writes before its first record.
+        encode_into((self.applied_index, self.params_from_log.then_some(self.params), records as u64), &mut out);
+        let mut tail = Vec::new();
+        encode_into(Streamed(self.reservations.values()), &mut tail);
+        let builder = SnapshotBuilder { applied_index: self.applied_index, out, records_left: records, tail };
+        self.building = Building(Some(Box::new(builder)));
+    }
+
+    /// Is a snapshot begun and not yet complete?
+    pub fn snapshot_in_progress(&self) -> bool {
+        self.building.0.is_some()
+    }
+
+    /// Write the next `max_records` addresses' worth of the snapshot in progress; once it is complete,
+    /// its applied index and bytes. `None` while there is more (or when none is in progress).
+    pub fn continue_snapshot(&mut self, max_records: usize) -> Option<(u64, Vec<u8>)> {
+        let builder = self.building.0.as_mut()?;
+        let mut written = 0;
+        let done = self.by_ip.frozen_slice(max_records, |lease| {
+            encode_into(lease, &mut builder.out);
+            written += 1;
+        });
+        assert!(written <= builder.records_left, "a frozen snapshot wrote more records than it counted");
+        builder.records_left -= written;
+        if !done {
+            return None;
+        }
+        assert_eq!(builder.records_left, 0, "a frozen snapshot wrote fewer records than it counted");
+        let mut builder = self.building.0.take().expect("in progress above");
+        self.by_ip.thaw();
+        builder.out.extend_from_slice(&builder.tail);
+        Some((builder.applied_index, builder.out))
+    }
+
+    /// Rebuild a table from `to_snapshot` bytes, of this version or an earlier one.
+    pub fn from_snapshot(bytes: &[u8], grace_ms: u64, max_leases: usize) -> Result<Self, ClusterError> {
+        let corrupt = |e: bincode::error::DecodeError| ClusterError::Corrupt(format!("lease snapshot: {e}"));
+        let decode_v2 = |rest: &[u8]| -> Result<SnapshotV3, ClusterError> {
+            let v2 = bincode::serde::decode_from_slice::<SnapshotV2, _>(rest, bincode::config::standard())
+                .map_err(corrupt)?
+                .0;
+            Ok(SnapshotV3 {
+                applied_index: v2.applied_index,
+                parameters: None,
+                leases: v2.leases,
+                reservations: v2.reservations,
+            })
+        };
+        let repr = match bytes.strip_prefix(&SNAPSHOT_MAGIC[..]) {
+            Some([SNAPSHOT_VERSION, rest @ ..]) => {
+                bincode::serde::decode_from_slice::<SnapshotV3, _>(rest, bincode::config::standard())
+                    .map_err(corrupt)?
+                    .0
+            }
+            Some([2, rest @ ..]) => decode_v2(rest)?,
+            Some(other) => {
+                let version = other.first().copied().unwrap_or(0);
+                return Err(ClusterError::Corrupt(format!(
+                    "lease snapshot of version {version}; this build reads versions 1 to {SNAPSHOT_VERSION}"
+                )));
+            }
+            None => {
+                let (v1, _): (SnapshotV1, usize) =
+                    bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(corrupt)?;
+                SnapshotV3 {
+                    applied_index: v1.applied_index,
+                    parameters: None,
+                    leases: v1.leases,
+                    reservations: Vec::new(),
+                }
+            }
+        };
+        let mut table = LeaseTable::new(grace_ms, max_leases);
+        table.applied_index = repr.applied_index;
+        if let Some(params) = repr.parameters {
+            table.params = params;
+            table.params_from_log = true;
+        }
+        for host in repr.reservations {
+            table.reserved_ips.insert(host.ip, host.mac);
+            table.reservations.insert(host.mac, host);
+        }
+        // Built in bulk, and checked while built: a client in two records, or addresses out of order,
+        // mean the bytes are not a table this build wrote. (`check_invariants` would look up every
+        // client's record at random: seconds at a million leases, at every restart.)
+        let holders: Vec<(ClientKey, Ipv4Addr)> = repr
+            .leases
+            .iter()
+            .filter(|lease| !matches!(lease.state, LeaseState::Declined { .. }))
+            .map(|lease| (lease.client.clone(), lease.ip))
+            .collect();
+        let holder_count = holders.len();
+        table.by_client = holders.into_iter().collect();
+        if table.by_client.len() != holder_count {
+            return Err(ClusterError::Corrupt(format!(
+                "lease snapshot: {} clients hold {holder_count} records",
+                table.by_client.len()
+            )));
+        }
+        table.by_ip =
+            Records::from_sorted(repr.leases).map_err(|e| ClusterError::Corrupt(format!("lease snapshot: {e}")))?;
+        if table.reserved_ips.len() != table.reservations.len() {
+            return Err(ClusterError::Corrupt("lease snapshot: two reservations of one address".into()));
+        }
+        debug_assert!(table.check_invariants().is_ok(), "{:?}", table.check_invariants());
+        Ok(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::{Command, Proposal, ProposalTag};
+
+    /// The streamed snapshot is byte for byte what serialising an owned `SnapshotV3` gave.
+    #[test]
+    fn streamed_snapshot_encodes_as_the_owned_one() {
+        #[derive(Serialize)]
+        struct Owned {
+            applied_index: u64,
+            parameters: Option<Parameters>,
+            leases: Vec<Lease>,
+            reservations: Vec<ReservedHost>,
+        }
+        let mut table = LeaseTable::new(1_000, 100);
+        let client = ClientKey::ClientId(Box::from(&b"\x01abc"[..]));
+        let bind = Command::Bind {
+            client,
+            mac: [2, 0, 0, 0, 0, 1],
+            client_id: Some(b"\x01abc".to_vec()),
+            hostname: Some("pxe-1".into()),
+            ip: Ipv4Addr::new(10, 0, 0, 9),
+            expires_at_ms: 90_000,
+            proposed_at_ms: 1_000,
+            decided_at_index: 0,
+        };
+        let tag = ProposalTag { node_id: 1, incarnation: 1, seq: 1 };
+        let reserve = Command::Reserve {
+            host: ReservedHost {
+                mac: [2, 0, 0, 0, 0, 2],
+                ip: Ipv4Addr::new(10, 0, 0, 3),
+                hostname: None,
+                boot_file: None,
+            },
+            proposed_at_ms: 1_000,
+        };
+        table.apply(1, &[Proposal { tag, command: bind }, Proposal { tag, command: reserve }]);
+        table.apply(2, &[Proposal { tag, command: Command::SetParameters(Parameters { grace_ms: 5, max_leases: 7 }) }]);
+        let owned = Owned {
+            applied_index: 2,
+            parameters: Some(Parameters { grace_ms: 5, max_leases: 7 }),
+            leases: table.iter().cloned().collect(),
+            reservations: table.reservations().cloned().collect(),
+        };
+        let mut expected = SNAPSHOT_MAGIC.to_vec();
+        expected.push(SNAPSHOT_VERSION);
+        expected.extend(bincode::serde::encode_to_vec(&owned, bincode::config::standard()).unwrap());
+        assert_eq!(table.to_snapshot(), expected);
+        assert_eq!(LeaseTable::from_snapshot(&expected, 0, 0).unwrap(), table);
+    }
+}
