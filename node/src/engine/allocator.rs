@@ -8,14 +8,16 @@
 //! Picking never decides on the index alone: the engine still checks offers, reservations and the
 //! table for the candidate it gets (`Engine::usable`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use leasehold_cluster::LeaseTable;
+use leasehold_cluster::{Lease, LeaseState, LeaseTable};
 use leasehold_config::Pool;
 
 /// `when` of an address without a record.
 const NO_RECORD: u64 = u64::MAX;
+/// Set in `when` for a bound record (times in milliseconds stay far below 2^63).
+const BOUND: u64 = 1 << 63;
 
 /// The second `when_ms` falls in, rounded up: `when_ms <= now_ms` implies
 /// `ceil_secs(when_ms) <= ceil_secs(now_ms)`, so the set can be cut at `now`'s second and filtered.
@@ -35,13 +37,19 @@ pub struct PoolIndex {
     len: u32,
     /// Bit `offset` set: the address has no lease record.
     free: Vec<u64>,
-    /// Per offset: when the address's record becomes reusable to another client, or `NO_RECORD`.
+    /// Per offset: when the address's record becomes reusable to another client (with `BOUND` for a
+    /// bound record), or `NO_RECORD`.
     when: Vec<u64>,
     /// The records by `reusable_key`: the oldest give-ups first, to the second (the exact time is
     /// `when`). One 8-byte key a record: a set of `(u64, u32)` cost twice that.
     reusable: BTreeSet<u64>,
     /// Where the next search for a record-free address starts (round robin through the range).
     cursor: u32,
+    /// The grace the reusable times were computed with (a bound lease ends `grace_ms` before).
+    grace_ms: u64,
+    /// Bound records, and how many end in each second: pool usage without a walk of the table.
+    bound: u32,
+    bound_by_second: BTreeMap<u64, u32>,
 }
 
 impl PoolIndex {
@@ -55,39 +63,88 @@ impl PoolIndex {
             // Bits past the end of the range are never free.
             free[words - 1] = (1u64 << (len % 64)) - 1;
         }
-        let mut index =
-            PoolIndex { start, len, free, when: vec![NO_RECORD; len as usize], reusable: BTreeSet::new(), cursor: 0 };
         let grace_ms = table.grace_ms();
+        let mut index = PoolIndex {
+            start,
+            len,
+            free,
+            when: vec![NO_RECORD; len as usize],
+            reusable: BTreeSet::new(),
+            cursor: 0,
+            grace_ms,
+            bound: 0,
+            bound_by_second: BTreeMap::new(),
+        };
         for lease in table.range(pool.range_start, pool.range_end) {
-            index.set(u32::from(lease.ip) - start, lease.reusable_at_ms(grace_ms));
+            index.set(u32::from(lease.ip) - start, Self::stored_when(lease, grace_ms));
         }
         index
+    }
+
+    /// What `when` holds for `lease`.
+    fn stored_when(lease: &Lease, grace_ms: u64) -> u64 {
+        let when = lease.reusable_at_ms(grace_ms);
+        debug_assert!(when < BOUND, "a reusable time past 2^63 ms");
+        match lease.state {
+            LeaseState::Bound { .. } => when | BOUND,
+            _ => when,
+        }
+    }
+
+    /// Count a bound record reusable from `when` in or out of the second its lease ends.
+    fn count_bound(&mut self, when: u64, counted: bool) {
+        // The second by whose start it has ended: `ceil(expires_at_ms / 1000)`.
+        let second = when.saturating_sub(self.grace_ms).div_ceil(1000);
+        if counted {
+            self.bound += 1;
+            *self.bound_by_second.entry(second).or_default() += 1;
+        } else if let Some(count) = self.bound_by_second.get_mut(&second) {
+            self.bound -= 1;
+            *count -= 1;
+            if *count == 0 {
+                self.bound_by_second.remove(&second);
+            }
+        }
+    }
+
+    /// Bound leases not yet expired at the start of `now_ms`'s second (to the second: a lease ending
+    /// within it still counts): O(seconds in which expired, still-bound records end), not O(records).
+    pub fn bound_at(&self, now_ms: u64) -> u32 {
+        let expired: u32 = self.bound_by_second.range(..=now_ms / 1000).map(|(_, count)| count).sum();
+        self.bound - expired
     }
 
     fn offset(&self, ip: Ipv4Addr) -> Option<u32> {
         u32::from(ip).checked_sub(self.start).filter(|offset| *offset < self.len)
     }
 
-    /// Record that the address at `offset` is reusable from `when` (`NO_RECORD`: has no record).
-    fn set(&mut self, offset: u32, when: u64) {
-        let old = std::mem::replace(&mut self.when[offset as usize], when);
+    /// Record that the address at `offset` is reusable from `stored` (a `stored_when`; `NO_RECORD`:
+    /// it has no record).
+    fn set(&mut self, offset: u32, stored: u64) {
+        let old = std::mem::replace(&mut self.when[offset as usize], stored);
         if old != NO_RECORD {
-            self.reusable.remove(&reusable_key(old, offset));
+            self.reusable.remove(&reusable_key(old & !BOUND, offset));
+            if old & BOUND != 0 {
+                self.count_bound(old & !BOUND, false);
+            }
         }
         let (word, bit) = ((offset / 64) as usize, offset % 64);
-        if when == NO_RECORD {
+        if stored == NO_RECORD {
             self.free[word] |= 1 << bit;
         } else {
             self.free[word] &= !(1 << bit);
-            self.reusable.insert(reusable_key(when, offset));
+            self.reusable.insert(reusable_key(stored & !BOUND, offset));
+            if stored & BOUND != 0 {
+                self.count_bound(stored & !BOUND, true);
+            }
         }
     }
 
     /// Look again at `ip` (of this pool or not) after the table changed.
     pub fn refresh(&mut self, ip: Ipv4Addr, table: &LeaseTable) {
         if let Some(offset) = self.offset(ip) {
-            let when = table.by_ip(ip).map_or(NO_RECORD, |lease| lease.reusable_at_ms(table.grace_ms()));
-            self.set(offset, when);
+            let stored = table.by_ip(ip).map_or(NO_RECORD, |lease| Self::stored_when(lease, self.grace_ms));
+            self.set(offset, stored);
         }
     }
 
@@ -124,7 +181,7 @@ impl PoolIndex {
             .iter()
             .take_while(move |key| *key >> 32 <= last_second)
             .map(|key| *key as u32)
-            .filter(move |offset| self.when[*offset as usize] <= now_ms)
+            .filter(move |offset| self.when[*offset as usize] & !BOUND <= now_ms)
             .map(|offset| Ipv4Addr::from(self.start + offset))
     }
 
@@ -223,6 +280,11 @@ mod tests {
             let fresh = PoolIndex::new(&pool, &table);
             prop_assert_eq!(&index.free, &fresh.free);
             prop_assert_eq!(&index.reusable, &fresh.reusable);
+            prop_assert_eq!(&index.bound_by_second, &fresh.bound_by_second);
+            // Pool usage, to the second: the leases bound at the start of `now`'s second.
+            let second_ms = now / 1000 * 1000;
+            let active = table.range(pool.range_start, pool.range_end).filter(|l| l.is_active(second_ms)).count();
+            prop_assert_eq!(index.bound_at(now) as usize, active, "bound leases at {}", now);
             let free: Vec<Ipv4Addr> = index.record_free().collect();
             let reusable: Vec<Ipv4Addr> = index.reusable_by(now).collect();
             let mut expected_free = Vec::new();

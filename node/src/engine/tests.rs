@@ -1121,3 +1121,26 @@ fn dynamic_bootp_pool_serves_unreserved_clients() {
         other => panic!("expected a bound lease, got {other:?}"),
     }
 }
+
+/// Pool usage for `/metrics` comes from the pools' indexes, not a walk of the table: two bound, then
+/// one released, then the other expired (RFC 2131 §4.3.4, lease expiry); the relayed pool untouched.
+#[test]
+fn pool_usage_counts_bound_leases_as_they_are_released_and_expire() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let bound = |engine: &Engine, now_us: u64| -> Vec<(String, u32, u32)> {
+        engine.pool_usage(now_us / 1000).iter().map(|p| (p.name.to_string(), p.size, p.bound)).collect()
+    };
+    assert_eq!(bound(&engine, T0_US), vec![("lab".into(), 11, 0), ("relayed".into(), 11, 0)]);
+    let first = dora(&mut engine, &mut log, mac(1), T0_US).reply.yiaddr;
+    dora(&mut engine, &mut log, mac(2), T0_US);
+    assert_eq!(bound(&engine, T0_US)[0], ("lab".into(), 11, 2));
+    let release = Request { ciaddr: first, server_id: Some(SERVER), ..request(ClientMessageType::Release, mac(1)) };
+    let proposal = expect_propose(engine.handle(&release, T0_US));
+    log.commit(&mut engine, vec![proposal], T0_US);
+    assert_eq!(bound(&engine, T0_US)[0], ("lab".into(), 11, 1), "the released lease is no longer bound");
+    let lease_us = u64::from(engine.config().pools[0].lease_time_secs) * SECOND_US;
+    assert_eq!(bound(&engine, T0_US + lease_us - SECOND_US)[0].2, 1, "a second before it ends");
+    assert_eq!(bound(&engine, T0_US + lease_us + SECOND_US)[0].2, 0, "expired");
+    assert_eq!(bound(&engine, T0_US + lease_us + SECOND_US)[1].2, 0);
+}
