@@ -131,3 +131,41 @@ fn odd_but_real_requests_are_answered() {
     assert_eq!(reply.source.map(|s| *s.ip()), Some(SERVER_IP));
     assert!(server.lease_of(configured).is_none(), "an INFORM binds nothing");
 }
+
+/// `GET /v1/leases` comes in pages (a million-lease table is never listed in one go on the DHCP
+/// thread): `limit` rows at most, in address order, after `after`; a short page is the last one; a
+/// bad `limit` or `after` is refused with 400.
+#[test]
+fn the_lease_list_comes_in_pages_in_address_order() {
+    let segment = Segment::up(1, 1, 24);
+    let dir = scratch_dir("lease-pages");
+    let server = start(&segment, dir.path());
+    let mut client =
+        TestClient::bind(ClientConfig::in_namespace(&segment.client(1), "eth0")).expect("open the test client");
+    let mut bound: Vec<Ipv4Addr> = (0..5)
+        .map(|i| client.dora(test_mac(0x60 + i), Duration::from_secs(10)).expect("DORA").address)
+        .collect();
+    bound.sort();
+
+    let page = |query: &str| -> Vec<Lease> {
+        let path = format!("/v1/leases{query}");
+        let (code, body) = http_get(&server.ns, ADMIN_PORT, &path).expect("GET /v1/leases");
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not a lease array ({e}): {body}"))
+    };
+    let ips = |rows: &[Lease]| rows.iter().map(|lease| lease.ip).collect::<Vec<_>>();
+    let first = page("?limit=2");
+    assert_eq!(ips(&first), bound[..2], "the first two addresses");
+    let second = page(&format!("?limit=2&after={}", bound[1]));
+    assert_eq!(ips(&second), bound[2..4]);
+    let last = page(&format!("?after={}&limit=2", bound[3]));
+    assert_eq!(ips(&last), bound[4..], "a short page: the end of the table");
+    assert!(page(&format!("?after={}", bound[4])).is_empty(), "nothing after the last address");
+    assert_eq!(ips(&page("")), bound, "without a limit: up to 1,000 rows");
+    assert_eq!(ips(&server.leases()), bound, "all pages");
+
+    for bad in ["?limit=0", "?limit=10001", "?after=10.77.0", "?after=banana"] {
+        let (code, body) = http_get(&server.ns, ADMIN_PORT, &format!("/v1/leases{bad}")).expect("GET");
+        assert_eq!(code, 400, "GET /v1/leases{bad} must be refused: {body}");
+    }
+}

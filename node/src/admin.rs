@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::actors::lease::{
     AdminError, DeleteReservation, GetLeases, GetReservations, GetStatus, LeaseActor, PutReservation, RenderMetrics,
+    LEASES_PAGE_DEFAULT, LEASES_PAGE_MAX,
 };
 use crate::engine::ReservationError;
 
@@ -101,10 +102,39 @@ fn unavailable(e: actix::MailboxError) -> HttpResponse {
     HttpResponse::ServiceUnavailable().body(format!("lease actor unavailable: {e}\n"))
 }
 
+#[derive(Deserialize)]
+struct LeasesQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/leases[?after=IP][&limit=N]`: a JSON array of up to `limit` records (default 1,000, at
+/// most 10,000) with addresses above `after`, in address order. Fewer rows than asked for means the
+/// table ends there; otherwise a `Link: <...>; rel="next"` header names the next page. Each page is
+/// read at once; pages read one after the other are not one view (`X-Applied-Index` says which
+/// index each was read at).
 #[get("/v1/leases")]
-async fn get_leases(state: web::Data<AdminState>) -> HttpResponse {
-    match state.lease.send(GetLeases).await {
-        Ok(rows) => HttpResponse::Ok().json(rows),
+async fn get_leases(state: web::Data<AdminState>, query: web::Query<LeasesQuery>) -> HttpResponse {
+    let after = match query.after.as_deref().map(str::parse::<std::net::Ipv4Addr>) {
+        None => None,
+        Some(Ok(ip)) => Some(ip),
+        Some(Err(_)) => {
+            return error(actix_web::http::StatusCode::BAD_REQUEST, "after: not an IPv4 address");
+        }
+    };
+    let limit = query.limit.unwrap_or(LEASES_PAGE_DEFAULT);
+    if limit == 0 || limit > LEASES_PAGE_MAX {
+        return error(actix_web::http::StatusCode::BAD_REQUEST, format!("limit: 1 to {LEASES_PAGE_MAX}"));
+    }
+    match state.lease.send(GetLeases { after, limit }).await {
+        Ok(page) => {
+            let mut response = HttpResponse::Ok();
+            response.insert_header(("X-Applied-Index", page.applied_index.to_string()));
+            if let Some(next) = page.next_after {
+                response.insert_header(("Link", format!("</v1/leases?after={next}&limit={limit}>; rel=\"next\"")));
+            }
+            response.json(page.rows)
+        }
         Err(e) => unavailable(e),
     }
 }

@@ -363,11 +363,26 @@ fn admin_request(admin: SocketAddr, method: &str, path: &str, body: Option<&str>
     Ok((status, body.to_string()))
 }
 
-/// GET /v1/leases.
+/// Every page of GET /v1/leases, as one JSON array (pages are read one after the other).
 fn fetch_leases(admin: SocketAddr) -> Result<String, String> {
-    match admin_request(admin, "GET", "/v1/leases", None)? {
-        (200, body) => Ok(body),
-        (status, body) => Err(format!("admin API answered {status}: {body}")),
+    const PAGE: usize = 10_000;
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            None => format!("/v1/leases?limit={PAGE}"),
+            Some(ip) => format!("/v1/leases?limit={PAGE}&after={ip}"),
+        };
+        let page: Vec<serde_json::Value> = match admin_request(admin, "GET", &path, None)? {
+            (200, body) => serde_json::from_str(&body).map_err(|e| format!("not a lease list: {e}"))?,
+            (status, body) => return Err(format!("admin API answered {status}: {body}")),
+        };
+        let full = page.len() == PAGE;
+        after = page.last().and_then(|row| row.get("ip")).and_then(|ip| ip.as_str()).map(str::to_string);
+        rows.extend(page);
+        if !full || after.is_none() {
+            return serde_json::to_string(&rows).map_err(|e| e.to_string());
+        }
     }
 }
 

@@ -398,7 +398,28 @@ pub struct Lease {
     pub expires_at: u64,
 }
 
-/// `leasehold serve` running in a server namespace, with a fresh data directory (fsync on).
+/// Rows `all_lease_pages` asks for at a time (the server's most).
+pub const LEASE_PAGE: usize = 10_000;
+
+/// Read `GET /v1/leases` page by page with `get` (path -> body) until a page comes back short.
+pub fn all_lease_pages(mut get: impl FnMut(&str) -> Result<String, String>) -> Result<Vec<Lease>, String> {
+    let mut leases: Vec<Lease> = Vec::new();
+    loop {
+        let path = match leases.last() {
+            None => format!("/v1/leases?limit={LEASE_PAGE}"),
+            Some(last) => format!("/v1/leases?limit={LEASE_PAGE}&after={}", last.ip),
+        };
+        let body = get(&path)?;
+        let page: Vec<Lease> =
+            serde_json::from_str(&body).map_err(|e| format!("GET {path} is not a JSON lease array ({e}): {body}"))?;
+        let full = page.len() == LEASE_PAGE;
+        leases.extend(page);
+        if !full {
+            return Ok(leases);
+        }
+    }
+}
+
 /// The arguments of a single `leasehold serve` on a /16 segment: server 10.77.0.1, pool 10.77.1.0–10.77.255.254.
 pub const SERVER_16_ARGS: [&str; 8] = [
     "--server-ip",
@@ -411,6 +432,7 @@ pub const SERVER_16_ARGS: [&str; 8] = [
     "10.77.255.254",
 ];
 
+/// `leasehold serve` running in a server namespace, with a fresh data directory (fsync on).
 pub struct Server {
     pub ns: String,
     pub proc: Proc,
@@ -466,11 +488,16 @@ impl Server {
         }
     }
 
-    /// `GET /v1/leases`.
+    /// Every page of `GET /v1/leases`.
     pub fn leases(&self) -> Vec<Lease> {
-        let (code, body) = http_get(&self.ns, ADMIN_PORT, "/v1/leases").expect("GET /v1/leases");
-        assert_eq!(code, 200, "GET /v1/leases answered HTTP {code}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET /v1/leases is not a JSON lease array ({e}): {body}"))
+        all_lease_pages(|path| {
+            let (code, body) = http_get(&self.ns, ADMIN_PORT, path).map_err(|e| format!("GET {path}: {e}"))?;
+            if code != 200 {
+                return Err(format!("GET {path} answered HTTP {code}: {body}"));
+            }
+            Ok(body)
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The lease record for `ip`, if the server has one.

@@ -47,9 +47,26 @@ pub struct LeaseView {
     pub expires_at: u64,
 }
 
+/// Rows `GET /v1/leases` gives when it is not asked for a number.
+pub const LEASES_PAGE_DEFAULT: usize = 1_000;
+/// The most rows one `GET /v1/leases` gives: a page costs the DHCP thread at most this many records.
+pub const LEASES_PAGE_MAX: usize = 10_000;
+
+/// One page of `GET /v1/leases`: up to `limit` records with addresses above `after`, in address order.
 #[derive(Message)]
-#[rtype(result = "Vec<LeaseView>")]
-pub struct GetLeases;
+#[rtype(result = "LeasePage")]
+pub struct GetLeases {
+    pub after: Option<std::net::Ipv4Addr>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeasePage {
+    pub rows: Vec<LeaseView>,
+    /// The last address of the page when more records follow it (the next page's `after`).
+    pub next_after: Option<std::net::Ipv4Addr>,
+    pub applied_index: u64,
+}
 
 /// What the admin API shows of the node.
 #[derive(Debug, Clone, Serialize)]
@@ -374,11 +391,21 @@ impl Handler<RaftStatus> for LeaseActor {
 impl Handler<GetLeases> for LeaseActor {
     type Result = MessageResult<GetLeases>;
 
-    fn handle(&mut self, _: GetLeases, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, GetLeases { after, limit }: GetLeases, _: &mut Self::Context) -> Self::Result {
         let now_ms = self.clock.now_us() / 1000;
-        let rows = self
-            .engine
-            .table()
+        let limit = limit.clamp(1, LEASES_PAGE_MAX);
+        let table = self.engine.table();
+        let first = match after {
+            None => Some(std::net::Ipv4Addr::UNSPECIFIED),
+            Some(ip) => u32::from(ip).checked_add(1).map(std::net::Ipv4Addr::from),
+        };
+        let mut records: Vec<&leasehold_cluster::Lease> = match first {
+            Some(first) => table.range(first, std::net::Ipv4Addr::BROADCAST).take(limit + 1).collect(),
+            None => Vec::new(),
+        };
+        let more = records.len() > limit;
+        records.truncate(limit);
+        let rows: Vec<LeaseView> = records
             .iter()
             .map(|lease| {
                 let (state, until_ms) = match lease.state {
@@ -400,7 +427,8 @@ impl Handler<GetLeases> for LeaseActor {
                 }
             })
             .collect();
-        MessageResult(rows)
+        let next_after = if more { records.last().map(|lease| lease.ip) } else { None };
+        MessageResult(LeasePage { rows, next_after, applied_index: table.applied_index() })
     }
 }
 

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::netns_support::{in_ns, leasehold_bin, signal, tail_of, Lease, Proc, Segment};
+use crate::netns_support::{all_lease_pages, in_ns, leasehold_bin, signal, tail_of, Lease, Proc, Segment};
 
 pub const NODES: u32 = 3;
 pub const PEER_PORT: u16 = 6768;
@@ -267,11 +267,14 @@ impl Cluster {
         if !self.is_live(id) {
             return Err(format!("node {id} is down or frozen"));
         }
-        let (code, body) = http(&self.node(id).ns, "GET", "/v1/leases", HTTP_TIMEOUT)?;
-        if code != 200 {
-            return Err(format!("node {id}: GET /v1/leases answered HTTP {code}: {body}"));
-        }
-        serde_json::from_str(&body).map_err(|e| format!("node {id}: /v1/leases is not a lease array ({e})"))
+        all_lease_pages(|path| {
+            let (code, body) = http(&self.node(id).ns, "GET", path, HTTP_TIMEOUT)?;
+            if code != 200 {
+                return Err(format!("node {id}: GET {path} answered HTTP {code}: {body}"));
+            }
+            Ok(body)
+        })
+        .map_err(|e| format!("node {id}: {e}"))
     }
 
     /// The member ids in node `id`'s `GET /v1/cluster`.
