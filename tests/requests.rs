@@ -142,9 +142,8 @@ fn the_lease_list_comes_in_pages_in_address_order() {
     let server = start(&segment, dir.path());
     let mut client =
         TestClient::bind(ClientConfig::in_namespace(&segment.client(1), "eth0")).expect("open the test client");
-    let mut bound: Vec<Ipv4Addr> = (0..5)
-        .map(|i| client.dora(test_mac(0x60 + i), Duration::from_secs(10)).expect("DORA").address)
-        .collect();
+    let mut bound: Vec<Ipv4Addr> =
+        (0..5).map(|i| client.dora(test_mac(0x60 + i), Duration::from_secs(10)).expect("DORA").address).collect();
     bound.sort();
 
     let page = |query: &str| -> Vec<Lease> {
