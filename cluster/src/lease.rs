@@ -3,8 +3,9 @@
 //! `LeaseTable::apply` takes a committed log entry (a batch of proposals) and returns one outcome per
 //! proposal. It reads no clock, no random source and no network: every time it needs comes inside the
 //! command (the proposer's `proposed_at_ms`), so every replica that applies the same entries ends in the
-//! same table (DESIGN rule 4). Maps are `BTreeMap`s so iteration order, digests and snapshots are
-//! identical on every replica.
+//! same table (DESIGN rule 4). Everything iterated (records by address, reservations) is ordered, so
+//! digests and snapshots are identical on every replica; the client index is a hash table that is
+//! only ever looked up (see `records`).
 //!
 //! Which of two commands about one record came later is decided by the log, never by the proposers'
 //! clocks (they may be seconds apart): every command carries the applied index its proposer decided
@@ -214,9 +215,8 @@ pub enum Outcome {
 /// The replicated lease table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseTable {
+    /// The records by address, and by client (each client's current or last released address).
     by_ip: Records,
-    /// The client's current or last (released) address.
-    by_client: BTreeMap<ClientKey, Ipv4Addr>,
     /// Reservations made through the admin API, by MAC, and the same by address.
     reservations: BTreeMap<[u8; 6], ReservedHost>,
     reserved_ips: BTreeMap<Ipv4Addr, [u8; 6]>,
@@ -239,7 +239,6 @@ impl LeaseTable {
     pub fn new(grace_ms: u64, max_leases: usize) -> Self {
         LeaseTable {
             by_ip: Records::default(),
-            by_client: BTreeMap::new(),
             reservations: BTreeMap::new(),
             reserved_ips: BTreeMap::new(),
             applied_index: 0,
@@ -277,7 +276,7 @@ impl LeaseTable {
 
     /// The client's current binding, or the address it last released.
     pub fn by_client(&self, client: &ClientKey) -> Option<&Lease> {
-        self.by_client.get(client).and_then(|ip| self.by_ip.get(ip))
+        self.by_ip.by_client(client)
     }
 
     /// May `client` be given `ip` at `now_ms`? True when nobody else holds it.
@@ -332,7 +331,7 @@ impl LeaseTable {
             match &proposal.command {
                 Command::Bind { client, ip, .. } => {
                     touched.push(*ip);
-                    touched.extend(self.by_client.get(client).copied());
+                    touched.extend(self.by_ip.by_client(client).map(|lease| lease.ip));
                 }
                 Command::Release { ip, .. } | Command::Decline { ip, .. } => touched.push(*ip),
                 Command::Collect { ips, .. } => touched.extend(ips),
@@ -364,7 +363,7 @@ impl LeaseTable {
                 // The client's own records (the address asked for, and the one it holds now) must be
                 // as the proposer saw them: otherwise a late renewal could revive an address the client
                 // has since released or left, or free the address it was given afterwards.
-                let held_elsewhere = self.by_client.get(client).filter(|held| *held != ip).copied();
+                let held_elsewhere = self.by_ip.by_client(client).map(|lease| lease.ip).filter(|held| held != ip);
                 let stale = held_elsewhere.is_some_and(|held| self.changed_since(&held, *decided_at_index))
                     || self
                         .by_ip
@@ -394,16 +393,12 @@ impl LeaseTable {
                     {
                         return Outcome::Conflict { holder: current.client.clone() };
                     }
-                } else if self.by_ip.len() as u64 >= self.params.max_leases && !self.by_client.contains_key(client) {
+                } else if self.by_ip.len() as u64 >= self.params.max_leases && self.by_ip.by_client(client).is_none() {
                     return Outcome::TableFull;
                 }
-                // The address is ours to give. A previous holder loses its claim, and the client's
-                // previous address (if another) is freed: one address per client.
-                if let Some(previous) = self.by_ip.get(ip) {
-                    if previous.client != *client && self.by_client.get(&previous.client) == Some(ip) {
-                        self.by_client.remove(&previous.client);
-                    }
-                }
+                // The address is ours to give. A previous holder loses its claim (its record is
+                // replaced), and the client's previous address (if another) is freed: one address
+                // per client.
                 if let Some(old_ip) = held_elsewhere {
                     self.by_ip.remove(&old_ip);
                 }
@@ -419,7 +414,6 @@ impl LeaseTable {
                     bound_by: proposer,
                 };
                 self.by_ip.insert(lease.clone());
-                self.by_client.insert(client.clone(), *ip);
                 Outcome::Bound(lease)
             }
             Command::Release { client, ip, proposed_at_ms, decided_at_index } => match self.by_ip.get_mut(ip) {
@@ -453,11 +447,8 @@ impl LeaseTable {
                 if current.is_none() && self.by_ip.len() as u64 >= self.params.max_leases {
                     return Outcome::TableFull;
                 }
-                if let Some(previous) = self.by_ip.get(ip) {
-                    if self.by_client.get(&previous.client) == Some(ip) {
-                        self.by_client.remove(&previous.client);
-                    }
-                }
+                // A declined record is nobody's address: the previous holder's claim ends with its
+                // record, and the decliner's own record elsewhere (if any) stays its own.
                 self.by_ip.insert(Lease {
                     ip: *ip,
                     client: client.clone(),
@@ -510,11 +501,7 @@ impl LeaseTable {
                     if !old_enough || lease.changed_at_index > *decided_at_index {
                         continue;
                     }
-                    let client = lease.client.clone();
                     self.by_ip.remove(ip);
-                    if self.by_client.get(&client) == Some(ip) {
-                        self.by_client.remove(&client);
-                    }
                     collected += 1;
                 }
                 Outcome::Collected(collected)
@@ -534,21 +521,9 @@ impl LeaseTable {
         }
     }
 
-    /// Structural invariants: the two indexes agree, and no client maps to two addresses.
+    /// Structural invariants: the indexes agree with the records, and no client holds two addresses.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for (client, ip) in &self.by_client {
-            match self.by_ip.get(ip) {
-                Some(lease) if lease.client == *client => {}
-                other => return Err(format!("by_client {client} -> {ip} but by_ip has {other:?}")),
-            }
-        }
         self.by_ip.check()?;
-        for lease in self.by_ip.values() {
-            let ip = &lease.ip;
-            if matches!(lease.state, LeaseState::Bound { .. }) && self.by_client.get(&lease.client) != Some(ip) {
-                return Err(format!("bound lease {ip} of {} missing from by_client", lease.client));
-            }
-        }
         if self.reserved_ips.len() != self.reservations.len()
             || self.reservations.values().any(|host| self.reserved_ips.get(&host.ip) != Some(&host.mac))
         {

@@ -299,7 +299,7 @@ fn a_snapshot_with_a_client_in_two_records_or_out_of_order_is_refused() {
     let mut twice = leases.clone();
     twice[1].client = twice[0].client.clone();
     let err = LeaseTable::from_snapshot(&encode(twice), GRACE_MS, 100).unwrap_err().to_string();
-    assert!(err.contains("clients hold"), "{err}");
+    assert!(err.contains("holds two records"), "{err}");
 
     let reversed: Vec<_> = leases.iter().rev().cloned().collect();
     let err = LeaseTable::from_snapshot(&encode(reversed), GRACE_MS, 100).unwrap_err().to_string();
