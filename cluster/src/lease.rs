@@ -66,16 +66,17 @@ pub enum LeaseState {
     },
 }
 
-/// One address's record. Text and bytes are boxed (no spare capacity); the encoding in snapshots is
-/// the same as with `Vec`/`String`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One address's record: 80 bytes. What few clients send (option 61, a host name) sits behind one
+/// pointer; the encoding in snapshots and entries is field by field as it always was
+/// (`LeaseRepr`), so old snapshots read unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "LeaseRepr")]
 pub struct Lease {
     pub ip: Ipv4Addr,
     pub client: ClientKey,
     pub mac: [u8; 6],
-    /// Option 61 as the client sent it, for the admin API.
-    pub client_id: Option<Box<[u8]>>,
-    pub hostname: Option<Box<str>>,
+    /// Option 61 and the host name, when the client sent either.
+    details: Option<Box<LeaseDetails>>,
     pub state: LeaseState,
     /// `proposed_at_ms` of the command that last changed this record.
     pub updated_at_ms: u64,
@@ -86,7 +87,76 @@ pub struct Lease {
     pub bound_by: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LeaseDetails {
+    client_id: Option<Box<[u8]>>,
+    hostname: Option<Box<str>>,
+}
+
+fn details(client_id: Option<&[u8]>, hostname: Option<&str>) -> Option<Box<LeaseDetails>> {
+    (client_id.is_some() || hostname.is_some())
+        .then(|| Box::new(LeaseDetails { client_id: client_id.map(Box::from), hostname: hostname.map(Box::from) }))
+}
+
+/// A `Lease` as encoded: its fields in this order.
+#[derive(Deserialize)]
+struct LeaseRepr {
+    ip: Ipv4Addr,
+    client: ClientKey,
+    mac: [u8; 6],
+    client_id: Option<Box<[u8]>>,
+    hostname: Option<Box<str>>,
+    state: LeaseState,
+    updated_at_ms: u64,
+    changed_at_index: u64,
+    bound_by: u64,
+}
+
+impl From<LeaseRepr> for Lease {
+    fn from(repr: LeaseRepr) -> Self {
+        let details = (repr.client_id.is_some() || repr.hostname.is_some())
+            .then(|| Box::new(LeaseDetails { client_id: repr.client_id, hostname: repr.hostname }));
+        Lease {
+            ip: repr.ip,
+            client: repr.client,
+            mac: repr.mac,
+            details,
+            state: repr.state,
+            updated_at_ms: repr.updated_at_ms,
+            changed_at_index: repr.changed_at_index,
+            bound_by: repr.bound_by,
+        }
+    }
+}
+
+impl Serialize for Lease {
+    /// As `LeaseRepr`, from borrowed fields.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Lease", 9)?;
+        out.serialize_field("ip", &self.ip)?;
+        out.serialize_field("client", &self.client)?;
+        out.serialize_field("mac", &self.mac)?;
+        out.serialize_field("client_id", &self.client_id())?;
+        out.serialize_field("hostname", &self.hostname())?;
+        out.serialize_field("state", &self.state)?;
+        out.serialize_field("updated_at_ms", &self.updated_at_ms)?;
+        out.serialize_field("changed_at_index", &self.changed_at_index)?;
+        out.serialize_field("bound_by", &self.bound_by)?;
+        out.end()
+    }
+}
+
 impl Lease {
+    /// Option 61 as the client sent it, for the admin API.
+    pub fn client_id(&self) -> Option<&[u8]> {
+        self.details.as_ref().and_then(|d| d.client_id.as_deref())
+    }
+
+    pub fn hostname(&self) -> Option<&str> {
+        self.details.as_ref().and_then(|d| d.hostname.as_deref())
+    }
+
     /// Bound and unexpired at `now_ms`.
     pub fn is_active(&self, now_ms: u64) -> bool {
         matches!(self.state, LeaseState::Bound { expires_at_ms } if expires_at_ms > now_ms)
@@ -406,8 +476,7 @@ impl LeaseTable {
                     ip: *ip,
                     client: client.clone(),
                     mac: *mac,
-                    client_id: client_id.as_deref().map(Box::from),
-                    hostname: hostname.as_deref().map(Box::from),
+                    details: details(client_id.as_deref(), hostname.as_deref()),
                     state: LeaseState::Bound { expires_at_ms: *expires_at_ms },
                     updated_at_ms: *proposed_at_ms,
                     changed_at_index: index,
@@ -453,8 +522,7 @@ impl LeaseTable {
                     ip: *ip,
                     client: client.clone(),
                     mac: *mac,
-                    client_id: None,
-                    hostname: None,
+                    details: None,
                     state: LeaseState::Declined { until_ms: *until_ms },
                     updated_at_ms: *proposed_at_ms,
                     changed_at_index: index,

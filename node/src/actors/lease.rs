@@ -418,10 +418,9 @@ impl Handler<GetLeases> for LeaseActor {
                     ip: lease.ip.to_string(),
                     mac: leasehold_cluster::ClientKey::Mac(lease.mac).to_string(),
                     client_id: lease
-                        .client_id
-                        .as_ref()
+                        .client_id()
                         .map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
-                    hostname: lease.hostname.as_deref().map(str::to_string),
+                    hostname: lease.hostname().map(str::to_string),
                     state,
                     expires_at: until_ms / 1000,
                 }
