@@ -1,6 +1,7 @@
 //! `leasehold serve`: open the durable Raft log, rebuild the lease table from its snapshot, start the
-//! raft actor on its own thread (fsync never blocks the packet path), then the lease, parser and
-//! socket actors and the admin API on the main thread, and run until SIGINT/SIGTERM.
+//! raft actor on its own thread (fsync never blocks the packet path) and the peer transport on another,
+//! then the lease, parser and socket actors and the admin API on the main thread, and run until
+//! SIGINT/SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,9 +158,19 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         let Some(raft) = raft_addr else {
             return Err(ServeError::Runtime(std::io::Error::other("raft actor did not start")));
         };
+        // The peer transport (TCP, HMAC, frame coding) runs on a thread of its own, off the DHCP
+        // actors' thread: appends and their responses never wait behind packets.
+        let transport_arbiter = Arbiter::new();
         if let Some(links) = peer_links {
             let listen = links.listen;
-            let transport = transport::start(links, raft.clone().recipient(), log.clone())
+            let (started, result) = tokio::sync::oneshot::channel();
+            let (inbound, transport_log) = (raft.clone().recipient(), log.clone());
+            transport_arbiter.spawn(async move {
+                let _ = started.send(transport::start(links, inbound, transport_log));
+            });
+            let transport = result
+                .await
+                .map_err(|_| ServeError::Runtime(std::io::Error::other("peer transport thread did not start")))?
                 .map_err(|source| ServeError::Transport { listen, source })?;
             raft.do_send(ConnectPeers(transport.clone().recipient(), transport.recipient()));
         }
@@ -178,6 +189,7 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         info!(log, "shutting down");
         admin_handle.stop(true).await;
         raft_arbiter.stop();
+        transport_arbiter.stop();
         Ok(())
     });
     if let Err(e) = &result {
