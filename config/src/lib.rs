@@ -265,7 +265,7 @@ impl Default for Cluster {
             node_id: 1,
             peers: BTreeMap::new(),
             listen: None,
-            tick_ms: 100,
+            tick_ms: 50,
             election_ticks: 10,
             heartbeat_ticks: 2,
             secret_file: None,
