@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use leasehold_cluster::lease::{
-    decode_entry, encode_entry, ClientKey, Command, LeaseState, LeaseTable, Outcome, Proposal, ProposalTag,
+    decode_entry, encode_entry, ClientKey, Command, Lease, LeaseState, LeaseTable, Outcome, Proposal, ProposalTag,
     ReservedHost,
 };
 use proptest::prelude::*;
@@ -397,6 +397,42 @@ proptest! {
         prop_assert_eq!(at, LeaseTable::from_snapshot(&expected, GRACE_MS, 6).unwrap().applied_index());
         prop_assert_eq!(bytes, expected);
         prop_assert_eq!(table.digest(), plain.digest());
+    }
+}
+
+proptest! {
+    /// Record collection, over random histories and random collections (any addresses named, any
+    /// cut-off, decided at any index): a record that is still live at the cut-off (bound and not past
+    /// expiry plus grace, declined and in probation) or that changed after the proposer decided is
+    /// left exactly as it was; only old records the collection names are forgotten.
+    #[test]
+    fn collection_never_forgets_a_live_binding(
+        history in proptest::collection::vec(proptest::collection::vec(command(), 1..5), 1..40),
+        collections in proptest::collection::vec((proptest::collection::vec(1u8..8, 1..8), 0u64..300_000, 0u64..90), 1..20),
+    ) {
+        let mut table = LeaseTable::new(GRACE_MS, 6);
+        let mut index = 0;
+        let mut collections = collections.into_iter();
+        for entry in history {
+            index += 1;
+            apply(&mut table, index, entry);
+            let Some((addresses, cut, seen)) = collections.next() else { continue };
+            let cut = T0 + cut;
+            let before: Vec<Lease> = table.iter().cloned().collect();
+            index += 1;
+            apply(&mut table, index, vec![decided_at(seen, collect(&addresses, cut))]);
+            for lease in &before {
+                let named = addresses.iter().any(|a| ip(*a) == lease.ip);
+                let old = lease.reusable_at_ms(GRACE_MS) <= cut && !lease.is_active(cut);
+                if named && old && lease.changed_at_index <= seen {
+                    prop_assert_eq!(table.by_ip(lease.ip), None, "an old record named by the collection stays");
+                } else {
+                    prop_assert_eq!(table.by_ip(lease.ip), Some(lease), "collection changed a record it must keep");
+                }
+            }
+            prop_assert!(table.iter().count() <= before.len(), "collection added records");
+            prop_assert!(table.check_invariants().is_ok(), "{:?}", table.check_invariants());
+        }
     }
 }
 
