@@ -10,11 +10,19 @@
 #       leader (--failover-runs times, a fresh cluster each time) and of the Kea primary (--kea-failover-runs
 #       times, each bounded by --kea-failover-limit seconds); the gap is the time between the last ACK
 #       before the kill and the first ACK from another server after it. Each gap, the median and the max.
+#   (d) with --stability-seconds S: a fresh cluster under perfdhcp load for S seconds (--stability-rate, default
+#       90% of (a), else 4,000/s); leader changes counted by Raft term before and after (must be 0).
+#   (e) with --catchup-leases N: a cluster filled with N leases (failover_probe as a loader: sequential MACs);
+#       a follower's data directory is wiped and the follower restarted with the same flags while perfdhcp
+#       brings new clients at --catchup-rate/s (default 2,000): time until it has applied the leader's index,
+#       the leader's ACKs/s before and during the catch-up; then that follower restarted with its data: time
+#       to /healthz 200 and to the leader's index.
 #
 #   scripts/bench-cluster.sh [--period SECONDS] [--to broadcast|leader] [--failover-runs N]
 #                            [--kea-failover-runs N] [--kea-failover-limit SECONDS] [--skip-throughput]
 #                            [--skip-failover] [--no-kea] [--no-leasehold-throughput] [--kea-threads N]
-#                            [--wait-quiet SECONDS] [--no-build]
+#                            [--wait-quiet SECONDS] [--no-build] [--stability-seconds S] [--stability-rate R]
+#                            [--catchup-leases N] [--catchup-rate R]
 #
 # perfdhcp acts as a relay (10.77.0.250 on its interface, so giaddr is set and the servers answer to it on
 # port 67). --to broadcast (default) sends every message to 255.255.255.255, so every node of the cluster and
@@ -48,6 +56,12 @@ LH_THROUGHPUT=1
 KEA_THREADS=1
 WAIT_QUIET=0
 BUILD=1
+STABILITY_SECONDS=0
+STABILITY_RATE=0
+CATCHUP_LEASES=0
+CATCHUP_RATE=2000
+CATCHUP_BEFORE=15
+CATCHUP_TIMEOUT=120
 START_RATE=2000
 MAX_RATE=128000
 CLIENTS=60000
@@ -65,6 +79,10 @@ while (($#)); do
     --kea-threads) KEA_THREADS=$2; shift 2 ;;
     --wait-quiet) WAIT_QUIET=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --stability-seconds) STABILITY_SECONDS=$2; shift 2 ;;
+    --stability-rate) STABILITY_RATE=$2; shift 2 ;;
+    --catchup-leases) CATCHUP_LEASES=$2; shift 2 ;;
+    --catchup-rate) CATCHUP_RATE=$2; shift 2 ;;
     -h | --help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "bench-cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -76,6 +94,10 @@ number --kea-failover-runs "$KEA_FAILOVER_RUNS" 0 10
 number --kea-failover-limit "$KEA_FAILOVER_LIMIT" 10 600
 number --wait-quiet "$WAIT_QUIET" 0 3600
 number --kea-threads "$KEA_THREADS" 1 16
+number --stability-seconds "$STABILITY_SECONDS" 0 7200
+number --stability-rate "$STABILITY_RATE" 0 200000
+number --catchup-leases "$CATCHUP_LEASES" 0 4000000
+number --catchup-rate "$CATCHUP_RATE" 100 100000
 [[ $TO == broadcast || $TO == leader ]] || { echo "bench-cluster.sh: --to broadcast|leader" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "bench-cluster.sh: must run as root (network namespaces)" >&2; exit 1; }
 PATH=$PATH:/usr/sbin:/sbin
@@ -174,19 +196,25 @@ RUN=0
 LEADER=""
 # start_cluster: a fresh 3-node leasehold cluster (fresh data directories, fsync on); waits until all three
 # nodes answer /healthz 200 naming the same leader (polled every 0.1 s, at most 30 s); sets LEADER.
+# With CONFIG (a file holding [limits] and [[pool]] tables), the pools come from it instead of the flags.
 start_cluster() {
+    local config=${1:-}
     RUN=$((RUN + 1))
-    local dir=$WORK/cluster-$RUN i
+    CLUSTER_DIR=$WORK/cluster-$RUN
+    local dir=$CLUSTER_DIR i
     mkdir -p "$dir"
-    local peers=()
+    local peers=() pools=()
     for i in 1 2 3; do peers+=(--peer "$i=10.77.0.$i:6768"); done
+    if [[ -n $config ]]; then
+        pools=(--config "$config")
+    else
+        pools=(--subnet-mask 255.255.0.0 --ip-start 10.77.1.0 --ip-end 10.77.255.254 --lease-time 3600)
+    fi
     for i in 1 2 3; do
-        ip netns exec "$NAME-s$i" "${SERVER_CPU[@]}" "$BIN" serve --interface eth0 --server-ip "10.77.0.$i" \
-            --subnet-mask 255.255.0.0 --ip-start 10.77.1.0 --ip-end 10.77.255.254 --lease-time 3600 \
-            --data-dir "$dir/node$i" --admin-listen 127.0.0.1:6767 --log-level warning --node-id "$i" \
-            "${peers[@]}" --cluster-listen "10.77.0.$i:6768" --cluster-secret-file "$WORK/cluster.secret" \
-            >"$dir/node$i.log" 2>&1 &
-        PID[node$i]=$!
+        NODE_ARGS[$i]="serve --interface eth0 --server-ip 10.77.0.$i ${pools[*]} --data-dir $dir/node$i \
+            --admin-listen 127.0.0.1:6767 --log-level warning --node-id $i ${peers[*]} \
+            --cluster-listen 10.77.0.$i:6768 --cluster-secret-file $WORK/cluster.secret"
+        start_node "$i"
     done
     local tries answer ids
     for ((tries = 0; tries < 300; tries++)); do
@@ -205,6 +233,16 @@ start_cluster() {
     echo "bench-cluster.sh: the cluster elected no leader within 30 s:"
     for i in 1 2 3; do tail -5 "$dir/node$i.log"; done
     exit 1
+}
+
+# start_node I: start node I of the current cluster with the arguments start_cluster gave it (appending to
+# its log).
+declare -A NODE_ARGS=()
+start_node() {
+    local i=$1
+    # shellcheck disable=SC2086 # NODE_ARGS holds words without spaces inside them
+    ip netns exec "$NAME-s$i" "${SERVER_CPU[@]}" "$BIN" ${NODE_ARGS[$i]} >>"$CLUSTER_DIR/node$i.log" 2>&1 &
+    PID[node$i]=$!
 }
 
 stop_cluster() {
@@ -422,6 +460,156 @@ failover() {
     FAILOVER_LINE[$kind]="$(label "$kind") failover: $summary"
 }
 
+# node_metric I NAME: the value of metric NAME (exactly as printed, labels included) on node I, or "".
+node_metric() {
+    { http_response "$NAME-s$1" /metrics 5 || true; } | awk -v m="$2" '$1 == m {print $2; exit}'
+}
+
+# node_term I: node I's Raft term from /healthz ("" when it does not answer).
+node_term() {
+    { http_response "$NAME-s$1" /healthz 5 || true; } | { grep -o '"term":[0-9]*' || true; } | cut -d: -f2
+}
+
+# -- Stability: a fresh cluster under full load for --stability-seconds; every leader change bumps the term.
+declare -a STABILITY_LINES=()
+stability() {
+    local seconds=$1 rate=$2 i before=() after=()
+    echo "-- $(label cluster): $seconds s of perfdhcp at $rate/s; leader changes are counted by Raft term"
+    start_cluster
+    local leader_before=$LEADER
+    for i in 1 2 3; do before+=("$(node_term "$i")"); done
+    local out=$WORK/stability.out saved_period=$PERIOD
+    timeout $((seconds + 60)) ip netns exec "$PERF_NS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single \
+        -r "$rate" -R "$CLIENTS" -p "$seconds" -W 300000 >"$out" 2>&1 || true
+    for i in 1 2 3; do after+=("$(node_term "$i")"); done
+    local answer leader_after
+    answer=$(http_get "$NAME-s1" /healthz || true)
+    leader_after=$(grep -o '"leader_id":[0-9]*' <<<"$answer" | cut -d: -f2)
+    stop_cluster
+    PERIOD=$seconds
+    perfdhcp_result "$out" "$rate"
+    PERIOD=$saved_period
+    local high_before high_after
+    high_before=$(printf '%s\n' "${before[@]}" | sort -n | tail -1)
+    high_after=$(printf '%s\n' "${after[@]}" | sort -n | tail -1)
+    STABILITY_LINES+=("$(printf '%s under load: %d s at %d/s offered, %d exchanges/s ACKed (drops %s%%), leader changes %d (terms %s -> %s, leader %s -> %s)' \
+        "$(label cluster)" "$seconds" "$rate" "$M_XPS" "$M_LOSS" $((${high_after:-0} - ${high_before:-0})) \
+        "${before[*]}" "${after[*]}" "$leader_before" "${leader_after:-none}")")
+    echo "  ${STABILITY_LINES[-1]}"
+}
+
+# -- Catch-up: a cluster holding --catchup-leases leases; a follower loses its data directory and is restarted
+# with the same flags (README "Lost data directory") while perfdhcp brings new clients to the leader. The
+# leader's ACKs are sampled every 0.5 s from /metrics; the follower is caught up when its applied index
+# reaches the leader's applied index at the wipe; "during" is the leader's rate from the wipe until then (at
+# least 5 s). Then the same follower is restarted with its data
+# (SIGTERM, start) and timed to /healthz 200 and to the leader's index.
+declare -a CATCHUP_LINES=()
+catchup() {
+    local leases=$1 rate=$2 dir=$WORK/catchup i
+    mkdir -p "$dir"
+    printf '%s\n' '[limits]' "max_leases = $((leases + leases / 4 + 100000))" 'max_offers = 200000' '[[pool]]' \
+        'name = "big"' 'subnet = "10.64.0.0/10"' 'range_start = "10.80.0.0"' 'range_end = "10.111.255.254"' \
+        'lease_time_secs = 86400' >"$dir/pools.toml"
+    echo "-- $(label cluster): catch-up of a wiped follower at $leases leases (pool 10.80.0.0-10.111.255.254)"
+    start_cluster "$dir/pools.toml"
+    local leader=$LEADER follower=$((LEADER % 3 + 1)) started count=0 tries
+    # Sequential new MACs, 512 machines at a time, each starting over with a new MAC after its ACK.
+    started=$(date +%s%3N)
+    ip netns exec "$PROBE_NS" "${CLIENT_CPU[@]}" "$PROBE" --slots 512 --interval-ms 0 --retransmit-ms 1000 \
+        --duration-s 3600 --mac-base $((1 << 24)) >/dev/null 2>"$dir/fill.err" &
+    PROBE_PID=$!
+    for ((tries = 0; tries < leases / 500 + 600; tries++)); do
+        count=$(node_metric "$leader" leasehold_leases)
+        ((${count:-0} >= leases)) && break
+        kill -0 "$PROBE_PID" 2>/dev/null || { echo "the loader exited:"; cat "$dir/fill.err"; exit 1; }
+        sleep 1
+    done
+    stop_probe
+    ((${count:-0} >= leases)) || { echo "bench-cluster.sh: only ${count:-0} of $leases leases bound"; exit 1; }
+    echo "  filled: $count leases in $((($(date +%s%3N) - started) / 1000)) s"
+    local total=$((CATCHUP_BEFORE + CATCHUP_TIMEOUT + 10)) samples=$dir/acks.txt
+    : >"$samples"
+    timeout $((total + 30)) ip netns exec "$PERF_NS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single \
+        -b mac=00:0d:00:00:00:00 -r "$rate" -R 1000000 -p "$total" -W 300000 >"$dir/perfdhcp.out" 2>&1 &
+    local perf_pid=$!
+    (
+        while kill -0 "$perf_pid" 2>/dev/null; do
+            echo "$(date +%s%3N) $(node_metric "$leader" 'leasehold_packets_sent_total{type="ack"}')"
+            sleep 0.5
+        done
+    ) >>"$samples" &
+    local sampler=$!
+    sleep "$CATCHUP_BEFORE"
+    local target wiped caught="" applied
+    target=$(node_metric "$leader" leasehold_applied_index)
+    wiped=$(date +%s%3N)
+    kill -KILL "${PID[node$follower]}"
+    wait "${PID[node$follower]}" 2>/dev/null || true
+    rm -rf "${CLUSTER_DIR:?}/node$follower"
+    start_node "$follower"
+    for ((tries = 0; tries < CATCHUP_TIMEOUT * 5; tries++)); do
+        applied=$(node_metric "$follower" leasehold_applied_index)
+        if ((${applied:-0} >= target)); then
+            caught=$(date +%s%3N)
+            break
+        fi
+        sleep 0.2
+    done
+    local snapshot_bytes follower_leases
+    snapshot_bytes=$(du -sb "$CLUSTER_DIR/node$follower/snapshots" 2>/dev/null | cut -f1)
+    follower_leases=$(node_metric "$follower" leasehold_leases)
+    kill -TERM "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    # The leader's ACKs a second before the wipe (from 2 s into the load) and from the wipe until caught up.
+    local before during
+    read -r before during < <(awk -v w="$wiped" -v c="${caught:-0}" '
+        NF == 2 {
+            if (!have) s0 = $1
+            if (have && pt >= s0 + 2000) {
+                dt = ($1 - pt) / 1000; dn = $2 - pn
+                if ($1 <= w) {bt += dt; bn += dn}
+                else if (c && pt >= w - 500 && pt < (c > w + 5000 ? c : w + 5000)) {dt2 += dt; dn2 += dn}
+            }
+            pt = $1; pn = $2; have = 1
+        }
+        END {printf "%.0f %.0f\n", bt ? bn / bt : 0, dt2 ? dn2 / dt2 : -1}' "$samples")
+    if [[ -z $caught ]]; then
+        CATCHUP_LINES+=("$(label cluster) catch-up at $count leases: the wiped follower did not reach index $target within $CATCHUP_TIMEOUT s")
+    else
+        CATCHUP_LINES+=("$(awk -v n="$count" -v t=$((caught - wiped)) -v b="$before" -v d="$during" \
+            -v z="${snapshot_bytes:-0}" -v f="${follower_leases:-0}" -v r="$rate" -v l="$(label cluster)" 'BEGIN {
+            printf "%s catch-up of a wiped follower at %d leases: caught up in %.2f s (%d leases, snapshot file %.0f MB); ", l, n, t / 1000, f, z / 1e6
+            printf "leader ACKs/s with new clients offered at %d/s: before %d, during %s", r, b, (d < 0 ? "n/a" : d)
+            if (d >= 0 && b > 0) printf " (%+.0f%%)", (d - b) * 100 / b }')")
+    fi
+    echo "  ${CATCHUP_LINES[-1]}"
+    # Restart with its data: SIGTERM, start again; time to /healthz 200 and to the leader's index.
+    stop_pid "node$follower"
+    local restarted healthy="" loaded=""
+    target=$(node_metric "$leader" leasehold_applied_index)
+    restarted=$(date +%s%3N)
+    start_node "$follower"
+    for ((tries = 0; tries < 600; tries++)); do
+        if [[ -z $healthy && $(http_get "$NAME-s$follower" /healthz || true) == 200* ]]; then
+            healthy=$(date +%s%3N)
+        fi
+        applied=$(node_metric "$follower" leasehold_applied_index)
+        if [[ -n $healthy ]] && ((${applied:-0} >= target)); then
+            loaded=$(date +%s%3N)
+            break
+        fi
+        sleep 0.05
+    done
+    CATCHUP_LINES+=("$(awk -v h="${healthy:-0}" -v r="$restarted" -v a="${loaded:-0}" -v n="$count" -v l="$(label cluster)" 'BEGIN {
+        printf "%s restart of a follower holding %d leases (SIGTERM, start): /healthz 200 after %s, ", l, n,
+            h ? sprintf("%.2f s", (h - r) / 1000) : "(not within 30 s)"
+        printf "at the leader'"'"'s applied index after %s", a ? sprintf("%.2f s", (a - r) / 1000) : "(not within 30 s)" }')")
+    echo "  ${CATCHUP_LINES[-1]}"
+    stop_cluster
+}
+
 echo "== Leasehold cluster benchmark ($PINNING; perfdhcp sends to the $TO address) =="
 echo "   segment $NAME, pool 10.77.1.0-10.77.255.254, data on $fs_type ($WORK), load average $(load_average)"
 KINDS=()
@@ -442,6 +630,13 @@ if ((FAILOVER)); then
     fi
 fi
 
+if ((STABILITY_SECONDS > 0)); then
+    rate=$STABILITY_RATE
+    ((rate > 0)) || rate=$((${RESULT_XPS[cluster]:-0} * 9 / 10 / 250 * 250))
+    ((rate > 0)) || rate=4000
+    stability "$STABILITY_SECONDS" "$rate"
+fi
+((CATCHUP_LEASES == 0)) || catchup "$CATCHUP_LEASES" "$CATCHUP_RATE"
 echo
 echo "== Results ($PINNING; perfdhcp to the $TO address; load average $(load_average)) =="
 if ((THROUGHPUT)); then
@@ -463,4 +658,7 @@ if ((THROUGHPUT)); then
 fi
 for kind in cluster kea-ha; do
     [[ -z ${FAILOVER_LINE[$kind]:-} ]] || echo "${FAILOVER_LINE[$kind]}"
+done
+for line in "${STABILITY_LINES[@]}" "${CATCHUP_LINES[@]}"; do
+    echo "$line"
 done
