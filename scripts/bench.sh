@@ -8,7 +8,7 @@
 # measures new clients on a fresh and on a churned pool (below).
 #
 #   scripts/bench.sh [--servers leasehold,leasehold-nofsync,kea] [--period SECONDS] [--no-build]
-#                    [--phases search,rss,churn,rss1m]
+#                    [--phases search,rss,cpu,churn,rss1m]
 #
 # The churn phase (leasehold fsync on and Kea): one server per kind with a 58,112-address pool and
 # 120 s leases. New clients at 1,000/s for 10 s on the fresh pool; then other clients fill the pool
@@ -16,9 +16,13 @@
 # clients with yet another MAC base come at 1,000/s for 10 s. Each measurement prints DORA/s, the
 # DISCOVERs left unanswered, and the server's CPU time (utime + stime from /proc) per completed DORA.
 #
+# The cpu phase (leasehold fsync on and Kea): a fresh server per rate, new clients at 1,000, 3,000 and 6,000/s
+# for 10 s each; the server's CPU time (utime + stime from /proc) per completed DORA, and the ratio per rate.
+#
 # The rss1m phase (not run by default: about 6 minutes a server): pools of 983,034 addresses in
 # 10.64.0.0/12; perfdhcp binds about 100,000 and then about 900,000 leases (1.1M clients, at up to
-# 10,000/s), and the server's VmRSS is printed at both, per lease above what it used before binding.
+# 10,000/s), and the server's VmRSS is printed at both, per lease above what it used before binding; then the
+# leasehold server is restarted on its data and timed to /healthz 200 and to holding every lease again.
 #
 # "Sustained" = the highest offered rate at which fewer than 1% of the exchanges are lost (DISCOVERs sent
 # vs ACKs received); found by doubling the rate from 2,000/s until a rate fails, then bisecting three
@@ -39,7 +43,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 
 SERVERS=leasehold,leasehold-nofsync,kea
-PHASES=search,rss,churn
+PHASES=search,rss,cpu,churn
 PERIOD=5
 BUILD=1
 START_RATE=2000
@@ -513,6 +517,70 @@ big_bind() {
     BIG_LINES[$kind]+="$line"$'\n'
 }
 
+# -- The CPU phase: server CPU time per DORA at rates every server sustains ----------------------------------
+# A fresh server per rate (the /16 pool of the search phase), new clients at RATE/s for CPU_PERIOD s; the
+# server's utime + stime from /proc over the run divided by the DORAs completed. Robust where the rate search
+# is not: it does not depend on who saturates first (perfdhcp or the server) on a 2-core machine.
+CPU_RATES=(1000 3000 6000)
+CPU_PERIOD=10
+declare -A CPU_US CPU_LINES
+cpu_measure() {
+    local kind=$1 rate=$2 out before after
+    start_server "$kind"
+    out=$WORK/cpu-$kind-$rate.out
+    before=$(cpu_ticks)
+    timeout $((CPU_PERIOD + 30)) ip netns exec "$CNS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single \
+        -r "$rate" -R "$CLIENTS" -p "$CPU_PERIOD" -W 300000 >"$out" 2>&1 || true
+    after=$(cpu_ticks)
+    stop_server
+    local sent acked line
+    read -r sent acked < <(perfdhcp_counts "$out")
+    CPU_US[$kind,$rate]=$(awk -v a="$acked" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%.0f", a ? t * 1e6 / hz / a : 0}')
+    line=$(printf '%s at %d/s: %d DORA/s (%d of %d completed), %d µs server CPU per DORA' "$(label "$kind")" \
+        "$rate" $((acked / CPU_PERIOD)) "$acked" "$sent" "${CPU_US[$kind,$rate]}")
+    echo "  $line"
+    CPU_LINES[$kind]+="$line"$'\n'
+}
+
+if phase cpu; then
+    for kind in "${KINDS[@]}"; do
+        [[ $kind == leasehold || $kind == kea ]] || continue
+        echo "-- $(label "$kind"): server CPU per DORA at ${CPU_RATES[*]} new clients a second"
+        for rate in "${CPU_RATES[@]}"; do cpu_measure "$kind" "$rate"; done
+    done
+fi
+
+# big_restart: SIGTERM the leasehold server holding the big table, start it again on the same data, and time
+# it to /healthz 200 and to holding every lease it held (the log after the snapshot replayed).
+big_restart() {
+    local config=$WORK/big-leasehold-$RUN/leasehold.toml leases started healthy="" loaded="" i n line
+    leases=$(http_get /metrics | awk '$1 == "leasehold_leases" {print $2}')
+    stop_server
+    started=$(date +%s%3N)
+    ip netns exec "$SNS" "${SERVER_CPU[@]}" "$BIN" serve --config "$config" >>"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    for ((i = 0; i < 1200; i++)); do
+        kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench.sh: the restarted server exited:"; tail -20 "$SERVER_LOG"; exit 1; }
+        if [[ -z $healthy ]] && http_get /healthz >/dev/null; then
+            healthy=$(date +%s%3N)
+        fi
+        if [[ -n $healthy ]]; then
+            n=$({ http_get /metrics || true; } | awk '$1 == "leasehold_leases" {print $2}')
+            if ((${n:-0} >= leases)); then
+                loaded=$(date +%s%3N)
+                break
+            fi
+        fi
+        sleep 0.05
+    done
+    line=$(awk -v l="$(label leasehold)" -v n="$leases" -v s="$started" -v h="${healthy:-0}" -v a="${loaded:-0}" 'BEGIN {
+        printf "%s: restart holding %d leases (SIGTERM, start on the same data): /healthz 200 after %s, every lease back after %s",
+            l, n, h ? sprintf("%.2f s", (h - s) / 1000) : "(not within 60 s)", a ? sprintf("%.2f s", (a - s) / 1000) : "(not within 60 s)" }')
+    echo "  $line"
+    BIG_LINES[leasehold]+="$line"$'\n'
+}
+
 if phase rss1m; then
     for kind in "${KINDS[@]}"; do
         [[ $kind == leasehold || $kind == kea ]] || continue
@@ -521,6 +589,7 @@ if phase rss1m; then
         base=$(rss_kib)
         big_bind "$kind" 130000 "$base"
         big_bind "$kind" 1600000 "$base"
+        [[ $kind != leasehold ]] || big_restart
         stop_server
     done
 fi
@@ -569,6 +638,16 @@ done
 for kind in "${KINDS[@]}"; do
     [[ -z ${CHURN_LINES[$kind]:-} ]] || printf '%s' "${CHURN_LINES[$kind]}"
 done
+for kind in "${KINDS[@]}"; do
+    [[ -z ${CPU_LINES[$kind]:-} ]] || printf '%s' "${CPU_LINES[$kind]}"
+done
+if [[ ,$SERVERS, == *,kea,* ]] && phase cpu; then
+    for rate in "${CPU_RATES[@]}"; do
+        [[ ${CPU_US[kea,$rate]:-0} -gt 0 && -n ${CPU_US[leasehold,$rate]:-} ]] || continue
+        awk -v a="${CPU_US[leasehold,$rate]}" -v b="${CPU_US[kea,$rate]}" -v r="$rate" \
+            'BEGIN {printf "server CPU per DORA at %d/s, leasehold (fsync on) / kea-dhcp4 memfile: %.2f\n", r, a / b}'
+    done
+fi
 for kind in "${KINDS[@]}"; do
     [[ -z ${BIG_LINES[$kind]:-} ]] || printf '%s' "${BIG_LINES[$kind]}"
 done
