@@ -23,6 +23,7 @@ use crate::ClusterError;
 mod records;
 mod snapshot;
 use records::Records;
+pub use snapshot::compress_snapshot;
 
 /// The identity a lease is keyed by: the hardware address or the client identifier (option 61).
 /// 16 bytes: a boxed slice, not a `Vec`, so a MAC key costs no more than the pointer it shares

