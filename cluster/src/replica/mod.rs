@@ -1,22 +1,39 @@
-//! The sans-IO Raft driver: a raft-rs `RawNode` over a `DurableLog`.
+//! The sans-IO Raft replica: a raft-rs `RawNode` over a `DurableLog`, and its Ready loop.
 //!
-//! Inputs are proposals, ticks and peer messages; `advance` handles at most one `Ready` in the
-//! documented order (restore the snapshot, persist entries and hard state in one write, send, hand
-//! out committed entries, `advance`, then the `LightReady`) and returns `Actions` for the shell to
-//! carry out. Proposals that arrive between two `advance` calls become one log entry, and the `Ready`
-//! holding it one write with one fsync: the group commit. Nothing here reads a clock, a random source
-//! or the network: the shell calls `tick`, and a simulation pins the election timeout.
+//! This module owns the Ready loop: proposals buffered and proposed (`propose`), ticks, peer
+//! messages (`step`), and `advance`, which handles at most one `Ready` in the documented order
+//! (restore the snapshot, persist entries and hard state in one write, send, hand out committed
+//! entries, `advance`, then the `LightReady`) and returns `Actions` for the shell to carry out; with
+//! it the tracking of this leader's proposals to their index (`in_flight`), configuration changes
+//! and snapshots (`take_snapshot`). Proposals that arrive between two `advance` calls become one log
+//! entry, and the `Ready` holding it one write with one fsync: the group commit. Nothing here reads
+//! a clock, a random source or the network: the shell calls `tick`, and a simulation pins the
+//! election timeout.
+//!
+//! The safety extensions around raft-rs live beside it, one module each:
+//! - `lease`: the leader lease (who may answer broadcasts, and until when).
+//! - `catch_up`: the vote guard of a log that started empty, and logs that lost entries.
+//! - `reports`: members' reports of their own state, and the leader's view of the members.
 
 use std::collections::BTreeMap;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use slog::{debug, info, warn, Logger};
 
 use crate::lease::{decode_entry, encode_entry};
-use crate::storage::{CatchUpMark, DurableLog, ReadyWrite};
+use crate::storage::{DurableLog, ReadyWrite};
 use crate::{ClusterError, CommittedEntry, Proposal, ProposalTag, RaftStatus};
+
+mod catch_up;
+mod lease;
+mod reports;
+
+use catch_up::CatchUp;
+use lease::LeaderLease;
+pub use reports::MemberProgress;
+use reports::PeerReport;
 
 /// Proposals above this encoded size are split over several log entries.
 pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
@@ -30,38 +47,6 @@ const MAX_INFLIGHT_MESSAGES: usize = 256;
 const MAX_UNCOMMITTED_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes of committed entries handed out per `Ready` (a long replay spreads over several).
 const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
-
-/// Marks a follower's report of its own term, commit and applied index in the context of its
-/// append and heartbeat responses (raft-rs does not read that context; the leader strips it).
-const STATUS_REPORT_MAGIC: &[u8; 4] = b"LHsr";
-/// Marks this layer's read-index requests that renew the leader lease (context: magic + tick).
-const LEASE_READ_MAGIC: &[u8; 4] = b"LHll";
-
-/// What a follower last reported about itself (see `STATUS_REPORT_MAGIC`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PeerReport {
-    term: u64,
-    commit: u64,
-    applied: u64,
-}
-
-/// One member as the leader sees it (`matched`, `lag` and `state` only on the leader).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct MemberProgress {
-    pub id: u64,
-    pub voter: bool,
-    pub matched: Option<u64>,
-    /// Entries the member is behind the leader's last index.
-    pub lag: Option<u64>,
-    pub state: Option<String>,
-    pub recent_active: Option<bool>,
-    /// The member's own term, commit and applied index: this node's own always, a follower's as
-    /// it last reported them to the leader (so only on the leader).
-    pub term: Option<u64>,
-    pub commit: Option<u64>,
-    /// Entries handed to the member's state machine.
-    pub applied: Option<u64>,
-}
 
 /// How to build a `Replica`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,43 +164,17 @@ pub struct Replica<L: DurableLog> {
     conf_history: Vec<(u64, ConfState)>,
     last_status: Option<RaftStatus>,
     catch_up: CatchUp,
-    /// The log started empty (or half caught up) in this process: everything in it came from this
-    /// cluster's leaders since, so a heartbeat claiming more is stale, not a sign of a lost log.
-    started_empty: bool,
     /// Messages this layer sends on its own (not raft-rs's), out with the next `advance`.
     outbox: Vec<Message>,
     /// Ticks since start.
     ticks: u64,
-    /// The tick at which the leader last asked for a lease round.
-    lease_asked_tick: Option<u64>,
     /// The time given to the last `tick`.
     now_us: u64,
-    /// The leader lease holds while the time is before this, in `lease_term` only.
-    lease_until_us: u64,
-    lease_term: u64,
-    /// How long a quorum's confirmation holds: less than the election timeout (followers that
-    /// confirmed refuse to vote for that long after hearing from the leader).
-    lease_us: u64,
-    heartbeat_ticks: u64,
+    lease: LeaderLease,
     /// The last thing each follower reported about itself (leader only).
     peer_reports: BTreeMap<u64, PeerReport>,
     halted: bool,
     logger: Logger,
-}
-
-/// A log that started empty does not know what it acknowledged or whom it voted for before (a wiped
-/// data directory looks exactly like a new node), so it must not help elect a leader that lacks
-/// entries it once held, nor vote twice in a term (DESIGN rule 6: it catches up from a leader first).
-/// While `mark` is `Fresh` no peer has shown that anything was ever committed, and it takes part in
-/// elections as any node of a new cluster does. Once a peer reports a commit index above 0 it is
-/// `Behind`: it neither votes nor campaigns. It is caught up once its log holds an entry of the term
-/// of the first leader it heard from (so all of that leader's log before its term) and has committed
-/// what that leader had committed then. What no live peer knows it cannot know (see the README).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CatchUp {
-    mark: CatchUpMark,
-    /// The first leader's term and commit index.
-    until: Option<(u64, u64)>,
 }
 
 impl<L: DurableLog> std::fmt::Debug for Replica<L> {
@@ -273,22 +232,7 @@ impl<L: DurableLog> Replica<L> {
         let alone = conf_state.voters == [config.node_id]
             && conf_state.voters_outgoing.is_empty()
             && conf_state.learners.is_empty();
-        let mark = match log.catch_up() {
-            _ if alone => CatchUpMark::Done,
-            CatchUpMark::Done if state.initialized() => CatchUpMark::Done,
-            CatchUpMark::Done => {
-                // `join` says the cluster exists: no need to wait for a peer to show it.
-                let mark = if config.join { CatchUpMark::Behind } else { CatchUpMark::Fresh };
-                log.set_catch_up(mark)?;
-                mark
-            }
-            mark => mark,
-        };
-        if mark != CatchUpMark::Done {
-            info!(logger, "the log started empty: no part in elections of a cluster with a history until caught up";
-                "mark" => ?mark);
-        }
-        let catch_up = CatchUp { mark, until: None };
+        let catch_up = CatchUp::open(&mut log, alone, state.initialized(), config.join, &logger)?;
         let mut node = RawNode::new(&raft_config, log, &logger)?;
         if alone {
             node.campaign()?;
@@ -304,17 +248,11 @@ impl<L: DurableLog> Replica<L> {
             in_flight: BTreeMap::new(),
             conf_history,
             last_status: None,
-            started_empty: catch_up.mark != CatchUpMark::Done,
             catch_up,
             outbox: Vec::new(),
             ticks: 0,
-            lease_asked_tick: None,
             now_us: 0,
-            lease_until_us: 0,
-            lease_term: 0,
-            lease_us: (config.election_ticks.saturating_sub(config.heartbeat_ticks).max(1) as u64)
-                .saturating_mul(config.tick_us),
-            heartbeat_ticks: config.heartbeat_ticks.max(1) as u64,
+            lease: LeaderLease::new(config.election_ticks, config.heartbeat_ticks, config.tick_us),
             peer_reports: BTreeMap::new(),
             halted: false,
             logger,
@@ -354,85 +292,7 @@ impl<L: DurableLog> Replica<L> {
         self.node.tick();
         self.ticks += 1;
         self.now_us = now_us;
-        if self.ticks.is_multiple_of(self.heartbeat_ticks) || !self.has_lease() {
-            self.renew_lease();
-        }
-    }
-
-    /// Ask a quorum to confirm this leader (raft-rs read index, a heartbeat round). When it does,
-    /// the lease holds `lease_us` from now: every follower that confirmed heard from this leader
-    /// after now, and refuses votes for an election timeout after that (raft-rs's check_quorum
-    /// lease), so no other leader can be elected before the lease ends.
-    fn renew_lease(&mut self) {
-        // raft-rs drops a read index asked before the leader committed an entry of its term.
-        if !self.is_leader() || self.is_sole_voter() || !self.node.raft.commit_to_current_term() {
-            return;
-        }
-        self.lease_asked_tick = Some(self.ticks);
-        let mut context = LEASE_READ_MAGIC.to_vec();
-        context.extend_from_slice(&self.now_us.to_be_bytes());
-        self.node.read_index(context);
-    }
-
-    /// See `RaftStatus::lease_until_us`.
-    pub fn lease_until_us(&self) -> Option<u64> {
-        if !self.is_leader() {
-            None
-        } else if self.is_sole_voter() {
-            Some(u64::MAX)
-        } else {
-            (self.lease_term == self.node.raft.term && self.lease_until_us > 0).then_some(self.lease_until_us)
-        }
-    }
-
-    /// The leader lease holds at the time of the last tick.
-    pub fn has_lease(&self) -> bool {
-        self.lease_until_us().is_some_and(|until| self.now_us < until)
-    }
-
-    fn is_sole_voter(&self) -> bool {
-        self.conf_history.last().is_some_and(|(_, c)| c.voters == [self.node_id])
-    }
-
-    fn note_read_states(&mut self, read_states: Vec<raft::ReadState>) {
-        for state in read_states {
-            let Some(asked) = state.request_ctx.strip_prefix(LEASE_READ_MAGIC.as_slice()) else { continue };
-            let Ok(asked_us) = <[u8; 8]>::try_from(asked).map(u64::from_be_bytes) else { continue };
-            if self.lease_term != self.node.raft.term {
-                self.lease_term = self.node.raft.term;
-                self.lease_until_us = 0;
-            }
-            self.lease_until_us = self.lease_until_us.max(asked_us.saturating_add(self.lease_us));
-        }
-    }
-
-    /// Put this node's own term, commit and applied index on its responses to the leader.
-    fn stamp_reports(&self, messages: &mut [Message]) {
-        let hs = self.node.raft.hard_state();
-        let applied = self.node.raft.raft_log.applied;
-        for message in messages.iter_mut().filter(|m| {
-            matches!(m.get_msg_type(), MessageType::MsgAppendResponse | MessageType::MsgHeartbeatResponse)
-                && m.context.is_empty()
-        }) {
-            let mut context = STATUS_REPORT_MAGIC.to_vec();
-            for value in [hs.term, hs.commit, applied] {
-                context.extend_from_slice(&value.to_be_bytes());
-            }
-            message.context = context.into();
-        }
-    }
-
-    /// Take a follower's report off its response (raft-rs must not see it as a read-index ack).
-    fn take_report(&mut self, message: &mut Message) {
-        if !matches!(message.get_msg_type(), MessageType::MsgAppendResponse | MessageType::MsgHeartbeatResponse) {
-            return;
-        }
-        let Some(body) = message.context.strip_prefix(STATUS_REPORT_MAGIC.as_slice()) else { return };
-        let mut values = body.chunks_exact(8).filter_map(|c| <[u8; 8]>::try_from(c).ok().map(u64::from_be_bytes));
-        if let (Some(term), Some(commit), Some(applied)) = (values.next(), values.next(), values.next()) {
-            self.peer_reports.insert(message.from, PeerReport { term, commit, applied });
-        }
-        message.context = Default::default();
+        self.tick_lease();
     }
 
     /// Feed a message from a peer.
@@ -445,108 +305,11 @@ impl<L: DurableLog> Replica<L> {
         }
         let mut message = message;
         self.take_report(&mut message);
-        let last_index = raft::Storage::last_index(self.node.store())?;
-        let catching_up = self.catch_up.mark != CatchUpMark::Done;
-        if catching_up && self.catch_up.mark == CatchUpMark::Fresh && message.commit > 0 {
-            info!(self.logger, "a peer has committed entries: this cluster has a history; no votes until caught up";
-                "peer" => message.from, "commit" => message.commit, "msg_type" => ?message.get_msg_type());
-            self.node.mut_store().set_catch_up(CatchUpMark::Behind)?;
-            self.catch_up.mark = CatchUpMark::Behind;
-        }
-        match message.get_msg_type() {
-            MessageType::MsgHeartbeat if message.commit > last_index => {
-                // The leader says entries up to `commit` are on this node's disk (it remembers our
-                // acknowledgements), but the log ends before that (raft-rs would panic here).
-                if !catching_up && !self.started_empty {
-                    // A log that was not known to start empty lost acknowledged entries: it must not
-                    // vote or serve. It stops; the operator rejoins it (see the README).
-                    self.halted = true;
-                    return Err(ClusterError::LogLost { leader: message.from, commit: message.commit, last_index });
-                }
-                // Started empty: expected (also a heartbeat sent before the leader started over and
-                // delivered after we caught up). Tell the leader at once with a rejection of what it
-                // thinks we hold (it then starts over, see `forget_lost_progress`); an idle leader
-                // would otherwise send nothing until its next entry.
-                let mut rejection = Message::default();
-                rejection.set_msg_type(MessageType::MsgAppendResponse);
-                rejection.to = message.from;
-                rejection.from = self.node_id;
-                rejection.term = message.term;
-                rejection.reject = true;
-                rejection.index = last_index;
-                rejection.reject_hint = last_index;
-                self.outbox.push(rejection);
-                message.commit = last_index;
-            }
-            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
-                if self.catch_up.mark == CatchUpMark::Behind =>
-            {
-                debug!(self.logger, "vote request ignored while catching up";
-                    "candidate" => message.from, "term" => message.term, "candidate_commit" => message.commit);
-                return Ok(());
-            }
-            MessageType::MsgAppend | MessageType::MsgSnapshot
-                if catching_up && self.catch_up.until.is_none() && message.term >= self.node.raft.term =>
-            {
-                let commit = message.commit.max(message.get_snapshot().get_metadata().index);
-                info!(self.logger, "catching up from the leader"; "leader" => message.from, "term" => message.term,
-                    "until_commit" => commit);
-                self.catch_up.until = Some((message.term, commit));
-            }
-            MessageType::MsgAppendResponse if message.reject && self.is_leader() => self.forget_lost_progress(&message),
-            _ => {}
+        if !self.screen(&mut message)? {
+            return Ok(());
         }
         self.node.step(message)?;
         Ok(())
-    }
-
-    /// A follower that rejects an append below what it acknowledged before has lost its log (a
-    /// wiped data directory, or a disk without fsync). raft-rs takes such a rejection for a stale
-    /// message and would wait forever; start over from what the follower has, so it gets a snapshot
-    /// or the entries again. Lowering `matched` never lowers the commit index.
-    fn forget_lost_progress(&mut self, message: &Message) {
-        let term = self.node.raft.term;
-        let Some(progress) = self.node.raft.mut_prs().get_mut(message.from) else { return };
-        if message.term != term || message.reject_hint >= progress.matched {
-            return;
-        }
-        warn!(self.logger, "a follower lost entries it had acknowledged: sending them again";
-            "follower" => message.from, "acknowledged" => progress.matched, "has" => message.reject_hint);
-        progress.matched = message.reject_hint;
-        progress.become_probe();
-    }
-
-    /// Leave catch-up once the log holds what the first leader heard from had (called after the
-    /// Ready is durable).
-    fn check_caught_up(&mut self) -> Result<(), ClusterError> {
-        if self.catch_up.mark == CatchUpMark::Done {
-            return Ok(());
-        }
-        let caught_up = if self.is_leader() {
-            // Elected: a leader's log holds every committed entry (Raft's leader completeness).
-            true
-        } else if let Some((term, commit)) = self.catch_up.until {
-            let store = self.node.store();
-            let last_term = raft::Storage::term(store, raft::Storage::last_index(store)?)?;
-            last_term >= term && self.node.raft.raft_log.committed >= commit
-        } else {
-            false
-        };
-        if caught_up {
-            self.node.mut_store().set_catch_up(CatchUpMark::Done)?;
-            self.catch_up = CatchUp { mark: CatchUpMark::Done, until: None };
-            info!(self.logger, "caught up from the leader: takes part in elections again");
-        }
-        Ok(())
-    }
-
-    /// While `Behind`, this node's own vote requests stay home: its log may lack entries it once
-    /// acknowledged, so it must not lead.
-    fn drop_own_vote_requests(&self, messages: &mut Vec<Message>) {
-        if self.catch_up.mark == CatchUpMark::Behind {
-            messages
-                .retain(|m| !matches!(m.get_msg_type(), MessageType::MsgRequestVote | MessageType::MsgRequestPreVote));
-        }
     }
 
     /// True when an `advance` would do something.
@@ -576,39 +339,6 @@ impl<L: DurableLog> Replica<L> {
             lease_until_us: self.lease_until_us(),
             commit_index: status.hs.commit,
         }
-    }
-
-    /// Members and, on the leader, how far each has replicated (for `GET /v1/cluster`).
-    pub fn members(&self) -> Vec<MemberProgress> {
-        let status = self.node.status();
-        let last_index = raft::Storage::last_index(self.node.store()).unwrap_or(0);
-        let voters: Vec<u64> = self.conf_history.last().map(|(_, c)| c.voters.clone()).unwrap_or_default();
-        let learners: Vec<u64> = self.conf_history.last().map(|(_, c)| c.learners.clone()).unwrap_or_default();
-        let mut members: Vec<(u64, bool)> =
-            voters.iter().map(|id| (*id, true)).chain(learners.iter().map(|id| (*id, false))).collect();
-        members.sort_unstable();
-        members
-            .into_iter()
-            .map(|(id, voter)| {
-                let progress = status.progress.and_then(|p| p.get(id));
-                let report = if id == self.node_id {
-                    Some(PeerReport { term: status.hs.term, commit: status.hs.commit, applied: status.applied })
-                } else {
-                    self.peer_reports.get(&id).copied().filter(|_| progress.is_some())
-                };
-                MemberProgress {
-                    id,
-                    voter,
-                    matched: progress.map(|p| p.matched),
-                    lag: progress.map(|p| last_index.saturating_sub(p.matched)),
-                    state: progress.map(|p| format!("{:?}", p.state)),
-                    recent_active: progress.map(|p| p.recent_active),
-                    term: report.map(|r| r.term),
-                    commit: report.map(|r| r.commit),
-                    applied: report.map(|r| r.applied),
-                }
-            })
-            .collect()
     }
 
     /// Propose adding (`addr` given: as a voter) or removing a member (raft-rs ConfChangeV2). Only the
@@ -660,11 +390,7 @@ impl<L: DurableLog> Replica<L> {
             self.handle_ready(&mut actions)?;
             self.check_caught_up()?;
             self.drop_own_vote_requests(&mut actions.messages);
-            // A new leader asks for its lease as soon as its first entry commits, not a tick later:
-            // until it holds the lease it answers no broadcast.
-            if !self.has_lease() && self.lease_asked_tick != Some(self.ticks) {
-                self.renew_lease();
-            }
+            self.renew_lease_if_lost();
         }
         self.stamp_reports(&mut actions.messages);
         // Tags proposed but not found in the Ready (cannot happen with raft-rs 0.7; never ack them).
