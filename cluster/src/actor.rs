@@ -19,7 +19,7 @@ use slog::{crit, debug, info, Logger};
 
 use raft::eraftpb::MessageType;
 
-use crate::replica::{Actions, MemberProgress, Replica};
+use crate::replica::{Actions, MemberProgress, Persist, Replica};
 use crate::storage::{DurableLog, LogStore};
 use crate::transport::{PeerMessage, SendMessages, SetPeer};
 use crate::{ClusterError, LeaseTable, Propose, RaftStatus, SnapshotTaken, ToStateMachine};
@@ -149,12 +149,36 @@ impl RaftActor {
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        match self.replica.advance() {
-            Ok(actions) => self.dispatch(actions),
+        let Persist { messages, write } = match self.replica.advance() {
+            Ok(persist) => persist,
+            Err(e) => return self.halt(ctx, e),
+        };
+        // A leader's appends go out while its own write runs; their snapshots are reported sent
+        // once the Ready is finished (raft-rs takes no input in between).
+        let snapshots_sent = snapshot_receivers(&messages);
+        self.send(messages);
+        let written = write.map(|write| self.replica.log_mut().write_ready(write.as_ready_write()).map(|()| write));
+        match self.replica.persisted(written.transpose()) {
+            Ok(actions) => {
+                for to in snapshots_sent {
+                    self.replica.report_snapshot_sent(to);
+                }
+                self.dispatch(actions);
+            }
             Err(e) => return self.halt(ctx, e),
         }
         if self.replica.has_ready() {
             self.schedule_flush(ctx);
+        }
+    }
+
+    fn send(&mut self, messages: Vec<raft::eraftpb::Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        match &self.peers {
+            Some(peers) => peers.do_send(SendMessages(messages)),
+            None => debug!(self.logger, "no peer transport: raft messages dropped"; "count" => messages.len()),
         }
     }
 
@@ -179,17 +203,12 @@ impl RaftActor {
                 peer_list.do_send(SetPeer { id, addr: if added { addr } else { None } });
             }
         }
-        if !messages.is_empty() {
-            // The transport queues and may drop; a snapshot is reported sent at once, so a lost one
-            // is retried from the probe state instead of pausing the follower for good.
-            for message in messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot) {
-                self.replica.report_snapshot_sent(message.to);
-            }
-            match &self.peers {
-                Some(peers) => peers.do_send(SendMessages(messages)),
-                None => debug!(self.logger, "no peer transport: raft messages dropped"; "count" => messages.len()),
-            }
+        // The transport queues and may drop; a snapshot is reported sent at once, so a lost one
+        // is retried from the probe state instead of pausing the follower for good.
+        for to in snapshot_receivers(&messages) {
+            self.replica.report_snapshot_sent(to);
         }
+        self.send(messages);
         // do_send: these are never dropped for a full mailbox; the proposer bounds what is in flight.
         if let Some((index, data)) = restore {
             self.state_machine.do_send(ToStateMachine::Restore { index, data });
@@ -216,6 +235,11 @@ impl RaftActor {
         // nothing keeps answering clients without a working log.
         std::process::exit(1);
     }
+}
+
+/// The followers these messages send a snapshot to.
+fn snapshot_receivers(messages: &[raft::eraftpb::Message]) -> Vec<u64> {
+    messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to).collect()
 }
 
 impl Actor for RaftActor {

@@ -3,7 +3,8 @@
 //! - `lease`: the pure lease state machine (`LeaseTable::apply`), commands and outcomes.
 //! - `storage`: the durable Raft log, hard state and snapshots on disk (raft-engine).
 //! - `replica`: a sans-IO wrapper of raft-rs `RawNode`: proposals, ticks and messages in, `Ready`
-//!   handled in the documented order (persist, send, apply, advance), actions out.
+//!   handled in the documented order (persist, send, apply, advance), actions out — the write to
+//!   persist among them: the shell makes it durable and hands it back (`advance`, `persisted`).
 //! - `actor`: the raft actor, the thin actix shell that owns a `Replica`, its timer and its disk.
 //!
 //! The apply side (the node's lease actor) owns the `LeaseTable`; the raft actor hands it committed
@@ -43,6 +44,9 @@ pub enum ClusterError {
     Overloaded { limit: usize },
     #[error("the replica halted after an earlier storage error")]
     Halted,
+    /// A shell called the replica out of the order `advance`, write, `persisted` (a bug).
+    #[error("replica called out of order: {0}")]
+    OutOfOrder(&'static str),
 }
 
 /// One committed log entry, in log order. Entries without lease commands (Raft's empty entries after

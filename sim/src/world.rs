@@ -26,7 +26,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use leasehold_cluster::replica::{Actions, Replica, ReplicaConfig};
+use leasehold_cluster::replica::{Actions, Persist, Replica, ReplicaConfig};
 use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
 use leasehold_cluster::{ClientKey, CommittedEntry, LeaseTable, Proposal, ProposalTag, RaftStatus};
 use leasehold_config::{ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Pool, Pxe, Subnet};
@@ -987,14 +987,27 @@ impl World {
         }
     }
 
-    /// Advance the replica while it has something ready, carrying out each `Actions` in order.
+    /// Advance the replica while it has something ready, as the raft actor does: send what may go
+    /// before the write, make the write durable on the log, finish the `Ready` and carry out its
+    /// `Actions` in order.
     fn drive(&mut self, n: usize) -> Result<(), String> {
+        let halted = |e| format!("n{}: replica halted: {e}", n + 1);
         loop {
             let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
             if !live.replica.has_ready() {
                 return Ok(());
             }
-            let actions = live.replica.advance().map_err(|e| format!("n{}: replica halted: {e}", n + 1))?;
+            let Persist { messages, write } = live.replica.advance().map_err(halted)?;
+            let written = write.map(|write| live.replica.log_mut().write_ready(write.as_ready_write()).map(|()| write));
+            let actions = live.replica.persisted(written.transpose()).map_err(halted)?;
+            let snapshots_sent: Vec<u64> =
+                messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to).collect();
+            for to in snapshots_sent {
+                live.replica.report_snapshot_sent(to);
+            }
+            for message in messages {
+                self.send_peer(n, message);
+            }
             self.dispatch(n, actions)?;
         }
     }

@@ -1,14 +1,32 @@
 //! The sans-IO Raft replica: a raft-rs `RawNode` over a `DurableLog`, and its Ready loop.
 //!
 //! This module owns the Ready loop: proposals buffered and proposed (`propose`), ticks, peer
-//! messages (`step`), and `advance`, which handles at most one `Ready` in the documented order
-//! (restore the snapshot, persist entries and hard state in one write, send, hand out committed
-//! entries, `advance`, then the `LightReady`) and returns `Actions` for the shell to carry out; with
-//! it the tracking of this leader's proposals to their index (`in_flight`), configuration changes
-//! and snapshots (`take_snapshot`). Proposals that arrive between two `advance` calls become one log
-//! entry, and the `Ready` holding it one write with one fsync: the group commit. Nothing here reads
-//! a clock, a random source or the network: the shell calls `tick`, and a simulation pins the
-//! election timeout.
+//! messages (`step`), and the handling of one `Ready` in two calls, with the shell's write between
+//! them, in raft-rs's documented order (persist, send, apply, advance):
+//!
+//! 1. `advance` proposes what is buffered and takes the next `Ready`. It returns a `Persist`: the
+//!    messages that may leave before the write (a leader's, Raft thesis §10.2.1) and the `LogWrite`
+//!    (snapshot, entries, hard state, `must_sync`). The replica performs no I/O for it.
+//! 2. The shell makes the write durable on the log (`log_mut().write_ready`, one batch, one fsync)
+//!    and hands it back to `persisted` — or the error the write failed with, which halts the
+//!    replica: a node that cannot persist must not serve.
+//! 3. `persisted` finishes the `Ready` (restore the snapshot, hand out committed entries, the
+//!    persisted messages, raft-rs's `advance`, then the `LightReady`) and returns the `Actions` for
+//!    the shell to carry out.
+//!
+//! With it: the tracking of this leader's proposals to their index (`in_flight`), configuration
+//! changes and snapshots (`take_snapshot`). Proposals that arrive between two `advance` calls become
+//! one log entry, and the `Ready` holding it one write with one fsync: the group commit. Nothing
+//! here reads a clock, a random source or the network: the shell calls `tick`, and a simulation
+//! pins the election timeout.
+//!
+//! A few writes to the log stay inside the replica, each rare and each needed durable before the
+//! replica goes on: the configuration at start (`set_conf_state` for a fresh log) and after a
+//! committed configuration change is applied (raft-rs's `apply_conf_change` gives it only then, in
+//! the middle of handing out entries); the catch-up mark (`set_catch_up`, which must be on disk
+//! before the vote guard relaxes or tightens); and `take_snapshot`'s `save_snapshot`, which the
+//! shell asks for itself, outside the Ready loop. The commit index of a `LightReady` is only noted
+//! (`note_commit`) and written with the next `LogWrite`.
 //!
 //! The safety extensions around raft-rs live beside it, one module each:
 //! - `lease`: the leader lease (who may answer broadcasts, and until when).
@@ -18,8 +36,8 @@
 use std::collections::BTreeMap;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use raft::{RawNode, Ready, StateRole};
 use slog::{debug, info, warn, Logger};
 
 use crate::lease::{decode_entry, encode_entry};
@@ -111,7 +129,7 @@ impl ReplicaConfig {
     }
 }
 
-/// What the shell must do after an `advance`, in this order: send `messages`, restore the table from
+/// What the shell must do after `persisted`, in this order: send `messages`, restore the table from
 /// `restore`, apply `committed`, report `status` and `rejected`.
 #[derive(Debug, Default)]
 pub struct Actions {
@@ -139,6 +157,49 @@ impl Actions {
             && self.rejected.is_empty()
             && self.membership.is_empty()
     }
+}
+
+/// One `Ready`'s write, for the shell to make durable on the replica's log (`DurableLog::write_ready`
+/// of `as_ready_write`: one batch, at most one fsync) before it hands it back to `persisted`.
+#[derive(Debug)]
+pub struct LogWrite {
+    /// A snapshot from the leader: it replaces the whole log.
+    pub snapshot: Option<Snapshot>,
+    /// Entries to append, replacing any conflicting suffix.
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    /// raft-rs's `Ready::must_sync`: false when only the commit index moved, which needs no fsync.
+    pub must_sync: bool,
+    /// The `Ready` it belongs to (raft-rs's `Ready::number`).
+    number: u64,
+}
+
+impl LogWrite {
+    /// The write as `DurableLog::write_ready` takes it.
+    pub fn as_ready_write(&self) -> ReadyWrite<'_> {
+        ReadyWrite {
+            snapshot: self.snapshot.as_ref(),
+            entries: &self.entries,
+            hard_state: self.hard_state.as_ref(),
+            must_sync: self.must_sync,
+        }
+    }
+}
+
+/// What `advance` gives the shell: raft messages that may leave before the write, and the write to
+/// make durable before calling `persisted` (`None`: no `Ready`, nothing to write).
+#[derive(Debug, Default)]
+pub struct Persist {
+    /// A leader's messages (appends, heartbeats, snapshots): sent while it persists its own entries,
+    /// which count towards the commit only once durable (Raft thesis §10.2.1).
+    pub messages: Vec<Message>,
+    pub write: Option<LogWrite>,
+}
+
+/// A `Ready` between `advance` and `persisted`, and what `advance` already decided.
+struct Pending {
+    ready: Option<Ready>,
+    actions: Actions,
 }
 
 /// A refused `propose`: why, and the proposals given back so their proposers can be told.
@@ -173,6 +234,8 @@ pub struct Replica<L: DurableLog> {
     lease: LeaderLease,
     /// The last thing each follower reported about itself (leader only).
     peer_reports: BTreeMap<u64, PeerReport>,
+    /// Set by `advance`, taken by `persisted`.
+    pending: Option<Pending>,
     halted: bool,
     logger: Logger,
 }
@@ -254,6 +317,7 @@ impl<L: DurableLog> Replica<L> {
             now_us: 0,
             lease: LeaderLease::new(config.election_ticks, config.heartbeat_ticks, config.tick_us),
             peer_reports: BTreeMap::new(),
+            pending: None,
             halted: false,
             logger,
         })
@@ -369,28 +433,78 @@ impl<L: DurableLog> Replica<L> {
         self.node.store()
     }
 
-    /// Propose what is buffered, then handle at most one `Ready`: one durable write. Call again while
-    /// `has_ready`. An `Err` is a storage failure: the replica halts and the node must stop serving.
-    pub fn advance(&mut self) -> Result<Actions, ClusterError> {
+    /// The durable log, for the shell to make `advance`'s `LogWrite` durable on. Nothing else may
+    /// write to it: raft-rs reads it as its `Storage`.
+    pub fn log_mut(&mut self) -> &mut L {
+        self.node.mut_store()
+    }
+
+    /// Propose what is buffered, then begin at most one `Ready`: the messages that may leave before
+    /// its write (a leader's, Raft thesis §10.2.1) and the write itself. The shell makes the write
+    /// durable on the log (`log_mut().write_ready`) and then calls `persisted`, which finishes the
+    /// `Ready`; nothing else may be called on the replica in between. Call again while `has_ready`.
+    pub fn advance(&mut self) -> Result<Persist, ClusterError> {
         if self.halted {
             return Err(ClusterError::Halted);
         }
-        let result = self.advance_inner();
+        if self.pending.is_some() {
+            self.halted = true;
+            return Err(ClusterError::OutOfOrder("advance before the last write was persisted"));
+        }
+        let mut actions = Actions::default();
+        actions.messages.append(&mut self.outbox);
+        self.propose_buffered(&mut actions);
+        let mut persist = Persist::default();
+        let ready = self.node.has_ready().then(|| {
+            let mut ready = self.node.ready();
+            self.note_read_states(ready.take_read_states());
+            // A leader may send before persisting (Raft thesis 10.2.1); its own entry counts once
+            // durable. A follower's messages (acknowledgements, votes) wait for the write.
+            persist.messages = ready.take_messages();
+            self.drop_own_vote_requests(&mut persist.messages);
+            self.stamp_reports(&mut persist.messages);
+            persist.write = Some(LogWrite {
+                snapshot: (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone()),
+                entries: ready.take_entries(),
+                hard_state: ready.hs().cloned(),
+                must_sync: ready.must_sync(),
+                number: ready.number(),
+            });
+            ready
+        });
+        self.pending = Some(Pending { ready, actions });
+        Ok(persist)
+    }
+
+    /// Finish what `advance` began, once its write is durable: `written` is the write it gave back
+    /// (`None` when it gave none), or the error writing it failed with. Hands out committed entries,
+    /// advances raft-rs and handles the `LightReady`. An `Err` is a storage failure (the one passed
+    /// in, or a later one): the replica halts and the node must stop serving.
+    pub fn persisted(&mut self, written: Result<Option<LogWrite>, ClusterError>) -> Result<Actions, ClusterError> {
+        if self.halted {
+            return Err(ClusterError::Halted);
+        }
+        let result = self.finish(written);
         if result.is_err() {
             self.halted = true;
         }
         result
     }
 
-    fn advance_inner(&mut self) -> Result<Actions, ClusterError> {
-        let mut actions = Actions::default();
-        actions.messages.append(&mut self.outbox);
-        self.propose_buffered(&mut actions);
-        if self.node.has_ready() {
-            self.handle_ready(&mut actions)?;
-            self.check_caught_up()?;
-            self.drop_own_vote_requests(&mut actions.messages);
-            self.renew_lease_if_lost();
+    fn finish(&mut self, written: Result<Option<LogWrite>, ClusterError>) -> Result<Actions, ClusterError> {
+        let write = written?;
+        let Some(Pending { ready, mut actions }) = self.pending.take() else {
+            return Err(ClusterError::OutOfOrder("persisted without an advance"));
+        };
+        match (ready, write) {
+            (Some(ready), Some(write)) if write.number == ready.number() => {
+                self.handle_persisted(ready, write, &mut actions)?;
+                self.check_caught_up()?;
+                self.drop_own_vote_requests(&mut actions.messages);
+                self.renew_lease_if_lost();
+            }
+            (None, None) => {}
+            _ => return Err(ClusterError::OutOfOrder("persisted with another Ready's write")),
         }
         self.stamp_reports(&mut actions.messages);
         // Tags proposed but not found in the Ready (cannot happen with raft-rs 0.7; never ack them).
@@ -437,21 +551,15 @@ impl<L: DurableLog> Replica<L> {
         }
     }
 
-    fn handle_ready(&mut self, actions: &mut Actions) -> Result<(), ClusterError> {
-        let mut ready = self.node.ready();
-        self.note_read_states(ready.take_read_states());
-        // A leader may send before persisting (Raft thesis 10.2.1); its own entry counts once durable.
-        actions.messages.extend(ready.take_messages());
-
-        let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
-        let entries = ready.take_entries();
-        self.node.mut_store().write_ready(ReadyWrite {
-            snapshot: snapshot.as_ref(),
-            entries: &entries,
-            hard_state: ready.hs(),
-            must_sync: ready.must_sync(),
-        })?;
-
+    /// The rest of a `Ready` whose write is durable, in raft-rs's order: the snapshot restored,
+    /// committed entries handed out, the persisted messages, `advance`, then the `LightReady`.
+    fn handle_persisted(
+        &mut self,
+        mut ready: Ready,
+        write: LogWrite,
+        actions: &mut Actions,
+    ) -> Result<(), ClusterError> {
+        let LogWrite { snapshot, entries, .. } = write;
         if let Some(snapshot) = snapshot {
             let meta = snapshot.get_metadata();
             info!(self.logger, "restored a snapshot from the leader"; "index" => meta.index, "term" => meta.term);
