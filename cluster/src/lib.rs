@@ -5,6 +5,8 @@
 //! - `replica`: a sans-IO wrapper of raft-rs `RawNode`: proposals, ticks and messages in, `Ready`
 //!   handled in the documented order (persist, send, apply, advance), actions out — the write to
 //!   persist among them: the shell makes it durable and hands it back (`advance`, `persisted`).
+//! - `driver`: what to do with a `Ready`, without the actor: advance, write, finish, and route every
+//!   output to a `RaftShell` (the raft actor, or the simulation's node).
 //! - `actor`: the raft actor, the thin actix shell that owns a `Replica`, its timer and its disk.
 //!
 //! The apply side (the node's lease actor) owns the `LeaseTable`; the raft actor hands it committed
@@ -12,6 +14,7 @@
 //! `SnapshotTaken`.
 
 pub mod actor;
+pub mod driver;
 pub mod lease;
 pub mod replica;
 pub mod storage;
