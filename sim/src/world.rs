@@ -5,13 +5,17 @@
 //! (the raft actor's part) plus an `Engine` (the lease actor's), wired the way the node wires them,
 //! with mail between the two that arrives in order a little later, as actix mailboxes do. A client
 //! datagram goes to `Engine::handle_from` with how it arrived (broadcast, or unicast to a server
-//! identifier); proposals gather until a flush and go to `Replica::propose` (a refusal comes back to
-//! `Engine::rejected`); every `advance` is carried out in the raft actor's order — report snapshots
-//! sent and send the messages, then mail the lease actor the snapshot to restore, the committed
-//! entries (`Engine::apply_committed`), the rejected tags and the role (`Engine::set_role`) — while
-//! the replica `has_ready`; the engine's snapshots go back to `Replica::take_snapshot`. A crash drops
-//! the replica, the engine and the mail in flight and keeps the `MemLog` (what was made durable); a
-//! restart rebuilds the table from the log's latest snapshot, with a new incarnation.
+//! identifier); proposals gather until a flush and go to the replica through the raft actor's
+//! `driver::propose` (a refusal comes back as `Rejected` mail). The replica is run by the raft
+//! actor's own `driver` while it `has_ready` — the messages that may leave before the write, the
+//! write to the `MemLog`, then the `Actions` routed to this world (`RaftOutputs`): messages onto the
+//! network, and mail to the lease actor, which the lease actor's own `state_machine` carries out
+//! (restore, apply the committed entries, forget rejected proposals, the role from the status).
+//! The world only observes around those calls: checks after each applied entry and on each ACK,
+//! notes and counts. The engine's snapshots go back to `Replica::take_snapshot`. A crash drops the
+//! replica, the engine and the mail in flight and keeps the `MemLog` (what was made durable); a
+//! restart rebuilds the table from the log's latest snapshot (`driver::open_table`), with a new
+//! incarnation.
 //!
 //! A run has three phases. Chaos: `steps` events with crashes, partitions, cut client links, lossy
 //! weather and forced snapshots, clients releasing, rebooting and powering off. Settle: everything
@@ -26,13 +30,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use leasehold_cluster::replica::{Actions, Persist, Replica, ReplicaConfig};
+use leasehold_cluster::driver::{self, MembershipChange, RaftShell};
+use leasehold_cluster::replica::{Replica, ReplicaConfig};
 use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
-use leasehold_cluster::{ClientKey, CommittedEntry, LeaseTable, Proposal, ProposalTag, RaftStatus};
+use leasehold_cluster::{ClientKey, LeaseTable, Proposal, RaftStatus, ToStateMachine};
 use leasehold_config::{ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Pool, Pxe, Subnet};
+use leasehold_node::actors::state_machine::{self, SnapshotSlice};
 use leasehold_node::engine::{Action, Arrival, Engine, Role};
 use leasehold_node::wire::{ReplyType, Request};
-use raft::eraftpb::{Message, MessageType};
+use raft::eraftpb::Message;
 use raft::Storage;
 use slog::Logger;
 
@@ -405,16 +411,46 @@ struct Live {
 /// From the raft actor to the lease actor (`ToStateMachine` and `RaftStatus` in the node).
 #[derive(Debug)]
 enum EngineMail {
-    Restore {
-        index: u64,
-        data: Vec<u8>,
+    /// With the term of each committed entry it carries, read from the log when it was handed out:
+    /// (index, term).
+    StateMachine {
+        mail: ToStateMachine,
+        terms: Vec<(u64, Option<u64>)>,
     },
-    /// Committed entries, each with its term (read from the log when handed out).
-    Entries(Vec<(CommittedEntry, Option<u64>)>),
-    Rejected(Vec<ProposalTag>),
     Status(RaftStatus),
     /// The lease actor's own `SnapshotSlice`: write more of the snapshot in progress.
     SnapshotSlice,
+}
+
+/// What the driver routes for one node (the simulation's `RaftShell`), in order; the world carries
+/// it out after each driver call: messages onto the network, mail to the lease actor.
+#[derive(Debug, Default)]
+struct RaftOutputs(Vec<RaftOutput>);
+
+#[derive(Debug)]
+enum RaftOutput {
+    Send(Vec<Message>),
+    Mail(ToStateMachine),
+    Status(RaftStatus),
+    Membership(MembershipChange),
+}
+
+impl RaftShell for RaftOutputs {
+    fn send(&mut self, messages: Vec<Message>) {
+        self.0.push(RaftOutput::Send(messages));
+    }
+
+    fn to_state_machine(&mut self, mail: ToStateMachine) {
+        self.0.push(RaftOutput::Mail(mail));
+    }
+
+    fn status(&mut self, status: RaftStatus) {
+        self.0.push(RaftOutput::Status(status));
+    }
+
+    fn membership(&mut self, change: MembershipChange) {
+        self.0.push(RaftOutput::Membership(change));
+    }
 }
 
 /// From the lease actor to the raft actor (`Propose` and `SnapshotTaken` in the node).
@@ -444,10 +480,8 @@ struct SimNode {
     engine_mail_at_us: u64,
     raft_mail_at_us: u64,
     restart_scheduled: bool,
-    /// The role last given to the engine.
-    role: Role,
-    /// The last Raft status the engine got (the role also depends on the time: the leader lease).
-    status: Option<RaftStatus>,
+    /// The last Raft status the lease actor got (the role also depends on the time: the leader lease).
+    status: RaftStatus,
 }
 
 #[derive(Debug)]
@@ -594,8 +628,7 @@ impl World {
                     engine_mail_at_us: 0,
                     raft_mail_at_us: 0,
                     restart_scheduled: false,
-                    role: Role::NoQuorum,
-                    status: None,
+                    status: no_status(id),
                 }
             })
             .collect();
@@ -872,23 +905,9 @@ impl World {
         self.nodes[n].incarnation += 1;
         let node = &self.nodes[n];
         let limits = &node.config.limits;
-        let table = match node.log.latest_snapshot().map_err(|e| format!("n{}: reading the snapshot: {e}", node.id))? {
-            None => LeaseTable::new(limits.expiry_grace_secs * 1000, limits.max_leases),
-            Some(snapshot) => {
-                let index = snapshot.get_metadata().index;
-                let table =
-                    LeaseTable::from_snapshot(&snapshot.data, limits.expiry_grace_secs * 1000, limits.max_leases)
-                        .map_err(|e| format!("n{}: its own snapshot at {index} is unusable: {e}", node.id))?;
-                if table.applied_index() != index {
-                    return Err(format!(
-                        "n{}: snapshot at index {index} holds a table applied to {}",
-                        node.id,
-                        table.applied_index()
-                    ));
-                }
-                table
-            }
-        };
+        let grace_ms = limits.expiry_grace_secs * 1000;
+        let table = driver::open_table(&node.log, grace_ms, limits.max_leases)
+            .map_err(|e| format!("n{}: the table from its own log: {e}", node.id))?;
         let replica_config = ReplicaConfig {
             voters: (1..=self.nodes.len() as u64).collect(),
             applied: table.applied_index(),
@@ -907,8 +926,7 @@ impl World {
         let node = &mut self.nodes[n];
         node.live = Some(Live { replica, engine, batch: Vec::new() });
         node.flush_scheduled = false;
-        node.role = Role::NoQuorum;
-        node.status = None;
+        node.status = no_status(id);
         self.note(Note::Restart { node: id, incarnation, applied, election_timeout_ticks: timeout });
         if applied > 0 {
             self.checker.applied(id, applied, digest)?;
@@ -935,8 +953,7 @@ impl World {
     fn crash(&mut self, n: usize) {
         let node = &mut self.nodes[n];
         if node.live.take().is_some() {
-            node.role = Role::NoQuorum;
-            node.status = None;
+            node.status = no_status(node.id);
             node.flush_scheduled = false;
             self.report.crashes += 1;
             let id = node.id;
@@ -966,11 +983,11 @@ impl World {
         match mail {
             RaftMail::Propose(proposals) => {
                 let count = proposals.len() as u64;
-                if let Err(refused) = live.replica.propose(proposals) {
+                let mut outputs = RaftOutputs::default();
+                if driver::propose(&mut live.replica, &mut outputs, proposals).is_err() {
                     self.report.refused_proposals += count;
-                    let tags = refused.proposals.iter().map(|p| p.tag).collect();
-                    self.mail_engine(n, EngineMail::Rejected(tags));
                 }
+                self.carry_out(n, outputs)?;
                 self.drive(n)
             }
             RaftMail::SnapshotTaken { index, data } => {
@@ -987,9 +1004,8 @@ impl World {
         }
     }
 
-    /// Advance the replica while it has something ready, as the raft actor does: send what may go
-    /// before the write, make the write durable on the log, finish the `Ready` and carry out its
-    /// `Actions` in order.
+    /// Run the replica while it has a `Ready`, through the raft actor's driver: what may leave
+    /// before the write goes first, then the write to the `MemLog`, then the rest.
     fn drive(&mut self, n: usize) -> Result<(), String> {
         let halted = |e| format!("n{}: replica halted: {e}", n + 1);
         loop {
@@ -997,57 +1013,45 @@ impl World {
             if !live.replica.has_ready() {
                 return Ok(());
             }
-            let Persist { messages, write } = live.replica.advance().map_err(halted)?;
-            let written = write.map(|write| live.replica.log_mut().write_ready(write.as_ready_write()).map(|()| write));
-            let actions = live.replica.persisted(written.transpose()).map_err(halted)?;
-            let snapshots_sent: Vec<u64> =
-                messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to).collect();
-            for to in snapshots_sent {
-                live.replica.report_snapshot_sent(to);
-            }
-            for message in messages {
-                self.send_peer(n, message);
-            }
-            self.dispatch(n, actions)?;
+            let mut outputs = RaftOutputs::default();
+            let begun = driver::begin(&mut live.replica, &mut outputs).map_err(halted)?;
+            self.carry_out(n, outputs)?;
+            let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+            let mut outputs = RaftOutputs::default();
+            driver::finish(&mut live.replica, &mut outputs, begun).map_err(halted)?;
+            self.carry_out(n, outputs)?;
         }
     }
 
-    /// Carry out one `advance` the way the raft actor does: report snapshots sent, send the
-    /// messages, then mail the lease actor the snapshot to restore, the committed entries, the
-    /// rejected tags and the role, in that order.
-    fn dispatch(&mut self, n: usize, actions: Actions) -> Result<(), String> {
-        // The simulated membership is fixed: no node proposes a membership change, so none commits.
-        let Actions { messages, restore, committed, status, rejected, membership } = actions;
-        if !membership.is_empty() {
-            return Err(format!("n{}: a membership change committed, but nobody proposed one", n + 1));
-        }
-        for message in messages {
-            if message.get_msg_type() == MessageType::MsgSnapshot {
-                if let Some(live) = self.nodes[n].live.as_mut() {
-                    live.replica.report_snapshot_sent(message.to);
+    /// Carry out what the driver routed, in order: messages onto the network, mail to the lease
+    /// actor (committed entries with their terms as the log has them now, for check 5).
+    fn carry_out(&mut self, n: usize, outputs: RaftOutputs) -> Result<(), String> {
+        for output in outputs.0 {
+            match output {
+                RaftOutput::Send(messages) => {
+                    for message in messages {
+                        self.send_peer(n, message);
+                    }
+                }
+                RaftOutput::Mail(mail) => {
+                    let terms = match &mail {
+                        ToStateMachine::Entries(entries) => {
+                            let log = &self.nodes[n].log;
+                            entries.iter().map(|entry| (entry.index, log.term(entry.index).ok())).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    self.mail_engine(n, EngineMail::StateMachine { mail, terms });
+                }
+                RaftOutput::Status(status) => self.mail_engine(n, EngineMail::Status(status)),
+                // The simulated membership is fixed: no node proposes a membership change.
+                RaftOutput::Membership(change) => {
+                    return Err(format!(
+                        "n{}: a membership change committed, but nobody proposed one: {change:?}",
+                        n + 1
+                    ))
                 }
             }
-            self.send_peer(n, message);
-        }
-        if let Some((index, data)) = restore {
-            self.mail_engine(n, EngineMail::Restore { index, data });
-        }
-        if !committed.is_empty() {
-            let log = &self.nodes[n].log;
-            let entries = committed
-                .into_iter()
-                .map(|entry| {
-                    let term = log.term(entry.index).ok();
-                    (entry, term)
-                })
-                .collect();
-            self.mail_engine(n, EngineMail::Entries(entries));
-        }
-        if !rejected.is_empty() {
-            self.mail_engine(n, EngineMail::Rejected(rejected));
-        }
-        if let Some(status) = status {
-            self.mail_engine(n, EngineMail::Status(status));
         }
         Ok(())
     }
@@ -1057,128 +1061,133 @@ impl World {
     fn snapshot_slice(&mut self, n: usize) {
         let records = self.slice_rng.between(1, 8) as usize;
         let Some(live) = self.nodes[n].live.as_mut() else { return };
-        if let Some((index, data)) = live.engine.snapshot_step(records) {
-            self.mail_raft(n, RaftMail::SnapshotTaken { index, data });
-        } else if live.engine.snapshot_in_progress() {
-            // A notified item, as in actix: it runs once the mailbox is drained, so it never holds
-            // up the mail behind it (it does not advance `engine_mail_at_us`).
-            let incarnation = self.nodes[n].incarnation;
-            let at_us = self.now_us + self.plan.hop_us;
-            self.schedule(at_us, Event::EngineMail { node: n, incarnation, mail: Box::new(EngineMail::SnapshotSlice) });
+        match state_machine::snapshot_slice(&mut live.engine, records) {
+            SnapshotSlice::Taken { applied_index, data } => {
+                self.mail_raft(n, RaftMail::SnapshotTaken { index: applied_index, data })
+            }
+            SnapshotSlice::More => {
+                // A notified item, as in actix: it runs once the mailbox is drained, so it never holds
+                // up the mail behind it (it does not advance `engine_mail_at_us`).
+                let incarnation = self.nodes[n].incarnation;
+                let at_us = self.now_us + self.plan.hop_us;
+                let mail = Box::new(EngineMail::SnapshotSlice);
+                self.schedule(at_us, Event::EngineMail { node: n, incarnation, mail });
+            }
+            SnapshotSlice::Idle => {}
         }
     }
 
     /// The lease actor's side of the raft actor's mail.
     fn engine_mail(&mut self, n: usize, mail: EngineMail) -> Result<(), String> {
         match mail {
-            EngineMail::Restore { index, data } => self.restore(n, index, &data),
-            EngineMail::Entries(entries) => {
-                self.apply(n, entries)?;
-                self.snapshot_slice(n);
-                Ok(())
-            }
+            EngineMail::StateMachine { mail, terms } => self.state_machine_mail(n, mail, &terms),
             EngineMail::SnapshotSlice => {
                 self.snapshot_slice(n);
                 Ok(())
             }
-            EngineMail::Rejected(tags) => {
-                if let Some(live) = self.nodes[n].live.as_mut() {
-                    live.engine.rejected(&tags);
+            EngineMail::Status(status) => {
+                let now_us = self.now_us;
+                let node = &mut self.nodes[n];
+                let Some(live) = node.live.as_mut() else { return Ok(()) };
+                let change = state_machine::on_status(&mut live.engine, &mut node.status, status, now_us);
+                self.report.leader_elections += u64::from(change.elected);
+                if let Some(role) = change.role {
+                    self.note_role(n, role);
                 }
                 Ok(())
             }
-            EngineMail::Status(status) => {
-                self.role(n, status);
-                Ok(())
-            }
         }
     }
 
-    /// The lease actor's mapping (`Role::from_status`).
-    fn role(&mut self, n: usize, status: RaftStatus) {
-        let node = &mut self.nodes[n];
-        if node.live.is_none() {
-            return;
-        }
-        let elected = status.is_leader && node.status.is_none_or(|s| !s.is_leader || s.term != status.term);
-        if elected {
-            self.report.leader_elections += 1;
-        }
-        node.status = Some(status);
-        self.refresh_role(n);
-    }
-
-    /// The lease actor's mapping (`Role::from_status`) at this moment: the leader lease runs out with
+    /// The lease actor's role from its last status at this moment: the leader lease runs out with
     /// time, so it is checked again before every request.
     fn refresh_role(&mut self, n: usize) {
-        let now_us = self.now_us;
         let node = &mut self.nodes[n];
-        let (Some(live), Some(status)) = (node.live.as_mut(), node.status) else { return };
-        let role = Role::from_status(&status, now_us);
-        live.engine.set_role(role);
-        if role != node.role {
-            node.role = role;
-            let id = node.id;
-            self.note(Note::Role { node: id, term: status.term, role: role_name(role), commit: status.commit_index });
+        let Some(live) = node.live.as_mut() else { return };
+        if let Some(role) = state_machine::refresh_role(&mut live.engine, &node.status, self.now_us) {
+            self.note_role(n, role);
         }
     }
 
-    fn restore(&mut self, n: usize, index: u64, data: &[u8]) -> Result<(), String> {
-        let id = self.nodes[n].id;
-        let (grace_ms, max_leases) = (self.plan.grace_ms, self.plan.max_leases);
-        let table = LeaseTable::from_snapshot(data, grace_ms, max_leases)
-            .map_err(|e| format!("n{id}: snapshot from the leader at {index} is unusable: {e}"))?;
-        if table.applied_index() != index {
-            return Err(format!("n{id}: snapshot at index {index} holds a table applied to {}", table.applied_index()));
-        }
-        let digest = table.digest();
-        let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
-        live.engine.restore(table);
-        self.report.snapshots_restored += 1;
-        self.note(Note::Restored { node: id, index });
-        self.checker.applied(id, index, digest)?;
-        self.check_table(n)
+    fn note_role(&mut self, n: usize, role: Role) {
+        let node = &self.nodes[n];
+        let (id, term, commit) = (node.id, node.status.term, node.status.commit_index);
+        self.note(Note::Role { node: id, term, role: role_name(role), commit });
     }
 
-    /// Apply committed entries one at a time (the engine would take them all at once; one at a time
-    /// tells exactly which entry each ACK was built from), checking the table after each.
-    fn apply(&mut self, n: usize, committed: Vec<(CommittedEntry, Option<u64>)>) -> Result<(), String> {
+    /// The role the node's engine answers in (no quorum when down).
+    fn role(&self, n: usize) -> Role {
+        self.nodes[n].live.as_ref().map_or(Role::NoQuorum, |live| live.engine.role())
+    }
+
+    /// The lease actor's handling of `ToStateMachine`, with the checks after every applied entry
+    /// and restored snapshot, and on every ACK (`terms`: the entries' terms when handed out).
+    fn state_machine_mail(
+        &mut self,
+        n: usize,
+        mail: ToStateMachine,
+        terms: &[(u64, Option<u64>)],
+    ) -> Result<(), String> {
         let id = self.nodes[n].id;
         let now_us = self.node_now_us(n);
-        let (first, last) = (committed[0].0.index, committed[committed.len() - 1].0.index);
-        self.note(Note::Applied { node: id, first, last });
-        for (entry, term) in committed {
-            let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
-            let before = live.engine.table().applied_index();
-            let answers = live.engine.apply_committed(std::slice::from_ref(&entry), now_us);
-            let table = live.engine.table();
-            if table.applied_index() != before {
-                if table.applied_index() != entry.index {
-                    return Err(format!(
-                        "n{id}: applied entry {} but the table says {}",
-                        entry.index,
-                        table.applied_index()
-                    ));
-                }
-                let digest = table.digest();
-                self.checker.applied(id, entry.index, digest)?;
-                if !entry.proposals.is_empty() {
-                    self.check_table(n)?;
-                }
+        if let ToStateMachine::Entries(entries) = &mail {
+            let (first, last) = (entries[0].index, entries[entries.len() - 1].index);
+            self.note(Note::Applied { node: id, first, last });
+        }
+        let (offset_us, world_now_us) = (self.nodes[n].offset_us, self.now_us);
+        let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+        // After each entry that moved the table: the same index gives the same digest on every node
+        // (check 3), and a table that bound something keeps its invariants (check 4).
+        let checker = &mut self.checker;
+        let mut applied_index = live.engine.table().applied_index();
+        let mut failure = None;
+        let applied = state_machine::on_raft_mail(&mut live.engine, mail, now_us, |entry, engine| {
+            let table = engine.table();
+            if failure.is_some() || table.applied_index() == applied_index {
+                return;
             }
-            for (outgoing, _decision) in answers.replies {
-                let reply = outgoing.reply;
-                if reply.message_type == ReplyType::Ack {
-                    self.check_durable(n, entry.index, term)?;
-                    self.report.acks += 1;
-                    if self.nodes[n].role != Role::Leader {
-                        self.report.follower_acks += 1;
+            applied_index = table.applied_index();
+            let checked = if applied_index != entry.index {
+                Err(format!("n{id}: applied entry {} but the table says {applied_index}", entry.index))
+            } else {
+                checker.applied(id, entry.index, table.digest()).and_then(|()| {
+                    if entry.proposals.is_empty() {
+                        Ok(())
+                    } else {
+                        checker.table(id, table, offset_us, world_now_us)
                     }
-                } else if reply.message_type == ReplyType::Nak {
-                    self.report.naks += 1;
+                })
+            };
+            failure = checked.err();
+        });
+        // An unusable snapshot stops a real node; here it fails the seed.
+        let applied = applied.map_err(|e| format!("n{id}: {e}"))?;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        if let Some((index, _)) = applied.restored {
+            self.report.snapshots_restored += 1;
+            self.note(Note::Restored { node: id, index });
+            let digest = self.nodes[n].live.as_ref().map_or(0, |live| live.engine.table().digest());
+            self.checker.applied(id, index, digest)?;
+            self.check_table(n)?;
+        }
+        for reply in applied.replies {
+            let (index, reply) = (reply.index, reply.outgoing.reply);
+            if reply.message_type == ReplyType::Ack {
+                let term = terms.iter().find(|(at, _)| *at == index).and_then(|(_, term)| *term);
+                self.check_durable(n, index, term)?;
+                self.report.acks += 1;
+                if self.role(n) != Role::Leader {
+                    self.report.follower_acks += 1;
                 }
-                self.send_reply(n, reply, entry.index);
+            } else if reply.message_type == ReplyType::Nak {
+                self.report.naks += 1;
             }
+            self.send_reply(n, reply, index);
+        }
+        if applied.snapshot_due {
+            self.snapshot_slice(n);
         }
         Ok(())
     }
@@ -1231,7 +1240,7 @@ impl World {
                 "rules 1 and 5 (an ACK without a commit only confirms a committed lease, for its remaining time): \
                  n{} ({}) ACKs {} to c{client} for {:?} s at index {}, but {why}",
                 node.id,
-                role_name(node.role),
+                role_name(self.role(n)),
                 reply.yiaddr,
                 reply.lease_time_secs,
                 table.applied_index()
@@ -1301,7 +1310,8 @@ impl World {
         }
         let Some(live) = self.nodes[to].live.as_mut() else { return Ok(()) };
         // A stale or unexpected message is dropped, as the raft actor does; Raft retries what matters.
-        let _ = live.replica.step(message);
+        // A log that lost acknowledged entries stops a real node: here it fails the seed.
+        driver::receive(&mut live.replica, message).map_err(|e| format!("n{}: stopped: {e}", to + 1))?;
         self.drive(to)
     }
 
@@ -1505,7 +1515,7 @@ impl World {
     }
 
     fn leader(&self) -> Option<usize> {
-        self.nodes.iter().position(|n| n.role == Role::Leader && n.live.is_some())
+        (0..self.nodes.len()).find(|&n| self.role(n) == Role::Leader)
     }
 
     fn note_partition(&mut self) {
@@ -1626,7 +1636,8 @@ impl World {
         if without.is_empty() {
             return Ok(());
         }
-        let leaders: Vec<u64> = self.nodes.iter().filter(|n| n.role == Role::Leader).map(|n| n.id).collect();
+        let leaders: Vec<u64> =
+            (0..self.nodes.len()).filter(|&n| self.role(n) == Role::Leader).map(|n| self.nodes[n].id).collect();
         Err(format!(
             "liveness: {} of {} clients have no address {:.1}s after everything healed (leaders {leaders:?}): {}",
             without.len(),
@@ -1664,6 +1675,11 @@ impl World {
         self.trace.mix(digest);
         Ok(())
     }
+}
+
+/// What the lease actor knows of Raft before the first status (as `LeaseActor::new` starts).
+fn no_status(node_id: u64) -> RaftStatus {
+    RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, lease_until_us: None, commit_index: 0 }
 }
 
 fn role_name(role: Role) -> &'static str {
