@@ -241,6 +241,7 @@ impl World {
                     offset_us: rng.between(0, 2 * skew as u64) as i64 - skew,
                     election_timeout_ticks: timeouts[i],
                     flush_scheduled: false,
+                    slice_scheduled: false,
                     engine_mail_at_us: 0,
                     raft_mail_at_us: 0,
                     restart_scheduled: false,

@@ -105,6 +105,8 @@ pub(super) struct SimNode {
     pub(super) election_timeout_ticks: usize,
     /// The lease actor's `FlushProposals` is scheduled.
     pub(super) flush_scheduled: bool,
+    /// The lease actor's `SnapshotSlice` is scheduled.
+    pub(super) slice_scheduled: bool,
     /// When the last mail to each actor arrives (mail is delivered in order).
     pub(super) engine_mail_at_us: u64,
     pub(super) raft_mail_at_us: u64,
@@ -139,6 +141,7 @@ impl World {
         let node = &mut self.nodes[n];
         node.live = Some(Live { replica, engine, batch: Vec::new() });
         node.flush_scheduled = false;
+        node.slice_scheduled = false;
         node.status = no_status(id);
         self.note(Note::Restart { node: id, incarnation, applied, election_timeout_ticks: timeout });
         if applied > 0 {
@@ -168,6 +171,7 @@ impl World {
         if node.live.take().is_some() {
             node.status = no_status(node.id);
             node.flush_scheduled = false;
+            node.slice_scheduled = false;
             self.report.crashes += 1;
             let id = node.id;
             self.note(Note::Crash { node: id });
@@ -287,15 +291,16 @@ impl World {
             SnapshotSlice::Taken { applied_index, data } => {
                 self.mail_raft(n, RaftMail::SnapshotTaken { index: applied_index, data })
             }
-            SnapshotSlice::More => {
+            SnapshotSlice::More if !self.nodes[n].slice_scheduled => {
                 // A notified item, as in actix: it runs once the mailbox is drained, so it never holds
-                // up the mail behind it (it does not advance `engine_mail_at_us`).
+                // up the mail behind it (it does not advance `engine_mail_at_us`). One at a time.
+                self.nodes[n].slice_scheduled = true;
                 let incarnation = self.nodes[n].incarnation;
                 let at_us = self.now_us + self.plan.hop_us;
                 let mail = Box::new(EngineMail::SnapshotSlice);
                 self.schedule(at_us, Event::EngineMail { node: n, incarnation, mail });
             }
-            SnapshotSlice::Idle => {}
+            SnapshotSlice::More | SnapshotSlice::Idle => {}
         }
     }
 
@@ -304,6 +309,7 @@ impl World {
         match mail {
             EngineMail::StateMachine { mail, terms } => self.state_machine_mail(n, mail, &terms),
             EngineMail::SnapshotSlice => {
+                self.nodes[n].slice_scheduled = false;
                 self.snapshot_slice(n);
                 Ok(())
             }
