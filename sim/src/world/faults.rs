@@ -1,5 +1,6 @@
-//! The fault schedule: crashes (some losing the disk), partitions, cut client links, bad weather and
-//! forced snapshots, one random decision every 0.5–5 s of the chaos phase.
+//! The fault schedule: crashes (some losing the disk, some of a leader between sending its appends
+//! and writing them itself), partitions, cut client links, bad weather and forced snapshots, one
+//! random decision every 0.5–5 s of the chaos phase.
 
 use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
 use leasehold_node::engine::Role;
@@ -32,6 +33,25 @@ impl World {
         self.report.partitions += 1;
     }
 
+    /// The crash `fault` armed, at the moment it waited for: leader `n` has sent its appends of
+    /// entries `first..=last` and not yet written them itself. Its unwritten entries are lost with
+    /// it (the `MemLog` never saw them); what its followers made durable of them is theirs.
+    pub(super) fn crash_before_write(&mut self, n: usize, first: u64, last: u64) {
+        self.report.crashes_before_write += 1;
+        self.note(Note::CrashBeforeWrite { node: n as u64 + 1, first, last });
+        self.crash(n);
+        self.schedule_restart(n);
+    }
+
+    /// Restart a crashed node 0.2–20 s from now.
+    fn schedule_restart(&mut self, n: usize) {
+        if !self.nodes[n].restart_scheduled {
+            self.nodes[n].restart_scheduled = true;
+            let at_us = self.now_us + self.fault_rng.between(200_000, 20_000_000);
+            self.schedule(at_us, Event::Restart(n));
+        }
+    }
+
     /// The fault schedule: one random decision every 0.5–5 s of the chaos phase.
     pub(super) fn fault(&mut self) -> Result<(), String> {
         if self.phase != Phase::Chaos {
@@ -48,7 +68,12 @@ impl World {
                     Some(leader) if self.fault_rng.chance(500_000) => leader,
                     _ => random_node,
                 };
-                if self.nodes[n].live.is_some() {
+                if self.nodes[n].live.is_some() && self.role(n) == Role::Leader && self.fault_rng.chance(250_000) {
+                    // Not now: at its next write of entries, between sending its appends and
+                    // making its own copy durable (see `nodes::drive`).
+                    self.nodes[n].crash_before_write = true;
+                    self.note(Note::CrashArmed { node: n as u64 + 1 });
+                } else if self.nodes[n].live.is_some() {
                     self.crash(n);
                     if self.config.wipe_disks && self.fault_rng.chance(250_000) && self.may_lose_a_disk(n) {
                         // DESIGN rule 6: "a node with an empty directory catches up from a leader
@@ -61,11 +86,7 @@ impl World {
                         self.report.disks_wiped += 1;
                         self.note(Note::DiskWiped { node: n as u64 + 1 });
                     }
-                    if !self.nodes[n].restart_scheduled {
-                        self.nodes[n].restart_scheduled = true;
-                        let at_us = self.now_us + self.fault_rng.between(200_000, 20_000_000);
-                        self.schedule(at_us, Event::Restart(n));
-                    }
+                    self.schedule_restart(n);
                 }
             }
             // Cut one node off from its peers (the leader half the time), or a minority, or all.

@@ -13,9 +13,10 @@
 //! (restore, apply the committed entries, forget rejected proposals, the role from the status).
 //! The world only observes around those calls: checks after each applied entry and on each ACK,
 //! notes and counts. The engine's snapshots go back to `Replica::take_snapshot`. A crash drops the
-//! replica, the engine and the mail in flight and keeps the `MemLog` (what was made durable); a
-//! restart rebuilds the table from the log's latest snapshot (`driver::open_table`), with a new
-//! incarnation.
+//! replica, the engine and the mail in flight and keeps the `MemLog` (what was made durable) — also
+//! a leader's crash between its appends and its own write, which the driver's two halves make
+//! possible to place; a restart rebuilds the table from the log's latest snapshot
+//! (`driver::open_table`), with a new incarnation.
 //!
 //! A run has three phases. Chaos: `steps` events with crashes, partitions, cut client links, lossy
 //! weather and forced snapshots, clients releasing, rebooting and powering off. Settle: everything
@@ -242,6 +243,7 @@ impl World {
                     election_timeout_ticks: timeouts[i],
                     flush_scheduled: false,
                     slice_scheduled: false,
+                    crash_before_write: false,
                     engine_mail_at_us: 0,
                     raft_mail_at_us: 0,
                     restart_scheduled: false,
@@ -351,6 +353,9 @@ impl World {
         self.note(Note::Phase { name: "settle: everything healed, clients keep trying" });
         self.net.heal_all();
         self.note(Note::HealPartition);
+        for node in &mut self.nodes {
+            node.crash_before_write = false;
+        }
         for n in 0..self.nodes.len() {
             if self.nodes[n].live.is_none() {
                 self.restart_node(n)?;

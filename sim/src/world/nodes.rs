@@ -107,6 +107,8 @@ pub(super) struct SimNode {
     pub(super) flush_scheduled: bool,
     /// The lease actor's `SnapshotSlice` is scheduled.
     pub(super) slice_scheduled: bool,
+    /// Crash at the next write of entries as leader, once its appends have left (`faults`).
+    pub(super) crash_before_write: bool,
     /// When the last mail to each actor arrives (mail is delivered in order).
     pub(super) engine_mail_at_us: u64,
     pub(super) raft_mail_at_us: u64,
@@ -142,6 +144,7 @@ impl World {
         node.live = Some(Live { replica, engine, batch: Vec::new() });
         node.flush_scheduled = false;
         node.slice_scheduled = false;
+        node.crash_before_write = false;
         node.status = no_status(id);
         self.note(Note::Restart { node: id, incarnation, applied, election_timeout_ticks: timeout });
         if applied > 0 {
@@ -172,6 +175,7 @@ impl World {
             node.status = no_status(node.id);
             node.flush_scheduled = false;
             node.slice_scheduled = false;
+            node.crash_before_write = false;
             self.report.crashes += 1;
             let id = node.id;
             self.note(Note::Crash { node: id });
@@ -241,7 +245,16 @@ impl World {
             }
             let mut outputs = RaftOutputs::default();
             let begun = driver::begin(&mut live.replica, &mut outputs).map_err(halted)?;
+            let leader = live.replica.is_leader();
             self.carry_out(n, outputs)?;
+            // The armed crash: the leader's appends are on the network, its own write is not made.
+            let unwritten = begun.write().and_then(|write| Some((write.entries.first()?, write.entries.last()?)));
+            if let Some((first, last)) = unwritten.filter(|_| leader && self.nodes[n].crash_before_write) {
+                let (first, last) = (first.index, last.index);
+                drop(begun);
+                self.crash_before_write(n, first, last);
+                return Ok(());
+            }
             let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
             let mut outputs = RaftOutputs::default();
             driver::finish(&mut live.replica, &mut outputs, begun).map_err(halted)?;

@@ -29,6 +29,8 @@ pub struct Report {
     pub leader_elections: u64,
     pub crashes: u64,
     pub disks_wiped: u64,
+    /// Crashes of a leader after it sent its appends and before its own write of them.
+    pub crashes_before_write: u64,
     pub partitions: u64,
     pub client_link_cuts: u64,
     pub weather_changes: u64,
@@ -63,7 +65,7 @@ impl fmt::Display for Report {
             f,
             "seed {} ({} nodes, {} clients): {} steps, {:.1}s virtual, {} ACKs ({} confirmed without a commit, {} from followers), {} NAKs, \
              {} offers, {} proposals \
-             ({} refused), {} elections, faults: {} crashes ({} losing the disk), {} partitions, {} client-link cuts, {} weather \
+             ({} refused), {} elections, faults: {} crashes ({} losing the disk, {} before a leader's own write), {} partitions, {} client-link cuts, {} weather \
              changes; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
              {} addresses passed between clients; {} record collections; {} datagrams answered by two nodes; \
              {} digests and {} beliefs checked; \
@@ -83,6 +85,7 @@ impl fmt::Display for Report {
             self.leader_elections,
             self.crashes,
             self.disks_wiped,
+            self.crashes_before_write,
             self.partitions,
             self.client_link_cuts,
             self.weather_changes,
