@@ -192,10 +192,13 @@ fn a_failed_write_halts_the_replica() {
 }
 
 #[test]
-fn a_second_advance_before_the_write_is_refused() {
+fn nothing_but_the_write_comes_between_advance_and_persisted() {
     let mut replica = Replica::new(&ReplicaConfig::new(1), MemLog::new(), &logger()).unwrap();
     let persist = replica.advance().unwrap();
     assert!(persist.write.is_some(), "the first election's Ready");
+    assert!(!replica.has_ready(), "nothing to advance while the write is pending");
+    let message = raft::eraftpb::Message { to: 1, ..Default::default() };
+    assert!(matches!(replica.step(message), Err(ClusterError::OutOfOrder(_))), "raft-rs takes no input now");
     assert!(matches!(replica.advance(), Err(ClusterError::OutOfOrder(_))));
     assert!(matches!(replica.persisted(Ok(None)), Err(ClusterError::Halted)), "and the replica halts");
 }

@@ -28,7 +28,9 @@
 //! shell asks for itself, outside the Ready loop. The commit index of a `LightReady` is only noted
 //! (`note_commit`) and written with the next `LogWrite`.
 //!
-//! The safety extensions around raft-rs live beside it, one module each:
+//! Beside it: `config` (`ReplicaConfig` and the limits it sets on raft-rs) and `actions` (what
+//! the replica gives its shell: `Persist`, `LogWrite`, `Actions`, `Refused`). The safety extensions
+//! around raft-rs live beside it too, one module each:
 //! - `lease`: the leader lease (who may answer broadcasts, and until when).
 //! - `catch_up`: the vote guard of a log that started empty, and logs that lost entries.
 //! - `reports`: members' reports of their own state, and the leader's view of the members.
@@ -36,19 +38,23 @@
 use std::collections::BTreeMap;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
 use raft::{RawNode, Ready, StateRole};
 use slog::{debug, info, warn, Logger};
 
 use crate::lease::{decode_entry, encode_entry};
-use crate::storage::{DurableLog, ReadyWrite};
+use crate::storage::DurableLog;
 use crate::{ClusterError, CommittedEntry, Proposal, ProposalTag, RaftStatus};
 
+mod actions;
 mod catch_up;
+mod config;
 mod lease;
 mod reports;
 
+pub use actions::{Actions, LogWrite, Persist, Refused};
 use catch_up::CatchUp;
+pub use config::ReplicaConfig;
 use lease::LeaderLease;
 pub use reports::MemberProgress;
 use reports::PeerReport;
@@ -57,156 +63,11 @@ use reports::PeerReport;
 pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 /// Proposals buffered between two `advance` calls; more are refused with `Overloaded`.
 pub const MAX_BUFFERED_PROPOSALS: usize = 65_536;
-/// Bytes of entries per append message to a follower.
-const MAX_BYTES_PER_MESSAGE: u64 = 1024 * 1024;
-/// Append messages in flight per follower.
-const MAX_INFLIGHT_MESSAGES: usize = 256;
-/// Bytes of proposed but uncommitted entries a leader accepts; beyond, proposals are dropped.
-const MAX_UNCOMMITTED_BYTES: u64 = 64 * 1024 * 1024;
-/// Bytes of committed entries handed out per `Ready` (a long replay spreads over several).
-const MAX_COMMITTED_BYTES_PER_READY: u64 = 16 * 1024 * 1024;
-
-/// How to build a `Replica`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaConfig {
-    /// This node's Raft id (not 0).
-    pub node_id: u64,
-    /// The voters a fresh log is bootstrapped with; empty means `[node_id]`, a cluster of one.
-    /// Ignored when the log already holds a configuration.
-    pub voters: Vec<u64>,
-    /// The state machine's applied index (`LeaseTable::applied_index`): committed entries after it
-    /// are handed out again (replay).
-    pub applied: u64,
-    /// Ticks between leader heartbeats.
-    pub heartbeat_ticks: usize,
-    /// Ticks without a leader before a follower campaigns (the minimum election timeout).
-    pub election_ticks: usize,
-    /// Pin the randomized election timeout to exactly this many ticks (at least `election_ticks`),
-    /// for a simulation that derives it from its seed. `None`: raft-rs draws it from
-    /// `[election_ticks, 2 * election_ticks)` with a thread RNG.
-    pub election_timeout_ticks: Option<usize>,
-    /// A fresh log joins a running cluster instead of bootstrapping one: it starts with no
-    /// configuration and waits for the leader (after `cluster add-node`).
-    pub join: bool,
-    /// How long a tick is, for the leader lease (`tick` gets the time; ticks drive Raft).
-    pub tick_us: u64,
-}
-
-impl ReplicaConfig {
-    pub fn new(node_id: u64) -> Self {
-        ReplicaConfig {
-            node_id,
-            voters: Vec::new(),
-            applied: 0,
-            heartbeat_ticks: 2,
-            election_ticks: 10,
-            election_timeout_ticks: None,
-            join: false,
-            tick_us: 100_000,
-        }
-    }
-
-    fn raft_config(&self) -> raft::Config {
-        let (min_election_tick, max_election_tick) = match self.election_timeout_ticks {
-            Some(ticks) => (ticks, ticks + 1),
-            None => (0, 0),
-        };
-        raft::Config {
-            id: self.node_id,
-            election_tick: self.election_ticks,
-            heartbeat_tick: self.heartbeat_ticks,
-            applied: self.applied,
-            max_size_per_msg: MAX_BYTES_PER_MESSAGE,
-            max_inflight_msgs: MAX_INFLIGHT_MESSAGES,
-            check_quorum: true,
-            pre_vote: true,
-            min_election_tick,
-            max_election_tick,
-            max_uncommitted_size: MAX_UNCOMMITTED_BYTES,
-            max_committed_size_per_ready: MAX_COMMITTED_BYTES_PER_READY,
-            ..raft::Config::default()
-        }
-    }
-}
-
-/// What the shell must do after `persisted`, in this order: send `messages`, restore the table from
-/// `restore`, apply `committed`, report `status` and `rejected`.
-#[derive(Debug, Default)]
-pub struct Actions {
-    /// Raft messages to peers (each has its `to`).
-    pub messages: Vec<Message>,
-    /// A snapshot received from the leader: replace the state machine with it (index, table bytes).
-    pub restore: Option<(u64, Vec<u8>)>,
-    /// Committed entries in log order, one per index, none skipped.
-    pub committed: Vec<CommittedEntry>,
-    /// This node's role, term, leader or commit index changed.
-    pub status: Option<RaftStatus>,
-    /// Proposals that will not come back through `committed` from this node.
-    pub rejected: Vec<ProposalTag>,
-    /// Committed membership changes: (member id, added, the change's context — the new member's
-    /// peer address for an addition).
-    pub membership: Vec<(u64, bool, Vec<u8>)>,
-}
-
-impl Actions {
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-            && self.restore.is_none()
-            && self.committed.is_empty()
-            && self.status.is_none()
-            && self.rejected.is_empty()
-            && self.membership.is_empty()
-    }
-}
-
-/// One `Ready`'s write, for the shell to make durable on the replica's log (`DurableLog::write_ready`
-/// of `as_ready_write`: one batch, at most one fsync) before it hands it back to `persisted`.
-#[derive(Debug)]
-pub struct LogWrite {
-    /// A snapshot from the leader: it replaces the whole log.
-    pub snapshot: Option<Snapshot>,
-    /// Entries to append, replacing any conflicting suffix.
-    pub entries: Vec<Entry>,
-    pub hard_state: Option<HardState>,
-    /// raft-rs's `Ready::must_sync`: false when only the commit index moved, which needs no fsync.
-    pub must_sync: bool,
-    /// The `Ready` it belongs to (raft-rs's `Ready::number`).
-    number: u64,
-}
-
-impl LogWrite {
-    /// The write as `DurableLog::write_ready` takes it.
-    pub fn as_ready_write(&self) -> ReadyWrite<'_> {
-        ReadyWrite {
-            snapshot: self.snapshot.as_ref(),
-            entries: &self.entries,
-            hard_state: self.hard_state.as_ref(),
-            must_sync: self.must_sync,
-        }
-    }
-}
-
-/// What `advance` gives the shell: raft messages that may leave before the write, and the write to
-/// make durable before calling `persisted` (`None`: no `Ready`, nothing to write).
-#[derive(Debug, Default)]
-pub struct Persist {
-    /// A leader's messages (appends, heartbeats, snapshots): sent while it persists its own entries,
-    /// which count towards the commit only once durable (Raft thesis §10.2.1).
-    pub messages: Vec<Message>,
-    pub write: Option<LogWrite>,
-}
 
 /// A `Ready` between `advance` and `persisted`, and what `advance` already decided.
 struct Pending {
     ready: Option<Ready>,
     actions: Actions,
-}
-
-/// A refused `propose`: why, and the proposals given back so their proposers can be told.
-#[derive(Debug)]
-pub struct Refused {
-    pub reason: ClusterError,
-    pub proposals: Vec<Proposal>,
 }
 
 /// One Raft member over the durable log `L`.
@@ -246,6 +107,7 @@ impl<L: DurableLog> std::fmt::Debug for Replica<L> {
             .field("status", &self.status())
             .field("buffered", &self.buffered.len())
             .field("in_flight", &self.in_flight.len())
+            .field("write_pending", &self.pending.is_some())
             .field("halted", &self.halted)
             .finish_non_exhaustive()
     }
@@ -350,6 +212,7 @@ impl<L: DurableLog> Replica<L> {
     /// Advance Raft's logical clock by one tick (heartbeats, election timeouts); `now_us` is a
     /// monotonic clock (`monotonic_us`), read by the caller, for the leader lease.
     pub fn tick(&mut self, now_us: u64) {
+        debug_assert!(self.pending.is_none(), "tick between advance and persisted");
         if self.halted {
             return;
         }
@@ -364,6 +227,7 @@ impl<L: DurableLog> Replica<L> {
         if self.halted {
             return Err(ClusterError::Halted);
         }
+        self.no_ready_pending("step between advance and persisted")?;
         if message.to != self.node_id {
             return Err(ClusterError::Corrupt(format!("message for {} delivered to {}", message.to, self.node_id)));
         }
@@ -376,9 +240,19 @@ impl<L: DurableLog> Replica<L> {
         Ok(())
     }
 
-    /// True when an `advance` would do something.
+    /// raft-rs takes no input between a `Ready` and its `advance`: nothing but the write may come
+    /// between `advance` and `persisted`.
+    fn no_ready_pending(&self, what: &'static str) -> Result<(), ClusterError> {
+        match self.pending {
+            Some(_) => Err(ClusterError::OutOfOrder(what)),
+            None => Ok(()),
+        }
+    }
+
+    /// True when an `advance` would do something (never while a write is pending: `persisted`).
     pub fn has_ready(&self) -> bool {
         !self.halted
+            && self.pending.is_none()
             && (!self.buffered.is_empty()
                 || !self.outbox.is_empty()
                 || self.node.has_ready()
@@ -412,6 +286,7 @@ impl<L: DurableLog> Replica<L> {
         if self.halted {
             return Err(ClusterError::Halted);
         }
+        self.no_ready_pending("membership change between advance and persisted")?;
         if !self.is_leader() {
             return Err(ClusterError::NotLeader);
         }
@@ -682,6 +557,7 @@ impl<L: DurableLog> Replica<L> {
         if self.halted {
             return Err(ClusterError::Halted);
         }
+        self.no_ready_pending("snapshot between advance and persisted")?;
         let log = self.node.store();
         if applied_index <= log.snapshot_index() {
             return Ok(false);
