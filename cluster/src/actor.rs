@@ -10,6 +10,9 @@
 //! Startup (and restart, which is recovery): `open` the log and rebuild the `LeaseTable` from its
 //! snapshot, build a `Replica` with `applied = table.applied_index()`, then start the actor. raft-rs
 //! hands the committed entries after the snapshot out again; the table applies them in order.
+//!
+//! What to do with a `Ready` is the `driver`'s, shared with the simulation: this actor gives it the
+//! replica and its `Routes` (the recipients), and stops the node when it reports a storage error.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,9 +20,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use slog::{crit, debug, info, Logger};
 
-use raft::eraftpb::MessageType;
+use raft::eraftpb::Message;
 
-use crate::replica::{Actions, MemberProgress, Replica};
+use crate::driver::{self, MembershipChange, RaftShell, Received};
+use crate::replica::{MemberProgress, Replica};
 use crate::storage::{DurableLog, LogStore};
 use crate::transport::{PeerMessage, SendMessages, SetPeer};
 use crate::{ClusterError, LeaseTable, Propose, RaftStatus, SnapshotTaken, ToStateMachine};
@@ -70,20 +74,7 @@ pub fn open(
     logger: &Logger,
 ) -> Result<(LogStore, LeaseTable), ClusterError> {
     let store = LogStore::open(data_dir, fsync)?;
-    let table = match store.latest_snapshot()? {
-        None => LeaseTable::new(grace_ms, max_leases),
-        Some(snapshot) => {
-            let index = snapshot.get_metadata().index;
-            let table = LeaseTable::from_snapshot(&snapshot.data, grace_ms, max_leases)?;
-            if table.applied_index() != index {
-                return Err(ClusterError::Corrupt(format!(
-                    "snapshot at index {index} holds a table applied to {}",
-                    table.applied_index()
-                )));
-            }
-            table
-        }
-    };
+    let table = driver::open_table(&store, grace_ms, max_leases)?;
     info!(logger, "raft log opened"; "path" => %store.path().display(), "snapshot_index" => store.snapshot_index(),
         "leases" => table.len());
     Ok((store, table))
@@ -96,15 +87,60 @@ struct Flush;
 
 pub struct RaftActor {
     replica: Replica<LogStore>,
+    routes: Routes,
+    tick_interval: Duration,
+    flush_scheduled: bool,
+    logger: Logger,
+}
+
+/// Where the raft actor sends what the replica decides (the driver's `RaftShell`).
+struct Routes {
+    node_id: u64,
     state_machine: Recipient<ToStateMachine>,
     status: Recipient<RaftStatus>,
     peers: Option<Recipient<SendMessages>>,
     peer_list: Option<Recipient<SetPeer>>,
     /// Peer addresses: the configured ones, then what membership changes said.
     addresses: std::collections::BTreeMap<u64, std::net::SocketAddr>,
-    tick_interval: Duration,
-    flush_scheduled: bool,
     logger: Logger,
+}
+
+impl RaftShell for Routes {
+    fn send(&mut self, messages: Vec<Message>) {
+        match &self.peers {
+            Some(peers) => peers.do_send(SendMessages(messages)),
+            None => debug!(self.logger, "no peer transport: raft messages dropped"; "count" => messages.len()),
+        }
+    }
+
+    // do_send: mail for the state machine and the status is never dropped for a full mailbox; the
+    // proposer bounds what is in flight.
+    fn to_state_machine(&mut self, mail: ToStateMachine) {
+        self.state_machine.do_send(mail);
+    }
+
+    fn status(&mut self, status: RaftStatus) {
+        self.status.do_send(status);
+    }
+
+    fn membership(&mut self, MembershipChange { id, added, addr }: MembershipChange) {
+        info!(self.logger, "membership changed"; "id" => id, "added" => added, "addr" => ?addr);
+        match (added, addr) {
+            (true, Some(addr)) => {
+                self.addresses.insert(id, addr);
+            }
+            (false, _) => {
+                self.addresses.remove(&id);
+            }
+            (true, None) => {}
+        }
+        if id == self.node_id {
+            return;
+        }
+        if let Some(peer_list) = &self.peer_list {
+            peer_list.do_send(SetPeer { id, addr: if added { addr } else { None } });
+        }
+    }
 }
 
 impl RaftActor {
@@ -115,29 +151,28 @@ impl RaftActor {
         tick_interval: Duration,
         logger: Logger,
     ) -> Self {
-        RaftActor {
-            replica,
+        let routes = Routes {
+            node_id: replica.node_id(),
             state_machine,
             status,
             peers: None,
             peer_list: None,
             addresses: std::collections::BTreeMap::new(),
-            tick_interval,
-            flush_scheduled: false,
-            logger,
-        }
+            logger: logger.clone(),
+        };
+        RaftActor { replica, routes, tick_interval, flush_scheduled: false, logger }
     }
 
     /// The configured peer addresses, for `GET /v1/cluster`.
     pub fn with_addresses(mut self, addresses: std::collections::BTreeMap<u64, std::net::SocketAddr>) -> Self {
-        self.addresses = addresses;
+        self.routes.addresses = addresses;
         self
     }
 
     /// Where Raft messages for peers go (the peer transport). Without one they are dropped, which is
     /// right only for a cluster of one.
     pub fn with_peers(mut self, peers: Recipient<SendMessages>) -> Self {
-        self.peers = Some(peers);
+        self.routes.peers = Some(peers);
         self
     }
 
@@ -148,60 +183,13 @@ impl RaftActor {
         }
     }
 
+    /// One `Ready` (its write is this actor's fsync), then the rest after the mailbox.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        match self.replica.advance() {
-            Ok(actions) => self.dispatch(actions),
-            Err(e) => return self.halt(ctx, e),
+        if let Err(e) = driver::step(&mut self.replica, &mut self.routes) {
+            return self.halt(ctx, e);
         }
         if self.replica.has_ready() {
             self.schedule_flush(ctx);
-        }
-    }
-
-    fn dispatch(&mut self, actions: Actions) {
-        let Actions { messages, restore, committed, status, rejected, membership } = actions;
-        for (id, added, context) in membership {
-            let addr = std::str::from_utf8(&context).ok().and_then(|text| text.parse().ok());
-            info!(self.logger, "membership changed"; "id" => id, "added" => added, "addr" => ?addr);
-            match (added, addr) {
-                (true, Some(addr)) => {
-                    self.addresses.insert(id, addr);
-                }
-                (false, _) => {
-                    self.addresses.remove(&id);
-                }
-                (true, None) => {}
-            }
-            if id == self.replica.node_id() {
-                continue;
-            }
-            if let Some(peer_list) = &self.peer_list {
-                peer_list.do_send(SetPeer { id, addr: if added { addr } else { None } });
-            }
-        }
-        if !messages.is_empty() {
-            // The transport queues and may drop; a snapshot is reported sent at once, so a lost one
-            // is retried from the probe state instead of pausing the follower for good.
-            for message in messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot) {
-                self.replica.report_snapshot_sent(message.to);
-            }
-            match &self.peers {
-                Some(peers) => peers.do_send(SendMessages(messages)),
-                None => debug!(self.logger, "no peer transport: raft messages dropped"; "count" => messages.len()),
-            }
-        }
-        // do_send: these are never dropped for a full mailbox; the proposer bounds what is in flight.
-        if let Some((index, data)) = restore {
-            self.state_machine.do_send(ToStateMachine::Restore { index, data });
-        }
-        if !committed.is_empty() {
-            self.state_machine.do_send(ToStateMachine::Entries(committed));
-        }
-        if !rejected.is_empty() {
-            self.state_machine.do_send(ToStateMachine::Rejected(rejected));
-        }
-        if let Some(status) = status {
-            self.status.do_send(status);
         }
     }
 
@@ -247,13 +235,10 @@ impl Handler<Propose> for RaftActor {
     type Result = ();
 
     fn handle(&mut self, Propose(proposals): Propose, ctx: &mut Context<Self>) {
-        match self.replica.propose(proposals) {
+        let count = proposals.len();
+        match driver::propose(&mut self.replica, &mut self.routes, proposals) {
             Ok(()) => self.schedule_flush(ctx),
-            Err(refused) => {
-                debug!(self.logger, "proposals refused"; "reason" => %refused.reason, "count" => refused.proposals.len());
-                let tags = refused.proposals.iter().map(|p| p.tag).collect();
-                self.state_machine.do_send(ToStateMachine::Rejected(tags));
-            }
+            Err(reason) => debug!(self.logger, "proposals refused"; "reason" => %reason, "count" => count),
         }
     }
 }
@@ -262,8 +247,8 @@ impl Handler<ConnectPeers> for RaftActor {
     type Result = ();
 
     fn handle(&mut self, ConnectPeers(peers, peer_list): ConnectPeers, _: &mut Context<Self>) {
-        self.peers = Some(peers);
-        self.peer_list = Some(peer_list);
+        self.routes.peers = Some(peers);
+        self.routes.peer_list = Some(peer_list);
     }
 }
 
@@ -280,7 +265,7 @@ impl Handler<GetClusterView> for RaftActor {
             commit_index: status.commit_index,
             snapshot_index: self.replica.log().snapshot_index(),
             members: self.replica.members(),
-            addresses: self.addresses.clone(),
+            addresses: self.routes.addresses.clone(),
         })
     }
 }
@@ -310,12 +295,11 @@ impl Handler<PeerMessage> for RaftActor {
 
     fn handle(&mut self, PeerMessage(message): PeerMessage, ctx: &mut Context<Self>) {
         let from = message.from;
-        match self.replica.step(message) {
-            Ok(()) => self.schedule_flush(ctx),
-            Err(ClusterError::Halted) => {}
-            Err(e @ ClusterError::LogLost { .. }) => self.halt(ctx, e),
-            // A stale or misaddressed peer message is dropped; Raft retries what matters.
-            Err(e) => debug!(self.logger, "peer message dropped"; "from" => from, "error" => %e),
+        match driver::receive(&mut self.replica, message) {
+            Ok(Received::Stepped) => self.schedule_flush(ctx),
+            Ok(Received::Dropped(ClusterError::Halted)) => {}
+            Ok(Received::Dropped(e)) => debug!(self.logger, "peer message dropped"; "from" => from, "error" => %e),
+            Err(e) => self.halt(ctx, e),
         }
     }
 }

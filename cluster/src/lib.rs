@@ -3,7 +3,10 @@
 //! - `lease`: the pure lease state machine (`LeaseTable::apply`), commands and outcomes.
 //! - `storage`: the durable Raft log, hard state and snapshots on disk (raft-engine).
 //! - `replica`: a sans-IO wrapper of raft-rs `RawNode`: proposals, ticks and messages in, `Ready`
-//!   handled in the documented order (persist, send, apply, advance), actions out.
+//!   handled in the documented order (persist, send, apply, advance), actions out — the write to
+//!   persist among them: the shell makes it durable and hands it back (`advance`, `persisted`).
+//! - `driver`: what to do with a `Ready`, without the actor: advance, write, finish, and route every
+//!   output to a `RaftShell` (the raft actor, or the simulation's node).
 //! - `actor`: the raft actor, the thin actix shell that owns a `Replica`, its timer and its disk.
 //!
 //! The apply side (the node's lease actor) owns the `LeaseTable`; the raft actor hands it committed
@@ -11,6 +14,7 @@
 //! `SnapshotTaken`.
 
 pub mod actor;
+pub mod driver;
 pub mod lease;
 pub mod replica;
 pub mod storage;
@@ -43,6 +47,9 @@ pub enum ClusterError {
     Overloaded { limit: usize },
     #[error("the replica halted after an earlier storage error")]
     Halted,
+    /// A shell called the replica out of the order `advance`, write, `persisted` (a bug).
+    #[error("replica called out of order: {0}")]
+    OutOfOrder(&'static str),
 }
 
 /// One committed log entry, in log order. Entries without lease commands (Raft's empty entries after

@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use common::{logger, proposal, seqs, Applier};
-use leasehold_cluster::replica::{Actions, Replica, ReplicaConfig};
+use leasehold_cluster::replica::{Actions, Persist, Replica, ReplicaConfig};
 use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
 use leasehold_cluster::ProposalTag;
 use raft::eraftpb::{Message, MessageType};
@@ -102,7 +102,7 @@ impl Cluster {
             let ids: Vec<u64> = self.members.keys().copied().collect();
             for id in ids {
                 while self.members[&id].replica.has_ready() {
-                    let actions = self.members.get_mut(&id).unwrap().replica.advance().expect("advance");
+                    let actions = common::advance(&mut self.members.get_mut(&id).unwrap().replica).expect("advance");
                     self.take(id, actions);
                 }
             }
@@ -254,7 +254,7 @@ fn proposals_buffered_on_a_deposed_leader_go_to_the_new_leader() {
     heartbeat.term = term + 1;
     let member = cluster.members.get_mut(&leader).unwrap();
     member.replica.step(heartbeat).unwrap();
-    let actions = member.replica.advance().unwrap();
+    let actions = common::advance(&mut member.replica).unwrap();
     assert!(!member.replica.is_leader());
     assert!(actions.rejected.is_empty(), "a follower that knows the leader forwards: {:?}", actions.rejected);
     let forwarded: Vec<&Message> =
@@ -386,4 +386,39 @@ fn the_leader_knows_each_members_term_commit_and_applied_index() {
     }
     let follower = members.iter().find(|m| m.id != leader).expect("a follower").id;
     assert!(cluster.member(follower).replica.members().iter().all(|m| m.id == follower || m.applied.is_none()));
+}
+
+/// Raft thesis §10.2.1: a leader sends its appends before its own write, which counts towards the
+/// commit only once durable; a follower acknowledges only after its write.
+#[test]
+fn a_leader_sends_before_its_write_and_a_follower_acknowledges_after_it() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let leader = elect(&mut cluster);
+    cluster.propose(leader, 0..3);
+    let member = cluster.members.get_mut(&leader).unwrap();
+    let Persist { messages, write } = member.replica.advance().unwrap();
+    let write = write.expect("the leader's new entry is to be written");
+    assert_eq!(write.entries.len(), 1, "the three proposals in one entry");
+    let appends: Vec<&Message> = messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgAppend).collect();
+    assert_eq!(appends.len(), 2, "both followers get the entry before the leader's write: {messages:?}");
+    assert!(appends.iter().all(|m| m.entries.len() == 1 && m.entries[0].index == write.entries[0].index));
+    let index = write.entries[0].index;
+    assert!(raft::Storage::last_index(&member.log).unwrap() < index, "not on the leader's disk yet");
+    member.replica.log_mut().write_ready(write.as_ready_write()).unwrap();
+    let actions = member.replica.persisted(Ok(Some(write))).unwrap();
+    assert!(actions.committed.is_empty(), "one durable copy of three is no commit");
+
+    let follower = if leader == 1 { 2 } else { 1 };
+    let member = cluster.members.get_mut(&follower).unwrap();
+    let append = appends.iter().find(|m| m.to == follower).expect("an append for the follower");
+    member.replica.step((*append).clone()).unwrap();
+    let Persist { messages, write } = member.replica.advance().unwrap();
+    assert!(messages.is_empty(), "a follower sends nothing before its write: {messages:?}");
+    let write = write.expect("the entry is to be written");
+    member.replica.log_mut().write_ready(write.as_ready_write()).unwrap();
+    let actions = member.replica.persisted(Ok(Some(write))).unwrap();
+    let acks: Vec<&Message> =
+        actions.messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgAppendResponse).collect();
+    assert_eq!(acks.len(), 1);
+    assert_eq!((acks[0].to, acks[0].index, acks[0].reject), (leader, index, false));
 }

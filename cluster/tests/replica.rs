@@ -25,7 +25,7 @@ fn open(dir: &Path, keep_entries: u64) -> LogStore {
 fn a_fresh_single_node_is_leader_after_the_first_advance() {
     let dir = tempfile::tempdir().unwrap();
     let mut replica = start(open(dir.path(), 1_000), 0);
-    let actions = replica.advance().unwrap();
+    let actions = common::advance(&mut replica).unwrap();
     let status = actions.status.expect("the first advance reports a status");
     assert!(status.is_leader, "a cluster of one leads at once: {status:?}");
     assert_eq!(status.leader_id, Some(1));
@@ -154,4 +154,51 @@ fn a_follower_refuses_proposals_at_once() {
     let refused = replica.propose(vec![proposal(1, 7)]).expect_err("a follower refuses");
     assert!(matches!(refused.reason, ClusterError::NotLeader));
     assert_eq!(seqs(&refused.proposals.iter().map(|p| p.tag).collect::<Vec<_>>()), vec![7]);
+}
+
+#[test]
+fn the_replica_leaves_its_write_to_the_shell() {
+    let log = MemLog::new();
+    let mut replica = Replica::new(&ReplicaConfig::new(1), log.clone(), &logger()).unwrap();
+    drive(&mut replica);
+    replica.propose(vec![proposal(1, 1)]).unwrap();
+    let writes_before = log.stats().writes;
+    let persist = replica.advance().unwrap();
+    let write = persist.write.expect("the proposal's entry is to be written");
+    assert_eq!(write.entries.len(), 1);
+    assert!(write.must_sync);
+    assert_eq!(log.stats().writes, writes_before, "advance left the write to the shell");
+    replica.log_mut().write_ready(write.as_ready_write()).unwrap();
+    let actions = replica.persisted(Ok(Some(write))).unwrap();
+    assert_eq!(log.stats().writes, writes_before + 1);
+    let bound: Vec<_> = actions.committed.iter().filter(|e| !e.proposals.is_empty()).collect();
+    assert_eq!(bound.len(), 1, "a sole voter commits its entry once it is durable");
+}
+
+#[test]
+fn a_failed_write_halts_the_replica() {
+    let mut replica = Replica::new(&ReplicaConfig::new(1), MemLog::new(), &logger()).unwrap();
+    drive(&mut replica);
+    replica.propose(vec![proposal(1, 1)]).unwrap();
+    let persist = replica.advance().unwrap();
+    assert!(persist.write.is_some());
+    let failed = replica.persisted(Err(ClusterError::Corrupt("disk gone".into())));
+    assert!(matches!(failed, Err(ClusterError::Corrupt(_))), "the write's error comes back: {failed:?}");
+    assert!(!replica.has_ready(), "a halted replica has nothing to do");
+    assert!(matches!(replica.advance(), Err(ClusterError::Halted)));
+    assert!(
+        matches!(replica.propose(vec![proposal(1, 2)]), Err(refused) if matches!(refused.reason, ClusterError::Halted))
+    );
+}
+
+#[test]
+fn nothing_but_the_write_comes_between_advance_and_persisted() {
+    let mut replica = Replica::new(&ReplicaConfig::new(1), MemLog::new(), &logger()).unwrap();
+    let persist = replica.advance().unwrap();
+    assert!(persist.write.is_some(), "the first election's Ready");
+    assert!(!replica.has_ready(), "nothing to advance while the write is pending");
+    let message = raft::eraftpb::Message { to: 1, ..Default::default() };
+    assert!(matches!(replica.step(message), Err(ClusterError::OutOfOrder(_))), "raft-rs takes no input now");
+    assert!(matches!(replica.advance(), Err(ClusterError::OutOfOrder(_))));
+    assert!(matches!(replica.persisted(Ok(None)), Err(ClusterError::Halted)), "and the replica halts");
 }

@@ -1,8 +1,8 @@
 //! Leasehold's deterministic cluster simulation (DESIGN: "How it is tested").
 //!
-//! N nodes — each a `Replica<MemLog>` driving raft-rs and the node's sans-IO DHCP `Engine` — and a
-//! crowd of simulated DHCP clients share one virtual clock and one seeded fake network with loss,
-//! duplication, reordering and partitions. Nodes crash and restart from their durable log, clocks
+//! N nodes — each a `Replica<MemLog>` driving raft-rs and the node's sans-IO DHCP `Engine`, run by
+//! the same dispatch code as the raft and lease actors — and a crowd of simulated DHCP clients share
+//! one virtual clock and one seeded fake network with loss, duplication, reordering and partitions. Nodes crash and restart from their durable log, clocks
 //! are skewed, snapshots compact the log and lagging followers catch up from the leader's snapshot.
 //! After every step the checkers (`check`) look for an address held by two clients, an ACKed lease
 //! lost, replicas that disagree at the same index, or a broken table. A run is a pure function of
@@ -13,7 +13,11 @@
 //! - `client`: the RFC 2131 client state machine.
 //! - `check`: the invariants.
 //! - `trace`: event notes, the failure trace and the run digest.
-//! - `world`: the event loop, the node wiring, the fault schedule, `run`.
+//! - `world`: `run` and the event loop (`world/mod.rs`), and beside it, one concern each: `plan` (what
+//!   the seed decides), `nodes` (start, crash, restart, the mail between a node's actors, and
+//!   running them through the cluster's `driver` and the node's `state_machine`, the code the raft
+//!   and lease actors run), `network` (peer and client datagrams), `clients` (client effects),
+//!   `faults` (the fault schedule), `checks` (the checks beyond `check`) and `report`.
 //!
 //! raft-rs draws election timeouts from a thread RNG; each node's timeout is pinned from the seed
 //! (`ReplicaConfig::election_timeout_ticks`), which makes that draw always return the same value.

@@ -120,7 +120,7 @@ fn main() -> ExitCode {
     let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
     println!(
         "{} seeds passed, {} failed {failures:?} in {:.1}s: {} steps, {:.0}s virtual, {} ACKs, {} faults \
-         ({} crashes, {} of them losing the disk, {} partitions), {} snapshots restored, {} addresses passed between clients, {} NAKs, \
+         ({} crashes, {} of them losing the disk, {} before a leader's own write, {} partitions), {} snapshots restored, {} addresses passed between clients, {} NAKs, \
          {} proposals refused, {} client datagrams answered by two nodes",
         reports.len(),
         failures.len(),
@@ -131,6 +131,7 @@ fn main() -> ExitCode {
         sum(Report::faults),
         sum(|r| r.crashes),
         sum(|r| r.disks_wiped),
+        sum(|r| r.crashes_before_write),
         sum(|r| r.partitions),
         sum(|r| r.snapshots_restored),
         sum(|r| r.reassigned),

@@ -100,6 +100,16 @@ pub enum Note {
     DiskWiped {
         node: u64,
     },
+    /// The leader will crash at its next write of entries, once its appends have left.
+    CrashArmed {
+        node: u64,
+    },
+    /// The leader sent its appends of these entries and crashed before its own write of them.
+    CrashBeforeWrite {
+        node: u64,
+        first: u64,
+        last: u64,
+    },
     Restart {
         node: u64,
         incarnation: u64,
@@ -158,6 +168,10 @@ impl fmt::Display for Note {
             Note::SnapshotTaken { node, index } => write!(f, "n{node} snapshot at {index}, log compacted"),
             Note::Crash { node } => write!(f, "n{node} CRASH"),
             Note::DiskWiped { node } => write!(f, "n{node} DISK LOST: restarts with an empty log"),
+            Note::CrashArmed { node } => write!(f, "n{node} will crash at its next write, after sending its appends"),
+            Note::CrashBeforeWrite { node, first, last } => {
+                write!(f, "n{node} CRASH after sending entries {first}..={last}, before writing them itself")
+            }
             Note::Restart { node, incarnation, applied, election_timeout_ticks } => write!(
                 f,
                 "n{node} RESTART incarnation {incarnation}, table applied {applied}, election timeout {election_timeout_ticks} ticks"

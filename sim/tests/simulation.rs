@@ -46,6 +46,7 @@ fn many_seeds_three_and_five_nodes_keep_every_invariant() {
     // A simulation that stopped exercising something would still pass: make sure it does not.
     if seeds >= 100 {
         assert!(sum(|r| r.crashes) > seeds, "too few crashes");
+        assert!(sum(|r| r.crashes_before_write) > 0, "no leader ever crashed between its appends and its own write");
         assert!(sum(|r| r.partitions) > seeds, "too few partitions");
         assert!(sum(|r| r.snapshots_restored) > 0, "no follower ever caught up from a leader's snapshot");
         assert!(sum(|r| r.confirmations) > 0, "no minority-side renewal was ever confirmed");
@@ -116,7 +117,7 @@ fn run_seeds(from: u64, seeds: u64, wipe_disks: bool) -> Vec<Report> {
     let by_size = |nodes: usize| reports.iter().filter(|r| r.nodes == nodes).count();
     say(&format!(
         "simulation{}: {} seeds ({}..{}; {} with 3 nodes, {} with 5) in {:.1}s on {jobs} threads: {} steps, {:.0}s \
-         virtual, {} ACKs ({} confirmed without a commit, {} sent by followers), {} NAKs, {} faults ({} crashes, {} losing the disk, {} partitions, {} \
+         virtual, {} ACKs ({} confirmed without a commit, {} sent by followers), {} NAKs, {} faults ({} crashes, {} losing the disk, {} before a leader's own write, {} partitions, {} \
          client-link cuts, {} weather changes), {} leader elections, {} snapshots taken, {} restored from a \
          leader, {} addresses passed between clients, {} client datagrams answered by two nodes; {} failed",
         if wipe_disks { " with lost disks" } else { "" },
@@ -135,6 +136,7 @@ fn run_seeds(from: u64, seeds: u64, wipe_disks: bool) -> Vec<Report> {
         sum(Report::faults),
         sum(|r| r.crashes),
         sum(|r| r.disks_wiped),
+        sum(|r| r.crashes_before_write),
         sum(|r| r.partitions),
         sum(|r| r.client_link_cuts),
         sum(|r| r.weather_changes),

@@ -6,9 +6,9 @@
 
 use std::net::Ipv4Addr;
 
-use leasehold_cluster::replica::{Actions, Replica};
+use leasehold_cluster::replica::{Actions, Persist, Replica};
 use leasehold_cluster::storage::DurableLog;
-use leasehold_cluster::{ClientKey, Command, CommittedEntry, LeaseTable, Proposal, ProposalTag};
+use leasehold_cluster::{ClientKey, ClusterError, Command, CommittedEntry, LeaseTable, Proposal, ProposalTag};
 
 pub const GRACE_MS: u64 = 60_000;
 pub const MAX_LEASES: usize = 100_000;
@@ -44,6 +44,17 @@ pub fn seqs(tags: &[ProposalTag]) -> Vec<u64> {
     tags.iter().map(|t| t.seq).collect()
 }
 
+/// One `advance`, its write made durable on the replica's log, and `persisted`: the messages that
+/// could leave before the write come first in the actions.
+pub fn advance<L: DurableLog>(replica: &mut Replica<L>) -> Result<Actions, ClusterError> {
+    let Persist { mut messages, write } = replica.advance()?;
+    let written = write.map(|write| replica.log_mut().write_ready(write.as_ready_write()).map(|()| write));
+    let mut actions = replica.persisted(written.transpose())?;
+    messages.append(&mut actions.messages);
+    actions.messages = messages;
+    Ok(actions)
+}
+
 /// Advance until the replica has nothing left to do, merging the actions.
 pub fn drive<L: DurableLog>(replica: &mut Replica<L>) -> Actions {
     let mut all = Actions::default();
@@ -51,7 +62,7 @@ pub fn drive<L: DurableLog>(replica: &mut Replica<L>) -> Actions {
         if !replica.has_ready() {
             return all;
         }
-        let actions = replica.advance().expect("advance");
+        let actions = advance(replica).expect("advance");
         all.messages.extend(actions.messages);
         if actions.restore.is_some() {
             all.restore = actions.restore;

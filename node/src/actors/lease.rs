@@ -9,14 +9,15 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 use leasehold_cluster::{
-    LeaseState, LeaseTable, Proposal, ProposalTag, Propose, RaftStatus, ReservedHost, SnapshotTaken, ToStateMachine,
+    LeaseState, Proposal, ProposalTag, Propose, RaftStatus, ReservedHost, SnapshotTaken, ToStateMachine,
 };
 use serde::Serialize;
 use slog::{debug, error, info, Logger};
 
 use super::parser::{Encode, ParserActor};
+use super::state_machine;
 use super::Clock;
-use crate::engine::{Action, AdminOutcome, Arrival, Decision, Engine, Outgoing, ReservationError, Role};
+use crate::engine::{Action, Arrival, Decision, Engine, Outgoing, ReservationError, Role};
 use crate::metrics::{message_type_label, reply_type_label, Metrics};
 use crate::wire::Request;
 
@@ -150,34 +151,43 @@ impl LeaseActor {
     /// Write a slice of the snapshot that is due or in progress; the rest after the packets waiting
     /// in the mailbox, so a large table is written out without holding them up.
     fn snapshot_slice(&mut self, ctx: &mut Context<Self>) {
-        if let Some((applied_index, data)) = self.engine.snapshot_step(SNAPSHOT_SLICE_RECORDS) {
-            // Compressed on a thread of its own (about 0.15 s at two million leases), then handed to
-            // the raft actor, which stores it and sends it to followers that need it.
-            let (raft_snapshot, log) = (self.raft_snapshot.clone(), self.log.clone());
-            let compress = move || {
-                let written = data.len();
-                let data = leasehold_cluster::lease::compress_snapshot(data);
-                info!(log, "snapshot written"; "index" => applied_index, "bytes" => written, "compressed" => data.len());
-                raft_snapshot.do_send(SnapshotTaken { applied_index, data });
-            };
-            if let Err(e) = std::thread::Builder::new().name("snapshot".into()).spawn(compress) {
-                // No thread: this snapshot is skipped; the next one is due after as many entries.
-                error!(self.log, "snapshot not stored: no thread to compress it"; "error" => %e);
+        match state_machine::snapshot_slice(&mut self.engine, SNAPSHOT_SLICE_RECORDS) {
+            state_machine::SnapshotSlice::Taken { applied_index, data } => {
+                // Compressed on a thread of its own (about 0.15 s at two million leases), then handed
+                // to the raft actor, which stores it and sends it to followers that need it.
+                let (raft_snapshot, log) = (self.raft_snapshot.clone(), self.log.clone());
+                let compress = move || {
+                    let written = data.len();
+                    let data = leasehold_cluster::lease::compress_snapshot(data);
+                    info!(log, "snapshot written"; "index" => applied_index, "bytes" => written,
+                        "compressed" => data.len());
+                    raft_snapshot.do_send(SnapshotTaken { applied_index, data });
+                };
+                if let Err(e) = std::thread::Builder::new().name("snapshot".into()).spawn(compress) {
+                    // No thread: this snapshot is skipped; the next one is due after as many entries.
+                    error!(self.log, "snapshot not stored: no thread to compress it"; "error" => %e);
+                }
             }
-        } else if self.engine.snapshot_in_progress() && !self.slice_scheduled {
-            self.slice_scheduled = true;
-            ctx.notify(SnapshotSlice);
+            state_machine::SnapshotSlice::More if !self.slice_scheduled => {
+                self.slice_scheduled = true;
+                ctx.notify(SnapshotSlice);
+            }
+            state_machine::SnapshotSlice::More | state_machine::SnapshotSlice::Idle => {}
         }
     }
 
     /// The engine's role from the last Raft status and the lease's clock now.
     fn refresh_role(&mut self) {
-        let role = Role::from_status(&self.status, leasehold_cluster::monotonic_us());
-        if role != self.engine.role() {
-            info!(self.log, "answering role"; "role" => ?role, "term" => self.status.term,
-                "leader_lease" => self.status.lease_until_us.is_some());
-            self.engine.set_role(role);
+        if let Some(role) =
+            state_machine::refresh_role(&mut self.engine, &self.status, leasehold_cluster::monotonic_us())
+        {
+            self.log_role(role);
         }
+    }
+
+    fn log_role(&self, role: Role) {
+        info!(self.log, "answering role"; "role" => ?role, "term" => self.status.term,
+            "leader_lease" => self.status.lease_until_us.is_some());
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -329,59 +339,36 @@ impl Handler<ToStateMachine> for LeaseActor {
     type Result = ();
 
     fn handle(&mut self, msg: ToStateMachine, ctx: &mut Self::Context) {
-        match msg {
-            ToStateMachine::Entries(entries) => {
-                let answers = self.engine.apply_committed(&entries, self.clock.now_us());
-                for us in &answers.commit_latencies_us {
-                    self.metrics.commit_latency_us(*us);
-                }
-                for decision in &answers.silent {
-                    self.log_decision(decision);
-                }
-                for (outgoing, decision) in answers.replies {
-                    self.log_decision(&decision);
-                    self.send(outgoing);
-                }
-                for (tag, outcome) in answers.admin {
-                    let result = match outcome {
-                        AdminOutcome::Done => Ok(()),
-                        AdminOutcome::Refused(why) => Err(AdminError::Refused(ReservationError::Conflict(why))),
-                        AdminOutcome::NotFound => {
-                            Err(AdminError::Refused(ReservationError::NotFound("no such reservation".into())))
-                        }
-                    };
-                    if let Some(waiter) = self.admin_waiters.remove(&tag) {
-                        let _ = waiter.send(result);
-                    }
-                }
-                self.snapshot_slice(ctx);
+        let applied = match state_machine::on_raft_mail(&mut self.engine, msg, self.clock.now_us(), |_, _| {}) {
+            Ok(applied) => applied,
+            Err(unusable) => {
+                error!(self.log, "snapshot from the leader is unusable, stopping the node";
+                    "index" => unusable.index, "error" => %unusable.reason);
+                eprintln!("leasehold: stopping the node: {unusable}");
+                System::current().stop_with_code(1);
+                std::process::exit(1);
             }
-            ToStateMachine::Restore { index, data } => {
-                let limits = &self.engine.config().limits;
-                match LeaseTable::from_snapshot(&data, limits.expiry_grace_secs * 1000, limits.max_leases) {
-                    Ok(table) => {
-                        info!(self.log, "restored lease table from snapshot"; "index" => index, "leases" => table.len());
-                        self.engine.restore(table);
-                    }
-                    Err(e) => {
-                        // The raft layer has moved past this index: serving on from the old table
-                        // would answer clients from a state the log no longer describes.
-                        error!(self.log, "snapshot from the leader is unusable, stopping the node";
-                            "index" => index, "error" => %e);
-                        eprintln!("leasehold: stopping the node: the snapshot at index {index} does not decode: {e}");
-                        System::current().stop_with_code(1);
-                        std::process::exit(1);
-                    }
-                }
+        };
+        for us in &applied.commit_latencies_us {
+            self.metrics.commit_latency_us(*us);
+        }
+        for decision in &applied.silent {
+            self.log_decision(decision);
+        }
+        for reply in applied.replies {
+            self.log_decision(&reply.decision);
+            self.send(reply.outgoing);
+        }
+        for (tag, result) in applied.admin {
+            if let Some(waiter) = self.admin_waiters.remove(&tag) {
+                let _ = waiter.send(result);
             }
-            ToStateMachine::Rejected(tags) => {
-                self.engine.rejected(&tags);
-                for tag in &tags {
-                    if let Some(waiter) = self.admin_waiters.remove(tag) {
-                        let _ = waiter.send(Err(AdminError::Unavailable("no Raft leader: try again".into())));
-                    }
-                }
-            }
+        }
+        if let Some((index, leases)) = applied.restored {
+            info!(self.log, "restored lease table from snapshot"; "index" => index, "leases" => leases);
+        }
+        if applied.snapshot_due {
+            self.snapshot_slice(ctx);
         }
     }
 }
@@ -390,12 +377,15 @@ impl Handler<RaftStatus> for LeaseActor {
     type Result = ();
 
     fn handle(&mut self, status: RaftStatus, _: &mut Self::Context) {
-        if status.is_leader != self.status.is_leader || status.term != self.status.term {
+        let now_us = leasehold_cluster::monotonic_us();
+        let change = state_machine::on_status(&mut self.engine, &mut self.status, status, now_us);
+        if change.raft_role_changed {
             info!(self.log, "raft role"; "leader" => status.is_leader, "term" => status.term,
                 "leader_id" => ?status.leader_id);
         }
-        self.status = status;
-        self.refresh_role();
+        if let Some(role) = change.role {
+            self.log_role(role);
+        }
     }
 }
 

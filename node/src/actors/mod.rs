@@ -1,10 +1,12 @@
 //! The actor shell around the sans-IO engine: socket (UDP datagrams in and out), parser (bytes ↔
 //! validated requests and replies), lease (the engine and its Raft proposals). Packet-path mailboxes
-//! are bounded: senders use `try_send` and count what does not fit.
+//! are bounded: senders use `try_send` and count what does not fit. `state_machine` is the lease
+//! actor's handling of the raft actor's mail without the actor, shared with the simulation.
 
 pub mod lease;
 pub mod parser;
 pub mod socket;
+pub mod state_machine;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

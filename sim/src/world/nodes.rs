@@ -1,0 +1,450 @@
+//! The nodes: what a node is (`SimNode`, and `Live`, what a crash loses), starting, restarting and
+//! crashing one, the mail between its raft and lease actors, and running them.
+//!
+//! The raft actor's side runs the replica through the cluster's `driver`, the same code as the
+//! raft actor: `drive` begins each `Ready`, puts the messages that may leave before the write on the
+//! network, finishes it (the write to the `MemLog`, `persisted`) and carries out what the driver
+//! routed to `RaftOutputs`, this simulation's `RaftShell`. The lease actor's side hands the raft
+//! actor's mail to the node's `state_machine`, the same code as the lease actor, and only observes
+//! around it: the checks after each applied entry and restored snapshot, on each ACK, the notes
+//! and the counts.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use leasehold_cluster::driver::{self, MembershipChange, RaftShell};
+use leasehold_cluster::replica::{Replica, ReplicaConfig};
+use leasehold_cluster::storage::MemLog;
+use leasehold_cluster::{Proposal, RaftStatus, ToStateMachine};
+use leasehold_config::Config;
+use leasehold_node::actors::state_machine::{self, SnapshotSlice};
+use leasehold_node::engine::{Engine, Role};
+use leasehold_node::wire::ReplyType;
+use raft::eraftpb::Message;
+use raft::Storage;
+
+use crate::trace::Note;
+
+use super::{Event, World, ELECTION_TICKS, HEARTBEAT_TICKS, TICK_US};
+
+/// A running node: what a crash loses. The replica is the raft actor's, the engine (and the
+/// proposals it gathers for the next flush) the lease actor's; they talk through mail (`Event::
+/// EngineMail`, `Event::RaftMail`) that takes `Plan::hop_us` to arrive, in order, as actix mailboxes
+/// do — so the engine acts on a role the replica may already have left, as in the real node.
+pub(super) struct Live {
+    pub(super) replica: Replica<MemLog>,
+    pub(super) engine: Engine,
+    pub(super) batch: Vec<Proposal>,
+}
+
+/// From the raft actor to the lease actor (`ToStateMachine` and `RaftStatus` in the node).
+#[derive(Debug)]
+pub(super) enum EngineMail {
+    /// With the term of each committed entry it carries, read from the log when it was handed out:
+    /// (index, term).
+    StateMachine {
+        mail: ToStateMachine,
+        terms: Vec<(u64, Option<u64>)>,
+    },
+    Status(RaftStatus),
+    /// The lease actor's own `SnapshotSlice`: write more of the snapshot in progress.
+    SnapshotSlice,
+}
+
+/// What the driver routes for one node (the simulation's `RaftShell`), in order; the world carries
+/// it out after each driver call: messages onto the network, mail to the lease actor.
+#[derive(Debug, Default)]
+struct RaftOutputs(Vec<RaftOutput>);
+
+#[derive(Debug)]
+enum RaftOutput {
+    Send(Vec<Message>),
+    Mail(ToStateMachine),
+    Status(RaftStatus),
+    Membership(MembershipChange),
+}
+
+impl RaftShell for RaftOutputs {
+    fn send(&mut self, messages: Vec<Message>) {
+        self.0.push(RaftOutput::Send(messages));
+    }
+
+    fn to_state_machine(&mut self, mail: ToStateMachine) {
+        self.0.push(RaftOutput::Mail(mail));
+    }
+
+    fn status(&mut self, status: RaftStatus) {
+        self.0.push(RaftOutput::Status(status));
+    }
+
+    fn membership(&mut self, change: MembershipChange) {
+        self.0.push(RaftOutput::Membership(change));
+    }
+}
+
+/// From the lease actor to the raft actor (`Propose` and `SnapshotTaken` in the node).
+#[derive(Debug)]
+pub(super) enum RaftMail {
+    Propose(Vec<Proposal>),
+    SnapshotTaken { index: u64, data: Vec<u8> },
+}
+
+pub(super) struct SimNode {
+    pub(super) id: u64,
+    pub(super) server_ip: Ipv4Addr,
+    pub(super) config: Arc<Config>,
+    /// The durable log: survives crashes.
+    pub(super) log: MemLog,
+    /// The log this node had before its disk was lost (`--wipe-disks`): what it acknowledged then
+    /// still counts for rule 1 (an entry was committed when a majority held it).
+    pub(super) lost_log: Option<MemLog>,
+    pub(super) live: Option<Live>,
+    pub(super) incarnation: u64,
+    /// This node's clock reads virtual time plus this.
+    pub(super) offset_us: i64,
+    pub(super) election_timeout_ticks: usize,
+    /// The lease actor's `FlushProposals` is scheduled.
+    pub(super) flush_scheduled: bool,
+    /// The lease actor's `SnapshotSlice` is scheduled.
+    pub(super) slice_scheduled: bool,
+    /// Crash at the next write of entries as leader, once its appends have left (`faults`).
+    pub(super) crash_before_write: bool,
+    /// When the last mail to each actor arrives (mail is delivered in order).
+    pub(super) engine_mail_at_us: u64,
+    pub(super) raft_mail_at_us: u64,
+    pub(super) restart_scheduled: bool,
+    /// The last Raft status the lease actor got (the role also depends on the time: the leader lease).
+    pub(super) status: RaftStatus,
+}
+
+impl World {
+    pub(super) fn start_node(&mut self, n: usize) -> Result<(), String> {
+        self.nodes[n].incarnation += 1;
+        let node = &self.nodes[n];
+        let limits = &node.config.limits;
+        let grace_ms = limits.expiry_grace_secs * 1000;
+        let table = driver::open_table(&node.log, grace_ms, limits.max_leases)
+            .map_err(|e| format!("n{}: the table from its own log: {e}", node.id))?;
+        let replica_config = ReplicaConfig {
+            voters: (1..=self.nodes.len() as u64).collect(),
+            applied: table.applied_index(),
+            heartbeat_ticks: HEARTBEAT_TICKS,
+            election_ticks: ELECTION_TICKS,
+            election_timeout_ticks: Some(node.election_timeout_ticks),
+            tick_us: TICK_US,
+            ..ReplicaConfig::new(node.id)
+        };
+        let replica = Replica::new(&replica_config, node.log.clone(), &self.logger)
+            .map_err(|e| format!("n{}: restart failed: {e}", node.id))?;
+        let applied = table.applied_index();
+        let digest = table.digest();
+        let engine = Engine::new(node.config.clone(), table, node.id, node.incarnation);
+        let (id, incarnation, timeout) = (node.id, node.incarnation, node.election_timeout_ticks);
+        let node = &mut self.nodes[n];
+        node.live = Some(Live { replica, engine, batch: Vec::new() });
+        node.flush_scheduled = false;
+        node.slice_scheduled = false;
+        node.crash_before_write = false;
+        node.status = no_status(id);
+        self.note(Note::Restart { node: id, incarnation, applied, election_timeout_ticks: timeout });
+        if applied > 0 {
+            self.checker.applied(id, applied, digest)?;
+            self.check_table(n)?;
+        }
+        self.drive(n)
+    }
+
+    pub(super) fn restart_node(&mut self, n: usize) -> Result<(), String> {
+        // A new election timeout, different from every other node's, drawn from the seed.
+        let taken: Vec<usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != n)
+            .map(|(_, node)| node.election_timeout_ticks)
+            .collect();
+        let free: Vec<usize> = (ELECTION_TICKS..2 * ELECTION_TICKS).filter(|t| !taken.contains(t)).collect();
+        self.nodes[n].election_timeout_ticks = free[self.fault_rng.index(free.len())];
+        self.start_node(n)
+    }
+
+    /// Drop the replica, the engine and every mail in flight between them; keep the log.
+    pub(super) fn crash(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        if node.live.take().is_some() {
+            node.status = no_status(node.id);
+            node.flush_scheduled = false;
+            node.slice_scheduled = false;
+            node.crash_before_write = false;
+            self.report.crashes += 1;
+            let id = node.id;
+            self.note(Note::Crash { node: id });
+        }
+    }
+
+    fn mail_engine(&mut self, n: usize, mail: EngineMail) {
+        let node = &mut self.nodes[n];
+        let at_us = (self.now_us + self.plan.hop_us).max(node.engine_mail_at_us);
+        node.engine_mail_at_us = at_us;
+        let incarnation = node.incarnation;
+        self.schedule(at_us, Event::EngineMail { node: n, incarnation, mail: Box::new(mail) });
+    }
+
+    pub(super) fn mail_raft(&mut self, n: usize, mail: RaftMail) {
+        let node = &mut self.nodes[n];
+        let at_us = (self.now_us + self.plan.hop_us).max(node.raft_mail_at_us);
+        node.raft_mail_at_us = at_us;
+        let incarnation = node.incarnation;
+        self.schedule(at_us, Event::RaftMail { node: n, incarnation, mail: Box::new(mail) });
+    }
+
+    /// The raft actor's side: proposals from the lease actor, and its snapshots.
+    pub(super) fn raft_mail(&mut self, n: usize, mail: RaftMail) -> Result<(), String> {
+        let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+        match mail {
+            RaftMail::Propose(proposals) => {
+                let count = proposals.len() as u64;
+                let mut outputs = RaftOutputs::default();
+                if driver::propose(&mut live.replica, &mut outputs, proposals).is_err() {
+                    self.report.refused_proposals += count;
+                }
+                self.carry_out(n, outputs)?;
+                self.drive(n)
+            }
+            RaftMail::SnapshotTaken { index, data } => {
+                let stored = live
+                    .replica
+                    .take_snapshot(index, data)
+                    .map_err(|e| format!("n{}: snapshot at {index}: {e}", n + 1))?;
+                if stored {
+                    self.report.snapshots_taken += 1;
+                    self.note(Note::SnapshotTaken { node: n as u64 + 1, index });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn schedule_flush(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        if !node.flush_scheduled {
+            node.flush_scheduled = true;
+            let incarnation = node.incarnation;
+            self.schedule(self.now_us + self.plan.flush_delay_us, Event::FlushProposals { node: n, incarnation });
+        }
+    }
+
+    /// Run the replica while it has a `Ready`, through the raft actor's driver: what may leave
+    /// before the write goes first, then the write to the `MemLog`, then the rest.
+    pub(super) fn drive(&mut self, n: usize) -> Result<(), String> {
+        let halted = |e| format!("n{}: replica halted: {e}", n + 1);
+        loop {
+            let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+            if !live.replica.has_ready() {
+                return Ok(());
+            }
+            let mut outputs = RaftOutputs::default();
+            let begun = driver::begin(&mut live.replica, &mut outputs).map_err(halted)?;
+            let leader = live.replica.is_leader();
+            self.carry_out(n, outputs)?;
+            // The armed crash: the leader's appends are on the network, its own write is not made.
+            let unwritten = begun.write().and_then(|write| Some((write.entries.first()?, write.entries.last()?)));
+            if let Some((first, last)) = unwritten.filter(|_| leader && self.nodes[n].crash_before_write) {
+                let (first, last) = (first.index, last.index);
+                drop(begun);
+                self.crash_before_write(n, first, last);
+                return Ok(());
+            }
+            let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+            let mut outputs = RaftOutputs::default();
+            driver::finish(&mut live.replica, &mut outputs, begun).map_err(halted)?;
+            self.carry_out(n, outputs)?;
+        }
+    }
+
+    /// Carry out what the driver routed, in order: messages onto the network, mail to the lease
+    /// actor (committed entries with their terms as the log has them now, for check 5).
+    fn carry_out(&mut self, n: usize, outputs: RaftOutputs) -> Result<(), String> {
+        for output in outputs.0 {
+            match output {
+                RaftOutput::Send(messages) => {
+                    for message in messages {
+                        self.send_peer(n, message);
+                    }
+                }
+                RaftOutput::Mail(mail) => {
+                    let terms = match &mail {
+                        ToStateMachine::Entries(entries) => {
+                            let log = &self.nodes[n].log;
+                            entries.iter().map(|entry| (entry.index, log.term(entry.index).ok())).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    self.mail_engine(n, EngineMail::StateMachine { mail, terms });
+                }
+                RaftOutput::Status(status) => self.mail_engine(n, EngineMail::Status(status)),
+                // The simulated membership is fixed: no node proposes a membership change.
+                RaftOutput::Membership(change) => {
+                    return Err(format!(
+                        "n{}: a membership change committed, but nobody proposed one: {change:?}",
+                        n + 1
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The lease actor's `snapshot_slice`: a few records of the snapshot (a seeded number, so entries
+    /// and packets apply while it is half-written), the rest by mail to itself.
+    fn snapshot_slice(&mut self, n: usize) {
+        let records = self.slice_rng.between(1, 8) as usize;
+        let Some(live) = self.nodes[n].live.as_mut() else { return };
+        match state_machine::snapshot_slice(&mut live.engine, records) {
+            SnapshotSlice::Taken { applied_index, data } => {
+                // Compressed as the lease actor's snapshot thread does, so restores read version 4.
+                let data = leasehold_cluster::lease::compress_snapshot(data);
+                self.mail_raft(n, RaftMail::SnapshotTaken { index: applied_index, data })
+            }
+            SnapshotSlice::More if !self.nodes[n].slice_scheduled => {
+                // A notified item, as in actix: it runs once the mailbox is drained, so it never holds
+                // up the mail behind it (it does not advance `engine_mail_at_us`). One at a time.
+                self.nodes[n].slice_scheduled = true;
+                let incarnation = self.nodes[n].incarnation;
+                let at_us = self.now_us + self.plan.hop_us;
+                let mail = Box::new(EngineMail::SnapshotSlice);
+                self.schedule(at_us, Event::EngineMail { node: n, incarnation, mail });
+            }
+            SnapshotSlice::More | SnapshotSlice::Idle => {}
+        }
+    }
+
+    /// The lease actor's side of the raft actor's mail.
+    pub(super) fn engine_mail(&mut self, n: usize, mail: EngineMail) -> Result<(), String> {
+        match mail {
+            EngineMail::StateMachine { mail, terms } => self.state_machine_mail(n, mail, &terms),
+            EngineMail::SnapshotSlice => {
+                self.nodes[n].slice_scheduled = false;
+                self.snapshot_slice(n);
+                Ok(())
+            }
+            EngineMail::Status(status) => {
+                let now_us = self.now_us;
+                let node = &mut self.nodes[n];
+                let Some(live) = node.live.as_mut() else { return Ok(()) };
+                let change = state_machine::on_status(&mut live.engine, &mut node.status, status, now_us);
+                self.report.leader_elections += u64::from(change.elected);
+                if let Some(role) = change.role {
+                    self.note_role(n, role);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The lease actor's role from its last status at this moment: the leader lease runs out with
+    /// time, so it is checked again before every request.
+    pub(super) fn refresh_role(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        let Some(live) = node.live.as_mut() else { return };
+        if let Some(role) = state_machine::refresh_role(&mut live.engine, &node.status, self.now_us) {
+            self.note_role(n, role);
+        }
+    }
+
+    fn note_role(&mut self, n: usize, role: Role) {
+        let node = &self.nodes[n];
+        let (id, term, commit) = (node.id, node.status.term, node.status.commit_index);
+        self.note(Note::Role { node: id, term, role: role_name(role), commit });
+    }
+
+    /// The role the node's engine answers in (no quorum when down).
+    pub(super) fn role(&self, n: usize) -> Role {
+        self.nodes[n].live.as_ref().map_or(Role::NoQuorum, |live| live.engine.role())
+    }
+
+    /// The lease actor's handling of `ToStateMachine`, with the checks after every applied entry
+    /// and restored snapshot, and on every ACK (`terms`: the entries' terms when handed out).
+    fn state_machine_mail(
+        &mut self,
+        n: usize,
+        mail: ToStateMachine,
+        terms: &[(u64, Option<u64>)],
+    ) -> Result<(), String> {
+        let id = self.nodes[n].id;
+        let now_us = self.node_now_us(n);
+        if let ToStateMachine::Entries(entries) = &mail {
+            let (first, last) = (entries[0].index, entries[entries.len() - 1].index);
+            self.note(Note::Applied { node: id, first, last });
+        }
+        let (offset_us, world_now_us) = (self.nodes[n].offset_us, self.now_us);
+        let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+        // After each entry that moved the table: the same index gives the same digest on every node
+        // (check 3), and a table that bound something keeps its invariants (check 4).
+        let checker = &mut self.checker;
+        let mut applied_index = live.engine.table().applied_index();
+        let mut failure = None;
+        let applied = state_machine::on_raft_mail(&mut live.engine, mail, now_us, |entry, engine| {
+            let table = engine.table();
+            if failure.is_some() || table.applied_index() == applied_index {
+                return;
+            }
+            applied_index = table.applied_index();
+            let checked = if applied_index != entry.index {
+                Err(format!("n{id}: applied entry {} but the table says {applied_index}", entry.index))
+            } else {
+                checker.applied(id, entry.index, table.digest()).and_then(|()| {
+                    if entry.proposals.is_empty() {
+                        Ok(())
+                    } else {
+                        checker.table(id, table, offset_us, world_now_us)
+                    }
+                })
+            };
+            failure = checked.err();
+        });
+        // An unusable snapshot stops a real node; here it fails the seed.
+        let applied = applied.map_err(|e| format!("n{id}: {e}"))?;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        if let Some((index, _)) = applied.restored {
+            self.report.snapshots_restored += 1;
+            self.note(Note::Restored { node: id, index });
+            let digest = self.nodes[n].live.as_ref().map_or(0, |live| live.engine.table().digest());
+            self.checker.applied(id, index, digest)?;
+            self.check_table(n)?;
+        }
+        for reply in applied.replies {
+            let (index, reply) = (reply.index, reply.outgoing.reply);
+            if reply.message_type == ReplyType::Ack {
+                let term = terms.iter().find(|(at, _)| *at == index).and_then(|(_, term)| *term);
+                self.check_durable(n, index, term)?;
+                self.report.acks += 1;
+                if self.role(n) != Role::Leader {
+                    self.report.follower_acks += 1;
+                }
+            } else if reply.message_type == ReplyType::Nak {
+                self.report.naks += 1;
+            }
+            self.send_reply(n, reply, index);
+        }
+        if applied.snapshot_due {
+            self.snapshot_slice(n);
+        }
+        Ok(())
+    }
+}
+
+/// What the lease actor knows of Raft before the first status (as `LeaseActor::new` starts).
+pub(super) fn no_status(node_id: u64) -> RaftStatus {
+    RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, lease_until_us: None, commit_index: 0 }
+}
+
+pub(super) fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::NoQuorum => "no quorum",
+    }
+}

@@ -1,0 +1,134 @@
+//! What a run tells: the `Report` of a run that passed (counts, the trace digest) and the
+//! `Failure` of one that did not (the seed, the step, what was violated, the last events and the
+//! command that replays it).
+
+use std::fmt;
+
+use super::SimConfig;
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub seed: u64,
+    pub nodes: usize,
+    pub clients: usize,
+    /// Events delivered, all phases.
+    pub steps: u64,
+    pub virtual_us: u64,
+    /// ACKs sent, both kinds: from a committed entry, and renewals confirmed from the table.
+    pub acks: u64,
+    /// ACKs confirming a committed lease without a proposal (DESIGN rule 5).
+    pub confirmations: u64,
+    /// ACKs from a committed entry sent by a node that is not the leader (a renewal addressed to
+    /// it, proposed through the leader; or a leader that lost its role before the commit).
+    pub follower_acks: u64,
+    pub naks: u64,
+    pub offers: u64,
+    pub proposals: u64,
+    pub refused_proposals: u64,
+    pub leader_elections: u64,
+    pub crashes: u64,
+    pub disks_wiped: u64,
+    /// Crashes of a leader after it sent its appends and before its own write of them.
+    pub crashes_before_write: u64,
+    pub partitions: u64,
+    pub client_link_cuts: u64,
+    pub weather_changes: u64,
+    pub snapshots_taken: u64,
+    pub snapshots_restored: u64,
+    pub peer_messages: u64,
+    pub client_messages: u64,
+    pub digests_compared: u64,
+    pub beliefs_checked: u64,
+    pub final_applied_index: u64,
+    /// Addresses a client got that another client had before.
+    pub reassigned: u64,
+    /// Lease-record collections the leaders proposed (`Command::Collect`).
+    pub collections: u64,
+    /// Client datagrams that two nodes answered (DESIGN rule 2 wants one).
+    pub answered_twice: u64,
+    /// How long after everything healed every client held an address.
+    pub settle_us: u64,
+    /// Digest of the whole event trace: equal for two runs of the same seed.
+    pub trace_digest: u64,
+}
+
+impl Report {
+    pub fn faults(&self) -> u64 {
+        self.crashes + self.partitions + self.client_link_cuts + self.weather_changes
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {} ({} nodes, {} clients): {} steps, {:.1}s virtual, {} ACKs ({} confirmed without a commit, {} from followers), {} NAKs, \
+             {} offers, {} proposals \
+             ({} refused), {} elections, faults: {} crashes ({} losing the disk, {} before a leader's own write), {} partitions, {} client-link cuts, {} weather \
+             changes; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
+             {} addresses passed between clients; {} record collections; {} datagrams answered by two nodes; \
+             {} digests and {} beliefs checked; \
+             trace digest {:#018x}",
+            self.seed,
+            self.nodes,
+            self.clients,
+            self.steps,
+            self.virtual_us as f64 / 1e6,
+            self.acks,
+            self.confirmations,
+            self.follower_acks,
+            self.naks,
+            self.offers,
+            self.proposals,
+            self.refused_proposals,
+            self.leader_elections,
+            self.crashes,
+            self.disks_wiped,
+            self.crashes_before_write,
+            self.partitions,
+            self.client_link_cuts,
+            self.weather_changes,
+            self.snapshots_taken,
+            self.snapshots_restored,
+            self.settle_us as f64 / 1e6,
+            self.final_applied_index,
+            self.reassigned,
+            self.collections,
+            self.answered_twice,
+            self.digests_compared,
+            self.beliefs_checked,
+            self.trace_digest
+        )
+    }
+}
+
+/// A checker violation (or a broken liveness promise), with what led to it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub config: SimConfig,
+    pub step: u64,
+    pub time_us: u64,
+    pub message: String,
+    pub trace: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {} ({} nodes) FAILED at step {} (t={:.3}s): {}",
+            self.config.seed,
+            self.config.nodes,
+            self.step,
+            self.time_us as f64 / 1e6,
+            self.message
+        )?;
+        writeln!(f, "replay: {}", self.config.replay_command())?;
+        writeln!(f, "last events:")?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
