@@ -210,7 +210,14 @@ pub struct Limits {
     /// An expired, released or declined record is forgotten this long after it became reusable
     /// (until then a returning client gets its old address back first).
     pub record_retention_secs: u64,
+    /// Group commit: proposals go to the Raft log at most once per this window (the first after a
+    /// quiet spell at once), so under load one log write and one fsync carry more bindings. 0: every
+    /// mailbox drain flushes.
+    pub group_commit_window_us: u64,
 }
+
+/// The longest group commit window a config may ask for (it delays ACKs by up to that much).
+pub const MAX_GROUP_COMMIT_WINDOW_US: u64 = 100_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -226,6 +233,7 @@ impl Default for Limits {
             max_leases: 1_000_000,
             snapshot_every_entries: 100_000,
             record_retention_secs: 86_400,
+            group_commit_window_us: 1_000,
         }
     }
 }

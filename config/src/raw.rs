@@ -92,6 +92,7 @@ pub struct RawLimits {
     pub max_leases: Option<usize>,
     pub snapshot_every_entries: Option<u64>,
     pub record_retention_secs: Option<u64>,
+    pub group_commit_window_us: Option<u64>,
 }
 
 /// `[pxe]` and `[pool.pxe]`.

@@ -1,9 +1,9 @@
 //! The lease actor: owns the DHCP engine (and through it the applied lease table). Requests come in
-//! from the parser; proposals go to the raft actor, batched per mailbox drain; committed entries come
+//! from the parser; proposals go to the raft actor, batched per mailbox drain and group commit window; committed entries come
 //! back in log order and become ACKs/NAKs. Replies go to the parser to be encoded and sent.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
@@ -133,6 +133,11 @@ pub struct LeaseActor {
     raft_propose: Recipient<Propose>,
     raft_snapshot: Recipient<SnapshotTaken>,
     batch: Vec<Proposal>,
+    /// A `FlushProposals` is in the mailbox or on a timer.
+    flush_scheduled: bool,
+    /// When the batch last went to the raft actor (`group_commit_window_us` counts from it).
+    last_flush: Option<Instant>,
+    group_commit_window: Duration,
     /// Admin requests waiting for their reservation command to commit.
     admin_waiters: HashMap<ProposalTag, tokio::sync::oneshot::Sender<Result<(), AdminError>>>,
     status: RaftStatus,
@@ -176,6 +181,24 @@ impl LeaseActor {
         }
     }
 
+    /// Add a proposal to the batch for the raft actor. The batch goes once the mailbox is drained
+    /// (everything that arrived meanwhile in one message, one log entry, one fsync), and at most once
+    /// per group commit window: under load, later proposals wait for the window's end and share a
+    /// write with whatever arrives until then; after a quiet spell the first goes at once.
+    fn queue_proposal(&mut self, proposal: Proposal, ctx: &mut Context<Self>) {
+        self.batch.push(proposal);
+        if self.flush_scheduled {
+            return;
+        }
+        self.flush_scheduled = true;
+        let wait = self.last_flush.map_or(Duration::ZERO, |last| self.group_commit_window.saturating_sub(last.elapsed()));
+        if wait.is_zero() {
+            ctx.notify(FlushProposals);
+        } else {
+            ctx.notify_later(FlushProposals, wait);
+        }
+    }
+
     /// The engine's role from the last Raft status and the lease's clock now.
     fn refresh_role(&mut self) {
         if let Some(role) =
@@ -203,12 +226,16 @@ impl LeaseActor {
     ) -> Self {
         let status =
             RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, lease_until_us: None, commit_index: 0 };
+        let group_commit_window = Duration::from_micros(engine.config().limits.group_commit_window_us);
         LeaseActor {
             engine,
             parser: None,
             raft_propose,
             raft_snapshot,
             batch: Vec::new(),
+            flush_scheduled: false,
+            last_flush: None,
+            group_commit_window,
             admin_waiters: HashMap::new(),
             status,
             clock,
@@ -255,10 +282,7 @@ impl Actor for LeaseActor {
             let now_us = act.clock.now_us();
             let proposals = [act.engine.propose_parameters(), act.engine.propose_collection(now_us)];
             for proposal in proposals.into_iter().flatten() {
-                if act.batch.is_empty() {
-                    ctx.notify(FlushProposals);
-                }
-                act.batch.push(proposal);
+                act.queue_proposal(proposal, ctx);
             }
         });
     }
@@ -289,14 +313,7 @@ impl Handler<Incoming> for LeaseActor {
                 });
                 self.send(*outgoing);
             }
-            Action::Propose(proposal) => {
-                if self.batch.is_empty() {
-                    // Runs after the mailbox is drained: everything that arrived meanwhile goes to
-                    // the raft actor in one message (and one log entry).
-                    ctx.notify(FlushProposals);
-                }
-                self.batch.push(proposal);
-            }
+            Action::Propose(proposal) => self.queue_proposal(proposal, ctx),
             Action::Silent(silence) => {
                 self.metrics.silent(silence);
                 debug!(self.log, "dhcp"; "msg" => message_type_label(request.message_type),
@@ -311,9 +328,11 @@ impl Handler<FlushProposals> for LeaseActor {
     type Result = ();
 
     fn handle(&mut self, _: FlushProposals, _: &mut Self::Context) {
+        self.flush_scheduled = false;
         if self.batch.is_empty() {
             return;
         }
+        self.last_flush = Some(Instant::now());
         let batch = std::mem::take(&mut self.batch);
         self.metrics.proposed(batch.len());
         // Unbounded on purpose: the engine bounds proposals in flight (max_inflight_proposals).
@@ -492,10 +511,7 @@ impl LeaseActor {
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         self.admin_waiters.insert(proposal.tag, sender);
-        if self.batch.is_empty() {
-            ctx.notify(FlushProposals);
-        }
-        self.batch.push(proposal);
+        self.queue_proposal(proposal, ctx);
         let timeout = Duration::from_millis(self.engine.config().limits.proposal_timeout_ms);
         Box::pin(async move {
             match tokio::time::timeout(timeout, receiver).await {
