@@ -508,7 +508,9 @@ declare -a CATCHUP_LINES=()
 catchup() {
     local leases=$1 rate=$2 dir=$WORK/catchup i
     mkdir -p "$dir"
-    printf '%s\n' '[limits]' "max_leases = $((leases + leases / 4 + 100000))" 'max_offers = 200000' '[[pool]]' \
+    # A snapshot every 5,000 entries: the log behind it is compacted, so the wiped follower needs the snapshot.
+    printf '%s\n' '[limits]' "max_leases = $((leases + leases / 4 + 100000))" 'max_offers = 200000' \
+        'snapshot_every_entries = 5000' '[[pool]]' \
         'name = "big"' 'subnet = "10.64.0.0/10"' 'range_start = "10.80.0.0"' 'range_end = "10.111.255.254"' \
         'lease_time_secs = 86400' >"$dir/pools.toml"
     echo "-- $(label cluster): catch-up of a wiped follower at $leases leases (pool 10.80.0.0-10.111.255.254)"
