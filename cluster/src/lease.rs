@@ -67,17 +67,21 @@ pub enum LeaseState {
     },
 }
 
-/// One address's record: 80 bytes. What few clients send (option 61, a host name) sits behind one
-/// pointer; the encoding in snapshots and entries is field by field as it always was
-/// (`LeaseRepr`), so old snapshots read unchanged.
+/// One address's record: 80 bytes. A client identifier that is type 1 followed by the record's own
+/// MAC (RFC 2132 §9.14's hardware form: what Windows, perfdhcp and many firmwares send) is one flag
+/// bit in the record's padding; any other one, and a host name, sit behind one pointer. The encoding
+/// in snapshots and entries is field by field as it always was (`LeaseRepr`), so old snapshots read
+/// unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "LeaseRepr")]
 pub struct Lease {
     pub ip: Ipv4Addr,
     pub client: ClientKey,
     pub mac: [u8; 6],
-    /// Option 61 and the host name, when the client sent either.
+    /// Option 61 (unless `hardware_client_id`) and the host name, when the client sent either.
     details: Option<Box<LeaseDetails>>,
+    /// The client identifier is `1` followed by `mac`.
+    hardware_client_id: bool,
     pub state: LeaseState,
     /// `proposed_at_ms` of the command that last changed this record.
     pub updated_at_ms: u64,
@@ -94,9 +98,24 @@ struct LeaseDetails {
     hostname: Option<Box<str>>,
 }
 
-fn details(client_id: Option<&[u8]>, hostname: Option<&str>) -> Option<Box<LeaseDetails>> {
-    (client_id.is_some() || hostname.is_some())
-        .then(|| Box::new(LeaseDetails { client_id: client_id.map(Box::from), hostname: hostname.map(Box::from) }))
+/// Option 61 type 1: an Ethernet hardware address follows (RFC 2132 §9.14, RFC 1700).
+const HARDWARE_TYPE_ETHERNET: u8 = 1;
+
+/// Is `client_id` type 1 followed by `mac`?
+fn is_hardware_client_id(client_id: &[u8], mac: &[u8; 6]) -> bool {
+    client_id.split_first().is_some_and(|(kind, rest)| *kind == HARDWARE_TYPE_ETHERNET && rest == mac)
+}
+
+/// A record's `details` and `hardware_client_id` for what the client sent.
+fn details(
+    mac: &[u8; 6],
+    client_id: Option<Box<[u8]>>,
+    hostname: Option<Box<str>>,
+) -> (Option<Box<LeaseDetails>>, bool) {
+    let hardware = client_id.as_deref().is_some_and(|id| is_hardware_client_id(id, mac));
+    let client_id = client_id.filter(|_| !hardware);
+    let details = (client_id.is_some() || hostname.is_some()).then(|| Box::new(LeaseDetails { client_id, hostname }));
+    (details, hardware)
 }
 
 /// A `Lease` as encoded: its fields in this order.
@@ -115,13 +134,13 @@ struct LeaseRepr {
 
 impl From<LeaseRepr> for Lease {
     fn from(repr: LeaseRepr) -> Self {
-        let details = (repr.client_id.is_some() || repr.hostname.is_some())
-            .then(|| Box::new(LeaseDetails { client_id: repr.client_id, hostname: repr.hostname }));
+        let (details, hardware_client_id) = details(&repr.mac, repr.client_id, repr.hostname);
         Lease {
             ip: repr.ip,
             client: repr.client,
             mac: repr.mac,
             details,
+            hardware_client_id,
             state: repr.state,
             updated_at_ms: repr.updated_at_ms,
             changed_at_index: repr.changed_at_index,
@@ -148,10 +167,40 @@ impl Serialize for Lease {
     }
 }
 
+/// A record's option 61 bytes: rebuilt from the record's MAC (the hardware form), or stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIdBytes<'a> {
+    Hardware([u8; 7]),
+    Stored(&'a [u8]),
+}
+
+impl std::ops::Deref for ClientIdBytes<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ClientIdBytes::Hardware(id) => id,
+            ClientIdBytes::Stored(id) => id,
+        }
+    }
+}
+
+impl Serialize for ClientIdBytes<'_> {
+    /// As the `Box<[u8]>` it stands for.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
 impl Lease {
-    /// Option 61 as the client sent it, for the admin API.
-    pub fn client_id(&self) -> Option<&[u8]> {
-        self.details.as_ref().and_then(|d| d.client_id.as_deref())
+    /// Option 61 as the client sent it.
+    pub fn client_id(&self) -> Option<ClientIdBytes<'_>> {
+        if self.hardware_client_id {
+            let mut id = [HARDWARE_TYPE_ETHERNET; 7];
+            id[1..].copy_from_slice(&self.mac);
+            return Some(ClientIdBytes::Hardware(id));
+        }
+        self.details.as_ref().and_then(|d| d.client_id.as_deref()).map(ClientIdBytes::Stored)
     }
 
     pub fn hostname(&self) -> Option<&str> {
@@ -473,11 +522,14 @@ impl LeaseTable {
                 if let Some(old_ip) = held_elsewhere {
                     self.by_ip.remove(&old_ip);
                 }
+                let (details, hardware_client_id) =
+                    details(mac, client_id.as_deref().map(Box::from), hostname.as_deref().map(Box::from));
                 let lease = Lease {
                     ip: *ip,
                     client: client.clone(),
                     mac: *mac,
-                    details: details(client_id.as_deref(), hostname.as_deref()),
+                    details,
+                    hardware_client_id,
                     state: LeaseState::Bound { expires_at_ms: *expires_at_ms },
                     updated_at_ms: *proposed_at_ms,
                     changed_at_index: index,
@@ -524,6 +576,7 @@ impl LeaseTable {
                     client: client.clone(),
                     mac: *mac,
                     details: None,
+                    hardware_client_id: false,
                     state: LeaseState::Declined { until_ms: *until_ms },
                     updated_at_ms: *proposed_at_ms,
                     changed_at_index: index,
