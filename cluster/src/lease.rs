@@ -23,7 +23,7 @@ use crate::ClusterError;
 mod records;
 mod snapshot;
 use records::Records;
-pub use snapshot::compress_snapshot;
+pub use snapshot::{compress_snapshot, SnapshotEncoder};
 
 /// The identity a lease is keyed by: the hardware address or the client identifier (option 61).
 /// 16 bytes: a boxed slice, not a `Vec`, so a MAC key costs no more than the pointer it shares
@@ -344,8 +344,6 @@ pub struct LeaseTable {
     params: Parameters,
     /// `params` came from a `SetParameters` in the log (else from the node's config, for now).
     params_from_log: bool,
-    /// A snapshot being written a slice at a time (not part of the table's state).
-    building: snapshot::Building,
 }
 
 /// Versioned encodings start with 0xFF, which never starts an unversioned one: bincode's varint
@@ -364,7 +362,6 @@ impl LeaseTable {
             applied_index: 0,
             params: Parameters { grace_ms, max_leases: max_leases as u64 },
             params_from_log: false,
-            building: snapshot::Building::default(),
         }
     }
 

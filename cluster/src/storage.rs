@@ -107,6 +107,12 @@ pub trait DurableLog: Storage {
 
     /// Record `catch_up`, durably.
     fn set_catch_up(&mut self, mark: CatchUpMark) -> Result<(), ClusterError>;
+
+    /// The commit index on disk (0 when unreadable): what a restarted node's table must have applied
+    /// before it answers anyone.
+    fn committed_index(&self) -> u64 {
+        self.initial_state().map_or(0, |state| state.hard_state.commit)
+    }
 }
 
 /// How far a log that started empty has caught up.

@@ -378,21 +378,29 @@ proptest! {
         }
         let expected = table.to_snapshot();
         let mut plain = table.clone();
-        table.begin_snapshot();
-        let mut written = None;
+        // The encoder is another value (it may run on another thread): the table hands it copies of
+        // the records as they were, a slice at a time, between entries.
+        let mut encoder = table.begin_snapshot();
+        let mut records = Vec::new();
+        let mut done = false;
         for (entry, slice) in during {
-            if written.is_none() {
-                written = table.continue_snapshot(slice);
+            if !done {
+                records.clear();
+                done = table.snapshot_records(slice, &mut records);
+                prop_assert!(records.len() <= slice);
+                encoder.encode(&records);
             }
             index += 1;
             let outcomes = apply(&mut table, index, entry.clone());
             prop_assert_eq!(outcomes, apply(&mut plain, index, entry));
             prop_assert_eq!(table.digest(), plain.digest());
         }
-        let (at, bytes) = match written {
-            Some(done) => done,
-            None => table.continue_snapshot(usize::MAX).expect("a slice without limit completes it"),
-        };
+        if !done {
+            records.clear();
+            prop_assert!(table.snapshot_records(usize::MAX, &mut records), "a slice without limit completes it");
+            encoder.encode(&records);
+        }
+        let (at, bytes) = encoder.finish();
         prop_assert!(!table.snapshot_in_progress());
         prop_assert_eq!(at, LeaseTable::from_snapshot(&expected, GRACE_MS, 6).unwrap().applied_index());
         prop_assert_eq!(bytes, expected);

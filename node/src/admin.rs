@@ -250,6 +250,10 @@ async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
     match state.lease.send(GetStatus).await {
         // `leader`: this node answers broadcasts (Raft leader holding its leader lease); `raft_leader`:
         // Raft's view alone (a new leader's first milliseconds, or a cut-off one before it steps down).
+        // Restarted and still replaying its log: it answers no client yet, so it is not ready.
+        Ok(status) if status.replaying => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "replaying", "leader": false, "term": status.term, "applied_index": status.applied_index,
+        })),
         Ok(status) if status.leader_id.is_some() => HttpResponse::Ok().json(serde_json::json!({
             "status": "ok", "leader": status.answers_as_leader, "raft_leader": status.is_leader,
             "leader_id": status.leader_id, "term": status.term,

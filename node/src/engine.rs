@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use leasehold_cluster::lease::SnapshotEncoder;
 use leasehold_cluster::{
     ClientKey, Command, CommittedEntry, Lease, LeaseTable, Outcome, Parameters, Proposal, ProposalTag,
 };
@@ -127,6 +128,8 @@ pub enum Silence {
     NothingToDo,
     /// A BOOTP request from a client without a reservation, and no `dynamic_bootp` pool on its link.
     BootpNotServed,
+    /// The node restarted and its table has not yet applied the log it started with.
+    Replaying,
 }
 
 impl Silence {
@@ -140,6 +143,7 @@ impl Silence {
             Silence::PoolExhausted => "pool_exhausted",
             Silence::NothingToDo => "nothing_to_do",
             Silence::BootpNotServed => "bootp_not_served",
+            Silence::Replaying => "replaying",
         }
     }
 }
@@ -293,6 +297,18 @@ pub struct PoolUsage<'a> {
     pub bound: u32,
 }
 
+/// A slice of the table's snapshot (`Engine::snapshot_step`).
+#[derive(Debug)]
+pub struct SnapshotPart {
+    /// The snapshot's encoder, in the slice that began it (the header and the reservations as they
+    /// were then are in it already).
+    pub begun: Option<SnapshotEncoder>,
+    /// The next records, as they were when the snapshot began, in address order.
+    pub records: Vec<Lease>,
+    /// These are the last: the encoder can finish.
+    pub last: bool,
+}
+
 /// The DHCP engine of one node.
 pub struct Engine {
     config: Arc<Config>,
@@ -317,6 +333,10 @@ pub struct Engine {
     /// This node's reservation commands waiting for commit, with when they were proposed.
     pending_admin: HashMap<ProposalTag, u64>,
     applied_since_snapshot: u64,
+    /// The commit index the log had when this node started: until the table has applied that far
+    /// (a restart replays the log after its snapshot), it answers nobody — its table may say an
+    /// address is free, or a client's, when a later entry says otherwise.
+    replay_until: u64,
 }
 
 impl Engine {
@@ -343,6 +363,7 @@ impl Engine {
             api_reservations,
             pending_admin: HashMap::new(),
             applied_since_snapshot: 0,
+            replay_until: 0,
         }
     }
 
@@ -378,6 +399,18 @@ impl Engine {
         self.set_role(if is_leader { Role::Leader } else { Role::NoQuorum });
     }
 
+    /// Answer nobody until the table has applied up to `index` (the commit index the log had at
+    /// start: see `replay_until`).
+    pub fn with_replay_until(mut self, index: u64) -> Self {
+        self.replay_until = index;
+        self
+    }
+
+    /// The table is still replaying the log this node started with.
+    pub fn is_replaying(&self) -> bool {
+        self.table.applied_index() < self.replay_until
+    }
+
     pub fn role(&self) -> Role {
         self.role
     }
@@ -393,6 +426,9 @@ impl Engine {
     /// a follower's proposal goes to the leader through Raft, and a node without a quorum may only
     /// confirm what the committed table already says (DESIGN rule 5).
     pub fn handle_from(&mut self, request: &Request, arrival: Arrival, now_us: u64) -> Action {
+        if self.is_replaying() {
+            return Action::Silent(Silence::Replaying);
+        }
         let now_ms = now_us / 1000;
         self.offers.expire(now_ms);
         let addressed_to_me =
@@ -1041,24 +1077,22 @@ impl Engine {
         Outgoing { reply, destination, interface: scope.link.interface, max_bytes }
     }
 
-    /// Write the table's snapshot a slice at a time: after `snapshot_every_entries` applied entries
-    /// one begins (the table as it stands), and each call writes `max_records` more records of it
-    /// while entries go on applying in between. Once it is complete: its index and bytes, so the
-    /// Raft log up to there can be compacted.
-    pub fn snapshot_step(&mut self, max_records: usize) -> Option<(u64, Vec<u8>)> {
-        if !self.table.snapshot_in_progress() {
-            if self.applied_since_snapshot < self.config.limits.snapshot_every_entries {
-                return None;
-            }
+    /// The next slice of the table's snapshot: after `snapshot_every_entries` applied entries one
+    /// begins (the table as it stands: the slice carries its encoder), and each call copies out the
+    /// next `max_records` records as they were then, while entries go on applying in between. The
+    /// encoding happens wherever the encoder is; `None` when no snapshot is due or in progress.
+    pub fn snapshot_step(&mut self, max_records: usize) -> Option<SnapshotPart> {
+        let begun = if self.table.snapshot_in_progress() {
+            None
+        } else if self.applied_since_snapshot < self.config.limits.snapshot_every_entries {
+            return None;
+        } else {
             self.applied_since_snapshot = 0;
-            self.table.begin_snapshot();
-        }
-        self.table.continue_snapshot(max_records)
-    }
-
-    /// A snapshot is begun and not yet complete (`snapshot_step` has more to write).
-    pub fn snapshot_in_progress(&self) -> bool {
-        self.table.snapshot_in_progress()
+            Some(self.table.begin_snapshot())
+        };
+        let mut records = Vec::with_capacity(max_records.min(self.table.len()));
+        let last = self.table.snapshot_records(max_records, &mut records);
+        Some(SnapshotPart { begun, records, last })
     }
 
     /// Replace the table with a snapshot from the leader.

@@ -17,7 +17,7 @@ const MESSAGE_TYPES: [(ClientMessageType, &str); 6] = [
 ];
 const REPLY_TYPES: [(ReplyType, &str); 4] =
     [(ReplyType::Offer, "offer"), (ReplyType::Ack, "ack"), (ReplyType::Nak, "nak"), (ReplyType::Bootp, "bootreply")];
-const SILENCES: [Silence; 8] = [
+const SILENCES: [Silence; 9] = [
     Silence::OtherServerChosen,
     Silence::UnknownClient,
     Silence::NotOurs,
@@ -26,6 +26,7 @@ const SILENCES: [Silence; 8] = [
     Silence::PoolExhausted,
     Silence::NothingToDo,
     Silence::BootpNotServed,
+    Silence::Replaying,
 ];
 /// Upper bounds of the commit latency buckets, in microseconds.
 const LATENCY_BUCKETS_US: [u64; 12] =

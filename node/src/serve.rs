@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use leasehold_cluster::actor::{ConnectPeers, RaftActor};
 use leasehold_cluster::replica::{Replica, ReplicaConfig};
+use leasehold_cluster::storage::DurableLog;
 use leasehold_cluster::transport::{self, TransportConfig, MIN_SECRET_BYTES};
 use leasehold_config::Config;
 use slog::{error, info, o};
@@ -70,6 +71,8 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         tick_us: config.cluster.tick_ms.saturating_mul(1000),
         ..ReplicaConfig::new(config.cluster.node_id)
     };
+    // A restart replays the log after the snapshot before the node answers anyone (see `Engine`).
+    let replay_until = store.committed_index();
     let replica = Replica::new(&replica_config, store, &log.new(o!("actor" => "raft")))?;
     // A cluster of several nodes: peers (this one excluded), where to listen, and the secret.
     let peer_links = if config.cluster.peers.len() > 1 {
@@ -112,7 +115,7 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         let lease_log = log.new(o!("actor" => "lease"));
         let raft_log = log.new(o!("actor" => "raft"));
         let tick = Duration::from_millis(config.cluster.tick_ms);
-        let engine = Engine::new(config.clone(), table, node_id, incarnation);
+        let engine = Engine::new(config.clone(), table, node_id, incarnation).with_replay_until(replay_until);
         let mut raft_addr = None;
         let addresses = config.cluster.peers.clone();
         let lease = LeaseActor::create(|ctx| {

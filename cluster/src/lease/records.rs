@@ -204,6 +204,11 @@ impl Records {
         self.frozen = None;
     }
 
+    /// A snapshot is in progress (frozen and not thawed).
+    pub(super) fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
     /// Hand `emit` the next records of the snapshot, in address order, as they were at `freeze`:
     /// at most `max_addresses` addresses' worth. True once every record was handed out.
     pub(super) fn frozen_slice(&mut self, max_addresses: usize, mut emit: impl FnMut(&Lease)) -> bool {

@@ -8,15 +8,16 @@
 //! requests to answer, whether a snapshot slice is due. A snapshot that does not decode to the table
 //! at its index is fatal (`UnusableSnapshot`): the raft layer has moved past that index, so serving
 //! on from the old table would answer clients from a state the log no longer describes; the node
-//! stops (the simulation fails the seed). `snapshot_slice` writes the next slice of a snapshot in
-//! progress; `on_status` and `refresh_role` keep the engine's role in step with Raft's status and
+//! stops (the simulation fails the seed). `snapshot_slice` copies out the next slice of a snapshot in
+//! progress and `finish_snapshot` turns its encoder into the bytes to store; `on_status` and `refresh_role` keep the engine's role in step with Raft's status and
 //! the leader lease. Nothing here does I/O or reads a clock: the caller passes `now_us`.
 
 use leasehold_cluster::driver::table_at;
+use leasehold_cluster::lease::SnapshotEncoder;
 use leasehold_cluster::{CommittedEntry, ProposalTag, RaftStatus, ToStateMachine};
 
 use super::lease::AdminError;
-use crate::engine::{AdminOutcome, Decision, Engine, Outgoing, ReservationError, Role};
+use crate::engine::{AdminOutcome, Decision, Engine, Outgoing, ReservationError, Role, SnapshotPart};
 
 /// What the lease actor does after one mail from the raft actor, in this order: log and send the
 /// replies, log the silent decisions, answer the admin requests, write a snapshot slice if due.
@@ -105,24 +106,20 @@ fn admin_result(outcome: AdminOutcome) -> Result<(), AdminError> {
     }
 }
 
-/// Where a snapshot of the table stands after a slice.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SnapshotSlice {
-    /// None is due or in progress.
-    Idle,
-    /// Begun and not complete: write the next slice after the mail waiting for the actor.
-    More,
-    /// Complete: hand it to the raft actor (`SnapshotTaken`) so the log can be compacted.
-    Taken { applied_index: u64, data: Vec<u8> },
+/// The next slice of the snapshot that is due or in progress: copies of up to `max_records` records
+/// (about 10 ns each on this thread). Their encoding (`SnapshotEncoder::encode`, then
+/// `finish_snapshot`) happens wherever the encoder of `SnapshotPart::begun` went: the lease actor's
+/// snapshot thread, or inline in the simulation.
+pub fn snapshot_slice(engine: &mut Engine, max_records: usize) -> Option<SnapshotPart> {
+    engine.snapshot_step(max_records)
 }
 
-/// Write up to `max_records` more records of the snapshot that is due or in progress.
-pub fn snapshot_slice(engine: &mut Engine, max_records: usize) -> SnapshotSlice {
-    match engine.snapshot_step(max_records) {
-        Some((applied_index, data)) => SnapshotSlice::Taken { applied_index, data },
-        None if engine.snapshot_in_progress() => SnapshotSlice::More,
-        None => SnapshotSlice::Idle,
-    }
+/// A snapshot whose every record was encoded: its index, its size before compression, and its bytes
+/// as stored and sent (version 4, compressed).
+pub fn finish_snapshot(encoder: SnapshotEncoder) -> (u64, usize, Vec<u8>) {
+    let (applied_index, data) = encoder.finish();
+    let written = data.len();
+    (applied_index, written, leasehold_cluster::lease::compress_snapshot(data))
 }
 
 /// What a new Raft status changed.

@@ -552,6 +552,24 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// DESIGN rule 6 (restart is recovery): a node restarted on its data answers nobody until its table
+/// has applied the log it had committed before — its table may say an address is free, or a client's,
+/// when a later entry says otherwise (the log after a snapshot replays in batches after start).
+#[test]
+fn a_restarted_node_answers_nobody_until_it_has_replayed_its_log() {
+    let mut log = Log::new();
+    let mut engine = engine().with_replay_until(2);
+    assert!(engine.is_replaying());
+    assert_eq!(engine.handle(&discover(mac(1)), T0_US), Action::Silent(Silence::Replaying));
+    let renewal = renewing(mac(1), Ipv4Addr::new(10, 0, 0, 100));
+    assert_eq!(engine.handle(&renewal, T0_US), Action::Silent(Silence::Replaying));
+    log.commit(&mut engine, Vec::new(), T0_US);
+    assert_eq!(engine.handle(&discover(mac(1)), T0_US), Action::Silent(Silence::Replaying), "index 1 of 2");
+    log.commit(&mut engine, Vec::new(), T0_US);
+    assert!(!engine.is_replaying());
+    assert!(matches!(engine.handle(&discover(mac(1)), T0_US), Action::Send(_)), "replayed: it answers");
+}
+
 proptest! {
     /// Whatever 16 clients do, in any order, with commits at any point and leader changes that
     /// forget offers: no address is bound to two clients, and every ACK names an address the

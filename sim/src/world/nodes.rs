@@ -13,11 +13,13 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use leasehold_cluster::driver::{self, MembershipChange, RaftShell};
+use leasehold_cluster::lease::SnapshotEncoder;
 use leasehold_cluster::replica::{Replica, ReplicaConfig};
+use leasehold_cluster::storage::DurableLog;
 use leasehold_cluster::storage::MemLog;
 use leasehold_cluster::{Proposal, RaftStatus, ToStateMachine};
 use leasehold_config::Config;
-use leasehold_node::actors::state_machine::{self, SnapshotSlice};
+use leasehold_node::actors::state_machine;
 use leasehold_node::engine::{Engine, Role};
 use leasehold_node::wire::ReplyType;
 use raft::eraftpb::Message;
@@ -35,6 +37,8 @@ pub(super) struct Live {
     pub(super) replica: Replica<MemLog>,
     pub(super) engine: Engine,
     pub(super) batch: Vec<Proposal>,
+    /// The encoder of the snapshot in progress (the lease actor's snapshot thread, inline).
+    pub(super) snapshot: Option<SnapshotEncoder>,
 }
 
 /// From the raft actor to the lease actor (`ToStateMachine` and `RaftStatus` in the node).
@@ -138,10 +142,11 @@ impl World {
             .map_err(|e| format!("n{}: restart failed: {e}", node.id))?;
         let applied = table.applied_index();
         let digest = table.digest();
-        let engine = Engine::new(node.config.clone(), table, node.id, node.incarnation);
+        let engine = Engine::new(node.config.clone(), table, node.id, node.incarnation)
+            .with_replay_until(node.log.committed_index());
         let (id, incarnation, timeout) = (node.id, node.incarnation, node.election_timeout_ticks);
         let node = &mut self.nodes[n];
-        node.live = Some(Live { replica, engine, batch: Vec::new() });
+        node.live = Some(Live { replica, engine, batch: Vec::new(), snapshot: None });
         node.flush_scheduled = false;
         node.slice_scheduled = false;
         node.crash_before_write = false;
@@ -296,26 +301,31 @@ impl World {
     }
 
     /// The lease actor's `snapshot_slice`: a few records of the snapshot (a seeded number, so entries
-    /// and packets apply while it is half-written), the rest by mail to itself.
+    /// and packets apply while it is half-written), the rest by mail to itself. The lease actor's
+    /// snapshot thread is inline here: each slice is encoded at once, and the finished snapshot is
+    /// mailed to the raft actor.
     fn snapshot_slice(&mut self, n: usize) {
         let records = self.slice_rng.between(1, 8) as usize;
         let Some(live) = self.nodes[n].live.as_mut() else { return };
-        match state_machine::snapshot_slice(&mut live.engine, records) {
-            SnapshotSlice::Taken { applied_index, data } => {
-                // Compressed as the lease actor's snapshot thread does, so restores read version 4.
-                let data = leasehold_cluster::lease::compress_snapshot(data);
-                self.mail_raft(n, RaftMail::SnapshotTaken { index: applied_index, data })
+        let Some(part) = state_machine::snapshot_slice(&mut live.engine, records) else { return };
+        if let Some(encoder) = part.begun {
+            live.snapshot = Some(encoder);
+        }
+        let Some(encoder) = live.snapshot.as_mut() else { return };
+        encoder.encode(&part.records);
+        if part.last {
+            if let Some(encoder) = live.snapshot.take() {
+                let (index, _, data) = state_machine::finish_snapshot(encoder);
+                self.mail_raft(n, RaftMail::SnapshotTaken { index, data });
             }
-            SnapshotSlice::More if !self.nodes[n].slice_scheduled => {
-                // A notified item, as in actix: it runs once the mailbox is drained, so it never holds
-                // up the mail behind it (it does not advance `engine_mail_at_us`). One at a time.
-                self.nodes[n].slice_scheduled = true;
-                let incarnation = self.nodes[n].incarnation;
-                let at_us = self.now_us + self.plan.hop_us;
-                let mail = Box::new(EngineMail::SnapshotSlice);
-                self.schedule(at_us, Event::EngineMail { node: n, incarnation, mail });
-            }
-            SnapshotSlice::More | SnapshotSlice::Idle => {}
+        } else if !self.nodes[n].slice_scheduled {
+            // A notified item, as in actix: it runs once the mailbox is drained, so it never holds
+            // up the mail behind it (it does not advance `engine_mail_at_us`). One at a time.
+            self.nodes[n].slice_scheduled = true;
+            let incarnation = self.nodes[n].incarnation;
+            let at_us = self.now_us + self.plan.hop_us;
+            let mail = Box::new(EngineMail::SnapshotSlice);
+            self.schedule(at_us, Event::EngineMail { node: n, incarnation, mail });
         }
     }
 
@@ -409,6 +419,10 @@ impl World {
             return Err(failure);
         }
         if let Some((index, _)) = applied.restored {
+            // As the lease actor drops its snapshot thread: the table it was of is gone.
+            if let Some(live) = self.nodes[n].live.as_mut() {
+                live.snapshot = None;
+            }
             self.report.snapshots_restored += 1;
             self.note(Note::Restored { node: id, index });
             let digest = self.nodes[n].live.as_ref().map_or(0, |live| live.engine.table().digest());

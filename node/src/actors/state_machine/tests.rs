@@ -108,8 +108,17 @@ fn committed_entries_become_replies_tagged_with_their_index() {
     assert_eq!(applied.replies[0].index, 2);
     assert_eq!(applied.commit_latencies_us, vec![0]);
     assert!(applied.snapshot_due);
-    assert!(matches!(snapshot_slice(&mut engine, 1_000), SnapshotSlice::Taken { applied_index: 2, .. }));
-    assert_eq!(snapshot_slice(&mut engine, 1_000), SnapshotSlice::Idle);
+    // The snapshot is due: one slice copies the one record and carries the encoder; finished, it
+    // is the table's snapshot at index 2, compressed (version 4), and none is due after it.
+    let part = snapshot_slice(&mut engine, 1_000).expect("a snapshot is due");
+    let (mut encoder, records) = (part.begun.expect("this slice began it"), part.records);
+    assert!(part.last && records.len() == 1, "{} records, last {}", records.len(), part.last);
+    encoder.encode(&records);
+    let (index, written, data) = finish_snapshot(encoder);
+    assert_eq!((index, written), (2, engine.table().to_snapshot().len()));
+    assert_eq!(data[3], 4, "version 4: compressed");
+    assert_eq!(LeaseTable::from_snapshot(&data, 60_000, 1_000).expect("decodes").digest(), engine.table().digest());
+    assert!(snapshot_slice(&mut engine, 1_000).is_none());
 }
 
 #[test]
