@@ -297,6 +297,10 @@ pub struct PoolUsage<'a> {
     pub bound: u32,
 }
 
+/// Commands since the last snapshot that make one due whatever `snapshot_every_entries` says, when
+/// the table has fewer records (see `Engine::snapshot_due`).
+const MIN_COMMANDS_FOR_SNAPSHOT: u64 = 100_000;
+
 /// A slice of the table's snapshot (`Engine::snapshot_step`).
 #[derive(Debug)]
 pub struct SnapshotPart {
@@ -333,6 +337,8 @@ pub struct Engine {
     /// This node's reservation commands waiting for commit, with when they were proposed.
     pending_admin: HashMap<ProposalTag, u64>,
     applied_since_snapshot: u64,
+    /// Commands in those entries: a restart replays them all after the snapshot.
+    commands_since_snapshot: u64,
     /// The commit index the log had when this node started: until the table has applied that far
     /// (a restart replays the log after its snapshot), it answers nobody — its table may say an
     /// address is free, or a client's, when a later entry says otherwise.
@@ -363,6 +369,7 @@ impl Engine {
             api_reservations,
             pending_admin: HashMap::new(),
             applied_since_snapshot: 0,
+            commands_since_snapshot: 0,
             replay_until: 0,
         }
     }
@@ -900,6 +907,7 @@ impl Engine {
                 }
             }
             self.applied_since_snapshot += 1;
+            self.commands_since_snapshot += entry.proposals.len() as u64;
             for (proposal, outcome) in entry.proposals.iter().zip(&outcomes) {
                 if let Outcome::Bound(lease) = outcome {
                     // Another node's binding supersedes any offer we hold for the address.
@@ -1077,6 +1085,14 @@ impl Engine {
         Outgoing { reply, destination, interface: scope.link.interface, max_bytes }
     }
 
+    /// A snapshot is due after `snapshot_every_entries` entries, or once the entries since the last
+    /// hold more commands than the table has records (and at least `MIN_COMMANDS_FOR_SNAPSHOT`):
+    /// from then on a restart would take longer to replay the log than to read a snapshot.
+    fn snapshot_due(&self) -> bool {
+        self.applied_since_snapshot >= self.config.limits.snapshot_every_entries
+            || self.commands_since_snapshot >= (self.table.len() as u64).max(MIN_COMMANDS_FOR_SNAPSHOT)
+    }
+
     /// The next slice of the table's snapshot: after `snapshot_every_entries` applied entries one
     /// begins (the table as it stands: the slice carries its encoder), and each call copies out the
     /// next `max_records` records as they were then, while entries go on applying in between. The
@@ -1084,10 +1100,11 @@ impl Engine {
     pub fn snapshot_step(&mut self, max_records: usize) -> Option<SnapshotPart> {
         let begun = if self.table.snapshot_in_progress() {
             None
-        } else if self.applied_since_snapshot < self.config.limits.snapshot_every_entries {
+        } else if !self.snapshot_due() {
             return None;
         } else {
             self.applied_since_snapshot = 0;
+            self.commands_since_snapshot = 0;
             Some(self.table.begin_snapshot())
         };
         let mut records = Vec::with_capacity(max_records.min(self.table.len()));
@@ -1102,6 +1119,7 @@ impl Engine {
         self.table = table;
         self.offers.clear();
         self.applied_since_snapshot = 0;
+        self.commands_since_snapshot = 0;
     }
 
     /// Bound (unexpired, to the second) addresses per pool, for metrics: from the pools' indexes, without

@@ -570,6 +570,29 @@ fn a_restarted_node_answers_nobody_until_it_has_replayed_its_log() {
     assert!(matches!(engine.handle(&discover(mac(1)), T0_US), Action::Send(_)), "replayed: it answers");
 }
 
+/// A snapshot is due after `snapshot_every_entries` entries, or sooner once the entries since the last
+/// hold more commands than the table has records (at least 100,000): a restart then reads a snapshot
+/// instead of replaying a log longer than the table.
+#[test]
+fn a_snapshot_is_due_when_the_log_since_the_last_outgrows_the_table() {
+    let mut config = config();
+    config.limits.snapshot_every_entries = 1_000_000;
+    let mut engine = engine_with(config);
+    let mut log = Log::new();
+    let offered = engine.handle(&discover(mac(1)), T0_US);
+    let Action::Send(offer) = offered else { panic!("DISCOVER answered {offered:?}") };
+    let ip = offer.reply.yiaddr;
+    let bind = expect_propose(engine.handle(&selecting(mac(1), ip, SERVER), T0_US));
+    log.commit_one(&mut engine, bind.clone(), T0_US);
+    // One client renewing 99,999 more times: one record, a log of 100,000 commands.
+    log.commit(&mut engine, vec![bind.clone(); 99_998], T0_US);
+    assert!(engine.snapshot_step(1_000).is_none(), "99,999 commands, 2 entries: not due yet");
+    log.commit(&mut engine, vec![bind], T0_US);
+    let part = engine.snapshot_step(1_000).expect("100,000 commands for one record: due");
+    assert!(part.begun.is_some() && part.last && part.records.len() == 1);
+    assert!(engine.snapshot_step(1_000).is_none(), "and not again right after");
+}
+
 proptest! {
     /// Whatever 16 clients do, in any order, with commits at any point and leader changes that
     /// forget offers: no address is bound to two clients, and every ACK names an address the
