@@ -191,7 +191,8 @@ impl LeaseActor {
             return;
         }
         self.flush_scheduled = true;
-        let wait = self.last_flush.map_or(Duration::ZERO, |last| self.group_commit_window.saturating_sub(last.elapsed()));
+        let wait =
+            self.last_flush.map_or(Duration::ZERO, |last| self.group_commit_window.saturating_sub(last.elapsed()));
         if wait.is_zero() {
             ctx.notify(FlushProposals);
         } else {
