@@ -86,6 +86,7 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
                 "lag_entries": m.lag,
                 "progress": m.state,
                 "recently_active": m.recent_active,
+                "reachable": m.reachable,
                 "term": m.term,
                 "commit_index": m.commit,
                 // This node's own: what its lease table applied; another's: what its raft layer

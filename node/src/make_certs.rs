@@ -114,11 +114,13 @@ fn make(args: &MakeCertsArgs) -> Result<(), String> {
             .map_err(|e| format!("the new admin certificate does not check out: {e}"))?;
         println!("admin API: {} and {} (names {})", cert.display(), key.display(), args.admin_names.join(", "));
     }
-    println!(
-        "serve with: --cluster-tls-ca {ca} --cluster-tls-cert {dir}/node-ID.pem --cluster-tls-key {dir}/node-ID.key",
-        ca = ca_cert.display(),
-        dir = args.dir.display()
-    );
+    if !args.nodes.is_empty() {
+        println!(
+            "serve with: --cluster-tls-ca {ca} --cluster-tls-cert {dir}/node-ID.pem --cluster-tls-key {dir}/node-ID.key",
+            ca = ca_cert.display(),
+            dir = args.dir.display()
+        );
+    }
     Ok(())
 }
 
