@@ -8,10 +8,15 @@
 //! 3. Every node's `/healthz` answers 200 (through the published ports), all three agree on a leader,
 //!    the client container's udhcpc logs `bound ip=…` and that address is bound to its MAC in
 //!    `GET /v1/leases`.
-//! 4. `docker kill` of the leader's container (found with `GET /v1/cluster`); the two survivors elect a
+//! 4. Admin writes need the cluster's admin token (issue 11): from the host, a membership DELETE
+//!    without `Authorization` gets 401 and with a wrong token 403, and the client container (on the
+//!    same bridge as the admin API) is refused a membership POST with 401; the members stay three.
+//!    With the token the entrypoint generated (read from a node's volume) a reservation is made and
+//!    removed.
+//! 5. `docker kill` of the leader's container (found with `GET /v1/cluster`); the two survivors elect a
 //!    new leader.
-//! 5. A new client container (`run -d --no-deps client`) gets a different address from a survivor.
-//! 6. The old client, sent SIGUSR1 (udhcpc: renew now), renews the *same* address from a survivor (a
+//! 6. A new client container (`run -d --no-deps client`) gets a different address from a survivor.
+//! 7. The old client, sent SIGUSR1 (udhcpc: renew now), renews the *same* address from a survivor (a
 //!    unicast renew to the dead server goes unanswered; udhcpc then rebinds by broadcast), and keeps
 //!    it on its interface. The survivors' lease tables agree: both clients bound, no address twice.
 //!
@@ -135,6 +140,36 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
     Some((status, body))
+}
+
+/// `METHOD path` on 127.0.0.1:port with an optional JSON body and `Authorization` value: status and
+/// body, or None when the node does not answer.
+fn http_request(port: u16, method: &str, path: &str, body: Option<&str>, auth: Option<&str>) -> Option<(u16, String)> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
+    let body = body.unwrap_or("");
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(auth) = auth {
+        request.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+fn member_ids(port: u16) -> Option<Vec<u64>> {
+    let view = get_json(port, "/v1/cluster")?;
+    Some(view["members"].as_array()?.iter().filter_map(|m| m["id"].as_u64()).collect())
 }
 
 fn get_json(port: u16, path: &str) -> Option<Value> {
@@ -410,6 +445,37 @@ fn compose_cluster_survives_leader_kill() {
             bound_leases(port).filter(|leases| leases.get(&old_ip) == Some(&old_mac))
         });
     }
+
+    // Admin writes need the token. From the host, without it and with a wrong one:
+    let leader_port = project.ports[&leader];
+    let answer = |method: &str, path: &str, body: Option<&str>, auth: Option<&str>| {
+        http_request(leader_port, method, path, body, auth)
+            .unwrap_or_else(|| panic!("node {leader} did not answer {method} {path}"))
+    };
+    let (status, body) = answer("DELETE", "/v1/cluster/nodes/3", None, None);
+    assert_eq!(status, 401, "a membership write without a token: {body}");
+    let (status, body) = answer("DELETE", "/v1/cluster/nodes/3", None, Some("Bearer not-the-admin-token-0123"));
+    assert_eq!(status, 403, "a membership write with a wrong token: {body}");
+    // From the DHCP client's container, on the bridge the admin API listens on:
+    let node_url = format!("http://{}:6767/v1/cluster/nodes", project.node_ip(leader));
+    let join = r#"{"id": 9, "addr": "10.67.0.99:6768"}"#;
+    let from_client =
+        try_run(&mut docker(&["exec", &old_client, "wget", "-q", "-O", "-", "--post-data", join, &node_url]), secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&from_client.stderr).into_owned();
+    assert!(!from_client.status.success() && said.contains("401"), "the client container must get 401: {said}");
+    assert_eq!(member_ids(leader_port), Some(vec![1, 2, 3]), "the refused writes changed nothing");
+    say(start, "admin writes without the token: 401 from the host and from the client container, 403 with a wrong one");
+    // With the token the nodes share (generated on their volume, which the client does not mount):
+    let node_container = project.container(&format!("node{leader}"));
+    let token = run_ok(&mut docker(&["exec", &node_container, "cat", "/secret/admin.token"]), secs(30));
+    let bearer = format!("Bearer {}", token.trim());
+    let reservation = "/v1/reservations/52:54:00:c0:ff:ee";
+    let reserved = format!(r#"{{"ip": "{}.150"}}"#, project.net);
+    let (status, body) = answer("PUT", reservation, Some(&reserved), Some(&bearer));
+    assert_eq!(status, 200, "a reservation with the token: {body}");
+    let (status, body) = answer("DELETE", reservation, None, Some(&bearer));
+    assert_eq!(status, 200, "its removal with the token: {body}");
 
     // Kill the leader; the survivors elect another.
     let leader_container = project.container(&format!("node{leader}"));

@@ -43,6 +43,12 @@ pub enum ClusterError {
     LogLost { leader: u64, commit: u64, last_index: u64 },
     #[error("not the leader")]
     NotLeader,
+    /// A TLS file (certificate, key or CA) that cannot be used, or certificates that cannot be made.
+    #[error("{path}: {problem}")]
+    Tls { path: String, problem: String },
+    /// A membership change refused because it would leave no voter or no reachable quorum.
+    #[error("{0}")]
+    MembershipRefused(String),
     #[error("too many proposals in flight ({limit})")]
     Overloaded { limit: usize },
     #[error("the replica halted after an earlier storage error")]

@@ -11,8 +11,12 @@
 //! - Peers prove a shared secret of at least [`MIN_SECRET_BYTES`] both ways on every connection, and
 //!   every frame carries a MAC under a key derived for that connection and a sequence number that
 //!   rises by exactly one; see [`wire`] for the protocol. Any failure closes the connection and is
-//!   counted. A node also accepts connections only from configured peer ids. The links are
-//!   authenticated, not encrypted: the Raft traffic is lease data, not secrets.
+//!   counted. A node also accepts connections only from configured peer ids.
+//! - With mutual TLS ([`tls`]), every connection is a TLS 1.3 session first: both ends show a
+//!   certificate from the cluster CA naming their node id, so the links are encrypted as well, and a
+//!   process without such a certificate can neither join nor read. The protocol above then runs
+//!   inside the session, proving the shared secret bound to the session, or (without a shared
+//!   secret) the session's own exporter value ([`wire::connection_secret`]).
 //! - A frame's payload is at most [`MAX_FRAME_BYTES`]; a larger length closes the connection before
 //!   anything of that size is allocated. A longer message (a large snapshot) goes as several frames
 //!   and is joined on arrival, up to [`MAX_MESSAGE_BYTES`].
@@ -22,6 +26,7 @@
 //! the raft actor should call `report_snapshot` / `report_unreachable` from what it learns itself.
 
 pub mod link;
+pub mod tls;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,8 +59,10 @@ pub struct TransportConfig {
     pub listen: SocketAddr,
     /// The other members and where to reach them; never this node.
     pub peers: BTreeMap<u64, SocketAddr>,
-    /// The cluster's shared secret, at least [`MIN_SECRET_BYTES`] long.
-    pub secret: Arc<[u8]>,
+    /// The cluster's shared secret, at least [`MIN_SECRET_BYTES`] long; optional with `tls`.
+    pub secret: Option<Arc<[u8]>>,
+    /// Mutual TLS on every link; optional with `secret`.
+    pub tls: Option<tls::PeerTls>,
     /// Messages held per peer while its link is slow or down (for example 4096); more are dropped.
     pub queue_capacity: usize,
 }
@@ -66,7 +73,8 @@ impl std::fmt::Debug for TransportConfig {
             .field("node_id", &self.node_id)
             .field("listen", &self.listen)
             .field("peers", &self.peers)
-            .field("secret", &format_args!("<{} bytes>", self.secret.len()))
+            .field("secret", &format_args!("<{} bytes>", self.secret.as_ref().map_or(0, |s| s.len())))
+            .field("tls", &self.tls.is_some())
             .field("queue_capacity", &self.queue_capacity)
             .finish()
     }
@@ -78,11 +86,15 @@ impl TransportConfig {
         if self.node_id == 0 {
             return invalid("transport: node id 0 is not a Raft id".into());
         }
-        if self.secret.len() < MIN_SECRET_BYTES {
-            return invalid(format!(
-                "transport: the shared secret has {} bytes, at least {MIN_SECRET_BYTES} are needed",
-                self.secret.len()
-            ));
+        match (&self.secret, &self.tls) {
+            (None, None) => return invalid("transport: needs a shared secret, mutual TLS, or both".into()),
+            (Some(secret), _) if secret.len() < MIN_SECRET_BYTES => {
+                return invalid(format!(
+                    "transport: the shared secret has {} bytes, at least {MIN_SECRET_BYTES} are needed",
+                    secret.len()
+                ));
+            }
+            _ => {}
         }
         if self.queue_capacity == 0 {
             return invalid("transport: queue_capacity must be at least 1".into());
@@ -178,6 +190,8 @@ pub struct TransportStats {
     pub inbound_refused: u64,
     /// Messages to send whose `to` is not a configured peer.
     pub unroutable: u64,
+    /// The links run over mutual TLS.
+    pub tls: bool,
 }
 
 /// Per-peer counters, shared between the actor and the peer's tasks.
@@ -197,7 +211,8 @@ pub(crate) struct PeerCounters {
 /// What the tasks share with the actor.
 pub(crate) struct Shared {
     node_id: u64,
-    secret: Arc<[u8]>,
+    secret: Option<Arc<[u8]>>,
+    tls: Option<link::TlsEnds>,
     inbound: Recipient<PeerMessage>,
     log: Logger,
     /// Configured peers: who may connect in, and their counters. Lock before `inbound_links`.
@@ -242,6 +257,7 @@ pub fn start(config: TransportConfig, inbound: Recipient<PeerMessage>, log: Logg
     let shared = Arc::new(Shared {
         node_id: config.node_id,
         secret: config.secret,
+        tls: config.tls.map(link::TlsEnds::new),
         inbound,
         log,
         peers: Mutex::new(BTreeMap::new()),
@@ -344,6 +360,7 @@ impl Transport {
             inbound_protocol_errors: self.shared.inbound_protocol_errors.load(Relaxed),
             inbound_refused: self.shared.inbound_refused.load(Relaxed),
             unroutable: self.unroutable,
+            tls: self.shared.tls.is_some(),
         }
     }
 }

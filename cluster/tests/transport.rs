@@ -60,7 +60,8 @@ fn config(id: u64, listen: SocketAddr, peers: &[(u64, SocketAddr)], secret: &[u8
         node_id: id,
         listen,
         peers: peers.iter().copied().collect::<BTreeMap<_, _>>(),
-        secret: Arc::from(secret),
+        secret: Some(Arc::from(secret)),
+        tls: None,
         queue_capacity: 4096,
     }
 }

@@ -15,8 +15,8 @@ mod scopes;
 
 use crate::raw::{RawConfig, RawPool, RawPxe, RawReservation};
 use crate::{
-    ArchCode, ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Overrides, Pool, Pxe,
-    Reservation, Subnet,
+    Admin, ArchCode, ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Overrides, PeerTlsFiles,
+    Pool, Pxe, Reservation, Subnet, TlsFiles,
 };
 use scopes::{check_classes, check_option_defs, check_options, Definitions};
 
@@ -106,6 +106,12 @@ pub mod flag {
     pub const PEER: &str = "--peer";
     pub const CLUSTER_LISTEN: &str = "--cluster-listen";
     pub const CLUSTER_SECRET_FILE: &str = "--cluster-secret-file";
+    pub const CLUSTER_TLS_CA: &str = "--cluster-tls-ca";
+    pub const CLUSTER_TLS_CERT: &str = "--cluster-tls-cert";
+    pub const CLUSTER_TLS_KEY: &str = "--cluster-tls-key";
+    pub const ADMIN_TOKEN_FILE: &str = "--admin-token-file";
+    pub const ADMIN_TLS_CERT: &str = "--admin-tls-cert";
+    pub const ADMIN_TLS_KEY: &str = "--admin-tls-key";
 }
 
 /// Names accepted as `[pxe.arch]` keys, with their option-93 codes (RFC 4578 §2.1 and the IANA
@@ -438,6 +444,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
     check_reservations_unique(cx, &reservations);
 
     let cluster = check_cluster(cx, &raw.cluster, ov);
+    let admin = check_admin(cx, &raw.admin, ov);
 
     let errors = ctx.errors;
     match (server_ip, server_port, client_port, admin_listen, data_dir, identity, log_format, log_level) {
@@ -468,6 +475,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
             classes,
             limits,
             cluster,
+            admin,
         }),
         _ => {
             // Every `None` above was reported when it was made.
@@ -1177,13 +1185,35 @@ fn check_cluster(cx: &mut Ctx<'_>, raw: &crate::raw::RawCluster, ov: &Overrides)
         raw.secret_file.as_deref(),
         "cluster.secret_file".into(),
     );
-    let secret_file = match secret {
-        Some(("", key)) => {
-            cx.error(&key, "the secret file path is empty".to_string());
-            None
+    let secret_file = file_path(cx, secret, "secret file");
+    let tls_ca = overlay(
+        ov.cluster_tls_ca.as_deref(),
+        flag::CLUSTER_TLS_CA,
+        raw.tls_ca_file.as_deref(),
+        "cluster.tls_ca_file".into(),
+    );
+    let tls_cert = overlay(
+        ov.cluster_tls_cert.as_deref(),
+        flag::CLUSTER_TLS_CERT,
+        raw.tls_cert_file.as_deref(),
+        "cluster.tls_cert_file".into(),
+    );
+    let tls_key = overlay(
+        ov.cluster_tls_key.as_deref(),
+        flag::CLUSTER_TLS_KEY,
+        raw.tls_key_file.as_deref(),
+        "cluster.tls_key_file".into(),
+    );
+    let tls = match [tls_ca, tls_cert, tls_key] {
+        [None, None, None] => None,
+        files => {
+            let names = ["cluster.tls_ca_file", "cluster.tls_cert_file", "cluster.tls_key_file"];
+            all_or_none(cx, files, names, "peer TLS").map(|[ca_file, cert_file, key_file]| PeerTlsFiles {
+                ca_file,
+                cert_file,
+                key_file,
+            })
         }
-        Some((text, _)) => Some(PathBuf::from(text)),
-        None => None,
     };
     if !peer_errors && peers.len() > 1 && peers.contains_key(&node_id) {
         if listen.is_none() {
@@ -1192,10 +1222,11 @@ fn check_cluster(cx: &mut Ctx<'_>, raw: &crate::raw::RawCluster, ov: &Overrides)
                 "several peers need a listen address for peer traffic (--cluster-listen)".to_string(),
             );
         }
-        if secret_file.is_none() {
+        if secret_file.is_none() && tls.is_none() {
             cx.error(
                 &Key::path("cluster.secret_file"),
-                "several peers need a shared secret file to authenticate peer traffic (--cluster-secret-file)"
+                "several peers need a shared secret file (--cluster-secret-file) or mutual TLS (cluster.tls_ca_file, \
+                 tls_cert_file, tls_key_file) to authenticate peer traffic"
                     .to_string(),
             );
         }
@@ -1205,11 +1236,101 @@ fn check_cluster(cx: &mut Ctx<'_>, raw: &crate::raw::RawCluster, ov: &Overrides)
         peers,
         listen,
         secret_file,
+        tls,
         join: ov.join || raw.join.unwrap_or(false),
         tick_ms: tick_ms.unwrap_or(defaults.tick_ms),
         election_ticks: election_ticks.unwrap_or(defaults.election_ticks),
         heartbeat_ticks: heartbeat_ticks.unwrap_or(defaults.heartbeat_ticks),
     }
+}
+
+/// A file name from the file or a flag: `None` (with an error) when it is empty.
+fn file_path(cx: &mut Ctx<'_>, value: Option<(&str, Key)>, what: &str) -> Option<PathBuf> {
+    match value {
+        Some(("", key)) => {
+            cx.error(&key, format!("the {what} path is empty"));
+            None
+        }
+        Some((text, _)) => Some(PathBuf::from(text)),
+        None => None,
+    }
+}
+
+/// Files that only work together (a certificate and its key): all of them, or an error on each
+/// one missing (named by its file key) and `None`.
+fn all_or_none<const N: usize>(
+    cx: &mut Ctx<'_>,
+    values: [Option<(&str, Key)>; N],
+    names: [&str; N],
+    what: &str,
+) -> Option<[PathBuf; N]> {
+    let given: Vec<String> = values
+        .iter()
+        .zip(names)
+        .filter_map(|(value, name)| value.as_ref().map(|(_, key)| key_name(key, name)))
+        .collect();
+    let mut paths = Vec::with_capacity(N);
+    let mut complete = true;
+    for (value, name) in values.into_iter().zip(names) {
+        match value {
+            Some(value) => match file_path(cx, Some(value), "file") {
+                Some(path) => paths.push(path),
+                None => complete = false,
+            },
+            None => {
+                complete = false;
+                cx.error(&Key::path(name), format!("{what} needs this file too (given: {})", given.join(", ")));
+            }
+        }
+    }
+    if complete {
+        paths.try_into().ok()
+    } else {
+        None
+    }
+}
+
+fn key_name(key: &Key, path: &str) -> String {
+    match key {
+        Key::Flag(flag) => (*flag).to_string(),
+        Key::Path(_) => path.to_string(),
+    }
+}
+
+/// `[admin]` and the `--admin-*` flags.
+fn check_admin(cx: &mut Ctx<'_>, raw: &crate::raw::RawAdmin, ov: &Overrides) -> Admin {
+    let token = overlay(
+        ov.admin_token_file.as_deref(),
+        flag::ADMIN_TOKEN_FILE,
+        raw.token_file.as_deref(),
+        "admin.token_file".into(),
+    );
+    let token_file = file_path(cx, token, "token file");
+    let protect_reads = raw.protect_reads.unwrap_or(false);
+    if protect_reads && token_file.is_none() {
+        cx.error(
+            &Key::path("admin.protect_reads"),
+            "protecting reads needs a token: set admin.token_file (--admin-token-file)".to_string(),
+        );
+    }
+    let cert = overlay(
+        ov.admin_tls_cert.as_deref(),
+        flag::ADMIN_TLS_CERT,
+        raw.tls_cert_file.as_deref(),
+        "admin.tls_cert_file".into(),
+    );
+    let key = overlay(
+        ov.admin_tls_key.as_deref(),
+        flag::ADMIN_TLS_KEY,
+        raw.tls_key_file.as_deref(),
+        "admin.tls_key_file".into(),
+    );
+    let tls = match [cert, key] {
+        [None, None] => None,
+        files => all_or_none(cx, files, ["admin.tls_cert_file", "admin.tls_key_file"], "admin TLS")
+            .map(|[cert_file, key_file]| TlsFiles { cert_file, key_file }),
+    };
+    Admin { token_file, protect_reads, tls }
 }
 
 #[cfg(test)]

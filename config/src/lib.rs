@@ -265,6 +265,44 @@ pub struct Cluster {
     /// With an empty data directory, join a running cluster (added with `cluster add-node`) instead
     /// of bootstrapping a new one from `peers`.
     pub join: bool,
+    /// Mutual TLS on the peer links: `None` without it. With it and no `secret_file`, TLS alone
+    /// authenticates the peers (each certificate names its node id).
+    pub tls: Option<PeerTlsFiles>,
+}
+
+/// The files of mutual TLS between peers, read (and their certificates checked) at start, not while
+/// checking the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTlsFiles {
+    /// The cluster CA's certificate (PEM): the only issuer a peer's certificate is accepted from.
+    pub ca_file: PathBuf,
+    /// This node's certificate (PEM), signed by the CA, naming this node's id.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+}
+
+/// A certificate and its key (PEM files), read at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[admin]`: access to the admin API.
+///
+/// Writes (every method but GET and HEAD) need `Authorization: Bearer <token>` with the token of
+/// `token_file`: without the header 401, with another token 403. Without a token file, writes are
+/// accepted only when the admin API listens on a loopback address (where only this host's users
+/// reach it) and refused with 403 and the reason otherwise. Reads need the token only with
+/// `protect_reads` (which needs a token file); `GET /healthz` never does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Admin {
+    /// The bearer token's file; read at start.
+    pub token_file: Option<PathBuf>,
+    pub protect_reads: bool,
+    /// HTTPS on the admin listener.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Cluster {
@@ -278,6 +316,7 @@ impl Default for Cluster {
             heartbeat_ticks: 2,
             secret_file: None,
             join: false,
+            tls: None,
         }
     }
 }
@@ -309,6 +348,7 @@ pub struct Config {
     pub classes: Vec<Class>,
     pub limits: Limits,
     pub cluster: Cluster,
+    pub admin: Admin,
 }
 
 /// Command-line flags that override the file (every field optional; `None` keeps the file's value).
@@ -334,6 +374,12 @@ pub struct Overrides {
     pub cluster_listen: Option<String>,
     pub cluster_secret_file: Option<String>,
     pub join: bool,
+    pub cluster_tls_ca: Option<String>,
+    pub cluster_tls_cert: Option<String>,
+    pub cluster_tls_key: Option<String>,
+    pub admin_token_file: Option<String>,
+    pub admin_tls_cert: Option<String>,
+    pub admin_tls_key: Option<String>,
 }
 
 impl Config {

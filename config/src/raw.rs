@@ -45,6 +45,8 @@ pub struct RawConfig {
     pub classes: Vec<RawClass>,
     #[serde(default)]
     pub cluster: RawCluster,
+    #[serde(default)]
+    pub admin: RawAdmin,
 }
 
 /// `[server]`
@@ -245,6 +247,26 @@ pub struct RawCluster {
     pub secret_file: Option<String>,
     /// Join a running cluster instead of bootstrapping one (fresh data directory only).
     pub join: Option<bool>,
+    /// PEM file of the cluster CA that signs every node's peer certificate (mutual TLS).
+    pub tls_ca_file: Option<String>,
+    /// PEM file of this node's peer certificate (signed by the cluster CA, naming this node's id).
+    pub tls_cert_file: Option<String>,
+    /// PEM file of the private key of `tls_cert_file`.
+    pub tls_key_file: Option<String>,
+}
+
+/// `[admin]`: who may use the admin API, and whether it speaks TLS.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// File holding the bearer token that admin writes (and protected reads) must present.
+    pub token_file: Option<String>,
+    /// Reads need the token too.
+    pub protect_reads: Option<bool>,
+    /// PEM certificate (chain) of the admin listener; with `tls_key_file`, the admin API speaks HTTPS.
+    pub tls_cert_file: Option<String>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<String>,
 }
 
 impl RawConfig {

@@ -577,6 +577,94 @@ fn several_peers_need_a_listen_address_and_a_secret() {
 }
 
 #[test]
+fn peer_tls_files_parse_and_replace_the_secret() {
+    let text = format!(
+        r#"{BASE}[cluster]
+node_id = 1
+listen = "10.0.0.1:6768"
+peers = ["1=10.0.0.1:6768", "2=10.0.0.2:6768"]
+tls_ca_file = "/etc/leasehold/ca.pem"
+tls_cert_file = "/etc/leasehold/node-1.pem"
+tls_key_file = "/etc/leasehold/node-1.key"
+"#
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let tls = config.cluster.tls.expect("the TLS files");
+    assert_eq!(tls.ca_file, PathBuf::from("/etc/leasehold/ca.pem"));
+    assert_eq!(tls.cert_file, PathBuf::from("/etc/leasehold/node-1.pem"));
+    assert_eq!(tls.key_file, PathBuf::from("/etc/leasehold/node-1.key"));
+    assert_eq!(config.cluster.secret_file, None, "TLS alone authenticates the peers");
+
+    // The flags override the file's keys.
+    let overrides = Overrides {
+        cluster_tls_ca: Some("/run/ca.pem".into()),
+        cluster_tls_cert: Some("/run/n.pem".into()),
+        cluster_tls_key: Some("/run/n.key".into()),
+        ..Overrides::default()
+    };
+    let tls = load_with(&text, &overrides).unwrap_or_else(|e| panic!("{e}")).cluster.tls.expect("TLS");
+    assert_eq!((tls.ca_file, tls.key_file), (PathBuf::from("/run/ca.pem"), PathBuf::from("/run/n.key")));
+}
+
+#[test]
+fn peer_tls_needs_all_three_files() {
+    let text = format!("{BASE}[cluster]\ntls_cert_file = \"/etc/n.pem\"\n");
+    let errors = rejected(&text);
+    expect_error(&errors, "cluster.tls_ca_file", &["peer TLS needs this file", "cluster.tls_cert_file"]);
+    expect_error(&errors, "cluster.tls_key_file", &["peer TLS needs this file"]);
+    assert_eq!(errors.len(), 2, "{errors}");
+    assert_eq!(errors.iter().next().and_then(|e| e.source.clone()), Some(PathBuf::from(FILE)));
+
+    let errors = rejected_with(BASE, &Overrides { cluster_tls_key: Some(String::new()), ..Overrides::default() });
+    expect_error(&errors, "--cluster-tls-key", &["path is empty"]);
+    expect_error(&errors, "cluster.tls_ca_file", &["given: --cluster-tls-key"]);
+}
+
+#[test]
+fn admin_keys_parse() {
+    let config = load(BASE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.admin.token_file, None, "no token by default");
+    assert!(!config.admin.protect_reads, "reads are open by default");
+    assert_eq!(config.admin.tls, None);
+
+    let text = format!(
+        "{BASE}[admin]\ntoken_file = \"/etc/leasehold/admin.token\"\nprotect_reads = true\n\
+         tls_cert_file = \"/etc/leasehold/admin.pem\"\ntls_key_file = \"/etc/leasehold/admin.key\"\n"
+    );
+    let admin = load(&text).unwrap_or_else(|e| panic!("{e}")).admin;
+    assert_eq!(admin.token_file, Some(PathBuf::from("/etc/leasehold/admin.token")));
+    assert!(admin.protect_reads);
+    let tls = admin.tls.expect("admin TLS");
+    assert_eq!(tls.cert_file, PathBuf::from("/etc/leasehold/admin.pem"));
+    assert_eq!(tls.key_file, PathBuf::from("/etc/leasehold/admin.key"));
+
+    let overrides = Overrides {
+        admin_token_file: Some("/run/token".into()),
+        admin_tls_cert: Some("/run/a.pem".into()),
+        admin_tls_key: Some("/run/a.key".into()),
+        ..Overrides::default()
+    };
+    let admin = load_with(BASE, &overrides).unwrap_or_else(|e| panic!("{e}")).admin;
+    assert_eq!(admin.token_file, Some(PathBuf::from("/run/token")));
+    assert_eq!(admin.tls.map(|t| t.cert_file), Some(PathBuf::from("/run/a.pem")));
+}
+
+#[test]
+fn admin_problems_are_named() {
+    let errors = rejected(&format!("{BASE}[admin]\nprotect_reads = true\n"));
+    only_error(&errors, "admin.protect_reads", &["needs a token", "admin.token_file"]);
+
+    let errors = rejected(&format!("{BASE}[admin]\ntls_key_file = \"/etc/a.key\"\n"));
+    only_error(&errors, "admin.tls_cert_file", &["admin TLS needs this file", "admin.tls_key_file"]);
+
+    let errors = rejected(&format!("{BASE}[admin]\ntoken_file = \"\"\n"));
+    only_error(&errors, "admin.token_file", &["path is empty"]);
+
+    let errors = rejected(&format!("{BASE}[admin]\ntoken = \"x\"\n"));
+    only_error(&errors, "admin.token", &["unknown field `token`"]);
+}
+
+#[test]
 fn peers_must_include_this_node() {
     let errors =
         rejected(&format!("{BASE}[cluster]\nnode_id = 3\npeers = [\"1=10.0.0.1:6768\", \"2=10.0.0.2:6768\"]\n"));

@@ -1,13 +1,25 @@
 //! The admin HTTP API (actix-web, loopback by default): the lease table, reservations, node status,
 //! cluster membership, health and Prometheus metrics. Every answer comes from the lease actor
-//! (which owns the table) or the raft actor; changes go through the Raft log.
+//! (which owns the table) or the raft actor; changes go through the Raft log. Who may read and
+//! write is decided before any handler runs (`auth`); the listener speaks HTTPS when given a
+//! certificate (`tls_config`).
+
+pub mod auth;
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use actix::Addr;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{delete, get, post, put, web, App, HttpResponse, HttpServer};
 use leasehold_cluster::actor::{ChangeMembership, GetClusterView, RaftActor};
+use leasehold_cluster::transport::{self, tls as peer_tls, Transport};
 use serde::Deserialize;
+
+use auth::{AccessPolicy, Denied};
 
 use crate::actors::lease::{
     AdminError, DeleteReservation, GetLeases, GetReservations, GetStatus, LeaseActor, PutReservation, RenderMetrics,
@@ -18,6 +30,32 @@ use crate::engine::ReservationError;
 struct AdminState {
     lease: Addr<LeaseActor>,
     raft: Addr<RaftActor>,
+    /// The peer transport, when this node has peers (its counters go into /metrics).
+    transport: Option<Addr<Transport>>,
+}
+
+/// Refuses what `AccessPolicy` refuses (401 with `WWW-Authenticate: Bearer`, or 403), before the
+/// handler runs and before the body is read: a refused request changes nothing.
+async fn access_guard(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let decision = match request.app_data::<web::Data<AccessPolicy>>() {
+        Some(policy) => policy.check(
+            request.method().as_str(),
+            request.path(),
+            request.headers().get(actix_web::http::header::AUTHORIZATION).map(|value| value.as_bytes()),
+        ),
+        None => Err(Denied::Forbidden("the admin API has no access policy".to_string())),
+    };
+    let refusal = match decision {
+        Ok(()) => return Ok(next.call(request).await?.map_into_boxed_body()),
+        Err(Denied::Unauthorized(why)) => HttpResponse::Unauthorized()
+            .insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer realm=\"leasehold-admin\""))
+            .json(serde_json::json!({"error": why})),
+        Err(Denied::Forbidden(why)) => HttpResponse::Forbidden().json(serde_json::json!({"error": why})),
+    };
+    Ok(request.into_response(refusal))
 }
 
 /// `GET /v1/cluster`: this node's view of the Raft group. Replication progress (`matched`, `lag`)
@@ -48,6 +86,7 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
                 "lag_entries": m.lag,
                 "progress": m.state,
                 "recently_active": m.recent_active,
+                "reachable": m.reachable,
                 "term": m.term,
                 "commit_index": m.commit,
                 // This node's own: what its lease table applied; another's: what its raft layer
@@ -268,18 +307,101 @@ async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
 #[get("/metrics")]
 async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
     match state.lease.send(RenderMetrics).await {
-        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text),
+        Ok(mut text) => {
+            if let Some(transport) = &state.transport {
+                if let Ok(stats) = transport.send(transport::GetStats).await {
+                    render_peer_metrics(&stats, &mut text);
+                }
+            }
+            HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
+        }
         Err(e) => unavailable(e),
     }
 }
 
+/// The peer transport's counters in Prometheus text.
+fn render_peer_metrics(stats: &transport::TransportStats, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP leasehold_peer_tls 1 when peer links run over mutual TLS");
+    let _ = writeln!(out, "# TYPE leasehold_peer_tls gauge");
+    let _ = writeln!(out, "leasehold_peer_tls {}", u8::from(stats.tls));
+    let _ = writeln!(
+        out,
+        "# HELP leasehold_peer_inbound_refused_total inbound peer connections closed, by reason (auth: a \
+         certificate, secret or id that does not check out; protocol: malformed input; limit: too many open)"
+    );
+    let _ = writeln!(out, "# TYPE leasehold_peer_inbound_refused_total counter");
+    for (reason, value) in [
+        ("auth", stats.inbound_auth_failures),
+        ("protocol", stats.inbound_protocol_errors),
+        ("limit", stats.inbound_refused),
+    ] {
+        let _ = writeln!(out, "leasehold_peer_inbound_refused_total{{reason=\"{reason}\"}} {value}");
+    }
+    let _ = writeln!(out, "# HELP leasehold_peer_connected 1 while the link to or from the peer is up");
+    let _ = writeln!(out, "# TYPE leasehold_peer_connected gauge");
+    let _ = writeln!(
+        out,
+        "# HELP leasehold_peer_auth_failures_total outbound connections to the peer refused for authentication"
+    );
+    let _ = writeln!(out, "# TYPE leasehold_peer_auth_failures_total counter");
+    for (id, peer) in &stats.peers {
+        let _ = writeln!(
+            out,
+            "leasehold_peer_connected{{peer=\"{id}\",direction=\"outbound\"}} {}",
+            u8::from(peer.connected)
+        );
+        let _ = writeln!(
+            out,
+            "leasehold_peer_connected{{peer=\"{id}\",direction=\"inbound\"}} {}",
+            u8::from(peer.inbound_connected)
+        );
+        let _ = writeln!(out, "leasehold_peer_auth_failures_total{{peer=\"{id}\"}} {}", peer.auth_failures);
+    }
+}
+
+/// The rustls settings of an HTTPS admin listener: the certificate chain and key from these files,
+/// checked to belong together; errors name the file.
+pub fn tls_config(cert_file: &Path, key_file: &Path) -> Result<rustls::ServerConfig, leasehold_cluster::ClusterError> {
+    let chain = peer_tls::read_certificates(cert_file)?;
+    let key = peer_tls::read_private_key(key_file)?;
+    rustls::ServerConfig::builder_with_provider(peer_tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| leasehold_cluster::ClusterError::Tls {
+            path: cert_file.display().to_string(),
+            problem: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| leasehold_cluster::ClusterError::Tls {
+            path: key_file.display().to_string(),
+            problem: match e {
+                rustls::Error::InconsistentKeys(_) => {
+                    format!("this key does not belong to the certificate in {}", cert_file.display())
+                }
+                other => format!("cannot use this key: {other}"),
+            },
+        })
+}
+
+/// What the admin listener needs besides the actors.
+pub struct AdminOptions {
+    pub listen: SocketAddr,
+    pub access: AccessPolicy,
+    /// HTTPS with these settings; plain HTTP without.
+    pub tls: Option<rustls::ServerConfig>,
+    pub transport: Option<Addr<Transport>>,
+}
+
 /// Bind the admin listener and return the server future (spawn it on the actix system).
 pub fn serve(
-    listen: SocketAddr,
+    options: AdminOptions,
     lease: Addr<LeaseActor>,
     raft: Addr<RaftActor>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let data = web::Data::new(AdminState { lease, raft });
+    let AdminOptions { listen, access, tls, transport } = options;
+    let data = web::Data::new(AdminState { lease, raft, transport });
+    let access = web::Data::from(Arc::new(access));
     let server = HttpServer::new(move || {
         // A body that does not parse is answered like every other error: {"error": "..."}.
         let json = web::JsonConfig::default().error_handler(|problem, _| {
@@ -287,6 +409,8 @@ pub fn serve(
             actix_web::error::InternalError::from_response(problem, answer).into()
         });
         App::new()
+            .wrap(from_fn(access_guard))
+            .app_data(access.clone())
             .app_data(data.clone())
             .app_data(json)
             .service(get_leases)
@@ -302,8 +426,10 @@ pub fn serve(
             .service(remove_node)
     })
     .workers(1)
-    .disable_signals()
-    .bind(listen)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(listen, tls)?,
+        None => server.bind(listen)?,
+    };
+    Ok(server.run())
 }

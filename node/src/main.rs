@@ -1,18 +1,16 @@
 //! The `leasehold` command: `serve`, `check-config`, `leases`, `reservations`, `cluster`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod client;
+mod make_certs;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use leasehold_config::{Config, Overrides};
 
-/// How long `leasehold leases` waits for the admin API.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest admin answer `leasehold leases` reads.
-const ADMIN_MAX_RESPONSE_BYTES: u64 = 256 << 20;
+use client::{AdminClient, AdminClientArgs};
 
 #[derive(Parser)]
 #[command(name = "leasehold", version, about = "Highly available DHCPv4 + PXE server, replicated through Raft")]
@@ -27,27 +25,24 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Check a config file and exit: 0 when valid, 1 with every problem listed otherwise.
     CheckConfig { file: PathBuf },
-    /// Cluster membership of a running node: status, add-node, remove-node.
+    /// Cluster membership of a running node (status, add-node, remove-node), and make-certs.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
-        /// The node's admin address (membership changes must go to the leader's).
-        #[arg(long, global = true, default_value = "127.0.0.1:6767")]
-        admin: SocketAddr,
+        #[command(flatten)]
+        client: AdminClientArgs,
     },
     /// Reservations of a running cluster: list, add, remove (replicated through the Raft log).
     Reservations {
         #[command(subcommand)]
         command: ReservationCommand,
-        /// The node's admin address.
-        #[arg(long, global = true, default_value = "127.0.0.1:6767")]
-        admin: SocketAddr,
+        #[command(flatten)]
+        client: AdminClientArgs,
     },
     /// Print the lease table of a running node.
     Leases {
-        /// The node's admin address.
-        #[arg(long, default_value = "127.0.0.1:6767")]
-        admin: SocketAddr,
+        #[command(flatten)]
+        client: AdminClientArgs,
         /// Print the raw JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -60,8 +55,11 @@ enum ClusterCommand {
     Status,
     /// Add a voter: the new node must be started with the full new peer list (itself included).
     AddNode { id: u64, addr: SocketAddr },
-    /// Remove a voter.
+    /// Remove a voter. Refused (409) when it would leave no voter or no reachable quorum.
     RemoveNode { id: u64 },
+    /// Make the certificates of peer TLS (and optionally of the admin API) in DIR: a cluster CA
+    /// (ca.pem, ca.key; reused when DIR has them) and node-N.pem / node-N.key per node id.
+    MakeCerts(make_certs::MakeCertsArgs),
 }
 
 #[derive(Subcommand)]
@@ -150,6 +148,24 @@ struct ServeArgs {
     /// With an empty data directory, join a running cluster instead of bootstrapping one.
     #[arg(long)]
     join: bool,
+    /// Peer TLS: the cluster CA's certificate (PEM); with --cluster-tls-cert and --cluster-tls-key.
+    #[arg(long)]
+    cluster_tls_ca: Option<String>,
+    /// Peer TLS: this node's certificate (PEM), signed by the cluster CA, naming node-ID.leasehold.
+    #[arg(long)]
+    cluster_tls_cert: Option<String>,
+    /// Peer TLS: the private key of --cluster-tls-cert (PEM).
+    #[arg(long)]
+    cluster_tls_key: Option<String>,
+    /// File with the bearer token admin writes (and, with [admin] protect_reads, reads) need.
+    #[arg(long)]
+    admin_token_file: Option<String>,
+    /// HTTPS on the admin API: its certificate (PEM); with --admin-tls-key.
+    #[arg(long)]
+    admin_tls_cert: Option<String>,
+    /// HTTPS on the admin API: the private key of --admin-tls-cert (PEM).
+    #[arg(long)]
+    admin_tls_key: Option<String>,
     /// Testing only: shift this node's clock by this many milliseconds.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
@@ -178,6 +194,12 @@ impl ServeArgs {
             cluster_listen: self.cluster_listen.clone(),
             cluster_secret_file: self.cluster_secret_file.clone(),
             join: self.join,
+            cluster_tls_ca: self.cluster_tls_ca.clone(),
+            cluster_tls_cert: self.cluster_tls_cert.clone(),
+            cluster_tls_key: self.cluster_tls_key.clone(),
+            admin_token_file: self.admin_token_file.clone(),
+            admin_tls_cert: self.admin_tls_cert.clone(),
+            admin_tls_key: self.admin_tls_key.clone(),
         }
     }
 }
@@ -209,7 +231,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Cluster { command, admin } => {
+        Command::Cluster { command: ClusterCommand::MakeCerts(args), .. } => make_certs::run(&args),
+        Command::Cluster { command, client } => {
+            let client = match AdminClient::new(&client) {
+                Ok(client) => client,
+                Err(e) => {
+                    eprintln!("leasehold cluster: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let (method, path, body) = match command {
                 ClusterCommand::Status => ("GET", "/v1/cluster".to_string(), None),
                 ClusterCommand::AddNode { id, addr } => (
@@ -218,38 +248,54 @@ fn main() -> ExitCode {
                     Some(serde_json::json!({"id": id, "addr": addr}).to_string()),
                 ),
                 ClusterCommand::RemoveNode { id } => ("DELETE", format!("/v1/cluster/nodes/{id}"), None),
+                ClusterCommand::MakeCerts(_) => unreachable!("handled above"),
             };
-            match admin_request(admin, method, &path, body.as_deref()) {
+            match client.request(method, &path, body.as_deref()) {
                 Ok((status, body)) if (200..300).contains(&status) => {
                     println!("{body}");
                     ExitCode::SUCCESS
                 }
                 Ok((status, body)) => {
-                    eprintln!("leasehold cluster: {admin} answered {status}: {body}");
+                    eprintln!("leasehold cluster: {}", client.refusal(status, &body));
                     ExitCode::FAILURE
                 }
                 Err(e) => {
-                    eprintln!("leasehold cluster: {admin}: {e}");
+                    eprintln!("leasehold cluster: {}: {e}", client.admin());
                     ExitCode::FAILURE
                 }
             }
         }
-        Command::Reservations { command, admin } => reservations(command, admin),
-        Command::Leases { admin, json } => match fetch_leases(admin) {
-            Ok(body) if json => {
-                println!("{body}");
-                ExitCode::SUCCESS
-            }
-            Ok(body) => print_leases(&body),
+        Command::Reservations { command, client } => match AdminClient::new(&client) {
+            Ok(client) => reservations(command, &client),
             Err(e) => {
-                eprintln!("leasehold leases: {admin}: {e}");
+                eprintln!("leasehold reservations: {e}");
                 ExitCode::FAILURE
             }
         },
+        Command::Leases { client, json } => {
+            let client = match AdminClient::new(&client) {
+                Ok(client) => client,
+                Err(e) => {
+                    eprintln!("leasehold leases: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match fetch_leases(&client) {
+                Ok(body) if json => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Ok(body) => print_leases(&body),
+                Err(e) => {
+                    eprintln!("leasehold leases: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
-fn reservations(command: ReservationCommand, admin: SocketAddr) -> ExitCode {
+fn reservations(command: ReservationCommand, client: &AdminClient) -> ExitCode {
     let (method, path, body, table) = match command {
         ReservationCommand::List { json } => ("GET", "/v1/reservations".to_string(), None, !json),
         ReservationCommand::Add { mac, ip, hostname, boot_file } => {
@@ -258,22 +304,18 @@ fn reservations(command: ReservationCommand, admin: SocketAddr) -> ExitCode {
         }
         ReservationCommand::Remove { mac } => ("DELETE", format!("/v1/reservations/{mac}"), None, false),
     };
-    match admin_request(admin, method, &path, body.as_deref()) {
+    match client.request(method, &path, body.as_deref()) {
         Ok((status, body)) if (200..300).contains(&status) && table => print_reservations(&body),
         Ok((status, body)) if (200..300).contains(&status) => {
             println!("{body}");
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
-            let problem = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or(body);
-            eprintln!("leasehold reservations: {admin} answered {status}: {problem}");
+            eprintln!("leasehold reservations: {}", client.refusal(status, &body));
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("leasehold reservations: {admin}: {e}");
+            eprintln!("leasehold reservations: {}: {e}", client.admin());
             ExitCode::FAILURE
         }
     }
@@ -345,26 +387,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// One request to the admin API over plain HTTP/1.0 (no client library needed): (status, body).
-fn admin_request(admin: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect_timeout(&admin, ADMIN_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    stream.set_read_timeout(Some(ADMIN_TIMEOUT)).map_err(|e| e.to_string())?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut response = String::new();
-    stream.take(ADMIN_MAX_RESPONSE_BYTES).read_to_string(&mut response).map_err(|e| format!("read: {e}"))?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
-    let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or("malformed status line")?;
-    Ok((status, body.to_string()))
-}
-
 /// Every page of GET /v1/leases, as one JSON array (pages are read one after the other).
-fn fetch_leases(admin: SocketAddr) -> Result<String, String> {
+fn fetch_leases(client: &AdminClient) -> Result<String, String> {
     const PAGE: usize = 10_000;
     let mut rows: Vec<serde_json::Value> = Vec::new();
     let mut after: Option<String> = None;
@@ -373,10 +397,11 @@ fn fetch_leases(admin: SocketAddr) -> Result<String, String> {
             None => format!("/v1/leases?limit={PAGE}"),
             Some(ip) => format!("/v1/leases?limit={PAGE}&after={ip}"),
         };
-        let page: Vec<serde_json::Value> = match admin_request(admin, "GET", &path, None)? {
-            (200, body) => serde_json::from_str(&body).map_err(|e| format!("not a lease list: {e}"))?,
-            (status, body) => return Err(format!("admin API answered {status}: {body}")),
-        };
+        let page: Vec<serde_json::Value> =
+            match client.request("GET", &path, None).map_err(|e| format!("{}: {e}", client.admin()))? {
+                (200, body) => serde_json::from_str(&body).map_err(|e| format!("not a lease list: {e}"))?,
+                (status, body) => return Err(client.refusal(status, &body)),
+            };
         let full = page.len() == PAGE;
         after = page.last().and_then(|row| row.get("ip")).and_then(|ip| ip.as_str()).map(str::to_string);
         rows.extend(page);

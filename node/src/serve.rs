@@ -10,14 +10,17 @@ use actix::prelude::*;
 use leasehold_cluster::actor::{ConnectPeers, RaftActor};
 use leasehold_cluster::replica::{Replica, ReplicaConfig};
 use leasehold_cluster::storage::DurableLog;
+use leasehold_cluster::transport::tls::PeerTls;
 use leasehold_cluster::transport::{self, TransportConfig, MIN_SECRET_BYTES};
 use leasehold_config::Config;
-use slog::{error, info, o};
+use slog::{error, info, o, warn};
 
 use crate::actors::lease::{ConnectParser, LeaseActor};
 use crate::actors::parser::{Connect, ParserActor};
 use crate::actors::socket::{open_socket, SocketActor};
 use crate::actors::Clock;
+use crate::admin::auth::{AccessPolicy, AdminToken};
+use crate::admin::AdminOptions;
 use crate::engine::Engine;
 use crate::logging;
 use crate::metrics::Metrics;
@@ -37,6 +40,10 @@ pub enum ServeError {
     Secret { path: String, problem: String },
     #[error("peer transport on {listen}: {source}")]
     Transport { listen: std::net::SocketAddr, source: std::io::Error },
+    #[error("{what}: {source}")]
+    Tls { what: &'static str, source: leasehold_cluster::ClusterError },
+    #[error("admin token file {path}: {problem}")]
+    AdminToken { path: String, problem: String },
 }
 
 /// Peer messages queued per peer at most; more are dropped (Raft retransmits).
@@ -74,12 +81,28 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
     // A restart replays the log after the snapshot before the node answers anyone (see `Engine`).
     let replay_until = store.committed_index();
     let replica = Replica::new(&replica_config, store, &log.new(o!("actor" => "raft")))?;
-    // A cluster of several nodes: peers (this one excluded), where to listen, and the secret.
+    // A cluster of several nodes: peers (this one excluded), where to listen, the secret and/or TLS.
     let peer_links = if config.cluster.peers.len() > 1 {
-        let path = config.cluster.secret_file.as_deref().ok_or_else(|| ServeError::Secret {
-            path: "(none)".into(),
-            problem: "several peers need cluster.secret_file".into(),
-        })?;
+        let secret = config.cluster.secret_file.as_deref().map(read_secret).transpose()?;
+        let tls = match &config.cluster.tls {
+            Some(files) => Some(
+                PeerTls::load(
+                    &files.ca_file,
+                    &files.cert_file,
+                    &files.key_file,
+                    config.cluster.node_id,
+                    rustls_pki_types::UnixTime::now(),
+                )
+                .map_err(|source| ServeError::Tls { what: "peer TLS (cluster.tls_*)", source })?,
+            ),
+            None => None,
+        };
+        if secret.is_none() && tls.is_none() {
+            return Err(ServeError::Secret {
+                path: "(none)".into(),
+                problem: "several peers need cluster.secret_file or the cluster.tls_* files".into(),
+            });
+        }
         let listen = config.cluster.listen.ok_or_else(|| ServeError::Transport {
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             source: std::io::Error::other("several peers need cluster.listen"),
@@ -90,11 +113,32 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
             node_id: config.cluster.node_id,
             listen,
             peers,
-            secret: read_secret(path)?,
+            secret,
+            tls,
             queue_capacity: PEER_QUEUE_CAPACITY,
         })
     } else {
         None
+    };
+    // The admin API's token and certificate, read before anything listens.
+    let token = match &config.admin.token_file {
+        Some(path) => Some(
+            AdminToken::read(path)
+                .map_err(|problem| ServeError::AdminToken { path: path.display().to_string(), problem })?,
+        ),
+        None => None,
+    };
+    let access = AccessPolicy::new(token, config.admin.protect_reads, config.admin_listen);
+    if access.refuses_tokenless_writes() {
+        warn!(log, "the admin API listens on a non-loopback address without a token: admin writes are refused";
+            "admin" => %config.admin_listen, "fix" => "[admin] token_file or --admin-token-file");
+    }
+    let admin_tls = match &config.admin.tls {
+        Some(files) => Some(
+            crate::admin::tls_config(&files.cert_file, &files.key_file)
+                .map_err(|source| ServeError::Tls { what: "admin TLS (admin.tls_*)", source })?,
+        ),
+        None => None,
     };
     info!(log, "lease table loaded"; "leases" => table.len(), "applied_index" => table.applied_index(),
         "data_dir" => %config.data_dir.display(), "fsync" => config.fsync);
@@ -164,6 +208,7 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
         // The peer transport (TCP, HMAC, frame coding) runs on a thread of its own, off the DHCP
         // actors' thread: appends and their responses never wait behind packets.
         let transport_arbiter = Arbiter::new();
+        let mut transport_addr = None;
         if let Some(links) = peer_links {
             let listen = links.listen;
             let (started, result) = tokio::sync::oneshot::channel();
@@ -175,17 +220,21 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
                 .await
                 .map_err(|_| ServeError::Runtime(std::io::Error::other("peer transport thread did not start")))?
                 .map_err(|source| ServeError::Transport { listen, source })?;
-            raft.do_send(ConnectPeers(transport.clone().recipient(), transport.recipient()));
+            raft.do_send(ConnectPeers(transport.clone().recipient(), transport.clone().recipient()));
+            transport_addr = Some(transport);
         }
 
-        let admin = crate::admin::serve(config.admin_listen, lease.clone(), raft)
+        let admin_https = admin_tls.is_some();
+        let options =
+            AdminOptions { listen: config.admin_listen, access, tls: admin_tls, transport: transport_addr };
+        let admin = crate::admin::serve(options, lease.clone(), raft)
             .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
         let admin_handle = admin.handle();
         actix::spawn(admin);
         let interfaces: Vec<String> =
             config.interfaces.iter().map(|i| format!("{}={}", i.name.as_deref().unwrap_or("*"), i.server_ip)).collect();
         info!(log, "serving"; "interfaces" => interfaces.join(","),
-            "server_ip" => %config.server_ip, "port" => config.server_port, "admin" => %config.admin_listen,
+            "server_ip" => %config.server_ip, "port" => config.server_port, "admin" => %config.admin_listen, "admin_https" => admin_https,
             "pools" => config.pools.len(), "node_id" => node_id);
 
         wait_for_shutdown_signal().await.map_err(ServeError::Runtime)?;

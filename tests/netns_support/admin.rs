@@ -2,7 +2,7 @@
 //! inside a server's namespace like `http_get`, and the reservations as `GET /v1/reservations` lists them.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -19,10 +19,28 @@ pub fn http_request(
     body: Option<&str>,
     limit: Duration,
 ) -> io::Result<(u16, String)> {
-    let mut stream = in_netns(ns, || TcpStream::connect(("127.0.0.1", port)))?;
+    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    http_request_with(ns, to, method, path, body, &[], limit).map(|(status, _, body)| (status, body))
+}
+
+/// `http_request` to any address `to` inside `ns`, with extra `headers` (name, value): (status, the
+/// response's header lines, body).
+pub fn http_request_with(
+    ns: &str,
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> io::Result<(u16, String, String)> {
+    let mut stream = in_netns(ns, || TcpStream::connect_timeout(&to, limit))?;
     stream.set_read_timeout(Some(limit))?;
     stream.set_write_timeout(Some(limit))?;
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {to}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some(body) = body {
         request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     } else {
@@ -40,7 +58,7 @@ pub fn http_request(
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("not an HTTP response: {head:?}")))?;
-    Ok((status, body.to_owned()))
+    Ok((status, head.to_owned(), body.to_owned()))
 }
 
 /// `http_request` to the admin port with a 15 s bound (a PUT waits for a Raft commit); fails the test

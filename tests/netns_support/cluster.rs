@@ -55,6 +55,34 @@ pub fn health(ns: &str) -> Health {
     }
 }
 
+/// How a node authenticates (and, with TLS, encrypts) its peer links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAuth {
+    /// `--cluster-secret-file` with the test's shared secret (the default).
+    Secret,
+    /// Mutual TLS with the files `leasehold cluster make-certs --dir DIR` wrote: `DIR/ca.pem`,
+    /// `DIR/node-ID.pem`, `DIR/node-ID.key`; no shared secret.
+    Tls(PathBuf),
+    /// Both.
+    TlsAndSecret(PathBuf),
+}
+
+/// How each node (index `id - 1`) is started: its peer authentication and any more flags.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub auth: Vec<PeerAuth>,
+    pub extra_args: Vec<Vec<String>>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            auth: (1..=NODES).map(|_| PeerAuth::Secret).collect(),
+            extra_args: (1..=NODES).map(|_| Vec::new()).collect(),
+        }
+    }
+}
+
 /// The 3 nodes of one test, without their processes (shared with watcher threads): node `id` runs in
 /// the segment's server namespace `id`.
 pub struct Nodes {
@@ -64,6 +92,8 @@ pub struct Nodes {
     /// How many times each node (index `id - 1`) has been started; names its log file.
     starts: Vec<AtomicU32>,
     pools: Pools,
+    /// Per node; `set_options` changes them for later (re)starts.
+    options: std::sync::Mutex<NodeOptions>,
 }
 
 /// The address pools every node serves.
@@ -105,6 +135,18 @@ impl Cluster {
 
     /// `start` with the given pools.
     pub fn start_pools(segment: &Segment, dir: &Path, pools: Pools) -> Cluster {
+        Cluster::start_with_options(segment, dir, pools, NodeOptions::default(), &[1, 2, 3])
+    }
+
+    /// Starts all nodes at once with `options`; waits for `/healthz` 200 of the nodes in `healthy`
+    /// only (the others may never find a leader: a node the cluster must refuse).
+    pub fn start_with_options(
+        segment: &Segment,
+        dir: &Path,
+        pools: Pools,
+        options: NodeOptions,
+        healthy: &[u32],
+    ) -> Cluster {
         let secret = dir.join("cluster.secret");
         std::fs::write(&secret, "leasehold-netns-cluster-test-secret-0123456789\n").expect("write the secret");
         let nodes = Nodes {
@@ -113,13 +155,27 @@ impl Cluster {
             namespaces: (1..=NODES).map(|id| segment.server(id)).collect(),
             starts: (1..=NODES).map(|_| AtomicU32::new(0)).collect(),
             pools,
+            options: std::sync::Mutex::new(options),
         };
         let servers = thread::scope(|scope| {
             let nodes = &nodes;
-            let handles: Vec<_> = (1..=NODES).map(|id| scope.spawn(move || nodes.spawn_server(id))).collect();
+            let handles: Vec<_> = (1..=NODES)
+                .map(|id| scope.spawn(move || nodes.spawn_server_waiting(id, healthy.contains(&id))))
+                .collect();
             handles.into_iter().map(|h| Some(h.join().expect("a node did not start"))).collect()
         });
         Cluster { nodes, servers }
+    }
+
+    /// Stops node `id` (SIGTERM, by PID) and starts it again with `auth` on the same data directory,
+    /// waiting for its `/healthz` only if `wait_healthy`.
+    pub fn restart_as(&mut self, id: u32, auth: PeerAuth, wait_healthy: bool) {
+        if let Some(mut server) = self.servers[id as usize - 1].take() {
+            server.proc.stop(Duration::from_secs(10));
+        }
+        self.nodes.options.lock().expect("options lock").auth[id as usize - 1] = auth;
+        let server = self.nodes.spawn_server_waiting(id, wait_healthy);
+        self.servers[id as usize - 1] = Some(server);
     }
 
     pub fn server(&self, id: u32) -> &Server {
@@ -172,6 +228,11 @@ impl Nodes {
 
     /// `leasehold serve` for node `id` (waits until its /healthz answers 200, i.e. it knows a leader).
     pub fn spawn_server(&self, id: u32) -> Server {
+        self.spawn_server_waiting(id, true)
+    }
+
+    /// `spawn_server`, waiting for `/healthz` 200 only if `wait_healthy`.
+    pub fn spawn_server_waiting(&self, id: u32, wait_healthy: bool) -> Server {
         let start = self.starts[id as usize - 1].fetch_add(1, Ordering::SeqCst) + 1;
         let data = self.data_dir(id);
         std::fs::create_dir_all(&data).expect("create a data dir");
@@ -205,11 +266,37 @@ impl Nodes {
                 vec!["--config", &config]
             }
         };
-        args.extend(["--node-id", &node_id, "--cluster-listen", &listen, "--cluster-secret-file", &secret]);
+        args.extend(["--node-id", &node_id, "--cluster-listen", &listen]);
+        let options = self.options.lock().expect("options lock").clone();
+        let tls_args = |dir: &Path| -> Vec<String> {
+            vec![
+                "--cluster-tls-ca".into(),
+                dir.join("ca.pem").display().to_string(),
+                "--cluster-tls-cert".into(),
+                dir.join(format!("node-{id}.pem")).display().to_string(),
+                "--cluster-tls-key".into(),
+                dir.join(format!("node-{id}.key")).display().to_string(),
+            ]
+        };
+        let auth_args: Vec<String> = match &options.auth[id as usize - 1] {
+            PeerAuth::Secret => vec!["--cluster-secret-file".into(), secret.clone()],
+            PeerAuth::Tls(dir) => tls_args(dir),
+            PeerAuth::TlsAndSecret(dir) => {
+                let mut args = tls_args(dir);
+                args.extend(["--cluster-secret-file".into(), secret.clone()]);
+                args
+            }
+        };
+        args.extend(auth_args.iter().map(String::as_str));
+        args.extend(options.extra_args[id as usize - 1].iter().map(String::as_str));
         for peer in &peers {
             args.extend(["--peer", peer.as_str()]);
         }
-        Server::start(self.ns(id), &data, &self.log(id, start), &args)
+        if wait_healthy {
+            Server::start(self.ns(id), &data, &self.log(id, start), &args)
+        } else {
+            Server::spawn(self.ns(id), Some("eth0"), &data, &self.log(id, start), &args)
+        }
     }
 
     pub fn logs(&self) -> String {

@@ -447,6 +447,14 @@ impl Server {
 
     /// `start` with `--interface IF`, or none (the config file's `[[interface]]` tables name them).
     pub fn start_on(ns: &str, interface: Option<&str>, data_dir: &Path, log: &Path, args: &[&str]) -> Server {
+        let mut server = Server::spawn(ns, interface, data_dir, log, args);
+        server.wait_healthy(Duration::from_secs(20));
+        server
+    }
+
+    /// `start_on` without waiting for `/healthz` (a node that is not expected to find a leader, or
+    /// whose admin API speaks HTTPS).
+    pub fn spawn(ns: &str, interface: Option<&str>, data_dir: &Path, log: &Path, args: &[&str]) -> Server {
         let bin = leasehold_bin();
         assert!(
             bin.is_file(),
@@ -465,9 +473,7 @@ impl Server {
         }
         cmd.args(args);
         let proc = Proc::spawn("leasehold serve", cmd, log);
-        let mut server = Server { ns: ns.to_owned(), proc };
-        server.wait_healthy(Duration::from_secs(20));
-        server
+        Server { ns: ns.to_owned(), proc }
     }
 
     /// Polls `GET /healthz` (no event to wait on: the server gives no readiness signal) every 50 ms,

@@ -38,7 +38,7 @@
 use std::collections::BTreeMap;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, Ready, StateRole};
 use slog::{debug, info, warn, Logger};
 
@@ -50,12 +50,15 @@ mod actions;
 mod catch_up;
 mod config;
 mod lease;
+mod membership;
 mod reports;
 
 pub use actions::{Actions, LogWrite, Persist, Refused};
 use catch_up::CatchUp;
 pub use config::ReplicaConfig;
 use lease::LeaderLease;
+use membership::HeardFrom;
+pub use membership::{check_membership_change, MembershipChange};
 pub use reports::MemberProgress;
 use reports::PeerReport;
 
@@ -95,6 +98,10 @@ pub struct Replica<L: DurableLog> {
     lease: LeaderLease,
     /// The last thing each follower reported about itself (leader only).
     peer_reports: BTreeMap<u64, PeerReport>,
+    /// When each follower last answered (leader only), for the membership guard.
+    heard_from: HeardFrom,
+    /// One election timeout (the shortest), on the clock of `tick`.
+    election_timeout_us: u64,
     /// Set by `advance`, taken by `persisted`.
     pending: Option<Pending>,
     halted: bool,
@@ -179,6 +186,8 @@ impl<L: DurableLog> Replica<L> {
             now_us: 0,
             lease: LeaderLease::new(config.election_ticks, config.heartbeat_ticks, config.tick_us),
             peer_reports: BTreeMap::new(),
+            heard_from: HeardFrom::default(),
+            election_timeout_us: (config.election_ticks as u64).saturating_mul(config.tick_us),
             pending: None,
             halted: false,
             logger,
@@ -232,6 +241,9 @@ impl<L: DurableLog> Replica<L> {
             return Err(ClusterError::Corrupt(format!("message for {} delivered to {}", message.to, self.node_id)));
         }
         let mut message = message;
+        if matches!(message.get_msg_type(), MessageType::MsgAppendResponse | MessageType::MsgHeartbeatResponse) {
+            self.note_heard(message.from);
+        }
         self.take_report(&mut message);
         if !self.screen(&mut message)? {
             return Ok(());
@@ -281,7 +293,8 @@ impl<L: DurableLog> Replica<L> {
 
     /// Propose adding (`addr` given: as a voter) or removing a member (raft-rs ConfChangeV2). Only the
     /// leader can; the change takes effect when committed. `context` travels with the change (the
-    /// new member's address, so every node's transport learns it).
+    /// new member's address, so every node's transport learns it). A change that would leave no
+    /// voter, or no reachable quorum, is refused (`membership`).
     pub fn propose_membership(&mut self, id: u64, add: bool, context: Vec<u8>) -> Result<(), ClusterError> {
         if self.halted {
             return Err(ClusterError::Halted);
@@ -290,6 +303,9 @@ impl<L: DurableLog> Replica<L> {
         if !self.is_leader() {
             return Err(ClusterError::NotLeader);
         }
+        let change = if add { MembershipChange::Add(id) } else { MembershipChange::Remove(id) };
+        check_membership_change(&self.voters(), &self.reachable_voters(), change)
+            .map_err(ClusterError::MembershipRefused)?;
         let mut single = raft::eraftpb::ConfChangeSingle { node_id: id, ..Default::default() };
         single.set_change_type(if add {
             raft::eraftpb::ConfChangeType::AddNode

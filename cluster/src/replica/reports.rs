@@ -33,6 +33,8 @@ pub struct MemberProgress {
     pub lag: Option<u64>,
     pub state: Option<String>,
     pub recent_active: Option<bool>,
+    /// Answered this leader within an election timeout (the membership guard's view; leader only).
+    pub reachable: Option<bool>,
     /// The member's own term, commit and applied index: this node's own always, a follower's as
     /// it last reported them to the leader (so only on the leader).
     pub term: Option<u64>,
@@ -78,6 +80,7 @@ impl<L: DurableLog> Replica<L> {
         let last_index = raft::Storage::last_index(self.node.store()).unwrap_or(0);
         let voters: Vec<u64> = self.conf_history.last().map(|(_, c)| c.voters.clone()).unwrap_or_default();
         let learners: Vec<u64> = self.conf_history.last().map(|(_, c)| c.learners.clone()).unwrap_or_default();
+        let reachable = self.is_leader().then(|| self.reachable_voters());
         let mut members: Vec<(u64, bool)> =
             voters.iter().map(|id| (*id, true)).chain(learners.iter().map(|id| (*id, false))).collect();
         members.sort_unstable();
@@ -97,6 +100,7 @@ impl<L: DurableLog> Replica<L> {
                     lag: progress.map(|p| last_index.saturating_sub(p.matched)),
                     state: progress.map(|p| format!("{:?}", p.state)),
                     recent_active: progress.map(|p| p.recent_active),
+                    reachable: reachable.as_ref().map(|set| set.contains(&id)),
                     term: report.map(|r| r.term),
                     commit: report.map(|r| r.commit),
                     applied: report.map(|r| r.applied),

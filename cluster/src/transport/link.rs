@@ -1,6 +1,8 @@
 //! The async side of the transport: the listener and one reader task per inbound connection, and one
 //! writer task per peer that dials, authenticates, reconnects with backoff and drains the peer's
-//! bounded queue. These tasks only move bytes; what the bytes mean is in `wire`.
+//! bounded queue. These tasks only move bytes; what the bytes mean is in `wire`. With mutual TLS,
+//! each connection is wrapped in a TLS session (`TlsEnds`) before the first byte of `wire`, and the
+//! peer's certificate must name the id its hello claims.
 
 use std::collections::hash_map::Entry;
 use std::io;
@@ -14,18 +16,60 @@ use protobuf::Message as ProtobufMessage;
 use raft::eraftpb::{Message as RaftMessage, MessageType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rustls_pki_types::{CertificateDer, ServerName};
 use slog::{debug, info, warn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::tls::{self, PeerTls};
 use super::wire::{
-    FrameHeader, FrameOpener, FrameSealer, Handshake, Hello, WireError, FRAME_HEADER_BYTES, HELLO_BYTES, MAC_BYTES,
-    MAX_MESSAGE_BYTES,
+    connection_secret, FrameHeader, FrameOpener, FrameSealer, Handshake, Hello, WireError, FRAME_HEADER_BYTES,
+    HELLO_BYTES, MAC_BYTES, MAX_MESSAGE_BYTES, TLS_EXPORTER_BYTES, TLS_EXPORTER_LABEL,
 };
 use super::{PeerCounters, PeerMessage, Shared};
+
+/// Both TLS ends of this node's links: the acceptor for inbound connections, the connector for the
+/// ones it dials.
+pub(super) struct TlsEnds {
+    acceptor: TlsAcceptor,
+    connector: TlsConnector,
+}
+
+impl TlsEnds {
+    pub(super) fn new(tls: PeerTls) -> TlsEnds {
+        TlsEnds { acceptor: TlsAcceptor::from(tls.server), connector: TlsConnector::from(tls.client) }
+    }
+}
+
+/// A connection's byte stream: plain TCP, or TLS over it.
+pub(super) trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
+type PeerStream = Box<dyn PeerIo>;
+
+/// This connection's TLS exporter value (see `wire::connection_secret`).
+fn exporter<D>(connection: &rustls::ConnectionCommon<D>) -> Result<[u8; TLS_EXPORTER_BYTES], LinkError> {
+    connection
+        .export_keying_material([0u8; TLS_EXPORTER_BYTES], TLS_EXPORTER_LABEL, None)
+        .map_err(|e| LinkError::Tls(e.to_string()))
+}
+
+/// A TLS handshake that failed: a refused certificate (or none, or a peer that does not speak TLS)
+/// is the peer's failure to authenticate; a reset or a close is the network's.
+fn tls_failure(error: io::Error) -> LinkError {
+    match error.kind() {
+        io::ErrorKind::InvalidData => LinkError::Tls(error.to_string()),
+        io::ErrorKind::UnexpectedEof => LinkError::Closed,
+        _ => LinkError::Io(error),
+    }
+}
+
+fn secret_for(shared: &Shared, exporter: Option<&[u8; TLS_EXPORTER_BYTES]>) -> Result<Vec<u8>, LinkError> {
+    connection_secret(shared.secret.as_deref(), exporter).ok_or(LinkError::NoCredentials)
+}
 
 /// How long a TCP connect to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,6 +132,12 @@ pub(super) enum LinkError {
     QueueClosed,
     #[error("superseded by a newer connection from the same node, or the peer was removed")]
     Superseded,
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("the peer's certificate does not name node {claimed}, the id it claims")]
+    CertificateNotForNode { claimed: u64 },
+    #[error("neither a shared secret nor TLS is configured")]
+    NoCredentials,
 }
 
 impl LinkError {
@@ -95,7 +145,7 @@ impl LinkError {
     fn is_auth_failure(&self) -> bool {
         match self {
             LinkError::Wire(error) => error.is_auth_failure(),
-            LinkError::UnknownPeer(_) => true,
+            LinkError::UnknownPeer(_) | LinkError::Tls(_) | LinkError::CertificateNotForNode { .. } => true,
             _ => false,
         }
     }
@@ -110,9 +160,12 @@ impl LinkError {
             | LinkError::WrongNode { .. }
             | LinkError::Decode(_)
             | LinkError::WrongEndpoints { .. }
-            | LinkError::UnexpectedData => true,
+            | LinkError::UnexpectedData
+            | LinkError::NoCredentials => true,
             LinkError::Io(_)
             | LinkError::UnknownPeer(_)
+            | LinkError::Tls(_)
+            | LinkError::CertificateNotForNode { .. }
             | LinkError::Closed
             | LinkError::InboxClosed
             | LinkError::QueueClosed
@@ -149,12 +202,12 @@ pub(super) async fn run_listener(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-async fn serve_inbound(shared: Arc<Shared>, mut stream: TcpStream, remote: SocketAddr) {
-    let accepted = match timeout(HANDSHAKE_TIMEOUT, accept_handshake(&shared, &mut stream)).await {
+async fn serve_inbound(shared: Arc<Shared>, stream: TcpStream, remote: SocketAddr) {
+    let accepted = match timeout(HANDSHAKE_TIMEOUT, accept_handshake(&shared, stream)).await {
         Ok(result) => result,
         Err(_) => Err(LinkError::Timeout("handshake")),
     };
-    let (peer, mut opener) = match accepted {
+    let (peer, mut opener, mut stream) = match accepted {
         Ok(accepted) => accepted,
         Err(error) => {
             if error.is_auth_failure() {
@@ -213,28 +266,50 @@ async fn serve_inbound(shared: Arc<Shared>, mut stream: TcpStream, remote: Socke
     }
 }
 
-/// The server's half of the handshake (see `wire`): who are you, prove it, here is my proof.
-async fn accept_handshake(shared: &Shared, stream: &mut TcpStream) -> Result<(u64, FrameOpener), LinkError> {
+/// The server's half of the handshake (see `wire`): TLS first when configured (the client's
+/// certificate checked against the cluster CA), then who are you (a certificate must name that id),
+/// prove it, here is my proof.
+async fn accept_handshake(shared: &Shared, stream: TcpStream) -> Result<(u64, FrameOpener, PeerStream), LinkError> {
     stream.set_nodelay(true)?;
-    let client = Hello::decode(&read_array::<HELLO_BYTES>(stream).await?)?;
+    let (mut stream, exporter, certificate): (PeerStream, _, Option<CertificateDer<'static>>) = match &shared.tls {
+        None => (Box::new(stream), None, None),
+        Some(tls) => {
+            let session = tls.acceptor.accept(stream).await.map_err(tls_failure)?;
+            let connection = session.get_ref().1;
+            let exporter = exporter(connection)?;
+            let certificate =
+                connection.peer_certificates().and_then(|chain| chain.first()).map(|c| c.clone().into_owned());
+            (Box::new(session), Some(exporter), certificate)
+        }
+    };
+    let client = Hello::decode(&read_array::<HELLO_BYTES, _>(&mut stream).await?)?;
     if client.to != shared.node_id {
         return Err(LinkError::Misaddressed { from: client.from, to: client.to });
     }
     if !shared.is_peer(client.from) {
         return Err(LinkError::UnknownPeer(client.from));
     }
+    if shared.tls.is_some() && !certificate.as_ref().is_some_and(|c| tls::names_node(c, client.from)) {
+        return Err(LinkError::CertificateNotForNode { claimed: client.from });
+    }
+    let secret = secret_for(shared, exporter.as_ref())?;
     let server = Hello { from: shared.node_id, to: client.from, nonce: rand::random() };
     stream.write_all(&server.encode()).await?;
+    stream.flush().await?;
     let handshake = Handshake { client, server };
-    let proof = read_array::<MAC_BYTES>(stream).await?;
-    handshake.verify_client_proof(&shared.secret, &proof)?;
-    stream.write_all(&handshake.server_proof(&shared.secret)).await?;
-    Ok((client.from, FrameOpener::new(&handshake.session_key(&shared.secret))))
+    let proof = read_array::<MAC_BYTES, _>(&mut stream).await?;
+    handshake.verify_client_proof(&secret, &proof)?;
+    stream.write_all(&handshake.server_proof(&secret)).await?;
+    stream.flush().await?;
+    Ok((client.from, FrameOpener::new(&handshake.session_key(&secret)), stream))
 }
 
 /// Reads one frame and returns its checked payload, and whether more frames of its message follow.
 /// The header's length is checked before the body is allocated, so a hostile length costs nothing.
-async fn read_frame(stream: &mut TcpStream, opener: &mut FrameOpener) -> Result<(Vec<u8>, bool), LinkError> {
+async fn read_frame<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
+    opener: &mut FrameOpener,
+) -> Result<(Vec<u8>, bool), LinkError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     match stream.read_exact(&mut header).await {
         Ok(_) => {}
@@ -329,37 +404,50 @@ async fn dial(
     peer: u64,
     addr: SocketAddr,
     rng: &mut StdRng,
-) -> Result<(TcpStream, FrameSealer), LinkError> {
-    let mut stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+) -> Result<(PeerStream, FrameSealer), LinkError> {
+    let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(connected) => connected?,
         Err(_) => return Err(LinkError::Timeout("connect")),
     };
     stream.set_nodelay(true)?;
     let nonce = rng.gen();
-    match timeout(HANDSHAKE_TIMEOUT, dial_handshake(shared, peer, &mut stream, nonce)).await {
-        Ok(sealer) => Ok((stream, sealer?)),
+    match timeout(HANDSHAKE_TIMEOUT, dial_handshake(shared, peer, stream, nonce)).await {
+        Ok(dialled) => dialled,
         Err(_) => Err(LinkError::Timeout("handshake")),
     }
 }
 
-/// The client's half of the handshake (see `wire`).
+/// The client's half of the handshake (see `wire`): with TLS, the session first, in which the peer's
+/// certificate must name the node dialled (`tls::node_name`).
 async fn dial_handshake(
     shared: &Shared,
     peer: u64,
-    stream: &mut TcpStream,
+    stream: TcpStream,
     nonce: [u8; 32],
-) -> Result<FrameSealer, LinkError> {
+) -> Result<(PeerStream, FrameSealer), LinkError> {
+    let (mut stream, exporter): (PeerStream, _) = match &shared.tls {
+        None => (Box::new(stream), None),
+        Some(tls) => {
+            let name = ServerName::try_from(tls::node_name(peer)).map_err(|e| LinkError::Tls(e.to_string()))?;
+            let session = tls.connector.connect(name, stream).await.map_err(tls_failure)?;
+            let exporter = exporter(session.get_ref().1)?;
+            (Box::new(session), Some(exporter))
+        }
+    };
+    let secret = secret_for(shared, exporter.as_ref())?;
     let client = Hello { from: shared.node_id, to: peer, nonce };
     stream.write_all(&client.encode()).await?;
-    let server = Hello::decode(&read_array::<HELLO_BYTES>(stream).await?)?;
+    stream.flush().await?;
+    let server = Hello::decode(&read_array::<HELLO_BYTES, _>(&mut stream).await?)?;
     if server.from != peer || server.to != shared.node_id {
         return Err(LinkError::WrongNode { expected: peer, found: server.from, to: server.to });
     }
     let handshake = Handshake { client, server };
-    stream.write_all(&handshake.client_proof(&shared.secret)).await?;
-    let proof = read_array::<MAC_BYTES>(stream).await?;
-    handshake.verify_server_proof(&shared.secret, &proof)?;
-    Ok(FrameSealer::new(&handshake.session_key(&shared.secret)))
+    stream.write_all(&handshake.client_proof(&secret)).await?;
+    stream.flush().await?;
+    let proof = read_array::<MAC_BYTES, _>(&mut stream).await?;
+    handshake.verify_server_proof(&secret, &proof)?;
+    Ok((stream, FrameSealer::new(&handshake.session_key(&secret))))
 }
 
 /// Writes queued messages as frames until the connection or the queue ends. The server never sends
@@ -368,12 +456,12 @@ async fn dial_handshake(
 async fn pump(
     shared: &Shared,
     peer: u64,
-    stream: &mut TcpStream,
+    stream: &mut PeerStream,
     mut sealer: FrameSealer,
     queue: &mut mpsc::Receiver<RaftMessage>,
     counters: &PeerCounters,
 ) -> LinkError {
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut probe = [0u8; 1];
     let mut batch = Vec::new();
     loop {
@@ -403,7 +491,7 @@ async fn pump(
                     let mut chunks = payload.chunks(CHUNK_BYTES).peekable();
                     while let Some(chunk) = chunks.next() {
                         sealer.seal_frame(chunk, chunks.peek().is_some(), &mut batch);
-                        match timeout(WRITE_TIMEOUT, writer.write_all(&batch)).await {
+                        match timeout(WRITE_TIMEOUT, write_flushed(&mut writer, &batch)).await {
                             Ok(Ok(())) => batch.clear(),
                             Ok(Err(error)) => return LinkError::Io(error),
                             Err(_) => return LinkError::Timeout("write"),
@@ -431,7 +519,7 @@ async fn pump(
         if batch.is_empty() {
             continue;
         }
-        match timeout(WRITE_TIMEOUT, writer.write_all(&batch)).await {
+        match timeout(WRITE_TIMEOUT, write_flushed(&mut writer, &batch)).await {
             Ok(Ok(())) => {
                 counters.sent.fetch_add(framed, Relaxed);
             }
@@ -441,7 +529,14 @@ async fn pump(
     }
 }
 
-async fn read_array<const N: usize>(stream: &mut TcpStream) -> Result<[u8; N], LinkError> {
+/// Writes `bytes` and flushes them: a TLS session holds written bytes until flushed (plain TCP's
+/// flush does nothing).
+async fn write_flushed<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
+
+async fn read_array<const N: usize, S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> Result<[u8; N], LinkError> {
     let mut bytes = [0u8; N];
     match stream.read_exact(&mut bytes).await {
         Ok(_) => Ok(bytes),

@@ -25,7 +25,9 @@
 //! framed as before this existed.
 //!
 //! This authenticates peers and protects frames against change, replay and reordering; it does not
-//! encrypt them (Raft traffic is lease data, which DHCP hands out in the clear anyway).
+//! encrypt them. With mutual TLS configured (`tls`), all of the above runs inside a TLS 1.3 session,
+//! which encrypts it, and the secret the handshake proves comes from the session
+//! ([`connection_secret`]).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -58,6 +60,35 @@ const CONTEXT: &[u8] = b"leasehold-v1";
 const PURPOSE_SESSION_KEY: u8 = 1;
 const PURPOSE_CLIENT_PROOF: u8 = 2;
 const PURPOSE_SERVER_PROOF: u8 = 3;
+const PURPOSE_TLS_BINDING: u8 = 4;
+/// The TLS exporter label of the peer protocol (RFC 5705 / RFC 8446 §7.5).
+pub const TLS_EXPORTER_LABEL: &[u8] = b"EXPERIMENTAL-leasehold-peer-v1";
+/// Bytes taken from the TLS exporter per connection.
+pub const TLS_EXPORTER_BYTES: usize = 32;
+
+/// The secret one connection's handshake proves, given the cluster's shared secret (if any) and the
+/// connection's TLS exporter value (if it runs over TLS):
+/// - shared secret only: the secret itself (plain TCP, as before TLS existed);
+/// - TLS only: the exporter value. Both ends of this TLS session, and nobody else, know it; the
+///   certificates already proved who they are, so the proofs only confirm the session;
+/// - both: HMAC(secret, CONTEXT || TLS_BINDING || exporter), so the proofs show the secret *and*
+///   are bound to this TLS session (channel binding: they cannot be relayed into another one).
+///
+/// `None` when neither is given (a transport is never configured so).
+pub fn connection_secret(shared: Option<&[u8]>, exporter: Option<&[u8; TLS_EXPORTER_BYTES]>) -> Option<Vec<u8>> {
+    match (shared, exporter) {
+        (Some(secret), None) => Some(secret.to_vec()),
+        (None, Some(exporter)) => Some(exporter.to_vec()),
+        (Some(secret), Some(exporter)) => {
+            let mut mac = hmac_with(secret);
+            mac.update(CONTEXT);
+            mac.update(&[PURPOSE_TLS_BINDING]);
+            mac.update(exporter);
+            Some(mac.finalize().into_bytes().to_vec())
+        }
+        (None, None) => None,
+    }
+}
 
 /// Why bytes from a peer were refused. Each one closes the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -370,6 +401,20 @@ mod tests {
             opener.open(header, &first[FRAME_HEADER_BYTES..]),
             Err(WireError::BadSequence { expected: 1, got: 0 })
         );
+    }
+
+    #[test]
+    fn the_connection_secret_binds_the_tls_session_when_both_are_given() {
+        let exporter = [0x5a; TLS_EXPORTER_BYTES];
+        let other_session = [0x5b; TLS_EXPORTER_BYTES];
+        assert_eq!(connection_secret(Some(SECRET), None).as_deref(), Some(SECRET));
+        assert_eq!(connection_secret(None, Some(&exporter)).as_deref(), Some(&exporter[..]));
+        assert_eq!(connection_secret(None, None), None);
+        let bound = connection_secret(Some(SECRET), Some(&exporter)).expect("a secret");
+        assert_ne!(bound, SECRET, "not the bare shared secret");
+        assert_ne!(bound, exporter.to_vec(), "not the bare exporter value");
+        assert_ne!(connection_secret(Some(SECRET), Some(&other_session)), Some(bound.clone()), "per session");
+        assert_ne!(connection_secret(Some(b"another sixteen byte key"), Some(&exporter)), Some(bound), "per secret");
     }
 
     #[test]

@@ -76,6 +76,7 @@ fn config() -> Config {
         classes: Vec::new(),
         limits: Limits::default(),
         cluster: Cluster::default(),
+        admin: Default::default(),
     }
 }
 

@@ -180,6 +180,7 @@ impl Plan {
                 heartbeat_ticks: HEARTBEAT_TICKS,
                 ..Cluster::default()
             },
+            admin: Default::default(),
         }
     }
 }

@@ -50,6 +50,7 @@ fn config() -> Config {
         classes: Vec::new(),
         limits: Limits { snapshot_every_entries: 1, ..Limits::default() },
         cluster: Cluster::default(),
+        admin: Default::default(),
     }
 }
 
