@@ -943,7 +943,10 @@ impl Engine {
             outcome,
         };
         let command_ip = match command {
-            Command::Bind { ip, .. } | Command::Release { ip, .. } | Command::Decline { ip, .. } => *ip,
+            Command::Bind { ip, .. }
+            | Command::Release { ip, .. }
+            | Command::Decline { ip, .. }
+            | Command::DeclineUnchecked { ip, .. } => *ip,
             Command::Reserve { host, .. } => host.ip,
             Command::Unreserve { .. } | Command::Collect { .. } | Command::SetParameters(_) => Ipv4Addr::UNSPECIFIED,
         };
