@@ -11,7 +11,7 @@
 //! 1. **A spoofed-MAC DISCOVER flood** (RFC 2131 §4.3.1; what dhcpig and yersinia send): a new MAC per
 //!    DISCOVER, about 8,000 a second in bursts of 400 every 50 ms, at least 5 s and until the real
 //!    clients are done (at most 60 s and 240,000 datagrams). During it a real ISC dhclient and a real
-//!    busybox udhcpc each get a lease. Sampled every 100 ms from `/metrics`, the pool never holds more
+//!    busybox udhcpc each get a lease, and a client bound before it renews (RFC 2131 §4.3.2). Sampled every 100 ms from `/metrics`, the pool never holds more
 //!    than its cap of new-client offers (and does reach it: the flood pressed on it), and
 //!    `/v1/leases` never shows a flood MAC: the pool is never drained past the cap.
 //! 2. **Forged DECLINEs** (RFC 2131 §4.3.3): from strangers, for an address bound to another client, for
@@ -41,7 +41,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use leasehold_tests::{
-    build, ClientConfig, ClientMessage, ClientOptions, Mac, RequestState, RetryPolicy, Target, TestClient,
+    build, ClientConfig, ClientMessage, ClientOptions, Mac, MessageType, RequestState, RetryPolicy, Target, TestClient,
 };
 use netns_support::*;
 
@@ -132,6 +132,7 @@ struct Counters {
     lab_offers: u64,
     lab_cap: u64,
     lab_displaced: u64,
+    lab_reclaimed: u64,
     offers_held: u64,
 }
 
@@ -165,6 +166,7 @@ impl Counters {
             lab_offers: get("leasehold_pool_new_client_offers", "pool=\"lab\""),
             lab_cap: get("leasehold_pool_new_client_offer_cap", "pool=\"lab\""),
             lab_displaced: get("leasehold_offers_displaced_total", "pool=\"lab\""),
+            lab_reclaimed: get("leasehold_offers_reclaimed_total", "pool=\"lab\""),
             offers_held: get("leasehold_offers_held", ""),
         }
     }
@@ -188,6 +190,7 @@ impl Counters {
             silent: self.silent.iter().map(|(k, v)| (k.clone(), v - before.silent(k))).collect(),
             proposals: self.proposals - before.proposals,
             lab_displaced: self.lab_displaced - before.lab_displaced,
+            lab_reclaimed: self.lab_reclaimed - before.lab_reclaimed,
             ..self.clone()
         }
     }
@@ -273,16 +276,18 @@ fn dhclient_lease(ns: &str, dir: &Path) -> (Ipv4Addr, Proc) {
     (event_ip(&bound, "dhclient"), proc)
 }
 
-/// busybox udhcpc, one lease then exit (`-n -q`), up to 5 DISCOVERs 2 s apart.
+/// busybox udhcpc, one lease then exit (`-n -q`), up to 15 DISCOVERs 2 s apart. (It reads the flood's
+/// broadcast OFFERs, thousands a second, through its packet socket, and may miss its own and ask again:
+/// the server answers every DISCOVER, as the flood's counters show.)
 fn udhcpc_lease(ns: &str, dir: &Path) -> Ipv4Addr {
     let dir = subdir(dir, "udhcpc");
     let mut events = Events::new(&dir);
     let hook = udhcpc_hook(&dir, &events);
     let mut cmd = in_ns(ns, require_tool("udhcpc"));
-    cmd.args(["-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s"]).arg(&hook);
+    cmd.args(["-i", "eth0", "-n", "-q", "-f", "-t", "15", "-T", "2", "-s"]).arg(&hook);
     let log = dir.join("udhcpc.log");
     let mut client = Proc::spawn("udhcpc", cmd, &log);
-    let bound = events.expect(&["bound", "leasefail"], Duration::from_secs(30), "udhcpc during the flood");
+    let bound = events.expect(&["bound", "leasefail"], Duration::from_secs(45), "udhcpc during the flood");
     assert_eq!(bound[0], "bound", "udhcpc expected a lease during the flood, got {bound:?}\n{}", tail_of(&log));
     client.expect_success(Duration::from_secs(10));
     event_ip(&bound, "udhcpc")
@@ -323,6 +328,18 @@ fn spoofed_floods_and_forged_declines_cannot_drain_the_pool() {
     ip_cmd(&["-n", &server.ns, "route", "add", "10.78.0.0/24", "via", "10.77.0.250"]);
     let hostile = TestClient::bind(ClientConfig::in_namespace(&hostile_ns, "eth0")).expect("open the hostile socket");
 
+    // A client bound before the flood: it renews during it (RFC 2131 §4.3.2 RENEWING spends no token).
+    let mut victims =
+        TestClient::bind(ClientConfig::in_namespace(&victim_ns, "eth0")).expect("open the victims' socket");
+    let policy = RetryPolicy::fixed(10, Duration::from_millis(500));
+    let victim: Mac = [0x02, 0x71, 0, 0, 0, 1];
+    let lease = victims
+        .dora_with(victim, &ClientOptions::default(), &policy, Duration::from_secs(10))
+        .expect("the victim's DISCOVER → OFFER → REQUEST → ACK");
+    let victim_ip = lease.address;
+    // Configured as a client does with its lease, so it can renew by unicast (RFC 2131 §4.4.5).
+    ip_cmd(&["-n", &victim_ns, "addr", "add", &format!("{victim_ip}/24"), "dev", "eth0"]);
+
     // ---- 1. The spoofed-MAC DISCOVER flood, with real clients getting leases during it.
     let before_flood = Counters::read(&server.ns);
     assert_eq!(before_flood.lab_cap, OFFER_CAP, "50% of the 240-address pool");
@@ -330,113 +347,127 @@ fn spoofed_floods_and_forged_declines_cannot_drain_the_pool() {
     let flood_over = AtomicBool::new(false);
     let flood_sent = AtomicU64::new(0);
     let (running_tx, running_rx) = mpsc::channel();
-    let (flood_secs, mut hostile, samples, dhclient_ip, dhclient_secs, udhcpc_ip, udhcpc_secs, _dhclient) =
-        thread::scope(|scope| {
-            let flood = scope.spawn(|| {
-                let mut hostile = hostile;
-                let options = ClientOptions::default();
-                let started = Instant::now();
-                let mut sent = 0u64;
-                let mut announced = false;
-                for tick in 0u32.. {
-                    let elapsed = started.elapsed();
-                    let enough = clients_done.load(Ordering::SeqCst) && elapsed >= FLOOD_MIN_TIME;
-                    if enough || elapsed >= FLOOD_MAX_TIME || sent >= FLOOD_MAX_DATAGRAMS {
-                        break;
-                    }
-                    for _ in 0..FLOOD_BURST {
-                        let bytes = build(
-                            flood_mac(sent),
-                            0xf100_0000 | sent as u32,
-                            &ClientMessage::Discover { requested_ip: None },
-                            &options,
-                        );
-                        hostile.send_raw(&bytes, Target::Broadcast).expect("send a flood DISCOVER");
-                        sent += 1;
-                    }
-                    flood_sent.store(sent, Ordering::SeqCst);
-                    if !announced && elapsed >= Duration::from_secs(1) {
-                        announced = true;
-                        let _ = running_tx.send(());
-                    }
-                    // Pacing (rate control, not synchronisation): the next burst at its slot.
-                    let next = started + FLOOD_PERIOD * (tick + 1);
-                    thread::sleep(next.saturating_duration_since(Instant::now()));
+    let (
+        flood_secs,
+        mut hostile,
+        samples,
+        (dhclient_ip, dhclient_secs),
+        (udhcpc_ip, udhcpc_secs),
+        renew_secs,
+        _dhclient,
+    ) = thread::scope(|scope| {
+        let flood = scope.spawn(|| {
+            let mut hostile = hostile;
+            let options = ClientOptions::default();
+            let started = Instant::now();
+            let mut sent = 0u64;
+            let mut announced = false;
+            for tick in 0u32.. {
+                let elapsed = started.elapsed();
+                let enough = clients_done.load(Ordering::SeqCst) && elapsed >= FLOOD_MIN_TIME;
+                if enough || elapsed >= FLOOD_MAX_TIME || sent >= FLOOD_MAX_DATAGRAMS {
+                    break;
                 }
-                flood_over.store(true, Ordering::SeqCst);
-                (started.elapsed(), hostile)
-            });
-            let server_ns = server.ns.as_str();
-            let sampler = scope.spawn(|| {
-                let mut samples = Samples::default();
-                while !flood_over.load(Ordering::SeqCst) {
-                    let now = Counters::read(server_ns);
-                    samples.count += 1;
-                    samples.max_lab_offers = samples.max_lab_offers.max(now.lab_offers);
-                    samples.max_offers_held = samples.max_offers_held.max(now.offers_held);
-                    assert!(
-                        now.lab_offers <= OFFER_CAP,
-                        "during the flood the pool held {} new-client offers, more than its cap of {OFFER_CAP}",
-                        now.lab_offers
+                for _ in 0..FLOOD_BURST {
+                    let bytes = build(
+                        flood_mac(sent),
+                        0xf100_0000 | sent as u32,
+                        &ClientMessage::Discover { requested_ip: None },
+                        &options,
                     );
-                    if samples.count % 5 == 0 {
-                        let leases = leases(server_ns);
-                        samples.lease_reads += 1;
-                        let flooded: Vec<_> = leases.iter().filter(|l| is_flood_mac(&l.mac)).collect();
-                        assert!(flooded.is_empty(), "the DISCOVER-only flood got lease records: {flooded:?}");
-                        let bound = leases.iter().filter(|l| l.state == "bound").count();
-                        samples.max_bound = samples.max_bound.max(bound);
-                    }
-                    thread::sleep(SAMPLE_PERIOD);
+                    hostile.send_raw(&bytes, Target::Broadcast).expect("send a flood DISCOVER");
+                    sent += 1;
                 }
-                samples
-            });
-            running_rx.recv_timeout(Duration::from_secs(10)).expect("the flood did not run for a second");
-            let flood_at = |sent: u64| format!("{sent} flood DISCOVERs sent so far");
-            let started = Instant::now();
-            let (dhclient_ip, dhclient_proc) = dhclient_lease(&dhclient_ns, dir.path());
-            let dhclient_secs = started.elapsed().as_secs_f64();
-            assert!(
-                !flood_over.load(Ordering::SeqCst),
-                "dhclient finished after the flood ended ({})",
-                flood_at(flood_sent.load(Ordering::SeqCst))
-            );
-            let started = Instant::now();
-            let udhcpc_ip = udhcpc_lease(&udhcpc_ns, dir.path());
-            let udhcpc_secs = started.elapsed().as_secs_f64();
-            assert!(
-                !flood_over.load(Ordering::SeqCst),
-                "udhcpc finished after the flood ended ({})",
-                flood_at(flood_sent.load(Ordering::SeqCst))
-            );
-            clients_done.store(true, Ordering::SeqCst);
-            let (flood_time, hostile) = flood.join().expect("the flood thread panicked");
-            let samples = sampler.join().expect("the sampler thread panicked");
-            (
-                flood_time.as_secs_f64(),
-                hostile,
-                samples,
-                dhclient_ip,
-                dhclient_secs,
-                udhcpc_ip,
-                udhcpc_secs,
-                dhclient_proc,
-            )
+                flood_sent.store(sent, Ordering::SeqCst);
+                if !announced && elapsed >= Duration::from_secs(1) {
+                    announced = true;
+                    let _ = running_tx.send(());
+                }
+                // Pacing (rate control, not synchronisation): the next burst at its slot.
+                let next = started + FLOOD_PERIOD * (tick + 1);
+                thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            flood_over.store(true, Ordering::SeqCst);
+            (started.elapsed(), hostile)
         });
+        let server_ns = server.ns.as_str();
+        let sampler = scope.spawn(|| {
+            let mut samples = Samples::default();
+            while !flood_over.load(Ordering::SeqCst) {
+                let now = Counters::read(server_ns);
+                samples.count += 1;
+                samples.max_lab_offers = samples.max_lab_offers.max(now.lab_offers);
+                samples.max_offers_held = samples.max_offers_held.max(now.offers_held);
+                assert!(
+                    now.lab_offers <= OFFER_CAP,
+                    "during the flood the pool held {} new-client offers, more than its cap of {OFFER_CAP}",
+                    now.lab_offers
+                );
+                if samples.count.is_multiple_of(5) {
+                    let leases = leases(server_ns);
+                    samples.lease_reads += 1;
+                    let flooded: Vec<_> = leases.iter().filter(|l| is_flood_mac(&l.mac)).collect();
+                    assert!(flooded.is_empty(), "the DISCOVER-only flood got lease records: {flooded:?}");
+                    let bound = leases.iter().filter(|l| l.state == "bound").count();
+                    samples.max_bound = samples.max_bound.max(bound);
+                }
+                thread::sleep(SAMPLE_PERIOD);
+            }
+            samples
+        });
+        running_rx.recv_timeout(Duration::from_secs(10)).expect("the flood did not run for a second");
+        let flood_at = |sent: u64| format!("{sent} flood DISCOVERs sent so far");
+        let started = Instant::now();
+        let (dhclient_ip, dhclient_proc) = dhclient_lease(&dhclient_ns, dir.path());
+        let dhclient_secs = started.elapsed().as_secs_f64();
+        assert!(
+            !flood_over.load(Ordering::SeqCst),
+            "dhclient finished after the flood ended ({})",
+            flood_at(flood_sent.load(Ordering::SeqCst))
+        );
+        let started = Instant::now();
+        let udhcpc_ip = udhcpc_lease(&udhcpc_ns, dir.path());
+        let udhcpc_secs = started.elapsed().as_secs_f64();
+        assert!(
+            !flood_over.load(Ordering::SeqCst),
+            "udhcpc finished after the flood ended ({})",
+            flood_at(flood_sent.load(Ordering::SeqCst))
+        );
+        let started = Instant::now();
+        let renewed = victims
+            .extend(&lease, false, &ClientOptions::default(), &policy, Duration::from_secs(10))
+            .expect("the bound client's renewal during the flood");
+        let renew_secs = started.elapsed().as_secs_f64();
+        assert!(renewed.is(MessageType::Ack) && renewed.yiaddr == victim_ip, "renewal answered {renewed:?}");
+        assert!(!flood_over.load(Ordering::SeqCst), "the renewal finished after the flood ended");
+        clients_done.store(true, Ordering::SeqCst);
+        let (flood_time, hostile) = flood.join().expect("the flood thread panicked");
+        let samples = sampler.join().expect("the sampler thread panicked");
+        (
+            flood_time.as_secs_f64(),
+            hostile,
+            samples,
+            (dhclient_ip, dhclient_secs),
+            (udhcpc_ip, udhcpc_secs),
+            renew_secs,
+            dhclient_proc,
+        )
+    });
     let sent = flood_sent.load(Ordering::SeqCst);
     let rate = sent as f64 / flood_secs;
     let flood = settled(&server, &before_flood, "the flood");
     println!(
         "flood: {sent} DISCOVERs from {sent} spoofed MACs in {flood_secs:.1} s ({rate:.0}/s); the server read {} \
-         DISCOVERs and sent {} OFFERs, displaced {} ({})",
+         DISCOVERs and sent {} OFFERs, displaced {} (reclaimed by their client's REQUEST: {}) ({})",
         flood.received["discover"],
         flood.offers_sent,
         flood.lab_displaced,
+        flood.lab_reclaimed,
         flood.summary()
     );
     println!(
         "during the flood: dhclient got {dhclient_ip} in {dhclient_secs:.2} s, udhcpc got {udhcpc_ip} in \
-         {udhcpc_secs:.2} s; new-client offers held at most {} of the cap {OFFER_CAP} (offers in all at most {}), \
+         {udhcpc_secs:.2} s, a bound client renewed {victim_ip} in {renew_secs:.3} s; new-client offers held at most {} of the cap {OFFER_CAP} (offers in all at most {}), \
          over {} samples; {} lease-table reads, at most {} bound",
         samples.max_lab_offers, samples.max_offers_held, samples.count, samples.lease_reads, samples.max_bound
     );
@@ -449,6 +480,13 @@ fn spoofed_floods_and_forged_declines_cannot_drain_the_pool() {
         samples.max_lab_offers
     );
     assert!(flood.lab_displaced > 0, "at the cap, newer offers displace older ones ({})", flood.summary());
+    assert_eq!(
+        flood.offers_sent,
+        flood.received["discover"],
+        "every DISCOVER read during the flood (the real clients' among them) was offered an address ({})",
+        flood.summary()
+    );
+    assert_eq!(flood.naks_sent, 0, "no real client's REQUEST was refused ({})", flood.summary());
     // The pool afterwards: the real clients' bindings, nothing of the flood's; the flood's offers
     // expire with offer_hold_ms and never exceeded the cap, so bound + offered stayed below the size.
     let leases = server.leases();
@@ -468,16 +506,10 @@ fn spoofed_floods_and_forged_declines_cannot_drain_the_pool() {
     );
 
     // ---- 2. Forged DECLINEs (RFC 2131 §4.3.3).
+    // A fresh socket: the old one's buffer is full of the flood's broadcast OFFERs.
+    drop(victims);
     let mut victims =
         TestClient::bind(ClientConfig::in_namespace(&victim_ns, "eth0")).expect("open the victims' socket");
-    let policy = RetryPolicy::fixed(10, Duration::from_millis(500));
-    let victim: Mac = [0x02, 0x71, 0, 0, 0, 1];
-    let lease = victims
-        .dora_with(victim, &ClientOptions::default(), &policy, Duration::from_secs(10))
-        .expect("the victim's DISCOVER → OFFER → REQUEST → ACK");
-    let victim_ip = lease.address;
-    // Configured as a client does with its lease, so it can renew by unicast (RFC 2131 §4.4.5).
-    ip_cmd(&["-n", &victim_ns, "addr", "add", &format!("{victim_ip}/24"), "dev", "eth0"]);
     let waiting: Mac = [0x02, 0x71, 0, 0, 0, 2];
     let waiting_options = ClientOptions::default();
     let waiting_xid = victims.send_discover(waiting, &waiting_options).expect("send the second victim's DISCOVER");
@@ -504,7 +536,7 @@ fn spoofed_floods_and_forged_declines_cannot_drain_the_pool() {
         let bytes = build(stranger, xid, &message, &ClientOptions::default());
         hostile.send_raw(&bytes, target).expect("send a forged DECLINE");
         sent += 1;
-        if sent % 50 == 0 {
+        if sent.is_multiple_of(50) {
             wait_read(&server, &before, sent, "forged DECLINEs");
         }
     }
@@ -529,12 +561,12 @@ fn spoofed_floods_and_forged_declines_cannot_drain_the_pool() {
     let state = RequestState::Selecting { requested_ip: waiting_ip, server_id: SERVER_IP };
     victims.send_request(waiting, waiting_xid, state, None, &waiting_options).expect("send the REQUEST");
     let ack = victims.recv_reply(waiting_xid, Duration::from_secs(5)).expect("an ACK for the offered address");
-    assert_eq!((ack.yiaddr, ack.is(leasehold_tests::MessageType::Ack)), (waiting_ip, true), "{ack:?}");
+    assert_eq!((ack.yiaddr, ack.is(MessageType::Ack)), (waiting_ip, true), "{ack:?}");
     // The first victim renews its binding (RFC 2131 §4.3.2 RENEWING).
     let renewed = victims
         .extend(&lease, false, &ClientOptions::default(), &policy, Duration::from_secs(10))
         .expect("the victim's renewal");
-    assert!(renewed.is(leasehold_tests::MessageType::Ack), "renewal answered {renewed:?}");
+    assert!(renewed.is(MessageType::Ack), "renewal answered {renewed:?}");
     // And its own DECLINE is acted on: the address is quarantined (the rules let the honest one through).
     victims.send_decline(victim, victim_ip, SERVER_IP, &ClientOptions::default()).expect("send the victim's DECLINE");
     server.wait_lease(victim_ip, Duration::from_secs(5), "declined by its own client", |l| l.state == "declined");

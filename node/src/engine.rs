@@ -249,6 +249,10 @@ struct Offers {
     queue: VecDeque<(u64, Ipv4Addr)>,
     /// By pool index, grown on first use.
     capped: Vec<CappedOffers>,
+    /// New clients whose offer was displaced at the cap, with that offer: their claim on the address
+    /// until the offer would have ended (`reclaim`). At most `max_offers` of them, oldest dropped first.
+    displaced: HashMap<ClientKey, OfferEntry>,
+    displaced_order: VecDeque<(u64, ClientKey)>,
 }
 
 impl Offers {
@@ -265,7 +269,12 @@ impl Offers {
 
     /// The offer `(until_ms, ip)` of a queue is still the one held for `ip`.
     fn is_current(&self, until_ms: u64, ip: Ipv4Addr) -> bool {
-        self.by_ip.get(&ip).and_then(|c| self.by_client.get(c)).is_some_and(|o| o.ip == ip && o.until_ms == until_ms)
+        self.current(until_ms, ip).is_some()
+    }
+
+    /// The offer held for `ip`, if it is the one a queue entry `(until_ms, ip)` was made for.
+    fn current(&self, until_ms: u64, ip: Ipv4Addr) -> Option<&OfferEntry> {
+        self.by_ip.get(&ip).and_then(|c| self.by_client.get(c)).filter(|o| o.ip == ip && o.until_ms == until_ms)
     }
 
     /// Hold `ip` for `client` until `until_ms`. Beyond `max_offers` the oldest offer goes; a new
@@ -294,8 +303,13 @@ impl Offers {
                     debug_assert!(false, "pool {pool} counts capped offers its queue does not have");
                     break;
                 };
-                if self.is_current(old_until_ms, old_ip) {
+                if self.current(old_until_ms, old_ip).is_some_and(|o| o.capped_pool == Some(pool)) {
+                    let holder = self.by_ip.get(&old_ip).cloned();
+                    let offer = holder.as_ref().and_then(|h| self.by_client.get(h)).copied();
                     self.remove_ip(old_ip);
+                    if let (Some(holder), Some(offer)) = (holder, offer) {
+                        self.remember_displaced(holder, offer, max_offers);
+                    }
                     displaced = Some(old_ip);
                 }
             }
@@ -325,7 +339,47 @@ impl Offers {
         }
     }
 
+    /// Keep the claim of `client`, whose `offer` was displaced.
+    /// The address of `client`'s displaced offer, while its claim runs.
+    fn displaced_claim(&self, client: &ClientKey, now_ms: u64) -> Option<Ipv4Addr> {
+        self.displaced.get(client).filter(|claim| claim.until_ms > now_ms).map(|claim| claim.ip)
+    }
+
+    fn remember_displaced(&mut self, client: ClientKey, offer: OfferEntry, max_offers: usize) {
+        while self.displaced.len() >= max_offers.max(1) {
+            let Some((until_ms, oldest)) = self.displaced_order.pop_front() else { break };
+            if self.displaced.get(&oldest).is_some_and(|claim| claim.until_ms == until_ms) {
+                self.displaced.remove(&oldest);
+            }
+        }
+        self.displaced_order.push_back((offer.until_ms, client.clone()));
+        self.displaced.insert(client, offer);
+    }
+
+    /// A SELECTING REQUEST from `client` for `ip` (RFC 2131 §4.3.2) whose offer of `ip` was displaced
+    /// at its pool's cap: if the claim still runs and `ip` is free or held only by another new
+    /// client's offer (made after, and not yet asked for), `client` gets its offer back and the other
+    /// loses its. The first client to REQUEST wins, as it would without a cap; under a flood that is
+    /// the real client, whose address may have come round to a spoofed MAC meanwhile. Known clients'
+    /// offers are never taken; whether `ip` is free in the table is still checked afterwards.
+    fn reclaim(&mut self, client: &ClientKey, ip: Ipv4Addr, now_ms: u64, max_offers: usize, caps: &[usize]) -> bool {
+        let Some(claim) = self.displaced.get(client).copied() else { return false };
+        if claim.ip != ip || claim.until_ms <= now_ms {
+            return false;
+        }
+        let holder = self.by_ip.get(&ip).and_then(|h| self.by_client.get(h)).filter(|o| o.until_ms > now_ms);
+        if holder.is_some_and(|o| o.capped_pool.is_none()) {
+            return false;
+        }
+        self.remove_ip(ip);
+        self.displaced.remove(client);
+        let capped = claim.capped_pool.map(|pool| (pool, caps.get(pool).copied().unwrap_or(1)));
+        self.hold(client.clone(), ip, claim.until_ms, max_offers, capped);
+        true
+    }
+
     fn forget(&mut self, client: &ClientKey) {
+        self.displaced.remove(client);
         if let Some(offer) = self.by_client.remove(client) {
             if self.by_ip.get(&offer.ip) == Some(client) {
                 self.by_ip.remove(&offer.ip);
@@ -363,6 +417,18 @@ impl Offers {
         for pool_offers in &mut self.capped {
             while pool_offers.order.front().is_some_and(|(until_ms, _)| *until_ms <= now_ms) {
                 pool_offers.order.pop_front();
+            }
+        }
+        // Claims end with the offers they were (displaced ones at most `offer_hold_ms` after they
+        // were made, so the order is expiry order to within the hold time; a later one is dropped
+        // when met, or at lookup).
+        while let Some((until_ms, client)) = self.displaced_order.front().cloned() {
+            if until_ms > now_ms {
+                break;
+            }
+            self.displaced_order.pop_front();
+            if self.displaced.get(&client).is_some_and(|claim| claim.until_ms == until_ms) {
+                self.displaced.remove(&client);
             }
         }
     }
@@ -418,8 +484,10 @@ pub struct PoolUsage<'a> {
     /// Offers to new clients held now, and the most the pool holds (`max_offers_per_pool_percent`).
     pub new_client_offers: u32,
     pub new_client_offer_cap: u32,
-    /// New clients' offers displaced by newer ones at the cap, since the node started.
+    /// New clients' offers displaced by newer ones at the cap, since the node started, and displaced
+    /// ones their client reclaimed with its REQUEST.
     pub offers_displaced: u64,
+    pub offers_reclaimed: u64,
 }
 
 /// Commands since the last snapshot that make one due whatever `snapshot_every_entries` says, when
@@ -470,8 +538,10 @@ pub struct Engine {
     replay_until: u64,
     /// Per pool: how many new clients' offers it holds at most (`max_offers_per_pool_percent`).
     offer_caps: Vec<usize>,
-    /// Per pool: new clients' offers displaced at the cap.
+    /// Per pool: new clients' offers displaced at the cap, and displaced ones reclaimed by their
+    /// client's REQUEST.
     offers_displaced: Vec<u64>,
+    offers_reclaimed: Vec<u64>,
     /// Token buckets: who may take an address from the pools, who may DECLINE (`limits.rate`).
     admission: limits::Admission,
 }
@@ -493,6 +563,7 @@ impl Engine {
         let percent = config.limits.max_offers_per_pool_percent;
         let offer_caps = config.pools.iter().map(|pool| offer_cap(pool, percent)).collect();
         let offers_displaced = vec![0; config.pools.len()];
+        let offers_reclaimed = vec![0; config.pools.len()];
         let admission = limits::Admission::new(&config.limits.rate);
         Engine {
             config,
@@ -514,6 +585,7 @@ impl Engine {
             replay_until: 0,
             offer_caps,
             offers_displaced,
+            offers_reclaimed,
             admission,
         }
     }
@@ -844,10 +916,17 @@ impl Engine {
             }
             // Option 50 is required here (§4.3.2), but some clients leave it out: the address is
             // then the one offered to this client, as Kea does.
-            let offered = self.offers.of(&client, now_us / 1000);
+            let now_ms = now_us / 1000;
+            let offered = self.offers.of(&client, now_ms).or_else(|| self.offers.displaced_claim(&client, now_ms));
             let Some(ip) = request.requested_ip.or_else(|| nonzero(request.ciaddr)).or(offered) else {
                 return self.nak(request, scope, "no requested address");
             };
+            let max_offers = self.config.limits.max_offers;
+            if self.offers.reclaim(&client, ip, now_ms, max_offers, &self.offer_caps) {
+                if let Some((pool_index, _)) = self.pool_of(scope, ip) {
+                    self.offers_reclaimed[pool_index] += 1;
+                }
+            }
             return self.bind_or_nak(request, scope, client, ip, reserved, now_us);
         }
         if let Some(ip) = request.requested_ip.filter(|_| request.ciaddr == Ipv4Addr::UNSPECIFIED) {
@@ -1360,6 +1439,7 @@ impl Engine {
                 new_client_offers: u32::try_from(self.offers.capped_held(i)).unwrap_or(u32::MAX),
                 new_client_offer_cap: u32::try_from(self.offer_caps[i]).unwrap_or(u32::MAX),
                 offers_displaced: self.offers_displaced[i],
+                offers_reclaimed: self.offers_reclaimed[i],
             })
             .collect()
     }

@@ -228,6 +228,15 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP leasehold_offers_reclaimed_total Displaced offers their client still bound by REQUESTing in time."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_offers_reclaimed_total counter");
+        for pool in pools {
+            let _ =
+                writeln!(out, "leasehold_offers_reclaimed_total{{pool=\"{}\"}} {}", pool.name, pool.offers_reclaimed);
+        }
+        let _ = writeln!(
+            out,
             "# HELP leasehold_commit_latency_seconds From proposing a lease command to applying it committed."
         );
         let _ = writeln!(out, "# TYPE leasehold_commit_latency_seconds histogram");

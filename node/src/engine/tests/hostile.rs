@@ -150,6 +150,50 @@ fn rfc2131_4_3_1_a_spoofed_mac_flood_holds_at_most_the_cap_and_new_clients_still
     assert_eq!(bound, vec![key(1), key(2)], "the flood bound nothing");
 }
 
+/// Floods client `mine`'s offer of `ip` out (displaced at the cap) until the pool, coming round,
+/// offers `ip` to a spoofed MAC; that MAC, and the time.
+fn flood_until_reoffered(engine: &mut Engine, ip: Ipv4Addr, from_us: u64) -> ([u8; 6], u64) {
+    // New MACs each time: the MAC numbers carry on from the time.
+    let first = (from_us / 100 % 1_000_000) as u32;
+    for n in first..first + 1_000 {
+        let now = from_us + u64::from(n - first) * 100;
+        if offered(engine.handle(&discover(flood_mac(n)), now)) == Ok(ip) {
+            return (flood_mac(n), now);
+        }
+    }
+    panic!("{ip} never came round to the flood in 1,000 DISCOVERs");
+}
+
+#[test]
+fn rfc2131_4_3_2_a_client_whose_offer_was_displaced_binds_it_by_requesting_first() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let mine = offered(engine.handle(&discover(mac(2)), T0_US)).expect("an OFFER for client 2");
+    let (spoofed, now) = flood_until_reoffered(&mut engine, mine, T0_US);
+    let now_ms = now / 1000;
+    assert_eq!(engine.offers.of(&key(2), now_ms), None, "client 2's offer was displaced");
+    // Client 2's SELECTING REQUEST comes before the spoofed MAC's (which never comes): it binds.
+    let proposal = expect_propose(engine.handle(&selecting(mac(2), mine, SERVER), now));
+    assert_eq!(engine.offers.of(&ClientKey::Mac(spoofed), now_ms), None, "the later offer is withdrawn");
+    assert_eq!(engine.offers_reclaimed[0], 1);
+    engine.offers.check().expect("offer bookkeeping");
+    let ack = log.commit_one(&mut engine, proposal, now);
+    assert_eq!((ack.reply.message_type, ack.reply.yiaddr), (ReplyType::Ack, mine));
+}
+
+#[test]
+fn rfc2131_4_3_2_a_displaced_claim_ends_with_the_offer_hold() {
+    let mut engine = engine();
+    let mine = offered(engine.handle(&discover(mac(2)), T0_US)).expect("an OFFER for client 2");
+    let hold_us = engine.config().limits.offer_hold_ms * 1000;
+    // Displaced at once; after the hold the flood goes on and offers the address to a spoofed MAC.
+    flood_until_reoffered(&mut engine, mine, T0_US + 1_000);
+    let (_, now) = flood_until_reoffered(&mut engine, mine, T0_US + hold_us);
+    let nak = expect_send(engine.handle(&selecting(mac(2), mine, SERVER), now));
+    assert_eq!(nak.reply.message_type, ReplyType::Nak, "RFC 2131 §4.3.2: the address is offered to another");
+    assert_eq!(engine.offers_reclaimed[0], 0);
+}
+
 #[test]
 fn rfc2131_4_3_1_one_mac_is_held_to_its_bucket_and_renewals_never_are() {
     // limits.rate.mac: 2 a second, a burst of 20.
@@ -269,7 +313,7 @@ proptest! {
     /// when the cap is reached), and a known client's offer is never displaced.
     #[test]
     fn the_cap_holds_and_starves_no_one_while_an_address_is_free(
-        steps in proptest::collection::vec((0u8..3, 0u16..600, 0u64..3_000), 1..300),
+        steps in proptest::collection::vec((0u8..4, 0u16..600, 0u64..3_000), 1..300),
         percent in 10u32..=100,
     ) {
         let mut config = unlimited_config();
@@ -306,9 +350,16 @@ proptest! {
                         }
                     }
                 }
-                _ => {
+                2 => {
                     let k = (n % 3) as u8 + 1;
                     let _ = offered(engine.handle(&discover(mac(k)), now));
+                }
+                _ => {
+                    // A SELECTING REQUEST from a flood MAC: for its displaced offer, or any address.
+                    let chaddr = flood_mac(u32::from(n));
+                    let claim = engine.offers.displaced_claim(&ClientKey::Mac(chaddr), now_ms);
+                    let ip = claim.unwrap_or(lab(100 + (n % 11) as u8));
+                    let _ = engine.handle(&selecting(chaddr, ip, SERVER), now);
                 }
             }
             prop_assert!(engine.offers.check().is_ok(), "{:?}", engine.offers.check());
