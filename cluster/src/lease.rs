@@ -273,8 +273,19 @@ pub enum Command {
     },
     /// The client gives `ip` back.
     Release { client: ClientKey, ip: Ipv4Addr, proposed_at_ms: u64, decided_at_index: u64 },
-    /// The client found `ip` in use: quarantine it until `until_ms`.
-    Decline { client: ClientKey, mac: [u8; 6], ip: Ipv4Addr, until_ms: u64, proposed_at_ms: u64, decided_at_index: u64 },
+    /// A DECLINE as versions before the DECLINE rules proposed it: it quarantines `ip` unless another
+    /// client holds it, whether or not the decliner ever had it (a forged DECLINE could quarantine any
+    /// free address, or make a record for one outside every pool). This build never proposes it; it
+    /// stays, at its place in the encoding, so that logs written before replay exactly as they were
+    /// applied then (DESIGN rule 4): every replica applies an entry alike, whichever version wrote it.
+    DeclineUnchecked {
+        client: ClientKey,
+        mac: [u8; 6],
+        ip: Ipv4Addr,
+        until_ms: u64,
+        proposed_at_ms: u64,
+        decided_at_index: u64,
+    },
     /// Reserve `host.ip` for `host.mac`, replacing that MAC's reservation if it has one. Refused
     /// while another client holds an unexpired lease on the address at `proposed_at_ms`.
     Reserve { host: ReservedHost, proposed_at_ms: u64 },
@@ -286,6 +297,10 @@ pub enum Command {
     Collect { ips: Vec<Ipv4Addr>, reusable_before_ms: u64, decided_at_index: u64 },
     /// From here on, apply with these parameters.
     SetParameters(Parameters),
+    /// The client found `ip` in use (RFC 2131 §4.3.3): quarantine it until `until_ms`. Applied only
+    /// when `ip` is bound to `client` in the table, as the proposer saw it; anything else changes
+    /// nothing (`NotHeld`, `Stale`).
+    Decline { client: ClientKey, mac: [u8; 6], ip: Ipv4Addr, until_ms: u64, proposed_at_ms: u64, decided_at_index: u64 },
 }
 
 /// Who proposed a command, so the proposer can match the committed outcome to the waiting client.
@@ -450,7 +465,9 @@ impl LeaseTable {
                     touched.push(*ip);
                     touched.extend(self.by_ip.by_client(client).map(|lease| lease.ip));
                 }
-                Command::Release { ip, .. } | Command::Decline { ip, .. } => touched.push(*ip),
+                Command::Release { ip, .. } | Command::Decline { ip, .. } | Command::DeclineUnchecked { ip, .. } => {
+                    touched.push(*ip)
+                }
                 Command::Collect { ips, .. } => touched.extend(ips),
                 Command::Reserve { .. } | Command::Unreserve { .. } | Command::SetParameters(_) => {}
             }
@@ -552,6 +569,32 @@ impl LeaseTable {
                 _ => Outcome::NotHeld,
             },
             Command::Decline { client, mac, ip, until_ms, proposed_at_ms, decided_at_index } => {
+                // Only the client an address is bound to can report it in use. A DECLINE for a free
+                // address, one outside the pools or another client's changes nothing, so forged
+                // DECLINEs can neither quarantine free addresses nor fill the table (`max_leases`).
+                let Some(current) = self.by_ip.get(ip) else { return Outcome::NotHeld };
+                if current.client != *client || !matches!(current.state, LeaseState::Bound { .. }) {
+                    return Outcome::NotHeld;
+                }
+                if current.changed_at_index > *decided_at_index {
+                    // Decided before the client's current binding of the address.
+                    return Outcome::Stale;
+                }
+                // A declined record is nobody's address: the client's claim ends with its binding.
+                self.by_ip.insert(Lease {
+                    ip: *ip,
+                    client: client.clone(),
+                    mac: *mac,
+                    details: None,
+                    hardware_client_id: false,
+                    state: LeaseState::Declined { until_ms: *until_ms },
+                    updated_at_ms: *proposed_at_ms,
+                    changed_at_index: index,
+                    bound_by: proposer,
+                });
+                Outcome::Declined
+            }
+            Command::DeclineUnchecked { client, mac, ip, until_ms, proposed_at_ms, decided_at_index } => {
                 let current = self.by_ip.get(ip);
                 let held_by_client = current.is_some_and(|l| l.client == *client);
                 if held_by_client && self.changed_since(ip, *decided_at_index) {

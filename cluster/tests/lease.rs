@@ -110,7 +110,8 @@ fn decided_at(index: u64, mut command: Command) -> Command {
     match &mut command {
         Command::Bind { decided_at_index, .. }
         | Command::Release { decided_at_index, .. }
-        | Command::Decline { decided_at_index, .. } => *decided_at_index = index,
+        | Command::Decline { decided_at_index, .. }
+        | Command::DeclineUnchecked { decided_at_index, .. } => *decided_at_index = index,
         Command::Collect { decided_at_index, .. } => *decided_at_index = index,
         // Reservations and parameters are ordered by the log alone: nothing was decided on a view.
         Command::Reserve { .. } | Command::Unreserve { .. } | Command::SetParameters(_) => {}
@@ -212,6 +213,96 @@ fn rfc2131_4_3_3_decline_quarantines_but_never_takes_another_clients_lease() {
         vec![Outcome::Conflict { holder: client(1) }],
         "quarantined during the probation"
     );
+}
+
+/// RFC 2131 §4.3.3: a DECLINE reports the client's own address in use. Apply reads only the command
+/// and the table: a forged DECLINE — for a free address, one outside every pool, another client's, or
+/// one its client released — changes nothing at all.
+#[test]
+fn rfc2131_4_3_3_a_decline_for_an_address_not_bound_to_its_client_changes_nothing() {
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    apply(&mut table, 1, vec![bind(1, 5, T0, 60_000), bind(2, 6, T0, 60_000)]);
+    apply(&mut table, 2, vec![release(2, 6, T0 + 1)]);
+    let before = table.digest();
+    let forged = vec![
+        decline(3, 7, T0 + 2),   // a free address
+        decline(3, 250, T0 + 2), // an address no pool holds (apply knows no pools: it has no record)
+        decline(3, 5, T0 + 2),   // bound to client 1
+        decline(2, 6, T0 + 2),   // its own, but released
+        decline(1, 6, T0 + 2),   // released by another client
+    ];
+    assert_eq!(apply(&mut table, 3, forged), vec![Outcome::NotHeld; 5]);
+    assert_eq!(table.len(), 2, "no record was made");
+    assert_eq!(table.by_client(&client(1)).map(|l| l.state), Some(LeaseState::Bound { expires_at_ms: T0 + 60_000 }));
+    // The digest covers the records and the applied index; only the index moved.
+    let mut unchanged = LeaseTable::new(GRACE_MS, 100);
+    apply(&mut unchanged, 1, vec![bind(1, 5, T0, 60_000), bind(2, 6, T0, 60_000)]);
+    apply(&mut unchanged, 2, vec![release(2, 6, T0 + 1)]);
+    unchanged.skip(3);
+    assert_eq!(table.digest(), unchanged.digest(), "forged DECLINEs left the table as it was ({before:x} before)");
+}
+
+/// A flood of forged DECLINEs (each one a committed log entry) cannot fill `max_leases`: once the
+/// table is full, new bindings would fail with `TableFull`, so they must never make records.
+#[test]
+fn a_decline_flood_never_fills_the_table() {
+    let mut table = LeaseTable::new(GRACE_MS, 3);
+    apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
+    for (i, a) in (10u8..=200).enumerate() {
+        let outcomes = apply(&mut table, 2 + i as u64, vec![decline(100, a, T0 + i as u64)]);
+        assert_eq!(outcomes, vec![Outcome::NotHeld], "DECLINE of the free {}", ip(a));
+    }
+    assert_eq!(table.len(), 1);
+    let bound = apply(&mut table, 300, vec![bind(2, 6, T0 + 500, 60_000), bind(3, 7, T0 + 500, 60_000)]);
+    assert!(bound.iter().all(|o| matches!(o, Outcome::Bound(_))), "new clients still bind: {bound:?}");
+}
+
+/// Log entries written before the DECLINE rules replay as they were applied then (DESIGN rule 4): the
+/// old `Decline` (third in the encoding) decodes as `DeclineUnchecked`, which quarantines a free
+/// address as it always did, so a replica replaying the old log and one restored from a snapshot taken
+/// by the old version hold the same table.
+#[test]
+fn declines_in_entries_written_before_the_rules_replay_as_they_applied_then() {
+    #[derive(serde::Serialize)]
+    #[allow(dead_code)]
+    enum CommandBefore {
+        Bind,
+        Release,
+        Decline {
+            client: ClientKey,
+            mac: [u8; 6],
+            ip: Ipv4Addr,
+            until_ms: u64,
+            proposed_at_ms: u64,
+            decided_at_index: u64,
+        },
+    }
+    #[derive(serde::Serialize)]
+    struct ProposalBefore {
+        tag: ProposalTag,
+        command: CommandBefore,
+    }
+    let old = vec![ProposalBefore {
+        tag: ProposalTag { node_id: 1, incarnation: 1, seq: 0 },
+        command: CommandBefore::Decline {
+            client: client(3),
+            mac: [2, 0, 0, 0, 0, 3],
+            ip: ip(7),
+            until_ms: T0 + 900_000,
+            proposed_at_ms: T0,
+            decided_at_index: 0,
+        },
+    }];
+    let mut data = vec![0xff, b'L', b'E', 1];
+    data.extend(bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap());
+    let proposals = decode_entry(&data).expect("an entry of version 1 decodes");
+    assert!(matches!(&proposals[0].command, Command::DeclineUnchecked { ip: a, .. } if *a == ip(7)), "{proposals:?}");
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    assert_eq!(table.apply(1, &proposals), Some(vec![Outcome::Declined]), "as the version that wrote it applied it");
+    assert!(matches!(table.by_ip(ip(7)).map(|l| l.state), Some(LeaseState::Declined { .. })));
+    // And this build's DECLINE round-trips as itself.
+    let new = vec![Proposal { tag: ProposalTag { node_id: 1, incarnation: 1, seq: 1 }, command: decline(3, 7, T0) }];
+    assert_eq!(decode_entry(&encode_entry(&new)).expect("decodes"), new);
 }
 
 #[test]

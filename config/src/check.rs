@@ -16,7 +16,7 @@ mod scopes;
 use crate::raw::{RawConfig, RawPool, RawPxe, RawReservation};
 use crate::{
     Admin, ArchCode, ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Overrides, PeerTlsFiles,
-    Pool, Pxe, Reservation, Subnet, TlsFiles,
+    Pool, Pxe, RateLimits, Reservation, Subnet, TlsFiles, TokenBucket,
 };
 use scopes::{check_classes, check_option_defs, check_options, Definitions};
 
@@ -636,7 +636,60 @@ fn check_limits(cx: &mut Ctx<'_>, raw: &crate::raw::RawLimits) -> Limits {
             format!("must be at least {MIN_FRAME_BYTES}: every DHCP participant must accept that much (RFC 2131 §2)"),
         );
     }
+    if let Some(percent) = raw.max_offers_per_pool_percent {
+        match u32::try_from(percent) {
+            Ok(percent @ 1..=100) => limits.max_offers_per_pool_percent = percent,
+            _ => cx.error(
+                &Key::path("limits.max_offers_per_pool_percent"),
+                format!("{percent} is not a percentage from 1 to 100 (of each pool's size)"),
+            ),
+        }
+    }
+    limits.rate = check_rate_limits(cx, &raw.rate);
     limits
+}
+
+/// `[limits.rate]`: every rate and burst within its range, each error under its own key.
+fn check_rate_limits(cx: &mut Ctx<'_>, raw: &crate::raw::RawRateLimits) -> RateLimits {
+    use crate::{MAX_BURST_MESSAGES, MAX_MESSAGES_PER_SEC, MAX_TRACKED_KEYS, MIN_MESSAGES_PER_SEC};
+    let mut rate = RateLimits::default();
+    let buckets: [(&str, Option<f64>, Option<u64>, &mut TokenBucket); 4] = [
+        ("mac", raw.mac_messages_per_sec, raw.mac_burst_messages, &mut rate.mac),
+        ("relay", raw.relay_messages_per_sec, raw.relay_burst_messages, &mut rate.relay),
+        ("circuit", raw.circuit_messages_per_sec, raw.circuit_burst_messages, &mut rate.circuit),
+        ("decline", raw.decline_messages_per_sec, raw.decline_burst_messages, &mut rate.decline),
+    ];
+    for (name, per_sec, burst, bucket) in buckets {
+        if let Some(per_sec) = per_sec {
+            if per_sec.is_finite() && (MIN_MESSAGES_PER_SEC..=MAX_MESSAGES_PER_SEC).contains(&per_sec) {
+                bucket.per_sec = per_sec;
+            } else {
+                cx.error(
+                    &Key::path(format!("limits.rate.{name}_messages_per_sec")),
+                    format!("{per_sec} is not a rate from {MIN_MESSAGES_PER_SEC} to {MAX_MESSAGES_PER_SEC} messages a second"),
+                );
+            }
+        }
+        if let Some(burst) = burst {
+            match u32::try_from(burst) {
+                Ok(burst) if burst >= 1 && u64::from(burst) <= MAX_BURST_MESSAGES => bucket.burst = burst,
+                _ => cx.error(
+                    &Key::path(format!("limits.rate.{name}_burst_messages")),
+                    format!("{burst} is not a burst from 1 to {MAX_BURST_MESSAGES} messages"),
+                ),
+            }
+        }
+    }
+    if let Some(keys) = raw.max_tracked_keys {
+        match usize::try_from(keys) {
+            Ok(keys) if keys >= 1 && keys as u64 <= MAX_TRACKED_KEYS => rate.max_tracked_keys = keys,
+            _ => cx.error(
+                &Key::path("limits.rate.max_tracked_keys"),
+                format!("{keys} is not a count from 1 to {MAX_TRACKED_KEYS} keys per kind of bucket"),
+            ),
+        }
+    }
+    rate
 }
 
 /// `[pxe]` (with its flags) or `[pool.pxe]` (without), keys under `prefix`.

@@ -214,7 +214,61 @@ pub struct Limits {
     /// quiet spell at once), so under load one log write and one fsync carry more bindings. 0: every
     /// mailbox drain flushes.
     pub group_commit_window_us: u64,
+    /// Offers to new clients (no record in the table, no reservation) a pool holds at once, as a
+    /// percentage of its size; a new client's offer beyond it displaces the pool's oldest such offer,
+    /// so a DISCOVER flood never holds more of the pool than this.
+    pub max_offers_per_pool_percent: u32,
+    /// `[limits.rate]`: token buckets against starvation and DECLINE floods.
+    pub rate: RateLimits,
 }
+
+/// A token bucket: it refills `per_sec` tokens a second up to `burst`; each message spends one, and a
+/// message that finds it empty is left unanswered (and counted).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenBucket {
+    pub per_sec: f64,
+    pub burst: u32,
+}
+
+/// Token buckets of the answering node, in memory (never replicated): who may make the pool hand out
+/// an address (DISCOVERs, and REQUESTs or BOOTREQUESTs for an address neither offered to nor bound to
+/// the client), and who may quarantine one (DECLINEs). A renewal of the client's own binding spends
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    /// Per client hardware address (`chaddr`).
+    pub mac: TokenBucket,
+    /// Per relay agent (`giaddr`), for clients without a record in the table.
+    pub relay: TokenBucket,
+    /// Per relay circuit: `giaddr` with option 82's circuit id and remote id (RFC 3046 §2.1, §2.2),
+    /// for clients without a record in the table.
+    pub circuit: TokenBucket,
+    /// DECLINEs per client hardware address.
+    pub decline: TokenBucket,
+    /// Keys each kind of bucket tracks at most; the least recently used is forgotten first.
+    pub max_tracked_keys: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            mac: TokenBucket { per_sec: 2.0, burst: 20 },
+            relay: TokenBucket { per_sec: 1_000.0, burst: 2_000 },
+            circuit: TokenBucket { per_sec: 10.0, burst: 30 },
+            // RFC 2131 §3.1 step 5: a client waits at least 10 s after a DECLINE before it asks again.
+            decline: TokenBucket { per_sec: 0.1, burst: 3 },
+            max_tracked_keys: 65_536,
+        }
+    }
+}
+
+/// The range of a token bucket's `*_messages_per_sec`.
+pub const MIN_MESSAGES_PER_SEC: f64 = 0.001;
+pub const MAX_MESSAGES_PER_SEC: f64 = 1_000_000.0;
+/// The largest `*_burst_messages`.
+pub const MAX_BURST_MESSAGES: u64 = 1_000_000;
+/// The largest `limits.rate.max_tracked_keys`.
+pub const MAX_TRACKED_KEYS: u64 = 10_000_000;
 
 /// The longest group commit window a config may ask for (it delays ACKs by up to that much).
 pub const MAX_GROUP_COMMIT_WINDOW_US: u64 = 100_000;
@@ -234,6 +288,8 @@ impl Default for Limits {
             snapshot_every_entries: 100_000,
             record_retention_secs: 86_400,
             group_commit_window_us: 2_000,
+            max_offers_per_pool_percent: 50,
+            rate: RateLimits::default(),
         }
     }
 }

@@ -95,6 +95,28 @@ pub struct RawLimits {
     pub snapshot_every_entries: Option<u64>,
     pub record_retention_secs: Option<u64>,
     pub group_commit_window_us: Option<u64>,
+    /// Kept wide so an out-of-range percentage is reported by the checks.
+    pub max_offers_per_pool_percent: Option<u64>,
+    /// `[limits.rate]`
+    #[serde(default)]
+    pub rate: RawRateLimits,
+}
+
+/// `[limits.rate]`: token buckets against starvation and DECLINE floods. Rates are floats (a DECLINE
+/// bucket refills slower than one a second); bursts and the key count are kept wide so an out-of-range
+/// value is reported by the checks.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    pub mac_messages_per_sec: Option<f64>,
+    pub mac_burst_messages: Option<u64>,
+    pub relay_messages_per_sec: Option<f64>,
+    pub relay_burst_messages: Option<u64>,
+    pub circuit_messages_per_sec: Option<f64>,
+    pub circuit_burst_messages: Option<u64>,
+    pub decline_messages_per_sec: Option<f64>,
+    pub decline_burst_messages: Option<u64>,
+    pub max_tracked_keys: Option<u64>,
 }
 
 /// `[pxe]` and `[pool.pxe]`.

@@ -690,6 +690,52 @@ fn the_group_commit_window_may_be_zero_and_is_bounded() {
     only_error(&errors, "limits.group_commit_window_us", &["100001", "more than 100000"]);
 }
 
+#[test]
+fn starvation_limits_have_defaults_and_are_read_from_limits_and_limits_rate() {
+    let limits = load(BASE).expect("the base loads").limits;
+    assert_eq!(limits.max_offers_per_pool_percent, 50);
+    assert_eq!((limits.rate.mac.per_sec, limits.rate.mac.burst), (2.0, 20));
+    assert_eq!((limits.rate.relay.per_sec, limits.rate.relay.burst), (1_000.0, 2_000));
+    assert_eq!((limits.rate.circuit.per_sec, limits.rate.circuit.burst), (10.0, 30));
+    assert_eq!((limits.rate.decline.per_sec, limits.rate.decline.burst), (0.1, 3), "RFC 2131 §3.1: 10 s apart");
+    assert_eq!(limits.rate.max_tracked_keys, 65_536);
+    let text = format!(
+        "{BASE}[limits]\nmax_offers_per_pool_percent = 100\n[limits.rate]\nmac_messages_per_sec = 0.5\n\
+         mac_burst_messages = 4\nrelay_messages_per_sec = 50\ncircuit_burst_messages = 1\n\
+         decline_messages_per_sec = 0.01\nmax_tracked_keys = 16\n"
+    );
+    let limits = load(&text).unwrap_or_else(|e| panic!("{e}")).limits;
+    assert_eq!(limits.max_offers_per_pool_percent, 100);
+    assert_eq!((limits.rate.mac.per_sec, limits.rate.mac.burst), (0.5, 4));
+    assert_eq!((limits.rate.relay.per_sec, limits.rate.relay.burst), (50.0, 2_000), "the burst stays the default");
+    assert_eq!((limits.rate.circuit.per_sec, limits.rate.circuit.burst), (10.0, 1));
+    assert_eq!(limits.rate.decline.per_sec, 0.01);
+    assert_eq!(limits.rate.max_tracked_keys, 16);
+}
+
+#[test]
+fn starvation_limits_out_of_range_are_named_by_key_path() {
+    let text = format!(
+        "{BASE}[limits]\nmax_offers_per_pool_percent = 0\n[limits.rate]\nmac_messages_per_sec = 0.0\n\
+         relay_messages_per_sec = -5.0\ncircuit_messages_per_sec = nan\ndecline_burst_messages = 0\n\
+         mac_burst_messages = 5000000000\nmax_tracked_keys = 0\n"
+    );
+    let errors = rejected(&text);
+    let error = expect_error(&errors, "limits.max_offers_per_pool_percent", &["0", "percentage from 1 to 100"]);
+    assert_eq!(error.source.as_deref(), Some(Path::new(FILE)), "the error names the file");
+    expect_error(&errors, "limits.rate.mac_messages_per_sec", &["0 is not a rate from 0.001"]);
+    expect_error(&errors, "limits.rate.relay_messages_per_sec", &["-5"]);
+    expect_error(&errors, "limits.rate.circuit_messages_per_sec", &["NaN"]);
+    expect_error(&errors, "limits.rate.decline_burst_messages", &["0 is not a burst from 1"]);
+    expect_error(&errors, "limits.rate.mac_burst_messages", &["5000000000"]);
+    expect_error(&errors, "limits.rate.max_tracked_keys", &["0 is not a count"]);
+    assert_eq!(errors.len(), 7, "{errors}");
+    let errors = rejected(&format!("{BASE}[limits]\nmax_offers_per_pool_percent = 101\n"));
+    only_error(&errors, "limits.max_offers_per_pool_percent", &["101"]);
+    let errors = rejected(&format!("{BASE}[limits.rate]\nmac_per_sec = 2.0\n"));
+    only_error(&errors, "limits.rate.mac_per_sec", &["unknown field"]);
+}
+
 // ---- Command-line overrides ----
 
 fn flags_pool() -> Overrides {

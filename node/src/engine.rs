@@ -21,6 +21,7 @@ use crate::wire::{ClientMessageType, Destination, DropReason, Reply, ReplyType, 
 pub mod allocator;
 pub mod boot;
 pub mod classes;
+pub mod limits;
 pub mod options;
 pub mod relay;
 pub mod reservations;
@@ -130,6 +131,23 @@ pub enum Silence {
     BootpNotServed,
     /// The node restarted and its table has not yet applied the log it started with.
     Replaying,
+    /// A message that would take an address from the pool found its client MAC's token bucket empty
+    /// (`limits.rate.mac_*`).
+    RateLimitedMac,
+    /// ... its relay agent's (`giaddr`) bucket empty (`limits.rate.relay_*`).
+    RateLimitedRelay,
+    /// ... its relay circuit's (giaddr, option 82 circuit and remote id) bucket empty
+    /// (`limits.rate.circuit_*`).
+    RateLimitedCircuit,
+    /// A DECLINE for an address in none of the client's pools (RFC 2131 §4.3.3): ignored.
+    DeclineNotInPool,
+    /// A DECLINE for an address neither bound nor offered to that client: ignored, whoever holds it.
+    DeclineNotHeld,
+    /// A DECLINE of the address offered (not yet bound) to the client: the offer is withdrawn, and
+    /// nothing is written (apply quarantines only bound addresses).
+    DeclineOfferWithdrawn,
+    /// A DECLINE of the client's own binding, beyond its DECLINE bucket (`limits.rate.decline_*`).
+    DeclineRateLimited,
 }
 
 impl Silence {
@@ -144,6 +162,13 @@ impl Silence {
             Silence::NothingToDo => "nothing_to_do",
             Silence::BootpNotServed => "bootp_not_served",
             Silence::Replaying => "replaying",
+            Silence::RateLimitedMac => "rate_limited_mac",
+            Silence::RateLimitedRelay => "rate_limited_relay",
+            Silence::RateLimitedCircuit => "rate_limited_circuit",
+            Silence::DeclineNotInPool => "decline_not_in_pool",
+            Silence::DeclineNotHeld => "decline_not_held",
+            Silence::DeclineOfferWithdrawn => "decline_offer_withdrawn",
+            Silence::DeclineRateLimited => "decline_rate_limited",
         }
     }
 }
@@ -202,15 +227,32 @@ struct Pending {
 struct OfferEntry {
     ip: Ipv4Addr,
     until_ms: u64,
+    /// The pool whose cap it counts against: a new client's offer (`max_offers_per_pool_percent`).
+    capped_pool: Option<usize>,
 }
 
-/// Offers held in memory (DESIGN rule 3): address → client, client → offer, bounded by `max_offers`.
-/// The hold time is one constant, so insertion order is expiry order and a queue expires them.
+/// One pool's offers to new clients: in the order they were made (entries that are no longer current
+/// are skipped when met), and how many are current.
+#[derive(Debug, Default)]
+struct CappedOffers {
+    order: VecDeque<(u64, Ipv4Addr)>,
+    held: usize,
+}
+
+/// Offers held in memory (DESIGN rule 3): address → client, client → offer, bounded by `max_offers`
+/// in all and, for new clients' offers, by a cap per pool. The hold time is one constant, so
+/// insertion order is expiry order and a queue expires them.
 #[derive(Debug, Default)]
 struct Offers {
     by_ip: HashMap<Ipv4Addr, ClientKey>,
     by_client: HashMap<ClientKey, OfferEntry>,
     queue: VecDeque<(u64, Ipv4Addr)>,
+    /// By pool index, grown on first use.
+    capped: Vec<CappedOffers>,
+    /// New clients whose offer was displaced at the cap, with that offer: their claim on the address
+    /// until the offer would have ended (`reclaim`). At most `max_offers` of them, oldest dropped first.
+    displaced: HashMap<ClientKey, OfferEntry>,
+    displaced_order: VecDeque<(u64, ClientKey)>,
 }
 
 impl Offers {
@@ -225,31 +267,132 @@ impl Offers {
         self.by_client.get(client).filter(|o| o.until_ms > now_ms).map(|o| o.ip)
     }
 
-    fn hold(&mut self, client: ClientKey, ip: Ipv4Addr, until_ms: u64, max_offers: usize) {
+    /// The offer `(until_ms, ip)` of a queue is still the one held for `ip`.
+    fn is_current(&self, until_ms: u64, ip: Ipv4Addr) -> bool {
+        self.current(until_ms, ip).is_some()
+    }
+
+    /// The offer held for `ip`, if it is the one a queue entry `(until_ms, ip)` was made for.
+    fn current(&self, until_ms: u64, ip: Ipv4Addr) -> Option<&OfferEntry> {
+        self.by_ip.get(&ip).and_then(|c| self.by_client.get(c)).filter(|o| o.ip == ip && o.until_ms == until_ms)
+    }
+
+    /// Hold `ip` for `client` until `until_ms`. Beyond `max_offers` the oldest offer goes; a new
+    /// client's offer (`capped`: its pool and the pool's cap) beyond the cap displaces the pool's
+    /// oldest new-client offer, whose address is returned.
+    fn hold(
+        &mut self,
+        client: ClientKey,
+        ip: Ipv4Addr,
+        until_ms: u64,
+        max_offers: usize,
+        capped: Option<(usize, usize)>,
+    ) -> Option<Ipv4Addr> {
         self.forget(&client);
         while self.by_client.len() >= max_offers.max(1) {
             match self.queue.pop_front() {
-                Some((_, old_ip)) => self.remove_ip(old_ip),
+                Some((old_until_ms, old_ip)) if self.is_current(old_until_ms, old_ip) => self.remove_ip(old_ip),
+                Some(_) => {}
                 None => break,
             }
         }
+        let mut displaced = None;
+        if let Some((pool, cap)) = capped {
+            while self.capped_of(pool).held >= cap.max(1) {
+                let Some((old_until_ms, old_ip)) = self.capped_of(pool).order.pop_front() else {
+                    debug_assert!(false, "pool {pool} counts capped offers its queue does not have");
+                    break;
+                };
+                if self.current(old_until_ms, old_ip).is_some_and(|o| o.capped_pool == Some(pool)) {
+                    let holder = self.by_ip.get(&old_ip).cloned();
+                    let offer = holder.as_ref().and_then(|h| self.by_client.get(h)).copied();
+                    self.remove_ip(old_ip);
+                    if let (Some(holder), Some(offer)) = (holder, offer) {
+                        self.remember_displaced(holder, offer, max_offers);
+                    }
+                    displaced = Some(old_ip);
+                }
+            }
+            let pool_offers = self.capped_of(pool);
+            pool_offers.order.push_back((until_ms, ip));
+            pool_offers.held += 1;
+        }
         self.by_ip.insert(ip, client.clone());
-        self.by_client.insert(client, OfferEntry { ip, until_ms });
+        self.by_client.insert(client, OfferEntry { ip, until_ms, capped_pool: capped.map(|(pool, _)| pool) });
         self.queue.push_back((until_ms, ip));
+        displaced
+    }
+
+    fn capped_of(&mut self, pool: usize) -> &mut CappedOffers {
+        if self.capped.len() <= pool {
+            self.capped.resize_with(pool + 1, CappedOffers::default);
+        }
+        &mut self.capped[pool]
+    }
+
+    /// The offer ends: uncount it from its pool's cap.
+    fn ended(&mut self, offer: OfferEntry) {
+        if let Some(pool) = offer.capped_pool {
+            let pool_offers = self.capped_of(pool);
+            debug_assert!(pool_offers.held > 0, "pool {pool} uncounts an offer it did not count");
+            pool_offers.held = pool_offers.held.saturating_sub(1);
+        }
+    }
+
+    /// Keep the claim of `client`, whose `offer` was displaced.
+    /// The address of `client`'s displaced offer, while its claim runs.
+    fn displaced_claim(&self, client: &ClientKey, now_ms: u64) -> Option<Ipv4Addr> {
+        self.displaced.get(client).filter(|claim| claim.until_ms > now_ms).map(|claim| claim.ip)
+    }
+
+    fn remember_displaced(&mut self, client: ClientKey, offer: OfferEntry, max_offers: usize) {
+        while self.displaced.len() >= max_offers.max(1) {
+            let Some((until_ms, oldest)) = self.displaced_order.pop_front() else { break };
+            if self.displaced.get(&oldest).is_some_and(|claim| claim.until_ms == until_ms) {
+                self.displaced.remove(&oldest);
+            }
+        }
+        self.displaced_order.push_back((offer.until_ms, client.clone()));
+        self.displaced.insert(client, offer);
+    }
+
+    /// A SELECTING REQUEST from `client` for `ip` (RFC 2131 §4.3.2) whose offer of `ip` was displaced
+    /// at its pool's cap: if the claim still runs and `ip` is free or held only by another new
+    /// client's offer (made after, and not yet asked for), `client` gets its offer back and the other
+    /// loses its. The first client to REQUEST wins, as it would without a cap; under a flood that is
+    /// the real client, whose address may have come round to a spoofed MAC meanwhile. Known clients'
+    /// offers are never taken; whether `ip` is free in the table is still checked afterwards.
+    fn reclaim(&mut self, client: &ClientKey, ip: Ipv4Addr, now_ms: u64, max_offers: usize, caps: &[usize]) -> bool {
+        let Some(claim) = self.displaced.get(client).copied() else { return false };
+        if claim.ip != ip || claim.until_ms <= now_ms {
+            return false;
+        }
+        let holder = self.by_ip.get(&ip).and_then(|h| self.by_client.get(h)).filter(|o| o.until_ms > now_ms);
+        if holder.is_some_and(|o| o.capped_pool.is_none()) {
+            return false;
+        }
+        self.remove_ip(ip);
+        self.displaced.remove(client);
+        let capped = claim.capped_pool.map(|pool| (pool, caps.get(pool).copied().unwrap_or(1)));
+        self.hold(client.clone(), ip, claim.until_ms, max_offers, capped);
+        true
     }
 
     fn forget(&mut self, client: &ClientKey) {
+        self.displaced.remove(client);
         if let Some(offer) = self.by_client.remove(client) {
             if self.by_ip.get(&offer.ip) == Some(client) {
                 self.by_ip.remove(&offer.ip);
             }
+            self.ended(offer);
         }
     }
 
     fn remove_ip(&mut self, ip: Ipv4Addr) {
         if let Some(client) = self.by_ip.remove(&ip) {
-            if self.by_client.get(&client).is_some_and(|o| o.ip == ip) {
+            if let Some(offer) = self.by_client.get(&client).copied().filter(|o| o.ip == ip) {
                 self.by_client.remove(&client);
+                self.ended(offer);
             }
         }
     }
@@ -270,6 +413,24 @@ impl Offers {
                 self.remove_ip(ip);
             }
         }
+        // What the loop above let go, or what went before: the pools' queues are in expiry order too.
+        for pool_offers in &mut self.capped {
+            while pool_offers.order.front().is_some_and(|(until_ms, _)| *until_ms <= now_ms) {
+                pool_offers.order.pop_front();
+            }
+        }
+        // Claims end with the offers they were (displaced ones at most `offer_hold_ms` after they
+        // were made, so the order is expiry order to within the hold time; a later one is dropped
+        // when met, or at lookup).
+        while let Some((until_ms, client)) = self.displaced_order.front().cloned() {
+            if until_ms > now_ms {
+                break;
+            }
+            self.displaced_order.pop_front();
+            if self.displaced.get(&client).is_some_and(|claim| claim.until_ms == until_ms) {
+                self.displaced.remove(&client);
+            }
+        }
     }
 
     fn clear(&mut self) {
@@ -278,6 +439,31 @@ impl Offers {
 
     fn len(&self) -> usize {
         self.by_client.len()
+    }
+
+    /// New clients' offers of pool `pool` held now.
+    fn capped_held(&self, pool: usize) -> usize {
+        self.capped.get(pool).map_or(0, |p| p.held)
+    }
+
+    /// The two maps agree, and each pool's count is its current new-client offers.
+    #[cfg(test)]
+    fn check(&self) -> Result<(), String> {
+        for (ip, client) in &self.by_ip {
+            if self.by_client.get(client).map(|o| o.ip) != Some(*ip) {
+                return Err(format!("{ip} is held for {client}, whose offer is {:?}", self.by_client.get(client)));
+            }
+        }
+        if self.by_ip.len() != self.by_client.len() {
+            return Err(format!("{} addresses held, {} clients with offers", self.by_ip.len(), self.by_client.len()));
+        }
+        for (pool, offers) in self.capped.iter().enumerate() {
+            let counted = self.by_client.values().filter(|o| o.capped_pool == Some(pool)).count();
+            if counted != offers.held {
+                return Err(format!("pool {pool} counts {} new-client offers, holds {counted}", offers.held));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -295,6 +481,13 @@ pub struct PoolUsage<'a> {
     pub name: &'a str,
     pub size: u32,
     pub bound: u32,
+    /// Offers to new clients held now, and the most the pool holds (`max_offers_per_pool_percent`).
+    pub new_client_offers: u32,
+    pub new_client_offer_cap: u32,
+    /// New clients' offers displaced by newer ones at the cap, since the node started, and displaced
+    /// ones their client reclaimed with its REQUEST.
+    pub offers_displaced: u64,
+    pub offers_reclaimed: u64,
 }
 
 /// Commands since the last snapshot that make one due whatever `snapshot_every_entries` says, when
@@ -343,6 +536,20 @@ pub struct Engine {
     /// (a restart replays the log after its snapshot), it answers nobody — its table may say an
     /// address is free, or a client's, when a later entry says otherwise.
     replay_until: u64,
+    /// Per pool: how many new clients' offers it holds at most (`max_offers_per_pool_percent`).
+    offer_caps: Vec<usize>,
+    /// Per pool: new clients' offers displaced at the cap, and displaced ones reclaimed by their
+    /// client's REQUEST.
+    offers_displaced: Vec<u64>,
+    offers_reclaimed: Vec<u64>,
+    /// Token buckets: who may take an address from the pools, who may DECLINE (`limits.rate`).
+    admission: limits::Admission,
+}
+
+/// New clients' offers `pool` holds at most: `percent` of its size, rounded up, at least one.
+fn offer_cap(pool: &Pool, percent: u32) -> usize {
+    let cap = (u64::from(pool.size()) * u64::from(percent)).div_ceil(100).max(1);
+    usize::try_from(cap).unwrap_or(usize::MAX)
 }
 
 impl Engine {
@@ -353,6 +560,11 @@ impl Engine {
         let exhausted = vec![None; config.pools.len()];
         let config_reserved_ips = config.reservations.iter().map(|r| r.ip).collect();
         let api_reservations = reservations::reservation_view(&table);
+        let percent = config.limits.max_offers_per_pool_percent;
+        let offer_caps = config.pools.iter().map(|pool| offer_cap(pool, percent)).collect();
+        let offers_displaced = vec![0; config.pools.len()];
+        let offers_reclaimed = vec![0; config.pools.len()];
+        let admission = limits::Admission::new(&config.limits.rate);
         Engine {
             config,
             table,
@@ -371,6 +583,10 @@ impl Engine {
             applied_since_snapshot: 0,
             commands_since_snapshot: 0,
             replay_until: 0,
+            offer_caps,
+            offers_displaced,
+            offers_reclaimed,
+            admission,
         }
     }
 
@@ -384,6 +600,11 @@ impl Engine {
 
     pub fn offers_held(&self) -> usize {
         self.offers.len()
+    }
+
+    /// Keys the token buckets remember, per kind: MAC, relay, circuit, DECLINE.
+    pub fn rate_limit_keys(&self) -> [usize; 4] {
+        self.admission.tracked()
     }
 
     pub fn proposals_pending(&self) -> usize {
@@ -613,16 +834,35 @@ impl Engine {
         reusable
     }
 
+    /// A client the pools know: it has a lease record (bound, expired or released), or a
+    /// reservation. Its offers are not counted against a pool's cap, and the relay and circuit
+    /// buckets do not apply to it: a flood of new MACs through its relay does not starve it, and
+    /// whoever spoofs it is offered its own address.
+    fn is_known(&self, request: &Request, client: &ClientKey) -> bool {
+        self.table.by_client(client).is_some() || self.reservation(request).is_some()
+    }
+
+    /// RFC 2131 §4.3.1. Every DISCOVER spends a token of its client's buckets (`limits.rate`), and a
+    /// new client's offer counts against its pool's cap: beyond it, it displaces the pool's oldest
+    /// new-client offer, so a flood of spoofed MACs holds at most the cap, and new clients that ask
+    /// during it still get offers.
     fn discover(&mut self, request: &Request, scope: &Scope, now_ms: u64) -> Action {
         let client = self.client_key(request);
         if self.pools_for(scope).next().is_none() {
             return Action::Drop(DropReason::NoPool);
         }
+        let known = self.is_known(request, &client);
+        if let Err(silence) = self.admission.admit(request, known, now_ms) {
+            return Action::Silent(silence);
+        }
         let Some((pool_index, ip)) = self.choose_address(request, scope, &client, now_ms) else {
             return Action::Silent(Silence::PoolExhausted);
         };
         let until_ms = now_ms.saturating_add(self.config.limits.offer_hold_ms);
-        self.offers.hold(client, ip, until_ms, self.config.limits.max_offers);
+        let capped = (!known).then(|| (pool_index, self.offer_caps[pool_index]));
+        if self.offers.hold(client, ip, until_ms, self.config.limits.max_offers, capped).is_some() {
+            self.offers_displaced[pool_index] += 1;
+        }
         let lease_secs = self.lease_secs(request, scope, &self.config.pools[pool_index]);
         let reply = self.reply(request, scope, ReplyType::Offer, pool_index, ip, Some(lease_secs));
         Action::Send(Box::new(self.outgoing(request, scope, reply)))
@@ -645,6 +885,9 @@ impl Engine {
         if reserved.is_some_and(|r| r != ip) {
             // The reserved address is taken by someone else: no other address for this client.
             return Action::Silent(Silence::PoolExhausted);
+        }
+        if let Err(silence) = self.admit_binding(request, &client, ip, now_ms) {
+            return Action::Silent(silence);
         }
         let lease_ms = u64::from(self.config.pools[pool_index].bootp_lease_time_secs) * 1000;
         let hostname = self.reservation(request).and_then(|r| r.hostname.clone()).or_else(|| request.hostname.clone());
@@ -673,10 +916,17 @@ impl Engine {
             }
             // Option 50 is required here (§4.3.2), but some clients leave it out: the address is
             // then the one offered to this client, as Kea does.
-            let offered = self.offers.of(&client, now_us / 1000);
+            let now_ms = now_us / 1000;
+            let offered = self.offers.of(&client, now_ms).or_else(|| self.offers.displaced_claim(&client, now_ms));
             let Some(ip) = request.requested_ip.or_else(|| nonzero(request.ciaddr)).or(offered) else {
                 return self.nak(request, scope, "no requested address");
             };
+            let max_offers = self.config.limits.max_offers;
+            if self.offers.reclaim(&client, ip, now_ms, max_offers, &self.offer_caps) {
+                if let Some((pool_index, _)) = self.pool_of(scope, ip) {
+                    self.offers_reclaimed[pool_index] += 1;
+                }
+            }
             return self.bind_or_nak(request, scope, client, ip, reserved, now_us);
         }
         if let Some(ip) = request.requested_ip.filter(|_| request.ciaddr == Ipv4Addr::UNSPECIFIED) {
@@ -731,6 +981,9 @@ impl Engine {
             self.offers.forget(&client);
             return self.nak(request, scope, "address in use");
         }
+        if let Err(silence) = self.admit_binding(request, &client, ip, now_ms) {
+            return Action::Silent(silence);
+        }
         let expires_at_ms = now_ms.saturating_add(lease_ms);
         let hostname = self.reservation(request).and_then(|r| r.hostname.clone()).or_else(|| request.hostname.clone());
         let command = Command::Bind {
@@ -746,7 +999,34 @@ impl Engine {
         self.propose(request, scope, command, now_us)
     }
 
-    /// RFC 2131 §4.3.3: the client found the address in use; quarantine it.
+    /// May a REQUEST or BOOTREQUEST that would bind `ip` to `client` go on? Renewing one's own binding
+    /// (RENEWING, REBINDING, INIT-REBOOT with the bound address) and taking the address one was
+    /// offered (the DISCOVER paid) are free; anything else takes an address from the pool, as a
+    /// DISCOVER does, and spends a token of the same buckets.
+    fn admit_binding(
+        &mut self,
+        request: &Request,
+        client: &ClientKey,
+        ip: Ipv4Addr,
+        now_ms: u64,
+    ) -> Result<(), Silence> {
+        let renewal = self
+            .table
+            .by_client(client)
+            .is_some_and(|lease| lease.ip == ip && matches!(lease.state, leasehold_cluster::LeaseState::Bound { .. }));
+        if renewal || self.offers.of(client, now_ms) == Some(ip) {
+            return Ok(());
+        }
+        let known = self.is_known(request, client);
+        self.admission.admit(request, known, now_ms)
+    }
+
+    /// RFC 2131 §4.3.3: the client found the address it was given in use; quarantine it. Only a
+    /// DECLINE for an address in one of the client's pools that is bound to that very client is acted
+    /// on (and no faster than its DECLINE bucket allows); for the address offered to it the offer is
+    /// withdrawn; anything else is ignored and counted. So a forged DECLINE can neither quarantine a
+    /// free address, nor make a record for one outside every pool, nor touch another client's offer or
+    /// lease.
     fn decline(&mut self, request: &Request, scope: &Scope, now_us: u64) -> Action {
         let now_ms = now_us / 1000;
         if request.server_id.is_some_and(|s| !self.names_me(s, scope)) {
@@ -756,8 +1036,27 @@ impl Engine {
             return Action::Silent(Silence::NothingToDo);
         };
         let client = self.client_key(request);
+        let reserved = self.reservation(request).map(|r| r.ip);
+        let in_pool = self.pools_for(scope).any(|(_, pool)| pool.contains(ip))
+            || (reserved == Some(ip) && self.pool_of(scope, ip).is_some());
+        if !in_pool {
+            return Action::Silent(Silence::DeclineNotInPool);
+        }
+        let bound = self.table.by_ip(ip).is_some_and(|lease| {
+            lease.client == client && matches!(lease.state, leasehold_cluster::LeaseState::Bound { .. })
+        });
+        let offered = self.offers.of(&client, now_ms) == Some(ip);
+        if !bound && !offered {
+            return Action::Silent(Silence::DeclineNotHeld);
+        }
+        // The client's own offer, and no one else's.
         self.offers.forget(&client);
-        self.offers.remove_ip(ip);
+        if !bound {
+            return Action::Silent(Silence::DeclineOfferWithdrawn);
+        }
+        if let Err(silence) = self.admission.admit_decline(request.chaddr, now_ms) {
+            return Action::Silent(silence);
+        }
         let until_ms = now_ms.saturating_add(self.config.limits.decline_probation_secs * 1000);
         let command = Command::Decline {
             client,
@@ -943,7 +1242,10 @@ impl Engine {
             outcome,
         };
         let command_ip = match command {
-            Command::Bind { ip, .. } | Command::Release { ip, .. } | Command::Decline { ip, .. } => *ip,
+            Command::Bind { ip, .. }
+            | Command::Release { ip, .. }
+            | Command::Decline { ip, .. }
+            | Command::DeclineUnchecked { ip, .. } => *ip,
             Command::Reserve { host, .. } => host.ip,
             Command::Unreserve { .. } | Command::Collect { .. } | Command::SetParameters(_) => Ipv4Addr::UNSPECIFIED,
         };
@@ -1129,7 +1431,16 @@ impl Engine {
             .pools
             .iter()
             .zip(&self.indexes)
-            .map(|(pool, index)| PoolUsage { name: &pool.name, size: pool.size(), bound: index.bound_at(now_ms) })
+            .enumerate()
+            .map(|(i, (pool, index))| PoolUsage {
+                name: &pool.name,
+                size: pool.size(),
+                bound: index.bound_at(now_ms),
+                new_client_offers: u32::try_from(self.offers.capped_held(i)).unwrap_or(u32::MAX),
+                new_client_offer_cap: u32::try_from(self.offer_caps[i]).unwrap_or(u32::MAX),
+                offers_displaced: self.offers_displaced[i],
+                offers_reclaimed: self.offers_reclaimed[i],
+            })
             .collect()
     }
 }

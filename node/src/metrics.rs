@@ -17,7 +17,7 @@ const MESSAGE_TYPES: [(ClientMessageType, &str); 6] = [
 ];
 const REPLY_TYPES: [(ReplyType, &str); 4] =
     [(ReplyType::Offer, "offer"), (ReplyType::Ack, "ack"), (ReplyType::Nak, "nak"), (ReplyType::Bootp, "bootreply")];
-const SILENCES: [Silence; 9] = [
+const SILENCES: [Silence; 16] = [
     Silence::OtherServerChosen,
     Silence::UnknownClient,
     Silence::NotOurs,
@@ -27,6 +27,13 @@ const SILENCES: [Silence; 9] = [
     Silence::NothingToDo,
     Silence::BootpNotServed,
     Silence::Replaying,
+    Silence::RateLimitedMac,
+    Silence::RateLimitedRelay,
+    Silence::RateLimitedCircuit,
+    Silence::DeclineNotInPool,
+    Silence::DeclineNotHeld,
+    Silence::DeclineOfferWithdrawn,
+    Silence::DeclineRateLimited,
 ];
 /// Upper bounds of the commit latency buckets, in microseconds.
 const LATENCY_BUCKETS_US: [u64; 12] =
@@ -188,6 +195,45 @@ impl Metrics {
                 pool.name,
                 pool.size.saturating_sub(pool.bound)
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP leasehold_pool_new_client_offers Offers to new clients a pool holds now (counted against its cap)."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_pool_new_client_offers gauge");
+        for pool in pools {
+            let _ =
+                writeln!(out, "leasehold_pool_new_client_offers{{pool=\"{}\"}} {}", pool.name, pool.new_client_offers);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP leasehold_pool_new_client_offer_cap New clients' offers a pool holds at most (max_offers_per_pool_percent)."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_pool_new_client_offer_cap gauge");
+        for pool in pools {
+            let _ = writeln!(
+                out,
+                "leasehold_pool_new_client_offer_cap{{pool=\"{}\"}} {}",
+                pool.name, pool.new_client_offer_cap
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP leasehold_offers_displaced_total New clients' offers displaced by newer ones at their pool's cap."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_offers_displaced_total counter");
+        for pool in pools {
+            let _ =
+                writeln!(out, "leasehold_offers_displaced_total{{pool=\"{}\"}} {}", pool.name, pool.offers_displaced);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP leasehold_offers_reclaimed_total Displaced offers their client still bound by REQUESTing in time."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_offers_reclaimed_total counter");
+        for pool in pools {
+            let _ =
+                writeln!(out, "leasehold_offers_reclaimed_total{{pool=\"{}\"}} {}", pool.name, pool.offers_reclaimed);
         }
         let _ = writeln!(
             out,

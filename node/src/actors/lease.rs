@@ -512,6 +512,7 @@ impl Handler<RenderMetrics> for LeaseActor {
     fn handle(&mut self, _: RenderMetrics, _: &mut Self::Context) -> String {
         let now_ms = self.clock.now_us() / 1000;
         let usage = self.engine.pool_usage(now_ms);
+        let keys = self.engine.rate_limit_keys();
         let extra = [
             ("leasehold_leases", "Lease records in the table (any state).", self.engine.table().len() as u64),
             ("leasehold_offers_held", "Offers held in memory.", self.engine.offers_held() as u64),
@@ -521,6 +522,14 @@ impl Handler<RenderMetrics> for LeaseActor {
                 (self.engine.config().reservations.len() + self.engine.table().reservations().count()) as u64,
             ),
             ("leasehold_proposals_pending", "Proposals waiting for commit.", self.engine.proposals_pending() as u64),
+            ("leasehold_rate_limit_keys_mac", "Client MACs the token buckets track.", keys[0] as u64),
+            ("leasehold_rate_limit_keys_relay", "Relay agents (giaddr) the token buckets track.", keys[1] as u64),
+            (
+                "leasehold_rate_limit_keys_circuit",
+                "Relay circuits (option 82) the token buckets track.",
+                keys[2] as u64,
+            ),
+            ("leasehold_rate_limit_keys_decline", "Client MACs the DECLINE buckets track.", keys[3] as u64),
             ("leasehold_raft_term", "Current Raft term.", self.status.term),
             ("leasehold_raft_is_leader", "1 when this node is the Raft leader.", u64::from(self.status.is_leader)),
             (

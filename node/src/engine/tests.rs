@@ -92,6 +92,19 @@ fn engine() -> Engine {
     engine_with(config())
 }
 
+/// `config()` with no cap on new clients' offers and buckets too large to matter: for the tests of
+/// what the starvation limits leave alone (allocation, hold times, probation).
+fn unlimited_config() -> Config {
+    let mut config = config();
+    config.limits.max_offers_per_pool_percent = 100;
+    let unlimited = leasehold_config::TokenBucket { per_sec: 1_000_000.0, burst: 1_000_000 };
+    config.limits.rate.mac = unlimited;
+    config.limits.rate.relay = unlimited;
+    config.limits.rate.circuit = unlimited;
+    config.limits.rate.decline = unlimited;
+    config
+}
+
 fn mac(n: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, n]
 }
@@ -209,7 +222,7 @@ fn offers_to(engine: &mut Engine, clients: std::ops::RangeInclusive<u8>, now_us:
 
 #[test]
 fn offer_hold_expires_after_offer_hold_ms() {
-    let mut engine = engine();
+    let mut engine = engine_with(unlimited_config());
     // The pool has 11 addresses: 11 clients hold every one of them.
     assert_eq!(offers_to(&mut engine, 1..=11, T0_US).len(), 11);
     assert_eq!(engine.handle(&discover(mac(12)), T0_US), Action::Silent(Silence::PoolExhausted));
@@ -334,7 +347,7 @@ fn rfc2131_4_3_2_renewing_an_address_bound_to_another_client_is_naked_at_apply_o
 
 #[test]
 fn rfc2131_4_3_3_declined_address_is_quarantined_for_the_probation() {
-    let mut engine = engine();
+    let mut engine = engine_with(unlimited_config());
     let mut log = Log::new();
     let ack = dora(&mut engine, &mut log, mac(1), T0_US);
     let ip = ack.reply.yiaddr;
@@ -600,7 +613,7 @@ proptest! {
     /// committed table gives to that very client.
     #[test]
     fn no_address_is_ever_bound_to_two_clients(steps in proptest::collection::vec(step(), 1..200)) {
-        let mut engine = engine();
+        let mut engine = engine_with(unlimited_config());
         let mut log = Log::new();
         let mut now = T0_US;
         let mut offered: BTreeMap<u8, Ipv4Addr> = BTreeMap::new();
@@ -1186,3 +1199,5 @@ fn pool_usage_counts_bound_leases_as_they_are_released_and_expire() {
     assert_eq!(bound(&engine, T0_US + lease_us + SECOND_US)[0].2, 0, "expired");
     assert_eq!(bound(&engine, T0_US + lease_us + SECOND_US)[1].2, 0);
 }
+
+mod hostile;
