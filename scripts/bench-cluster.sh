@@ -208,7 +208,12 @@ start_cluster() {
     if [[ -n $config ]]; then
         pools=(--config "$config")
     else
-        pools=(--subnet-mask 255.255.0.0 --ip-start 10.77.1.0 --ip-end 10.77.255.254 --lease-time 3600)
+        # perfdhcp is one relay bringing thousands of new clients a second: lift the per-relay token
+        # bucket (limits.rate, README "Hostile networks"), as an operator would for such a relay.
+        printf '%s\n' '[limits.rate]' 'relay_messages_per_sec = 1000000.0' 'relay_burst_messages = 1000000' \
+            >"$dir/limits.toml"
+        pools=(--config "$dir/limits.toml" --subnet-mask 255.255.0.0 --ip-start 10.77.1.0 --ip-end 10.77.255.254
+            --lease-time 3600)
     fi
     for i in 1 2 3; do
         NODE_ARGS[$i]="serve --interface eth0 --server-ip 10.77.0.$i ${pools[*]} --data-dir $dir/node$i \
@@ -512,7 +517,8 @@ catchup() {
     printf '%s\n' '[limits]' "max_leases = $((leases + leases / 4 + 100000))" 'max_offers = 200000' \
         'snapshot_every_entries = 5000' '[[pool]]' \
         'name = "big"' 'subnet = "10.64.0.0/10"' 'range_start = "10.80.0.0"' 'range_end = "10.111.255.254"' \
-        'lease_time_secs = 86400' >"$dir/pools.toml"
+        'lease_time_secs = 86400' '[limits.rate]' 'relay_messages_per_sec = 1000000.0' \
+        'relay_burst_messages = 1000000' >"$dir/pools.toml"
     echo "-- $(label cluster): catch-up of a wiped follower at $leases leases (pool 10.80.0.0-10.111.255.254)"
     start_cluster "$dir/pools.toml"
     local leader=$LEADER follower=$((LEADER % 3 + 1)) started count=0 tries
