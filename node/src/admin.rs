@@ -26,12 +26,14 @@ use crate::actors::lease::{
     LEASES_PAGE_DEFAULT, LEASES_PAGE_MAX,
 };
 use crate::engine::ReservationError;
+use crate::reload::{Reload, ReloadActor, ReloadError};
 
 struct AdminState {
     lease: Addr<LeaseActor>,
     raft: Addr<RaftActor>,
     /// The peer transport, when this node has peers (its counters go into /metrics).
     transport: Option<Addr<Transport>>,
+    reload: Addr<ReloadActor>,
 }
 
 /// Refuses what `AccessPolicy` refuses (401 with `WWW-Authenticate: Bearer`, or 403), before the
@@ -283,6 +285,21 @@ async fn get_status(state: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
+/// `POST /v1/config/reload`: re-read this node's `--config` file (as SIGHUP does). 200 with what
+/// changed; 400 when the file does not check (every problem, with file and key), 409 when it changes
+/// a key only a restart can take. A refused reload changes nothing.
+#[post("/v1/config/reload")]
+async fn reload_config(state: web::Data<AdminState>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    match state.reload.send(Reload { by: "admin API" }).await {
+        Ok(Ok(reloaded)) => HttpResponse::Ok().json(reloaded),
+        Ok(Err(e @ (ReloadError::Invalid(_) | ReloadError::NoFile))) => error(StatusCode::BAD_REQUEST, e),
+        Ok(Err(e @ ReloadError::RestartNeeded { .. })) => error(StatusCode::CONFLICT, e),
+        Ok(Err(e @ ReloadError::Unavailable(_))) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => unavailable(e),
+    }
+}
+
 /// 200 while the node can bind leases (a leader is known); 503 otherwise, with the reason.
 #[get("/healthz")]
 async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
@@ -295,7 +312,7 @@ async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
         })),
         Ok(status) if status.leader_id.is_some() => HttpResponse::Ok().json(serde_json::json!({
             "status": "ok", "leader": status.answers_as_leader, "raft_leader": status.is_leader,
-            "leader_id": status.leader_id, "term": status.term,
+            "leader_id": status.leader_id, "term": status.term, "config_digest": status.config_digest,
         })),
         Ok(status) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
             "status": "no quorum", "leader": false, "term": status.term,
@@ -391,6 +408,7 @@ pub struct AdminOptions {
     /// HTTPS with these settings; plain HTTP without.
     pub tls: Option<rustls::ServerConfig>,
     pub transport: Option<Addr<Transport>>,
+    pub reload: Addr<ReloadActor>,
 }
 
 /// Bind the admin listener and return the server future (spawn it on the actix system).
@@ -399,8 +417,8 @@ pub fn serve(
     lease: Addr<LeaseActor>,
     raft: Addr<RaftActor>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let AdminOptions { listen, access, tls, transport } = options;
-    let data = web::Data::new(AdminState { lease, raft, transport });
+    let AdminOptions { listen, access, tls, transport, reload } = options;
+    let data = web::Data::new(AdminState { lease, raft, transport, reload });
     let access = web::Data::from(Arc::new(access));
     let server = HttpServer::new(move || {
         // A body that does not parse is answered like every other error: {"error": "..."}.
@@ -424,6 +442,7 @@ pub fn serve(
             .service(get_cluster)
             .service(add_node)
             .service(remove_node)
+            .service(reload_config)
     })
     .workers(1)
     .disable_signals();

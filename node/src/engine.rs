@@ -24,6 +24,7 @@ pub mod classes;
 pub mod limits;
 pub mod options;
 pub mod relay;
+pub mod reload;
 pub mod reservations;
 
 pub use relay::{Link, LinkSource};

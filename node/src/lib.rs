@@ -6,5 +6,6 @@ pub mod admin;
 pub mod engine;
 pub mod logging;
 pub mod metrics;
+pub mod reload;
 pub mod serve;
 pub mod wire;

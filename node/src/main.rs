@@ -39,6 +39,16 @@ enum Command {
         #[command(flatten)]
         client: AdminClientArgs,
     },
+    /// Make a running node re-read its --config file (as SIGHUP does); a file that does not check, or
+    /// that changes a key only a restart can take, changes nothing. With --all, every address given.
+    Reload {
+        #[command(flatten)]
+        client: AdminClientArgs,
+        /// Reload these nodes' admin addresses too, one after the other, after --admin; stops at the
+        /// first refusal (every node of a cluster must run the same lease config).
+        #[arg(long = "all", value_name = "ADMIN_ADDR", num_args = 1..)]
+        all: Vec<SocketAddr>,
+    },
     /// Print the lease table of a running node.
     Leases {
         #[command(flatten)]
@@ -272,6 +282,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Reload { client, all } => reload(&client, &all),
         Command::Leases { client, json } => {
             let client = match AdminClient::new(&client) {
                 Ok(client) => client,
@@ -378,13 +389,41 @@ fn serve(args: ServeArgs) -> ExitCode {
     if demo {
         eprintln!("leasehold: no --config and no --server-ip: running the embedded demo config");
     }
-    match leasehold_node::serve::run(config, args.clock_offset_ms) {
+    let source = leasehold_node::reload::ConfigSource { file: args.config.clone(), overrides };
+    match leasehold_node::serve::run(config, source, args.clock_offset_ms) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("leasehold serve: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `leasehold reload`: POST /v1/config/reload to --admin, then to each --all address in order.
+fn reload(args: &AdminClientArgs, all: &[SocketAddr]) -> ExitCode {
+    let mut targets = vec![args.admin];
+    targets.extend(all.iter().copied().filter(|a| *a != args.admin));
+    for admin in targets {
+        let client = match AdminClient::new(&AdminClientArgs { admin, ..args.clone() }) {
+            Ok(client) => client,
+            Err(e) => {
+                eprintln!("leasehold reload: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match client.request("POST", "/v1/config/reload", None) {
+            Ok((200, body)) => println!("{admin}: reloaded {body}"),
+            Ok((status, body)) => {
+                eprintln!("leasehold reload: {}", client.refusal(status, &body));
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("leasehold reload: {admin}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Every page of GET /v1/leases, as one JSON array (pages are read one after the other).

@@ -1,7 +1,7 @@
 //! `leasehold serve`: open the durable Raft log, rebuild the lease table from its snapshot, start the
 //! raft actor on its own thread (fsync never blocks the packet path) and the peer transport on another,
 //! then the lease, parser and socket actors and the admin API on the main thread, and run until
-//! SIGINT/SIGTERM.
+//! SIGINT/SIGTERM. SIGHUP reloads the config file (`reload`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use crate::admin::AdminOptions;
 use crate::engine::Engine;
 use crate::logging;
 use crate::metrics::Metrics;
+use crate::reload::{ConfigSource, Reload, ReloadActor};
 
 /// Why `serve` could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +61,7 @@ fn read_secret(path: &std::path::Path) -> Result<Arc<[u8]>, ServeError> {
     Ok(Arc::from(secret))
 }
 
-pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
+pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result<(), ServeError> {
     let log = logging::logger(config.log_format, config.log_level);
     let config = Arc::new(config);
     let clock = Clock { offset_ms: clock_offset_ms };
@@ -224,9 +225,25 @@ pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
             transport_addr = Some(transport);
         }
 
+        let reload =
+            ReloadActor::new(source, config.clone(), lease.clone(), log.new(o!("actor" => "reload"))).start();
+        // SIGHUP re-reads the config file (as dnsmasq and most daemons do); its outcome is logged.
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(ServeError::Runtime)?;
+        let on_hangup = reload.clone();
+        actix::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let _ = on_hangup.send(Reload { by: "SIGHUP" }).await;
+            }
+        });
         let admin_https = admin_tls.is_some();
-        let options =
-            AdminOptions { listen: config.admin_listen, access, tls: admin_tls, transport: transport_addr };
+        let options = AdminOptions {
+            listen: config.admin_listen,
+            access,
+            tls: admin_tls,
+            transport: transport_addr,
+            reload,
+        };
         let admin = crate::admin::serve(options, lease.clone(), raft)
             .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
         let admin_handle = admin.handle();

@@ -86,6 +86,8 @@ pub struct NodeStatus {
     pub leases: usize,
     pub offers_held: usize,
     pub proposals_pending: usize,
+    /// The digest of this node's lease-relevant config (`reload::lease_config_digest`).
+    pub config_digest: String,
 }
 
 #[derive(Message)]
@@ -151,6 +153,8 @@ pub struct LeaseActor {
     slice_scheduled: bool,
     /// Where the slices of the snapshot in progress go (its thread), if one is.
     snapshot_writer: Option<std::sync::mpsc::Sender<(Vec<leasehold_cluster::Lease>, bool)>>,
+    /// `reload::lease_config_digest` of the engine's config, computed when it changes.
+    config_digest: String,
     log: Logger,
 }
 
@@ -258,6 +262,7 @@ impl LeaseActor {
         let status =
             RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, lease_until_us: None, commit_index: 0 };
         let group_commit_window = Duration::from_micros(engine.config().limits.group_commit_window_us);
+        let config_digest = crate::reload::lease_config_digest(engine.config());
         LeaseActor {
             engine,
             parser: None,
@@ -274,6 +279,7 @@ impl LeaseActor {
             metrics,
             slice_scheduled: false,
             snapshot_writer: None,
+            config_digest,
             log,
         }
     }
@@ -502,6 +508,7 @@ impl Handler<GetStatus> for LeaseActor {
             leases: self.engine.table().len(),
             offers_held: self.engine.offers_held(),
             proposals_pending: self.engine.proposals_pending(),
+            config_digest: self.config_digest.clone(),
         })
     }
 }
@@ -538,7 +545,12 @@ impl Handler<RenderMetrics> for LeaseActor {
                 self.engine.table().applied_index(),
             ),
         ];
-        self.metrics.render(&usage, &extra)
+        let mut text = self.metrics.render(&usage, &extra);
+        // The config in force, as a label: nodes of one cluster must show the same digest.
+        text.push_str("# HELP leasehold_config_info The digest of the lease-relevant config in force (reload::lease_config_digest).\n");
+        text.push_str("# TYPE leasehold_config_info gauge\n");
+        text.push_str(&format!("leasehold_config_info{{digest=\"{}\"}} 1\n", self.config_digest));
+        text
     }
 }
 
@@ -609,5 +621,29 @@ impl Handler<GetReservations> for LeaseActor {
             source: "api",
         });
         MessageResult(from_config.chain(from_log).collect())
+    }
+}
+
+/// Serve by a new config (already checked, with no restart-only key changed: see
+/// `engine::reload`).
+#[derive(Message)]
+#[rtype(result = "crate::engine::reload::Reconfigured")]
+pub struct Reconfigure(pub Arc<leasehold_config::Config>);
+
+impl Handler<Reconfigure> for LeaseActor {
+    type Result = MessageResult<Reconfigure>;
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) -> Self::Result {
+        let done = self.engine.reconfigure(msg.0, self.clock.now_us());
+        self.config_digest = crate::reload::lease_config_digest(self.engine.config());
+        info!(self.log, "config reloaded"; "pools" => done.pools, "classes" => done.classes,
+            "reservations" => done.config_reservations, "offers_kept" => done.offers_kept,
+            "offers_dropped" => done.offers_dropped);
+        // New apply parameters (expiry grace, max leases) go through the log now, not at the next sweep.
+        self.refresh_role();
+        if let Some(proposal) = self.engine.propose_parameters() {
+            self.queue_proposal(proposal, ctx);
+        }
+        MessageResult(done)
     }
 }

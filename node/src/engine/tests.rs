@@ -1201,3 +1201,48 @@ fn pool_usage_counts_bound_leases_as_they_are_released_and_expire() {
 }
 
 mod hostile;
+
+/// A reload (`Engine::reconfigure`) while offers are held: an offer whose address stays in a pool is
+/// kept (the client's SELECTING REQUEST is proposed, RFC 2131 §4.3.2); one whose address left every
+/// pool is let go and that REQUEST is NAKed; a new pool serves at once; bindings stay in the table.
+#[test]
+fn reload_keeps_offers_still_in_a_pool_drops_the_others_and_serves_new_pools() {
+    let mut engine = engine_with(unlimited_config());
+    let mut log = Log::new();
+    let bound = dora(&mut engine, &mut log, mac(1), T0_US).reply.yiaddr;
+    let offer_a = expect_send(engine.handle(&discover(mac(2)), T0_US)).reply.yiaddr;
+    let offer_b = expect_send(engine.handle(&discover(mac(3)), T0_US)).reply.yiaddr;
+    assert_eq!(
+        (bound, offer_a, offer_b),
+        (Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 101), Ipv4Addr::new(10, 0, 0, 102))
+    );
+
+    // The new config: "lab" shrinks to .100-.101 (offer_b leaves it) and "third" is new.
+    let mut new = unlimited_config();
+    new.pools[0].range_end = Ipv4Addr::new(10, 0, 0, 101);
+    new.pools.push(pool("third", [10, 0, 0], 200, 210));
+    let done = engine.reconfigure(Arc::new(new), T0_US + SECOND_US);
+    assert_eq!((done.pools, done.offers_kept, done.offers_dropped), (3, 1, 1), "{done:?}");
+
+    let now = T0_US + SECOND_US;
+    expect_propose(engine.handle(&selecting(mac(2), offer_a, SERVER), now));
+    let nak = expect_send(engine.handle(&selecting(mac(3), offer_b, SERVER), now));
+    assert_eq!(nak.reply.message_type, ReplyType::Nak, "an offer that left the pools: NAK, the client starts over");
+    let from_third = expect_send(engine.handle(&discover(mac(4)), now)).reply.yiaddr;
+    assert_eq!(from_third, Ipv4Addr::new(10, 0, 0, 200), "the full pool sends the next client to the new one");
+    let kept = engine.table().by_ip(bound).map(|l| l.state);
+    assert!(matches!(kept, Some(LeaseState::Bound { .. })), "bindings are not touched: {kept:?}");
+}
+
+/// Which keys a running node can take and which need a restart.
+#[test]
+fn restart_only_keys_are_named_and_the_rest_reload() {
+    let old = config();
+    let mut new = config();
+    new.pools.push(pool("third", [10, 0, 1], 10, 20));
+    new.limits.offer_hold_ms = 5_000;
+    assert!(reload::restart_only_changes(&old, &new).is_empty());
+    new.data_dir = PathBuf::from("/elsewhere");
+    new.limits.max_frame_bytes = 2048;
+    assert_eq!(reload::restart_only_changes(&old, &new), vec!["server.data_dir", "limits.max_frame_bytes"]);
+}
