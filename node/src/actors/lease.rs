@@ -538,7 +538,8 @@ impl Handler<RenderMetrics> for LeaseActor {
                 self.engine.table().applied_index(),
             ),
         ];
-        self.metrics.render(&usage, &extra)
+        let applied: Vec<(&str, &str, u64)> = self.engine.applied_outcomes().collect();
+        self.metrics.render(&usage, &applied, &extra)
     }
 }
 
