@@ -2,10 +2,13 @@
 # Leasehold's test command (the one the README names, and what CI runs after fmt and clippy):
 #   1. installs the packages the network-namespace tests drive, when missing (real DHCP clients, Kea's
 #      perfdhcp and kea-dhcp4, busybox, iproute2, tcpdump, iptables);
-#   2. builds every binary of the workspace (the tests run target/debug/leasehold);
-#   3. runs every test of the workspace: unit, property, simulation and, as root, the netns tests.
+#   2. makes sure a Docker engine with compose runs, for tests/compose.rs: installs docker.io and
+#      docker-compose (Debian packages) when `docker` is missing, and starts the daemon when `docker info`
+#      fails (the service, else dockerd in the background), waiting for it with a deadline;
+#   3. builds every binary of the workspace (the tests run target/debug/leasehold);
+#   4. runs every test of the workspace: unit, property, simulation and, as root, the netns tests.
 # The netns tests need root (namespaces, veths, a bridge). Without root this script says so and fails,
-# rather than skipping them silently.
+# rather than skipping them silently; likewise when no Docker engine can be had.
 #
 #   scripts/test.sh [extra cargo test arguments, e.g. -p leasehold-tests --test netns_clients]
 set -euo pipefail
@@ -35,6 +38,47 @@ for tool in dhclient udhcpc dhcpcd perfdhcp kea-dhcp4 busybox ip nsenter unshare
     command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool not found after install" >&2; exit 1; }
 done
+
+# The compose test needs a Docker engine with compose. An engine that already runs is left alone.
+DOCKER_START_LIMIT_SECS=60
+docker_missing=()
+command -v docker >/dev/null || docker_missing+=(docker.io docker-compose)
+if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 \
+    && ! command -v docker-compose >/dev/null; then
+    docker_missing+=(docker-compose)
+fi
+if ((${#docker_missing[@]})); then
+    echo "scripts/test.sh: installing ${docker_missing[*]} (for tests/compose.rs)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q "${docker_missing[@]}"
+    command -v docker >/dev/null || { echo "scripts/test.sh: docker not found after installing docker.io" >&2; exit 1; }
+fi
+if ! docker info >/dev/null 2>&1; then
+    echo "scripts/test.sh: the Docker daemon does not answer (docker info); starting it"
+    dockerd_log=${TMPDIR:-/tmp}/leasehold-test-dockerd.log
+    if ! service docker start >/dev/null 2>&1; then
+        # No init system to ask (a container, a minimal VM): the daemon itself, in the background.
+        if command -v dockerd >/dev/null; then
+            nohup dockerd >"$dockerd_log" 2>&1 &
+            echo "scripts/test.sh: started dockerd (pid $!, log $dockerd_log)"
+        else
+            echo "scripts/test.sh: 'service docker start' failed and there is no dockerd to start" >&2
+        fi
+    fi
+    deadline=$((SECONDS + DOCKER_START_LIMIT_SECS))
+    until docker info >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            echo "scripts/test.sh: the Docker daemon did not come up within ${DOCKER_START_LIMIT_SECS} s, and" >&2
+            echo "tests/compose.rs cannot run without it. docker info says:" >&2
+            docker info 2>&1 | tail -n 5 >&2 || true
+            [[ -f $dockerd_log ]] && { echo "dockerd's log ($dockerd_log) ends:" >&2; tail -n 10 "$dockerd_log" >&2; }
+            exit 1
+        fi
+        sleep 1
+    done
+    echo "scripts/test.sh: the Docker daemon answers"
+fi
 
 # Segments (network namespaces) left by an earlier run that was killed.
 scripts/netns.sh gc

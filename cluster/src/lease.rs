@@ -303,6 +303,22 @@ pub enum Command {
     Decline { client: ClientKey, mac: [u8; 6], ip: Ipv4Addr, until_ms: u64, proposed_at_ms: u64, decided_at_index: u64 },
 }
 
+impl Command {
+    /// The command's name in metrics (`leasehold_apply_outcomes_total{command=…}`) and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Command::Bind { .. } => "bind",
+            Command::Release { .. } => "release",
+            Command::DeclineUnchecked { .. } => "decline_unchecked",
+            Command::Reserve { .. } => "reserve",
+            Command::Unreserve { .. } => "unreserve",
+            Command::Collect { .. } => "collect",
+            Command::SetParameters(_) => "set_parameters",
+            Command::Decline { .. } => "decline",
+        }
+    }
+}
+
 /// Who proposed a command, so the proposer can match the committed outcome to the waiting client.
 /// `incarnation` changes at every process start, so a tag replayed from the log after a restart never
 /// matches a new waiter.
@@ -335,9 +351,12 @@ pub enum Outcome {
     /// Release/decline of an address the client does not hold: nothing changed.
     NotHeld,
     /// The command was decided before a later entry changed the client's record (it was held up behind
-    /// a partition or a leader change): nothing changed. A binding the client holds is reported as
-    /// `Bound` instead, so a late renewal is answered from the binding in force.
-    Stale,
+    /// a partition or a leader change, or is a retransmission): refused, nothing changed. For a
+    /// binding, `in_force` is the client's binding of that address when it still holds it, so a late
+    /// renewal is answered from the binding in force.
+    Stale {
+        in_force: Option<Lease>,
+    },
     Reserved,
     Unreserved,
     /// The reservation was refused: why, for the operator.
@@ -345,6 +364,28 @@ pub enum Outcome {
     /// How many records a `Collect` forgot.
     Collected(usize),
     ParametersSet,
+}
+
+impl Outcome {
+    /// The outcome's name in metrics (`leasehold_apply_outcomes_total{outcome=…}`): `stale` for every
+    /// refusal of a command decided before the record changed, whether or not a binding in force
+    /// answers the client.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Bound(_) => "bound",
+            Outcome::Conflict { .. } => "conflict",
+            Outcome::TableFull => "table_full",
+            Outcome::Released => "released",
+            Outcome::Declined => "declined",
+            Outcome::NotHeld => "not_held",
+            Outcome::Stale { .. } => "stale",
+            Outcome::Reserved => "reserved",
+            Outcome::Unreserved => "unreserved",
+            Outcome::ReservationRefused(_) => "reservation_refused",
+            Outcome::Collected(_) => "collected",
+            Outcome::ParametersSet => "parameters_set",
+        }
+    }
 }
 
 /// The replicated lease table.
@@ -512,9 +553,9 @@ impl LeaseTable {
                                 && held_elsewhere.is_none()
                                 && matches!(current.state, LeaseState::Bound { .. }) =>
                         {
-                            Outcome::Bound(current.clone())
+                            Outcome::Stale { in_force: Some(current.clone()) }
                         }
-                        _ => Outcome::Stale,
+                        _ => Outcome::Stale { in_force: None },
                     };
                 }
                 if let Some(current) = self.by_ip.get(ip) {
@@ -559,7 +600,7 @@ impl LeaseTable {
                         // (or renewed) after it let the address go; nor may one that reached the
                         // server of an earlier binding (`dhclient -r; dhclient`: the new DORA through
                         // the leader can commit before the old server's forwarded RELEASE).
-                        return Outcome::Stale;
+                        return Outcome::Stale { in_force: None };
                     }
                     lease.state = LeaseState::Released { at_ms: *proposed_at_ms };
                     lease.updated_at_ms = *proposed_at_ms;
@@ -578,7 +619,7 @@ impl LeaseTable {
                 }
                 if current.changed_at_index > *decided_at_index {
                     // Decided before the client's current binding of the address.
-                    return Outcome::Stale;
+                    return Outcome::Stale { in_force: None };
                 }
                 // A declined record is nobody's address: the client's claim ends with its binding.
                 self.by_ip.insert(Lease {
@@ -599,7 +640,7 @@ impl LeaseTable {
                 let held_by_client = current.is_some_and(|l| l.client == *client);
                 if held_by_client && self.changed_since(ip, *decided_at_index) {
                     // Decided before the client's current binding of the address.
-                    return Outcome::Stale;
+                    return Outcome::Stale { in_force: None };
                 }
                 let free_for_anyone = current.is_none_or(|l| l.is_reusable(*proposed_at_ms, self.params.grace_ms));
                 if !held_by_client && !free_for_anyone {

@@ -128,7 +128,7 @@ fn rfc2131_4_3_4_a_release_decided_before_a_newer_binding_does_not_end_it_whatev
     apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
     apply(&mut table, 2, vec![bind(1, 5, T0 + 20, 60_000)]);
     let late_release = decided_at(1, release(1, 5, T0 + 4_500));
-    assert_eq!(apply(&mut table, 3, vec![late_release]), vec![Outcome::Stale]);
+    assert_eq!(apply(&mut table, 3, vec![late_release]), vec![Outcome::Stale { in_force: None }]);
     assert_eq!(expiry(&table, 5), T0 + 20 + 60_000, "the newer binding stands");
     let current_release = decided_at(3, release(1, 5, T0 + 30));
     assert_eq!(apply(&mut table, 4, vec![current_release]), vec![Outcome::Released], "a current RELEASE works");
@@ -142,7 +142,10 @@ fn rfc2131_4_4_6_a_release_that_reached_the_server_of_an_earlier_binding_does_no
     let mut table = LeaseTable::new(GRACE_MS, 100);
     apply_from(&mut table, 1, 2, vec![bind(1, 5, T0, 60_000)]);
     apply_from(&mut table, 2, 1, vec![bind(1, 5, T0 + 100, 60_000)]);
-    assert_eq!(apply_from(&mut table, 3, 2, vec![decided_at(2, release(1, 5, T0 + 120))]), vec![Outcome::Stale]);
+    assert_eq!(
+        apply_from(&mut table, 3, 2, vec![decided_at(2, release(1, 5, T0 + 120))]),
+        vec![Outcome::Stale { in_force: None }]
+    );
     assert_eq!(expiry(&table, 5), T0 + 100 + 60_000);
     assert_eq!(apply_from(&mut table, 4, 1, vec![release(1, 5, T0 + 200)]), vec![Outcome::Released]);
 }
@@ -155,7 +158,7 @@ fn a_renewal_decided_before_a_newer_one_does_not_move_the_expiry_back() {
     apply(&mut table, 2, vec![bind(1, 5, T0 + 20_000, 60_000)]);
     let stale = apply(&mut table, 3, vec![decided_at(1, bind(1, 5, T0 + 10_000, 60_000))]);
     assert!(
-        matches!(&stale[0], Outcome::Bound(l) if l.updated_at_ms == T0 + 20_000 && l.changed_at_index == 2),
+        matches!(&stale[0], Outcome::Stale { in_force: Some(l) } if l.updated_at_ms == T0 + 20_000 && l.changed_at_index == 2),
         "answered from the binding in force: {stale:?}"
     );
     assert_eq!(expiry(&table, 5), T0 + 80_000, "the stale renewal did not change the lease");
@@ -166,7 +169,10 @@ fn rfc2131_4_4_5_a_late_renewal_does_not_revive_a_released_address() {
     let mut table = LeaseTable::new(GRACE_MS, 100);
     apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
     apply(&mut table, 2, vec![release(1, 5, T0 + 1_000)]);
-    assert_eq!(apply(&mut table, 3, vec![decided_at(1, bind(1, 5, T0 + 5_000, 60_000))]), vec![Outcome::Stale]);
+    assert_eq!(
+        apply(&mut table, 3, vec![decided_at(1, bind(1, 5, T0 + 5_000, 60_000))]),
+        vec![Outcome::Stale { in_force: None }]
+    );
     assert!(matches!(table.by_ip(ip(5)).map(|l| l.state), Some(LeaseState::Released { .. })));
 }
 
@@ -178,7 +184,10 @@ fn a_late_renewal_of_an_address_the_client_left_does_not_free_its_new_one() {
     let mut table = LeaseTable::new(GRACE_MS, 100);
     apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
     apply(&mut table, 2, vec![bind(1, 6, T0 + 1_000, 60_000)]);
-    assert_eq!(apply(&mut table, 3, vec![decided_at(1, bind(1, 5, T0 + 2_000, 60_000))]), vec![Outcome::Stale]);
+    assert_eq!(
+        apply(&mut table, 3, vec![decided_at(1, bind(1, 5, T0 + 2_000, 60_000))]),
+        vec![Outcome::Stale { in_force: None }]
+    );
     assert_eq!(table.by_client(&client(1)).map(|l| l.ip), Some(ip(6)));
     assert_eq!(table.by_ip(ip(5)), None);
 }
@@ -188,7 +197,13 @@ fn a_retransmitted_request_in_the_same_entry_gets_the_same_binding() {
     let mut table = LeaseTable::new(GRACE_MS, 100);
     let twice =
         apply(&mut table, 1, vec![decided_at(0, bind(1, 5, T0, 60_000)), decided_at(0, bind(1, 5, T0 + 3, 60_000))]);
-    assert_eq!(twice[0], twice[1], "the second copy is answered from the first: {twice:?}");
+    let Outcome::Bound(first) = &twice[0] else { panic!("the first copy binds: {twice:?}") };
+    assert_eq!(
+        twice[1],
+        Outcome::Stale { in_force: Some(first.clone()) },
+        "the second copy is refused as stale and answered from the first: {twice:?}"
+    );
+    assert_eq!(twice[1].label(), "stale");
 }
 
 #[test]
@@ -196,7 +211,10 @@ fn rfc2131_4_3_3_a_late_decline_does_not_quarantine_a_newer_binding() {
     let mut table = LeaseTable::new(GRACE_MS, 100);
     apply(&mut table, 1, vec![bind(1, 5, T0, 60_000)]);
     apply(&mut table, 2, vec![bind(1, 5, T0 + 1_000, 60_000)]);
-    assert_eq!(apply(&mut table, 3, vec![decided_at(1, decline(1, 5, T0 + 9_000))]), vec![Outcome::Stale]);
+    assert_eq!(
+        apply(&mut table, 3, vec![decided_at(1, decline(1, 5, T0 + 9_000))]),
+        vec![Outcome::Stale { in_force: None }]
+    );
     assert_eq!(expiry(&table, 5), T0 + 61_000);
 }
 

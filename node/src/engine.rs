@@ -6,7 +6,7 @@
 //! applied outcome (`apply_committed`), never from `handle` (DESIGN rule 1). The engine never reads a
 //! clock, a random source or a socket.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -543,6 +543,9 @@ pub struct Engine {
     /// client's REQUEST.
     offers_displaced: Vec<u64>,
     offers_reclaimed: Vec<u64>,
+    /// Commands applied, by command and outcome label (`Command::label`, `Outcome::label`): a few
+    /// dozen keys at most, whatever the load.
+    applied_outcomes: BTreeMap<(&'static str, &'static str), u64>,
     /// Token buckets: who may take an address from the pools, who may DECLINE (`limits.rate`).
     admission: limits::Admission,
 }
@@ -587,12 +590,18 @@ impl Engine {
             offer_caps,
             offers_displaced,
             offers_reclaimed,
+            applied_outcomes: BTreeMap::new(),
             admission,
         }
     }
 
     pub fn table(&self) -> &LeaseTable {
         &self.table
+    }
+
+    /// How many commands this node has applied, by command and outcome label, in label order.
+    pub fn applied_outcomes(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        self.applied_outcomes.iter().map(|(&(command, outcome), &count)| (command, outcome, count))
     }
 
     pub fn config(&self) -> &Config {
@@ -1209,7 +1218,9 @@ impl Engine {
             self.applied_since_snapshot += 1;
             self.commands_since_snapshot += entry.proposals.len() as u64;
             for (proposal, outcome) in entry.proposals.iter().zip(&outcomes) {
-                if let Outcome::Bound(lease) = outcome {
+                // Every node applies every entry: these counts agree across the cluster.
+                *self.applied_outcomes.entry((proposal.command.label(), outcome.label())).or_default() += 1;
+                if let Outcome::Bound(lease) | Outcome::Stale { in_force: Some(lease) } = outcome {
                     // Another node's binding supersedes any offer we hold for the address.
                     if self.offers.held_by_other(lease.ip, &lease.client, now_ms) {
                         self.offers.remove_ip(lease.ip);
@@ -1252,22 +1263,28 @@ impl Engine {
         };
         let bootp = request.message_type == ClientMessageType::Bootp;
         match (command, outcome) {
-            (Command::Bind { .. }, Outcome::Bound(lease)) if !lease.is_active(now_ms) => {
+            (Command::Bind { .. }, Outcome::Bound(lease) | Outcome::Stale { in_force: Some(lease) })
+                if !lease.is_active(now_ms) =>
+            {
                 // Committed too late to be of use (the lease ran out before it was applied): an ACK
                 // now would promise an address that is already reusable.
                 answers.silent.push(decision("expired_before_commit", lease.ip));
             }
-            (Command::Bind { proposed_at_ms, .. }, Outcome::Bound(lease)) => {
+            (
+                Command::Bind { proposed_at_ms, .. },
+                Outcome::Bound(lease) | Outcome::Stale { in_force: Some(lease) },
+            ) => {
                 self.offers.forget(&lease.client);
-                // Usually this command made the binding. When a binding made after it was decided is
-                // in force (a retransmission, a late renewal), the lease time still counts from this
-                // REQUEST: the client counts from when it sent it.
+                // Usually this command made the binding. When it was refused as stale because a binding
+                // made after it was decided is in force (a retransmission, a late renewal), the client
+                // is answered from that binding, and the lease time still counts from this REQUEST: the
+                // client counts from when it sent it.
                 let from_ms = lease.updated_at_ms.max(*proposed_at_ms);
                 let outgoing = self.ack(request, scope, lease, from_ms);
                 answers.replies.push((outgoing, decision(if bootp { "bootreply" } else { "ack" }, lease.ip)));
             }
             // BOOTP has no NAK (RFC 951): the client asks again.
-            (Command::Bind { .. }, Outcome::Conflict { .. } | Outcome::Stale) if bootp => {
+            (Command::Bind { .. }, Outcome::Conflict { .. } | Outcome::Stale { .. }) if bootp => {
                 answers.silent.push(decision("bootp_refused", command_ip));
             }
             (Command::Bind { .. }, Outcome::Conflict { .. }) => {
@@ -1278,13 +1295,13 @@ impl Engine {
             (_, Outcome::Released) => answers.silent.push(decision("released", command_ip)),
             (_, Outcome::Declined) => answers.silent.push(decision("declined", command_ip)),
             (_, Outcome::NotHeld) => answers.silent.push(decision("not_held", command_ip)),
-            (Command::Bind { .. }, Outcome::Stale) => {
+            (Command::Bind { .. }, Outcome::Stale { .. }) => {
                 // The client's binding changed after this REQUEST was decided (it released or moved
                 // meanwhile): a NAK sends it back to INIT, RFC 2131 §4.4.1.
                 let reply = self.nak_reply(request, scope, "binding changed meanwhile");
                 answers.replies.push((self.outgoing(request, scope, reply), decision("nak_stale", command_ip)));
             }
-            (_, Outcome::Stale) => answers.silent.push(decision("stale", command_ip)),
+            (_, Outcome::Stale { .. }) => answers.silent.push(decision("stale", command_ip)),
             (_, other) => {
                 debug_assert!(false, "outcome {other:?} for {command:?}");
                 answers.silent.push(decision("unexpected", command_ip));

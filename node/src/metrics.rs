@@ -130,8 +130,14 @@ impl Metrics {
         self.latency_sum_us.fetch_add(us, Relaxed);
     }
 
-    /// Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self, pools: &[PoolUsage<'_>], extra: &[(&str, &str, u64)]) -> String {
+    /// Prometheus text exposition format (version 0.0.4). `applied`: commands this node applied, by
+    /// command and outcome (`Engine::applied_outcomes`); `extra`: gauges (name, help, value).
+    pub fn render(
+        &self,
+        pools: &[PoolUsage<'_>],
+        applied: &[(&str, &str, u64)],
+        extra: &[(&str, &str, u64)],
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let _ = writeln!(out, "# HELP leasehold_datagrams_received_total UDP datagrams read from the DHCP socket.");
         let _ = writeln!(out, "# TYPE leasehold_datagrams_received_total counter");
@@ -185,6 +191,17 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE leasehold_proposals_expired_total counter");
         let _ = writeln!(out, "leasehold_proposals_expired_total {}", self.proposals_expired.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP leasehold_apply_outcomes_total Committed lease commands applied to this node's table, by \
+             command and outcome (every node applies the same log, so every node counts the same); \
+             outcome=\"stale\": refused, decided before the record changed."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_apply_outcomes_total counter");
+        for (command, outcome, count) in applied {
+            let _ =
+                writeln!(out, "leasehold_apply_outcomes_total{{command=\"{command}\",outcome=\"{outcome}\"}} {count}");
+        }
         let _ = writeln!(out, "# HELP leasehold_pool_addresses Addresses per pool by state.");
         let _ = writeln!(out, "# TYPE leasehold_pool_addresses gauge");
         for pool in pools {
@@ -260,5 +277,18 @@ impl Metrics {
             let _ = writeln!(out, "{name} {value}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    #[test]
+    fn apply_outcomes_render_as_one_counter_labelled_by_command_and_outcome() {
+        let text = Metrics::default().render(&[], &[("bind", "bound", 5), ("release", "stale", 2)], &[]);
+        assert!(text.contains("# TYPE leasehold_apply_outcomes_total counter\n"), "{text}");
+        assert!(text.contains("leasehold_apply_outcomes_total{command=\"bind\",outcome=\"bound\"} 5\n"), "{text}");
+        assert!(text.contains("leasehold_apply_outcomes_total{command=\"release\",outcome=\"stale\"} 2\n"), "{text}");
     }
 }

@@ -44,10 +44,28 @@ use rng::Rng;
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 /// How long the tables may take to converge once the load is paused.
 pub const CONVERGENCE_LIMIT: Duration = Duration::from_secs(20);
-/// After the load pauses, in-flight exchanges get this long to finish before the snapshot.
-const SETTLE: Duration = Duration::from_millis(1500);
+/// After the load pauses, in-flight exchanges get at most this long to finish (no proposal pending on
+/// any node, every node applied as far) before the snapshot.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+/// How often a wait looks again at state that has no event to wait on.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// A round (fault, recovery, checkpoint) is not begun with less than this left.
 const MIN_ROUND: Duration = Duration::from_secs(15);
+
+/// Polls `probe` (every `POLL_INTERVAL`) until it returns `Ok`, for at most `limit`: its value and how
+/// long that took, or `Err` with what the last probe saw. Every wait of the driver and of the scenarios
+/// on something that happens (a leader, a lease in a table, a counter) is bounded this way; the only
+/// fixed waits left are those whose length is the test itself (a fault held, calm between faults).
+pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Result<T, String>) -> Result<(T, Duration), String> {
+    let started = Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return Ok((value, started.elapsed())),
+            Err(seen) if started.elapsed() >= limit => return Err(format!("not within {limit:?}: {seen}")),
+            Err(_) => thread::sleep(POLL_INTERVAL),
+        }
+    }
+}
 
 /// Seconds since the Unix epoch, in ms (the host's clock: the driver never changes it).
 pub fn unix_ms() -> u64 {
@@ -277,7 +295,8 @@ impl Run {
         }
     }
 
-    /// Holds the current fault for `hold`, scanning about once a second.
+    /// Holds the current fault for `hold`, scanning about once a second. The sleep is the point: how
+    /// long the cluster lives with the fault (or, between faults, in calm) is what is under test.
     pub fn hold(&mut self, hold: Duration) {
         let until = Instant::now() + hold;
         for _ in 0..1000 {
@@ -305,11 +324,33 @@ impl Run {
         }
     }
 
+    /// Waits until the in-flight exchanges have finished: no node has a proposal pending and every node
+    /// has applied the same index (`GET /v1/status`).
+    fn settle(&self) -> Result<Duration, String> {
+        let quiet = wait_for(SETTLE_LIMIT, || {
+            let mut seen = Vec::new();
+            for id in 1..=NODES {
+                let status = self.cluster.status(id)?;
+                seen.push((id, status["applied_index"].as_u64(), status["proposals_pending"].as_u64()));
+            }
+            let applied = seen[0].1;
+            if applied.is_some() && seen.iter().all(|&(_, a, pending)| a == applied && pending == Some(0)) {
+                Ok(())
+            } else {
+                Err(format!("(node, applied index, proposals pending): {seen:?}"))
+            }
+        });
+        quiet.map(|((), took)| took)
+    }
+
     /// The load pauses; the tables must converge; every table is checked for duplicates and for every
     /// lease the clients hold. Returns how long convergence took.
     pub fn checkpoint(&mut self, label: &str) -> Option<Duration> {
         self.pause_load(true);
-        thread::sleep(SETTLE);
+        if let Err(e) = self.settle() {
+            // The convergence check below is the assertion; this only says why it may take longer.
+            self.log(&format!("checkpoint {label}: in-flight exchanges did not settle: {e}"));
+        }
         let snapshot_ms = unix_ms();
         let promises = self.ledger().live_promises(snapshot_ms);
         let started = Instant::now();
@@ -478,6 +519,7 @@ pub fn run(options: &Options) -> Report {
             Err(e) => run.notes.push(format!("perfdhcp not run: {e}")),
         }
     }
+    // The load runs unharmed for a while first (pacing, not a wait for an event).
     run.hold(Duration::from_secs(5));
 
     let mut schedule: Vec<FaultKind> = Vec::new();

@@ -545,7 +545,8 @@ impl Handler<RenderMetrics> for LeaseActor {
                 self.engine.table().applied_index(),
             ),
         ];
-        let mut text = self.metrics.render(&usage, &extra);
+        let applied: Vec<(&str, &str, u64)> = self.engine.applied_outcomes().collect();
+        let mut text = self.metrics.render(&usage, &applied, &extra);
         // The config in force, as a label: nodes of one cluster must show the same digest.
         text.push_str("# HELP leasehold_config_info The digest of the lease-relevant config in force (reload::lease_config_digest).\n");
         text.push_str("# TYPE leasehold_config_info gauge\n");

@@ -1246,3 +1246,33 @@ fn restart_only_keys_are_named_and_the_rest_reload() {
     new.limits.max_frame_bytes = 2048;
     assert_eq!(reload::restart_only_changes(&old, &new), vec!["server.data_dir", "limits.max_frame_bytes"]);
 }
+
+/// RFC 2131 §4.3.4 and §4.3.2 (RENEWING) across a partition: a RELEASE and a renewal decided before
+/// the client's binding changed are refused at apply (`stale`, the Raft log orders them after the
+/// newer renewal), the binding stands, the late renewal is answered from it, and every node counts
+/// the refusals by command (`leasehold_apply_outcomes_total`).
+#[test]
+fn a_release_and_a_renewal_decided_before_a_newer_binding_are_refused_and_counted_stale() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ip = dora(&mut engine, &mut log, mac(1), T0_US).reply.yiaddr;
+    let release = Request { ciaddr: ip, server_id: Some(SERVER), ..request(ClientMessageType::Release, mac(1)) };
+    let late_release = expect_propose(engine.handle(&release, T0_US));
+    let late_renewal = expect_propose(engine.handle(&renewing(mac(1), ip), T0_US));
+    let renewal = expect_propose(engine.handle(&renewing(mac(1), ip), T0_US + SECOND_US));
+    let ack = log.commit_one(&mut engine, renewal, T0_US + SECOND_US);
+    assert_eq!(ack.reply.message_type, ReplyType::Ack, "the renewal that commits first binds");
+    let expiry = |engine: &Engine| match engine.table().by_ip(ip).map(|l| l.state) {
+        Some(LeaseState::Bound { expires_at_ms }) => expires_at_ms,
+        other => panic!("{ip} must stay bound, is {other:?}"),
+    };
+    let renewed_until = expiry(&engine);
+    let answers = log.commit(&mut engine, vec![late_release], T0_US + 2 * SECOND_US);
+    assert!(answers.replies.is_empty(), "§4.3.4: no reply to RELEASE");
+    assert_eq!(expiry(&engine), renewed_until, "the late RELEASE did not end the newer binding");
+    let late_ack = log.commit_one(&mut engine, late_renewal, T0_US + 2 * SECOND_US);
+    assert_eq!(late_ack.reply.message_type, ReplyType::Ack, "the late renewal is answered from the binding");
+    assert_eq!(expiry(&engine), renewed_until, "the late renewal did not move the expiry back");
+    let counts: Vec<(&str, &str, u64)> = engine.applied_outcomes().collect();
+    assert_eq!(counts, [("bind", "bound", 2), ("bind", "stale", 1), ("release", "stale", 1)]);
+}

@@ -277,6 +277,37 @@ impl Cluster {
         .map_err(|e| format!("node {id}: {e}"))
     }
 
+    /// Node `id`'s `GET /metrics` (Prometheus text).
+    pub fn metrics(&self, id: u32) -> Result<String, String> {
+        if !self.is_live(id) {
+            return Err(format!("node {id} is down or frozen"));
+        }
+        let (code, body) = http(&self.node(id).ns, "GET", "/metrics", HTTP_TIMEOUT)?;
+        if code != 200 {
+            return Err(format!("node {id}: GET /metrics answered HTTP {code}: {body}"));
+        }
+        Ok(body)
+    }
+
+    /// One series of node `id`'s `/metrics`, e.g. `("leasehold_proposals_total", "")`. A labelled
+    /// counter appears at its first count, so a series the node does not list is 0.
+    pub fn counter(&self, id: u32, name: &str, labels: &str) -> Result<u64, String> {
+        let text = self.metrics(id)?;
+        Ok(crate::netns_support::metric(&text, name, labels).map_or(0, |value| value as u64))
+    }
+
+    /// Node `id`'s `GET /v1/status` (its lease table's view: applied index, proposals pending, …).
+    pub fn status(&self, id: u32) -> Result<serde_json::Value, String> {
+        if !self.is_live(id) {
+            return Err(format!("node {id} is down or frozen"));
+        }
+        let (code, body) = http(&self.node(id).ns, "GET", "/v1/status", HTTP_TIMEOUT)?;
+        if code != 200 {
+            return Err(format!("node {id}: GET /v1/status answered HTTP {code}: {body}"));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("node {id}: /v1/status: {e}: {body}"))
+    }
+
     /// The member ids in node `id`'s `GET /v1/cluster`.
     pub fn members(&self, id: u32) -> Result<BTreeSet<u32>, String> {
         let (code, body) = http(&self.node(id).ns, "GET", "/v1/cluster", HTTP_TIMEOUT)?;
