@@ -285,6 +285,27 @@ async fn get_status(state: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
+/// `POST /v1/leases/import`: a JSON array of leases from another server (`leasehold import`), at most
+/// `MAX_IMPORT_LEASES`; answered once each is bound through the log or refused, with the reasons.
+#[post("/v1/leases/import")]
+async fn import_leases(
+    state: web::Data<AdminState>,
+    body: web::Json<Vec<crate::engine::import::ImportedLease>>,
+) -> HttpResponse {
+    use crate::engine::import::MAX_IMPORT_LEASES;
+    let leases = body.into_inner();
+    if leases.len() > MAX_IMPORT_LEASES {
+        return error(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} leases; one request carries at most {MAX_IMPORT_LEASES}", leases.len()),
+        );
+    }
+    match state.lease.send(crate::actors::lease::ImportLeases(leases)).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => unavailable(e),
+    }
+}
+
 /// `POST /v1/config/reload`: re-read this node's `--config` file (as SIGHUP does). 200 with what
 /// changed; 400 when the file does not check (every problem, with file and key), 409 when it changes
 /// a key only a restart can take. A refused reload changes nothing.
@@ -401,6 +422,9 @@ pub fn tls_config(cert_file: &Path, key_file: &Path) -> Result<rustls::ServerCon
         })
 }
 
+/// Largest JSON body the admin API reads.
+const ADMIN_MAX_BODY_BYTES: usize = 4 << 20;
+
 /// What the admin listener needs besides the actors.
 pub struct AdminOptions {
     pub listen: SocketAddr,
@@ -422,7 +446,8 @@ pub fn serve(
     let access = web::Data::from(Arc::new(access));
     let server = HttpServer::new(move || {
         // A body that does not parse is answered like every other error: {"error": "..."}.
-        let json = web::JsonConfig::default().error_handler(|problem, _| {
+        // The largest body is an import of `MAX_IMPORT_LEASES` leases (about 200 bytes each).
+        let json = web::JsonConfig::default().limit(ADMIN_MAX_BODY_BYTES).error_handler(|problem, _| {
             let answer = error(actix_web::http::StatusCode::BAD_REQUEST, format!("the request body: {problem}"));
             actix_web::error::InternalError::from_response(problem, answer).into()
         });
@@ -443,6 +468,7 @@ pub fn serve(
             .service(add_node)
             .service(remove_node)
             .service(reload_config)
+            .service(import_leases)
     })
     .workers(1)
     .disable_signals();

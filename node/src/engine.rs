@@ -21,6 +21,7 @@ use crate::wire::{ClientMessageType, Destination, DropReason, Reply, ReplyType, 
 pub mod allocator;
 pub mod boot;
 pub mod classes;
+pub mod import;
 pub mod limits;
 pub mod options;
 pub mod relay;

@@ -2,6 +2,7 @@
 
 mod client;
 mod make_certs;
+mod migrate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,24 @@ enum Command {
         #[arg(long = "all", value_name = "ADMIN_ADDR", num_args = 1..)]
         all: Vec<SocketAddr>,
     },
+    /// Bring the active leases of a Kea memfile CSV or an ISC dhcpd.leases file into a running
+    /// cluster, each bound through the Raft log with its expiry; conflicts are listed (exit 1).
+    Import {
+        #[command(flatten)]
+        source: LeaseFileArgs,
+        #[command(flatten)]
+        client: AdminClientArgs,
+    },
+    /// Write the bound leases of a running cluster as a Kea memfile CSV or an ISC dhcpd.leases file.
+    Export {
+        #[command(flatten)]
+        target: LeaseFileArgs,
+        /// The `subnet_id` column of the Kea CSV (Kea matches it against its config).
+        #[arg(long, default_value_t = 1)]
+        kea_subnet_id: u32,
+        #[command(flatten)]
+        client: AdminClientArgs,
+    },
     /// Print the lease table of a running node.
     Leases {
         #[command(flatten)]
@@ -57,6 +76,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// One lease file, in the format of the server it comes from or goes to.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct LeaseFileArgs {
+    /// Kea's memfile lease file (kea-leases4.csv).
+    #[arg(long, value_name = "FILE")]
+    kea_csv: Option<PathBuf>,
+    /// ISC dhcpd's lease file (dhcpd.leases).
+    #[arg(long, value_name = "FILE")]
+    dhcpd_leases: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -283,6 +314,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Reload { client, all } => reload(&client, &all),
+        Command::Import { source, client } => import(&source, &client),
+        Command::Export { target, kea_subnet_id, client } => export(&target, kea_subnet_id, &client),
         Command::Leases { client, json } => {
             let client = match AdminClient::new(&client) {
                 Ok(client) => client,
@@ -397,6 +430,106 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `leasehold import`: read the file, send its active leases in requests of at most
+/// `MAX_IMPORT_LEASES`, print what was imported and every refusal.
+fn import(source: &LeaseFileArgs, args: &AdminClientArgs) -> ExitCode {
+    use leasehold_node::engine::import::MAX_IMPORT_LEASES;
+    let (path, parse): (&PathBuf, migrate::Parser) = match (&source.kea_csv, &source.dhcpd_leases) {
+        (Some(path), _) => (path, migrate::parse_kea_csv),
+        (None, Some(path)) => (path, migrate::parse_dhcpd_leases),
+        (None, None) => unreachable!("clap requires one of --kea-csv, --dhcpd-leases"),
+    };
+    let parsed =
+        match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| parse(&text, unix_now())) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                eprintln!("leasehold import: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        };
+    println!(
+        "{}: {} active lease(s); {} address(es) whose last record is not an active lease, skipped",
+        path.display(),
+        parsed.active.len(),
+        parsed.inactive
+    );
+    let client = match AdminClient::new(args) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("leasehold import: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut imported, mut refused) = (0u64, 0u64);
+    for chunk in parsed.active.chunks(MAX_IMPORT_LEASES) {
+        let body = serde_json::to_string(chunk).unwrap_or_default();
+        let report: serde_json::Value = match client.request("POST", "/v1/leases/import", Some(&body)) {
+            Ok((200, text)) => serde_json::from_str(&text).unwrap_or_default(),
+            Ok((status, text)) => {
+                eprintln!("leasehold import: {}", client.refusal(status, &text));
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("leasehold import: {}: {e}", client.admin());
+                return ExitCode::FAILURE;
+            }
+        };
+        imported += report["imported"].as_u64().unwrap_or(0);
+        for refusal in report["refused"].as_array().into_iter().flatten() {
+            refused += 1;
+            let text = |key: &str| refusal[key].as_str().unwrap_or("-").to_string();
+            println!("refused {} {}: {}", text("ip"), text("mac"), text("reason"));
+        }
+    }
+    println!("imported {imported} lease(s), refused {refused}");
+    if refused > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `leasehold export`: every bound lease of the node, in the file format asked for.
+fn export(target: &LeaseFileArgs, kea_subnet_id: u32, args: &AdminClientArgs) -> ExitCode {
+    let rows = match AdminClient::new(args).and_then(|client| fetch_leases(&client)) {
+        Ok(body) => serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap_or_default(),
+        Err(e) => {
+            eprintln!("leasehold export: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = unix_now();
+    let bound: Vec<migrate::Bound> = rows
+        .iter()
+        .filter(|row| row["state"] == "bound" && row["expires_at"].as_u64().is_some_and(|e| e > now))
+        .map(|row| {
+            let text = |key: &str| row[key].as_str().map(str::to_string);
+            migrate::Bound {
+                ip: text("ip").unwrap_or_default(),
+                mac: text("mac").unwrap_or_default(),
+                client_id: text("client_id"),
+                hostname: text("hostname"),
+                expires_at: row["expires_at"].as_u64().unwrap_or(0),
+            }
+        })
+        .collect();
+    let (path, text) = match (&target.kea_csv, &target.dhcpd_leases) {
+        (Some(path), _) => (path, migrate::write_kea_csv(&bound, kea_subnet_id, now)),
+        (None, Some(path)) => (path, migrate::write_dhcpd_leases(&bound, now)),
+        (None, None) => unreachable!("clap requires one of --kea-csv, --dhcpd-leases"),
+    };
+    if let Err(e) = std::fs::write(path, text) {
+        eprintln!("leasehold export: {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{}: {} bound lease(s)", path.display(), bound.len());
+    ExitCode::SUCCESS
 }
 
 /// `leasehold reload`: POST /v1/config/reload to --admin, then to each --all address in order.

@@ -648,3 +648,53 @@ impl Handler<Reconfigure> for LeaseActor {
         MessageResult(done)
     }
 }
+
+/// `POST /v1/leases/import`: bind leases brought over from another server, each through the log.
+#[derive(Message)]
+#[rtype(result = "ImportReport")]
+pub struct ImportLeases(pub Vec<crate::engine::import::ImportedLease>);
+
+/// What an import did: leases bound (committed and applied), and each one refused with why.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub imported: usize,
+    pub refused: Vec<crate::engine::import::ImportRefusal>,
+}
+
+impl Handler<ImportLeases> for LeaseActor {
+    type Result = ResponseFuture<ImportReport>;
+
+    fn handle(&mut self, msg: ImportLeases, ctx: &mut Self::Context) -> Self::Result {
+        let (proposals, mut refused) = self.engine.propose_import(&msg.0, self.clock.now_us());
+        let mut waiting = Vec::with_capacity(proposals.len());
+        for proposal in proposals {
+            let leased = match &proposal.command {
+                leasehold_cluster::Command::Bind { ip, mac, .. } => (*ip, leasehold_cluster::ClientKey::Mac(*mac)),
+                _ => continue,
+            };
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            self.admin_waiters.insert(proposal.tag, sender);
+            self.queue_proposal(proposal, ctx);
+            waiting.push((leased, receiver));
+        }
+        info!(self.log, "importing leases"; "proposed" => waiting.len(), "refused" => refused.len());
+        let timeout = Duration::from_millis(self.engine.config().limits.proposal_timeout_ms);
+        Box::pin(async move {
+            let mut imported = 0;
+            for ((ip, mac), receiver) in waiting {
+                let reason = match tokio::time::timeout(timeout, receiver).await {
+                    Ok(Ok(Ok(()))) => {
+                        imported += 1;
+                        continue;
+                    }
+                    Ok(Ok(Err(AdminError::Refused(why)))) => why.to_string(),
+                    Ok(Ok(Err(AdminError::Unavailable(why)))) => why,
+                    Ok(Err(_)) => "the node is shutting down".to_string(),
+                    Err(_) => format!("not committed within {timeout:?} (no quorum?)"),
+                };
+                refused.push(crate::engine::import::ImportRefusal { ip, mac: mac.to_string(), reason });
+            }
+            ImportReport { imported, refused }
+        })
+    }
+}

@@ -157,7 +157,12 @@ impl Engine {
         }
         self.pending_admin.remove(tag)?;
         let answer = match outcome {
-            Outcome::Reserved | Outcome::Unreserved => AdminOutcome::Done,
+            Outcome::Reserved | Outcome::Unreserved | Outcome::Bound(_) => AdminOutcome::Done,
+            // An imported lease (`import`) the table gave away, or changed, between decide and apply.
+            Outcome::Conflict { holder } => {
+                AdminOutcome::Refused(format!("the address was leased to {holder} meanwhile"))
+            }
+            Outcome::Stale { .. } => AdminOutcome::Refused("the client's record changed meanwhile".into()),
             Outcome::ReservationRefused(why) => AdminOutcome::Refused(why.clone()),
             Outcome::TableFull => AdminOutcome::Refused("the table holds its maximum of reservations".into()),
             _ => AdminOutcome::NotFound,
