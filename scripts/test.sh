@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "scripts/test.sh: must run as root: the network-namespace tests create namespaces, veth pairs and a" >&2
-    echo "bridge (all private to the test). Run: sudo scripts/test.sh" >&2
+    echo "bridge (all private to the test). Run it in a root shell (or with sudo where there is one)" >&2
     exit 1
 fi
 

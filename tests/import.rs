@@ -177,6 +177,31 @@ fn migrate_from(old: Old) {
         l.expires_at > old_expiry && l.mac == mac
     });
     assert!(after.expires_at + 5 >= unix_now() + 120, "Leasehold's lease time now: {after:?}");
+
+    // The CLI for people: human times and filters over the same table, and the cluster as a table.
+    let cli = |args: &[&str]| {
+        let out = in_ns(&ns, leasehold_bin())
+            .args(args)
+            .args(["--admin", &format!("127.0.0.1:{ADMIN_PORT}")])
+            .output()
+            .expect("run leasehold");
+        assert!(out.status.success(), "leasehold {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cli(&["leases", "--pool", "lab", "--state", "bound"]);
+    println!("$ leasehold leases --pool lab --state bound\n{listed}");
+    assert!(listed.contains("2 lease(s)") && listed.contains(&address.to_string()), "{listed}");
+    let row = listed.lines().find(|l| l.starts_with(&address.to_string())).expect("dhclient's row");
+    assert!(row.contains(" in 1m") || row.contains(" in 2m") || row.contains(" in 59s"), "a human expiry: {row}");
+    let mine = cli(&["leases", "--mac", &mac.to_uppercase()]);
+    assert!(mine.contains("1 lease(s)") && mine.contains(&address.to_string()), "--mac filters: {mine}");
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&["leases", "--state", "released", "--json"])).expect("JSON");
+    assert_eq!(json, serde_json::json!([]), "nothing released");
+    let status = cli(&["cluster", "status"]);
+    println!("$ leasehold cluster status\n{status}");
+    assert!(status.starts_with("node 1 sees leader 1") && status.contains("config digest"), "{status}");
+    assert!(status.lines().any(|l| l.starts_with("1    leader")), "one row per member: {status}");
     dhclient.run("-x", Duration::from_secs(20));
 
     // 5. Back the other way: Kea loads Leasehold's export and offers dhclient's MAC the same address.

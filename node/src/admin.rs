@@ -106,6 +106,7 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
         "commit_index": view.commit_index,
         "applied_index": status.applied_index,
         "snapshot_index": view.snapshot_index,
+        "config_digest": status.config_digest,
         "members": members,
     }))
 }

@@ -72,10 +72,37 @@ enum Command {
     Leases {
         #[command(flatten)]
         client: AdminClientArgs,
+        #[command(flatten)]
+        filter: LeaseFilter,
         /// Print the raw JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: `leasehold completions bash > /etc/bash_completion.d/leasehold`.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Which leases `leasehold leases` shows.
+#[derive(Args, Debug, Default)]
+struct LeaseFilter {
+    /// Only leases in this state: bound, expired, released or declined.
+    #[arg(long, value_parser = ["bound", "expired", "released", "declined"])]
+    state: Option<String>,
+    /// Only this client's (MAC, any case).
+    #[arg(long)]
+    mac: Option<String>,
+    /// Only addresses of this pool (its `name`).
+    #[arg(long)]
+    pool: Option<String>,
+}
+
+impl LeaseFilter {
+    fn keeps(&self, row: &serde_json::Value) -> bool {
+        let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or("");
+        self.state.as_deref().is_none_or(|s| text("state") == s)
+            && self.mac.as_deref().is_none_or(|m| text("mac").eq_ignore_ascii_case(m))
+            && self.pool.as_deref().is_none_or(|p| text("pool") == p)
+    }
 }
 
 /// One lease file, in the format of the server it comes from or goes to.
@@ -92,8 +119,12 @@ struct LeaseFileArgs {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
-    /// Print GET /v1/cluster: members, roles, term, commit index, replication lag.
-    Status,
+    /// Members, roles, term, commit and applied index, replication lag (GET /v1/cluster), as a table.
+    Status {
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Add a voter: the new node must be started with the full new peer list (itself included).
     AddNode { id: u64, addr: SocketAddr },
     /// Remove a voter. Refused (409) when it would leave no voter or no reachable quorum.
@@ -281,8 +312,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let table = matches!(command, ClusterCommand::Status { json: false });
             let (method, path, body) = match command {
-                ClusterCommand::Status => ("GET", "/v1/cluster".to_string(), None),
+                ClusterCommand::Status { .. } => ("GET", "/v1/cluster".to_string(), None),
                 ClusterCommand::AddNode { id, addr } => (
                     "POST",
                     "/v1/cluster/nodes".to_string(),
@@ -292,6 +324,7 @@ fn main() -> ExitCode {
                 ClusterCommand::MakeCerts(_) => unreachable!("handled above"),
             };
             match client.request(method, &path, body.as_deref()) {
+                Ok((status, body)) if (200..300).contains(&status) && table => print_cluster(&body),
                 Ok((status, body)) if (200..300).contains(&status) => {
                     println!("{body}");
                     ExitCode::SUCCESS
@@ -316,7 +349,20 @@ fn main() -> ExitCode {
         Command::Reload { client, all } => reload(&client, &all),
         Command::Import { source, client } => import(&source, &client),
         Command::Export { target, kea_subnet_id, client } => export(&target, kea_subnet_id, &client),
-        Command::Leases { client, json } => {
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a write error, such as a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "leasehold", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("leasehold completions: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Leases { client, filter, json } => {
             let client = match AdminClient::new(&client) {
                 Ok(client) => client,
                 Err(e) => {
@@ -324,12 +370,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match fetch_leases(&client) {
-                Ok(body) if json => {
-                    println!("{body}");
+            let rows = fetch_leases(&client).and_then(|body| {
+                serde_json::from_str::<Vec<serde_json::Value>>(&body)
+                    .map_err(|e| format!("the admin API answered something that is not a lease list: {e}"))
+            });
+            match rows.map(|rows| rows.into_iter().filter(|row| filter.keeps(row)).collect::<Vec<_>>()) {
+                Ok(rows) if json => {
+                    println!("{}", serde_json::Value::Array(rows));
                     ExitCode::SUCCESS
                 }
-                Ok(body) => print_leases(&body),
+                Ok(rows) => print_leases(&rows, unix_now()),
                 Err(e) => {
                     eprintln!("leasehold leases: {e}");
                     ExitCode::FAILURE
@@ -583,20 +633,89 @@ fn fetch_leases(client: &AdminClient) -> Result<String, String> {
     }
 }
 
-fn print_leases(body: &str) -> ExitCode {
-    let rows: Vec<serde_json::Value> = match serde_json::from_str(body) {
-        Ok(rows) => rows,
+/// "in 52m", "expired 3m ago": how far `at` is from `now` (Unix seconds), in the largest unit.
+fn human_time(at: u64, now: u64, past: &str) -> String {
+    let span = |secs: u64| match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    };
+    if at >= now {
+        format!("in {}", span(at - now))
+    } else {
+        format!("{past} {} ago", span(now - at))
+    }
+}
+
+fn print_leases(rows: &[serde_json::Value], now: u64) -> ExitCode {
+    println!("{:<16} {:<18} {:<9} {:<22} {:<12} HOSTNAME", "IP", "MAC", "STATE", "WHEN", "POOL");
+    for row in rows {
+        let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+        let at = row.get("expires_at").and_then(|v| v.as_u64()).unwrap_or(0);
+        let when = match text("state").as_str() {
+            "bound" => human_time(at, now, "ended"),
+            "expired" => human_time(at, now, "expired"),
+            "released" => human_time(at, now, "released"),
+            "declined" => format!("probation {}", human_time(at, now, "ended")),
+            _ => at.to_string(),
+        };
+        println!(
+            "{:<16} {:<18} {:<9} {:<22} {:<12} {}",
+            text("ip"),
+            text("mac"),
+            text("state"),
+            when,
+            text("pool"),
+            text("hostname")
+        );
+    }
+    println!("{} lease(s)", rows.len());
+    ExitCode::SUCCESS
+}
+
+/// `leasehold cluster status` as a table: one row per member, as this node sees them.
+fn print_cluster(body: &str) -> ExitCode {
+    let view: serde_json::Value = match serde_json::from_str(body) {
+        Ok(view) => view,
         Err(e) => {
-            eprintln!("leasehold leases: admin API answered something that is not a lease list: {e}");
+            eprintln!("leasehold cluster: the admin API answered something that is not a cluster view: {e}");
             return ExitCode::FAILURE;
         }
     };
-    println!("{:<16} {:<18} {:<9} {:<20} HOSTNAME", "IP", "MAC", "STATE", "EXPIRES_AT");
-    for row in &rows {
-        let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_string();
-        let expires = row.get("expires_at").and_then(|v| v.as_u64()).unwrap_or(0);
-        println!("{:<16} {:<18} {:<9} {:<20} {}", text("ip"), text("mac"), text("state"), expires, text("hostname"));
+    let number = |v: &serde_json::Value, key: &str| v.get(key).and_then(|n| n.as_u64()).map(|n| n.to_string());
+    let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".into());
+    println!(
+        "node {} sees leader {}, term {}, commit {}, applied {}, config digest {}",
+        or_dash(number(&view, "node_id")),
+        or_dash(number(&view, "leader_id")),
+        or_dash(number(&view, "term")),
+        or_dash(number(&view, "commit_index")),
+        or_dash(number(&view, "applied_index")),
+        view.get("config_digest").and_then(|d| d.as_str()).unwrap_or("-")
+    );
+    println!(
+        "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} ADDRESS",
+        "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "REACHABLE"
+    );
+    for member in view.get("members").and_then(|m| m.as_array()).into_iter().flatten() {
+        let text = |key: &str| member.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+        let reachable = match member.get("reachable").and_then(|r| r.as_bool()) {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        };
+        println!(
+            "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {}",
+            or_dash(number(member, "id")),
+            text("role"),
+            or_dash(number(member, "term")),
+            or_dash(number(member, "commit_index")),
+            or_dash(number(member, "applied_index")),
+            or_dash(number(member, "lag_entries")),
+            reachable,
+            text("address")
+        );
     }
-    println!("{} lease(s)", rows.len());
     ExitCode::SUCCESS
 }

@@ -2,7 +2,7 @@
 # Leasehold chaos run: a 3-node cluster in network namespaces under DHCP load, faults on a seeded
 # schedule, and a checker that trusts only what the clients were told.
 #
-#   sudo scripts/chaos/run.sh --minutes N [--seed S] [any other flag of the chaos driver]
+#   scripts/chaos/run.sh --minutes N [--seed S] [any other flag of the chaos driver]
 #
 # Builds the server (`cargo build --bin leasehold`) and the driver (the `chaos` example of the tests
 # crate), then runs the driver (`--help` lists its flags). The report goes to stdout; progress and

@@ -42,7 +42,7 @@ for candidate in /bin/busybox /usr/bin/busybox; do
     if is_static "$candidate"; then busybox=$candidate; break; fi
 done
 if [[ -z $busybox ]]; then
-    [[ $(id -u) -eq 0 ]] || die "no static busybox found: install busybox-static (sudo apt-get install busybox-static)"
+    [[ $(id -u) -eq 0 ]] || die "no static busybox found: install busybox-static (apt-get install busybox-static, as root)"
     echo "build-image.sh: installing busybox-static"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null ||
         { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null; }

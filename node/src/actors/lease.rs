@@ -47,6 +47,8 @@ pub struct LeaseView {
     pub state: &'static str,
     /// Unix seconds: end of the binding, of the probation (declined), or the release time.
     pub expires_at: u64,
+    /// The pool whose range holds the address, if one does.
+    pub pool: Option<String>,
 }
 
 /// Rows `GET /v1/leases` gives when it is not asked for a number.
@@ -483,6 +485,7 @@ impl Handler<GetLeases> for LeaseActor {
                     hostname: lease.hostname().map(str::to_string),
                     state,
                     expires_at: until_ms / 1000,
+                    pool: self.engine.config().pools.iter().find(|p| p.contains(lease.ip)).map(|p| p.name.clone()),
                 }
             })
             .collect();
