@@ -21,7 +21,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 PACKAGES=(isc-dhcp-client udhcpc dhcpcd kea-admin kea-dhcp4-server busybox-static iproute2 tcpdump iptables
-    qemu-system-x86 ipxe-qemu ipxe ovmf isc-dhcp-relay dnsmasq-base isc-dhcp-server)
+    qemu-system-x86 ipxe-qemu ipxe ovmf isc-dhcp-relay dnsmasq-base isc-dhcp-server systemd)
 missing=()
 for package in "${PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
@@ -34,7 +34,7 @@ if ((${#missing[@]})); then
     apt-get install -y -q "${missing[@]}"
 fi
 for tool in dhclient udhcpc dhcpcd perfdhcp kea-dhcp4 busybox ip nsenter unshare tcpdump qemu-system-x86_64 timeout \
-    dhcrelay dnsmasq dhcpd; do
+    dhcrelay dnsmasq dhcpd systemd-analyze dpkg-deb; do
     command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool not found after install" >&2; exit 1; }
 done
@@ -79,6 +79,9 @@ if ! docker info >/dev/null 2>&1; then
     done
     echo "scripts/test.sh: the Docker daemon answers"
 fi
+
+# cargo-deb builds the Debian package that tests/package.rs installs (scripts/package.sh).
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 
 # Segments (network namespaces) left by an earlier run that was killed.
 scripts/netns.sh gc

@@ -14,7 +14,11 @@ use leasehold_config::{Config, Overrides};
 use client::{AdminClient, AdminClientArgs};
 
 #[derive(Parser)]
-#[command(name = "leasehold", version, about = "Highly available DHCPv4 + PXE server, replicated through Raft")]
+#[command(
+    name = "leasehold",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("LEASEHOLD_COMMIT"), ")"),
+    about = "Highly available DHCPv4 + PXE server, replicated through Raft"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
