@@ -68,7 +68,7 @@ fn the_deb_installs_into_an_empty_root_and_what_it_installs_runs() {
 
     // 2. The installed binary and config.
     let installed_bin = root.join("usr/bin/leasehold");
-    let version = run("leasehold --version", &mut Command::new(&installed_bin).arg("--version"));
+    let version = run("leasehold --version", Command::new(&installed_bin).arg("--version"));
     println!("{version}");
     assert!(version.starts_with(&format!("leasehold {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
     assert!(!version.contains("commit unknown"), "the commit is named: {version}");
