@@ -67,6 +67,35 @@ pub struct LogStats {
     pub entries: u64,
 }
 
+/// Upper bounds of `LOG_SYNC_LATENCY`'s buckets, in microseconds.
+pub const SYNC_LATENCY_BUCKETS_US: [u64; 12] =
+    [100, 250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 1_000_000];
+
+/// How long the log's synced writes took (write + fsync), for `/metrics`: a process holds one node's
+/// log, so one histogram per process, bumped without locks by the raft thread.
+pub struct SyncLatency {
+    pub buckets: [std::sync::atomic::AtomicU64; SYNC_LATENCY_BUCKETS_US.len()],
+    pub count: std::sync::atomic::AtomicU64,
+    pub sum_us: std::sync::atomic::AtomicU64,
+}
+
+impl SyncLatency {
+    fn record(&self, us: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(i) = SYNC_LATENCY_BUCKETS_US.iter().position(|bound| us <= *bound) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+}
+
+pub static LOG_SYNC_LATENCY: SyncLatency = SyncLatency {
+    buckets: [const { std::sync::atomic::AtomicU64::new(0) }; SYNC_LATENCY_BUCKETS_US.len()],
+    count: std::sync::atomic::AtomicU64::new(0),
+    sum_us: std::sync::atomic::AtomicU64::new(0),
+};
+
 /// The replica's durable log. Reads go through raft-rs's `Storage`; writes through these methods.
 pub trait DurableLog: Storage {
     /// Make one `Ready` durable: one batch, at most one fsync.
@@ -394,10 +423,12 @@ impl LogStore {
     }
 
     fn write_batch(&mut self, batch: &mut LogBatch, sync: bool) -> Result<(), ClusterError> {
+        let started = std::time::Instant::now();
         self.engine.write(batch, sync).map_err(|e| self.storage_error(e))?;
         self.stats.writes += 1;
         if sync {
             self.stats.synced_writes += 1;
+            LOG_SYNC_LATENCY.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         }
         Ok(())
     }

@@ -352,6 +352,9 @@ async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
                     render_peer_metrics(&stats, &mut text);
                 }
             }
+            if let Ok(view) = state.raft.send(GetClusterView).await {
+                render_member_metrics(&view, &mut text);
+            }
             HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
         }
         Err(e) => unavailable(e),
@@ -359,6 +362,34 @@ async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 /// The peer transport's counters in Prometheus text.
+/// Replication as this node sees it: on the leader, each member's lag and whether it answers.
+fn render_member_metrics(view: &leasehold_cluster::actor::ClusterView, out: &mut String) {
+    use std::fmt::Write;
+    let _ =
+        writeln!(out, "# HELP leasehold_member_lag_entries Log entries a member is behind the leader (on the leader).");
+    let _ = writeln!(out, "# TYPE leasehold_member_lag_entries gauge");
+    for member in &view.members {
+        if let Some(lag) = member.lag {
+            let _ = writeln!(out, "leasehold_member_lag_entries{{member=\"{}\"}} {lag}", member.id);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP leasehold_member_reachable 1 when the member answered within an election timeout (on the leader)."
+    );
+    let _ = writeln!(out, "# TYPE leasehold_member_reachable gauge");
+    for member in &view.members {
+        if let Some(reachable) = member.reachable {
+            let _ = writeln!(out, "leasehold_member_reachable{{member=\"{}\"}} {}", member.id, u8::from(reachable));
+        }
+    }
+    let _ = writeln!(out, "# HELP leasehold_members Members of the Raft group, by kind.");
+    let _ = writeln!(out, "# TYPE leasehold_members gauge");
+    let voters = view.members.iter().filter(|m| m.voter).count();
+    let _ = writeln!(out, "leasehold_members{{kind=\"voter\"}} {voters}");
+    let _ = writeln!(out, "leasehold_members{{kind=\"learner\"}} {}", view.members.len() - voters);
+}
+
 fn render_peer_metrics(stats: &transport::TransportStats, out: &mut String) {
     use std::fmt::Write;
     let _ = writeln!(out, "# HELP leasehold_peer_tls 1 when peer links run over mutual TLS");
@@ -396,6 +427,30 @@ fn render_peer_metrics(stats: &transport::TransportStats, out: &mut String) {
             u8::from(peer.inbound_connected)
         );
         let _ = writeln!(out, "leasehold_peer_auth_failures_total{{peer=\"{id}\"}} {}", peer.auth_failures);
+    }
+    let _ = writeln!(out, "# HELP leasehold_peer_messages_sent_total Raft messages written to the peer's link.");
+    let _ = writeln!(out, "# TYPE leasehold_peer_messages_sent_total counter");
+    for (id, peer) in &stats.peers {
+        let _ = writeln!(out, "leasehold_peer_messages_sent_total{{peer=\"{id}\"}} {}", peer.sent);
+    }
+    let _ = writeln!(out, "# HELP leasehold_peer_queued_messages Raft messages waiting in the peer's send queue.");
+    let _ = writeln!(out, "# TYPE leasehold_peer_queued_messages gauge");
+    for (id, peer) in &stats.peers {
+        let _ = writeln!(out, "leasehold_peer_queued_messages{{peer=\"{id}\"}} {}", peer.queued);
+    }
+    let _ = writeln!(out, "# HELP leasehold_peer_messages_dropped_total Raft messages not sent (full: the queue was full; unsendable: over the frame limit).");
+    let _ = writeln!(out, "# TYPE leasehold_peer_messages_dropped_total counter");
+    for (id, peer) in &stats.peers {
+        let _ = writeln!(
+            out,
+            "leasehold_peer_messages_dropped_total{{peer=\"{id}\",reason=\"full\"}} {}",
+            peer.dropped_full
+        );
+        let _ = writeln!(
+            out,
+            "leasehold_peer_messages_dropped_total{{peer=\"{id}\",reason=\"unsendable\"}} {}",
+            peer.dropped_unsendable
+        );
     }
 }
 

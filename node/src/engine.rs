@@ -202,7 +202,10 @@ pub struct Answers {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub message: ClientMessageType,
+    pub xid: u32,
     pub mac: [u8; 6],
+    /// The relay the request came through (0.0.0.0: none).
+    pub giaddr: Ipv4Addr,
     pub ip: Ipv4Addr,
     pub outcome: &'static str,
 }
@@ -1250,7 +1253,9 @@ impl Engine {
     ) {
         let decision = |outcome: &'static str, ip: Ipv4Addr| Decision {
             message: request.message_type,
+            xid: request.xid,
             mac: request.chaddr,
+            giaddr: request.giaddr,
             ip,
             outcome,
         };

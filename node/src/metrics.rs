@@ -271,9 +271,23 @@ impl Metrics {
         let _ =
             writeln!(out, "leasehold_commit_latency_seconds_sum {}", self.latency_sum_us.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "leasehold_commit_latency_seconds_count {count}");
+        let sync = &leasehold_cluster::storage::LOG_SYNC_LATENCY;
+        let _ = writeln!(out, "# HELP leasehold_log_fsync_seconds Raft log writes made durable (write and fsync).");
+        let _ = writeln!(out, "# TYPE leasehold_log_fsync_seconds histogram");
+        let mut cumulative = 0;
+        for (i, bound_us) in leasehold_cluster::storage::SYNC_LATENCY_BUCKETS_US.iter().enumerate() {
+            cumulative += sync.buckets[i].load(Relaxed);
+            let le = *bound_us as f64 / 1e6;
+            let _ = writeln!(out, "leasehold_log_fsync_seconds_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let count = sync.count.load(Relaxed);
+        let _ = writeln!(out, "leasehold_log_fsync_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "leasehold_log_fsync_seconds_sum {}", sync.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "leasehold_log_fsync_seconds_count {count}");
         for (name, help, value) in extra {
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
         }
         out

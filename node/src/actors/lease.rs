@@ -157,6 +157,9 @@ pub struct LeaseActor {
     snapshot_writer: Option<std::sync::mpsc::Sender<(Vec<leasehold_cluster::Lease>, bool)>>,
     /// `reload::lease_config_digest` of the engine's config, computed when it changes.
     config_digest: String,
+    /// Terms this node moved through (each an election) and leaders it came to know, since start.
+    terms_seen: u64,
+    leader_changes: u64,
     log: Logger,
 }
 
@@ -282,6 +285,8 @@ impl LeaseActor {
             slice_scheduled: false,
             snapshot_writer: None,
             config_digest,
+            terms_seen: 0,
+            leader_changes: 0,
             log,
         }
     }
@@ -292,12 +297,17 @@ impl LeaseActor {
         }
     }
 
-    fn log_decision(&self, decision: &Decision) {
+    /// One line per decision: the request (type, xid, client, relay), what it got, and for a NAK why
+    /// (the option 56 text it carries).
+    fn log_decision(&self, decision: &Decision, why: Option<&str>) {
         info!(self.log, "dhcp";
             "msg" => message_type_label(decision.message),
+            "xid" => format_args!("{:#010x}", decision.xid),
             "mac" => %leasehold_cluster::ClientKey::Mac(decision.mac),
+            "giaddr" => %decision.giaddr,
             "ip" => %decision.ip,
-            "outcome" => decision.outcome);
+            "outcome" => decision.outcome,
+            "reason" => why.unwrap_or(""));
     }
 }
 
@@ -345,21 +355,32 @@ impl Handler<Incoming> for LeaseActor {
         self.refresh_role();
         match self.engine.handle_from(&request, arrival, self.clock.now_us()) {
             Action::Send(outgoing) => {
-                self.log_decision(&Decision {
-                    message: request.message_type,
-                    mac: request.chaddr,
-                    ip: outgoing.reply.yiaddr,
-                    outcome: reply_type_label(outgoing.reply.message_type),
-                });
+                self.log_decision(
+                    &Decision {
+                        message: request.message_type,
+                        xid: request.xid,
+                        mac: request.chaddr,
+                        giaddr: request.giaddr,
+                        ip: outgoing.reply.yiaddr,
+                        outcome: reply_type_label(outgoing.reply.message_type),
+                    },
+                    outgoing.reply.message.as_deref(),
+                );
                 self.send(*outgoing);
             }
             Action::Propose(proposal) => self.queue_proposal(proposal, ctx),
             Action::Silent(silence) => {
                 self.metrics.silent(silence);
                 debug!(self.log, "dhcp"; "msg" => message_type_label(request.message_type),
-                    "mac" => %leasehold_cluster::ClientKey::Mac(request.chaddr), "outcome" => silence.label());
+                    "xid" => format_args!("{:#010x}", request.xid),
+                    "mac" => %leasehold_cluster::ClientKey::Mac(request.chaddr), "giaddr" => %request.giaddr,
+                    "outcome" => silence.label());
             }
-            Action::Drop(reason) => self.metrics.dropped(reason),
+            Action::Drop(reason) => {
+                self.metrics.dropped(reason);
+                debug!(self.log, "dhcp dropped"; "xid" => format_args!("{:#010x}", request.xid),
+                    "mac" => %leasehold_cluster::ClientKey::Mac(request.chaddr), "reason" => reason.label());
+            }
         }
     }
 }
@@ -412,10 +433,10 @@ impl Handler<ToStateMachine> for LeaseActor {
             self.metrics.commit_latency_us(*us);
         }
         for decision in &applied.silent {
-            self.log_decision(decision);
+            self.log_decision(decision, None);
         }
         for reply in applied.replies {
-            self.log_decision(&reply.decision);
+            self.log_decision(&reply.decision, reply.outgoing.reply.message.as_deref());
             self.send(reply.outgoing);
         }
         for (tag, result) in applied.admin {
@@ -439,6 +460,13 @@ impl Handler<RaftStatus> for LeaseActor {
 
     fn handle(&mut self, status: RaftStatus, _: &mut Self::Context) {
         let now_us = leasehold_cluster::monotonic_us();
+        // On-call counters: a new term is an election somebody started; a new known leader a change.
+        if status.term > self.status.term && self.status.term > 0 {
+            self.terms_seen += status.term - self.status.term;
+        }
+        if status.leader_id.is_some() && status.leader_id != self.status.leader_id {
+            self.leader_changes += 1;
+        }
         let change = state_machine::on_status(&mut self.engine, &mut self.status, status, now_us);
         if change.raft_role_changed {
             info!(self.log, "raft role"; "leader" => status.is_leader, "term" => status.term,
@@ -541,6 +569,16 @@ impl Handler<RenderMetrics> for LeaseActor {
             ),
             ("leasehold_rate_limit_keys_decline", "Client MACs the DECLINE buckets track.", keys[3] as u64),
             ("leasehold_raft_term", "Current Raft term.", self.status.term),
+            (
+                "leasehold_raft_elections_total",
+                "Raft terms this node moved through since it started (each is an election someone began).",
+                self.terms_seen,
+            ),
+            (
+                "leasehold_raft_leader_changes_total",
+                "Times this node came to know a new leader since it started.",
+                self.leader_changes,
+            ),
             ("leasehold_raft_is_leader", "1 when this node is the Raft leader.", u64::from(self.status.is_leader)),
             (
                 "leasehold_applied_index",
