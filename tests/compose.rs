@@ -429,6 +429,21 @@ fn compose_cluster_survives_leader_kill() {
     let leader = wait_for("the three nodes to agree on a leader", secs(30), || agreed_leader(&project, &NODES, &NODES));
     say(start, &format!("healthy; leader: node {leader}"));
 
+    // Every node runs as the image's user leasehold (10001), with no effective capability and none
+    // in reach but port 67's and SO_BINDTODEVICE's (CAP_NET_BIND_SERVICE 10, CAP_NET_RAW 13).
+    for node in NODES {
+        let id = project.container(&format!("node{node}"));
+        let status = run_ok(&mut docker(&["exec", &id, "cat", "/proc/1/status"]), secs(30));
+        let field = |name: &str| {
+            status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_default()
+        };
+        assert!(field("Uid:").starts_with("10001"), "node{node} runs as 10001: Uid {}", field("Uid:"));
+        assert_eq!(field("CapEff:"), "0000000000000000", "node{node}: no effective capability");
+        assert_eq!(field("CapBnd:"), format!("{:016x}", (1u64 << 10) | (1u64 << 13)), "node{node}: bounding set");
+        assert_eq!(field("NoNewPrivs:"), "1", "node{node}: no new privileges");
+    }
+    say(start, "nodes run as uid 10001 with CAP_NET_BIND_SERVICE and CAP_NET_RAW only in reach");
+
     // The first client's lease, in its log and in the replicated table.
     let old_client = project.container("client");
     let old_mac = container_mac(&old_client);

@@ -89,11 +89,17 @@ ln -s ../bin "$rootfs/usr/sbin"
 
 install -m 755 "$here/image/entrypoint.sh" "$rootfs/bin/leasehold-entrypoint"
 install -m 755 "$here/image/udhcpc.script" "$rootfs/etc/leasehold/udhcpc.script"
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$rootfs/etc/group"
+printf 'root:x:0:0:root:/root:/bin/sh\nleasehold:x:10001:10001:leasehold:/data:/bin/sh\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nleasehold:x:10001:\n' >"$rootfs/etc/group"
+# The nodes run as leasehold (10001): their state and the shared credentials are its own. A named
+# volume mounted there starts with the image's ownership.
+mkdir -p "$rootfs/secret"
+chown -R 0:0 "$rootfs"
+chown 10001:10001 "$rootfs/data" "$rootfs/secret"
+chmod 700 "$rootfs/data" "$rootfs/secret"
 
 old_id=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
-tar -C "$rootfs" --numeric-owner --owner=0 --group=0 -c . |
+tar -C "$rootfs" --numeric-owner -c . |
     docker import \
         --change 'ENV PATH=/bin' \
         --change 'WORKDIR /' \
