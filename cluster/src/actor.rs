@@ -85,6 +85,8 @@ struct TransferWaiter {
     to: u64,
     started: Instant,
     deadline: Instant,
+    /// The voter was told to campaign (seen at some settle since).
+    told: bool,
     reply: tokio::sync::oneshot::Sender<Result<u64, TransferError>>,
 }
 
@@ -228,7 +230,8 @@ impl RaftActor {
         let new_leader = status.leader_id.filter(|id| !status.is_leader && *id != status.node_id);
         let now = Instant::now();
         let told = self.replica.told_to_campaign();
-        for waiter in std::mem::take(&mut self.transfers) {
+        for mut waiter in std::mem::take(&mut self.transfers) {
+            waiter.told |= told;
             let waited_ms = u64::try_from(now.duration_since(waiter.started).as_millis()).unwrap_or(u64::MAX);
             let result = match new_leader {
                 Some(leader) => {
@@ -236,7 +239,9 @@ impl RaftActor {
                         "took_ms" => waited_ms);
                     Ok(leader)
                 }
-                None if now >= waiter.deadline => Err(TransferError::TimedOut { to: waiter.to, waited_ms, told }),
+                None if now >= waiter.deadline => {
+                    Err(TransferError::TimedOut { to: waiter.to, waited_ms, told: waiter.told })
+                }
                 None => {
                     self.transfers.push(waiter);
                     continue;
@@ -361,7 +366,7 @@ impl Handler<TransferLeader> for RaftActor {
             match actor.replica.hand_over() {
                 Ok(to) => {
                     let deadline = started + timeout;
-                    actor.transfers.push(TransferWaiter { to, started, deadline, reply });
+                    actor.transfers.push(TransferWaiter { to, started, deadline, told: false, reply });
                     actor.schedule_flush(ctx);
                 }
                 Err(e) => {

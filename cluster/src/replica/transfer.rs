@@ -45,7 +45,7 @@ pub enum TransferError {
     Unreachable(u64),
     #[error("no other voter answers the leader: there is nobody to hand leadership to")]
     NoVoterReachable,
-    #[error("no new leader within {waited_ms} ms (asked node {to} to take over); {}", after_timeout(*told))]
+    #[error("no new leader within {waited_ms} ms (node {to} was asked to take over); {}", after_timeout(*told))]
     TimedOut { to: u64, waited_ms: u64, told: bool },
     #[error("the leadership transfer was abandoned: {0}")]
     Abandoned(String),
@@ -62,10 +62,10 @@ fn not_leader(leader: Option<u64>) -> String {
 
 fn after_timeout(told: bool) -> &'static str {
     if told {
-        "it was told to campaign, so this node keeps handing over and answers no broadcast until another leader takes \
-         over"
+        "it was told to campaign and may still win, so this node answers no broadcast in this term and keeps handing \
+         over until another leader takes over"
     } else {
-        "it was never told to campaign; this node stays leader"
+        "it was never told to campaign (its log did not catch up); this node stays leader"
     }
 }
 
@@ -207,14 +207,20 @@ impl<L: DurableLog> Replica<L> {
                     "to" => handover.to);
                 self.handover = None;
             }
-            Stage::Transferring if !transferring => match self.best_transferee() {
-                Some(to) => {
-                    info!(self.logger, "no new leader yet: handing leadership over again"; "to" => to, "term" => term);
-                    self.node.transfer_leader(to);
-                    self.handover = Some(Handover { to, since_tick: self.ticks, ..handover });
+            // raft-rs gave up (or the last try found nobody): once per election timeout, try again.
+            Stage::Transferring if !transferring && self.ticks.saturating_sub(handover.since_tick) >= timeout_ticks => {
+                let to = self.best_transferee();
+                match to {
+                    Some(to) => {
+                        info!(self.logger, "no new leader yet: handing leadership over again"; "to" => to,
+                            "term" => term);
+                        self.node.transfer_leader(to);
+                    }
+                    None => warn!(self.logger, "no voter reachable to hand leadership over to; trying again"),
                 }
-                None => warn!(self.logger, "no voter reachable to hand leadership over to; retrying"),
-            },
+                let to = to.unwrap_or(handover.to);
+                self.handover = Some(Handover { to, since_tick: self.ticks, ..handover });
+            }
             _ => {}
         }
     }
