@@ -62,7 +62,8 @@ fn read_secret(path: &std::path::Path) -> Result<Arc<[u8]>, ServeError> {
 }
 
 pub fn run(config: Config, clock_offset_ms: i64) -> Result<(), ServeError> {
-    let log = logging::logger(config.log_format, config.log_level);
+    // Dropped when `run` returns: what is still queued is written out before the process exits.
+    let (log, _flush_on_exit) = logging::logger(config.log_format, config.log_level);
     let config = Arc::new(config);
     let clock = Clock { offset_ms: clock_offset_ms };
     let limits = config.limits.clone();
