@@ -10,6 +10,14 @@
 #       leader (--failover-runs times, a fresh cluster each time) and of the Kea primary (--kea-failover-runs
 #       times, each bounded by --kea-failover-limit seconds); the gap is the time between the last ACK
 #       before the kill and the first ACK from another server after it. Each gap, the median and the max.
+#   (c') rolling restart (--rolling-runs times, a fresh cluster each time): the same probe running, every node
+#       in turn (the current leader first whenever it has not been restarted yet) gets SIGTERM, which makes a
+#       leader hand leadership to the most up-to-date follower before it exits, is started again with the same
+#       flags and waited for (/healthz 200 and the leader's applied index); the answer gap of a restart is the
+#       longest time between two ACKs (from any server) from the SIGTERM until the node is back. Each gap, the
+#       median and the max, next to the kill -9 figures; also the same measure while nothing restarts (the
+#       probe's own rhythm) and the slowest single DORA in the windows (a machine whose REQUEST named the old
+#       leader starts over after 4 unanswered tries).
 #   (d) with --stability-seconds S: a fresh cluster under perfdhcp load for S seconds (--stability-rate, default
 #       90% of (a), else 4,000/s); leader changes counted by Raft term before and after (must be 0).
 #   (e) with --catchup-leases N: a cluster filled with N leases (failover_probe as a loader: sequential MACs);
@@ -20,7 +28,7 @@
 #
 #   scripts/bench-cluster.sh [--period SECONDS] [--to broadcast|leader] [--failover-runs N]
 #                            [--kea-failover-runs N] [--kea-failover-limit SECONDS] [--skip-throughput]
-#                            [--skip-failover] [--no-kea] [--no-leasehold-throughput] [--kea-threads N]
+#                            [--skip-failover] [--rolling-runs N] [--no-kea] [--no-leasehold-throughput] [--kea-threads N]
 #                            [--wait-quiet SECONDS] [--no-build] [--stability-seconds S] [--stability-rate R]
 #                            [--catchup-leases N] [--catchup-rate R]
 #
@@ -46,6 +54,7 @@ REPO=$PWD
 PERIOD=5
 TO=broadcast
 FAILOVER_RUNS=5
+ROLLING_RUNS=2
 KEA_FAILOVER_RUNS=2
 KEA_FAILOVER_LIMIT=120
 LH_FAILOVER_LIMIT=30
@@ -70,6 +79,7 @@ while (($#)); do
     --period) PERIOD=$2; shift 2 ;;
     --to) TO=$2; shift 2 ;;
     --failover-runs) FAILOVER_RUNS=$2; shift 2 ;;
+    --rolling-runs) ROLLING_RUNS=$2; shift 2 ;;
     --kea-failover-runs) KEA_FAILOVER_RUNS=$2; shift 2 ;;
     --kea-failover-limit) KEA_FAILOVER_LIMIT=$2; shift 2 ;;
     --skip-throughput) THROUGHPUT=0; shift ;;
@@ -90,6 +100,7 @@ done
 number() { [[ $2 =~ ^[0-9]+$ && $2 -ge $3 && $2 -le $4 ]] || { echo "bench-cluster.sh: $1 must be $3..$4" >&2; exit 2; }; }
 number --period "$PERIOD" 1 60
 number --failover-runs "$FAILOVER_RUNS" 0 50
+number --rolling-runs "$ROLLING_RUNS" 0 20
 number --kea-failover-runs "$KEA_FAILOVER_RUNS" 0 10
 number --kea-failover-limit "$KEA_FAILOVER_LIMIT" 10 600
 number --wait-quiet "$WAIT_QUIET" 0 3600
@@ -465,6 +476,95 @@ failover() {
     FAILOVER_LINE[$kind]="$(label "$kind") failover: $summary"
 }
 
+# -- Rolling restart: the probe running; each node in turn gets SIGTERM (a leader hands over first), waits for
+# the exit, starts again with the same flags; then /healthz 200 on it and its applied index at the leader's.
+declare -a ROLLING_GAPS=() ROLLING_DORAS=() ROLLING_STEADY=()
+rolling_once() {
+    start_cluster
+    local out=$WORK/rolling-$RUN.out
+    : >"$out"
+    ip netns exec "$PROBE_NS" "${CLIENT_CPU[@]}" "$PROBE" --duration-s 300 --mac-base $((RUN << 20)) \
+        >"$out" 2>"$out.err" &
+    PROBE_PID=$!
+    local tries
+    for ((tries = 0; tries < 100; tries++)); do
+        (($(ack_count "$out") >= 20)) && break
+        kill -0 "$PROBE_PID" 2>/dev/null || { echo "the probe exited:"; cat "$out.err"; exit 1; }
+        sleep 0.1
+    done
+    (($(ack_count "$out") >= 20)) || { echo "the probe got no ACKs in 10 s:"; tail "$out" "$out.err"; exit 1; }
+    # The steady state to compare with: the longest time between two ACKs while nothing restarts (the probe's
+    # 16 machines pause --interval-ms between exchanges, so ACKs come in bursts).
+    local steady_from
+    steady_from=$(date +%s%3N)
+    for ((tries = 0; tries < 100; tries++)); do
+        (($(ack_count "$out") >= 300)) && break
+        sleep 0.1
+    done
+    ROLLING_STEADY+=("$(awk -v s="$steady_from" '$1 == "ack" {if (have && $2 >= s && $2 - prev > g) g = $2 - prev
+        prev = $2; have = 1} END {printf "%.3f\n", g / 1000}' "$out")")
+    echo "  $(label cluster)   steady state before the restarts: longest answer gap ${ROLLING_STEADY[-1]} s"
+    local done_nodes=" " leader=$LEADER id was signalled exited back target applied answer gap dora
+    while ((${#done_nodes} < 7)); do
+        if [[ $done_nodes == *" $leader "* ]]; then
+            for id in 1 2 3; do [[ $done_nodes == *" $id "* ]] || break; done
+        else
+            id=$leader
+        fi
+        was=""
+        [[ $id == "$leader" ]] && was=" (leader)"
+        signalled=$(date +%s%3N)
+        kill -TERM "${PID[node$id]}"
+        wait "${PID[node$id]}" 2>/dev/null || { echo "node $id exited with an error after SIGTERM:"; tail -5 "$CLUSTER_DIR/node$id.log"; }
+        exited=$(date +%s%3N)
+        unset "PID[node$id]"
+        start_node "$id"
+        back=""
+        for ((tries = 0; tries < 600; tries++)); do
+            answer=$(http_get "$NAME-s$id" /healthz || true)
+            if [[ $answer == 200* ]]; then
+                leader=$(grep -o '"leader_id":[0-9]*' <<<"$answer" | cut -d: -f2)
+                target=$(node_metric "$leader" leasehold_applied_index)
+                applied=$(node_metric "$id" leasehold_applied_index)
+                if ((${applied:-0} >= ${target:-1})); then
+                    back=$(date +%s%3N)
+                    break
+                fi
+            fi
+            sleep 0.05
+        done
+        [[ -n $back ]] || { echo "node $id did not come back within 30 s:"; tail -5 "$CLUSTER_DIR/node$id.log"; exit 1; }
+        # Let the probe record the ACKs after the window's end before reading them.
+        sleep 0.5
+        read -r gap dora < <(awk -v s="$signalled" -v b="$back" '
+            $1 == "ack" {
+                if (have && $2 >= s && prev <= b && $2 - prev > g) g = $2 - prev
+                if ($2 >= s && $2 - $5 <= b && $5 > d) d = $5
+                prev = $2; have = 1
+            }
+            END {printf "%.3f %.3f\n", g / 1000, d / 1000}' "$out")
+        ROLLING_GAPS+=("$gap")
+        ROLLING_DORAS+=("$dora")
+        printf '  %-26s node %d%-9s exited %.2f s after SIGTERM, back (healthy, caught up) %.2f s later: longest answer gap %.3f s, slowest DORA %.3f s\n' \
+            "$(label cluster)" "$id" "$was" "$(((exited - signalled)))e-3" "$(((back - exited)))e-3" "$gap" "$dora"
+        done_nodes+="$id "
+    done
+    stop_probe
+    stop_cluster
+}
+
+# rolling RUNS: RUNS rolling restarts of a fresh cluster; the summary line.
+ROLLING_LINE=""
+rolling() {
+    local runs=$1 r
+    for ((r = 1; r <= runs; r++)); do rolling_once; done
+    ROLLING_LINE=$(printf '%s\n' "${ROLLING_GAPS[@]}" | sort -n | awk -v l="$(label cluster)" -v n="$runs" \
+        -v d="$(printf '%s\n' "${ROLLING_DORAS[@]}" | sort -n | tail -1)" \
+        -v q="$(printf '%s\n' "${ROLLING_STEADY[@]}" | sort -n | tail -1)" '{v[NR] = $1} END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%s rolling restart (SIGTERM, start; the leader hands over): answer gap per restart median %.3f s, max %.3f s (%d restarts in %d runs; %.3f s without restarts); slowest DORA %.3f s", l, m, v[NR], NR, n, q, d}')
+}
+
 # node_metric I NAME: the value of metric NAME (exactly as printed, labels included) on node I, or "".
 node_metric() {
     { http_response "$NAME-s$1" /metrics 5 || true; } | awk -v m="$2" '$1 == m {print $2; exit}'
@@ -632,6 +732,10 @@ fi
 if ((FAILOVER)); then
     echo "-- $(label cluster): kill -9 of the leader, $FAILOVER_RUNS runs (each bounded by $LH_FAILOVER_LIMIT s)"
     ((FAILOVER_RUNS == 0)) || failover cluster "$FAILOVER_RUNS" "$LH_FAILOVER_LIMIT"
+    if ((ROLLING_RUNS > 0)); then
+        echo "-- $(label cluster): rolling restart of all 3 nodes under the probe, $ROLLING_RUNS runs"
+        rolling "$ROLLING_RUNS"
+    fi
     if ((KEA && KEA_FAILOVER_RUNS > 0)); then
         echo "-- $(label kea-ha): kill -9 of the primary, $KEA_FAILOVER_RUNS runs (each bounded by $KEA_FAILOVER_LIMIT s)"
         failover kea-ha "$KEA_FAILOVER_RUNS" "$KEA_FAILOVER_LIMIT"
@@ -666,6 +770,7 @@ if ((THROUGHPUT)); then
 fi
 for kind in cluster kea-ha; do
     [[ -z ${FAILOVER_LINE[$kind]:-} ]] || echo "${FAILOVER_LINE[$kind]}"
+    [[ $kind != cluster || -z $ROLLING_LINE ]] || echo "$ROLLING_LINE"
 done
 for line in "${STABILITY_LINES[@]}" "${CATCHUP_LINES[@]}"; do
     echo "$line"

@@ -262,7 +262,12 @@ fn protected_reads_over_https_through_the_cli() {
     // Up when the CLI, over HTTPS with the token, sees a leader.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let status = cli(&ns, dir.path(), &["cluster", "status", "--admin-ca", &ca, "--admin-token-file", &token], &[]);
+        let status = cli(
+            &ns,
+            dir.path(),
+            &["cluster", "status", "--json", "--admin-ca", &ca, "--admin-token-file", &token],
+            &[],
+        );
         if status.success && status.output.contains("\"is_leader\":true") {
             break;
         }

@@ -13,9 +13,15 @@
 //!
 //! What to do with a `Ready` is the `driver`'s, shared with the simulation: this actor gives it the
 //! replica and its `Routes` (the recipients), and stops the node when it reports a storage error.
+//!
+//! A leadership transfer (`TransferLeader`: SIGTERM on the leader, `cluster transfer-leader`) runs
+//! the replica's two steps with the state machine owner between them: the replica gives up its
+//! leader lease, the status saying so goes to the status recipient by `send`, and only once that is
+//! handled (the lease actor answers no broadcast any more) does the replica hand over. The request
+//! is answered when this node learns of another leader, or at its deadline.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use slog::{crit, debug, info, Logger};
@@ -23,7 +29,7 @@ use slog::{crit, debug, info, Logger};
 use raft::eraftpb::Message;
 
 use crate::driver::{self, MembershipChange, RaftShell, Received};
-use crate::replica::{MemberProgress, Replica};
+use crate::replica::{MemberProgress, Replica, TransferError};
 use crate::storage::{DurableLog, LogStore};
 use crate::transport::{PeerMessage, SendMessages, SetPeer};
 use crate::{ClusterError, LeaseTable, Propose, RaftStatus, SnapshotTaken, ToStateMachine};
@@ -64,6 +70,26 @@ pub struct ChangeMembership {
     pub add: Option<std::net::SocketAddr>,
 }
 
+/// Hand leadership to voter `to`, or to the reachable voter whose log matches furthest (leader only).
+/// Answered with the new leader's id once this node has learned of it, or an error: refused at once
+/// (not the leader, not a voter, unreachable), or no new leader within `timeout`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, TransferError>")]
+pub struct TransferLeader {
+    pub to: Option<u64>,
+    pub timeout: Duration,
+}
+
+/// A `TransferLeader` handed over, waiting for another leader.
+struct TransferWaiter {
+    to: u64,
+    started: Instant,
+    deadline: Instant,
+    /// The voter was told to campaign (seen at some settle since).
+    told: bool,
+    reply: tokio::sync::oneshot::Sender<Result<u64, TransferError>>,
+}
+
 /// Open the log under `data_dir` and rebuild the lease table from its latest snapshot (an empty
 /// table when there is none). Start the replica with `applied = table.applied_index()`.
 pub fn open(
@@ -90,6 +116,7 @@ pub struct RaftActor {
     routes: Routes,
     tick_interval: Duration,
     flush_scheduled: bool,
+    transfers: Vec<TransferWaiter>,
     logger: Logger,
 }
 
@@ -160,7 +187,7 @@ impl RaftActor {
             addresses: std::collections::BTreeMap::new(),
             logger: logger.clone(),
         };
-        RaftActor { replica, routes, tick_interval, flush_scheduled: false, logger }
+        RaftActor { replica, routes, tick_interval, flush_scheduled: false, transfers: Vec::new(), logger }
     }
 
     /// The configured peer addresses, for `GET /v1/cluster`.
@@ -191,6 +218,37 @@ impl RaftActor {
         if self.replica.has_ready() {
             self.schedule_flush(ctx);
         }
+        self.settle_transfers();
+    }
+
+    /// Answer the transfers waiting for another leader: it is known, or the deadline passed.
+    fn settle_transfers(&mut self) {
+        if self.transfers.is_empty() {
+            return;
+        }
+        let status = self.replica.status();
+        let new_leader = status.leader_id.filter(|id| !status.is_leader && *id != status.node_id);
+        let now = Instant::now();
+        let told = self.replica.told_to_campaign();
+        for mut waiter in std::mem::take(&mut self.transfers) {
+            waiter.told |= told;
+            let waited_ms = u64::try_from(now.duration_since(waiter.started).as_millis()).unwrap_or(u64::MAX);
+            let result = match new_leader {
+                Some(leader) => {
+                    info!(self.logger, "leadership handed over"; "to" => leader, "term" => status.term,
+                        "took_ms" => waited_ms);
+                    Ok(leader)
+                }
+                None if now >= waiter.deadline => {
+                    Err(TransferError::TimedOut { to: waiter.to, waited_ms, told: waiter.told })
+                }
+                None => {
+                    self.transfers.push(waiter);
+                    continue;
+                }
+            };
+            let _ = waiter.reply.send(result);
+        }
     }
 
     /// A node that cannot persist must not serve: stop the actor and the system.
@@ -216,6 +274,7 @@ impl Actor for RaftActor {
             if actor.replica.has_ready() {
                 actor.schedule_flush(ctx);
             }
+            actor.settle_transfers();
         });
         // A cluster of one campaigned in `Replica::new`: become leader and replay without waiting.
         self.schedule_flush(ctx);
@@ -287,6 +346,40 @@ impl Handler<ChangeMembership> for RaftActor {
             }),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+impl Handler<TransferLeader> for RaftActor {
+    type Result = ResponseActFuture<Self, Result<u64, TransferError>>;
+
+    fn handle(&mut self, TransferLeader { to, timeout }: TransferLeader, _: &mut Context<Self>) -> Self::Result {
+        let started = Instant::now();
+        let to = match self.replica.yield_leadership(to) {
+            Ok(to) => to,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        // The status without the lease, by `send`: the lease actor's mailbox is in order, so once it has
+        // handled this it answers no broadcast. (A closed mailbox answers nothing either.)
+        let confirmed = self.routes.status.send(self.replica.status());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        Box::pin(confirmed.into_actor(self).then(move |_, actor, ctx| {
+            match actor.replica.hand_over() {
+                Ok(to) => {
+                    let deadline = started + timeout;
+                    actor.transfers.push(TransferWaiter { to, started, deadline, told: false, reply });
+                    actor.schedule_flush(ctx);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            async move {
+                answer
+                    .await
+                    .unwrap_or_else(|_| Err(TransferError::Abandoned(format!("to node {to}: the raft actor stopped"))))
+            }
+            .into_actor(actor)
+        }))
     }
 }
 

@@ -422,3 +422,94 @@ fn a_leader_sends_before_its_write_and_a_follower_acknowledges_after_it() {
     assert_eq!(acks.len(), 1);
     assert_eq!((acks[0].to, acks[0].index, acks[0].reject), (leader, index, false));
 }
+
+/// Raft thesis §3.10 with the leader lease: a leader that hands over gives its lease up before the
+/// voter is told to campaign, the voter wins at once (no election timeout) and takes the lease with
+/// its first commit, and the two never hold the lease together.
+#[test]
+fn a_leader_hands_over_to_the_most_up_to_date_voter_without_waiting_an_election_timeout() {
+    let (mut cluster, old) = committed_on_all(5);
+    assert!(cluster.run_until(|c| c.member(old).replica.has_lease()));
+    let to = cluster.members.get_mut(&old).unwrap().replica.yield_leadership(None).expect("the leader hands over");
+    assert_ne!(to, old);
+    assert!(!cluster.member(old).replica.has_lease(), "the lease is given up at once, before anyone is told");
+    assert_eq!(cluster.member(old).replica.status().lease_until_us, None);
+    // The shell's state machine owner has taken the status in: hand over.
+    assert_eq!(cluster.members.get_mut(&old).unwrap().replica.hand_over(), Ok(to));
+    let ticks_before = cluster.ticks;
+    cluster.settle();
+    assert_eq!(cluster.leader(), Some(to), "n{to} leads after one round of messages, no tick needed");
+    assert_eq!(cluster.ticks, ticks_before);
+    assert!(cluster.member(to).replica.has_lease(), "the new leader holds the lease with its first commit");
+    assert!(!cluster.member(old).replica.is_leader() && !cluster.member(old).replica.has_lease());
+    assert_eq!(cluster.member(old).replica.status().leader_id, Some(to));
+    // The cluster goes on committing under the new leader, on every member.
+    cluster.propose(to, 100..110);
+    assert!(cluster.run_until(|c| c.members.values().all(|m| m.applier.tags.len() == 15)));
+}
+
+#[test]
+fn a_transfer_is_refused_with_the_reason() {
+    use leasehold_cluster::replica::TransferError;
+    let (mut cluster, leader) = committed_on_all(1);
+    let follower = cluster.voters.iter().copied().find(|id| *id != leader).unwrap();
+    let refused = cluster.members.get_mut(&follower).unwrap().replica.yield_leadership(None);
+    assert_eq!(refused, Err(TransferError::NotLeader { leader: Some(leader) }));
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains(&format!("node {leader} is")), "{message}");
+    let replica = &mut cluster.members.get_mut(&leader).unwrap().replica;
+    assert_eq!(replica.yield_leadership(Some(leader)), Err(TransferError::AlreadyLeader(leader)));
+    assert_eq!(replica.yield_leadership(Some(9)), Err(TransferError::UnknownNode { id: 9, members: vec![1, 2, 3] }));
+    assert!(replica.has_lease(), "a refused transfer keeps the lease");
+    // A voter that has not answered within an election timeout cannot take over.
+    cluster.isolated.insert(follower);
+    for _ in 0..2 * ELECTION_TICKS {
+        cluster.tick();
+    }
+    let replica = &mut cluster.members.get_mut(&leader).unwrap().replica;
+    assert_eq!(replica.yield_leadership(Some(follower)), Err(TransferError::Unreachable(follower)));
+    assert!(replica.has_lease());
+}
+
+/// A voter told to campaign may win whenever the message arrives: the leader never takes its lease
+/// back in that term. When the voter is lost, the leader hands over again to another.
+#[test]
+fn a_lost_transfer_is_handed_to_another_voter_and_the_lease_never_comes_back() {
+    let (mut cluster, old) = committed_on_all(3);
+    let lost = cluster.voters.iter().copied().find(|id| *id != old).unwrap();
+    let other = cluster.voters.iter().copied().find(|id| *id != old && *id != lost).unwrap();
+    let replica = &mut cluster.members.get_mut(&old).unwrap().replica;
+    assert_eq!(replica.yield_leadership(Some(lost)), Ok(lost));
+    cluster.isolated.insert(lost);
+    assert_eq!(cluster.members.get_mut(&old).unwrap().replica.hand_over(), Ok(lost));
+    cluster.settle();
+    assert!(cluster.member(old).replica.told_to_campaign(), "MsgTimeoutNow left (and was lost)");
+    for tick in 0..MAX_ROUNDS {
+        if cluster.leader_among(&[other]).is_some() {
+            assert!(!cluster.member(old).replica.has_lease());
+            assert!(cluster.run_until(|c| c.member(other).replica.has_lease()));
+            return;
+        }
+        assert!(!cluster.member(old).replica.has_lease(), "n{old} took its lease back at tick {tick}");
+        cluster.tick();
+    }
+    panic!("n{other} never took over");
+}
+
+/// A transfer raft-rs gives up before the voter was told to campaign (its log never caught up) hands
+/// the lease back: nobody else can win in this term.
+#[test]
+fn a_transfer_given_up_before_the_voter_was_told_gives_the_lease_back() {
+    let (mut cluster, leader) = committed_on_all(3);
+    let behind = cluster.voters.iter().copied().find(|id| *id != leader).unwrap();
+    cluster.isolated.insert(behind);
+    cluster.propose(leader, 10..12);
+    cluster.settle();
+    let replica = &mut cluster.members.get_mut(&leader).unwrap().replica;
+    assert_eq!(replica.yield_leadership(Some(behind)), Ok(behind), "answered within an election timeout");
+    assert_eq!(replica.hand_over(), Ok(behind));
+    assert!(!replica.has_lease());
+    assert!(cluster.run_until(|c| c.member(leader).replica.has_lease()), "the lease comes back");
+    assert_eq!(cluster.leader(), Some(leader));
+    assert!(!cluster.member(leader).replica.told_to_campaign());
+}

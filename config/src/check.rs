@@ -1224,6 +1224,9 @@ fn check_cluster(cx: &mut Ctx<'_>, raw: &crate::raw::RawCluster, ov: &Overrides)
     let heartbeat_ticks = raw
         .heartbeat_ticks
         .map_or(Some(defaults.heartbeat_ticks), |v| cx.positive(&Key::path("cluster.heartbeat_ticks"), v));
+    let transfer_timeout_ms = raw
+        .transfer_timeout_ms
+        .map_or(Some(defaults.transfer_timeout_ms), |v| cx.positive(&Key::path("cluster.transfer_timeout_ms"), v));
     if let (Some(election), Some(heartbeat)) = (election_ticks, heartbeat_ticks) {
         if heartbeat >= election {
             cx.error(
@@ -1294,6 +1297,7 @@ fn check_cluster(cx: &mut Ctx<'_>, raw: &crate::raw::RawCluster, ov: &Overrides)
         tick_ms: tick_ms.unwrap_or(defaults.tick_ms),
         election_ticks: election_ticks.unwrap_or(defaults.election_ticks),
         heartbeat_ticks: heartbeat_ticks.unwrap_or(defaults.heartbeat_ticks),
+        transfer_timeout_ms: transfer_timeout_ms.unwrap_or(defaults.transfer_timeout_ms),
     }
 }
 

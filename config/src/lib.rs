@@ -315,6 +315,9 @@ pub struct Cluster {
     pub tick_ms: u64,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
+    /// How long a leadership transfer (SIGTERM on the leader, `cluster transfer-leader`) waits for
+    /// another leader to take over before it gives up (and, on SIGTERM, the node exits anyway).
+    pub transfer_timeout_ms: u64,
     /// File with the shared secret (at least 16 bytes) that authenticates every peer frame; required
     /// when there is more than one voter. Read at start, not while checking the config.
     pub secret_file: Option<PathBuf>,
@@ -370,6 +373,7 @@ impl Default for Cluster {
             tick_ms: 50,
             election_ticks: 10,
             heartbeat_ticks: 2,
+            transfer_timeout_ms: 2_000,
             secret_file: None,
             join: false,
             tls: None,

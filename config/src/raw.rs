@@ -265,6 +265,7 @@ pub struct RawCluster {
     pub tick_ms: Option<u64>,
     pub election_ticks: Option<usize>,
     pub heartbeat_ticks: Option<usize>,
+    pub transfer_timeout_ms: Option<u64>,
     /// File holding the shared secret that authenticates peer traffic.
     pub secret_file: Option<String>,
     /// Join a running cluster instead of bootstrapping one (fresh data directory only).

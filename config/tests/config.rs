@@ -147,6 +147,7 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!((pool.lease_time_secs, pool.renewal_time_secs, pool.rebinding_time_secs), (3600, 1800, 3150));
     assert_eq!(config.pxe, leasehold_config::Pxe::default());
     assert!(config.cluster.peers.is_empty());
+    assert_eq!(config.cluster.transfer_timeout_ms, 2_000, "a few election timeouts");
 }
 
 // ---- Errors carry the file, the key and the problem ----
@@ -673,12 +674,14 @@ fn peers_must_include_this_node() {
 
 #[test]
 fn raft_timing_is_checked() {
-    let errors =
-        rejected(&format!("{BASE}[cluster]\nnode_id = 0\ntick_ms = 0\nelection_ticks = 2\nheartbeat_ticks = 2\n"));
+    let errors = rejected(&format!(
+        "{BASE}[cluster]\nnode_id = 0\ntick_ms = 0\nelection_ticks = 2\nheartbeat_ticks = 2\ntransfer_timeout_ms = 0\n"
+    ));
     expect_error(&errors, "cluster.node_id", &["greater than 0"]);
     expect_error(&errors, "cluster.tick_ms", &["greater than 0"]);
     expect_error(&errors, "cluster.heartbeat_ticks", &["less than election_ticks 2"]);
-    assert_eq!(errors.len(), 3, "{errors}");
+    expect_error(&errors, "cluster.transfer_timeout_ms", &["greater than 0"]);
+    assert_eq!(errors.len(), 4, "{errors}");
 }
 
 #[test]

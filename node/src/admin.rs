@@ -1,5 +1,5 @@
 //! The admin HTTP API (actix-web, loopback by default): the lease table, reservations, node status,
-//! cluster membership, health and Prometheus metrics. Every answer comes from the lease actor
+//! cluster membership and leadership transfer, health and Prometheus metrics. Every answer comes from the lease actor
 //! (which owns the table) or the raft actor; changes go through the Raft log. Who may read and
 //! write is decided before any handler runs (`auth`); the listener speaks HTTPS when given a
 //! certificate (`tls_config`).
@@ -15,7 +15,8 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{delete, get, post, put, web, App, HttpResponse, HttpServer};
-use leasehold_cluster::actor::{ChangeMembership, GetClusterView, RaftActor};
+use leasehold_cluster::actor::{ChangeMembership, GetClusterView, RaftActor, TransferLeader};
+use leasehold_cluster::replica::TransferError;
 use leasehold_cluster::transport::{self, tls as peer_tls, Transport};
 use serde::Deserialize;
 
@@ -34,6 +35,8 @@ struct AdminState {
     /// The peer transport, when this node has peers (its counters go into /metrics).
     transport: Option<Addr<Transport>>,
     reload: Addr<ReloadActor>,
+    /// How long `POST /v1/cluster/transfer-leader` waits for the new leader.
+    transfer_timeout: std::time::Duration,
 }
 
 /// Refuses what `AccessPolicy` refuses (401 with `WWW-Authenticate: Bearer`, or 403), before the
@@ -136,6 +139,59 @@ async fn membership(state: &AdminState, change: ChangeMembership) -> HttpRespons
     match state.raft.send(change).await {
         Ok(Ok(())) => HttpResponse::Accepted().json(serde_json::json!({"status": "proposed"})),
         Ok(Err(problem)) => HttpResponse::Conflict().json(serde_json::json!({"error": problem})),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferLeaderBody {
+    to: Option<u64>,
+}
+
+/// `POST /v1/cluster/transfer-leader [{"to": 2}]` (leader only): hand leadership to voter `to`, or
+/// without it to the reachable voter whose log matches furthest. This node gives up its leader lease
+/// first, so only the new leader answers broadcasts once it has won (at once: no election timeout).
+/// 200 with the new leader once this node has learned of it; 409 not the leader (naming it), a
+/// learner, this node itself or an unreachable voter; 404 an unknown node; 504 no new leader within
+/// `cluster.transfer_timeout_ms`.
+#[post("/v1/cluster/transfer-leader")]
+async fn transfer_leader(state: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let to = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<TransferLeaderBody>(&body) {
+            Ok(body) => body.to,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("the request body: {e}")),
+        }
+    };
+    if to == Some(0) {
+        return error(StatusCode::BAD_REQUEST, "node ids are greater than 0");
+    }
+    let started = std::time::Instant::now();
+    let from = match state.raft.send(GetClusterView).await {
+        Ok(view) => view.node_id,
+        Err(e) => return unavailable(e),
+    };
+    match state.raft.send(TransferLeader { to, timeout: state.transfer_timeout }).await {
+        Ok(Ok(leader)) => HttpResponse::Ok().json(serde_json::json!({
+            "status": "transferred", "leader_id": leader, "previous_leader_id": from,
+            "took_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })),
+        Ok(Err(e)) => {
+            let status = match &e {
+                TransferError::UnknownNode { .. } => StatusCode::NOT_FOUND,
+                TransferError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+                TransferError::Abandoned(_) | TransferError::Halted => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::CONFLICT,
+            };
+            let mut body = serde_json::json!({"error": e.to_string()});
+            if let TransferError::NotLeader { leader } = e {
+                body["leader_id"] = serde_json::json!(leader);
+            }
+            HttpResponse::build(status).json(body)
+        }
         Err(e) => unavailable(e),
     }
 }
@@ -489,6 +545,8 @@ pub struct AdminOptions {
     pub tls: Option<rustls::ServerConfig>,
     pub transport: Option<Addr<Transport>>,
     pub reload: Addr<ReloadActor>,
+    /// How long a leadership transfer asked through the API waits for the new leader.
+    pub transfer_timeout: std::time::Duration,
 }
 
 /// Bind the admin listener and return the server future (spawn it on the actix system).
@@ -497,8 +555,8 @@ pub fn serve(
     lease: Addr<LeaseActor>,
     raft: Addr<RaftActor>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let AdminOptions { listen, access, tls, transport, reload } = options;
-    let data = web::Data::new(AdminState { lease, raft, transport, reload });
+    let AdminOptions { listen, access, tls, transport, reload, transfer_timeout } = options;
+    let data = web::Data::new(AdminState { lease, raft, transport, reload, transfer_timeout });
     let access = web::Data::from(Arc::new(access));
     let server = HttpServer::new(move || {
         // A body that does not parse is answered like every other error: {"error": "..."}.
@@ -525,6 +583,7 @@ pub fn serve(
             .service(remove_node)
             .service(reload_config)
             .service(import_leases)
+            .service(transfer_leader)
     })
     .workers(1)
     .disable_signals();

@@ -30,7 +30,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Check a config file and exit: 0 when valid, 1 with every problem listed otherwise.
     CheckConfig { file: PathBuf },
-    /// Cluster membership of a running node (status, add-node, remove-node), and make-certs.
+    /// Cluster membership of a running node (status, add-node, remove-node, transfer-leader), and
+    /// make-certs.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
@@ -133,6 +134,13 @@ enum ClusterCommand {
     AddNode { id: u64, addr: SocketAddr },
     /// Remove a voter. Refused (409) when it would leave no voter or no reachable quorum.
     RemoveNode { id: u64 },
+    /// Hand leadership to voter N (--to N), or to the most up-to-date follower; ask the leader. The
+    /// leader stops answering first, so the new one answers at once (a zero-gap restart: then SIGTERM).
+    TransferLeader {
+        /// The voter to hand leadership to (default: the reachable one whose log matches furthest).
+        #[arg(long)]
+        to: Option<u64>,
+    },
     /// Make the certificates of peer TLS (and optionally of the admin API) in DIR: a cluster CA
     /// (ca.pem, ca.key; reused when DIR has them) and node-N.pem / node-N.key per node id.
     MakeCerts(make_certs::MakeCertsArgs),
@@ -325,6 +333,11 @@ fn main() -> ExitCode {
                     Some(serde_json::json!({"id": id, "addr": addr}).to_string()),
                 ),
                 ClusterCommand::RemoveNode { id } => ("DELETE", format!("/v1/cluster/nodes/{id}"), None),
+                ClusterCommand::TransferLeader { to } => (
+                    "POST",
+                    "/v1/cluster/transfer-leader".to_string(),
+                    Some(serde_json::json!({ "to": to }).to_string()),
+                ),
                 ClusterCommand::MakeCerts(_) => unreachable!("handled above"),
             };
             match client.request(method, &path, body.as_deref()) {

@@ -1,19 +1,21 @@
 //! `leasehold serve`: open the durable Raft log, rebuild the lease table from its snapshot, start the
 //! raft actor on its own thread (fsync never blocks the packet path) and the peer transport on another,
 //! then the lease, parser and socket actors and the admin API on the main thread, and run until
-//! SIGINT/SIGTERM. SIGHUP reloads the config file (`reload`).
+//! SIGINT/SIGTERM. On the signal a leader first hands leadership to the most up-to-date follower and
+//! waits (at most `cluster.transfer_timeout_ms`) for it to take over; a follower just exits. SIGHUP
+//! reloads the config file (`reload`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use leasehold_cluster::actor::{ConnectPeers, RaftActor};
-use leasehold_cluster::replica::{Replica, ReplicaConfig};
+use leasehold_cluster::actor::{ConnectPeers, RaftActor, TransferLeader};
+use leasehold_cluster::replica::{Replica, ReplicaConfig, TransferError};
 use leasehold_cluster::storage::DurableLog;
 use leasehold_cluster::transport::tls::PeerTls;
 use leasehold_cluster::transport::{self, TransportConfig, MIN_SECRET_BYTES};
 use leasehold_config::Config;
-use slog::{error, info, o, warn};
+use slog::{error, info, o, warn, Logger};
 
 use crate::actors::lease::{ConnectParser, LeaseActor};
 use crate::actors::parser::{Connect, ParserActor};
@@ -62,7 +64,8 @@ fn read_secret(path: &std::path::Path) -> Result<Arc<[u8]>, ServeError> {
 }
 
 pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result<(), ServeError> {
-    let log = logging::logger(config.log_format, config.log_level);
+    // Dropped when `run` returns: what is still queued is written out before the process exits.
+    let (log, _flush_on_exit) = logging::logger(config.log_format, config.log_level);
     let config = Arc::new(config);
     let clock = Clock { offset_ms: clock_offset_ms };
     let limits = config.limits.clone();
@@ -237,14 +240,16 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             }
         });
         let admin_https = admin_tls.is_some();
+        let transfer_timeout = Duration::from_millis(config.cluster.transfer_timeout_ms);
         let options = AdminOptions {
             listen: config.admin_listen,
             access,
             tls: admin_tls,
             transport: transport_addr,
             reload,
+            transfer_timeout,
         };
-        let admin = crate::admin::serve(options, lease.clone(), raft)
+        let admin = crate::admin::serve(options, lease.clone(), raft.clone())
             .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
         let admin_handle = admin.handle();
         actix::spawn(admin);
@@ -255,6 +260,10 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             "pools" => config.pools.len(), "node_id" => node_id);
 
         wait_for_shutdown_signal().await.map_err(ServeError::Runtime)?;
+        hand_over_before_exit(&raft, transfer_timeout, &log).await;
+        // One round trip through the lease actor's mailbox: the bindings committed before the handover
+        // are applied and their ACKs handed to the parser before the actors stop.
+        let _ = lease.send(crate::actors::lease::GetStatus).await;
         info!(log, "shutting down");
         admin_handle.stop(true).await;
         raft_arbiter.stop();
@@ -265,6 +274,28 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         error!(log, "serve failed"; "error" => %e);
     }
     result
+}
+
+/// SIGTERM/SIGINT on the leader: hand leadership to the most up-to-date follower (the lease given up
+/// first, so exactly one node answers) and wait, at most `timeout`, until it has taken over; clients
+/// then see no election gap. A follower (or a cluster of one) has nothing to hand over. A second
+/// signal stops the wait.
+async fn hand_over_before_exit(raft: &Addr<RaftActor>, timeout: Duration, log: &Logger) {
+    let transfer = raft.send(TransferLeader { to: None, timeout });
+    let result = tokio::select! {
+        result = transfer => result,
+        _ = wait_for_shutdown_signal() => {
+            warn!(log, "second signal: exiting without waiting for the leadership transfer");
+            return;
+        }
+    };
+    match result {
+        Ok(Ok(leader)) => info!(log, "leadership handed over before exit"; "leader_id" => leader),
+        Ok(Err(TransferError::NotLeader { .. })) => {}
+        Ok(Err(TransferError::NoVoterReachable)) => info!(log, "no other voter to hand leadership over to"),
+        Ok(Err(e)) => warn!(log, "exiting without handing leadership over"; "error" => %e),
+        Err(e) => warn!(log, "exiting without handing leadership over"; "error" => %e),
+    }
 }
 
 async fn wait_for_shutdown_signal() -> std::io::Result<()> {

@@ -132,6 +132,12 @@ pub enum Note {
     Phase {
         name: &'static str,
     },
+    /// A leadership transfer's steps (`to`: the voter; 0 when none).
+    Transfer {
+        node: u64,
+        to: u64,
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for Note {
@@ -187,6 +193,7 @@ impl fmt::Display for Note {
                 max_delay_us / 1000
             ),
             Note::Phase { name } => write!(f, "=== {name} ==="),
+            Note::Transfer { node, to, what } => write!(f, "n{node} TRANSFER to n{to}: {what}"),
         }
     }
 }

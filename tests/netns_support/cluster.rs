@@ -192,6 +192,19 @@ impl Cluster {
         killed_at
     }
 
+    /// SIGTERM to node `id` (by PID): the clean stop of a rolling restart (a leader hands leadership
+    /// over first). Waits at most `limit` for the exit; returns its status, when the signal went and
+    /// the run's log file.
+    pub fn terminate(&mut self, id: u32, limit: Duration) -> (std::process::ExitStatus, Instant, PathBuf) {
+        let mut server = self.servers[id as usize - 1].take().unwrap_or_else(|| panic!("node {id} is already down"));
+        let signalled_at = Instant::now();
+        signal(server.proc.pid, libc::SIGTERM);
+        let status = server.proc.wait_exit(limit).unwrap_or_else(|| {
+            panic!("node {id} did not exit within {limit:?} of SIGTERM\n{}", tail_of(&server.proc.log))
+        });
+        (status, signalled_at, server.proc.log.clone())
+    }
+
     /// Starts node `id` again on its data directory; returns once its /healthz answers 200.
     pub fn restart(&mut self, id: u32) {
         let server = self.nodes.spawn_server(id);

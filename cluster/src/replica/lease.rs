@@ -63,7 +63,9 @@ impl<L: DurableLog> Replica<L> {
     /// lease), so no other leader can be elected before the lease ends.
     fn renew_lease(&mut self) {
         // raft-rs drops a read index asked before the leader committed an entry of its term.
-        if !self.is_leader() || self.is_sole_voter() || !self.node.raft.commit_to_current_term() {
+        // A leader handing over has given its lease up for the rest of the term (`transfer`).
+        if !self.is_leader() || self.lease_yielded() || self.is_sole_voter() || !self.node.raft.commit_to_current_term()
+        {
             return;
         }
         self.lease.asked_tick = Some(self.ticks);
@@ -74,7 +76,7 @@ impl<L: DurableLog> Replica<L> {
 
     /// See `RaftStatus::lease_until_us`.
     pub fn lease_until_us(&self) -> Option<u64> {
-        if !self.is_leader() {
+        if !self.is_leader() || self.lease_yielded() {
             None
         } else if self.is_sole_voter() {
             Some(u64::MAX)

@@ -34,6 +34,7 @@
 //! - `lease`: the leader lease (who may answer broadcasts, and until when).
 //! - `catch_up`: the vote guard of a log that started empty, and logs that lost entries.
 //! - `reports`: members' reports of their own state, and the leader's view of the members.
+//! - `transfer`: leadership transfer, the lease given up before another voter is told to campaign.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +53,7 @@ mod config;
 mod lease;
 mod membership;
 mod reports;
+mod transfer;
 
 pub use actions::{Actions, LogWrite, Persist, Refused};
 use catch_up::CatchUp;
@@ -61,6 +63,8 @@ use membership::HeardFrom;
 pub use membership::{check_membership_change, MembershipChange};
 pub use reports::MemberProgress;
 use reports::PeerReport;
+use transfer::Handover;
+pub use transfer::TransferError;
 
 /// Proposals above this encoded size are split over several log entries.
 pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
@@ -96,6 +100,8 @@ pub struct Replica<L: DurableLog> {
     /// The time given to the last `tick`.
     now_us: u64,
     lease: LeaderLease,
+    /// A leadership transfer this leader began (`transfer`).
+    handover: Option<Handover>,
     /// The last thing each follower reported about itself (leader only).
     peer_reports: BTreeMap<u64, PeerReport>,
     /// When each follower last answered (leader only), for the membership guard.
@@ -185,6 +191,7 @@ impl<L: DurableLog> Replica<L> {
             ticks: 0,
             now_us: 0,
             lease: LeaderLease::new(config.election_ticks, config.heartbeat_ticks, config.tick_us),
+            handover: None,
             peer_reports: BTreeMap::new(),
             heard_from: HeardFrom::default(),
             election_timeout_us: (config.election_ticks as u64).saturating_mul(config.tick_us),
@@ -228,6 +235,7 @@ impl<L: DurableLog> Replica<L> {
         self.node.tick();
         self.ticks += 1;
         self.now_us = now_us;
+        self.tick_handover();
         self.tick_lease();
     }
 
@@ -352,6 +360,7 @@ impl<L: DurableLog> Replica<L> {
             // A leader may send before persisting (Raft thesis 10.2.1); its own entry counts once
             // durable. A follower's messages (acknowledgements, votes) wait for the write.
             persist.messages = ready.take_messages();
+            self.note_timeout_now(&persist.messages);
             self.drop_own_vote_requests(&mut persist.messages);
             self.stamp_reports(&mut persist.messages);
             persist.write = Some(LogWrite {
@@ -397,6 +406,7 @@ impl<L: DurableLog> Replica<L> {
             (None, None) => {}
             _ => return Err(ClusterError::OutOfOrder("persisted with another Ready's write")),
         }
+        self.note_timeout_now(&actions.messages);
         self.stamp_reports(&mut actions.messages);
         // Tags proposed but not found in the Ready (cannot happen with raft-rs 0.7; never ack them).
         if !self.proposed.is_empty() {

@@ -1,6 +1,6 @@
 //! The fault schedule: crashes (some losing the disk, some of a leader between sending its appends
-//! and writing them itself), partitions, cut client links, bad weather and forced snapshots, one
-//! random decision every 0.5–5 s of the chaos phase.
+//! and writing them itself), partitions, cut client links, bad weather, forced snapshots and
+//! voluntary leadership transfers, one random decision every 0.5–5 s of the chaos phase.
 
 use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
 use leasehold_node::engine::Role;
@@ -11,6 +11,10 @@ use crate::trace::Note;
 
 use super::nodes::RaftMail;
 use super::{Event, Phase, World};
+
+/// A leadership transfer names a random node (sometimes a wrong one) one time in this many ppm;
+/// otherwise the leader picks the most up-to-date voter.
+const TRANSFER_NAMES_NODE_PPM: u32 = 300_000;
 
 impl World {
     pub(super) fn set_weather(&mut self, weather: Weather) {
@@ -143,7 +147,35 @@ impl World {
                     self.mail_raft(random_node, RaftMail::SnapshotTaken { index, data });
                 }
             }
+            // Hand leadership over (SIGTERM on the leader, `cluster transfer-leader`).
+            10 => self.transfer_leadership()?,
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// The raft actor's `TransferLeader`: the leader gives up its lease, the status saying so goes to
+    /// the lease actor, and the raft actor hands over once the lease actor has answered it (a hop
+    /// after the status arrives), as the node does.
+    fn transfer_leadership(&mut self) -> Result<(), String> {
+        let leading = |n: &usize| self.nodes[*n].live.as_ref().is_some_and(|live| live.replica.is_leader());
+        let Some(n) = (0..self.nodes.len()).find(leading) else { return Ok(()) };
+        let count = self.nodes.len() as u64;
+        let to = self.fault_rng.chance(TRANSFER_NAMES_NODE_PPM).then(|| self.fault_rng.below(count) + 1);
+        let id = self.nodes[n].id;
+        let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
+        match live.replica.yield_leadership(to) {
+            Ok(to) => {
+                self.report.leader_transfers += 1;
+                self.note(Note::Transfer { node: id, to, what: "leader lease given up" });
+                self.drive(n)?;
+                let node = &mut self.nodes[n];
+                let at_us = (node.engine_mail_at_us.max(self.now_us) + self.plan.hop_us).max(node.raft_mail_at_us);
+                node.raft_mail_at_us = at_us;
+                let incarnation = node.incarnation;
+                self.schedule(at_us, Event::RaftMail { node: n, incarnation, mail: Box::new(RaftMail::HandOver) });
+            }
+            Err(_) => self.note(Note::Transfer { node: id, to: to.unwrap_or(0), what: "refused" }),
         }
         Ok(())
     }

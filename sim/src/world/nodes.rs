@@ -90,7 +90,13 @@ impl RaftShell for RaftOutputs {
 #[derive(Debug)]
 pub(super) enum RaftMail {
     Propose(Vec<Proposal>),
-    SnapshotTaken { index: u64, data: Vec<u8> },
+    SnapshotTaken {
+        index: u64,
+        data: Vec<u8>,
+    },
+    /// The lease actor has the status without the leader lease: hand leadership over
+    /// (`TransferLeader` in the node).
+    HandOver,
 }
 
 pub(super) struct SimNode {
@@ -226,6 +232,14 @@ impl World {
                     self.note(Note::SnapshotTaken { node: n as u64 + 1, index });
                 }
                 Ok(())
+            }
+            RaftMail::HandOver => {
+                let (to, what) = match live.replica.hand_over() {
+                    Ok(to) => (to, "handed over"),
+                    Err(_) => (0, "nothing to hand over"),
+                };
+                self.note(Note::Transfer { node: n as u64 + 1, to, what });
+                self.drive(n)
             }
         }
     }

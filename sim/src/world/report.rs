@@ -34,6 +34,8 @@ pub struct Report {
     pub partitions: u64,
     pub client_link_cuts: u64,
     pub weather_changes: u64,
+    /// Leadership transfers a leader began (its lease given up).
+    pub leader_transfers: u64,
     pub snapshots_taken: u64,
     pub snapshots_restored: u64,
     pub peer_messages: u64,
@@ -55,7 +57,7 @@ pub struct Report {
 
 impl Report {
     pub fn faults(&self) -> u64 {
-        self.crashes + self.partitions + self.client_link_cuts + self.weather_changes
+        self.crashes + self.partitions + self.client_link_cuts + self.weather_changes + self.leader_transfers
     }
 }
 
@@ -66,7 +68,7 @@ impl fmt::Display for Report {
             "seed {} ({} nodes, {} clients): {} steps, {:.1}s virtual, {} ACKs ({} confirmed without a commit, {} from followers), {} NAKs, \
              {} offers, {} proposals \
              ({} refused), {} elections, faults: {} crashes ({} losing the disk, {} before a leader's own write), {} partitions, {} client-link cuts, {} weather \
-             changes; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
+             changes, {} leader transfers; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
              {} addresses passed between clients; {} record collections; {} datagrams answered by two nodes; \
              {} digests and {} beliefs checked; \
              trace digest {:#018x}",
@@ -89,6 +91,7 @@ impl fmt::Display for Report {
             self.partitions,
             self.client_link_cuts,
             self.weather_changes,
+            self.leader_transfers,
             self.snapshots_taken,
             self.snapshots_restored,
             self.settle_us as f64 / 1e6,
