@@ -405,8 +405,8 @@ fn a_membership_change_that_would_lose_quorum_is_refused() {
     let run =
         cli(&leader_ns, dir.path(), &["cluster", "remove-node", &other.to_string(), "--admin-token-file", &token], &[]);
     assert!(!run.success && run.output.contains("409") && run.output.contains("would lose quorum"), "{}", run.output);
-    // Adding a fourth voter: 3 of 4 needed, 2 reachable.
-    let join = r#"{"id": 4, "addr": "10.77.0.4:6768"}"#;
+    // Adding a fourth voter at once: 3 of 4 needed, 2 reachable.
+    let join = r#"{"id": 4, "addr": "10.77.0.4:6768", "voter": true}"#;
     let (code, _, answer) =
         request(&leader_ns, loopback_admin(), "POST", "/v1/cluster/nodes", Some(join), Some(&bearer(TOKEN)));
     assert_eq!(code, 409, "{answer}");

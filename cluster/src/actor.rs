@@ -60,14 +60,23 @@ pub struct ClusterView {
 #[rtype(result = "ClusterView")]
 pub struct GetClusterView;
 
-/// Add (with its peer address) or remove a voter. Answered once proposed; it takes effect when
-/// committed (watch `GET /v1/cluster`).
+/// Add (with its peer address) or remove a member. Answered once proposed; it takes effect when
+/// committed (watch `GET /v1/cluster`). A node added joins as a learner and is promoted to voter by
+/// the leader once caught up, unless `as_voter` (the quorum guard then counts it at once).
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct ChangeMembership {
     pub id: u64,
     /// `Some(addr)`: add this node reachable at `addr`; `None`: remove it.
     pub add: Option<std::net::SocketAddr>,
+    pub as_voter: bool,
+}
+
+/// Promote learner `id` to voter now (leader only), without waiting for it to be caught up.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct PromoteLearner {
+    pub id: u64,
 }
 
 /// Hand leadership to voter `to`, or to the reachable voter whose log matches furthest (leader only).
@@ -334,17 +343,45 @@ impl Handler<ChangeMembership> for RaftActor {
 
     fn handle(&mut self, msg: ChangeMembership, ctx: &mut Context<Self>) -> Self::Result {
         let context = msg.add.map(|addr| addr.to_string().into_bytes()).unwrap_or_default();
-        match self.replica.propose_membership(msg.id, msg.add.is_some(), context) {
+        let proposed = match (msg.add, msg.as_voter) {
+            (Some(_), false) => self.replica.propose_learner(msg.id, context),
+            (add, _) => self.replica.propose_membership(msg.id, add.is_some(), context),
+        };
+        match proposed {
             Ok(()) => {
-                info!(self.logger, "membership change proposed"; "id" => msg.id, "add" => ?msg.add);
+                info!(self.logger, "membership change proposed"; "id" => msg.id, "add" => ?msg.add,
+                    "as_voter" => msg.as_voter);
                 self.schedule_flush(ctx);
                 Ok(())
             }
-            Err(ClusterError::NotLeader) => Err(match self.replica.status().leader_id {
+            Err(e) => Err(self.membership_refusal(e)),
+        }
+    }
+}
+
+impl Handler<PromoteLearner> for RaftActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, PromoteLearner { id }: PromoteLearner, ctx: &mut Context<Self>) -> Self::Result {
+        match self.replica.propose_promotion(id) {
+            Ok(()) => {
+                info!(self.logger, "promotion to voter proposed"; "id" => id);
+                self.schedule_flush(ctx);
+                Ok(())
+            }
+            Err(e) => Err(self.membership_refusal(e)),
+        }
+    }
+}
+
+impl RaftActor {
+    fn membership_refusal(&self, e: ClusterError) -> String {
+        match e {
+            ClusterError::NotLeader => match self.replica.status().leader_id {
                 Some(leader) => format!("not the leader; ask node {leader}"),
                 None => "no leader: the cluster has no quorum".to_string(),
-            }),
-            Err(e) => Err(e.to_string()),
+            },
+            e => e.to_string(),
         }
     }
 }

@@ -15,7 +15,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{delete, get, post, put, web, App, HttpResponse, HttpServer};
-use leasehold_cluster::actor::{ChangeMembership, GetClusterView, RaftActor, TransferLeader};
+use leasehold_cluster::actor::{ChangeMembership, GetClusterView, PromoteLearner, RaftActor, TransferLeader};
 use leasehold_cluster::replica::TransferError;
 use leasehold_cluster::transport::{self, tls as peer_tls, Transport};
 use serde::Deserialize;
@@ -118,25 +118,41 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
 struct AddNode {
     id: u64,
     addr: SocketAddr,
+    /// Join as a voter at once instead of as a learner promoted once caught up.
+    #[serde(default)]
+    voter: bool,
 }
 
-/// `POST /v1/cluster/nodes {"id": 4, "addr": "10.0.0.4:6768"}`: add a voter (leader only).
+/// `POST /v1/cluster/nodes {"id": 4, "addr": "10.0.0.4:6768"}`: add a learner, promoted to voter by
+/// the leader once caught up (`"voter": true`: a voter at once). Leader only.
 #[post("/v1/cluster/nodes")]
 async fn add_node(state: web::Data<AdminState>, body: web::Json<AddNode>) -> HttpResponse {
-    membership(&state, ChangeMembership { id: body.id, add: Some(body.addr) }).await
+    let change = ChangeMembership { id: body.id, add: Some(body.addr), as_voter: body.voter };
+    membership(body.id, state.raft.send(change)).await
 }
 
-/// `DELETE /v1/cluster/nodes/{id}`: remove a voter (leader only).
+/// `DELETE /v1/cluster/nodes/{id}`: remove a voter or learner (leader only).
 #[delete("/v1/cluster/nodes/{id}")]
 async fn remove_node(state: web::Data<AdminState>, id: web::Path<u64>) -> HttpResponse {
-    membership(&state, ChangeMembership { id: id.into_inner(), add: None }).await
+    let id = id.into_inner();
+    membership(id, state.raft.send(ChangeMembership { id, add: None, as_voter: false })).await
 }
 
-async fn membership(state: &AdminState, change: ChangeMembership) -> HttpResponse {
-    if change.id == 0 {
+/// `POST /v1/cluster/nodes/{id}/promote`: make learner `id` a voter now (leader only).
+#[post("/v1/cluster/nodes/{id}/promote")]
+async fn promote_node(state: web::Data<AdminState>, id: web::Path<u64>) -> HttpResponse {
+    let id = id.into_inner();
+    membership(id, state.raft.send(PromoteLearner { id })).await
+}
+
+async fn membership(
+    id: u64,
+    sent: impl std::future::Future<Output = Result<Result<(), String>, actix::MailboxError>>,
+) -> HttpResponse {
+    if id == 0 {
         return HttpResponse::BadRequest().json(serde_json::json!({"error": "node ids are greater than 0"}));
     }
-    match state.raft.send(change).await {
+    match sent.await {
         Ok(Ok(())) => HttpResponse::Accepted().json(serde_json::json!({"status": "proposed"})),
         Ok(Err(problem)) => HttpResponse::Conflict().json(serde_json::json!({"error": problem})),
         Err(e) => unavailable(e),
@@ -581,6 +597,7 @@ pub fn serve(
             .service(get_cluster)
             .service(add_node)
             .service(remove_node)
+            .service(promote_node)
             .service(reload_config)
             .service(import_leases)
             .service(transfer_leader)

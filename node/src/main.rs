@@ -130,8 +130,17 @@ enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Add a voter: the new node must be started with the full new peer list (itself included).
-    AddNode { id: u64, addr: SocketAddr },
+    /// Add a node: it joins as a learner (it gets the log, does not vote) and the leader promotes it to
+    /// voter once it has caught up; --voter makes it a voter at once. Start the new node with --join
+    /// and the full new peer list (itself included).
+    AddNode {
+        id: u64,
+        addr: SocketAddr,
+        #[arg(long)]
+        voter: bool,
+    },
+    /// Promote a learner to voter now, without waiting for it to catch up.
+    PromoteNode { id: u64 },
     /// Remove a voter. Refused (409) when it would leave no voter or no reachable quorum.
     RemoveNode { id: u64 },
     /// Hand leadership to voter N (--to N), or to the most up-to-date follower; ask the leader. The
@@ -327,11 +336,12 @@ fn main() -> ExitCode {
             let table = matches!(command, ClusterCommand::Status { json: false });
             let (method, path, body) = match command {
                 ClusterCommand::Status { .. } => ("GET", "/v1/cluster".to_string(), None),
-                ClusterCommand::AddNode { id, addr } => (
+                ClusterCommand::AddNode { id, addr, voter } => (
                     "POST",
                     "/v1/cluster/nodes".to_string(),
-                    Some(serde_json::json!({"id": id, "addr": addr}).to_string()),
+                    Some(serde_json::json!({"id": id, "addr": addr, "voter": voter}).to_string()),
                 ),
+                ClusterCommand::PromoteNode { id } => ("POST", format!("/v1/cluster/nodes/{id}/promote"), None),
                 ClusterCommand::RemoveNode { id } => ("DELETE", format!("/v1/cluster/nodes/{id}"), None),
                 ClusterCommand::TransferLeader { to } => (
                     "POST",

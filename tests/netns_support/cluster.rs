@@ -235,6 +235,11 @@ impl Nodes {
         self.dir.join(format!("node{id}-data"))
     }
 
+    /// The shared secret file every node authenticates peer traffic with.
+    pub fn secret(&self) -> &Path {
+        &self.secret
+    }
+
     pub fn log(&self, id: u32, start: u32) -> PathBuf {
         self.dir.join(format!("node{id}-run{start}.log"))
     }

@@ -1,5 +1,9 @@
 //! The membership guard: a change of voters that would leave the cluster without a quorum it can
-//! reach, or without any voter, is refused before it is proposed.
+//! reach, or without any voter, is refused before it is proposed. And learners: a node added through
+//! the admin API joins as a raft-rs learner (it receives the log but neither votes nor counts for a
+//! quorum, so the cluster keeps its whole fault margin while the newcomer catches up), and the leader
+//! promotes it to voter once its log is within `PROMOTE_WITHIN_ENTRIES` of the leader's and it has
+//! answered within an election timeout (`promote_caught_up_learners`), or when asked to.
 //!
 //! Owns when each follower last answered this leader (`note_heard`, from its append and heartbeat
 //! responses, on the replica's clock) and the pure rule `check_membership_change`. A voter counts
@@ -21,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::Replica;
 use crate::storage::DurableLog;
+use crate::ClusterError;
 
 /// A change of the voter set, as asked for through the admin API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +33,9 @@ pub enum MembershipChange {
     Add(u64),
     Remove(u64),
 }
+
+/// A learner this close to the leader's last log index (and heard from lately) is promoted.
+pub const PROMOTE_WITHIN_ENTRIES: u64 = 100;
 
 /// Votes that make a majority of `voters` voters.
 fn quorum(voters: usize) -> usize {
@@ -114,6 +122,107 @@ impl<L: DurableLog> Replica<L> {
     /// The current voters (the last configuration applied).
     pub(super) fn voters(&self) -> BTreeSet<u64> {
         self.conf_history.last().map(|(_, conf)| conf.voters.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// The current learners (the last configuration applied).
+    pub(super) fn learners(&self) -> BTreeSet<u64> {
+        self.conf_history.last().map(|(_, conf)| conf.learners.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// Answered this leader within one election timeout.
+    fn heard_lately(&self, id: u64) -> bool {
+        self.heard_from.at_us.get(&id).is_some_and(|at| self.now_us.saturating_sub(*at) <= self.election_timeout_us)
+    }
+
+    /// Propose `id` as a learner reachable at `context` (its peer address: every node's transport
+    /// learns it when the change commits). Leader only; refused for a current member or while another
+    /// configuration change is uncommitted.
+    pub fn propose_learner(&mut self, id: u64, context: Vec<u8>) -> Result<(), ClusterError> {
+        self.ready_for_conf_change()?;
+        if self.voters().contains(&id) || self.learners().contains(&id) {
+            return Err(ClusterError::MembershipRefused(format!(
+                "node {id} is already a member (voters: {}, learners: {})",
+                list(&self.voters()),
+                list(&self.learners())
+            )));
+        }
+        self.propose_single(id, raft::eraftpb::ConfChangeType::AddLearnerNode, context)
+    }
+
+    /// Propose learner `id` as a voter (raft-rs: AddNode of a learner). Refused unless it is a learner
+    /// that answered lately, and when the voters that are reachable, it included, would not be a
+    /// quorum of the larger set.
+    pub fn propose_promotion(&mut self, id: u64) -> Result<(), ClusterError> {
+        self.ready_for_conf_change()?;
+        if !self.learners().contains(&id) {
+            return Err(ClusterError::MembershipRefused(format!(
+                "node {id} is not a learner (learners: {})",
+                list(&self.learners())
+            )));
+        }
+        if !self.heard_lately(id) {
+            return Err(ClusterError::MembershipRefused(format!(
+                "learner {id} has not answered within an election timeout: it would vote without being there"
+            )));
+        }
+        let mut reachable = self.reachable_voters();
+        reachable.insert(id);
+        let mut with = self.voters();
+        with.insert(id);
+        let need = quorum(with.len());
+        if reachable.intersection(&with).count() < need {
+            return Err(ClusterError::MembershipRefused(format!(
+                "promoting node {id} would lose quorum: {} voters need {need}, {} reachable",
+                with.len(),
+                reachable.intersection(&with).count()
+            )));
+        }
+        self.propose_single(id, raft::eraftpb::ConfChangeType::AddNode, Vec::new())
+    }
+
+    /// On the leader, at each tick: promote one learner that has caught up, when no configuration
+    /// change is in flight. Returns the one proposed.
+    pub(super) fn promote_caught_up_learners(&mut self) -> Option<u64> {
+        if !self.is_leader() || self.node.raft.has_pending_conf() || self.pending.is_some() {
+            return None;
+        }
+        let last = self.node.raft.raft_log.last_index();
+        let ready = self.learners().into_iter().find(|id| {
+            let matched = self.node.raft.prs().get(*id).map(|p| p.matched).unwrap_or(0);
+            matched + PROMOTE_WITHIN_ENTRIES >= last && self.heard_lately(*id)
+        })?;
+        self.propose_promotion(ready).ok().map(|()| ready)
+    }
+
+    fn ready_for_conf_change(&self) -> Result<(), ClusterError> {
+        if self.halted {
+            return Err(ClusterError::Halted);
+        }
+        self.no_ready_pending("membership change between advance and persisted")?;
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader);
+        }
+        if self.node.raft.has_pending_conf() {
+            return Err(ClusterError::MembershipRefused(
+                "another membership change is not committed yet; try again in a moment".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn propose_single(
+        &mut self,
+        id: u64,
+        kind: raft::eraftpb::ConfChangeType,
+        context: Vec<u8>,
+    ) -> Result<(), ClusterError> {
+        let mut single = raft::eraftpb::ConfChangeSingle { node_id: id, ..Default::default() };
+        single.set_change_type(kind);
+        let mut change = raft::eraftpb::ConfChangeV2::default();
+        change.set_changes(vec![single].into());
+        change.context = context.into();
+        self.node.propose_conf_change(Vec::new(), change)?;
+        Ok(())
     }
 
     /// This node and the voters that answered it within one election timeout.

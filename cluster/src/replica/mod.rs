@@ -60,7 +60,7 @@ use catch_up::CatchUp;
 pub use config::ReplicaConfig;
 use lease::LeaderLease;
 use membership::HeardFrom;
-pub use membership::{check_membership_change, MembershipChange};
+pub use membership::{check_membership_change, MembershipChange, PROMOTE_WITHIN_ENTRIES};
 pub use reports::MemberProgress;
 use reports::PeerReport;
 use transfer::Handover;
@@ -237,6 +237,9 @@ impl<L: DurableLog> Replica<L> {
         self.now_us = now_us;
         self.tick_handover();
         self.tick_lease();
+        if let Some(id) = self.promote_caught_up_learners() {
+            slog::info!(self.logger, "learner caught up: promotion to voter proposed"; "id" => id);
+        }
     }
 
     /// Feed a message from a peer.
