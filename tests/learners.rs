@@ -6,7 +6,7 @@
 //!    is not even running the cluster still binds leases (a learner is not part of any quorum);
 //! 2. node 4 starts with `--join` and the full new peer list; it catches up from the leader and is
 //!    promoted to voter by the leader without a command: `/v1/cluster` shows it as a follower, its
-//!    lease table equals the leader's;
+//!    lease table equals the leader's, and a binding made after the promotion reaches it;
 //! 3. promoting it again is refused (409, not a learner).
 
 mod netns_support;
@@ -102,6 +102,16 @@ fn a_node_added_joins_as_a_learner_and_is_promoted_once_caught_up() {
     );
     let metrics = cluster.server(leader).metrics();
     assert_eq!(metric(&metrics, "leasehold_members", "kind=\"voter\""), Some(4.0), "{metrics}");
+    // The promotion keeps the links the addition opened (it once closed them): a new binding reaches
+    // node 4 too.
+    let ip = dora(&mut client, 5);
+    let mac = format_mac(test_mac(5));
+    poll_until(
+        Duration::from_secs(10),
+        || node4.lease_of(ip),
+        |lease| lease.as_ref().is_some_and(|l| l.state == "bound" && l.mac == mac),
+        |lease| format!("node 4 did not apply the binding of {ip} made after its promotion: {lease:?}"),
+    );
 
     // 3. Not a learner any more.
     let (code, answer) = admin::admin(&leader_ns, "POST", "/v1/cluster/nodes/4/promote", None);

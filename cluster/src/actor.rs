@@ -168,7 +168,8 @@ impl RaftShell for Routes {
             (false, _) => {
                 self.addresses.remove(&id);
             }
-            (true, None) => {}
+            // A learner promoted to voter (its address came with its addition): the link stays.
+            (true, None) => return,
         }
         if id == self.node_id {
             return;
