@@ -446,8 +446,8 @@ impl Offers {
         self.capped.get(pool).map_or(0, |p| p.held)
     }
 
-    /// The two maps agree, and each pool's count is its current new-client offers.
-    #[cfg(test)]
+    /// The two maps agree (so no address is offered to two clients, nor two addresses to one
+    /// client), and each pool's count is its current new-client offers.
     fn check(&self) -> Result<(), String> {
         for (ip, client) in &self.by_ip {
             if self.by_client.get(client).map(|o| o.ip) != Some(*ip) {
@@ -611,6 +611,15 @@ impl Engine {
         self.pending.len()
     }
 
+    /// The engine's structural invariants, for the checks of the fuzz targets: the offer
+    /// bookkeeping agrees with itself (one client per offered address) and the table's invariants
+    /// hold. Walks every offer and record: not for the request path.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.offers.check().map_err(|e| format!("offers: {e}"))?;
+        self.table.check_invariants().map_err(|e| format!("table: {e}"))
+    }
+
     /// Raft role changes. A new leader starts with an empty offer table: offers held by the old one
     /// are unknown here, and a REQUEST for an address the committed table gives to another client
     /// is NAKed at apply (DESIGN rule 3).
@@ -712,7 +721,8 @@ impl Engine {
         }
     }
 
-    fn client_key(&self, request: &Request) -> ClientKey {
+    /// Who `request` comes from, as the lease table knows clients (`identity`).
+    pub fn client_key(&self, request: &Request) -> ClientKey {
         match (self.config.identity, &request.client_id) {
             (ClientIdentity::ClientId, Some(id)) if !id.is_empty() => ClientKey::ClientId(id.as_slice().into()),
             _ => ClientKey::Mac(request.chaddr),
