@@ -1371,14 +1371,15 @@ impl Engine {
         };
         let boot = boot::boot_reply(pool.pxe.as_ref().unwrap_or(&self.config.pxe), class, reservation, request);
         reply.siaddr = boot.siaddr.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        // A configured option 60, 66 or 67 is the operator's word: it replaces what boot policy chose.
+        // A configured option 60, 66, 67 or 97 is the operator's word: it replaces what boot policy
+        // chose (each code goes out once: a client joins every instance of a code, RFC 3396).
         let configured = |code: u8| reply.option(code).is_some();
-        let (own_60, own_66, own_67) = (configured(60), configured(66), configured(67));
+        let (own_60, own_66, own_67, own_97) = (configured(60), configured(66), configured(67), configured(97));
         reply.tftp_server_name = boot.tftp_server_name.filter(|_| !own_66);
         reply.bootfile_name = boot.file.clone().filter(|_| !own_67);
         reply.file = boot.file;
         reply.vendor_class = boot.vendor_class.map(<[u8]>::to_vec).filter(|_| !own_60);
-        reply.client_uuid = request.client_uuid.clone().filter(|_| boot.echo_client_uuid);
+        reply.client_uuid = request.client_uuid.clone().filter(|_| boot.echo_client_uuid && !own_97);
         reply
     }
 

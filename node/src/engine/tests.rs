@@ -451,6 +451,29 @@ fn pxe_rom_gets_siaddr_file_66_67_for_its_architecture_and_97_but_no_60() {
     );
 }
 
+/// Found by the `engine_sequence` fuzz target: with option 97 configured (an `[[option-def]]` for
+/// code 97) and asked for, a PXE client got 97 twice, its own UUID echoed and the configured one,
+/// which it joins into one value (RFC 3396 §7). The configured option wins, as for 60, 66 and 67.
+#[test]
+fn a_configured_option_97_replaces_the_echoed_uuid() {
+    let mut config = config();
+    config.options = OptionSet(vec![option(97, &[0, 0x52, 0x41, 0x43, 0x4b])]);
+    let mut engine = engine_with(config);
+    let pxe = Request {
+        vendor_class: Some(b"PXEClient:Arch:00007:UNDI:003016".to_vec()),
+        client_arch: Some(7),
+        client_uuid: Some(vec![0; 17]),
+        parameter_request_list: vec![1, 3, 66, 67, 97],
+        ..discover(mac(1))
+    };
+    let reply = expect_send(engine.handle(&pxe, T0_US)).reply;
+    assert_eq!(reply.client_uuid, None, "no echo beside the configured option");
+    assert_eq!(reply.option(97), Some(&[0, 0x52, 0x41, 0x43, 0x4b][..]));
+    let on_wire = crate::wire::reply_options(&crate::wire::emit(&reply, 1500).bytes).expect("a reply");
+    let instances: Vec<_> = on_wire.iter().filter(|(code, _)| *code == 97).collect();
+    assert_eq!(instances, vec![&(97, vec![0, 0x52, 0x41, 0x43, 0x4b])], "one option 97, the configured one");
+}
+
 #[test]
 fn ipxe_gets_the_script_url_instead_of_the_rom_so_it_does_not_loop() {
     let mut engine = engine();
