@@ -289,6 +289,10 @@ impl Offers {
         capped: Option<(usize, usize)>,
     ) -> Option<Ipv4Addr> {
         self.forget(&client);
+        // One client per address. An earlier holder's offer of `ip` has run out (callers check
+        // `held_by_other`) but may not have been expired: the queue is in expiry order only while
+        // the clock moves forward and no reclaimed offer goes in behind later ones.
+        self.remove_ip(ip);
         while self.by_client.len() >= max_offers.max(1) {
             match self.queue.pop_front() {
                 Some((old_until_ms, old_ip)) if self.is_current(old_until_ms, old_ip) => self.remove_ip(old_ip),

@@ -451,6 +451,27 @@ fn pxe_rom_gets_siaddr_file_66_67_for_its_architecture_and_97_but_no_60() {
     );
 }
 
+/// Found by the `engine_sequence` fuzz target: the wall clock stepped back (an NTP correction) while
+/// an offer was held, so the offer queue was no longer in expiry order and an offer that had run out
+/// stayed in the offer maps. Another client offered that address left the first one's entry behind:
+/// two clients with offers for one address, and the pool's count of new clients' offers one too high
+/// for as long as the stale entry lived.
+#[test]
+fn an_offer_left_behind_by_a_clock_step_goes_when_its_address_is_offered_again() {
+    let mut engine = engine();
+    let address = expect_send(engine.handle(&discover(mac(1)), T0_US)).reply.yiaddr;
+    // The clock steps back 98 s; the client asks again and is offered the same address, now held
+    // until 88 s before the first offer would have ended.
+    let stepped_back_us = T0_US - 98 * SECOND_US;
+    assert_eq!(expect_send(engine.handle(&discover(mac(1)), stepped_back_us)).reply.yiaddr, address);
+    // 65 s on, that offer has run out, though the first queue entry (the first offer) has not.
+    let later_us = stepped_back_us + 65 * SECOND_US;
+    let another = Request { requested_ip: Some(address), ..discover(mac(2)) };
+    assert_eq!(expect_send(engine.handle(&another, later_us)).reply.yiaddr, address);
+    engine.offers.check().expect("one client per offered address");
+    assert_eq!(engine.offers_held(), 1);
+}
+
 /// Found by the `engine_sequence` fuzz target: with option 97 configured (an `[[option-def]]` for
 /// code 97) and asked for, a PXE client got 97 twice, its own UUID echoed and the configured one,
 /// which it joins into one value (RFC 3396 §7). The configured option wins, as for 60, 66 and 67.
