@@ -6,7 +6,7 @@
 //! applied outcome (`apply_committed`), never from `handle` (DESIGN rule 1). The engine never reads a
 //! clock, a random source or a socket.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -231,22 +231,23 @@ struct OfferEntry {
     capped_pool: Option<usize>,
 }
 
-/// One pool's offers to new clients: in the order they were made (entries that are no longer current
-/// are skipped when met), and how many are current.
+/// One pool's offers to new clients, by when they end (entries that are no longer current are
+/// skipped when met), and how many are current.
 #[derive(Debug, Default)]
 struct CappedOffers {
-    order: VecDeque<(u64, Ipv4Addr)>,
+    order: BTreeSet<(u64, Ipv4Addr)>,
     held: usize,
 }
 
 /// Offers held in memory (DESIGN rule 3): address → client, client → offer, bounded by `max_offers`
-/// in all and, for new clients' offers, by a cap per pool. The hold time is one constant, so
-/// insertion order is expiry order and a queue expires them.
+/// in all and, for new clients' offers, by a cap per pool. The queues are ordered by when offers end,
+/// not by when they were made: the two differ when the wall clock steps back, and for a reclaimed
+/// offer, which keeps its first end.
 #[derive(Debug, Default)]
 struct Offers {
     by_ip: HashMap<Ipv4Addr, ClientKey>,
     by_client: HashMap<ClientKey, OfferEntry>,
-    queue: VecDeque<(u64, Ipv4Addr)>,
+    queue: BTreeSet<(u64, Ipv4Addr)>,
     /// By pool index, grown on first use.
     capped: Vec<CappedOffers>,
     /// New clients whose offer was displaced at the cap, with that offer: their claim on the address
@@ -277,9 +278,9 @@ impl Offers {
         self.by_ip.get(&ip).and_then(|c| self.by_client.get(c)).filter(|o| o.ip == ip && o.until_ms == until_ms)
     }
 
-    /// Hold `ip` for `client` until `until_ms`. Beyond `max_offers` the oldest offer goes; a new
-    /// client's offer (`capped`: its pool and the pool's cap) beyond the cap displaces the pool's
-    /// oldest new-client offer, whose address is returned.
+    /// Hold `ip` for `client` until `until_ms`. Beyond `max_offers` the offer that ends first goes;
+    /// a new client's offer (`capped`: its pool and the pool's cap) beyond the cap displaces the
+    /// pool's new-client offer that ends first, whose address is returned.
     fn hold(
         &mut self,
         client: ClientKey,
@@ -289,12 +290,11 @@ impl Offers {
         capped: Option<(usize, usize)>,
     ) -> Option<Ipv4Addr> {
         self.forget(&client);
-        // One client per address. An earlier holder's offer of `ip` has run out (callers check
-        // `held_by_other`) but may not have been expired: the queue is in expiry order only while
-        // the clock moves forward and no reclaimed offer goes in behind later ones.
+        // One client per address: an earlier holder's offer of `ip` has run out (callers check
+        // `held_by_other`), but `expire` may not have seen it yet.
         self.remove_ip(ip);
         while self.by_client.len() >= max_offers.max(1) {
-            match self.queue.pop_front() {
+            match self.queue.pop_first() {
                 Some((old_until_ms, old_ip)) if self.is_current(old_until_ms, old_ip) => self.remove_ip(old_ip),
                 Some(_) => {}
                 None => break,
@@ -303,7 +303,7 @@ impl Offers {
         let mut displaced = None;
         if let Some((pool, cap)) = capped {
             while self.capped_of(pool).held >= cap.max(1) {
-                let Some((old_until_ms, old_ip)) = self.capped_of(pool).order.pop_front() else {
+                let Some((old_until_ms, old_ip)) = self.capped_of(pool).order.pop_first() else {
                     debug_assert!(false, "pool {pool} counts capped offers its queue does not have");
                     break;
                 };
@@ -318,12 +318,12 @@ impl Offers {
                 }
             }
             let pool_offers = self.capped_of(pool);
-            pool_offers.order.push_back((until_ms, ip));
+            pool_offers.order.insert((until_ms, ip));
             pool_offers.held += 1;
         }
         self.by_ip.insert(ip, client.clone());
         self.by_client.insert(client, OfferEntry { ip, until_ms, capped_pool: capped.map(|(pool, _)| pool) });
-        self.queue.push_back((until_ms, ip));
+        self.queue.insert((until_ms, ip));
         displaced
     }
 
@@ -402,11 +402,11 @@ impl Offers {
     }
 
     fn expire(&mut self, now_ms: u64) {
-        while let Some(&(until_ms, ip)) = self.queue.front() {
+        while let Some(&(until_ms, ip)) = self.queue.first() {
             if until_ms > now_ms {
                 break;
             }
-            self.queue.pop_front();
+            self.queue.pop_first();
             // A client re-offered the same address has a later entry further back: keep it.
             let still_current = self
                 .by_ip
@@ -419,8 +419,8 @@ impl Offers {
         }
         // What the loop above let go, or what went before: the pools' queues are in expiry order too.
         for pool_offers in &mut self.capped {
-            while pool_offers.order.front().is_some_and(|(until_ms, _)| *until_ms <= now_ms) {
-                pool_offers.order.pop_front();
+            while pool_offers.order.first().is_some_and(|(until_ms, _)| *until_ms <= now_ms) {
+                pool_offers.order.pop_first();
             }
         }
         // Claims end with the offers they were (displaced ones at most `offer_hold_ms` after they

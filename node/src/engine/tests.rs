@@ -472,6 +472,32 @@ fn an_offer_left_behind_by_a_clock_step_goes_when_its_address_is_offered_again()
     assert_eq!(engine.offers_held(), 1);
 }
 
+/// Found by the `engine_sequence` fuzz target: after the wall clock stepped back, offers made since
+/// ended before the ones made before the step. The queue of offers was in the order they were made,
+/// so `expire` stopped at an earlier offer that had not run out, while each pool's queue of new
+/// clients' offers dropped the later ones that had: the pool still counted them, and the next new
+/// client found its cap reached and nothing to displace (a debug assertion; in release, offers over
+/// the cap). The queues are now ordered by when offers end.
+#[test]
+fn offers_made_after_a_clock_step_back_expire_in_the_order_they_end() {
+    let mut config = config();
+    config.limits.max_offers_per_pool_percent = 10; // 2 of the first pool's 11 addresses
+    let mut engine = engine_with(config);
+    let relayed = Request { giaddr: Ipv4Addr::new(10, 9, 9, 1), ..discover(mac(1)) };
+    expect_send(engine.handle(&relayed, T0_US));
+    // 80 s back: two new clients fill the first pool's cap, their offers ending 70 s before the
+    // relayed one's.
+    let stepped_back_us = T0_US - 80 * SECOND_US;
+    expect_send(engine.handle(&discover(mac(2)), stepped_back_us));
+    expect_send(engine.handle(&discover(mac(3)), stepped_back_us));
+    // 65 s on, both have run out; the relayed one has not.
+    let later_us = stepped_back_us + 65 * SECOND_US;
+    expect_send(engine.handle(&discover(mac(4)), later_us));
+    engine.offers.check().expect("offer bookkeeping");
+    assert_eq!(engine.offers_held(), 2, "the relayed client's offer and the new one");
+    assert_eq!(engine.offers.capped_held(0), 1, "the first pool counts only the new one");
+}
+
 /// Found by the `engine_sequence` fuzz target: with option 97 configured (an `[[option-def]]` for
 /// code 97) and asked for, a PXE client got 97 twice, its own UUID echoed and the configured one,
 /// which it joins into one value (RFC 3396 §7). The configured option wins, as for 60, 66 and 67.
