@@ -301,7 +301,10 @@ impl RawConfig {
             let inner = err.into_inner();
             let position = inner.span().map(|span| line_column(text, span));
             // One error per line: fold toml's multi-line messages ("invalid table header\nexpected ...").
-            let problem = inner.message().trim_end().replace('\n', "; ");
+            let problem = match inner.message().trim_end() {
+                "" => unexplained_syntax_error(text, inner.span()),
+                message => message.replace('\n', "; "),
+            };
             // A syntax error happens before any key is entered: name the position instead.
             let (key, problem) = match (path.as_str(), position) {
                 (".", Some((line, column))) => (format!("line {line}, column {column}"), problem),
@@ -311,6 +314,20 @@ impl RawConfig {
             };
             ConfigError { source: source.map(Path::to_path_buf), key, problem }
         })
+    }
+}
+
+/// toml 0.8 leaves some syntax errors without a message (a control character in a comment, for
+/// one): say what is at the position instead, so no error reads as nothing.
+fn unexplained_syntax_error(text: &str, span: Option<Range<usize>>) -> String {
+    let Some(start) = span.map(|span| span.start) else {
+        return "not valid TOML".to_string();
+    };
+    match text.get(start..).map(|rest| rest.chars().next()) {
+        Some(Some(c)) if c.is_control() => format!("the control character U+{:04X} is not allowed here", u32::from(c)),
+        Some(Some(c)) => format!("`{}` is not valid TOML here", c.escape_debug()),
+        Some(None) => "the file ends where TOML expects more".to_string(),
+        None => "not valid TOML".to_string(),
     }
 }
 
@@ -358,6 +375,16 @@ mod tests {
         assert_eq!(err.key, "server.server_port");
         assert!(err.problem.contains("expected u16"), "{}", err.problem);
         assert!(err.problem.contains("line 2"), "{}", err.problem);
+    }
+
+    /// Found by the `config_toml` fuzz target: toml gives this error an empty message, and the
+    /// config error said nothing but its position.
+    #[test]
+    fn a_control_character_in_a_comment_is_named() {
+        let err =
+            RawConfig::from_toml_str("[server]\n# a comment \u{17} with a control character\n", None).unwrap_err();
+        assert_eq!(err.key, "line 2, column 13");
+        assert_eq!(err.problem, "the control character U+0017 is not allowed here");
     }
 
     #[test]

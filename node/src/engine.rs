@@ -6,7 +6,7 @@
 //! applied outcome (`apply_committed`), never from `handle` (DESIGN rule 1). The engine never reads a
 //! clock, a random source or a socket.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -236,22 +236,23 @@ struct OfferEntry {
     capped_pool: Option<usize>,
 }
 
-/// One pool's offers to new clients: in the order they were made (entries that are no longer current
-/// are skipped when met), and how many are current.
+/// One pool's offers to new clients, by when they end (entries that are no longer current are
+/// skipped when met), and how many are current.
 #[derive(Debug, Default)]
 struct CappedOffers {
-    order: VecDeque<(u64, Ipv4Addr)>,
+    order: BTreeSet<(u64, Ipv4Addr)>,
     held: usize,
 }
 
 /// Offers held in memory (DESIGN rule 3): address → client, client → offer, bounded by `max_offers`
-/// in all and, for new clients' offers, by a cap per pool. The hold time is one constant, so
-/// insertion order is expiry order and a queue expires them.
+/// in all and, for new clients' offers, by a cap per pool. The queues are ordered by when offers end,
+/// not by when they were made: the two differ when the wall clock steps back, and for a reclaimed
+/// offer, which keeps its first end.
 #[derive(Debug, Default)]
 struct Offers {
     by_ip: HashMap<Ipv4Addr, ClientKey>,
     by_client: HashMap<ClientKey, OfferEntry>,
-    queue: VecDeque<(u64, Ipv4Addr)>,
+    queue: BTreeSet<(u64, Ipv4Addr)>,
     /// By pool index, grown on first use.
     capped: Vec<CappedOffers>,
     /// New clients whose offer was displaced at the cap, with that offer: their claim on the address
@@ -282,9 +283,9 @@ impl Offers {
         self.by_ip.get(&ip).and_then(|c| self.by_client.get(c)).filter(|o| o.ip == ip && o.until_ms == until_ms)
     }
 
-    /// Hold `ip` for `client` until `until_ms`. Beyond `max_offers` the oldest offer goes; a new
-    /// client's offer (`capped`: its pool and the pool's cap) beyond the cap displaces the pool's
-    /// oldest new-client offer, whose address is returned.
+    /// Hold `ip` for `client` until `until_ms`. Beyond `max_offers` the offer that ends first goes;
+    /// a new client's offer (`capped`: its pool and the pool's cap) beyond the cap displaces the
+    /// pool's new-client offer that ends first, whose address is returned.
     fn hold(
         &mut self,
         client: ClientKey,
@@ -294,8 +295,11 @@ impl Offers {
         capped: Option<(usize, usize)>,
     ) -> Option<Ipv4Addr> {
         self.forget(&client);
+        // One client per address: an earlier holder's offer of `ip` has run out (callers check
+        // `held_by_other`), but `expire` may not have seen it yet.
+        self.remove_ip(ip);
         while self.by_client.len() >= max_offers.max(1) {
-            match self.queue.pop_front() {
+            match self.queue.pop_first() {
                 Some((old_until_ms, old_ip)) if self.is_current(old_until_ms, old_ip) => self.remove_ip(old_ip),
                 Some(_) => {}
                 None => break,
@@ -304,7 +308,7 @@ impl Offers {
         let mut displaced = None;
         if let Some((pool, cap)) = capped {
             while self.capped_of(pool).held >= cap.max(1) {
-                let Some((old_until_ms, old_ip)) = self.capped_of(pool).order.pop_front() else {
+                let Some((old_until_ms, old_ip)) = self.capped_of(pool).order.pop_first() else {
                     debug_assert!(false, "pool {pool} counts capped offers its queue does not have");
                     break;
                 };
@@ -319,12 +323,12 @@ impl Offers {
                 }
             }
             let pool_offers = self.capped_of(pool);
-            pool_offers.order.push_back((until_ms, ip));
+            pool_offers.order.insert((until_ms, ip));
             pool_offers.held += 1;
         }
         self.by_ip.insert(ip, client.clone());
         self.by_client.insert(client, OfferEntry { ip, until_ms, capped_pool: capped.map(|(pool, _)| pool) });
-        self.queue.push_back((until_ms, ip));
+        self.queue.insert((until_ms, ip));
         displaced
     }
 
@@ -403,11 +407,11 @@ impl Offers {
     }
 
     fn expire(&mut self, now_ms: u64) {
-        while let Some(&(until_ms, ip)) = self.queue.front() {
+        while let Some(&(until_ms, ip)) = self.queue.first() {
             if until_ms > now_ms {
                 break;
             }
-            self.queue.pop_front();
+            self.queue.pop_first();
             // A client re-offered the same address has a later entry further back: keep it.
             let still_current = self
                 .by_ip
@@ -420,8 +424,8 @@ impl Offers {
         }
         // What the loop above let go, or what went before: the pools' queues are in expiry order too.
         for pool_offers in &mut self.capped {
-            while pool_offers.order.front().is_some_and(|(until_ms, _)| *until_ms <= now_ms) {
-                pool_offers.order.pop_front();
+            while pool_offers.order.first().is_some_and(|(until_ms, _)| *until_ms <= now_ms) {
+                pool_offers.order.pop_first();
             }
         }
         // Claims end with the offers they were (displaced ones at most `offer_hold_ms` after they
@@ -451,8 +455,8 @@ impl Offers {
         self.capped.get(pool).map_or(0, |p| p.held)
     }
 
-    /// The two maps agree, and each pool's count is its current new-client offers.
-    #[cfg(test)]
+    /// The two maps agree (so no address is offered to two clients, nor two addresses to one
+    /// client), and each pool's count is its current new-client offers.
     fn check(&self) -> Result<(), String> {
         for (ip, client) in &self.by_ip {
             if self.by_client.get(client).map(|o| o.ip) != Some(*ip) {
@@ -625,6 +629,15 @@ impl Engine {
         self.pending.len()
     }
 
+    /// The engine's structural invariants, for the checks of the fuzz targets: the offer
+    /// bookkeeping agrees with itself (one client per offered address) and the table's invariants
+    /// hold. Walks every offer and record: not for the request path.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.offers.check().map_err(|e| format!("offers: {e}"))?;
+        self.table.check_invariants().map_err(|e| format!("table: {e}"))
+    }
+
     /// Raft role changes. A new leader starts with an empty offer table: offers held by the old one
     /// are unknown here, and a REQUEST for an address the committed table gives to another client
     /// is NAKed at apply (DESIGN rule 3).
@@ -726,7 +739,8 @@ impl Engine {
         }
     }
 
-    fn client_key(&self, request: &Request) -> ClientKey {
+    /// Who `request` comes from, as the lease table knows clients (`identity`).
+    pub fn client_key(&self, request: &Request) -> ClientKey {
         match (self.config.identity, &request.client_id) {
             (ClientIdentity::ClientId, Some(id)) if !id.is_empty() => ClientKey::ClientId(id.as_slice().into()),
             _ => ClientKey::Mac(request.chaddr),
@@ -1390,14 +1404,15 @@ impl Engine {
         };
         let boot = boot::boot_reply(pool.pxe.as_ref().unwrap_or(&self.config.pxe), class, reservation, request);
         reply.siaddr = boot.siaddr.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        // A configured option 60, 66 or 67 is the operator's word: it replaces what boot policy chose.
+        // A configured option 60, 66, 67 or 97 is the operator's word: it replaces what boot policy
+        // chose (each code goes out once: a client joins every instance of a code, RFC 3396).
         let configured = |code: u8| reply.option(code).is_some();
-        let (own_60, own_66, own_67) = (configured(60), configured(66), configured(67));
+        let (own_60, own_66, own_67, own_97) = (configured(60), configured(66), configured(67), configured(97));
         reply.tftp_server_name = boot.tftp_server_name.filter(|_| !own_66);
         reply.bootfile_name = boot.file.clone().filter(|_| !own_67);
         reply.file = boot.file;
         reply.vendor_class = boot.vendor_class.map(<[u8]>::to_vec).filter(|_| !own_60);
-        reply.client_uuid = request.client_uuid.clone().filter(|_| boot.echo_client_uuid);
+        reply.client_uuid = request.client_uuid.clone().filter(|_| boot.echo_client_uuid && !own_97);
         reply
     }
 

@@ -319,6 +319,23 @@ pub fn emit(reply: &Reply, max_bytes: usize) -> Emitted {
     codec::emit(reply, max_bytes)
 }
 
+/// Encode a request as a client would send it: the mirror image of `parse`, so that
+/// `parse(&emit_request(&r), usize::MAX) == Ok(r)` for every `r` that `parse` returns (the
+/// `wire_round_trip` fuzz target checks it). Everything goes in the options field, values over 255
+/// bytes as several instances (RFC 3396), unpadded. The server never sends a request; tests and
+/// the fuzz targets do.
+pub fn emit_request(request: &Request) -> Vec<u8> {
+    codec::emit_request(request)
+}
+
+/// The options of a reply that `emit` wrote, as a client reads them: every instance of a code
+/// joined (RFC 3396), `file` and `sname` read when option 52 says so, in order of first
+/// appearance. `None` if the bytes are not a well-formed BOOTREPLY. For the checks of `emit` only.
+#[doc(hidden)]
+pub fn reply_options(bytes: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
+    codec::reply_options(bytes)
+}
+
 mod codec;
 
 #[cfg(test)]

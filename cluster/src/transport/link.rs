@@ -27,8 +27,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::tls::{self, PeerTls};
 use super::wire::{
-    connection_secret, FrameHeader, FrameOpener, FrameSealer, Handshake, Hello, WireError, FRAME_HEADER_BYTES,
-    HELLO_BYTES, MAC_BYTES, MAX_MESSAGE_BYTES, TLS_EXPORTER_BYTES, TLS_EXPORTER_LABEL,
+    connection_secret, FrameHeader, FrameOpener, FrameSealer, Handshake, Hello, MessageJoiner, WireError,
+    FRAME_HEADER_BYTES, HELLO_BYTES, MAC_BYTES, MAX_MESSAGE_BYTES, TLS_EXPORTER_BYTES, TLS_EXPORTER_LABEL,
 };
 use super::{PeerCounters, PeerMessage, Shared};
 
@@ -228,25 +228,15 @@ async fn serve_inbound(shared: Arc<Shared>, stream: TcpStream, remote: SocketAdd
     };
     info!(shared.log, "inbound link up"; "peer" => peer, "remote" => %remote);
 
-    // The frames of a message that came in several (see `wire`), joined so far.
-    let mut partial: Vec<u8> = Vec::new();
+    // The frames of a message that came in several (see `wire`).
+    let mut joiner = MessageJoiner::default();
     let ended = loop {
         tokio::select! {
             _ = &mut superseded => break LinkError::Superseded,
             frame = read_frame(&mut stream, &mut opener) => {
-                let delivered = frame.and_then(|(payload, more)| {
-                    if !more && partial.is_empty() {
-                        return deliver(&shared, peer, &counters, &payload);
-                    }
-                    if partial.len() + payload.len() > MAX_MESSAGE_BYTES {
-                        return Err(LinkError::Wire(WireError::MessageTooLarge));
-                    }
-                    partial.extend_from_slice(&payload);
-                    if more {
-                        return Ok(());
-                    }
-                    let message = std::mem::take(&mut partial);
-                    deliver(&shared, peer, &counters, &message)
+                let delivered = frame.and_then(|(payload, more)| match joiner.push(payload, more)? {
+                    Some(message) => deliver(&shared, peer, &counters, &message),
+                    None => Ok(()),
                 });
                 if let Err(error) = delivered {
                     break error;

@@ -306,6 +306,32 @@ impl FrameOpener {
     }
 }
 
+/// Joins the payloads of one connection's opened frames into messages (see [`MORE_FOLLOWS`]): a
+/// message in one frame passes through without a copy; a longer one is gathered up to
+/// [`MAX_MESSAGE_BYTES`].
+#[derive(Debug, Default)]
+pub struct MessageJoiner {
+    partial: Vec<u8>,
+}
+
+impl MessageJoiner {
+    /// Takes the payload of the next frame, and whether more frames of its message follow; returns
+    /// the whole message once its last frame is in.
+    pub fn push(&mut self, payload: Vec<u8>, more: bool) -> Result<Option<Vec<u8>>, WireError> {
+        if !more && self.partial.is_empty() {
+            return Ok(Some(payload));
+        }
+        if self.partial.len() + payload.len() > MAX_MESSAGE_BYTES {
+            return Err(WireError::MessageTooLarge);
+        }
+        self.partial.extend_from_slice(&payload);
+        if more {
+            return Ok(None);
+        }
+        Ok(Some(std::mem::take(&mut self.partial)))
+    }
+}
+
 fn hmac_with(key: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
     <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length")
@@ -449,6 +475,16 @@ mod message_tests {
             bytes = rest;
         }
         Ok(frames)
+    }
+
+    #[test]
+    fn the_joiner_passes_single_frames_and_joins_continued_ones() {
+        let mut joiner = MessageJoiner::default();
+        assert_eq!(joiner.push(b"whole".to_vec(), false), Ok(Some(b"whole".to_vec())));
+        assert_eq!(joiner.push(b"first ".to_vec(), true), Ok(None));
+        assert_eq!(joiner.push(b"".to_vec(), true), Ok(None));
+        assert_eq!(joiner.push(b"last".to_vec(), false), Ok(Some(b"first last".to_vec())));
+        assert_eq!(joiner.push(b"next".to_vec(), false), Ok(Some(b"next".to_vec())), "nothing left over");
     }
 
     #[test]

@@ -451,6 +451,76 @@ fn pxe_rom_gets_siaddr_file_66_67_for_its_architecture_and_97_but_no_60() {
     );
 }
 
+/// Found by the `engine_sequence` fuzz target: the wall clock stepped back (an NTP correction) while
+/// an offer was held, so the offer queue was no longer in expiry order and an offer that had run out
+/// stayed in the offer maps. Another client offered that address left the first one's entry behind:
+/// two clients with offers for one address, and the pool's count of new clients' offers one too high
+/// for as long as the stale entry lived.
+#[test]
+fn an_offer_left_behind_by_a_clock_step_goes_when_its_address_is_offered_again() {
+    let mut engine = engine();
+    let address = expect_send(engine.handle(&discover(mac(1)), T0_US)).reply.yiaddr;
+    // The clock steps back 98 s; the client asks again and is offered the same address, now held
+    // until 88 s before the first offer would have ended.
+    let stepped_back_us = T0_US - 98 * SECOND_US;
+    assert_eq!(expect_send(engine.handle(&discover(mac(1)), stepped_back_us)).reply.yiaddr, address);
+    // 65 s on, that offer has run out, though the first queue entry (the first offer) has not.
+    let later_us = stepped_back_us + 65 * SECOND_US;
+    let another = Request { requested_ip: Some(address), ..discover(mac(2)) };
+    assert_eq!(expect_send(engine.handle(&another, later_us)).reply.yiaddr, address);
+    engine.offers.check().expect("one client per offered address");
+    assert_eq!(engine.offers_held(), 1);
+}
+
+/// Found by the `engine_sequence` fuzz target: after the wall clock stepped back, offers made since
+/// ended before the ones made before the step. The queue of offers was in the order they were made,
+/// so `expire` stopped at an earlier offer that had not run out, while each pool's queue of new
+/// clients' offers dropped the later ones that had: the pool still counted them, and the next new
+/// client found its cap reached and nothing to displace (a debug assertion; in release, offers over
+/// the cap). The queues are now ordered by when offers end.
+#[test]
+fn offers_made_after_a_clock_step_back_expire_in_the_order_they_end() {
+    let mut config = config();
+    config.limits.max_offers_per_pool_percent = 10; // 2 of the first pool's 11 addresses
+    let mut engine = engine_with(config);
+    let relayed = Request { giaddr: Ipv4Addr::new(10, 9, 9, 1), ..discover(mac(1)) };
+    expect_send(engine.handle(&relayed, T0_US));
+    // 80 s back: two new clients fill the first pool's cap, their offers ending 70 s before the
+    // relayed one's.
+    let stepped_back_us = T0_US - 80 * SECOND_US;
+    expect_send(engine.handle(&discover(mac(2)), stepped_back_us));
+    expect_send(engine.handle(&discover(mac(3)), stepped_back_us));
+    // 65 s on, both have run out; the relayed one has not.
+    let later_us = stepped_back_us + 65 * SECOND_US;
+    expect_send(engine.handle(&discover(mac(4)), later_us));
+    engine.offers.check().expect("offer bookkeeping");
+    assert_eq!(engine.offers_held(), 2, "the relayed client's offer and the new one");
+    assert_eq!(engine.offers.capped_held(0), 1, "the first pool counts only the new one");
+}
+
+/// Found by the `engine_sequence` fuzz target: with option 97 configured (an `[[option-def]]` for
+/// code 97) and asked for, a PXE client got 97 twice, its own UUID echoed and the configured one,
+/// which it joins into one value (RFC 3396 §7). The configured option wins, as for 60, 66 and 67.
+#[test]
+fn a_configured_option_97_replaces_the_echoed_uuid() {
+    let mut config = config();
+    config.options = OptionSet(vec![option(97, &[0, 0x52, 0x41, 0x43, 0x4b])]);
+    let mut engine = engine_with(config);
+    let pxe = Request {
+        vendor_class: Some(b"PXEClient:Arch:00007:UNDI:003016".to_vec()),
+        client_arch: Some(7),
+        client_uuid: Some(vec![0; 17]),
+        parameter_request_list: vec![1, 3, 66, 67, 97],
+        ..discover(mac(1))
+    };
+    let reply = expect_send(engine.handle(&pxe, T0_US)).reply;
+    assert_eq!(reply.client_uuid, None, "no echo beside the configured option");
+    assert_eq!(reply.option(97), Some(&[0, 0x52, 0x41, 0x43, 0x4b][..]));
+    let on_wire = crate::wire::reply_options(&crate::wire::emit(&reply, 1500).bytes).expect("a reply");
+    let instances: Vec<_> = on_wire.iter().filter(|(code, _)| *code == 97).collect();
+    assert_eq!(instances, vec![&(97, vec![0, 0x52, 0x41, 0x43, 0x4b])], "one option 97, the configured one");
+}
+
 #[test]
 fn ipxe_gets_the_script_url_instead_of_the_rom_so_it_does_not_loop() {
     let mut engine = engine();

@@ -122,14 +122,16 @@ struct Packet<'a> {
 }
 
 impl<'a> Packet<'a> {
-    fn new_checked(bytes: &'a [u8], max_frame_bytes: usize) -> Result<Self, DropReason> {
+    /// `op` is BOOTREQUEST for what the server receives; BOOTREPLY only where the checks of `emit`
+    /// read back what it wrote.
+    fn new_checked(bytes: &'a [u8], max_frame_bytes: usize, op: u8) -> Result<Self, DropReason> {
         let Some((header, options)) = bytes.split_first_chunk::<OPTIONS_OFFSET>() else {
             return Err(DropReason::Truncated);
         };
         if bytes.len() > max_frame_bytes {
             return Err(DropReason::Oversized);
         }
-        if header[OP] != BOOTREQUEST {
+        if header[OP] != op {
             return Err(DropReason::NotBootRequest);
         }
         if header[HTYPE] != HTYPE_ETHERNET || header[HLEN] != HLEN_ETHERNET {
@@ -258,9 +260,10 @@ impl<'a> GatheredOptions<'a> {
     }
 }
 
-pub(super) fn parse(bytes: &[u8], max_frame_bytes: usize) -> Result<Request, DropReason> {
-    let packet = Packet::new_checked(bytes, max_frame_bytes)?;
-
+/// The checked header of a datagram whose `op` is `op`, and its options gathered from every field
+/// they are in.
+fn read(bytes: &[u8], max_frame_bytes: usize, op: u8) -> Result<(Packet<'_>, GatheredOptions<'_>), DropReason> {
+    let packet = Packet::new_checked(bytes, max_frame_bytes, op)?;
     let mut options = GatheredOptions::new();
     options.gather(packet.options, None).map_err(|Malformed| DropReason::MalformedOptions)?;
     // RFC 2131 §4.1 / RFC 2132 §9.3: option 52 in the options field says that `file` (1),
@@ -279,6 +282,11 @@ pub(super) fn parse(bytes: &[u8], max_frame_bytes: usize) -> Result<Request, Dro
             options.gather(packet.sname(), Some(code::OVERLOAD)).map_err(|Malformed| DropReason::MalformedOptions)?;
         }
     }
+    Ok((packet, options))
+}
+
+pub(super) fn parse(bytes: &[u8], max_frame_bytes: usize) -> Result<Request, DropReason> {
+    let (packet, options) = read(bytes, max_frame_bytes, BOOTREQUEST)?;
 
     let message_type = match options.get(code::MESSAGE_TYPE) {
         // RFC 1542 §2: a BOOTREQUEST without option 53 comes from a BOOTP client.
@@ -662,15 +670,22 @@ fn put_option(w: &mut Writer<'_>, item: &Item<'_>) {
         Value::Bytes(_) => data,
         _ => &scalar[..item.value.len()],
     };
-    if data.is_empty() {
-        w.put(&[item.code, 0]);
-        return;
+    for instance in instances(data) {
+        w.put(&[item.code, instance_len(instance)]);
+        w.put(instance);
     }
-    for chunk in data.chunks(MAX_OPTION_VALUE_BYTES) {
-        // chunks() of at most 255 bytes.
-        w.put(&[item.code, u8::try_from(chunk.len()).unwrap_or(u8::MAX)]);
-        w.put(chunk);
-    }
+}
+
+/// The instances an option's `data` goes out as: at most 255 bytes each (RFC 3396 §5), and one
+/// empty instance for empty data.
+fn instances(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let empty: Option<&[u8]> = data.is_empty().then_some(&[]);
+    data.chunks(MAX_OPTION_VALUE_BYTES).chain(empty)
+}
+
+/// The length byte of one instance (`instances` makes none longer than 255 bytes).
+fn instance_len(instance: &[u8]) -> u8 {
+    u8::try_from(instance.len()).unwrap_or(u8::MAX)
 }
 
 /// A cursor that writes into a fixed buffer and never panics: bytes past the end are dropped
@@ -707,4 +722,64 @@ pub(super) fn emit(reply: &Reply, max_bytes: usize) -> super::Emitted {
     let mut bytes = vec![0u8; layout.buffer_len()];
     layout.emit(&mut bytes);
     super::Emitted { bytes, dropped: layout.dropped().to_vec() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The mirror images, for checks: Request → bytes, and a reply's bytes → its options
+// ---------------------------------------------------------------------------------------------
+
+pub(super) fn emit_request(request: &Request) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MIN_REPLY_BYTES);
+    out.extend_from_slice(&[BOOTREQUEST, HTYPE_ETHERNET, HLEN_ETHERNET, request.hops]);
+    out.extend_from_slice(&request.xid.to_be_bytes());
+    out.extend_from_slice(&request.secs.to_be_bytes());
+    out.extend_from_slice(&(if request.broadcast { FLAG_BROADCAST } else { 0 }).to_be_bytes());
+    for address in [request.ciaddr, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, request.giaddr] {
+        out.extend_from_slice(&address.octets());
+    }
+    out.extend_from_slice(&request.chaddr);
+    out.resize(HEADER_LEN, 0); // the rest of chaddr, sname and file
+    out.extend_from_slice(&MAGIC_COOKIE);
+
+    let message_type = match request.message_type {
+        ClientMessageType::Discover => Some(message_type::DISCOVER),
+        ClientMessageType::Request => Some(message_type::REQUEST),
+        ClientMessageType::Decline => Some(message_type::DECLINE),
+        ClientMessageType::Release => Some(message_type::RELEASE),
+        ClientMessageType::Inform => Some(message_type::INFORM),
+        ClientMessageType::Bootp => None,
+    };
+    let address = |ip: Option<Ipv4Addr>| ip.map(|ip| ip.octets().to_vec());
+    let named: [(u8, Option<Vec<u8>>); 14] = [
+        (code::MESSAGE_TYPE, message_type.map(|t| vec![t])),
+        (code::REQUESTED_IP, address(request.requested_ip)),
+        (code::SERVER_ID, address(request.server_id)),
+        (code::CLIENT_ID, request.client_id.clone()),
+        (code::HOSTNAME, request.hostname.as_ref().map(|h| h.as_bytes().to_vec())),
+        (code::VENDOR_CLASS, request.vendor_class.clone()),
+        (code::USER_CLASS, request.user_class.clone()),
+        (code::CLIENT_ARCH, request.client_arch.map(|arch| arch.to_be_bytes().to_vec())),
+        (code::CLIENT_UUID, request.client_uuid.clone()),
+        // Absent and empty read the same (an empty list asks for nothing).
+        (code::PARAMETER_REQUEST_LIST, Some(request.parameter_request_list.clone()).filter(|l| !l.is_empty())),
+        (code::MAX_MESSAGE_SIZE, request.max_message_size.map(|size| size.to_be_bytes().to_vec())),
+        (code::RELAY_AGENT_INFO, request.relay_agent_info.clone()),
+        (code::SUBNET_SELECTION, address(request.subnet_selection)),
+        (code::IPXE, request.has_ipxe_option.then(Vec::new)),
+    ];
+    let present = named.iter().filter_map(|(option_code, value)| Some((*option_code, value.as_deref()?)));
+    let others = request.other_options.iter().map(|(option_code, value)| (*option_code, value.as_slice()));
+    for (option_code, value) in present.chain(others) {
+        for instance in instances(value) {
+            out.extend_from_slice(&[option_code, instance_len(instance)]);
+            out.extend_from_slice(instance);
+        }
+    }
+    out.push(code::END);
+    out
+}
+
+pub(super) fn reply_options(bytes: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
+    let (_, options) = read(bytes, usize::MAX, BOOTREPLY).ok()?;
+    Some(options.entries.into_iter().map(|(option_code, value)| (option_code, value.into_owned())).collect())
 }

@@ -9,7 +9,7 @@ use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use proptest::prelude::*;
 
 use super::codec::{code, ReplyLayout, MIN_REPLY_BYTES, OPTIONS_OFFSET, REQUIRED};
-use super::{emit, parse, ClientMessageType, DropReason, Reply, ReplyType, Request};
+use super::{emit, emit_request, parse, reply_options, ClientMessageType, DropReason, Reply, ReplyType, Request};
 
 const MAX_FRAME: usize = 1500;
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -843,6 +843,61 @@ fn request_encoded_by_dhcproto_parses() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// emit_request and reply_options: the mirror images used by the checks
+// ---------------------------------------------------------------------------------------------
+
+/// A bare DISCOVER is the fixed header, option 53 and the end option, nothing else.
+#[test]
+fn emit_request_writes_a_bare_discover_as_a_client_would() {
+    assert_eq!(emit_request(&bare_discover()), datagram(&[DISCOVER, END]));
+}
+
+/// Every field `parse` fills comes back from `emit_request`: named options, an empty option 175,
+/// a value over 255 bytes (split, RFC 3396 §5, and joined again) and unknown options in order.
+#[test]
+fn emit_request_mirrors_parse() {
+    let request = Request {
+        message_type: ClientMessageType::Request,
+        secs: 9,
+        broadcast: true,
+        hops: 2,
+        ciaddr: Ipv4Addr::new(10, 199, 0, 77),
+        giaddr: Ipv4Addr::new(10, 199, 1, 1),
+        requested_ip: Some(Ipv4Addr::new(10, 199, 0, 78)),
+        server_id: Some(Ipv4Addr::new(10, 199, 0, 2)),
+        client_id: Some(vec![1, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
+        hostname: Some("pc1".to_owned()),
+        vendor_class: Some(b"PXEClient:Arch:00007:UNDI:003016".to_vec()),
+        user_class: Some(b"iPXE".to_vec()),
+        client_arch: Some(7),
+        client_uuid: Some(vec![]),
+        parameter_request_list: vec![1, 3, 6, 66, 67],
+        max_message_size: Some(1472),
+        relay_agent_info: Some(vec![1, 2, 0, 1]),
+        subnet_selection: Some(Ipv4Addr::new(10, 199, 0, 0)),
+        has_ipxe_option: true,
+        other_options: vec![(224, vec![7; 600]), (81, vec![]), (43, vec![1, 1, 0])],
+        ..bare_discover()
+    };
+    let bytes = emit_request(&request);
+    assert_eq!(parse(&bytes, usize::MAX), Ok(request));
+}
+
+/// `reply_options` reads what `emit` wrote, overloaded fields included, as the independent walker
+/// of these tests does.
+#[test]
+fn reply_options_reads_an_overloaded_reply() {
+    let mut reply = pxe_offer();
+    reply.file = None;
+    reply.options = vec![(224, vec![1; 200]), (225, vec![2; 100]), (226, vec![3; 50])];
+    let emitted = emit(&reply, 576);
+    assert!(emitted.dropped.is_empty());
+    assert_ne!(wire_options(&emitted.bytes).iter().find(|(c, _)| *c == 52), None, "overloaded");
+    assert_eq!(reply_options(&emitted.bytes), Some(joined(&emitted.bytes)));
+    assert_eq!(reply_options(&bootrequest_header()), None, "a BOOTREQUEST is not a reply");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------------------------
 
@@ -955,6 +1010,25 @@ proptest! {
         bytes.extend_from_slice(&tail);
         if let Err(reason) = parse(&bytes, MAX_FRAME) {
             prop_assert!(is_parser_reason(reason));
+        }
+    }
+
+    /// Whatever `parse` accepts, `emit_request` writes back into a datagram that parses to the
+    /// same request (the property the `wire_round_trip` fuzz target checks on arbitrary bytes).
+    #[test]
+    fn emit_request_round_trips_what_parse_accepts(
+        tail in prop::collection::vec(any::<u8>(), 0..600),
+        overload in prop::option::of(1u8..=3),
+        fields in prop::collection::vec(any::<u8>(), 192),
+    ) {
+        let mut bytes = bootrequest_header();
+        bytes[44..236].copy_from_slice(&fields);
+        if let Some(value) = overload {
+            bytes.extend_from_slice(&[52, 1, value]);
+        }
+        bytes.extend_from_slice(&tail);
+        if let Ok(request) = parse(&bytes, usize::MAX) {
+            prop_assert_eq!(parse(&emit_request(&request), usize::MAX), Ok(request));
         }
     }
 
