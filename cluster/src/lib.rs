@@ -64,6 +64,10 @@ pub enum ClusterError {
 pub struct CommittedEntry {
     pub index: u64,
     pub proposals: Vec<Proposal>,
+    /// A membership change: the state machine takes a snapshot after it, so that a node it adds can
+    /// catch up from one (raft-rs refuses a snapshot whose configuration does not name the receiver,
+    /// and every snapshot taken before the change does not).
+    pub changes_membership: bool,
 }
 
 /// From the raft actor to the state machine owner, in log order.

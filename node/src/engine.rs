@@ -1186,6 +1186,11 @@ impl Engine {
         let now_ms = now_us / 1000;
         let mut answers = Answers::default();
         for entry in entries {
+            if entry.changes_membership {
+                // A snapshot after it, for the node it may add (see `CommittedEntry`).
+                self.applied_since_snapshot =
+                    self.applied_since_snapshot.max(self.config.limits.snapshot_every_entries);
+            }
             if entry.proposals.is_empty() {
                 self.table.skip(entry.index);
                 continue;

@@ -511,6 +511,7 @@ impl<L: DurableLog> Replica<L> {
     fn hand_out(&mut self, entries: Vec<Entry>, actions: &mut Actions) -> Result<(), ClusterError> {
         for entry in entries {
             self.settle_in_flight(entry.index, entry.term, actions);
+            let changes_membership = entry.get_entry_type() != EntryType::EntryNormal;
             let proposals = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
                 EntryType::EntryNormal => decode_entry(&entry.data)
@@ -532,7 +533,7 @@ impl<L: DurableLog> Replica<L> {
                     Vec::new()
                 }
             };
-            actions.committed.push(CommittedEntry { index: entry.index, proposals });
+            actions.committed.push(CommittedEntry { index: entry.index, proposals, changes_membership });
         }
         Ok(())
     }

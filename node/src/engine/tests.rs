@@ -157,7 +157,7 @@ impl Log {
     }
 
     fn commit(&mut self, engine: &mut Engine, proposals: Vec<Proposal>, now_us: u64) -> Answers {
-        let entry = CommittedEntry { index: self.next_index, proposals };
+        let entry = CommittedEntry { index: self.next_index, proposals, changes_membership: false };
         self.next_index += 1;
         engine.apply_committed(&[entry], now_us)
     }
@@ -604,6 +604,26 @@ fn a_snapshot_is_due_when_the_log_since_the_last_outgrows_the_table() {
     log.commit(&mut engine, vec![bind], T0_US);
     let part = engine.snapshot_step(1_000).expect("100,000 commands for one record: due");
     assert!(part.begun.is_some() && part.last && part.records.len() == 1);
+    assert!(engine.snapshot_step(1_000).is_none(), "and not again right after");
+}
+
+/// A membership change makes a snapshot due at once: a node it adds can be sent only a snapshot
+/// whose configuration names it (raft-rs refuses any other), and every older one does not; with
+/// `snapshot_every_entries` entries to wait, the new node would not catch up until then.
+#[test]
+fn a_membership_change_makes_a_snapshot_due() {
+    let mut config = config();
+    config.limits.snapshot_every_entries = 1_000_000;
+    let mut engine = engine_with(config);
+    let mut log = Log::new();
+    dora(&mut engine, &mut log, mac(1), T0_US);
+    assert!(engine.snapshot_step(1_000).is_none(), "one entry: not due");
+    // The next entry: a membership change (no proposals).
+    let change = CommittedEntry { index: log.next_index, proposals: Vec::new(), changes_membership: true };
+    engine.apply_committed(&[change], T0_US);
+    let part = engine.snapshot_step(1_000).expect("due after the membership change");
+    assert!(part.begun.is_some(), "a new snapshot begins, at the change's index");
+    assert_eq!(engine.table().applied_index(), 2);
     assert!(engine.snapshot_step(1_000).is_none(), "and not again right after");
 }
 

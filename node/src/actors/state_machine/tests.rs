@@ -95,8 +95,8 @@ fn committed_entries_become_replies_tagged_with_their_index() {
     };
     let Action::Propose(proposal) = engine.handle(&request, NOW_US) else { panic!("a binding is proposed") };
     let entries = vec![
-        CommittedEntry { index: 1, proposals: Vec::new() },
-        CommittedEntry { index: 2, proposals: vec![proposal] },
+        CommittedEntry { index: 1, proposals: Vec::new(), changes_membership: false },
+        CommittedEntry { index: 2, proposals: vec![proposal], changes_membership: false },
     ];
     let mut seen = Vec::new();
     let applied = on_raft_mail(&mut engine, ToStateMachine::Entries(entries), NOW_US, |entry, engine| {
