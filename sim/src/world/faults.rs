@@ -1,6 +1,7 @@
 //! The fault schedule: crashes (some losing the disk, some of a leader between sending its appends
-//! and writing them itself), partitions, cut client links, bad weather and forced snapshots, one
-//! random decision every 0.5–5 s of the chaos phase.
+//! and writing them itself), partitions, cut client links, bad weather, forced snapshots, and the
+//! operator's membership changes and reservations (`operator`), one random decision every 0.5–5 s
+//! of the chaos phase.
 
 use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
 use leasehold_node::engine::Role;
@@ -9,7 +10,7 @@ use raft::Storage;
 use crate::net::Weather;
 use crate::trace::Note;
 
-use super::nodes::RaftMail;
+use super::nodes::{RaftMail, Seat};
 use super::{Event, Phase, World};
 
 impl World {
@@ -60,7 +61,9 @@ impl World {
         let next_us = self.now_us + self.fault_rng.between(500_000, 5_000_000);
         self.schedule(next_us, Event::Fault);
         let count = self.nodes.len();
-        let random_node = self.fault_rng.index(count);
+        // The nodes the operator runs (spares and removed nodes are not on the network).
+        let running: Vec<usize> = (0..count).filter(|&n| self.nodes[n].seat == Seat::Member).collect();
+        let random_node = running[self.fault_rng.index(running.len())];
         match self.fault_rng.below(12) {
             // Crash a node (the leader half the time), restart it later.
             0..=2 => {
@@ -94,9 +97,9 @@ impl World {
                 let isolated: Vec<usize> = match self.fault_rng.below(4) {
                     0 => self.leader().into_iter().collect(),
                     1 => {
-                        let mut all: Vec<usize> = (0..count).collect();
+                        let mut all = running.clone();
                         self.fault_rng.shuffle(&mut all);
-                        let size = self.fault_rng.between(1, (count as u64 / 2).max(1)) as usize;
+                        let size = self.fault_rng.between(1, (all.len() as u64 / 2).max(1)) as usize;
                         all.truncate(size);
                         all
                     }
@@ -143,23 +146,28 @@ impl World {
                     self.mail_raft(random_node, RaftMail::SnapshotTaken { index, data });
                 }
             }
-            _ => {}
+            // The operator: a membership change, or a reservation made or ended.
+            10 => self.membership_fault()?,
+            _ => self.reservation_fault(),
         }
         Ok(())
     }
 
     /// Raft survives the loss of a minority's disks, not more: node `n` may lose its disk only while
-    /// the nodes still catching up after an earlier loss, with `n`, stay a minority.
-    fn may_lose_a_disk(&self, n: usize) -> bool {
-        let behind = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, node)| {
-                let wiped_not_restarted = node.lost_log.is_some() && node.log.last_index().unwrap_or(0) == 0;
-                *i != n && (node.log.catch_up() != CatchUpMark::Done || wiped_not_restarted)
-            })
-            .count();
-        (behind + 1) * 2 < self.nodes.len()
+    /// the voters still catching up after an earlier loss, with `n`, stay a minority of the voters
+    /// (of the last two configurations: the one before may still be the one that commits).
+    pub(super) fn may_lose_a_disk(&self, n: usize) -> bool {
+        let behind = |voters: &[u64]| {
+            voters
+                .iter()
+                .map(|id| *id as usize - 1)
+                .filter(|&i| {
+                    let node = &self.nodes[i];
+                    let wiped_not_restarted = node.lost_log.is_some() && node.log.last_index().unwrap_or(0) == 0;
+                    i == n || node.log.catch_up() != CatchUpMark::Done || wiped_not_restarted
+                })
+                .count()
+        };
+        self.configs.values().rev().take(2).all(|voters| behind(voters) * 2 < voters.len())
     }
 }
