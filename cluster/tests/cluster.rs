@@ -204,6 +204,25 @@ fn three_members_elect_a_leader_and_commit_on_all() {
     assert_eq!(cluster.member(follower).applier.table.digest(), digest);
 }
 
+/// `leasehold cluster remove-node` of the leader itself: once it applies its removal it steps down
+/// (raft-rs would keep it leading and panic at its next commit), and the two voters left elect a
+/// leader and commit without it.
+#[test]
+fn a_leader_that_removes_itself_steps_down_and_the_rest_go_on() {
+    let (mut cluster, leader) = committed_on_all(5);
+    cluster.members.get_mut(&leader).unwrap().replica.propose_membership(leader, false, Vec::new()).expect("proposed");
+    cluster.propose(leader, 5..8);
+    let rest: Vec<u64> = cluster.voters.iter().copied().filter(|id| *id != leader).collect();
+    assert!(
+        cluster.run_until(|c| !c.member(leader).replica.is_leader() && c.leader_among(&rest).is_some()),
+        "the removed leader stepped down and the rest elected one"
+    );
+    let next = cluster.leader_among(&rest).unwrap();
+    cluster.propose(next, 8..10);
+    assert!(cluster.run_until(|c| rest.iter().all(|id| c.member(*id).applier.tags.len() >= 7)), "the rest commit");
+    assert!(!cluster.member(leader).replica.is_leader(), "the removed node never leads again");
+}
+
 #[test]
 fn a_member_far_behind_catches_up_from_a_snapshot() {
     let mut cluster = Cluster::new(3, 0);

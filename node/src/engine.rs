@@ -730,8 +730,14 @@ impl Engine {
     /// unexpired lease is confirmed for the time that remains on it — never beyond.
     fn renew_without_quorum(&mut self, request: &Request, scope: &Scope, now_ms: u64) -> Action {
         let client = self.client_key(request);
+        let reserved = self.reservation(request).map(|r| r.ip);
         match self.table.by_client(&client) {
-            Some(lease) if lease.ip == request.ciaddr && lease.is_active(now_ms) => {
+            // Not a lease the reservations now forbid: the leader NAKs that renewal (`bind_or_nak`).
+            Some(lease)
+                if lease.ip == request.ciaddr
+                    && lease.is_active(now_ms)
+                    && self.reservations_allow(lease.ip, reserved) =>
+            {
                 let lease = lease.clone();
                 Action::Send(Box::new(self.ack(request, scope, &lease, now_ms)))
             }
@@ -786,13 +792,19 @@ impl Engine {
     /// May `client` be given `ip` now: in a pool or reserved for it, not held by another client in
     /// the committed table, not offered to another client, not reserved for someone else.
     fn usable(&self, ip: Ipv4Addr, client: &ClientKey, reserved_for_client: Option<Ipv4Addr>, now_ms: u64) -> bool {
-        if self.config.is_own_address(ip) {
-            return false;
-        }
-        if self.is_reserved(ip) && reserved_for_client != Some(ip) {
+        if self.config.is_own_address(ip) || !self.reservations_allow(ip, reserved_for_client) {
             return false;
         }
         self.table.is_available_to(ip, client, now_ms) && !self.offers.held_by_other(ip, client, now_ms)
+    }
+
+    /// The reservations let a client whose reserved address is `reserved` (if it has one) have
+    /// `ip`: its own reserved address, or, without one, an address nobody has reserved.
+    fn reservations_allow(&self, ip: Ipv4Addr, reserved: Option<Ipv4Addr>) -> bool {
+        match reserved {
+            Some(own) => own == ip,
+            None => !self.is_reserved(ip),
+        }
     }
 
     /// RFC 2131 §4.3.1: choose an address for a DISCOVER, in order: reservation, the client's
@@ -1227,6 +1239,11 @@ impl Engine {
             let Some(outcomes) = self.table.apply_touching(entry.index, &entry.proposals, &mut touched) else {
                 continue;
             };
+            if outcomes.iter().any(|o| matches!(o, Outcome::Reserved | Outcome::Unreserved)) {
+                // Before any answer: a binding in the same entry is answered by the reservations
+                // the table has after it.
+                self.api_reservations = reservations::reservation_view(&self.table);
+            }
             if outcomes.contains(&Outcome::ParametersSet) {
                 // Another grace moves every record's reusable time: index the pools afresh.
                 self.indexes =
@@ -1294,6 +1311,20 @@ impl Engine {
                 // Committed too late to be of use (the lease ran out before it was applied): an ACK
                 // now would promise an address that is already reusable.
                 answers.silent.push(decision("expired_before_commit", lease.ip));
+            }
+            (Command::Bind { .. }, Outcome::Bound(lease) | Outcome::Stale { in_force: Some(lease) })
+                if !self.reservations_allow(lease.ip, self.reservation(request).map(|r| r.ip)) =>
+            {
+                // A reservation committed after this REQUEST was decided (in the same entry, or one
+                // in between): the client is not told to use an address the reservations now give
+                // to someone else, or not to it. Back to INIT (RFC 2131 §4.4.1), where it is offered
+                // what they allow; its next binding frees this one.
+                if bootp {
+                    answers.silent.push(decision("bootp_refused", lease.ip));
+                } else {
+                    let reply = self.nak_reply(request, scope, "reservations changed meanwhile");
+                    answers.replies.push((self.outgoing(request, scope, reply), decision("nak_reserved", lease.ip)));
+                }
             }
             (
                 Command::Bind { proposed_at_ms, .. },

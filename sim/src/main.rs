@@ -121,7 +121,10 @@ fn main() -> ExitCode {
     println!(
         "{} seeds passed, {} failed {failures:?} in {:.1}s: {} steps, {:.0}s virtual, {} ACKs, {} faults \
          ({} crashes, {} of them losing the disk, {} before a leader's own write, {} partitions), {} snapshots restored, {} addresses passed between clients, {} NAKs, \
-         {} proposals refused, {} client datagrams answered by two nodes",
+         {} proposals refused, {} client datagrams answered by two nodes; relay: {} clients behind it, {} replies relayed, \
+         {} direct renewals ACKed; reservations: {} in configs, {} ACKs to reserved clients, {} made and {} ended over \
+         the API ({} applied, {} refused); membership: {} changes committed ({} added, {} removed), {} asked \
+         ({} refused by the quorum guard, {} by a follower), {} nodes stopped, {} joined empty, {} with their data",
         reports.len(),
         failures.len(),
         started.elapsed().as_secs_f64(),
@@ -138,6 +141,24 @@ fn main() -> ExitCode {
         sum(|r| r.naks),
         sum(|r| r.refused_proposals),
         sum(|r| r.answered_twice),
+        sum(|r| r.relayed_clients),
+        sum(|r| r.relayed_replies),
+        sum(|r| r.relayed_renewals),
+        sum(|r| r.config_reservations),
+        sum(|r| r.reserved_acks),
+        sum(|r| r.reservations_asked),
+        sum(|r| r.unreservations_asked),
+        sum(|r| r.admin_done),
+        sum(|r| r.reservations_refused),
+        sum(Report::membership_changes),
+        sum(|r| r.members_added),
+        sum(|r| r.members_removed),
+        sum(|r| r.additions_asked + r.removals_asked),
+        sum(|r| r.membership_refused),
+        sum(|r| r.membership_not_leader),
+        sum(|r| r.decommissioned),
+        sum(|r| r.joins_empty),
+        sum(|r| r.joins_kept),
     );
     if failures.is_empty() {
         ExitCode::SUCCESS

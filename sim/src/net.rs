@@ -120,6 +120,9 @@ pub struct Fates {
 }
 
 impl Fates {
+    /// Every copy lost.
+    pub const LOST: Fates = Fates { delays_us: [0; MAX_COPIES], len: 0 };
+
     fn push(&mut self, delay_us: u64) {
         self.delays_us[self.len] = delay_us;
         self.len += 1;

@@ -43,6 +43,8 @@ pub enum Note {
         kind: ClientMessageType,
         xid: u32,
         destination: Destination,
+        /// Through the relay (giaddr set).
+        relayed: bool,
         delivered: bool,
     },
     /// A node's decision about a client message that is not a proposal.
@@ -138,6 +140,32 @@ pub enum Note {
         to: u64,
         what: &'static str,
     },
+    /// The operator asked `node` to add or remove node `id`; what its raft actor said.
+    MembershipChange {
+        node: u64,
+        id: u64,
+        add: bool,
+        outcome: &'static str,
+    },
+    /// A configuration committed at `index` (voters as bits: bit `id - 1`), after the one at `after`.
+    Configuration {
+        index: u64,
+        voters: u8,
+        after: u64,
+    },
+    /// The operator stopped a node whose removal committed.
+    Decommissioned {
+        node: u64,
+    },
+    /// The operator's reservation change, proposed on `node`.
+    AdminProposed {
+        node: u64,
+    },
+    /// What an admin proposal came to, once applied on the node that proposed it.
+    AdminOutcome {
+        node: u64,
+        done: bool,
+    },
 }
 
 impl fmt::Display for Note {
@@ -150,9 +178,10 @@ impl fmt::Display for Note {
             Note::Peer { from, to, kind, term, index, delivered } => {
                 write!(f, "n{from} -> n{to} {kind:?} term {term} index {index}{}", lost(delivered))
             }
-            Note::ToNode { client, node, kind, xid, destination, delivered } => {
+            Note::ToNode { client, node, kind, xid, destination, relayed, delivered } => {
                 let how = match destination {
                     Destination::Broadcast => "broadcast".to_string(),
+                    Destination::Unicast(_) if relayed => "via the relay".to_string(),
                     Destination::Unicast(ip) => format!("unicast {ip}"),
                 };
                 write!(f, "c{client} -> n{node} {kind:?} xid {xid:#010x} {how}{}", lost(delivered))
@@ -194,6 +223,18 @@ impl fmt::Display for Note {
             ),
             Note::Phase { name } => write!(f, "=== {name} ==="),
             Note::Transfer { node, to, what } => write!(f, "n{node} TRANSFER to n{to}: {what}"),
+            Note::MembershipChange { node, id, add, outcome } => {
+                write!(f, "operator -> n{node}: {} n{id}: {outcome}", if add { "add" } else { "remove" })
+            }
+            Note::Configuration { index, voters, after } => {
+                let ids: Vec<u64> = (1..=8).filter(|id| voters & (1 << (id - 1)) != 0).collect();
+                write!(f, "CONFIGURATION at {index}: voters {ids:?} (after the one at {after})")
+            }
+            Note::Decommissioned { node } => write!(f, "n{node} STOPPED by the operator: removed from the cluster"),
+            Note::AdminProposed { node } => write!(f, "operator -> n{node}: reservation change proposed"),
+            Note::AdminOutcome { node, done } => {
+                write!(f, "n{node}: reservation change {}", if done { "done" } else { "refused" })
+            }
         }
     }
 }

@@ -577,7 +577,18 @@ impl<L: DurableLog> Replica<L> {
         info!(self.logger, "configuration changed"; "index" => index, "voters" => ?conf_state.voters,
             "learners" => ?conf_state.learners);
         self.node.mut_store().set_conf_state(index, conf_state.clone())?;
+        let removed_leader = self.is_leader() && !conf_state.voters.contains(&self.node_id);
         self.conf_history.push((index, conf_state));
+        if removed_leader {
+            // raft-rs keeps a leader that applied its own removal leading (`post_conf_change`: "untested
+            // at the time of writing"), and its next commit then panics on its own missing progress
+            // (`maybe_commit`). Step down, in this term, as etcd's leaders do once their removal is
+            // applied (Raft thesis §4.2.2): the remaining voters elect one of their own. Not promotable
+            // any more, this node never campaigns.
+            warn!(self.logger, "this leader applied its own removal: stepping down"; "index" => index);
+            let term = self.node.raft.term;
+            self.node.raft.become_follower(term, raft::INVALID_ID);
+        }
         Ok(())
     }
 

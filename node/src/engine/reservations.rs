@@ -138,17 +138,14 @@ impl Engine {
         Proposal { tag, command }
     }
 
-    /// After an entry applied: the admin answer for one of this node's reservation commands, and
-    /// the lookup view refreshed when reservations changed.
+    /// After an entry applied (and the lookup view was refreshed, if reservations changed): the admin
+    /// answer for one of this node's reservation commands.
     pub(super) fn applied_admin(
         &mut self,
         tag: &ProposalTag,
         command: &Command,
         outcome: &Outcome,
     ) -> Option<(ProposalTag, AdminOutcome)> {
-        if matches!(outcome, Outcome::Reserved | Outcome::Unreserved) {
-            self.api_reservations = reservation_view(&self.table);
-        }
         if let (Command::Reserve { host, .. }, Outcome::Reserved) = (command, outcome) {
             // An offer held for the address now goes to nobody but the reserved client.
             if self.offers.by_ip.get(&host.ip).is_some_and(|holder| *holder != ClientKey::Mac(host.mac)) {

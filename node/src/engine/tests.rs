@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use leasehold_cluster::{CommittedEntry, LeaseState, LeaseTable, Proposal};
+use leasehold_cluster::{CommittedEntry, LeaseState, LeaseTable, Proposal, ReservedHost};
 use leasehold_config::{
     ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, OptionSet, Pool, Pxe, Reservation, Subnet,
 };
@@ -675,6 +675,61 @@ fn a_snapshot_is_due_when_the_log_since_the_last_outgrows_the_table() {
     let part = engine.snapshot_step(1_000).expect("100,000 commands for one record: due");
     assert!(part.begun.is_some() && part.last && part.records.len() == 1);
     assert!(engine.snapshot_step(1_000).is_none(), "and not again right after");
+}
+
+fn reserve(engine: &mut Engine, chaddr: [u8; 6], ip: Ipv4Addr) -> Proposal {
+    let host = ReservedHost { mac: chaddr, ip, hostname: None, boot_file: None };
+    engine.propose_reservation(host, T0_US).expect("the reservation is proposed")
+}
+
+/// A reservation made over the admin API while a client's REQUEST is on its way to commit (the two
+/// in one entry, or the reservation first): the binding commits, but the client is NAKed rather than
+/// told to use an address the reservations now give to someone else, or not to it; it starts over
+/// and is offered its reserved address. Found by the simulation.
+#[test]
+fn a_reservation_committed_while_a_request_was_in_flight_turns_its_ack_into_a_nak() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let own = Ipv4Addr::new(10, 0, 0, 60);
+    let offer = expect_send(engine.handle(&discover(mac(1)), T0_US));
+    let bind = expect_propose(engine.handle(&selecting(mac(1), offer.reply.yiaddr, SERVER), T0_US));
+    let reservation = reserve(&mut engine, mac(1), own);
+    let answers = log.commit(&mut engine, vec![bind, reservation], T0_US);
+    assert_eq!(answers.replies.len(), 1);
+    let (nak, decision) = &answers.replies[0];
+    assert_eq!((nak.reply.message_type, decision.outcome), (ReplyType::Nak, "nak_reserved"));
+    let offer = expect_send(engine.handle(&discover(mac(1)), T0_US));
+    assert_eq!(offer.reply.yiaddr, own, "back in INIT, the client is offered its reservation");
+
+    // The address being bound is reserved for another client first.
+    let offer = expect_send(engine.handle(&discover(mac(2)), T0_US));
+    let taken = offer.reply.yiaddr;
+    let bind = expect_propose(engine.handle(&selecting(mac(2), taken, SERVER), T0_US));
+    let reservation = reserve(&mut engine, mac(3), taken);
+    let answers = log.commit(&mut engine, vec![reservation, bind], T0_US);
+    assert_eq!(answers.replies.len(), 1);
+    assert_eq!(answers.replies[0].0.reply.message_type, ReplyType::Nak, "{taken} is mac 3's now");
+}
+
+/// DESIGN rule 5 with reservations: a node without a quorum does not confirm a lease the
+/// reservations it knows now forbid (the leader would NAK that renewal); the client keeps it until
+/// it rebinds, and the leader sends it to its reserved address.
+#[test]
+fn the_minority_side_confirms_no_lease_a_reservation_forbids() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let ip = dora(&mut engine, &mut log, mac(1), T0_US).reply.yiaddr;
+    let reservation = reserve(&mut engine, mac(1), Ipv4Addr::new(10, 0, 0, 60));
+    log.commit(&mut engine, vec![reservation], T0_US);
+    engine.set_role(Role::NoQuorum);
+    let later = T0_US + 1800 * SECOND_US;
+    assert_eq!(
+        engine.handle_from(&renewing(mac(1), ip), Arrival::unicast(SERVER), later),
+        Action::Silent(Silence::NoQuorum)
+    );
+    engine.set_role(Role::Leader);
+    let nak = expect_send(engine.handle_from(&renewing(mac(1), ip), Arrival::unicast(SERVER), later));
+    assert_eq!(nak.reply.message_type, ReplyType::Nak, "as the leader answers it");
 }
 
 /// A membership change makes a snapshot due at once: a node it adds can be sent only a snapshot

@@ -19,16 +19,18 @@
 //! (`driver::open_table`), with a new incarnation.
 //!
 //! A run has three phases. Chaos: `steps` events with crashes, partitions, cut client links, lossy
-//! weather and forced snapshots, clients releasing, rebooting and powering off. Settle: everything
-//! healed and restarted, clients only trying to get and keep an address; at the end every client
-//! must hold one. Quiet: clients stop sending; at the end every node must have applied the same
-//! index to the same table.
+//! weather, forced snapshots, membership changes and reservations, clients releasing, rebooting and
+//! powering off. Settle: everything healed and every member restarted (nodes the operator removed
+//! stay out), clients only trying to get and keep an address; at the end every client must hold
+//! one. Quiet: clients stop sending; at the end every member must have applied the same index to the
+//! same table.
 //!
 //! This file owns the `World`, the event queue, the run's phases and the handling of each event;
 //! beside it, one concern each: `plan` (the run's config and what its seed draws), `nodes` (start,
 //! crash and restart, the mail between a node's actors, the driver and state-machine calls),
 //! `network` (peer and client datagrams), `clients` (client effects), `faults` (the fault
-//! schedule), `checks` (the world's checks and the end-of-phase ones) and `report`.
+//! schedule), `operator` (membership changes and reservations through the admin API's paths),
+//! `checks` (the world's checks and the end-of-phase ones) and `report`.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -50,12 +52,13 @@ mod clients;
 mod faults;
 mod network;
 mod nodes;
+mod operator;
 mod plan;
 mod report;
 
-use nodes::{no_status, EngineMail, RaftMail, SimNode};
+use nodes::{no_status, EngineMail, RaftMail, Seat, SimNode};
 pub use plan::{default_nodes, SimConfig};
-use plan::{pool_start, server_ip, Plan};
+use plan::{server_ip, Plan, Segment};
 pub use report::{Failure, Report};
 
 /// Events in the chaos phase when not told otherwise.
@@ -83,8 +86,12 @@ const QUIET_US: u64 = 5_000_000;
 const QUIET_CATCH_UP_US: u64 = 2_000_000;
 /// Virtual time starts here (so negative clock offsets stay positive).
 const EPOCH_US: u64 = 1_000_000_000_000;
-/// The subnet every node and client is on; servers at .0.1–.0.5, the pool from .1.0.
+/// The subnet every node and the directly attached clients are on; servers at .0.1–.0.5, the pool
+/// from .1.0, reservations outside the range at .200.x (config file) and .220.x (admin API).
 const NETWORK: [u8; 2] = [10, 77];
+/// The relay's subnet (a /16 the nodes reach only through the relay): the relay at .0.1, its pool
+/// from .1.0.
+const RELAY_NETWORK: [u8; 2] = [10, 78];
 
 /// Run one simulation.
 pub fn run(config: &SimConfig) -> Result<Report, Box<Failure>> {
@@ -147,6 +154,13 @@ enum Event {
     /// The fault schedule's next decision.
     Fault,
     Restart(usize),
+    /// The operator stops a node whose removal committed (it stays out until added again).
+    Decommission(usize),
+    /// The operator asks a node to add (or remove) a member, through the admin API.
+    ChangeMembership {
+        id: u64,
+        add: bool,
+    },
     HealPartition {
         generation: u64,
     },
@@ -214,6 +228,9 @@ struct World {
     /// When the last datagram from a client to a node arrives: one sender's frames to one receiver on
     /// a segment are not reordered (they share the path), whatever their delays.
     client_path_at_us: BTreeMap<(usize, usize), u64>,
+    /// Every committed configuration of the Raft group, by the index of the change that made it
+    /// (index 0: the members at the start), as the nodes applied them (`nodes::note_conf_changes`).
+    configs: BTreeMap<u64, Vec<u64>>,
     checker: Checker,
     trace: Trace,
     report: Report,
@@ -227,7 +244,7 @@ impl World {
         let fault_rng = rng.fork();
         let mut timeouts: Vec<usize> = (ELECTION_TICKS..2 * ELECTION_TICKS).collect();
         rng.shuffle(&mut timeouts);
-        let nodes = (0..config.nodes)
+        let nodes = (0..plan.slots)
             .map(|i| {
                 let id = i as u64 + 1;
                 let skew = plan.max_skew_us as i64;
@@ -248,23 +265,29 @@ impl World {
                     raft_mail_at_us: 0,
                     restart_scheduled: false,
                     status: no_status(id),
+                    seat: if i < config.nodes { Seat::Member } else { Seat::Out },
+                    join: false,
+                    ticking: false,
                 }
             })
             .collect();
-        let mac_prefix = rng.next_u64().to_be_bytes();
         let slice_rng = rng.fork();
         let clients = (0..plan.clients)
-            .map(|i| {
-                let [hi, lo] = (i as u16).to_be_bytes();
-                let mac = [0x02, mac_prefix[0], mac_prefix[1], mac_prefix[2], hi, lo];
-                Client::new(i, mac, i < plan.departing, (pool_start(), plan.pool_size), rng.fork())
-            })
+            .map(|i| Client::new(i, plan.mac(i), i < plan.departing, plan.range_of(i), rng.fork()))
             .collect();
         let checker = Checker::new(plan.clients, plan.grace_ms * 1000, EPOCH_US);
-        let report = Report { seed: config.seed, nodes: config.nodes, clients: plan.clients, ..Report::default() };
+        let report = Report {
+            seed: config.seed,
+            nodes: config.nodes,
+            clients: plan.clients,
+            relayed_clients: plan.segments.iter().filter(|s| **s != Segment::Direct).count() as u64,
+            config_reservations: plan.reservations.len() as u64,
+            ..Report::default()
+        };
         World {
             trace: Trace::new(config.verbose),
-            net: Network::new(config.nodes),
+            net: Network::new(plan.slots),
+            configs: BTreeMap::from([(0, (1..=config.nodes as u64).collect())]),
             config,
             plan,
             now_us: EPOCH_US,
@@ -316,12 +339,17 @@ impl World {
     fn run(&mut self) -> Result<(), String> {
         if self.config.verbose {
             println!(
-                "seed {}: {} nodes, {} clients, pool {}, lease {} s, grace {} ms, clock offsets {:?} ms, \
-                 keep {} entries, snapshot every {} entries, election timeouts {:?} ticks",
+                "seed {}: {} nodes ({} slots), {} clients ({} behind the relay), pools {} and {}, reservations {:?}, \
+                 lease {} s, grace {} ms, clock offsets {:?} ms, keep {} entries, snapshot every {} entries, \
+                 election timeouts {:?} ticks",
                 self.config.seed,
                 self.config.nodes,
+                self.plan.slots,
                 self.plan.clients,
+                self.plan.segments.iter().filter(|s| **s != Segment::Direct).count(),
                 self.plan.pool_size,
+                self.plan.relay_pool_size,
+                self.plan.reservations,
                 self.plan.lease_secs,
                 self.plan.grace_ms,
                 self.nodes.iter().map(|n| n.offset_us / 1000).collect::<Vec<_>>(),
@@ -331,11 +359,8 @@ impl World {
             );
         }
         self.note(Note::Phase { name: "chaos" });
-        for n in 0..self.nodes.len() {
+        for n in 0..self.config.nodes {
             self.start_node(n)?;
-            let phase_us = self.net_rng.below(TICK_US);
-            self.schedule(self.now_us + phase_us, Event::Tick(n));
-            self.schedule(self.now_us + phase_us + SWEEP_US, Event::Sweep(n));
         }
         let mut effects = Vec::new();
         for c in 0..self.clients.len() {
@@ -357,7 +382,8 @@ impl World {
             node.crash_before_write = false;
         }
         for n in 0..self.nodes.len() {
-            if self.nodes[n].live.is_none() {
+            // Nodes the operator took out after their removal stay out.
+            if self.nodes[n].live.is_none() && self.nodes[n].seat == Seat::Member {
                 self.restart_node(n)?;
             }
         }
@@ -489,10 +515,12 @@ impl World {
             }
             Event::Restart(n) => {
                 self.nodes[n].restart_scheduled = false;
-                if self.nodes[n].live.is_none() {
+                if self.nodes[n].live.is_none() && self.nodes[n].seat == Seat::Member {
                     self.restart_node(n)?;
                 }
             }
+            Event::Decommission(n) => self.decommission(n),
+            Event::ChangeMembership { id, add } => self.ask_membership_change(id, add),
             Event::HealPartition { generation } => {
                 if self.net.partition_generation == generation {
                     self.net.heal_partition();

@@ -1,17 +1,28 @@
 //! Datagrams: Raft messages between peers, client requests to nodes and replies to clients, each
 //! through the network's fates (partitions, cut client links, loss, duplicates, delays), and what a
 //! node does with a client request (`Engine::handle_from`, as the lease actor does).
+//!
+//! Clients behind the relay: their broadcasts reach the nodes only through the relay, which sets
+//! giaddr, adds option 82 (its circuit and remote id) and unicasts a copy to every server it is
+//! configured with (every node the operator runs, as dhcrelay does with its list); replies to the relay
+//! reach the client through it. What they unicast (RENEWING, RELEASE) is routed straight to the
+//! server, giaddr 0. A reply broadcast on the nodes' segment (RFC 2131 §4.1: a NAK without giaddr)
+//! does not reach them.
 
 use std::net::Ipv4Addr;
 
 use leasehold_cluster::driver;
-use leasehold_node::engine::{Action, Arrival};
-use leasehold_node::wire::{ReplyType, Request};
+use leasehold_cluster::Command;
+use leasehold_node::engine::{Action, Arrival, Silence};
+use leasehold_node::wire::{Destination as WireDestination, Reply, ReplyType, Request};
 use raft::eraftpb::Message;
 
 use crate::client::Destination;
+use crate::net::Fates;
 use crate::trace::Note;
 
+use super::nodes::Seat;
+use super::plan::{relay_ip, Segment};
 use super::{Event, World};
 
 impl World {
@@ -50,14 +61,25 @@ impl World {
         self.drive(to)
     }
 
-    pub(super) fn send_request(&mut self, client: usize, request: Box<Request>, destination: Destination) {
+    pub(super) fn send_request(&mut self, client: usize, mut request: Box<Request>, destination: Destination) {
         self.report.client_messages += 1;
         let datagram = self.report.client_messages;
+        let relayed = destination == Destination::Broadcast && self.plan.segments[client] != Segment::Direct;
+        if relayed {
+            // RFC 3046 §2.1 / RFC 2131 §4.1: the relay's address on the client's link, one hop more,
+            // and the agent information it keeps the client's circuit by.
+            request.giaddr = relay_ip();
+            request.hops += 1;
+            request.relay_agent_info = self.plan.relay_agent_info(client);
+        }
+        // Nodes the operator does not run (spares, removed ones) are off the network.
         let targets: Vec<usize> = match destination {
-            Destination::Broadcast => (0..self.nodes.len()).collect(),
+            Destination::Broadcast => (0..self.nodes.len()).filter(|&n| self.nodes[n].seat == Seat::Member).collect(),
             Destination::Unicast(ip) => self.nodes.iter().position(|node| node.server_ip == ip).into_iter().collect(),
         };
         for node in targets {
+            // The relay sends each server its own unicast copy.
+            let destination = if relayed { Destination::Unicast(self.nodes[node].server_ip) } else { destination };
             let fates = self.net.fates(&mut self.net_rng);
             for &delay in fates.delays_us() {
                 let path = self.client_path_at_us.entry((client, node)).or_insert(0);
@@ -84,6 +106,7 @@ impl World {
             kind: request.message_type,
             xid: request.xid,
             destination,
+            relayed: !request.giaddr.is_unspecified(),
             delivered,
         });
         if !delivered {
@@ -100,10 +123,37 @@ impl World {
         if matches!(action, Action::Send(_) | Action::Propose(_)) {
             self.note_answer(datagram, n)?;
         }
+        match &action {
+            Action::Send(outgoing) => {
+                let reserved = self.reserved_on(n, None);
+                self.check_reply(n, client, &outgoing.reply, outgoing.destination, &reserved)?;
+            }
+            Action::Propose(proposal) => {
+                if let Command::Bind { mac, ip, .. } = &proposal.command {
+                    // The engine decides no binding against a reservation it knows.
+                    let reserved = self.reserved_on(n, None);
+                    self.check_reservations(n, client, *mac, *ip, &reserved).map_err(|e| format!("{e} (proposed)"))?;
+                }
+            }
+            Action::Silent(
+                silence @ (Silence::RateLimitedMac | Silence::RateLimitedRelay | Silence::RateLimitedCircuit),
+            ) => {
+                // The clients send at the pace of RFC 2131's retransmissions, a few to a relay port:
+                // far below every bucket (`limits.rate`, the defaults). Throttling one starves an
+                // honest client: either a bucket is too small or a client is looping.
+                return Err(format!(
+                    "limits: n{id} throttles c{client}'s {:?}{}: {}",
+                    request.message_type,
+                    if request.giaddr.is_unspecified() { "" } else { " through the relay" },
+                    silence.label()
+                ));
+            }
+            _ => {}
+        }
         let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
         match action {
             Action::Send(outgoing) => {
-                let reply = outgoing.reply;
+                let (reply, reply_destination) = (outgoing.reply, outgoing.destination);
                 let index = match reply.message_type {
                     ReplyType::Ack if reply.yiaddr != Ipv4Addr::UNSPECIFIED => {
                         let index = self.check_confirmation(n, client, &reply)?;
@@ -122,7 +172,7 @@ impl World {
                     // The simulated clients send no BOOTP.
                     ReplyType::Ack | ReplyType::Bootp => 0,
                 };
-                self.send_reply(n, reply, index);
+                self.send_reply(n, reply, reply_destination, index);
             }
             Action::Propose(proposal) => {
                 self.report.proposals += 1;
@@ -156,13 +206,29 @@ impl World {
         }
     }
 
-    pub(super) fn send_reply(&mut self, n: usize, reply: leasehold_node::wire::Reply, index: u64) {
+    /// A reply leaves node `n` for `destination`: it reaches the client when the client is where
+    /// that goes (the relay forwards to its segment, a broadcast stays on the nodes' segment, a
+    /// unicast to ciaddr is routed) and the network does not lose it.
+    pub(super) fn send_reply(&mut self, n: usize, reply: Reply, destination: WireDestination, index: u64) {
         let [.., hi, lo] = reply.chaddr;
         let client = usize::from(u16::from_be_bytes([hi, lo]));
         if self.clients.get(client).is_none_or(|c| c.mac != reply.chaddr) {
             return;
         }
-        let fates = self.net.fates(&mut self.net_rng);
+        let segment = self.plan.segments[client];
+        let reaches = match destination {
+            WireDestination::Relay(_) => segment != Segment::Direct,
+            WireDestination::Unicast(_) => true,
+            WireDestination::Broadcast => segment == Segment::Direct,
+        };
+        if reaches && segment != Segment::Direct {
+            match (destination, reply.message_type) {
+                (WireDestination::Relay(_), _) => self.report.relayed_replies += 1,
+                (WireDestination::Unicast(_), ReplyType::Ack) => self.report.relayed_renewals += 1,
+                _ => {}
+            }
+        }
+        let fates = if reaches { self.net.fates(&mut self.net_rng) } else { Fates::LOST };
         if fates.delays_us().is_empty() {
             let note = Note::ToClient {
                 node: self.nodes[n].id,
@@ -180,13 +246,7 @@ impl World {
         }
     }
 
-    pub(super) fn deliver_reply(
-        &mut self,
-        n: usize,
-        client: usize,
-        reply: &leasehold_node::wire::Reply,
-        index: u64,
-    ) -> Result<(), String> {
+    pub(super) fn deliver_reply(&mut self, n: usize, client: usize, reply: &Reply, index: u64) -> Result<(), String> {
         let delivered = self.net.client_link(n);
         let id = self.nodes[n].id;
         self.note(Note::ToClient { node: id, client, kind: reply.message_type, ip: reply.yiaddr, index, delivered });

@@ -1,5 +1,6 @@
 //! The nodes: what a node is (`SimNode`, and `Live`, what a crash loses), starting, restarting and
-//! crashing one, the mail between its raft and lease actors, and running them.
+//! crashing one, the mail between its raft and lease actors, and running them; and the Raft
+//! group's committed configurations as the nodes apply them (`note_conf_changes`).
 //!
 //! The raft actor's side runs the replica through the cluster's `driver`, the same code as the
 //! raft actor: `drive` begins each `Ready`, puts the messages that may leave before the write on the
@@ -17,17 +18,19 @@ use leasehold_cluster::lease::SnapshotEncoder;
 use leasehold_cluster::replica::{Replica, ReplicaConfig};
 use leasehold_cluster::storage::DurableLog;
 use leasehold_cluster::storage::MemLog;
-use leasehold_cluster::{Proposal, RaftStatus, ToStateMachine};
+use leasehold_cluster::{ClusterError, Command, CommittedEntry, Proposal, RaftStatus, ToStateMachine};
 use leasehold_config::Config;
 use leasehold_node::actors::state_machine;
 use leasehold_node::engine::{Engine, Role};
 use leasehold_node::wire::ReplyType;
-use raft::eraftpb::Message;
+use raft::eraftpb::{EntryType, Message};
 use raft::Storage;
 
 use crate::trace::Note;
 
-use super::{Event, World, ELECTION_TICKS, HEARTBEAT_TICKS, TICK_US};
+use super::checks::reserved_in;
+use super::plan::peer_addr;
+use super::{Event, World, ELECTION_TICKS, HEARTBEAT_TICKS, SWEEP_US, TICK_US};
 
 /// A running node: what a crash loses. The replica is the raft actor's, the engine (and the
 /// proposals it gathers for the next flush) the lease actor's; they talk through mail (`Event::
@@ -86,7 +89,8 @@ impl RaftShell for RaftOutputs {
     }
 }
 
-/// From the lease actor to the raft actor (`Propose` and `SnapshotTaken` in the node).
+/// To the raft actor: from the lease actor (`Propose` and `SnapshotTaken` in the node), and from
+/// the operator through the admin API (`ChangeMembership`).
 #[derive(Debug)]
 pub(super) enum RaftMail {
     Propose(Vec<Proposal>),
@@ -97,6 +101,21 @@ pub(super) enum RaftMail {
     /// The lease actor has the status without the leader lease: hand leadership over
     /// (`TransferLeader` in the node).
     HandOver,
+    /// Add node `id` as a voter, or remove it (`leasehold cluster add-node` / `remove-node`).
+    ChangeMembership {
+        id: u64,
+        add: bool,
+    },
+}
+
+/// Whether the operator runs a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Seat {
+    /// Runs (restarted after every crash): a member, or a node started to join.
+    Member,
+    /// Stopped for good after its removal committed, or a spare never started: nothing restarts
+    /// it but a membership change that adds it (`faults`).
+    Out,
 }
 
 pub(super) struct SimNode {
@@ -125,6 +144,12 @@ pub(super) struct SimNode {
     pub(super) restart_scheduled: bool,
     /// The last Raft status the lease actor got (the role also depends on the time: the leader lease).
     pub(super) status: RaftStatus,
+    pub(super) seat: Seat,
+    /// Started with `--join` (it joined with an empty log): every restart keeps the flag, as a
+    /// service's command line does.
+    pub(super) join: bool,
+    /// Its ticks and sweeps are scheduled (from its first start on).
+    pub(super) ticking: bool,
 }
 
 impl World {
@@ -135,8 +160,12 @@ impl World {
         let grace_ms = limits.expiry_grace_secs * 1000;
         let table = driver::open_table(&node.log, grace_ms, limits.max_leases)
             .map_err(|e| format!("n{}: the table from its own log: {e}", node.id))?;
+        // Its peer list: the first members, and itself when it joined later (as the README says).
+        let members = self.config.nodes as u64;
+        let voters = (1..=members).chain((node.id > members).then_some(node.id)).collect();
         let replica_config = ReplicaConfig {
-            voters: (1..=self.nodes.len() as u64).collect(),
+            voters,
+            join: node.join,
             applied: table.applied_index(),
             heartbeat_ticks: HEARTBEAT_TICKS,
             election_ticks: ELECTION_TICKS,
@@ -158,6 +187,12 @@ impl World {
         node.crash_before_write = false;
         node.status = no_status(id);
         self.note(Note::Restart { node: id, incarnation, applied, election_timeout_ticks: timeout });
+        if !self.nodes[n].ticking {
+            self.nodes[n].ticking = true;
+            let phase_us = self.net_rng.below(TICK_US);
+            self.schedule(self.now_us + phase_us, Event::Tick(n));
+            self.schedule(self.now_us + phase_us + SWEEP_US, Event::Sweep(n));
+        }
         if applied > 0 {
             self.checker.applied(id, applied, digest)?;
             self.check_table(n)?;
@@ -241,6 +276,33 @@ impl World {
                 self.note(Note::Transfer { node: n as u64 + 1, to, what });
                 self.drive(n)
             }
+            RaftMail::ChangeMembership { id, add } => {
+                // The raft actor's `ChangeMembership`: the new member's peer address as context.
+                let context = if add { peer_addr(id).to_string().into_bytes() } else { Vec::new() };
+                let outcome = match live.replica.propose_membership(id, add, context) {
+                    Ok(()) => {
+                        self.report.membership_proposed += 1;
+                        "proposed"
+                    }
+                    Err(ClusterError::MembershipRefused(_)) => {
+                        self.report.membership_refused += 1;
+                        "refused: would lose quorum"
+                    }
+                    Err(ClusterError::NotLeader) => {
+                        self.report.membership_not_leader += 1;
+                        "refused: not the leader"
+                    }
+                    // raft-rs drops a configuration change proposed while a leadership transfer is
+                    // under way; the operator is told and asks again.
+                    Err(ClusterError::Raft(raft::Error::ProposalDropped)) => {
+                        self.report.membership_not_leader += 1;
+                        "refused: dropped during a leadership transfer"
+                    }
+                    Err(e) => return Err(format!("n{}: membership change of n{id}: {e}", n + 1)),
+                };
+                self.note(Note::MembershipChange { node: n as u64 + 1, id, add, outcome });
+                self.drive(n)
+            }
         }
     }
 
@@ -284,6 +346,8 @@ impl World {
     /// Carry out what the driver routed, in order: messages onto the network, mail to the lease
     /// actor (committed entries with their terms as the log has them now, for check 5).
     fn carry_out(&mut self, n: usize, outputs: RaftOutputs) -> Result<(), String> {
+        // Membership changes come before the committed entries that carry them (`driver`).
+        let mut changes = Vec::new();
         for output in outputs.0 {
             match output {
                 RaftOutput::Send(messages) => {
@@ -294,6 +358,9 @@ impl World {
                 RaftOutput::Mail(mail) => {
                     let terms = match &mail {
                         ToStateMachine::Entries(entries) => {
+                            if !changes.is_empty() {
+                                self.note_conf_changes(n, entries, std::mem::take(&mut changes))?;
+                            }
                             let log = &self.nodes[n].log;
                             entries.iter().map(|entry| (entry.index, log.term(entry.index).ok())).collect()
                         }
@@ -302,16 +369,92 @@ impl World {
                     self.mail_engine(n, EngineMail::StateMachine { mail, terms });
                 }
                 RaftOutput::Status(status) => self.mail_engine(n, EngineMail::Status(status)),
-                // The simulated membership is fixed: no node proposes a membership change.
-                RaftOutput::Membership(change) => {
+                RaftOutput::Membership(change) => changes.push(change),
+            }
+        }
+        if !changes.is_empty() {
+            return Err(format!("n{}: membership changes {changes:?} without the entries that carry them", n + 1));
+        }
+        Ok(())
+    }
+
+    /// Node `n` applied the membership `changes` carried by conf-change entries among `entries`, in
+    /// order. The first node to apply one records the configuration it makes (the one before, with
+    /// that change); every other node must apply the same change at the same index, and its log
+    /// must then hold the same voters. A committed removal has the operator stop that node.
+    fn note_conf_changes(
+        &mut self,
+        n: usize,
+        entries: &[CommittedEntry],
+        changes: Vec<MembershipChange>,
+    ) -> Result<(), String> {
+        let id = n as u64 + 1;
+        let log = &self.nodes[n].log;
+        let indexes: Vec<u64> = entries
+            .iter()
+            .filter(|entry| {
+                log.entries(entry.index, entry.index + 1, None, raft::GetEntriesContext::empty(false)).is_ok_and(
+                    |found| found.first().is_some_and(|e| e.get_entry_type() == EntryType::EntryConfChangeV2),
+                )
+            })
+            .map(|entry| entry.index)
+            .collect();
+        if indexes.len() != changes.len() {
+            return Err(format!("n{id}: membership changes {changes:?} but conf-change entries at {indexes:?}"));
+        }
+        for (index, change) in indexes.into_iter().zip(changes) {
+            let (&before_index, before) = self.configs.range(..index).next_back().expect("the first configuration");
+            let mut voters = before.clone();
+            voters.retain(|voter| *voter != change.id);
+            if change.added {
+                voters.push(change.id);
+                voters.sort_unstable();
+            }
+            match self.configs.get(&index) {
+                Some(known) if *known != voters => {
                     return Err(format!(
-                        "n{}: a membership change committed, but nobody proposed one: {change:?}",
-                        n + 1
+                        "n{id}: the change at {index} ({change:?}) makes voters {voters:?}, another node made {known:?}"
                     ))
+                }
+                Some(_) => {}
+                None => {
+                    if let Some((&later, _)) = self.configs.range(index..).next() {
+                        return Err(format!(
+                            "n{id}: a configuration change at {index}, after one at {later} was known"
+                        ));
+                    }
+                    self.note(Note::Configuration { index, voters: voter_bits(&voters), after: before_index });
+                    if change.added {
+                        self.report.members_added += 1;
+                    } else {
+                        self.report.members_removed += 1;
+                        // The operator sees the removal in `cluster status` and stops the node.
+                        let slot = change.id as usize - 1;
+                        let at_us = self.now_us + self.fault_rng.between(0, 3_000_000);
+                        self.schedule(at_us, Event::Decommission(slot));
+                    }
+                    self.configs.insert(index, voters);
                 }
             }
         }
+        let log = &self.nodes[n].log;
+        let conf_index = log.conf_index();
+        let stored = log.initial_state().map(|state| state.conf_state.voters).unwrap_or_default();
+        if let Some((_, expected)) = self.configs.range(..=conf_index).next_back() {
+            let mut stored = stored;
+            stored.sort_unstable();
+            if stored != *expected {
+                return Err(format!(
+                    "n{id}: its log holds voters {stored:?} at {conf_index}, the change made {expected:?}"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The voters of the latest committed configuration.
+    pub(super) fn voters(&self) -> &[u64] {
+        self.configs.values().next_back().map_or(&[], Vec::as_slice)
     }
 
     /// The lease actor's `snapshot_slice`: a few records of the snapshot (a seeded number, so entries
@@ -402,6 +545,17 @@ impl World {
             self.note(Note::Applied { node: id, first, last });
         }
         let (offset_us, world_now_us) = (self.nodes[n].offset_us, self.now_us);
+        // The replicated reservations as they stood after each entry that changed them, so each
+        // ACK is checked against what its own entry's table knew.
+        let changes_reservations = |entry: &CommittedEntry| {
+            entry.proposals.iter().any(|p| matches!(p.command, Command::Reserve { .. } | Command::Unreserve { .. }))
+        };
+        let mut reserved_at = match &mail {
+            ToStateMachine::Entries(entries) if entries.iter().any(changes_reservations) => {
+                vec![(0, self.reserved_on(n, None))]
+            }
+            _ => Vec::new(),
+        };
         let Some(live) = self.nodes[n].live.as_mut() else { return Ok(()) };
         // After each entry that moved the table: the same index gives the same digest on every node
         // (check 3), and a table that bound something keeps its invariants (check 4).
@@ -410,6 +564,9 @@ impl World {
         let mut failure = None;
         let applied = state_machine::on_raft_mail(&mut live.engine, mail, now_us, |entry, engine| {
             let table = engine.table();
+            if !reserved_at.is_empty() && changes_reservations(entry) {
+                reserved_at.push((entry.index, reserved_in(table)));
+            }
             if failure.is_some() || table.applied_index() == applied_index {
                 return;
             }
@@ -443,8 +600,18 @@ impl World {
             self.checker.applied(id, index, digest)?;
             self.check_table(n)?;
         }
+        for (_, result) in &applied.admin {
+            self.report.admin_done += u64::from(result.is_ok());
+            self.report.reservations_refused += u64::from(result.is_err());
+            self.note(Note::AdminOutcome { node: id, done: result.is_ok() });
+        }
         for reply in applied.replies {
-            let (index, reply) = (reply.index, reply.outgoing.reply);
+            let (index, destination, reply) = (reply.index, reply.outgoing.destination, reply.outgoing.reply);
+            let client = usize::from(u16::from_be_bytes([reply.chaddr[4], reply.chaddr[5]]));
+            if self.clients.get(client).is_some_and(|c| c.mac == reply.chaddr) {
+                let reserved = self.reserved_on(n, Some((&reserved_at, index)));
+                self.check_reply(n, client, &reply, destination, &reserved)?;
+            }
             if reply.message_type == ReplyType::Ack {
                 let term = terms.iter().find(|(at, _)| *at == index).and_then(|(_, term)| *term);
                 self.check_durable(n, index, term)?;
@@ -455,7 +622,7 @@ impl World {
             } else if reply.message_type == ReplyType::Nak {
                 self.report.naks += 1;
             }
-            self.send_reply(n, reply, index);
+            self.send_reply(n, reply, destination, index);
         }
         if applied.snapshot_due {
             self.snapshot_slice(n);
@@ -467,6 +634,11 @@ impl World {
 /// What the lease actor knows of Raft before the first status (as `LeaseActor::new` starts).
 pub(super) fn no_status(node_id: u64) -> RaftStatus {
     RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, lease_until_us: None, commit_index: 0 }
+}
+
+/// Voter ids as bits (bit `id - 1`), for notes.
+pub(super) fn voter_bits(voters: &[u64]) -> u8 {
+    voters.iter().fold(0, |bits, id| bits | 1 << (id - 1))
 }
 
 pub(super) fn role_name(role: Role) -> &'static str {

@@ -51,6 +51,35 @@ pub struct Report {
     pub answered_twice: u64,
     /// How long after everything healed every client held an address.
     pub settle_us: u64,
+    /// Clients behind the relay, replies the relay forwarded to them, and ACKs to their RENEWING
+    /// requests sent straight to a node (giaddr 0).
+    pub relayed_clients: u64,
+    pub relayed_replies: u64,
+    pub relayed_renewals: u64,
+    /// Reservations in the config file, and ACKs to clients with a reservation.
+    pub config_reservations: u64,
+    pub reserved_acks: u64,
+    /// The operator's reservation changes: asked for, refused (by the node at once, or at apply),
+    /// and made (committed and applied on the node asked).
+    pub reservations_asked: u64,
+    pub unreservations_asked: u64,
+    pub reservations_refused: u64,
+    pub admin_done: u64,
+    /// The operator's membership changes: asked for (additions, removals), proposed by a leader,
+    /// refused by the membership guard (would lose quorum) or by a node that is not the leader.
+    pub additions_asked: u64,
+    pub removals_asked: u64,
+    pub membership_proposed: u64,
+    pub membership_refused: u64,
+    pub membership_not_leader: u64,
+    /// Committed configuration changes, and nodes the operator stopped after their removal.
+    pub members_added: u64,
+    pub members_removed: u64,
+    pub decommissioned: u64,
+    /// Nodes started to join with an empty data directory (spares, or removed and wiped), or with
+    /// the one they had when removed.
+    pub joins_empty: u64,
+    pub joins_kept: u64,
     /// Digest of the whole event trace: equal for two runs of the same seed.
     pub trace_digest: u64,
 }
@@ -58,6 +87,11 @@ pub struct Report {
 impl Report {
     pub fn faults(&self) -> u64 {
         self.crashes + self.partitions + self.client_link_cuts + self.weather_changes + self.leader_transfers
+    }
+
+    /// Committed membership changes.
+    pub fn membership_changes(&self) -> u64 {
+        self.members_added + self.members_removed
     }
 }
 
@@ -71,6 +105,11 @@ impl fmt::Display for Report {
              changes, {} leader transfers; {} snapshots taken, {} restored; all clients bound {:.1}s after healing; applied index {}; \
              {} addresses passed between clients; {} record collections; {} datagrams answered by two nodes; \
              {} digests and {} beliefs checked; \
+             relay: {} clients, {} replies relayed, {} direct renewals ACKed; \
+             reservations: {} in the config, {} ACKs to reserved clients, {} made and {} ended by the operator \
+             ({} refused, {} applied); membership: {} additions and {} removals asked ({} proposed, {} refused \
+             by the quorum guard, {} by a follower), {} added and {} removed, {} nodes stopped, {} joined \
+             empty and {} with their data; \
              trace digest {:#018x}",
             self.seed,
             self.nodes,
@@ -101,6 +140,25 @@ impl fmt::Display for Report {
             self.answered_twice,
             self.digests_compared,
             self.beliefs_checked,
+            self.relayed_clients,
+            self.relayed_replies,
+            self.relayed_renewals,
+            self.config_reservations,
+            self.reserved_acks,
+            self.reservations_asked,
+            self.unreservations_asked,
+            self.reservations_refused,
+            self.admin_done,
+            self.additions_asked,
+            self.removals_asked,
+            self.membership_proposed,
+            self.membership_refused,
+            self.membership_not_leader,
+            self.members_added,
+            self.members_removed,
+            self.decommissioned,
+            self.joins_empty,
+            self.joins_kept,
             self.trace_digest
         )
     }
