@@ -690,6 +690,27 @@ fn the_group_commit_window_may_be_zero_and_is_bounded() {
     only_error(&errors, "limits.group_commit_window_us", &["100001", "more than 100000"]);
 }
 
+/// Found with the `config_toml` fuzz target's check that a checked config's durations convert to
+/// the units the code counts in: `expiry_grace_secs` near `i64::MAX` passed, and `serve` multiplied
+/// it by 1000 (an overflow: a panic in a debug build, a wrong grace in release); the engine does the
+/// same with `proposal_timeout_ms` and `decline_probation_secs`.
+#[test]
+fn limit_durations_are_bounded_so_their_units_convert() {
+    let at_most = |key: &str, max: u64| {
+        load(&format!("{BASE}[limits]\n{key} = {max}\n")).expect("the bound itself is accepted");
+        let errors = rejected(&format!("{BASE}[limits]\n{key} = {}\n", max + 1));
+        only_error(&errors, &format!("limits.{key}"), &[&(max + 1).to_string(), "ten years"]);
+        let errors = rejected(&format!("{BASE}[limits]\n{key} = 9223372036854775807\n"));
+        only_error(&errors, &format!("limits.{key}"), &["9223372036854775807"]);
+    };
+    for key in ["decline_probation_secs", "expiry_grace_secs", "record_retention_secs"] {
+        at_most(key, 315_360_000);
+    }
+    for key in ["offer_hold_ms", "proposal_timeout_ms"] {
+        at_most(key, 315_360_000_000);
+    }
+}
+
 #[test]
 fn starvation_limits_have_defaults_and_are_read_from_limits_and_limits_rate() {
     let limits = load(BASE).expect("the base loads").limits;
