@@ -925,6 +925,17 @@ fn check_pool(
         if start > end {
             cx.error(end_key, format!("range_end {end} is below range_start {start}"));
         }
+        let addresses = u64::from(u32::from(*end)).saturating_sub(u64::from(u32::from(*start))) + 1;
+        if start <= end && addresses > crate::MAX_POOL_ADDRESSES {
+            cx.error(
+                end_key,
+                format!(
+                    "the range {start} to {end} holds {addresses} addresses; a pool holds at most {} (a /8): \
+                     split it into several pools",
+                    crate::MAX_POOL_ADDRESSES
+                ),
+            );
+        }
         if let Some(subnet) = subnet {
             let net = format!("{}/{}", subnet.network, subnet.prefix_len);
             let start_inside = subnet.contains(*start);
