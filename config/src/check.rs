@@ -622,6 +622,19 @@ fn check_limits(cx: &mut Ctx<'_>, raw: &crate::raw::RawLimits) -> Limits {
         snapshot_every_entries,
         record_retention_secs,
     );
+    // Ten years at most, so that every unit conversion stays exact (`MAX_LIMIT_SECS`).
+    let durations = [
+        ("offer_hold_ms", limits.offer_hold_ms, crate::MAX_LIMIT_SECS * 1000),
+        ("proposal_timeout_ms", limits.proposal_timeout_ms, crate::MAX_LIMIT_SECS * 1000),
+        ("decline_probation_secs", limits.decline_probation_secs, crate::MAX_LIMIT_SECS),
+        ("expiry_grace_secs", limits.expiry_grace_secs, crate::MAX_LIMIT_SECS),
+        ("record_retention_secs", limits.record_retention_secs, crate::MAX_LIMIT_SECS),
+    ];
+    for (field, value, max) in durations {
+        if value > max {
+            cx.error(&Key::path(format!("limits.{field}")), format!("{value} is more than {max} (ten years)"));
+        }
+    }
     match raw.group_commit_window_us {
         Some(window) if window > crate::MAX_GROUP_COMMIT_WINDOW_US => cx.error(
             &Key::path("limits.group_commit_window_us"),
@@ -911,6 +924,17 @@ fn check_pool(
     if let (Some((start, start_key)), Some((end, end_key))) = (&start, &end) {
         if start > end {
             cx.error(end_key, format!("range_end {end} is below range_start {start}"));
+        }
+        let addresses = u64::from(u32::from(*end)).saturating_sub(u64::from(u32::from(*start))) + 1;
+        if start <= end && addresses > crate::MAX_POOL_ADDRESSES {
+            cx.error(
+                end_key,
+                format!(
+                    "the range {start} to {end} holds {addresses} addresses; a pool holds at most {} (a /8): \
+                     split it into several pools",
+                    crate::MAX_POOL_ADDRESSES
+                ),
+            );
         }
         if let Some(subnet) = subnet {
             let net = format!("{}/{}", subnet.network, subnet.prefix_len);

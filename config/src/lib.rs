@@ -273,6 +273,14 @@ pub const MAX_TRACKED_KEYS: u64 = 10_000_000;
 /// The longest group commit window a config may ask for (it delays ACKs by up to that much).
 pub const MAX_GROUP_COMMIT_WINDOW_US: u64 = 100_000;
 
+/// The most addresses one pool's range holds, a /8: the engine indexes every address of a pool (9
+/// bytes each) when it starts, so a larger range would cost gigabytes before the first packet.
+pub const MAX_POOL_ADDRESSES: u64 = 1 << 24;
+
+/// The longest duration a `[limits]` key may give, ten years: the code counts seconds in
+/// milliseconds and milliseconds in microseconds, and within this bound every conversion is exact.
+pub const MAX_LIMIT_SECS: u64 = 10 * 365 * 24 * 3600;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

@@ -693,6 +693,43 @@ fn the_group_commit_window_may_be_zero_and_is_bounded() {
     only_error(&errors, "limits.group_commit_window_us", &["100001", "more than 100000"]);
 }
 
+/// Found with the `config_toml` fuzz target, which starts an engine on every config that checks: a
+/// pool of 0.0.0.1 to 127.255.255.254 passed, and the engine's index of it asked for 17 GB (the
+/// target ran out of memory). A pool holds at most a /8.
+#[test]
+fn a_pool_holds_at_most_a_slash_8() {
+    let pool = |subnet: &str, start: &str, end: &str| {
+        format!("[server]\nserver_ip = \"192.168.0.1\"\n[[pool]]\nsubnet = \"{subnet}\"\nrange_start = \"{start}\"\nrange_end = \"{end}\"\n")
+    };
+    let config = load(&pool("10.0.0.0/7", "10.0.0.1", "11.0.0.0")).expect("2^24 addresses are one pool");
+    assert_eq!(config.pools[0].size(), 1 << 24);
+    let errors = rejected(&pool("0.0.0.0/1", "0.0.0.1", "127.255.255.254"));
+    only_error(&errors, "pool[0].range_end", &["2147483646 addresses", "at most 16777216"]);
+    let errors = rejected(&pool("10.0.0.0/7", "10.0.0.1", "11.0.0.1"));
+    only_error(&errors, "pool[0].range_end", &["16777217 addresses"]);
+}
+
+/// Found with the `config_toml` fuzz target's check that a checked config's durations convert to
+/// the units the code counts in: `expiry_grace_secs` near `i64::MAX` passed, and `serve` multiplied
+/// it by 1000 (an overflow: a panic in a debug build, a wrong grace in release); the engine does the
+/// same with `proposal_timeout_ms` and `decline_probation_secs`.
+#[test]
+fn limit_durations_are_bounded_so_their_units_convert() {
+    let at_most = |key: &str, max: u64| {
+        load(&format!("{BASE}[limits]\n{key} = {max}\n")).expect("the bound itself is accepted");
+        let errors = rejected(&format!("{BASE}[limits]\n{key} = {}\n", max + 1));
+        only_error(&errors, &format!("limits.{key}"), &[&(max + 1).to_string(), "ten years"]);
+        let errors = rejected(&format!("{BASE}[limits]\n{key} = 9223372036854775807\n"));
+        only_error(&errors, &format!("limits.{key}"), &["9223372036854775807"]);
+    };
+    for key in ["decline_probation_secs", "expiry_grace_secs", "record_retention_secs"] {
+        at_most(key, 315_360_000);
+    }
+    for key in ["offer_hold_ms", "proposal_timeout_ms"] {
+        at_most(key, 315_360_000_000);
+    }
+}
+
 #[test]
 fn starvation_limits_have_defaults_and_are_read_from_limits_and_limits_rate() {
     let limits = load(BASE).expect("the base loads").limits;
