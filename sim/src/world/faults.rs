@@ -158,16 +158,15 @@ impl World {
     /// (of the last two configurations: the one before may still be the one that commits).
     pub(super) fn may_lose_a_disk(&self, n: usize) -> bool {
         let behind = |voters: &[u64]| {
-            voters
-                .iter()
-                .map(|id| *id as usize - 1)
-                .filter(|&i| {
-                    let node = &self.nodes[i];
-                    let wiped_not_restarted = node.lost_log.is_some() && node.log.last_index().unwrap_or(0) == 0;
-                    i == n || node.log.catch_up() != CatchUpMark::Done || wiped_not_restarted
-                })
-                .count()
+            voters.iter().map(|id| *id as usize - 1).filter(|&i| i == n || self.catching_up(i)).count()
         };
         self.configs.values().rev().take(2).all(|voters| behind(voters) * 2 < voters.len())
+    }
+
+    /// Node `i` lost its disk (or started empty) and has not caught up yet: it votes for nobody.
+    pub(super) fn catching_up(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        let wiped_not_restarted = node.lost_log.is_some() && node.log.last_index().unwrap_or(0) == 0;
+        node.log.catch_up() != CatchUpMark::Done || wiped_not_restarted
     }
 }
