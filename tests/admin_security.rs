@@ -382,9 +382,14 @@ fn a_membership_change_that_would_lose_quorum_is_refused() {
     let followers: Vec<u32> = (1..=NODES).filter(|&id| id != leader).collect();
     let (down, other) = (followers[0], followers[1]);
     let leader_ns = cluster.ns(leader).to_string();
+    // Reachable: answered within an election timeout, and reported that it has caught up.
     for id in 1..=NODES {
-        let view = member_view(&leader_ns, u64::from(id));
-        assert_eq!(view["reachable"], true, "all reachable at first: {view}");
+        poll_until(
+            Duration::from_secs(10),
+            || member_view(&leader_ns, u64::from(id)),
+            |view| view["reachable"] == true && view["catching_up"] == false,
+            |view| format!("node {id} not reachable at first: {view}"),
+        );
     }
 
     cluster.kill(down);

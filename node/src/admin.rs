@@ -92,6 +92,7 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
                 "progress": m.state,
                 "recently_active": m.recent_active,
                 "reachable": m.reachable,
+                "catching_up": m.catching_up,
                 "term": m.term,
                 "commit_index": m.commit,
                 // This node's own: what its lease table applied; another's: what its raft layer

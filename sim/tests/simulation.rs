@@ -167,26 +167,30 @@ fn run_seeds(from: u64, seeds: u64, wipe_disks: bool) -> Vec<Report> {
     reports
 }
 
-/// Seeds that found bugs (10,000 steps, at most 60 clients, as this test runs them; the nodes by the
-/// seed), replayed on their own: each failed before its fix, in the run of the simulation that found
-/// it. They stay as they are, whatever the simulation draws for them now.
+/// Seeds that found bugs, replayed on their own: each failed before its fix, in the run of the
+/// simulation that found it (`steps` and most clients as given; the nodes by the seed). They stay as
+/// they are, whatever the simulation draws for them now.
 #[test]
 fn the_seeds_that_found_bugs_pass() {
     let found = [
         // A leader asked to remove itself kept leading, and raft-rs panicked at its next commit.
-        (22, "leader removed itself: raft-rs panic"),
-        (29, "leader removed itself: raft-rs panic"),
+        (22, 10_000, 60, "leader removed itself: raft-rs panic"),
+        (29, 10_000, 60, "leader removed itself: raft-rs panic"),
         // A node added after the leader's last snapshot was refused every snapshot (none named it).
-        (10, "added node never caught up"),
-        (303, "added node never caught up"),
-        (222, "a voter that never caught up: no commits at all"),
+        (10, 10_000, 60, "added node never caught up"),
+        (303, 10_000, 60, "added node never caught up"),
+        (222, 10_000, 60, "a voter that never caught up: no commits at all"),
         // A reservation committed while the client's renewal was in flight: ACKed against it.
-        (215, "ACK against a reservation committed meanwhile"),
+        (215, 10_000, 60, "ACK against a reservation committed meanwhile"),
         // A node without a quorum confirmed a lease the client's new reservation forbids.
-        (262, "minority confirmation against a reservation"),
+        (262, 10_000, 60, "minority confirmation against a reservation"),
+        // The membership guard counted a voter still catching up: the leader removed itself and
+        // left two voters, one waiting for the other's vote, for good.
+        (2846, 20_000, 200, "guard counted a new member catching up: no leader ever after"),
+        (3050, 20_000, 200, "guard counted a member that had not caught up since the start"),
     ];
-    for (seed, what) in found {
-        if let Err(failure) = run(&config(seed, DEFAULT_STEPS, DEFAULT_MAX_CLIENTS)) {
+    for (seed, steps, max_clients, what) in found {
+        if let Err(failure) = run(&config(seed, steps, max_clients)) {
             panic!("seed {seed} ({what}) fails again:\n{failure}");
         }
     }

@@ -62,6 +62,13 @@ impl CatchUp {
         }
         Ok(CatchUp { mark, until: None, started_empty: mark != CatchUpMark::Done })
     }
+
+    /// The log did not start empty, or has caught up since: what this node reports to the leader,
+    /// whose membership guard counts only voters that vote. A `Fresh` log is not caught up: it votes
+    /// only until it hears of a commit, and a leader always has one (its election's entry).
+    pub(super) fn caught_up(&self) -> bool {
+        self.mark == CatchUpMark::Done
+    }
 }
 
 impl<L: DurableLog> Replica<L> {

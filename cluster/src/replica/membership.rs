@@ -8,9 +8,13 @@
 //! Owns when each follower last answered this leader (`note_heard`, from its append and heartbeat
 //! responses, on the replica's clock) and the pure rule `check_membership_change`. A voter counts
 //! as reachable when it answered within one election timeout (heartbeats go out every
-//! `heartbeat_ticks`, so a live follower is never near that old). raft-rs's own `recent_active`
-//! is not used: check-quorum clears it on every voter once per election timeout, so a live follower
-//! would look gone just after each check, and a dead one alive for up to a timeout after it died.
+//! `heartbeat_ticks`, so a live follower is never near that old) and its last report does not say
+//! it is catching up: a node that started with an empty log (a new member, a lost disk) answers the
+//! leader but votes for nobody until it has caught up, so counting it could leave voters that can
+//! never elect a leader (remove the leader of [1, 2, 3] while 3 catches up: [2, 3] wait for each
+//! other for good). raft-rs's own `recent_active` is not used: check-quorum clears it on every voter
+//! once per election timeout, so a live follower would look gone just after each check, and a dead
+//! one alive for up to a timeout after it died.
 //!
 //! The rule (sizes are voter counts, a quorum of n is n / 2 + 1):
 //! - removing: the node must be a voter and not the last one; the voters left must include a quorum
@@ -71,7 +75,7 @@ pub fn check_membership_change(
                 let down: BTreeSet<u64> = rest.difference(reachable).copied().collect();
                 return Err(format!(
                     "removing node {id} would lose quorum: the voters left, {}, need {need} for a quorum but only {} \
-                     {} reachable ({} not answering); bring them back first",
+                     {} reachable ({} not answering, or still catching up); bring them back first",
                     list(&rest),
                     live.len(),
                     if live.len() == 1 { "is" } else { "are" },
@@ -94,8 +98,8 @@ pub fn check_membership_change(
                 let down: BTreeSet<u64> = voters.difference(reachable).copied().collect();
                 return Err(format!(
                     "adding node {id} would lose quorum: {after} voters need {need} for a quorum, and only {} of the \
-                     current voters {} {} reachable ({} not answering; the new node counts only once it has caught \
-                     up); bring them back or remove them first",
+                     current voters {} {} reachable ({} not answering, or still catching up; the new node counts only \
+                     once it has caught up); bring them back or remove them first",
                     live.len(),
                     list(voters),
                     if live.len() == 1 { "is" } else { "are" },
@@ -225,13 +229,17 @@ impl<L: DurableLog> Replica<L> {
         Ok(())
     }
 
-    /// This node and the voters that answered it within one election timeout.
+    /// This node and the voters that answered it within one election timeout and vote: their last
+    /// report says they have caught up (a follower of a version before that report says nothing
+    /// of it, and is taken to have). A voter that crashed less than a timeout ago still counts; one
+    /// that lost its disk too, until its first answer says it is catching up.
     pub fn reachable_voters(&self) -> BTreeSet<u64> {
         let window = self.election_timeout_us;
         let mut reachable: BTreeSet<u64> = self
             .voters()
             .into_iter()
             .filter(|id| self.heard_from.at_us.get(id).is_some_and(|at| self.now_us.saturating_sub(*at) <= window))
+            .filter(|id| self.peer_reports.get(id).is_some_and(|report| report.caught_up))
             .collect();
         reachable.insert(self.node_id);
         reachable

@@ -1,7 +1,8 @@
 //! Status reports: what each member says about itself, and the leader's view of the members.
 //!
 //! Owns the report a follower puts on its append and heartbeat responses (its own term, commit and
-//! applied index, `stamp_reports`), the leader's record of the last one from each follower
+//! applied index, and whether it is still catching up and so votes for nobody: `stamp_reports`),
+//! the leader's record of the last one from each follower
 //! (`take_report`, `PeerReport`), and `members`, the `MemberProgress` list that
 //! `GET /v1/cluster` shows. Nothing here changes what Raft decides: raft-rs does not read the
 //! context of those responses, and the leader strips the report before stepping one.
@@ -11,8 +12,11 @@ use raft::eraftpb::{Message, MessageType};
 use super::Replica;
 use crate::storage::DurableLog;
 
-/// Marks a follower's report of its own term, commit and applied index in the context of its
-/// append and heartbeat responses (raft-rs does not read that context; the leader strips it).
+/// Marks a follower's report of its own term, commit and applied index, then 1 while it catches up
+/// after starting with an empty log (0 otherwise), in the context of its append and heartbeat
+/// responses (raft-rs does not read that context; the leader strips it). A report of three values
+/// (from a version before the fourth) says nothing of catching up: the follower is taken to have
+/// caught up, as those versions' leaders took it.
 const STATUS_REPORT_MAGIC: &[u8; 4] = b"LHsr";
 
 /// What a follower last reported about itself (see `STATUS_REPORT_MAGIC`).
@@ -21,6 +25,8 @@ pub(super) struct PeerReport {
     term: u64,
     commit: u64,
     applied: u64,
+    /// Not catching up after starting with an empty log (so it votes).
+    pub(super) caught_up: bool,
 }
 
 /// One member as the leader sees it (`matched`, `lag` and `state` only on the leader).
@@ -33,8 +39,12 @@ pub struct MemberProgress {
     pub lag: Option<u64>,
     pub state: Option<String>,
     pub recent_active: Option<bool>,
-    /// Answered this leader within an election timeout (the membership guard's view; leader only).
+    /// Answered this leader within an election timeout and votes (the membership guard's view;
+    /// leader only).
     pub reachable: Option<bool>,
+    /// Still catching up after starting with an empty log, and so voting for nobody (as it last
+    /// reported; this node's own always, a follower's on the leader).
+    pub catching_up: Option<bool>,
     /// The member's own term, commit and applied index: this node's own always, a follower's as
     /// it last reported them to the leader (so only on the leader).
     pub term: Option<u64>,
@@ -52,9 +62,10 @@ impl<L: DurableLog> Replica<L> {
     pub(super) fn stamp_reports(&self, messages: &mut [Message]) {
         let hs = self.node.raft.hard_state();
         let applied = self.node.raft.raft_log.applied;
+        let catching_up = u64::from(!self.catch_up.caught_up());
         for message in messages.iter_mut().filter(|m| carries_report(m) && m.context.is_empty()) {
             let mut context = STATUS_REPORT_MAGIC.to_vec();
-            for value in [hs.term, hs.commit, applied] {
+            for value in [hs.term, hs.commit, applied, catching_up] {
                 context.extend_from_slice(&value.to_be_bytes());
             }
             message.context = context.into();
@@ -69,7 +80,8 @@ impl<L: DurableLog> Replica<L> {
         let Some(body) = message.context.strip_prefix(STATUS_REPORT_MAGIC.as_slice()) else { return };
         let mut values = body.chunks_exact(8).filter_map(|c| <[u8; 8]>::try_from(c).ok().map(u64::from_be_bytes));
         if let (Some(term), Some(commit), Some(applied)) = (values.next(), values.next(), values.next()) {
-            self.peer_reports.insert(message.from, PeerReport { term, commit, applied });
+            let caught_up = values.next() != Some(1);
+            self.peer_reports.insert(message.from, PeerReport { term, commit, applied, caught_up });
         }
         message.context = Default::default();
     }
@@ -89,7 +101,12 @@ impl<L: DurableLog> Replica<L> {
             .map(|(id, voter)| {
                 let progress = status.progress.and_then(|p| p.get(id));
                 let report = if id == self.node_id {
-                    Some(PeerReport { term: status.hs.term, commit: status.hs.commit, applied: status.applied })
+                    Some(PeerReport {
+                        term: status.hs.term,
+                        commit: status.hs.commit,
+                        applied: status.applied,
+                        caught_up: self.catch_up.caught_up(),
+                    })
                 } else {
                     self.peer_reports.get(&id).copied().filter(|_| progress.is_some())
                 };
@@ -104,6 +121,7 @@ impl<L: DurableLog> Replica<L> {
                     term: report.map(|r| r.term),
                     commit: report.map(|r| r.commit),
                     applied: report.map(|r| r.applied),
+                    catching_up: report.map(|r| !r.caught_up),
                 }
             })
             .collect()

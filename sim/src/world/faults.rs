@@ -153,8 +153,8 @@ impl World {
             // The operator: a membership change, a leadership hand-over (SIGTERM on the leader,
             // `cluster transfer-leader`), or a reservation made or ended.
             10 => self.membership_fault()?,
-            // Not in the lost-disk runs yet: there seed 1000008 (transfers, membership changes and a
-            // disk lost together) left two voters refusing each other's pre-votes; under study.
+            // Not in the lost-disk runs yet: there seed 1000008 (a transfer, membership changes and a
+            // lost disk together) leaves two voters refusing each other's pre-votes; under study.
             11 if !self.config.wipe_disks => self.transfer_leadership()?,
             _ => self.reservation_fault(),
         }
@@ -192,16 +192,15 @@ impl World {
     /// (of the last two configurations: the one before may still be the one that commits).
     pub(super) fn may_lose_a_disk(&self, n: usize) -> bool {
         let behind = |voters: &[u64]| {
-            voters
-                .iter()
-                .map(|id| *id as usize - 1)
-                .filter(|&i| {
-                    let node = &self.nodes[i];
-                    let wiped_not_restarted = node.lost_log.is_some() && node.log.last_index().unwrap_or(0) == 0;
-                    i == n || node.log.catch_up() != CatchUpMark::Done || wiped_not_restarted
-                })
-                .count()
+            voters.iter().map(|id| *id as usize - 1).filter(|&i| i == n || self.catching_up(i)).count()
         };
         self.configs.values().rev().take(2).all(|voters| behind(voters) * 2 < voters.len())
+    }
+
+    /// Node `i` lost its disk (or started empty) and has not caught up yet: it votes for nobody.
+    pub(super) fn catching_up(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        let wiped_not_restarted = node.lost_log.is_some() && node.log.last_index().unwrap_or(0) == 0;
+        node.log.catch_up() != CatchUpMark::Done || wiped_not_restarted
     }
 }

@@ -268,6 +268,7 @@ impl World {
                     seat: if i < config.nodes { Seat::Member } else { Seat::Out },
                     join: false,
                     ticking: false,
+                    leaving: false,
                 }
             })
             .collect();

@@ -150,6 +150,9 @@ pub(super) struct SimNode {
     pub(super) join: bool,
     /// Its ticks and sweeps are scheduled (from its first start on).
     pub(super) ticking: bool,
+    /// Its removal committed and the operator will stop it (`Event::Decommission`), unless asked
+    /// to add it again first.
+    pub(super) leaving: bool,
 }
 
 impl World {
@@ -424,12 +427,19 @@ impl World {
                         ));
                     }
                     self.note(Note::Configuration { index, voters: voter_bits(&voters), after: before_index });
+                    let slot = change.id as usize - 1;
                     if change.added {
                         self.report.members_added += 1;
+                        if self.nodes[slot].seat == Seat::Out {
+                            return Err(format!(
+                                "n{} was added at {index}, but the operator had stopped it",
+                                change.id
+                            ));
+                        }
                     } else {
                         self.report.members_removed += 1;
                         // The operator sees the removal in `cluster status` and stops the node.
-                        let slot = change.id as usize - 1;
+                        self.nodes[slot].leaving = true;
                         let at_us = self.now_us + self.fault_rng.between(0, 3_000_000);
                         self.schedule(at_us, Event::Decommission(slot));
                     }
