@@ -1305,11 +1305,13 @@ impl Engine {
         };
         let bootp = request.message_type == ClientMessageType::Bootp;
         match (command, outcome) {
-            (Command::Bind { .. }, Outcome::Bound(lease) | Outcome::Stale { in_force: Some(lease) })
-                if !lease.is_active(now_ms) =>
-            {
-                // Committed too late to be of use (the lease ran out before it was applied): an ACK
-                // now would promise an address that is already reusable.
+            (
+                Command::Bind { proposed_at_ms, .. },
+                Outcome::Bound(lease) | Outcome::Stale { in_force: Some(lease) },
+            ) if !lease.is_active(now_ms.max(lease.updated_at_ms).max(*proposed_at_ms)) => {
+                // Committed too late to be of use: the lease ran out before it was applied, or
+                // before the time the client counts its lease from (later than now when the wall
+                // clock stepped back meanwhile). An ACK would promise an address past its binding.
                 answers.silent.push(decision("expired_before_commit", lease.ip));
             }
             (Command::Bind { .. }, Outcome::Bound(lease) | Outcome::Stale { in_force: Some(lease) })

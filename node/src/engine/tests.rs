@@ -472,6 +472,29 @@ fn an_offer_left_behind_by_a_clock_step_goes_when_its_address_is_offered_again()
     assert_eq!(engine.offers_held(), 1);
 }
 
+/// Found by the `engine_sequence` fuzz target: a client's REQUEST was decided after its lease would
+/// have run out, then the wall clock stepped back before the entry holding it (and an earlier REQUEST
+/// that made the binding) was applied. The binding in force ends before the time the client counts
+/// its lease from (when it sent the REQUEST), yet it was "active" on the stepped-back clock: the ACK
+/// carried a lease of 0 s, promising the address until past the committed end (RFC 2131 §4.4.1).
+/// Such a late commit is now silence, as one applied after the lease ran out always was.
+#[test]
+fn no_ack_for_a_binding_that_ends_before_the_client_counts_from() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let address = expect_send(engine.handle(&discover(mac(1)), T0_US)).reply.yiaddr;
+    let first = expect_propose(engine.handle(&selecting(mac(1), address, SERVER), T0_US));
+    // The client renews an hour and a minute later, its lease (an hour) over by then, before the
+    // first REQUEST is committed: decided on the same table, it will find that binding in force.
+    let renewed_at_us = T0_US + 3_660 * SECOND_US;
+    let second = expect_propose(engine.handle(&renewing(mac(1), address), renewed_at_us));
+    // The clock steps back to 100 s after the first REQUEST; both commit in one entry.
+    let answers = log.commit(&mut engine, vec![first, second], T0_US + 100 * SECOND_US);
+    let acks: Vec<_> = answers.replies.iter().map(|(outgoing, _)| outgoing.reply.lease_time_secs).collect();
+    assert_eq!(acks, vec![Some(3600)], "the first REQUEST's ACK only: {answers:?}");
+    assert_eq!(answers.silent.iter().map(|d| d.outcome).collect::<Vec<_>>(), vec!["expired_before_commit"]);
+}
+
 /// Found by the `engine_sequence` fuzz target: after the wall clock stepped back, offers made since
 /// ended before the ones made before the step. The queue of offers was in the order they were made,
 /// so `expire` stopped at an earlier offer that had not run out, while each pool's queue of new
