@@ -67,8 +67,10 @@ enum Step {
     Reject {
         count: u8,
     },
-    /// A new leader's entry without commands.
-    EmptyEntry,
+    /// An entry without commands: a new leader's empty entry, or a membership change.
+    EmptyEntry {
+        changes_membership: bool,
+    },
     Role(RoleChoice),
     Wait {
         ms: u16,
@@ -235,7 +237,7 @@ impl Harness {
                 let count = usize::from(*count).min(self.waiting.len());
                 if count > 0 {
                     let proposals = self.waiting.drain(..count).collect();
-                    self.apply(CommittedEntry { index: self.next_index, proposals });
+                    self.apply(CommittedEntry { index: self.next_index, proposals, changes_membership: false });
                 }
             }
             Step::Reject { count } => {
@@ -243,7 +245,11 @@ impl Harness {
                 let tags: Vec<_> = self.waiting.drain(..count).map(|p| p.tag).collect();
                 self.engine.rejected(&tags);
             }
-            Step::EmptyEntry => self.apply(CommittedEntry { index: self.next_index, proposals: Vec::new() }),
+            Step::EmptyEntry { changes_membership } => self.apply(CommittedEntry {
+                index: self.next_index,
+                proposals: Vec::new(),
+                changes_membership: *changes_membership,
+            }),
             Step::Role(choice) => {
                 self.role = match choice {
                     RoleChoice::Leader => Role::Leader,
