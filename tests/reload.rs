@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use leasehold_tests::{
     test_mac, ClientConfig, ClientMessage, ClientOptions, MessageType, RetryPolicy, Target, TestClient,
 };
+use netns_support::cluster::{Cluster, Pools};
 use netns_support::*;
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -180,4 +181,113 @@ fn reload_adds_a_pool_and_reservations_live_and_a_bad_file_changes_nothing() {
         let lease = server.lease_of(ip).unwrap_or_else(|| panic!("{ip} lost across reloads"));
         assert_eq!(lease.state, "bound", "{ip} stays bound across reloads");
     }
+}
+
+/// `/healthz`, as JSON, of the node in `ns`.
+fn healthz(ns: &str) -> serde_json::Value {
+    let (code, body) = admin::admin(ns, "GET", "/healthz", None);
+    assert_eq!(code, 200, "GET /healthz: {body}");
+    serde_json::from_str(&body).expect("/healthz is JSON")
+}
+
+/// `leasehold reload` against the node in `ns`; it must succeed.
+fn cli_reload(ns: &str, log: &Path) {
+    let mut cli = in_ns(ns, leasehold_bin());
+    cli.args(["reload", "--admin", &format!("127.0.0.1:{ADMIN_PORT}")]);
+    run_ok("leasehold reload", cli, log, Duration::from_secs(20));
+}
+
+/// Issue 12, "every node must run the same lease-relevant config": the leader puts the digest of its
+/// config in the Raft log; a member whose file digests otherwise says so in `/healthz`
+/// (`config_mismatch`), in `/metrics` (`leasehold_config_mismatch 1`) and, on the leader, in
+/// `GET /v1/cluster` (its `config_digest`, flagged) and `leasehold cluster status`; reloading the same
+/// file everywhere clears it, and the log then carries the new digest.
+#[test]
+fn a_member_whose_config_differs_says_so_until_every_node_runs_the_same_file() {
+    let segment = Segment::up(3, 0, 24);
+    let dir = scratch_dir("reload-cluster");
+    let pool = "[[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\nrange_start = \"10.77.0.100\"\n\
+                range_end = \"10.77.0.200\"\nlease_time_secs = 600\n";
+    let cluster = Cluster::start_pools(&segment, dir.path(), Pools::Toml(pool.to_owned()));
+    let nodes = [1, 2, 3];
+    let (leader, _) = cluster.wait_for_leader(&nodes, Duration::from_secs(20), "start");
+    let odd = if leader == 3 { 2 } else { 3 };
+
+    // At start every file is the same: the leader's digest reaches the log and nobody differs.
+    let same = |step: &str| -> String {
+        let views = poll_until(
+            Duration::from_secs(15),
+            || nodes.iter().map(|&id| healthz(cluster.ns(id))).collect::<Vec<_>>(),
+            |views| {
+                views.iter().all(|v| {
+                    v["config_mismatch"] == serde_json::json!(false)
+                        && v["cluster_config_digest"] == views[0]["config_digest"]
+                })
+            },
+            |views| format!("{step}: the nodes' /healthz never agreed: {views:?}"),
+        );
+        views[0]["config_digest"].as_str().expect("a digest").to_owned()
+    };
+    let first = same("every node runs the file the log names");
+
+    // One follower's file gains a reservation, and only that node reloads it.
+    let reserved = "\n[[reservation]]\nmac = \"02:00:00:00:12:01\"\nip = \"10.77.0.150\"\n";
+    let file = |id: u32| dir.path().join(format!("node{id}.toml"));
+    let with_reservation = |id: u32| {
+        let text = std::fs::read_to_string(file(id)).expect("read a node's config");
+        write(&file(id), &format!("{text}{reserved}"));
+    };
+    with_reservation(odd);
+    cli_reload(cluster.ns(odd), &dir.path().join("reload-odd.log"));
+    let odd_view = poll_until(
+        Duration::from_secs(15),
+        || healthz(cluster.ns(odd)),
+        |view| view["config_mismatch"] == serde_json::json!(true),
+        |view| format!("n{odd} never reported its config differs: {view}"),
+    );
+    let odd_digest = odd_view["config_digest"].as_str().expect("a digest").to_owned();
+    assert_ne!(odd_digest, first, "the reservation is lease-relevant: {odd_view}");
+    assert_eq!(odd_view["cluster_config_digest"].as_str(), Some(first.as_str()), "the log still names the leader's");
+    let metrics = cluster.server(odd).metrics();
+    assert_eq!(metric(&metrics, "leasehold_config_mismatch", ""), Some(1.0), "n{odd}'s leasehold_config_mismatch");
+    let others_metrics = cluster.server(leader).metrics();
+    assert_eq!(metric(&others_metrics, "leasehold_config_mismatch", ""), Some(0.0), "the leader's own is 0");
+
+    // The leader names the odd member in its view, and the table of `cluster status` marks it.
+    let want: Vec<(u64, bool)> = nodes.iter().map(|&id| (u64::from(id), id == odd)).collect();
+    let flagged = poll_until(
+        Duration::from_secs(15),
+        || {
+            let (code, body) = admin::admin(cluster.ns(leader), "GET", "/v1/cluster", None);
+            assert_eq!(code, 200, "GET /v1/cluster: {body}");
+            let view: serde_json::Value = serde_json::from_str(&body).expect("/v1/cluster is JSON");
+            view["members"].as_array().cloned().unwrap_or_default()
+        },
+        |members| {
+            let flags: Vec<(u64, bool)> = members
+                .iter()
+                .map(|m| (m["id"].as_u64().unwrap_or(0), m["config_mismatch"].as_bool().unwrap_or(false)))
+                .collect();
+            flags == want
+        },
+        |members| format!("the leader's view never flagged only n{odd}: {members:?}"),
+    );
+    let odd_member = flagged.iter().find(|m| m["id"].as_u64() == Some(u64::from(odd))).expect("the odd member");
+    assert_eq!(odd_member["config_digest"].as_str(), Some(odd_digest.as_str()), "{odd_member}");
+    let mut status = in_ns(cluster.ns(leader), leasehold_bin());
+    status.args(["cluster", "status", "--admin", &format!("127.0.0.1:{ADMIN_PORT}")]);
+    let out = status.output().expect("run leasehold cluster status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "leasehold cluster status failed: {}", String::from_utf8_lossy(&out.stderr));
+    let odd_row = table.lines().find(|l| l.starts_with(&format!("{odd} "))).unwrap_or_else(|| panic!("{table}"));
+    assert!(odd_row.contains(&format!("{odd_digest} !")), "n{odd}'s row is not marked:\n{table}");
+
+    // The same file on the other two nodes, reloaded: the leader's new digest goes into the log and
+    // every node agrees again.
+    for id in nodes.into_iter().filter(|&id| id != odd) {
+        with_reservation(id);
+        cli_reload(cluster.ns(id), &dir.path().join(format!("reload-{id}.log")));
+    }
+    let last = same("every node runs the new file");
+    assert_eq!(last, odd_digest, "the log names the new config");
 }

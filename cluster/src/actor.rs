@@ -72,6 +72,20 @@ pub struct ChangeMembership {
     pub as_voter: bool,
 }
 
+/// This node's lease-relevant config digest changed (a reload): its first 8 bytes, which it reports
+/// to the leader from now on (`ReplicaConfig::config_digest`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetConfigDigest(pub u64);
+
+impl Handler<SetConfigDigest> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, SetConfigDigest(digest): SetConfigDigest, _: &mut Context<Self>) {
+        self.replica.set_config_digest(digest);
+    }
+}
+
 /// Promote learner `id` to voter now (leader only), without waiting for it to be caught up.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]

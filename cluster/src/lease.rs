@@ -301,6 +301,9 @@ pub enum Command {
     /// when `ip` is bound to `client` in the table, as the proposer saw it; anything else changes
     /// nothing (`NotHeld`, `Stale`).
     Decline { client: ClientKey, mac: [u8; 6], ip: Ipv4Addr, until_ms: u64, proposed_at_ms: u64, decided_at_index: u64 },
+    /// The lease-relevant config digest of the leader that proposed it: what every member's own
+    /// file must digest to (a member whose file differs says so). Changes no lease.
+    SetConfigDigest { digest: String },
 }
 
 impl Command {
@@ -315,6 +318,7 @@ impl Command {
             Command::Collect { .. } => "collect",
             Command::SetParameters(_) => "set_parameters",
             Command::Decline { .. } => "decline",
+            Command::SetConfigDigest { .. } => "set_config_digest",
         }
     }
 }
@@ -364,6 +368,7 @@ pub enum Outcome {
     /// How many records a `Collect` forgot.
     Collected(usize),
     ParametersSet,
+    ConfigDigestSet,
 }
 
 impl Outcome {
@@ -384,6 +389,7 @@ impl Outcome {
             Outcome::ReservationRefused(_) => "reservation_refused",
             Outcome::Collected(_) => "collected",
             Outcome::ParametersSet => "parameters_set",
+            Outcome::ConfigDigestSet => "config_digest_set",
         }
     }
 }
@@ -400,6 +406,8 @@ pub struct LeaseTable {
     params: Parameters,
     /// `params` came from a `SetParameters` in the log (else from the node's config, for now).
     params_from_log: bool,
+    /// The config digest the log last carried (`Command::SetConfigDigest`).
+    config_digest: Option<String>,
 }
 
 /// Versioned encodings start with 0xFF, which never starts an unversioned one: bincode's varint
@@ -418,6 +426,7 @@ impl LeaseTable {
             applied_index: 0,
             params: Parameters { grace_ms, max_leases: max_leases as u64 },
             params_from_log: false,
+            config_digest: None,
         }
     }
 
@@ -433,6 +442,11 @@ impl LeaseTable {
     /// The parameters apply uses, and whether the log set them (else they are the node's own).
     pub fn parameters(&self) -> (Parameters, bool) {
         (self.params, self.params_from_log)
+    }
+
+    /// The lease-relevant config digest the log last carried, if any did.
+    pub fn config_digest(&self) -> Option<&str> {
+        self.config_digest.as_deref()
     }
 
     pub fn len(&self) -> usize {
@@ -510,7 +524,10 @@ impl LeaseTable {
                     touched.push(*ip)
                 }
                 Command::Collect { ips, .. } => touched.extend(ips),
-                Command::Reserve { .. } | Command::Unreserve { .. } | Command::SetParameters(_) => {}
+                Command::Reserve { .. }
+                | Command::Unreserve { .. }
+                | Command::SetParameters(_)
+                | Command::SetConfigDigest { .. } => {}
             }
         }
         let outcomes = proposals.iter().map(|p| self.apply_command(index, p.tag.node_id, &p.command)).collect();
@@ -713,6 +730,10 @@ impl LeaseTable {
                 self.params = *params;
                 self.params_from_log = true;
                 Outcome::ParametersSet
+            }
+            Command::SetConfigDigest { digest } => {
+                self.config_digest = Some(digest.clone());
+                Outcome::ConfigDigestSet
             }
             Command::Unreserve { mac } => match self.reservations.remove(mac) {
                 Some(previous) => {

@@ -63,6 +63,7 @@ impl Cluster {
             election_ticks: ELECTION_TICKS,
             // Distinct pinned timeouts: node 1 times out first, no split votes, same run every time.
             election_timeout_ticks: Some(ELECTION_TICKS + 4 * (id as usize - 1)),
+            config_digest: 0xc0f1_9000 + id,
             ..ReplicaConfig::new(id)
         }
     }
@@ -338,6 +339,26 @@ fn a_member_whose_disk_was_lost_catches_up_with_the_same_flags() {
     assert_eq!(seqs(&cluster.member(follower).applier.tags), (0..20).collect::<Vec<_>>(), "replayed from the log");
     cluster.propose(leader, 20..25);
     assert!(cluster.run_until(|c| c.member(follower).applier.tags.len() == 25), "and follows after");
+}
+
+/// Every member reports the digest of its lease-relevant config with its progress, so the leader's
+/// view (`GET /v1/cluster`) names a member whose file differs; a reload's new digest follows.
+#[test]
+fn the_leader_sees_every_members_config_digest_and_a_changed_one() {
+    let (mut cluster, leader) = committed_on_all(3);
+    let digests = |c: &Cluster| -> Vec<(u64, Option<String>)> {
+        c.member(leader).replica.members().into_iter().map(|m| (m.id, m.config_digest)).collect()
+    };
+    let expected: Vec<(u64, Option<String>)> =
+        (1..=3).map(|id| (id, Some(format!("{:016x}", 0xc0f1_9000 + id)))).collect();
+    assert!(cluster.run_until(|c| digests(c) == expected), "{:?}", digests(&cluster));
+    let follower = if leader == 1 { 2 } else { 1 };
+    cluster.members.get_mut(&follower).unwrap().replica.set_config_digest(0x5eed);
+    assert!(
+        cluster.run_until(|c| digests(c).contains(&(follower, Some(format!("{:016x}", 0x5eed))))),
+        "the leader learns n{follower}'s new digest: {:?}",
+        digests(&cluster)
+    );
 }
 
 /// The danger of a lost disk: entries committed by the leader and the member that lost them are on

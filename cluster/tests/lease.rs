@@ -114,9 +114,28 @@ fn decided_at(index: u64, mut command: Command) -> Command {
         | Command::DeclineUnchecked { decided_at_index, .. } => *decided_at_index = index,
         Command::Collect { decided_at_index, .. } => *decided_at_index = index,
         // Reservations and parameters are ordered by the log alone: nothing was decided on a view.
-        Command::Reserve { .. } | Command::Unreserve { .. } | Command::SetParameters(_) => {}
+        Command::Reserve { .. }
+        | Command::Unreserve { .. }
+        | Command::SetParameters(_)
+        | Command::SetConfigDigest { .. } => {}
     }
     command
+}
+
+#[test]
+fn the_config_digest_the_log_carries_is_the_last_one_applied_and_survives_a_snapshot() {
+    let mut table = LeaseTable::new(GRACE_MS, 100);
+    assert_eq!(table.config_digest(), None, "no digest before the log carries one");
+    let set = |digest: &str| Command::SetConfigDigest { digest: digest.into() };
+    assert_eq!(apply(&mut table, 1, vec![set("00112233aabbccdd")]), vec![Outcome::ConfigDigestSet]);
+    apply(&mut table, 2, vec![bind(1, 5, T0, 60_000), set("ffeeddcc00000001")]);
+    assert_eq!(table.config_digest(), Some("ffeeddcc00000001"), "a later digest replaces the earlier one");
+    let restored = LeaseTable::from_snapshot(&table.to_snapshot(), GRACE_MS, 100).expect("own snapshot decodes");
+    assert_eq!(restored.config_digest(), Some("ffeeddcc00000001"));
+    assert_eq!(restored.digest(), table.digest(), "the restored table is the same table");
+    let compressed = leasehold_cluster::lease::compress_snapshot(table.to_snapshot());
+    let restored = LeaseTable::from_snapshot(&compressed, GRACE_MS, 100).expect("compressed snapshot decodes");
+    assert_eq!(restored, table);
 }
 
 #[test]

@@ -93,6 +93,10 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
                 "recently_active": m.recent_active,
                 "reachable": m.reachable,
                 "catching_up": m.catching_up,
+                "config_digest": m.config_digest,
+                // Against the digest the log carries (the leader's config): `None` where either is unknown.
+                "config_mismatch": m.config_digest.as_deref().zip(status.cluster_config_digest.as_deref())
+                    .map(|(own, cluster)| own != cluster),
                 "term": m.term,
                 "commit_index": m.commit,
                 // This node's own: what its lease table applied; another's: what its raft layer
@@ -111,6 +115,8 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
         "applied_index": status.applied_index,
         "snapshot_index": view.snapshot_index,
         "config_digest": status.config_digest,
+        "cluster_config_digest": status.cluster_config_digest,
+        "config_mismatch": status.config_mismatch,
         "members": members,
     }))
 }
@@ -408,6 +414,7 @@ async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
         Ok(status) if status.leader_id.is_some() => HttpResponse::Ok().json(serde_json::json!({
             "status": "ok", "leader": status.answers_as_leader, "raft_leader": status.is_leader,
             "leader_id": status.leader_id, "term": status.term, "config_digest": status.config_digest,
+            "cluster_config_digest": status.cluster_config_digest, "config_mismatch": status.config_mismatch,
         })),
         Ok(status) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
             "status": "no quorum", "leader": false, "term": status.term,

@@ -556,6 +556,8 @@ pub struct Engine {
     applied_outcomes: BTreeMap<(&'static str, &'static str), u64>,
     /// Token buckets: who may take an address from the pools, who may DECLINE (`limits.rate`).
     admission: limits::Admission,
+    /// `reload::lease_config_digest` of `config`.
+    config_digest: String,
 }
 
 /// New clients' offers `pool` holds at most: `percent` of its size, rounded up, at least one.
@@ -577,7 +579,9 @@ impl Engine {
         let offers_displaced = vec![0; config.pools.len()];
         let offers_reclaimed = vec![0; config.pools.len()];
         let admission = limits::Admission::new(&config.limits.rate);
+        let config_digest = reload::lease_config_digest(&config);
         Engine {
+            config_digest,
             config,
             table,
             offers: Offers::default(),
@@ -1171,6 +1175,27 @@ impl Engine {
         Some(Proposal { tag: self.next_tag(), command: Command::SetParameters(wanted) })
     }
 
+    /// The digest of this node's lease-relevant config (`reload::lease_config_digest`).
+    pub fn config_digest(&self) -> &str {
+        &self.config_digest
+    }
+
+    /// Does this node's config differ from the one the log last carried (the leader's when it
+    /// proposed it)? `None` until the log carried one.
+    pub fn config_mismatch(&self) -> Option<bool> {
+        self.table.config_digest().map(|replicated| replicated != self.config_digest)
+    }
+
+    /// On the leader: its config digest as a command, when the log does not carry it yet (a new
+    /// leader, or a reload), so every member can compare its own file with the leader's.
+    pub fn propose_config_digest(&mut self) -> Option<Proposal> {
+        if self.role != Role::Leader || self.table.config_digest() == Some(self.config_digest.as_str()) {
+            return None;
+        }
+        let digest = self.config_digest.clone();
+        Some(Proposal { tag: self.next_tag(), command: Command::SetConfigDigest { digest } })
+    }
+
     /// On the leader: a command that forgets records reusable for longer than
     /// `record_retention_secs` (at most `MAX_COLLECT_PER_COMMAND` of them), if there are any. It
     /// waits for no answer; apply decides for every replica alike which records go.
@@ -1301,7 +1326,10 @@ impl Engine {
             | Command::Decline { ip, .. }
             | Command::DeclineUnchecked { ip, .. } => *ip,
             Command::Reserve { host, .. } => host.ip,
-            Command::Unreserve { .. } | Command::Collect { .. } | Command::SetParameters(_) => Ipv4Addr::UNSPECIFIED,
+            Command::Unreserve { .. }
+            | Command::Collect { .. }
+            | Command::SetParameters(_)
+            | Command::SetConfigDigest { .. } => Ipv4Addr::UNSPECIFIED,
         };
         let bootp = request.message_type == ClientMessageType::Bootp;
         match (command, outcome) {

@@ -712,18 +712,25 @@ fn print_cluster(body: &str) -> ExitCode {
     };
     let number = |v: &serde_json::Value, key: &str| v.get(key).and_then(|n| n.as_u64()).map(|n| n.to_string());
     let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".into());
+    let text_of = |v: &serde_json::Value, key: &str| v.get(key).and_then(|d| d.as_str()).unwrap_or("-").to_string();
     println!(
-        "node {} sees leader {}, term {}, commit {}, applied {}, config digest {}",
+        "node {} sees leader {}, term {}, commit {}, applied {}, config digest {} (the log's: {})",
         or_dash(number(&view, "node_id")),
         or_dash(number(&view, "leader_id")),
         or_dash(number(&view, "term")),
         or_dash(number(&view, "commit_index")),
         or_dash(number(&view, "applied_index")),
-        view.get("config_digest").and_then(|d| d.as_str()).unwrap_or("-")
+        text_of(&view, "config_digest"),
+        text_of(&view, "cluster_config_digest"),
     );
+    if view.get("config_mismatch").and_then(|m| m.as_bool()) == Some(true) {
+        println!(
+            "warning: this node's config differs from the one the cluster's leader runs (reload it, or fix the file)"
+        );
+    }
     println!(
-        "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} ADDRESS",
-        "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "REACHABLE"
+        "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} ADDRESS",
+        "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "REACHABLE", "CONFIG"
     );
     for member in view.get("members").and_then(|m| m.as_array()).into_iter().flatten() {
         let text = |key: &str| member.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_string();
@@ -732,8 +739,13 @@ fn print_cluster(body: &str) -> ExitCode {
             Some(false) => "no",
             None => "-",
         };
+        // A member whose digest differs from the log's is marked.
+        let mut config = text("config_digest");
+        if member.get("config_mismatch").and_then(|m| m.as_bool()) == Some(true) {
+            config.push_str(" !");
+        }
         println!(
-            "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {}",
+            "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} {}",
             or_dash(number(member, "id")),
             text("role"),
             or_dash(number(member, "term")),
@@ -741,6 +753,7 @@ fn print_cluster(body: &str) -> ExitCode {
             or_dash(number(member, "applied_index")),
             or_dash(number(member, "lag_entries")),
             reachable,
+            config,
             text("address")
         );
     }

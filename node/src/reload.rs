@@ -9,10 +9,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use leasehold_config::{Config, Overrides};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use slog::{info, warn, Logger};
 
 use crate::actors::lease::{LeaseActor, Reconfigure};
+pub use crate::engine::reload::{digest_number, lease_config_digest};
 use crate::engine::reload::{restart_only_changes, Reconfigured};
 
 /// Where the running config came from, so that a reload builds the new one the same way.
@@ -48,26 +48,6 @@ pub struct Reloaded {
     pub engine: Reconfigured,
 }
 
-/// A digest of what decides how clients are served and how the table applies: pools, options,
-/// classes, reservations, boot policy, identity and limits (not sockets, paths or the cluster's
-/// own addresses). Every node of a cluster must run with the same one.
-pub fn lease_config_digest(config: &Config) -> String {
-    let mut hasher = Sha256::new();
-    // The checked config's Debug form: every field, in declaration order.
-    let relevant = (
-        &config.identity,
-        &config.pools,
-        &config.pxe,
-        &config.reservations,
-        &config.options,
-        &config.classes,
-        &config.limits,
-    );
-    hasher.update(format!("{relevant:?}").as_bytes());
-    let digest = hasher.finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Reload now (answered with what happened).
 #[derive(Message)]
 #[rtype(result = "Result<Reloaded, ReloadError>")]
@@ -80,12 +60,20 @@ pub struct ReloadActor {
     source: ConfigSource,
     current: Arc<Config>,
     lease: Addr<LeaseActor>,
+    /// Where the new digest goes after a reload (the raft actor reports it to the leader).
+    raft: Option<Recipient<leasehold_cluster::actor::SetConfigDigest>>,
     log: Logger,
 }
 
 impl ReloadActor {
     pub fn new(source: ConfigSource, current: Arc<Config>, lease: Addr<LeaseActor>, log: Logger) -> Self {
-        ReloadActor { source, current, lease, log }
+        ReloadActor { source, current, lease, raft: None, log }
+    }
+
+    /// Tell the raft actor the new digest after each reload.
+    pub fn with_raft(mut self, raft: Recipient<leasehold_cluster::actor::SetConfigDigest>) -> Self {
+        self.raft = Some(raft);
+        self
     }
 
     /// Read and check the file; the new config if it can be taken live.
@@ -124,6 +112,9 @@ impl Handler<Reload> for ReloadActor {
         AtomicResponse::new(Box::pin(send.into_actor(self).map(move |answer, act, _| {
             let engine = answer.map_err(|e| ReloadError::Unavailable(e.to_string()))?;
             act.current = config;
+            if let Some(raft) = &act.raft {
+                raft.do_send(leasehold_cluster::actor::SetConfigDigest(digest_number(&digest)));
+            }
             info!(act.log, "config reloaded"; "by" => msg.by, "file" => &file, "digest" => &digest,
                 "digest_before" => &digest_before);
             Ok(Reloaded { file, digest_before, digest, engine })

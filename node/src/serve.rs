@@ -80,6 +80,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         election_ticks: config.cluster.election_ticks,
         join: config.cluster.join,
         tick_us: config.cluster.tick_ms.saturating_mul(1000),
+        config_digest: crate::reload::digest_number(&crate::reload::lease_config_digest(&config)),
         ..ReplicaConfig::new(config.cluster.node_id)
     };
     // A restart replays the log after the snapshot before the node answers anyone (see `Engine`).
@@ -229,7 +230,9 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         }
 
         let reload =
-            ReloadActor::new(source, config.clone(), lease.clone(), log.new(o!("actor" => "reload"))).start();
+            ReloadActor::new(source, config.clone(), lease.clone(), log.new(o!("actor" => "reload")))
+                .with_raft(raft.clone().recipient())
+                .start();
         // SIGHUP re-reads the config file (as dnsmasq and most daemons do); its outcome is logged.
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(ServeError::Runtime)?;

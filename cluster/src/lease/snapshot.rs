@@ -2,9 +2,10 @@
 //! `SnapshotBuilder` while the table goes on applying), compressed as a whole (`compress_snapshot`, off
 //! the DHCP thread), and read back in bulk, of this version or an earlier one.
 //!
-//! Versions: 1 (no mark), 2 (reservations), 3 (parameters from the log) and 4, a version-3 body as one
-//! zstd frame. A table writes version 3, which is also what digests are taken of; the node stores and
-//! sends version 4: lease records compress about tenfold (sequential addresses, MAC prefixes, nearby
+//! Versions: 1 (no mark), 2 (reservations), 3 (parameters from the log), 4 (a version-3 body as one
+//! zstd frame), 5 (the cluster's config digest from the log) and 6 (a version-5 body as one zstd
+//! frame). A table writes version 5, which is also what digests are taken of; the node stores and
+//! sends version 6: lease records compress about tenfold (sequential addresses, MAC prefixes, nearby
 //! times), so a snapshot of two million leases crosses to a follower as about 8 MB, not 84.
 
 use serde::{Deserialize, Serialize};
@@ -13,9 +14,11 @@ use super::{Lease, LeaseTable, Parameters, Records, ReservedHost, VERSION_MARK};
 use crate::ClusterError;
 
 const SNAPSHOT_MAGIC: [u8; 3] = [VERSION_MARK, b'L', b'S'];
-const SNAPSHOT_VERSION: u8 = 3;
+const SNAPSHOT_VERSION: u8 = 5;
 /// A `SNAPSHOT_VERSION` body compressed as one zstd frame.
-const COMPRESSED_VERSION: u8 = 4;
+const COMPRESSED_VERSION: u8 = 6;
+/// A version-3 body (no config digest) compressed as one zstd frame (still read).
+const COMPRESSED_V3: u8 = 4;
 /// zstd level for snapshots: level 1 is several hundred MB/s here and already gets most of the gain.
 const COMPRESSION_LEVEL: i32 = 1;
 /// A compressed snapshot never expands to more than this (a bound on memory for hostile or broken
@@ -39,7 +42,7 @@ pub fn compress_snapshot(bytes: Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// The version-3 body inside a version-4 snapshot.
+/// The body inside a compressed snapshot.
 fn decompress_body(compressed: &[u8]) -> Result<Vec<u8>, ClusterError> {
     use std::io::Read;
     let decoder = zstd::stream::read::Decoder::new(compressed)
@@ -85,7 +88,7 @@ impl SnapshotEncoder {
         }
     }
 
-    /// The snapshot's applied index and bytes (version 3, uncompressed: see `compress_snapshot`).
+    /// The snapshot's applied index and bytes (version 5, uncompressed: see `compress_snapshot`).
     pub fn finish(mut self) -> (u64, Vec<u8>) {
         assert_eq!(self.records_left, 0, "a snapshot was given fewer records than it counted");
         self.out.extend_from_slice(&self.tail);
@@ -121,11 +124,34 @@ struct SnapshotV3 {
     reservations: Vec<ReservedHost>,
 }
 
-/// `SnapshotV3` as written: the same encoding, serialised from borrowed iterators.
-#[derive(Serialize)]
-struct SnapshotV3Out<L, R> {
+#[derive(Deserialize)]
+struct SnapshotV5 {
     applied_index: u64,
     parameters: Option<Parameters>,
+    /// The lease-relevant config digest the log last carried (`Command::SetConfigDigest`).
+    config_digest: Option<String>,
+    leases: Vec<Lease>,
+    reservations: Vec<ReservedHost>,
+}
+
+impl From<SnapshotV3> for SnapshotV5 {
+    fn from(v3: SnapshotV3) -> Self {
+        SnapshotV5 {
+            applied_index: v3.applied_index,
+            parameters: v3.parameters,
+            config_digest: None,
+            leases: v3.leases,
+            reservations: v3.reservations,
+        }
+    }
+}
+
+/// `SnapshotV5` as written: the same encoding, serialised from borrowed iterators.
+#[derive(Serialize)]
+struct SnapshotV5Out<'a, L, R> {
+    applied_index: u64,
+    parameters: Option<Parameters>,
+    config_digest: Option<&'a str>,
     leases: L,
     reservations: R,
 }
@@ -181,9 +207,10 @@ impl LeaseTable {
     pub fn write_snapshot<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
         out.write_all(&SNAPSHOT_MAGIC)?;
         out.write_all(&[SNAPSHOT_VERSION])?;
-        let repr = SnapshotV3Out {
+        let repr = SnapshotV5Out {
             applied_index: self.applied_index,
             parameters: self.params_from_log.then_some(self.params),
+            config_digest: self.config_digest.as_deref(),
             leases: Streamed(self.by_ip.values()),
             reservations: Streamed(self.reservations.values()),
         };
@@ -204,8 +231,14 @@ impl LeaseTable {
         out.extend_from_slice(&SNAPSHOT_MAGIC);
         out.push(SNAPSHOT_VERSION);
         // The fields before the records, then the records' length prefix: what serialising
-        // `SnapshotV3Out` writes before its first record.
-        encode_into((self.applied_index, self.params_from_log.then_some(self.params), records as u64), &mut out);
+        // `SnapshotV5Out` writes before its first record.
+        let header = (
+            self.applied_index,
+            self.params_from_log.then_some(self.params),
+            self.config_digest.as_deref(),
+            records as u64,
+        );
+        encode_into(header, &mut out);
         let mut tail = Vec::new();
         encode_into(Streamed(self.reservations.values()), &mut tail);
         SnapshotEncoder { applied_index: self.applied_index, out, records_left: records, tail }
@@ -231,25 +264,34 @@ impl LeaseTable {
     /// Rebuild a table from `to_snapshot` bytes, of this version or an earlier one.
     pub fn from_snapshot(bytes: &[u8], grace_ms: u64, max_leases: usize) -> Result<Self, ClusterError> {
         let corrupt = |e: bincode::error::DecodeError| ClusterError::Corrupt(format!("lease snapshot: {e}"));
-        let decode_v2 = |rest: &[u8]| -> Result<SnapshotV3, ClusterError> {
+        let decode_v2 = |rest: &[u8]| -> Result<SnapshotV5, ClusterError> {
             let v2 = bincode::serde::decode_from_slice::<SnapshotV2, _>(rest, bincode::config::standard())
                 .map_err(corrupt)?
                 .0;
-            Ok(SnapshotV3 {
+            Ok(SnapshotV5 {
                 applied_index: v2.applied_index,
                 parameters: None,
+                config_digest: None,
                 leases: v2.leases,
                 reservations: v2.reservations,
             })
         };
-        let decode_v3 = |rest: &[u8]| -> Result<SnapshotV3, ClusterError> {
+        let decode_v3 = |rest: &[u8]| -> Result<SnapshotV5, ClusterError> {
             Ok(bincode::serde::decode_from_slice::<SnapshotV3, _>(rest, bincode::config::standard())
+                .map_err(corrupt)?
+                .0
+                .into())
+        };
+        let decode_v5 = |rest: &[u8]| -> Result<SnapshotV5, ClusterError> {
+            Ok(bincode::serde::decode_from_slice::<SnapshotV5, _>(rest, bincode::config::standard())
                 .map_err(corrupt)?
                 .0)
         };
         let repr = match bytes.strip_prefix(&SNAPSHOT_MAGIC[..]) {
-            Some([COMPRESSED_VERSION, rest @ ..]) => decode_v3(&decompress_body(rest)?)?,
-            Some([SNAPSHOT_VERSION, rest @ ..]) => decode_v3(rest)?,
+            Some([COMPRESSED_VERSION, rest @ ..]) => decode_v5(&decompress_body(rest)?)?,
+            Some([SNAPSHOT_VERSION, rest @ ..]) => decode_v5(rest)?,
+            Some([COMPRESSED_V3, rest @ ..]) => decode_v3(&decompress_body(rest)?)?,
+            Some([3, rest @ ..]) => decode_v3(rest)?,
             Some([2, rest @ ..]) => decode_v2(rest)?,
             Some(other) => {
                 let version = other.first().copied().unwrap_or(0);
@@ -260,9 +302,10 @@ impl LeaseTable {
             None => {
                 let (v1, _): (SnapshotV1, usize) =
                     bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map_err(corrupt)?;
-                SnapshotV3 {
+                SnapshotV5 {
                     applied_index: v1.applied_index,
                     parameters: None,
+                    config_digest: None,
                     leases: v1.leases,
                     reservations: Vec::new(),
                 }
@@ -274,6 +317,7 @@ impl LeaseTable {
             table.params = params;
             table.params_from_log = true;
         }
+        table.config_digest = repr.config_digest;
         for host in repr.reservations {
             table.reserved_ips.insert(host.ip, host.mac);
             table.reservations.insert(host.mac, host);
@@ -298,11 +342,19 @@ mod tests {
 
     use crate::lease::{ClientKey, Command, Proposal, ProposalTag};
 
-    /// The streamed snapshot is byte for byte what serialising an owned `SnapshotV3` gave.
+    /// The streamed snapshot is byte for byte what serialising an owned `SnapshotV5` gave.
     #[test]
     fn streamed_snapshot_encodes_as_the_owned_one() {
         #[derive(Serialize)]
         struct Owned {
+            applied_index: u64,
+            parameters: Option<Parameters>,
+            config_digest: Option<String>,
+            leases: Vec<Lease>,
+            reservations: Vec<ReservedHost>,
+        }
+        #[derive(Serialize)]
+        struct OwnedV3 {
             applied_index: u64,
             parameters: Option<Parameters>,
             leases: Vec<Lease>,
@@ -332,9 +384,11 @@ mod tests {
         };
         table.apply(1, &[Proposal { tag, command: bind }, Proposal { tag, command: reserve }]);
         table.apply(2, &[Proposal { tag, command: Command::SetParameters(Parameters { grace_ms: 5, max_leases: 7 }) }]);
+        table.apply(3, &[Proposal { tag, command: Command::SetConfigDigest { digest: "0123456789abcdef".into() } }]);
         let owned = Owned {
-            applied_index: 2,
+            applied_index: 3,
             parameters: Some(Parameters { grace_ms: 5, max_leases: 7 }),
+            config_digest: Some("0123456789abcdef".into()),
             leases: table.iter().cloned().collect(),
             reservations: table.reservations().cloned().collect(),
         };
@@ -343,8 +397,31 @@ mod tests {
         expected.extend(bincode::serde::encode_to_vec(&owned, bincode::config::standard()).unwrap());
         assert_eq!(table.to_snapshot(), expected);
         assert_eq!(LeaseTable::from_snapshot(&expected, 0, 0).unwrap(), table);
+        let mut streamed = table.begin_snapshot();
+        let mut records = Vec::new();
+        assert!(table.snapshot_records(usize::MAX, &mut records));
+        streamed.encode(&records);
+        assert_eq!(streamed.finish(), (3, expected.clone()), "the encoder writes what to_snapshot writes");
 
-        // Version 4: the same body as one zstd frame; it reads back as the same table, and compressing
+        // Version 3 (before the config digest), as earlier builds wrote it, plain and compressed: the
+        // same table with no digest.
+        let v3 = OwnedV3 {
+            applied_index: owned.applied_index,
+            parameters: owned.parameters,
+            leases: owned.leases.clone(),
+            reservations: owned.reservations.clone(),
+        };
+        let mut v3_bytes = SNAPSHOT_MAGIC.to_vec();
+        v3_bytes.push(3);
+        v3_bytes.extend(bincode::serde::encode_to_vec(&v3, bincode::config::standard()).unwrap());
+        let from_v3 = LeaseTable::from_snapshot(&v3_bytes, 0, 0).unwrap();
+        assert_eq!((from_v3.config_digest(), from_v3.len()), (None, table.len()));
+        let mut v4_bytes = SNAPSHOT_MAGIC.to_vec();
+        v4_bytes.push(COMPRESSED_V3);
+        v4_bytes.extend(zstd::stream::encode_all(&v3_bytes[4..], 1).unwrap());
+        assert_eq!(LeaseTable::from_snapshot(&v4_bytes, 0, 0).unwrap(), from_v3);
+
+        // Version 6: the same body as one zstd frame; it reads back as the same table, and compressing
         // it again (or an older version) changes nothing.
         let compressed = compress_snapshot(expected.clone());
         assert_eq!(compressed[..4], [VERSION_MARK, b'L', b'S', COMPRESSED_VERSION]);

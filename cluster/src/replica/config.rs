@@ -35,6 +35,9 @@ pub struct ReplicaConfig {
     pub join: bool,
     /// How long a tick is, for the leader lease (`tick` gets the time; ticks drive Raft).
     pub tick_us: u64,
+    /// This node's lease-relevant config digest (its first 8 bytes; 0: none), reported to the
+    /// leader with its progress so `GET /v1/cluster` shows every member's.
+    pub config_digest: u64,
 }
 
 impl ReplicaConfig {
@@ -48,6 +51,7 @@ impl ReplicaConfig {
             election_timeout_ticks: None,
             join: false,
             tick_us: 100_000,
+            config_digest: 0,
         }
     }
 

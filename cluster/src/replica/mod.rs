@@ -104,6 +104,8 @@ pub struct Replica<L: DurableLog> {
     handover: Option<Handover>,
     /// The last thing each follower reported about itself (leader only).
     peer_reports: BTreeMap<u64, PeerReport>,
+    /// This node's config digest, as it reports it (`ReplicaConfig::config_digest`).
+    config_digest: u64,
     /// When each follower last answered (leader only), for the membership guard.
     heard_from: HeardFrom,
     /// One election timeout (the shortest), on the clock of `tick`.
@@ -193,6 +195,7 @@ impl<L: DurableLog> Replica<L> {
             lease: LeaderLease::new(config.election_ticks, config.heartbeat_ticks, config.tick_us),
             handover: None,
             peer_reports: BTreeMap::new(),
+            config_digest: config.config_digest,
             heard_from: HeardFrom::default(),
             election_timeout_us: (config.election_ticks as u64).saturating_mul(config.tick_us),
             pending: None,

@@ -1,7 +1,8 @@
 //! Status reports: what each member says about itself, and the leader's view of the members.
 //!
 //! Owns the report a follower puts on its append and heartbeat responses (its own term, commit and
-//! applied index, and whether it is still catching up and so votes for nobody: `stamp_reports`),
+//! applied index, whether it is still catching up and so votes for nobody, and the digest of its
+//! lease-relevant config: `stamp_reports`),
 //! the leader's record of the last one from each follower
 //! (`take_report`, `PeerReport`), and `members`, the `MemberProgress` list that
 //! `GET /v1/cluster` shows. Nothing here changes what Raft decides: raft-rs does not read the
@@ -13,10 +14,11 @@ use super::Replica;
 use crate::storage::DurableLog;
 
 /// Marks a follower's report of its own term, commit and applied index, then 1 while it catches up
-/// after starting with an empty log (0 otherwise), in the context of its append and heartbeat
-/// responses (raft-rs does not read that context; the leader strips it). A report of three values
-/// (from a version before the fourth) says nothing of catching up: the follower is taken to have
-/// caught up, as those versions' leaders took it.
+/// after starting with an empty log (0 otherwise), then its config digest (0: none), in the context
+/// of its append and heartbeat responses (raft-rs does not read that context; the leader strips it).
+/// A report of three values (from a version before the fourth) says nothing of catching up: the
+/// follower is taken to have caught up, as those versions' leaders took it. One without the fifth
+/// says nothing of its config.
 const STATUS_REPORT_MAGIC: &[u8; 4] = b"LHsr";
 
 /// What a follower last reported about itself (see `STATUS_REPORT_MAGIC`).
@@ -27,6 +29,8 @@ pub(super) struct PeerReport {
     applied: u64,
     /// Not catching up after starting with an empty log (so it votes).
     pub(super) caught_up: bool,
+    /// The first 8 bytes of its lease-relevant config digest (0: it did not say).
+    config_digest: u64,
 }
 
 /// One member as the leader sees it (`matched`, `lag` and `state` only on the leader).
@@ -51,6 +55,9 @@ pub struct MemberProgress {
     pub commit: Option<u64>,
     /// Entries handed to the member's state machine.
     pub applied: Option<u64>,
+    /// The digest of the member's lease-relevant config, in hex: this node's own always, a
+    /// follower's as it last reported it (so only on the leader).
+    pub config_digest: Option<String>,
 }
 
 fn carries_report(message: &Message) -> bool {
@@ -58,6 +65,11 @@ fn carries_report(message: &Message) -> bool {
 }
 
 impl<L: DurableLog> Replica<L> {
+    /// This node's config changed (a reload): report the new digest from now on.
+    pub fn set_config_digest(&mut self, digest: u64) {
+        self.config_digest = digest;
+    }
+
     /// Put this node's own term, commit and applied index on its responses to the leader.
     pub(super) fn stamp_reports(&self, messages: &mut [Message]) {
         let hs = self.node.raft.hard_state();
@@ -65,7 +77,7 @@ impl<L: DurableLog> Replica<L> {
         let catching_up = u64::from(!self.catch_up.caught_up());
         for message in messages.iter_mut().filter(|m| carries_report(m) && m.context.is_empty()) {
             let mut context = STATUS_REPORT_MAGIC.to_vec();
-            for value in [hs.term, hs.commit, applied, catching_up] {
+            for value in [hs.term, hs.commit, applied, catching_up, self.config_digest] {
                 context.extend_from_slice(&value.to_be_bytes());
             }
             message.context = context.into();
@@ -81,7 +93,8 @@ impl<L: DurableLog> Replica<L> {
         let mut values = body.chunks_exact(8).filter_map(|c| <[u8; 8]>::try_from(c).ok().map(u64::from_be_bytes));
         if let (Some(term), Some(commit), Some(applied)) = (values.next(), values.next(), values.next()) {
             let caught_up = values.next() != Some(1);
-            self.peer_reports.insert(message.from, PeerReport { term, commit, applied, caught_up });
+            let config_digest = values.next().unwrap_or(0);
+            self.peer_reports.insert(message.from, PeerReport { term, commit, applied, caught_up, config_digest });
         }
         message.context = Default::default();
     }
@@ -106,6 +119,7 @@ impl<L: DurableLog> Replica<L> {
                         commit: status.hs.commit,
                         applied: status.applied,
                         caught_up: self.catch_up.caught_up(),
+                        config_digest: self.config_digest,
                     })
                 } else {
                     self.peer_reports.get(&id).copied().filter(|_| progress.is_some())
@@ -122,6 +136,7 @@ impl<L: DurableLog> Replica<L> {
                     commit: report.map(|r| r.commit),
                     applied: report.map(|r| r.applied),
                     catching_up: report.map(|r| !r.caught_up),
+                    config_digest: report.filter(|r| r.config_digest != 0).map(|r| format!("{:016x}", r.config_digest)),
                 }
             })
             .collect()

@@ -90,6 +90,10 @@ pub struct NodeStatus {
     pub proposals_pending: usize,
     /// The digest of this node's lease-relevant config (`reload::lease_config_digest`).
     pub config_digest: String,
+    /// The digest the Raft log last carried: the config of the leader that proposed it.
+    pub cluster_config_digest: Option<String>,
+    /// This node's config differs from the cluster's (`None` until the log carried a digest).
+    pub config_mismatch: Option<bool>,
 }
 
 #[derive(Message)]
@@ -155,8 +159,6 @@ pub struct LeaseActor {
     slice_scheduled: bool,
     /// Where the slices of the snapshot in progress go (its thread), if one is.
     snapshot_writer: Option<std::sync::mpsc::Sender<(Vec<leasehold_cluster::Lease>, bool)>>,
-    /// `reload::lease_config_digest` of the engine's config, computed when it changes.
-    config_digest: String,
     /// Terms this node moved through (each an election) and leaders it came to know, since start.
     terms_seen: u64,
     leader_changes: u64,
@@ -267,7 +269,6 @@ impl LeaseActor {
         let status =
             RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, lease_until_us: None, commit_index: 0 };
         let group_commit_window = Duration::from_micros(engine.config().limits.group_commit_window_us);
-        let config_digest = crate::reload::lease_config_digest(engine.config());
         LeaseActor {
             engine,
             parser: None,
@@ -284,7 +285,6 @@ impl LeaseActor {
             metrics,
             slice_scheduled: false,
             snapshot_writer: None,
-            config_digest,
             terms_seen: 0,
             leader_changes: 0,
             log,
@@ -330,7 +330,11 @@ impl Actor for LeaseActor {
         ctx.run_interval(COLLECT_INTERVAL, |act, ctx| {
             act.refresh_role();
             let now_us = act.clock.now_us();
-            let proposals = [act.engine.propose_parameters(), act.engine.propose_collection(now_us)];
+            let proposals = [
+                act.engine.propose_parameters(),
+                act.engine.propose_config_digest(),
+                act.engine.propose_collection(now_us),
+            ];
             for proposal in proposals.into_iter().flatten() {
                 act.queue_proposal(proposal, ctx);
             }
@@ -539,7 +543,9 @@ impl Handler<GetStatus> for LeaseActor {
             leases: self.engine.table().len(),
             offers_held: self.engine.offers_held(),
             proposals_pending: self.engine.proposals_pending(),
-            config_digest: self.config_digest.clone(),
+            config_digest: self.engine.config_digest().to_owned(),
+            cluster_config_digest: self.engine.table().config_digest().map(str::to_owned),
+            config_mismatch: self.engine.config_mismatch(),
         })
     }
 }
@@ -591,7 +597,11 @@ impl Handler<RenderMetrics> for LeaseActor {
         // The config in force, as a label: nodes of one cluster must show the same digest.
         text.push_str("# HELP leasehold_config_info The digest of the lease-relevant config in force (reload::lease_config_digest).\n");
         text.push_str("# TYPE leasehold_config_info gauge\n");
-        text.push_str(&format!("leasehold_config_info{{digest=\"{}\"}} 1\n", self.config_digest));
+        text.push_str(&format!("leasehold_config_info{{digest=\"{}\"}} 1\n", self.engine.config_digest()));
+        text.push_str("# HELP leasehold_config_mismatch 1 when this node's lease-relevant config differs from the one the Raft log last carried (the leader's).\n");
+        text.push_str("# TYPE leasehold_config_mismatch gauge\n");
+        let mismatch = u8::from(self.engine.config_mismatch() == Some(true));
+        text.push_str(&format!("leasehold_config_mismatch {mismatch}\n"));
         text
     }
 }
@@ -677,13 +687,13 @@ impl Handler<Reconfigure> for LeaseActor {
 
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) -> Self::Result {
         let done = self.engine.reconfigure(msg.0, self.clock.now_us());
-        self.config_digest = crate::reload::lease_config_digest(self.engine.config());
         info!(self.log, "config reloaded"; "pools" => done.pools, "classes" => done.classes,
             "reservations" => done.config_reservations, "offers_kept" => done.offers_kept,
             "offers_dropped" => done.offers_dropped);
-        // New apply parameters (expiry grace, max leases) go through the log now, not at the next sweep.
+        // New apply parameters (expiry grace, max leases) and the new digest go through the log now,
+        // not at the next sweep.
         self.refresh_role();
-        if let Some(proposal) = self.engine.propose_parameters() {
+        for proposal in [self.engine.propose_parameters(), self.engine.propose_config_digest()].into_iter().flatten() {
             self.queue_proposal(proposal, ctx);
         }
         MessageResult(done)

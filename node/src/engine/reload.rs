@@ -8,8 +8,35 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use leasehold_config::Config;
+use sha2::{Digest, Sha256};
 
 use super::{allocator, limits, offer_cap, reservations, Engine, Offers};
+
+/// A digest of what decides how clients are served and how the table applies: pools, options,
+/// classes, reservations, boot policy, identity and limits (not sockets, paths or the cluster's
+/// own addresses). Every node of a cluster must run with the same one.
+pub fn lease_config_digest(config: &Config) -> String {
+    let mut hasher = Sha256::new();
+    // The checked config's Debug form: every field, in declaration order.
+    let relevant = (
+        &config.identity,
+        &config.pools,
+        &config.pxe,
+        &config.reservations,
+        &config.options,
+        &config.classes,
+        &config.limits,
+    );
+    hasher.update(format!("{relevant:?}").as_bytes());
+    let digest = hasher.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first 8 bytes of a `lease_config_digest`, as a number (0 for anything else): what a member
+/// reports to the leader with its progress.
+pub fn digest_number(digest: &str) -> u64 {
+    u64::from_str_radix(digest, 16).unwrap_or(0)
+}
 
 /// The keys of `new` that differ from `old` and that a running node cannot take: a reload that
 /// changes any of them is refused whole, and the node keeps running on `old`.
@@ -121,6 +148,7 @@ impl Engine {
         self.offers_displaced = offers_displaced;
         self.offers_reclaimed = offers_reclaimed;
         self.offers = offers;
+        self.config_digest = lease_config_digest(&config);
         self.config = config;
         Reconfigured {
             pools: self.config.pools.len(),

@@ -1444,3 +1444,30 @@ fn a_release_and_a_renewal_decided_before_a_newer_binding_are_refused_and_counte
     let counts: Vec<(&str, &str, u64)> = engine.applied_outcomes().collect();
     assert_eq!(counts, [("bind", "bound", 2), ("bind", "stale", 1), ("release", "stale", 1)]);
 }
+
+/// Issue 12: the leader puts its config digest in the log; a node compares its own file with it.
+#[test]
+fn the_leader_proposes_its_config_digest_once_and_a_node_with_another_file_sees_the_mismatch() {
+    let mut leader = engine();
+    let mut other_config = config();
+    other_config.pools[0].lease_time_secs += 1;
+    let mut follower = engine_with(other_config);
+    follower.set_leader(false);
+    assert_eq!(leader.config_mismatch(), None, "no digest in the log yet");
+    assert!(follower.propose_config_digest().is_none(), "only the leader proposes it");
+
+    let proposal = leader.propose_config_digest().expect("a new leader proposes its digest");
+    let mut leader_log = Log::new();
+    let mut follower_log = Log::new();
+    leader_log.commit(&mut leader, vec![proposal.clone()], 0);
+    follower_log.commit(&mut follower, vec![proposal], 0);
+    assert_eq!(leader.table().config_digest(), Some(leader.config_digest()));
+    assert_eq!(leader.config_mismatch(), Some(false));
+    assert!(leader.propose_config_digest().is_none(), "the log carries it: nothing more to propose");
+    assert_ne!(follower.config_digest(), leader.config_digest(), "a lease time is lease-relevant");
+    assert_eq!(follower.config_mismatch(), Some(true), "the follower's file differs from the leader's");
+
+    // The follower takes the leader's file: it agrees again, and the digest stays what the log says.
+    follower.reconfigure(Arc::new(config()), 0);
+    assert_eq!(follower.config_mismatch(), Some(false));
+}

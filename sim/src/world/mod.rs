@@ -462,7 +462,7 @@ impl World {
                     // The leader's parameters and record collection, as the lease actor proposes them.
                     let collection = live.engine.propose_collection(now_us);
                     self.report.collections += u64::from(collection.is_some());
-                    let proposals = [live.engine.propose_parameters(), collection];
+                    let proposals = [live.engine.propose_parameters(), live.engine.propose_config_digest(), collection];
                     let mut any = false;
                     for proposal in proposals.into_iter().flatten() {
                         live.batch.push(proposal);
