@@ -7,14 +7,17 @@
 //! 2. node 4 starts with `--join` and the full new peer list; it catches up from the leader and is
 //!    promoted to voter by the leader without a command: `/v1/cluster` shows it as a follower, its
 //!    lease table equals the leader's, and a binding made after the promotion reaches it;
-//! 3. promoting it again is refused (409, not a learner).
+//! 3. promoting it again is refused (409, not a learner);
+//! 4. node 1 restarts with the `--peer` list it was first given (nodes 1–3 only): node 4's address
+//!    comes from the replicated membership (the lease table keeps what the membership change
+//!    carried), so once node 1 leads, a binding it commits reaches node 4.
 
 mod netns_support;
 
 use std::time::Duration;
 
 use leasehold_tests::{format_mac, test_mac, ClientConfig, ClientOptions, RetryPolicy, TestClient};
-use netns_support::cluster::{lease_set, node_ip, Cluster, PEER_PORT};
+use netns_support::cluster::{self, lease_set, node_ip, Cluster, PEER_PORT};
 use netns_support::*;
 
 fn role_of(ns: &str, id: u64) -> Option<String> {
@@ -28,7 +31,7 @@ fn role_of(ns: &str, id: u64) -> Option<String> {
 fn a_node_added_joins_as_a_learner_and_is_promoted_once_caught_up() {
     let segment = Segment::up(4, 1, 24);
     let dir = scratch_dir("learners");
-    let cluster = Cluster::start(&segment, dir.path());
+    let mut cluster = Cluster::start(&segment, dir.path());
     let (leader, _) = cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(20), "a leader");
     let leader_ns = cluster.ns(leader).to_string();
     let mut client =
@@ -117,4 +120,60 @@ fn a_node_added_joins_as_a_learner_and_is_promoted_once_caught_up() {
     let (code, answer) = admin::admin(&leader_ns, "POST", "/v1/cluster/nodes/4/promote", None);
     assert_eq!(code, 409, "{answer}");
     assert!(answer.contains("not a learner"), "{answer}");
+
+    // 4. Node 1 restarts with its first `--peer` list (1–3), then leads: it reaches node 4 all the
+    //    same, from the address the membership change put in the replicated table.
+    cluster.terminate(1, Duration::from_secs(15));
+    cluster.restart(1);
+    let node1_ns = cluster.ns(1).to_string();
+    let addresses = |ns: &str| -> serde_json::Value {
+        let (code, body) = admin::admin(ns, "GET", "/v1/cluster", None);
+        assert_eq!(code, 200, "{body}");
+        let view: serde_json::Value = serde_json::from_str(&body).expect("/v1/cluster is JSON");
+        view["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["id"].as_u64() == Some(4)).cloned())
+            .unwrap_or_default()
+    };
+    let node4_addr = format!("{}:{PEER_PORT}", node_ip(4));
+    assert_eq!(addresses(&node1_ns)["address"].as_str(), Some(node4_addr.as_str()), "node 1 knows node 4's address");
+    let leader_now = |ns: &str| match cluster::health(ns) {
+        cluster::Health::Led { leader_id, .. } => Some(leader_id),
+        _ => None,
+    };
+    let current = poll_until(
+        Duration::from_secs(20),
+        || leader_now(&node1_ns),
+        Option::is_some,
+        |leader| format!("node 1 sees no leader after its restart: {leader:?}"),
+    );
+    if current != Some(1) {
+        let leader_id = current.expect("a leader");
+        let ns = if leader_id == 4 { segment.server(4) } else { cluster.ns(leader_id as u32).to_string() };
+        let (code, answer) = admin::admin(&ns, "POST", "/v1/cluster/transfer-leader", Some(r#"{"to": 1}"#));
+        assert_eq!(code, 200, "transfer to node 1: {answer}");
+    }
+    poll_until(
+        Duration::from_secs(20),
+        || cluster::health(&node1_ns),
+        |health| matches!(health, cluster::Health::Led { leader_id: 1, is_leader: true, .. }),
+        |health| format!("node 1 does not lead: {health:?}"),
+    );
+    let term_before = match cluster::health(&node1_ns) {
+        cluster::Health::Led { term, .. } => term,
+        other => panic!("{other:?}"),
+    };
+    let ip = dora(&mut client, 6);
+    let mac = format_mac(test_mac(6));
+    poll_until(
+        Duration::from_secs(10),
+        || node4.lease_of(ip),
+        |lease| lease.as_ref().is_some_and(|l| l.state == "bound" && l.mac == mac),
+        |lease| format!("node 4 did not apply the binding node 1 committed: {lease:?}\n{}", tail_of(&node4.proc.log)),
+    );
+    assert_eq!(
+        cluster::health(&node1_ns),
+        cluster::Health::Led { leader_id: 1, is_leader: true, term: term_before },
+        "node 1 led throughout"
+    );
 }

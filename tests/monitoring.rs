@@ -102,4 +102,8 @@ fn dashboard_and_alert_rules_name_only_exported_metrics_with_live_values() {
         })
         .collect();
     assert_eq!(digests.len(), 1, "every node runs the same lease config: {digests:?}");
+    for id in 1..=3 {
+        let text = cluster.server(id).metrics();
+        assert_eq!(metric(&text, "leasehold_config_mismatch", ""), Some(0.0), "node {id}: the same file as the leader");
+    }
 }

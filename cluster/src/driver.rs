@@ -13,8 +13,6 @@
 //! peer message's error says whether the node must stop. `open_table` is where both start: the
 //! table rebuilt from the log's latest snapshot.
 
-use std::net::SocketAddr;
-
 use raft::eraftpb::{Message, MessageType};
 
 use crate::replica::{Actions, LogWrite, Persist, Replica};
@@ -34,15 +32,7 @@ pub trait RaftShell {
     fn membership(&mut self, change: MembershipChange);
 }
 
-/// A committed change of the members.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MembershipChange {
-    pub id: u64,
-    /// Added (as a voter), or removed.
-    pub added: bool,
-    /// For an addition: the peer address the change carried (its context), if it parses.
-    pub addr: Option<SocketAddr>,
-}
+pub use crate::MembershipChange;
 
 /// A `Ready` begun by `begin`: its write, to make durable in `finish`.
 #[derive(Debug)]
@@ -163,9 +153,8 @@ pub fn receive<L: DurableLog>(replica: &mut Replica<L>, message: Message) -> Res
 /// Route one `Actions` to the shell, in its documented order.
 fn dispatch<L: DurableLog>(replica: &mut Replica<L>, shell: &mut impl RaftShell, actions: Actions) {
     let Actions { messages, restore, committed, status, rejected, membership } = actions;
-    for (id, added, context) in membership {
-        let addr = std::str::from_utf8(&context).ok().and_then(|text| text.parse().ok());
-        shell.membership(MembershipChange { id, added, addr });
+    for change in membership {
+        shell.membership(change);
     }
     // The transport queues and may drop; a snapshot is reported sent at once, so a lost one is
     // retried from the probe state instead of pausing the follower for good.

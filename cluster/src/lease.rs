@@ -408,6 +408,9 @@ pub struct LeaseTable {
     params_from_log: bool,
     /// The config digest the log last carried (`Command::SetConfigDigest`).
     config_digest: Option<String>,
+    /// Peer addresses of the members added through the log (their membership change carried it),
+    /// by id; a removal forgets one. Members a node was configured with at bootstrap are not here.
+    member_addresses: BTreeMap<u64, std::net::SocketAddr>,
 }
 
 /// Versioned encodings start with 0xFF, which never starts an unversioned one: bincode's varint
@@ -427,6 +430,7 @@ impl LeaseTable {
             params: Parameters { grace_ms, max_leases: max_leases as u64 },
             params_from_log: false,
             config_digest: None,
+            member_addresses: BTreeMap::new(),
         }
     }
 
@@ -442,6 +446,31 @@ impl LeaseTable {
     /// The parameters apply uses, and whether the log set them (else they are the node's own).
     pub fn parameters(&self) -> (Parameters, bool) {
         (self.params, self.params_from_log)
+    }
+
+    /// Peer addresses of the members added through the log, by id (see `apply_membership`).
+    pub fn member_addresses(&self) -> &BTreeMap<u64, std::net::SocketAddr> {
+        &self.member_addresses
+    }
+
+    /// Apply a committed membership change at `index`: an added member's address is kept, a
+    /// removed one's forgotten (a promotion carries no address and changes nothing).
+    pub fn apply_membership(&mut self, index: u64, changes: &[crate::MembershipChange]) {
+        if index <= self.applied_index {
+            return;
+        }
+        for change in changes {
+            match (change.added, change.addr) {
+                (true, Some(addr)) => {
+                    self.member_addresses.insert(change.id, addr);
+                }
+                (true, None) => {}
+                (false, _) => {
+                    self.member_addresses.remove(&change.id);
+                }
+            }
+        }
+        self.applied_index = index;
     }
 
     /// The lease-relevant config digest the log last carried, if any did.

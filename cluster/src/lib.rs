@@ -68,6 +68,21 @@ pub struct CommittedEntry {
     /// catch up from one (raft-rs refuses a snapshot whose configuration does not name the receiver,
     /// and every snapshot taken before the change does not).
     pub changes_membership: bool,
+    /// The members it adds (with the peer address the change carried) or removes: the table keeps
+    /// the addresses (`LeaseTable::member_addresses`), so a restarted node finds the members added
+    /// since it was configured without a new `--peer` list.
+    pub membership: Vec<MembershipChange>,
+}
+
+/// A committed change of the members.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MembershipChange {
+    pub id: u64,
+    /// Added (as a learner, or a learner promoted to voter), or removed.
+    pub added: bool,
+    /// For an addition: the peer address the change carried (its context), if it parses (a
+    /// promotion carries none).
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// From the raft actor to the state machine owner, in log order.

@@ -77,7 +77,7 @@ fn serve_one_client(config: &Config, now_us: u64) {
     let mut commit = |engine: &mut Engine, action: Action, now_us: u64| {
         if let Action::Propose(proposal) = action {
             index += 1;
-            let entry = CommittedEntry { index, proposals: vec![proposal], changes_membership: false };
+            let entry = CommittedEntry { index, proposals: vec![proposal], changes_membership: false, membership: Vec::new() };
             for (outgoing, _) in engine.apply_committed(&[entry], now_us).replies {
                 let _ = wire::emit(&outgoing.reply, outgoing.max_bytes);
             }

@@ -237,7 +237,7 @@ impl Harness {
                 let count = usize::from(*count).min(self.waiting.len());
                 if count > 0 {
                     let proposals = self.waiting.drain(..count).collect();
-                    self.apply(CommittedEntry { index: self.next_index, proposals, changes_membership: false });
+                    self.apply(CommittedEntry { index: self.next_index, proposals, changes_membership: false, membership: Vec::new() });
                 }
             }
             Step::Reject { count } => {
@@ -249,6 +249,7 @@ impl Harness {
                 index: self.next_index,
                 proposals: Vec::new(),
                 changes_membership: *changes_membership,
+                membership: Vec::new(),
             }),
             Step::Role(choice) => {
                 self.role = match choice {

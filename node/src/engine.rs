@@ -1257,7 +1257,11 @@ impl Engine {
                     self.applied_since_snapshot.max(self.config.limits.snapshot_every_entries);
             }
             if entry.proposals.is_empty() {
-                self.table.skip(entry.index);
+                if entry.membership.is_empty() {
+                    self.table.skip(entry.index);
+                } else {
+                    self.table.apply_membership(entry.index, &entry.membership);
+                }
                 continue;
             }
             let mut touched = Vec::new();

@@ -73,6 +73,16 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
 
     let (store, table) =
         leasehold_cluster::actor::open(&config.data_dir, config.fsync, grace_ms, limits.max_leases, &log)?;
+    // Members added through the log since this node was configured: their addresses come from the
+    // table (replicated with the membership change), so the `--peer` list need not name them. An
+    // address the config gives wins.
+    let mut known_peers = config.cluster.peers.clone();
+    for (id, addr) in table.member_addresses() {
+        if !known_peers.contains_key(id) {
+            info!(log, "peer address from the replicated membership"; "id" => id, "addr" => %addr);
+            known_peers.insert(*id, *addr);
+        }
+    }
     let replica_config = ReplicaConfig {
         voters: config.cluster.peers.keys().copied().collect(),
         applied: table.applied_index(),
@@ -87,7 +97,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
     let replay_until = store.committed_index();
     let replica = Replica::new(&replica_config, store, &log.new(o!("actor" => "raft")))?;
     // A cluster of several nodes: peers (this one excluded), where to listen, the secret and/or TLS.
-    let peer_links = if config.cluster.peers.len() > 1 {
+    let peer_links = if known_peers.len() > 1 {
         let secret = config.cluster.secret_file.as_deref().map(read_secret).transpose()?;
         let tls = match &config.cluster.tls {
             Some(files) => Some(
@@ -112,7 +122,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             source: std::io::Error::other("several peers need cluster.listen"),
         })?;
-        let mut peers = config.cluster.peers.clone();
+        let mut peers = known_peers.clone();
         peers.remove(&config.cluster.node_id);
         Some(TransportConfig {
             node_id: config.cluster.node_id,
@@ -166,7 +176,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         let tick = Duration::from_millis(config.cluster.tick_ms);
         let engine = Engine::new(config.clone(), table, node_id, incarnation).with_replay_until(replay_until);
         let mut raft_addr = None;
-        let addresses = config.cluster.peers.clone();
+        let addresses = known_peers.clone();
         let lease = LeaseActor::create(|ctx| {
             let me = ctx.address();
             let (state_machine, status) = (me.clone().recipient(), me.recipient());

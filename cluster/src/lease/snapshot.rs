@@ -3,7 +3,7 @@
 //! the DHCP thread), and read back in bulk, of this version or an earlier one.
 //!
 //! Versions: 1 (no mark), 2 (reservations), 3 (parameters from the log), 4 (a version-3 body as one
-//! zstd frame), 5 (the cluster's config digest from the log) and 6 (a version-5 body as one zstd
+//! zstd frame), 5 (the cluster's config digest and the members' addresses from the log) and 6 (a version-5 body as one zstd
 //! frame). A table writes version 5, which is also what digests are taken of; the node stores and
 //! sends version 6: lease records compress about tenfold (sequential addresses, MAC prefixes, nearby
 //! times), so a snapshot of two million leases crosses to a follower as about 8 MB, not 84.
@@ -130,6 +130,8 @@ struct SnapshotV5 {
     parameters: Option<Parameters>,
     /// The lease-relevant config digest the log last carried (`Command::SetConfigDigest`).
     config_digest: Option<String>,
+    /// The peer addresses membership changes carried, by id.
+    member_addresses: Vec<(u64, std::net::SocketAddr)>,
     leases: Vec<Lease>,
     reservations: Vec<ReservedHost>,
 }
@@ -140,6 +142,7 @@ impl From<SnapshotV3> for SnapshotV5 {
             applied_index: v3.applied_index,
             parameters: v3.parameters,
             config_digest: None,
+            member_addresses: Vec::new(),
             leases: v3.leases,
             reservations: v3.reservations,
         }
@@ -148,10 +151,11 @@ impl From<SnapshotV3> for SnapshotV5 {
 
 /// `SnapshotV5` as written: the same encoding, serialised from borrowed iterators.
 #[derive(Serialize)]
-struct SnapshotV5Out<'a, L, R> {
+struct SnapshotV5Out<'a, M, L, R> {
     applied_index: u64,
     parameters: Option<Parameters>,
     config_digest: Option<&'a str>,
+    member_addresses: M,
     leases: L,
     reservations: R,
 }
@@ -211,6 +215,7 @@ impl LeaseTable {
             applied_index: self.applied_index,
             parameters: self.params_from_log.then_some(self.params),
             config_digest: self.config_digest.as_deref(),
+            member_addresses: Streamed(self.member_addresses.iter()),
             leases: Streamed(self.by_ip.values()),
             reservations: Streamed(self.reservations.values()),
         };
@@ -236,6 +241,7 @@ impl LeaseTable {
             self.applied_index,
             self.params_from_log.then_some(self.params),
             self.config_digest.as_deref(),
+            Streamed(self.member_addresses.iter()),
             records as u64,
         );
         encode_into(header, &mut out);
@@ -272,6 +278,7 @@ impl LeaseTable {
                 applied_index: v2.applied_index,
                 parameters: None,
                 config_digest: None,
+                member_addresses: Vec::new(),
                 leases: v2.leases,
                 reservations: v2.reservations,
             })
@@ -306,6 +313,7 @@ impl LeaseTable {
                     applied_index: v1.applied_index,
                     parameters: None,
                     config_digest: None,
+                    member_addresses: Vec::new(),
                     leases: v1.leases,
                     reservations: Vec::new(),
                 }
@@ -318,6 +326,7 @@ impl LeaseTable {
             table.params_from_log = true;
         }
         table.config_digest = repr.config_digest;
+        table.member_addresses = repr.member_addresses.into_iter().collect();
         for host in repr.reservations {
             table.reserved_ips.insert(host.ip, host.mac);
             table.reservations.insert(host.mac, host);
@@ -350,6 +359,7 @@ mod tests {
             applied_index: u64,
             parameters: Option<Parameters>,
             config_digest: Option<String>,
+            member_addresses: Vec<(u64, std::net::SocketAddr)>,
             leases: Vec<Lease>,
             reservations: Vec<ReservedHost>,
         }
@@ -385,10 +395,15 @@ mod tests {
         table.apply(1, &[Proposal { tag, command: bind }, Proposal { tag, command: reserve }]);
         table.apply(2, &[Proposal { tag, command: Command::SetParameters(Parameters { grace_ms: 5, max_leases: 7 }) }]);
         table.apply(3, &[Proposal { tag, command: Command::SetConfigDigest { digest: "0123456789abcdef".into() } }]);
+        let node4: std::net::SocketAddr = "10.0.0.4:6768".parse().unwrap();
+        let add = |id, addr| crate::MembershipChange { id, added: true, addr };
+        table.apply_membership(4, &[add(4, Some(node4)), add(5, Some(node4))]);
+        table.apply_membership(5, &[crate::MembershipChange { id: 5, added: false, addr: None }, add(4, None)]);
         let owned = Owned {
-            applied_index: 3,
+            applied_index: 5,
             parameters: Some(Parameters { grace_ms: 5, max_leases: 7 }),
             config_digest: Some("0123456789abcdef".into()),
+            member_addresses: vec![(4, node4)],
             leases: table.iter().cloned().collect(),
             reservations: table.reservations().cloned().collect(),
         };
@@ -401,7 +416,7 @@ mod tests {
         let mut records = Vec::new();
         assert!(table.snapshot_records(usize::MAX, &mut records));
         streamed.encode(&records);
-        assert_eq!(streamed.finish(), (3, expected.clone()), "the encoder writes what to_snapshot writes");
+        assert_eq!(streamed.finish(), (5, expected.clone()), "the encoder writes what to_snapshot writes");
 
         // Version 3 (before the config digest), as earlier builds wrote it, plain and compressed: the
         // same table with no digest.

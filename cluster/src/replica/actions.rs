@@ -22,9 +22,8 @@ pub struct Actions {
     pub status: Option<RaftStatus>,
     /// Proposals that will not come back through `committed` from this node.
     pub rejected: Vec<ProposalTag>,
-    /// Committed membership changes: (member id, added, the change's context — the new member's
-    /// peer address for an addition).
-    pub membership: Vec<(u64, bool, Vec<u8>)>,
+    /// Committed membership changes, with the new member's peer address for an addition.
+    pub membership: Vec<crate::MembershipChange>,
 }
 
 impl Actions {

@@ -528,6 +528,7 @@ impl<L: DurableLog> Replica<L> {
         for entry in entries {
             self.settle_in_flight(entry.index, entry.term, actions);
             let changes_membership = entry.get_entry_type() != EntryType::EntryNormal;
+            let mut membership = Vec::new();
             let proposals = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
                 EntryType::EntryNormal => decode_entry(&entry.data)
@@ -541,15 +542,21 @@ impl<L: DurableLog> Replica<L> {
                 EntryType::EntryConfChangeV2 => {
                     let change = ConfChangeV2::parse_from_bytes(&entry.data)
                         .map_err(|e| ClusterError::Corrupt(format!("conf change at {}: {e}", entry.index)))?;
+                    let addr = std::str::from_utf8(&change.context).ok().and_then(|text| text.parse().ok());
                     for single in change.get_changes() {
                         let added = single.get_change_type() != raft::eraftpb::ConfChangeType::RemoveNode;
-                        actions.membership.push((single.node_id, added, change.context.to_vec()));
+                        membership.push(crate::MembershipChange {
+                            id: single.node_id,
+                            added,
+                            addr: addr.filter(|_| added),
+                        });
                     }
+                    actions.membership.extend(membership.iter().cloned());
                     self.apply_conf_change(entry.index, AnyConfChange::V2(change))?;
                     Vec::new()
                 }
             };
-            actions.committed.push(CommittedEntry { index: entry.index, proposals, changes_membership });
+            actions.committed.push(CommittedEntry { index: entry.index, proposals, changes_membership, membership });
         }
         Ok(())
     }

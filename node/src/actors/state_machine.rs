@@ -115,7 +115,7 @@ pub fn snapshot_slice(engine: &mut Engine, max_records: usize) -> Option<Snapsho
 }
 
 /// A snapshot whose every record was encoded: its index, its size before compression, and its bytes
-/// as stored and sent (version 4, compressed).
+/// as stored and sent (version 6, compressed).
 pub fn finish_snapshot(encoder: SnapshotEncoder) -> (u64, usize, Vec<u8>) {
     let (applied_index, data) = encoder.finish();
     let written = data.len();

@@ -157,7 +157,8 @@ impl Log {
     }
 
     fn commit(&mut self, engine: &mut Engine, proposals: Vec<Proposal>, now_us: u64) -> Answers {
-        let entry = CommittedEntry { index: self.next_index, proposals, changes_membership: false };
+        let entry =
+            CommittedEntry { index: self.next_index, proposals, changes_membership: false, membership: Vec::new() };
         self.next_index += 1;
         engine.apply_committed(&[entry], now_us)
     }
@@ -767,7 +768,12 @@ fn a_membership_change_makes_a_snapshot_due() {
     dora(&mut engine, &mut log, mac(1), T0_US);
     assert!(engine.snapshot_step(1_000).is_none(), "one entry: not due");
     // The next entry: a membership change (no proposals).
-    let change = CommittedEntry { index: log.next_index, proposals: Vec::new(), changes_membership: true };
+    let change = CommittedEntry {
+        index: log.next_index,
+        proposals: Vec::new(),
+        changes_membership: true,
+        membership: Vec::new(),
+    };
     engine.apply_committed(&[change], T0_US);
     let part = engine.snapshot_step(1_000).expect("due after the membership change");
     assert!(part.begun.is_some(), "a new snapshot begins, at the change's index");

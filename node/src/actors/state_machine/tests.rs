@@ -95,8 +95,8 @@ fn committed_entries_become_replies_tagged_with_their_index() {
     };
     let Action::Propose(proposal) = engine.handle(&request, NOW_US) else { panic!("a binding is proposed") };
     let entries = vec![
-        CommittedEntry { index: 1, proposals: Vec::new(), changes_membership: false },
-        CommittedEntry { index: 2, proposals: vec![proposal], changes_membership: false },
+        CommittedEntry { index: 1, proposals: Vec::new(), changes_membership: false, membership: Vec::new() },
+        CommittedEntry { index: 2, proposals: vec![proposal], changes_membership: false, membership: Vec::new() },
     ];
     let mut seen = Vec::new();
     let applied = on_raft_mail(&mut engine, ToStateMachine::Entries(entries), NOW_US, |entry, engine| {
@@ -110,14 +110,14 @@ fn committed_entries_become_replies_tagged_with_their_index() {
     assert_eq!(applied.commit_latencies_us, vec![0]);
     assert!(applied.snapshot_due);
     // The snapshot is due: one slice copies the one record and carries the encoder; finished, it
-    // is the table's snapshot at index 2, compressed (version 4), and none is due after it.
+    // is the table's snapshot at index 2, compressed (version 6), and none is due after it.
     let part = snapshot_slice(&mut engine, 1_000).expect("a snapshot is due");
     let (mut encoder, records) = (part.begun.expect("this slice began it"), part.records);
     assert!(part.last && records.len() == 1, "{} records, last {}", records.len(), part.last);
     encoder.encode(&records);
     let (index, written, data) = finish_snapshot(encoder);
     assert_eq!((index, written), (2, engine.table().to_snapshot().len()));
-    assert_eq!(data[3], 4, "version 4: compressed");
+    assert_eq!(data[3], 6, "version 6: compressed");
     assert_eq!(LeaseTable::from_snapshot(&data, 60_000, 1_000).expect("decodes").digest(), engine.table().digest());
     assert!(snapshot_slice(&mut engine, 1_000).is_none());
 }
