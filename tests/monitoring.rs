@@ -91,6 +91,8 @@ fn dashboard_and_alert_rules_name_only_exported_metrics_with_live_values() {
         assert!(value("leasehold_member_lag_entries", &member) >= 0.0);
         let peer = member.replace("member", "peer");
         assert!(value("leasehold_peer_messages_sent_total", &peer) > 0.0, "the leader sent to {peer}");
+        assert!(value("leasehold_peer_sent_bytes_total", &peer) > 0.0, "the leader wrote bytes to {peer}");
+        assert!(value("leasehold_peer_received_bytes_total", &peer) > 0.0, "the leader heard from {peer}");
     }
     assert_eq!(value("leasehold_members", "kind=\"voter\""), 3.0);
     assert!(value("leasehold_raft_leader_changes_total", "") >= 1.0, "it came to know a leader");

@@ -158,6 +158,10 @@ pub struct PeerStats {
     pub queued: usize,
     /// Messages written to the peer's connection.
     pub sent: u64,
+    /// Bytes written to the peer's connection (frames, with their MAC or TLS records' payload).
+    pub sent_bytes: u64,
+    /// Bytes of the messages received from the peer (decoded frames).
+    pub received_bytes: u64,
     /// Messages dropped because the peer's send queue was full.
     pub dropped_full: u64,
     /// Messages dropped because they could not be framed (over [`MAX_MESSAGE_BYTES`] when encoded).
@@ -200,6 +204,8 @@ pub(crate) struct PeerCounters {
     connected: AtomicBool,
     inbound_connected: AtomicBool,
     sent: AtomicU64,
+    sent_bytes: AtomicU64,
+    received_bytes: AtomicU64,
     dropped_full: AtomicU64,
     dropped_unsendable: AtomicU64,
     auth_failures: AtomicU64,
@@ -342,6 +348,8 @@ impl Transport {
                     inbound_connected: counters.inbound_connected.load(Relaxed),
                     queued: link.queue.max_capacity() - link.queue.capacity(),
                     sent: counters.sent.load(Relaxed),
+                    sent_bytes: counters.sent_bytes.load(Relaxed),
+                    received_bytes: counters.received_bytes.load(Relaxed),
                     dropped_full: counters.dropped_full.load(Relaxed),
                     dropped_unsendable: counters.dropped_unsendable.load(Relaxed),
                     auth_failures: counters.auth_failures.load(Relaxed),

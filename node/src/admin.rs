@@ -513,6 +513,17 @@ fn render_peer_metrics(stats: &transport::TransportStats, out: &mut String) {
     for (id, peer) in &stats.peers {
         let _ = writeln!(out, "leasehold_peer_messages_sent_total{{peer=\"{id}\"}} {}", peer.sent);
     }
+    let _ = writeln!(out, "# HELP leasehold_peer_sent_bytes_total Bytes written to the peer's link (framing and authentication included).");
+    let _ = writeln!(out, "# TYPE leasehold_peer_sent_bytes_total counter");
+    for (id, peer) in &stats.peers {
+        let _ = writeln!(out, "leasehold_peer_sent_bytes_total{{peer=\"{id}\"}} {}", peer.sent_bytes);
+    }
+    let _ =
+        writeln!(out, "# HELP leasehold_peer_received_bytes_total Bytes of the Raft messages received from the peer.");
+    let _ = writeln!(out, "# TYPE leasehold_peer_received_bytes_total counter");
+    for (id, peer) in &stats.peers {
+        let _ = writeln!(out, "leasehold_peer_received_bytes_total{{peer=\"{id}\"}} {}", peer.received_bytes);
+    }
     let _ = writeln!(out, "# HELP leasehold_peer_queued_messages Raft messages waiting in the peer's send queue.");
     let _ = writeln!(out, "# TYPE leasehold_peer_queued_messages gauge");
     for (id, peer) in &stats.peers {

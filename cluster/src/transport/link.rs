@@ -324,6 +324,7 @@ async fn read_frame<S: AsyncRead + Unpin + ?Sized>(
 /// follower; snapshots are rare (one in flight per follower), so queueing them unconditionally with
 /// `do_send` cannot grow the mailbox without bound.
 fn deliver(shared: &Shared, peer: u64, counters: &PeerCounters, payload: &[u8]) -> Result<(), LinkError> {
+    counters.received_bytes.fetch_add(payload.len() as u64, Relaxed);
     let message = RaftMessage::parse_from_bytes(payload)?;
     if message.from != peer || message.to != shared.node_id {
         return Err(LinkError::WrongEndpoints { peer, from: message.from, to: message.to });
@@ -482,7 +483,10 @@ async fn pump(
                     while let Some(chunk) = chunks.next() {
                         sealer.seal_frame(chunk, chunks.peek().is_some(), &mut batch);
                         match timeout(WRITE_TIMEOUT, write_flushed(&mut writer, &batch)).await {
-                            Ok(Ok(())) => batch.clear(),
+                            Ok(Ok(())) => {
+                                counters.sent_bytes.fetch_add(batch.len() as u64, Relaxed);
+                                batch.clear();
+                            }
                             Ok(Err(error)) => return LinkError::Io(error),
                             Err(_) => return LinkError::Timeout("write"),
                         }
@@ -512,6 +516,7 @@ async fn pump(
         match timeout(WRITE_TIMEOUT, write_flushed(&mut writer, &batch)).await {
             Ok(Ok(())) => {
                 counters.sent.fetch_add(framed, Relaxed);
+                counters.sent_bytes.fetch_add(batch.len() as u64, Relaxed);
             }
             Ok(Err(error)) => return LinkError::Io(error),
             Err(_) => return LinkError::Timeout("write"),
