@@ -153,9 +153,7 @@ impl World {
             // The operator: a membership change, a leadership hand-over (SIGTERM on the leader,
             // `cluster transfer-leader`), or a reservation made or ended.
             10 => self.membership_fault()?,
-            // Not in the lost-disk runs yet: there seed 1000008 (a transfer, membership changes and a
-            // lost disk together) leaves two voters refusing each other's pre-votes; under study.
-            11 if !self.config.wipe_disks => self.transfer_leadership()?,
+            11 => self.transfer_leadership()?,
             _ => self.reservation_fault(),
         }
         Ok(())
@@ -188,12 +186,13 @@ impl World {
     }
 
     /// Raft survives the loss of a minority's disks, not more: node `n` may lose its disk only while
-    /// the voters still catching up after an earlier loss, with `n`, stay a minority of the voters
-    /// (of the last two configurations: the one before may still be the one that commits).
+    /// the voters that cannot vote — still catching up after an earlier loss, or stopped for good after
+    /// their removal — with `n`, stay a minority of the voters (of the last two configurations: the
+    /// one before may still be the one in force where the removal's commit has not reached; seed
+    /// 1000008 removed the leader, whose commit of it reached nobody before it was stopped).
     pub(super) fn may_lose_a_disk(&self, n: usize) -> bool {
-        let behind = |voters: &[u64]| {
-            voters.iter().map(|id| *id as usize - 1).filter(|&i| i == n || self.catching_up(i)).count()
-        };
+        let cannot_vote = |i: usize| i == n || self.catching_up(i) || self.nodes[i].seat == Seat::Out;
+        let behind = |voters: &[u64]| voters.iter().map(|id| *id as usize - 1).filter(|&i| cannot_vote(i)).count();
         self.configs.values().rev().take(2).all(|voters| behind(voters) * 2 < voters.len())
     }
 
