@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 mod scopes;
 
 use crate::raw::{RawConfig, RawPool, RawPxe, RawReservation};
+use crate::Boot;
 use crate::{
     Admin, ArchCode, ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Overrides, PeerTlsFiles,
     Pool, Pxe, RateLimits, Reservation, Subnet, TlsFiles, TokenBucket,
@@ -112,6 +113,7 @@ pub mod flag {
     pub const ADMIN_TOKEN_FILE: &str = "--admin-token-file";
     pub const ADMIN_TLS_CERT: &str = "--admin-tls-cert";
     pub const ADMIN_TLS_KEY: &str = "--admin-tls-key";
+    pub const BOOT_ROOT: &str = "--boot-root";
 }
 
 /// Names accepted as `[pxe.arch]` keys, with their option-93 codes (RFC 4578 §2.1 and the IANA
@@ -445,6 +447,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
 
     let cluster = check_cluster(cx, &raw.cluster, ov);
     let admin = check_admin(cx, &raw.admin, ov);
+    let boot = check_boot(cx, &raw.boot, ov);
 
     let errors = ctx.errors;
     match (server_ip, server_port, client_port, admin_listen, data_dir, identity, log_format, log_level) {
@@ -476,6 +479,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
             limits,
             cluster,
             admin,
+            boot,
         }),
         _ => {
             // Every `None` above was reported when it was made.
@@ -1412,6 +1416,31 @@ fn check_admin(cx: &mut Ctx<'_>, raw: &crate::raw::RawAdmin, ov: &Overrides) -> 
             .map(|[cert_file, key_file]| TlsFiles { cert_file, key_file }),
     };
     Admin { token_file, protect_reads, tls }
+}
+
+/// `[boot]` and `--boot-root`.
+fn check_boot(cx: &mut Ctx<'_>, raw: &crate::raw::RawBoot, ov: &Overrides) -> Boot {
+    let defaults = Boot::default();
+    let root = overlay(ov.boot_root.as_deref(), flag::BOOT_ROOT, raw.root.as_deref(), "boot.root".into());
+    let root = file_path(cx, root, "boot root");
+    let tftp_listen = match &raw.tftp_listen {
+        Some(text) => cx.socket_addr(&Key::path("boot.tftp_listen"), text),
+        None => Some(defaults.tftp_listen),
+    };
+    let max_tftp_transfers = match raw.max_tftp_transfers {
+        Some(n) => cx.positive(&Key::path("boot.max_tftp_transfers"), n),
+        None => Some(defaults.max_tftp_transfers),
+    };
+    let per_client = match raw.tftp_requests_per_client_per_sec {
+        Some(n) => cx.positive(&Key::path("boot.tftp_requests_per_client_per_sec"), n),
+        None => Some(defaults.tftp_requests_per_client_per_sec),
+    };
+    Boot {
+        root,
+        tftp_listen: tftp_listen.unwrap_or(defaults.tftp_listen),
+        max_tftp_transfers: max_tftp_transfers.unwrap_or(defaults.max_tftp_transfers),
+        tftp_requests_per_client_per_sec: per_client.unwrap_or(defaults.tftp_requests_per_client_per_sec),
+    }
 }
 
 #[cfg(test)]

@@ -417,6 +417,32 @@ pub struct Config {
     pub limits: Limits,
     pub cluster: Cluster,
     pub admin: Admin,
+    pub boot: Boot,
+}
+
+/// `[boot]`: the boot files this node serves itself. With a `root`, every node runs a read-only TFTP
+/// server of it, and replies that name no TFTP server (`[pxe] tftp_server`, `next_server`) name the
+/// answering node's own address, so a machine boots from the node that gave it its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    pub root: Option<PathBuf>,
+    pub tftp_listen: SocketAddr,
+    pub max_tftp_transfers: u32,
+    pub tftp_requests_per_client_per_sec: u32,
+}
+
+/// The standard TFTP port (RFC 1350).
+pub const DEFAULT_TFTP_PORT: u16 = 69;
+
+impl Default for Boot {
+    fn default() -> Self {
+        Boot {
+            root: None,
+            tftp_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_TFTP_PORT)),
+            max_tftp_transfers: 64,
+            tftp_requests_per_client_per_sec: 20,
+        }
+    }
 }
 
 /// Command-line flags that override the file (every field optional; `None` keeps the file's value).
@@ -448,6 +474,7 @@ pub struct Overrides {
     pub admin_token_file: Option<String>,
     pub admin_tls_cert: Option<String>,
     pub admin_tls_key: Option<String>,
+    pub boot_root: Option<String>,
 }
 
 impl Config {

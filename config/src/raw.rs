@@ -47,6 +47,22 @@ pub struct RawConfig {
     pub cluster: RawCluster,
     #[serde(default)]
     pub admin: RawAdmin,
+    #[serde(default)]
+    pub boot: RawBoot,
+}
+
+/// `[boot]`: boot files this node serves itself over TFTP.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBoot {
+    /// Directory whose files are served (read-only); without it, no TFTP server runs.
+    pub root: Option<String>,
+    /// Where the TFTP server listens (default 0.0.0.0:69).
+    pub tftp_listen: Option<String>,
+    /// Transfers at once, across all clients.
+    pub max_tftp_transfers: Option<u32>,
+    /// Read requests one client address may start per second.
+    pub tftp_requests_per_client_per_sec: Option<u32>,
 }
 
 /// `[server]`

@@ -1033,3 +1033,27 @@ fn next_server_and_http_boot_urls_are_checked() {
     let errors = rejected(&format!("{BASE}[pool.pxe.arch]\nhttp-arm64 = \"ipxe-arm64.efi\"\n"));
     only_error(&errors, "pool[0].pxe.arch.http-arm64", &["URL"]);
 }
+
+#[test]
+fn boot_files_are_off_by_default_and_every_bad_boot_key_is_named() {
+    let config = load(BASE).expect("the base config loads");
+    assert_eq!(config.boot.root, None, "no TFTP server unless a root is given");
+    let with_root =
+        format!("{BASE}\n[boot]\nroot = \"/srv/boot\"\ntftp_listen = \"10.0.0.1:69\"\nmax_tftp_transfers = 8\n");
+    let config = load(&with_root).expect("a boot root loads");
+    assert_eq!(config.boot.root.as_deref(), Some(std::path::Path::new("/srv/boot")));
+    assert_eq!((config.boot.tftp_listen.to_string(), config.boot.max_tftp_transfers), ("10.0.0.1:69".into(), 8));
+    let bad = format!(
+        "{BASE}\n[boot]\nroot = \"\"\ntftp_listen = \"nope\"\nmax_tftp_transfers = 0\ntftp_requests_per_client_per_sec = 0\n"
+    );
+    let errors = rejected(&bad);
+    let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["boot.root", "boot.tftp_listen", "boot.max_tftp_transfers", "boot.tftp_requests_per_client_per_sec"],
+        "{errors}"
+    );
+    let flag = Overrides { boot_root: Some("/srv/other".into()), ..Overrides::default() };
+    let config = load_with(&with_root, &flag).expect("the flag overrides the file");
+    assert_eq!(config.boot.root.as_deref(), Some(std::path::Path::new("/srv/other")));
+}

@@ -37,6 +37,8 @@ struct AdminState {
     reload: Addr<ReloadActor>,
     /// How long `POST /v1/cluster/transfer-leader` waits for the new leader.
     transfer_timeout: std::time::Duration,
+    /// The TFTP server's counters, when this node serves boot files.
+    tftp: Option<Arc<crate::tftp::TftpMetrics>>,
 }
 
 /// Refuses what `AccessPolicy` refuses (401 with `WWW-Authenticate: Bearer`, or 403), before the
@@ -435,6 +437,9 @@ async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
             if let Ok(view) = state.raft.send(GetClusterView).await {
                 render_member_metrics(&view, &mut text);
             }
+            if let Some(tftp) = &state.tftp {
+                tftp.render(&mut text);
+            }
             HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
         }
         Err(e) => unavailable(e),
@@ -582,6 +587,7 @@ pub struct AdminOptions {
     pub reload: Addr<ReloadActor>,
     /// How long a leadership transfer asked through the API waits for the new leader.
     pub transfer_timeout: std::time::Duration,
+    pub tftp: Option<Arc<crate::tftp::TftpMetrics>>,
 }
 
 /// Bind the admin listener and return the server future (spawn it on the actix system).
@@ -590,8 +596,8 @@ pub fn serve(
     lease: Addr<LeaseActor>,
     raft: Addr<RaftActor>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let AdminOptions { listen, access, tls, transport, reload, transfer_timeout } = options;
-    let data = web::Data::new(AdminState { lease, raft, transport, reload, transfer_timeout });
+    let AdminOptions { listen, access, tls, transport, reload, transfer_timeout, tftp } = options;
+    let data = web::Data::new(AdminState { lease, raft, transport, reload, transfer_timeout, tftp });
     let access = web::Data::from(Arc::new(access));
     let server = HttpServer::new(move || {
         // A body that does not parse is answered like every other error: {"error": "..."}.

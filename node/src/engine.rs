@@ -1467,7 +1467,9 @@ impl Engine {
             subnet_selection: request.subnet_selection.filter(|_| scope.link.source == LinkSource::SubnetSelection),
             ..Reply::answering(request, message_type, scope.link.server_id)
         };
-        let boot = boot::boot_reply(pool.pxe.as_ref().unwrap_or(&self.config.pxe), class, reservation, request);
+        let pxe = pool.pxe.as_ref().unwrap_or(&self.config.pxe);
+        let this_node = self.config.boot.root.is_some().then_some(scope.link.server_id);
+        let boot = boot::boot_reply(pxe, class, reservation, request, this_node);
         reply.siaddr = boot.siaddr.unwrap_or(Ipv4Addr::UNSPECIFIED);
         // A configured option 60, 66, 67 or 97 is the operator's word: it replaces what boot policy
         // chose (each code goes out once: a client joins every instance of a code, RFC 3396).

@@ -8,4 +8,5 @@ pub mod logging;
 pub mod metrics;
 pub mod reload;
 pub mod serve;
+pub mod tftp;
 pub mod wire;

@@ -259,6 +259,10 @@ struct ServeArgs {
     /// HTTPS on the admin API: the private key of --admin-tls-cert (PEM).
     #[arg(long)]
     admin_tls_key: Option<String>,
+    /// Serve the files of this directory over TFTP ([boot] root): replies that name no TFTP server
+    /// then name this node.
+    #[arg(long)]
+    boot_root: Option<String>,
     /// Testing only: shift this node's clock by this many milliseconds.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
@@ -293,6 +297,7 @@ impl ServeArgs {
             admin_token_file: self.admin_token_file.clone(),
             admin_tls_cert: self.admin_tls_cert.clone(),
             admin_tls_key: self.admin_tls_key.clone(),
+            boot_root: self.boot_root.clone(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub enum ServeError {
     Socket { port: u16, source: std::io::Error },
     #[error("admin API on {listen}: {source}")]
     Admin { listen: std::net::SocketAddr, source: std::io::Error },
+    #[error("boot files over TFTP on {listen}: {source}")]
+    Tftp { listen: std::net::SocketAddr, source: std::io::Error },
     #[error("actix runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cluster secret file {path}: {problem}")]
@@ -155,6 +157,17 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         ),
         None => None,
     };
+    // The boot files this node serves (TFTP), started before anything answers clients: a root that
+    // cannot be served stops the node here, with the reason.
+    let tftp_metrics = match &config.boot.root {
+        Some(root) => {
+            let metrics = Arc::new(crate::tftp::TftpMetrics::default());
+            crate::tftp::start(&config.boot, root, metrics.clone(), log.new(o!("actor" => "tftp")))
+                .map_err(|source| ServeError::Tftp { listen: config.boot.tftp_listen, source })?;
+            Some(metrics)
+        }
+        None => None,
+    };
     info!(log, "lease table loaded"; "leases" => table.len(), "applied_index" => table.applied_index(),
         "data_dir" => %config.data_dir.display(), "fsync" => config.fsync);
 
@@ -261,6 +274,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             transport: transport_addr,
             reload,
             transfer_timeout,
+            tftp: tftp_metrics,
         };
         let admin = crate::admin::serve(options, lease.clone(), raft.clone())
             .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;

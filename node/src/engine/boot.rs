@@ -72,8 +72,16 @@ pub struct BootReply {
 }
 
 /// The boot settings `request` gets under `pxe`, with `class` and `reservation` the client's own,
-/// if any: the reservation's settings win over the class's, which win over `pxe`'s.
-pub fn boot_reply(pxe: &Pxe, class: Option<&Class>, reservation: Option<&Reservation>, request: &Request) -> BootReply {
+/// if any: the reservation's settings win over the class's, which win over `pxe`'s. `this_node`: the
+/// answering node's address when it serves the boot files itself (`[boot] root`): the TFTP server
+/// of replies whose config names none, so a machine boots from the node that gave it its lease.
+pub fn boot_reply(
+    pxe: &Pxe,
+    class: Option<&Class>,
+    reservation: Option<&Reservation>,
+    request: &Request,
+    this_node: Option<Ipv4Addr>,
+) -> BootReply {
     let client = BootClient::of(request);
     let next_server = reservation.and_then(|r| r.next_server).or(class.and_then(|c| c.next_server));
     let mut reply = BootReply { siaddr: next_server.or(pxe.next_server), ..BootReply::default() };
@@ -91,7 +99,7 @@ pub fn boot_reply(pxe: &Pxe, class: Option<&Class>, reservation: Option<&Reserva
             }
         }
         BootClient::Plain | BootClient::Pxe | BootClient::Ipxe => {
-            if let Some(tftp) = pxe.tftp_server {
+            if let Some(tftp) = pxe.tftp_server.or(this_node) {
                 reply.siaddr = reply.siaddr.or(Some(tftp));
                 reply.tftp_server_name = Some(tftp.to_string());
             }
@@ -151,7 +159,7 @@ mod tests {
     #[test]
     fn uefi_pxe_gets_its_file_without_option_60() {
         // EDK2's own DISCOVER (OVMF, arch 7): a DHCP-only offer with a boot file, no 60 (PxeBcDhcp4.c).
-        let reply = boot_reply(&pxe(), None, None, &firmware("PXEClient:Arch:00007:UNDI:003000", 7));
+        let reply = boot_reply(&pxe(), None, None, &firmware("PXEClient:Arch:00007:UNDI:003000", 7), None);
         assert_eq!(reply.file.as_deref(), Some("snponly.efi"));
         assert_eq!(reply.siaddr, Some(TFTP));
         assert_eq!(reply.tftp_server_name.as_deref(), Some("10.0.0.9"));
@@ -159,15 +167,31 @@ mod tests {
         assert!(reply.echo_client_uuid);
     }
 
+    /// Issue 14: a node that serves the boot files names itself where the config names no TFTP
+    /// server; a configured one still wins.
+    #[test]
+    fn a_node_serving_boot_files_names_itself_unless_the_config_names_a_server() {
+        let node = Ipv4Addr::new(10, 0, 0, 2);
+        let request = firmware("PXEClient:Arch:00007:UNDI:003000", 7);
+        let own = Pxe { tftp_server: None, ..pxe() };
+        let reply = boot_reply(&own, None, None, &request, Some(node));
+        assert_eq!((reply.siaddr, reply.tftp_server_name.as_deref()), (Some(node), Some("10.0.0.2")));
+        assert_eq!(reply.file.as_deref(), Some("snponly.efi"));
+        let reply = boot_reply(&own, None, None, &request, None);
+        assert_eq!((reply.siaddr, reply.tftp_server_name), (None, None), "no root, no server named");
+        let reply = boot_reply(&pxe(), None, None, &request, Some(node));
+        assert_eq!(reply.siaddr, Some(TFTP), "the configured TFTP server wins");
+    }
+
     #[test]
     fn http_boot_gets_http_client_and_the_url() {
-        let reply = boot_reply(&pxe(), None, None, &firmware("HTTPClient:Arch:00016:UNDI:003000", 16));
+        let reply = boot_reply(&pxe(), None, None, &firmware("HTTPClient:Arch:00016:UNDI:003000", 16), None);
         assert_eq!(reply.file.as_deref(), Some(URL));
         assert_eq!(reply.vendor_class, Some(&b"HTTPClient"[..]));
         // No TFTP server for an HTTP client: its boot file names its server.
         assert_eq!((reply.siaddr, reply.tftp_server_name), (None, None));
         // Without a URL for its architecture (19) nor a URL default, no HTTP boot offer at all.
-        let reply = boot_reply(&pxe(), None, None, &firmware("HTTPClient:Arch:00019:UNDI:003000", 19));
+        let reply = boot_reply(&pxe(), None, None, &firmware("HTTPClient:Arch:00019:UNDI:003000", 19), None);
         assert_eq!((reply.file, reply.vendor_class), (None, None));
     }
 
@@ -175,7 +199,7 @@ mod tests {
     fn ipxe_gets_the_script_on_bios_and_uefi() {
         for (vendor_class, arch) in [("PXEClient:Arch:00000:UNDI:002001", 0), ("PXEClient:Arch:00007:UNDI:003010", 7)] {
             let request = Request { user_class: Some(b"iPXE".to_vec()), ..firmware(vendor_class, arch) };
-            let reply = boot_reply(&pxe(), None, None, &request);
+            let reply = boot_reply(&pxe(), None, None, &request, None);
             assert_eq!(reply.file.as_deref(), Some("http://10.0.0.9/boot.ipxe"), "arch {arch}");
             assert_eq!(reply.vendor_class, None);
         }
@@ -192,7 +216,8 @@ mod tests {
             next_server: None,
             options: Default::default(),
         };
-        let reply = boot_reply(&pxe(), None, Some(&reservation), &firmware("PXEClient:Arch:00007:UNDI:003000", 7));
+        let reply =
+            boot_reply(&pxe(), None, Some(&reservation), &firmware("PXEClient:Arch:00007:UNDI:003000", 7), None);
         assert_eq!(reply.file.as_deref(), Some("special.efi"));
         // A plain client that asks for nothing boot-related still gets next_server in siaddr.
         let next_server = Ipv4Addr::new(10, 0, 0, 7);
@@ -200,11 +225,11 @@ mod tests {
         let plain =
             Request { vendor_class: None, client_arch: None, parameter_request_list: vec![1, 3], ..firmware("", 0) };
         assert_eq!(
-            boot_reply(&with_next, None, None, &plain),
+            boot_reply(&with_next, None, None, &plain, None),
             BootReply { siaddr: Some(next_server), ..BootReply::default() }
         );
         // A PXE client gets next_server in siaddr, and the TFTP server in option 66.
-        let reply = boot_reply(&with_next, None, None, &firmware("PXEClient:Arch:00000:UNDI:002001", 0));
+        let reply = boot_reply(&with_next, None, None, &firmware("PXEClient:Arch:00000:UNDI:002001", 0), None);
         assert_eq!((reply.siaddr, reply.tftp_server_name.as_deref()), (Some(next_server), Some("10.0.0.9")));
     }
 }

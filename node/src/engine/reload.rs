@@ -57,6 +57,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.log_format != new.log_format, "log.format");
     check(old.log_level != new.log_level, "log.level");
     check(old.cluster != new.cluster, "[cluster]");
+    check(old.boot != new.boot, "[boot]");
     let (a, b) = (&old.limits, &new.limits);
     check(a.mailbox_capacity != b.mailbox_capacity, "limits.mailbox_capacity");
     check(a.max_frame_bytes != b.max_frame_bytes, "limits.max_frame_bytes");

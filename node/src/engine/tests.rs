@@ -77,6 +77,7 @@ fn config() -> Config {
         limits: Limits::default(),
         cluster: Cluster::default(),
         admin: Default::default(),
+        boot: Default::default(),
     }
 }
 

@@ -313,6 +313,7 @@ impl Plan {
                 ..Cluster::default()
             },
             admin: Default::default(),
+            boot: Default::default(),
         }
     }
 }

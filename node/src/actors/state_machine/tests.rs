@@ -51,6 +51,7 @@ fn config() -> Config {
         limits: Limits { snapshot_every_entries: 1, ..Limits::default() },
         cluster: Cluster::default(),
         admin: Default::default(),
+        boot: Default::default(),
     }
 }
 

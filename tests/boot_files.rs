@@ -1,0 +1,131 @@
+//! Every node serves the boot files itself (issue 14, "TFTP on every node" and "Replies name the node
+//! that answers"), on a namespace segment with a 3-node cluster started with `--boot-root DIR` and a
+//! `[pxe]` that names a boot file but no TFTP server:
+//!
+//! 1. the real tftp-hpa client fetches the boot file from each of the three nodes, byte for byte
+//!    (RFC 1350 read request, octet mode);
+//! 2. `..`, an absolute name and a symbolic link out of the root are refused (TFTP error 2), a
+//!    missing file is "not found" (error 1), a write request is refused; `/metrics` counts each;
+//! 3. a PXE client's OFFER and ACK name the node that answers (the leader) in `siaddr` and option 66;
+//!    after that node is killed, the new leader's replies name the new leader.
+
+mod netns_support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use leasehold_tests::{test_mac, ClientConfig, ClientOptions, RetryPolicy, TestClient};
+use netns_support::cluster::{node_ip, Cluster, NodeOptions, Pools, NODES};
+use netns_support::*;
+
+const BOOT_FILE: &str = "snponly.efi";
+
+fn pools() -> String {
+    "[pxe]\nboot_file = \"snponly.efi\"\n\n[[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\n\
+     range_start = \"10.77.0.100\"\nrange_end = \"10.77.0.200\"\nlease_time_secs = 600\n"
+        .to_string()
+}
+
+/// `tftp SERVER -m binary -c get NAME LOCAL` in `ns`: its exit status and what it printed (tftp-hpa
+/// prints a TFTP error and leaves no file, whatever its exit status).
+fn tftp_get(ns: &str, tftp: &Path, server: std::net::Ipv4Addr, name: &str, local: &Path) -> (bool, String) {
+    let mut cmd = in_ns(ns, tftp);
+    cmd.args([&server.to_string(), "-m", "binary", "-c", "get", name, &local.display().to_string()]);
+    let out = cmd.output().expect("run tftp");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success() && !text.contains("Error code") && !text.contains("tftp:"), text)
+}
+
+fn tftp_put(ns: &str, tftp: &Path, server: std::net::Ipv4Addr, local: &Path, name: &str) -> String {
+    let mut cmd = in_ns(ns, tftp);
+    cmd.args([&server.to_string(), "-m", "binary", "-c", "put", &local.display().to_string(), name]);
+    let out = cmd.output().expect("run tftp");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn every_node_serves_the_boot_files_and_replies_name_the_node_that_answers() {
+    let tftp = require_tool("tftp");
+    let segment = Segment::up(NODES, 1, 24);
+    let dir = scratch_dir("boot-files");
+    let root = dir.path().join("boot-root");
+    std::fs::create_dir_all(root.join("images")).expect("create the boot root");
+    let efi: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(root.join(BOOT_FILE), &efi).expect("write the boot file");
+    std::fs::write(dir.path().join("secret.txt"), b"outside the root").expect("write a file outside the root");
+    std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("escape")).expect("make a symlink");
+    let root_arg = root.display().to_string();
+    let options = NodeOptions {
+        extra_args: (1..=NODES).map(|_| vec!["--boot-root".to_string(), root_arg.clone()]).collect(),
+        ..NodeOptions::default()
+    };
+    let mut cluster = Cluster::start_with_options(&segment, dir.path(), Pools::Toml(pools()), options, &[1, 2, 3]);
+    let client_ns = segment.client(1);
+    // tftp-hpa needs an address of its own: one outside the pool.
+    let out = Command::new("ip").args(["-n", &client_ns, "addr", "add", "10.77.0.250/24", "dev", "eth0"]).output();
+    assert!(out.is_ok_and(|o| o.status.success()), "could not give the client's eth0 10.77.0.250/24");
+    let fetched = dir.path().join("fetched");
+    std::fs::create_dir_all(&fetched).expect("create the download dir");
+
+    // 1. The boot file from every node.
+    for id in 1..=NODES {
+        let local = fetched.join(format!("{BOOT_FILE}.{id}"));
+        let (ok, text) = tftp_get(&client_ns, &tftp, node_ip(id), BOOT_FILE, &local);
+        assert!(ok, "tftp get {BOOT_FILE} from node {id} failed: {text}");
+        let got = std::fs::read(&local).expect("the fetched file");
+        assert!(
+            got == efi,
+            "node {id} sent {} bytes, not the {} of the file (or other bytes): {text}",
+            got.len(),
+            efi.len()
+        );
+    }
+
+    // 2. Refused and missing names, and a write.
+    for name in ["../secret.txt", "/etc/hostname", "escape", "images"] {
+        let local = fetched.join("refused");
+        let (ok, text) = tftp_get(&client_ns, &tftp, node_ip(1), name, &local);
+        assert!(!ok && text.contains("Error code 2"), "get {name} should be refused (error 2): {text}");
+    }
+    let (ok, text) = tftp_get(&client_ns, &tftp, node_ip(1), "missing.efi", &fetched.join("missing"));
+    assert!(!ok && text.contains("Error code 1"), "get missing.efi should be 'not found' (error 1): {text}");
+    let text = tftp_put(&client_ns, &tftp, node_ip(1), &fetched.join(format!("{BOOT_FILE}.1")), "uploaded.efi");
+    assert!(text.contains("Error code"), "a write request should be refused: {text}");
+    assert!(!root.join("uploaded.efi").exists(), "nothing was written to the boot root");
+    let metrics = cluster.server(1).metrics();
+    let count = |outcome: &str| metric(&metrics, "leasehold_tftp_requests_total", &format!("outcome=\"{outcome}\""));
+    assert_eq!(count("served"), Some(1.0), "node 1 served the boot file once\n{metrics}");
+    assert_eq!(count("refused"), Some(4.0));
+    assert_eq!(count("not_found"), Some(1.0));
+    assert_eq!(count("write_refused"), Some(1.0));
+    assert_eq!(metric(&metrics, "leasehold_tftp_transfers_completed_total", ""), Some(1.0));
+    assert_eq!(metric(&metrics, "leasehold_tftp_sent_bytes_total", ""), Some(efi.len() as f64));
+    let metrics = cluster.server(2).metrics();
+    assert_eq!(metric(&metrics, "leasehold_tftp_sent_bytes_total", ""), Some(efi.len() as f64), "node 2's count");
+
+    // 3. A PXE client is told to boot from the node that answered it, before and after a failover.
+    let (leader, _) = cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(20), "a leader");
+    let mut client = TestClient::bind(ClientConfig::in_namespace(&client_ns, "eth0")).expect("open the test client");
+    let policy = RetryPolicy::default();
+    let boot_from = |client: &mut TestClient, n: u32| {
+        let mac = test_mac(n);
+        let options = ClientOptions::pxe(mac, 7, [n as u8; 16]);
+        let lease = client.dora_with(mac, &options, &policy, Duration::from_secs(20));
+        let lease = lease.unwrap_or_else(|e| panic!("PXE client {n}: {e:?}"));
+        for reply in [&lease.offer, &lease.ack] {
+            assert_eq!(reply.file.as_deref(), Some(BOOT_FILE), "{reply:?}");
+            assert_eq!(reply.siaddr, lease.server_id, "siaddr names the answering node: {reply:?}");
+            assert_eq!(reply.option_text(66), Some(lease.server_id.to_string()), "option 66: {reply:?}");
+        }
+        lease.server_id
+    };
+    assert_eq!(boot_from(&mut client, 1), node_ip(leader), "the leader answers and names itself");
+    cluster.kill(leader);
+    let others: Vec<u32> = (1..=NODES).filter(|&id| id != leader).collect();
+    let (new_leader, _) = cluster.wait_for_leader(&others, Duration::from_secs(20), "a new leader");
+    assert_eq!(boot_from(&mut client, 2), node_ip(new_leader), "the new leader answers and names itself");
+    let local = fetched.join("after-failover.efi");
+    let (ok, text) = tftp_get(&client_ns, &tftp, node_ip(new_leader), BOOT_FILE, &local);
+    assert!(ok && std::fs::read(&local).ok() == Some(efi), "the new leader serves the boot file: {text}");
+}
