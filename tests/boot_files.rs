@@ -8,6 +8,9 @@
 //!    missing file is "not found" (error 1), a write request is refused; `/metrics` counts each;
 //! 3. a PXE client's OFFER and ACK name the node that answers (the leader) in `siaddr` and option 66;
 //!    after that node is killed, the new leader's replies name the new leader.
+//!
+//! And on one node: a 33 MiB file (67,585 blocks of 512 bytes) arrives whole, the block number rolling
+//! over past 65,535.
 
 mod netns_support;
 
@@ -128,4 +131,41 @@ fn every_node_serves_the_boot_files_and_replies_name_the_node_that_answers() {
     let local = fetched.join("after-failover.efi");
     let (ok, text) = tftp_get(&client_ns, &tftp, node_ip(new_leader), BOOT_FILE, &local);
     assert!(ok && std::fs::read(&local).ok() == Some(efi), "the new leader serves the boot file: {text}");
+}
+
+/// RFC 1350 numbers blocks in 16 bits: a file of more than 65,535 blocks of 512 bytes (the size a
+/// client gets without the blksize option, as tftp-hpa's) makes the block number roll over, and the
+/// file must still arrive whole.
+#[test]
+fn a_file_of_more_than_65535_blocks_arrives_whole() {
+    const BYTES: usize = 33 * 1024 * 1024 + 123;
+    let tftp = require_tool("tftp");
+    let segment = Segment::up(1, 1, 16);
+    let dir = scratch_dir("boot-files-big");
+    let root = dir.path().join("boot-root");
+    std::fs::create_dir_all(&root).expect("create the boot root");
+    let big: Vec<u8> = (0..BYTES).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("big.img"), &big).expect("write the big file");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("create the data dir");
+    let root_arg = root.display().to_string();
+    let server = Server::start(
+        &segment.server(1),
+        &data,
+        &dir.path().join("leasehold.log"),
+        &[SERVER_16_ARGS.as_slice(), &["--boot-root", &root_arg]].concat(),
+    );
+    let client_ns = segment.client(1);
+    let out = Command::new("ip").args(["-n", &client_ns, "addr", "add", "10.77.0.250/16", "dev", "eth0"]).output();
+    assert!(out.is_ok_and(|o| o.status.success()), "could not give the client's eth0 10.77.0.250/16");
+    let local = dir.path().join("big.img");
+    let started = std::time::Instant::now();
+    let (ok, text) = tftp_get(&client_ns, &tftp, std::net::Ipv4Addr::new(10, 77, 0, 1), "big.img", &local);
+    let took = started.elapsed();
+    assert!(ok, "tftp get big.img failed after {took:?}: {text}");
+    let got = std::fs::read(&local).expect("the fetched file");
+    assert!(got == big, "the file arrived as {} bytes, not the {BYTES} written (or other bytes)", got.len());
+    let metrics = server.metrics();
+    assert_eq!(metric(&metrics, "leasehold_tftp_transfers_completed_total", ""), Some(1.0));
+    eprintln!("{BYTES} bytes in {} blocks of 512 in {took:?}", BYTES.div_ceil(512));
 }
