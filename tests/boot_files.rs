@@ -6,8 +6,11 @@
 //!    (RFC 1350 read request, octet mode);
 //! 2. `..`, an absolute name and a symbolic link out of the root are refused (TFTP error 2), a
 //!    missing file is "not found" (error 1), a write request is refused; `/metrics` counts each;
-//! 3. a PXE client's OFFER and ACK name the node that answers (the leader) in `siaddr` and option 66;
-//!    after that node is killed, the new leader's replies name the new leader.
+//! 3. the same files over HTTP (curl, the real client here): whole, a byte range (206 with exactly
+//!    those bytes), and the same refusals (403) and 404;
+//! 4. a PXE client's OFFER and ACK name the node that answers (the leader) in `siaddr` and option 66,
+//!    and a UEFI HTTP boot client's URL (`http://{server}/snponly.efi` in the config) names it too;
+//!    after that node is killed, the new leader's replies name the new leader, and it serves the file.
 //!
 //! And on one node: a 33 MiB file (67,585 blocks of 512 bytes) arrives whole, the block number rolling
 //! over past 65,535.
@@ -25,7 +28,7 @@ use netns_support::*;
 const BOOT_FILE: &str = "snponly.efi";
 
 fn pools() -> String {
-    "[pxe]\nboot_file = \"snponly.efi\"\n\n[[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\n\
+    "[pxe]\nboot_file = \"snponly.efi\"\n\n[pxe.arch]\nhttp-x64 = \"http://{server}/snponly.efi\"\n\n[[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\n\
      range_start = \"10.77.0.100\"\nrange_end = \"10.77.0.200\"\nlease_time_secs = 600\n"
         .to_string()
 }
@@ -45,6 +48,17 @@ fn tftp_put(ns: &str, tftp: &Path, server: std::net::Ipv4Addr, local: &Path, nam
     cmd.args([&server.to_string(), "-m", "binary", "-c", "put", &local.display().to_string(), name]);
     let out = cmd.output().expect("run tftp");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// `curl ARGS URL` in `ns`: the HTTP status and the body.
+fn curl(ns: &str, url: &str, args: &[&str]) -> (u16, Vec<u8>) {
+    let mut cmd = in_ns(ns, "curl");
+    cmd.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"]).args(args).arg(url);
+    let out = cmd.output().expect("run curl");
+    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    let split = out.stdout.iter().rposition(|&b| b == b'\n').expect("curl's status line");
+    let code = String::from_utf8_lossy(&out.stdout[split + 1..]).trim().parse().expect("an HTTP status");
+    (code, out.stdout[..split].to_vec())
 }
 
 #[test]
@@ -107,7 +121,24 @@ fn every_node_serves_the_boot_files_and_replies_name_the_node_that_answers() {
     let metrics = cluster.server(2).metrics();
     assert_eq!(metric(&metrics, "leasehold_tftp_sent_bytes_total", ""), Some(efi.len() as f64), "node 2's count");
 
-    // 3. A PXE client is told to boot from the node that answered it, before and after a failover.
+    // 3. Over HTTP, from another node.
+    let node3 = node_ip(3);
+    let (code, body) = curl(&client_ns, &format!("http://{node3}/{BOOT_FILE}"), &[]);
+    assert!(code == 200 && body == efi, "GET /{BOOT_FILE}: HTTP {code}, {} bytes", body.len());
+    let (code, body) = curl(&client_ns, &format!("http://{node3}/{BOOT_FILE}"), &["-r", "100-199"]);
+    assert!(code == 206 && body == efi[100..200], "a range: HTTP {code}, {} bytes", body.len());
+    for path in ["../secret.txt", "escape", "images", "%2e%2e/secret.txt"] {
+        let (code, _) = curl(&client_ns, &format!("http://{node3}/{path}"), &["--path-as-is"]);
+        assert_eq!(code, 403, "GET /{path} must be refused");
+    }
+    let (code, _) = curl(&client_ns, &format!("http://{node3}/missing.efi"), &[]);
+    assert_eq!(code, 404);
+    let metrics = cluster.server(3).metrics();
+    let count =
+        |outcome: &str| metric(&metrics, "leasehold_http_boot_requests_total", &format!("outcome=\"{outcome}\""));
+    assert_eq!((count("served"), count("refused"), count("not_found")), (Some(2.0), Some(4.0), Some(1.0)), "{metrics}");
+
+    // 4. A PXE client is told to boot from the node that answered it, before and after a failover.
     let (leader, _) = cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(20), "a leader");
     let mut client = TestClient::bind(ClientConfig::in_namespace(&client_ns, "eth0")).expect("open the test client");
     let policy = RetryPolicy::default();
@@ -124,13 +155,32 @@ fn every_node_serves_the_boot_files_and_replies_name_the_node_that_answers() {
         lease.server_id
     };
     assert_eq!(boot_from(&mut client, 1), node_ip(leader), "the leader answers and names itself");
+    let http_url = |client: &mut TestClient, n: u32| {
+        let mac = test_mac(n);
+        let options = ClientOptions {
+            vendor_class: Some(b"HTTPClient:Arch:00016:UNDI:003000".to_vec()),
+            client_arch: Some(16),
+            parameter_request_list: vec![1, 3, 6, 60, 67],
+            ..ClientOptions::default()
+        };
+        let lease = client.dora_with(mac, &options, &policy, Duration::from_secs(20));
+        let lease = lease.unwrap_or_else(|e| panic!("HTTP boot client {n}: {e:?}"));
+        (lease.server_id, lease.ack.file.clone().unwrap_or_default())
+    };
+    let (server, url) = http_url(&mut client, 11);
+    assert_eq!(url, format!("http://{server}/{BOOT_FILE}"), "the URL names the answering node");
     cluster.kill(leader);
     let others: Vec<u32> = (1..=NODES).filter(|&id| id != leader).collect();
     let (new_leader, _) = cluster.wait_for_leader(&others, Duration::from_secs(20), "a new leader");
     assert_eq!(boot_from(&mut client, 2), node_ip(new_leader), "the new leader answers and names itself");
     let local = fetched.join("after-failover.efi");
     let (ok, text) = tftp_get(&client_ns, &tftp, node_ip(new_leader), BOOT_FILE, &local);
-    assert!(ok && std::fs::read(&local).ok() == Some(efi), "the new leader serves the boot file: {text}");
+    assert!(ok && std::fs::read(&local).ok().as_ref() == Some(&efi), "the new leader serves the boot file: {text}");
+    let (server, url) = http_url(&mut client, 12);
+    assert_eq!(server, node_ip(new_leader));
+    assert_eq!(url, format!("http://{server}/{BOOT_FILE}"), "the URL names the new leader");
+    let (code, body) = curl(&client_ns, &url, &[]);
+    assert!(code == 200 && body == efi, "the new leader serves {url}: HTTP {code}, {} bytes", body.len());
 }
 
 /// RFC 1350 numbers blocks in 16 bits: a file of more than 65,535 blocks of 512 bytes (the size a

@@ -1427,6 +1427,10 @@ fn check_boot(cx: &mut Ctx<'_>, raw: &crate::raw::RawBoot, ov: &Overrides) -> Bo
         Some(text) => cx.socket_addr(&Key::path("boot.tftp_listen"), text),
         None => Some(defaults.tftp_listen),
     };
+    let http_listen = match &raw.http_listen {
+        Some(text) => cx.socket_addr(&Key::path("boot.http_listen"), text),
+        None => Some(defaults.http_listen),
+    };
     let max_tftp_transfers = match raw.max_tftp_transfers {
         Some(n) => cx.positive(&Key::path("boot.max_tftp_transfers"), n),
         None => Some(defaults.max_tftp_transfers),
@@ -1438,6 +1442,7 @@ fn check_boot(cx: &mut Ctx<'_>, raw: &crate::raw::RawBoot, ov: &Overrides) -> Bo
     Boot {
         root,
         tftp_listen: tftp_listen.unwrap_or(defaults.tftp_listen),
+        http_listen: http_listen.unwrap_or(defaults.http_listen),
         max_tftp_transfers: max_tftp_transfers.unwrap_or(defaults.max_tftp_transfers),
         tftp_requests_per_client_per_sec: per_client.unwrap_or(defaults.tftp_requests_per_client_per_sec),
     }

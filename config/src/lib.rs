@@ -420,13 +420,15 @@ pub struct Config {
     pub boot: Boot,
 }
 
-/// `[boot]`: the boot files this node serves itself. With a `root`, every node runs a read-only TFTP
-/// server of it, and replies that name no TFTP server (`[pxe] tftp_server`, `next_server`) name the
+/// `[boot]`: the boot files this node serves itself. With a `root`, every node serves it read-only
+/// over TFTP and HTTP, and replies that name no TFTP server (`[pxe] tftp_server`, `next_server`) name the
 /// answering node's own address, so a machine boots from the node that gave it its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boot {
     pub root: Option<PathBuf>,
     pub tftp_listen: SocketAddr,
+    /// The same files over HTTP (UEFI HTTP boot, iPXE), apart from the admin API.
+    pub http_listen: SocketAddr,
     pub max_tftp_transfers: u32,
     pub tftp_requests_per_client_per_sec: u32,
 }
@@ -439,6 +441,7 @@ impl Default for Boot {
         Boot {
             root: None,
             tftp_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_TFTP_PORT)),
+            http_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
             max_tftp_transfers: 64,
             tftp_requests_per_client_per_sec: 20,
         }

@@ -59,6 +59,8 @@ pub struct RawBoot {
     pub root: Option<String>,
     /// Where the TFTP server listens (default 0.0.0.0:69).
     pub tftp_listen: Option<String>,
+    /// Where the HTTP server of the same files listens (default 0.0.0.0:80).
+    pub http_listen: Option<String>,
     /// Transfers at once, across all clients.
     pub max_tftp_transfers: Option<u32>,
     /// Read requests one client address may start per second.

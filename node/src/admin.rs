@@ -39,6 +39,7 @@ struct AdminState {
     transfer_timeout: std::time::Duration,
     /// The TFTP server's counters, when this node serves boot files.
     tftp: Option<Arc<crate::tftp::TftpMetrics>>,
+    http_boot: Option<Arc<crate::boot_http::HttpBootMetrics>>,
 }
 
 /// Refuses what `AccessPolicy` refuses (401 with `WWW-Authenticate: Bearer`, or 403), before the
@@ -440,6 +441,9 @@ async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
             if let Some(tftp) = &state.tftp {
                 tftp.render(&mut text);
             }
+            if let Some(http_boot) = &state.http_boot {
+                http_boot.render(&mut text);
+            }
             HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
         }
         Err(e) => unavailable(e),
@@ -588,6 +592,7 @@ pub struct AdminOptions {
     /// How long a leadership transfer asked through the API waits for the new leader.
     pub transfer_timeout: std::time::Duration,
     pub tftp: Option<Arc<crate::tftp::TftpMetrics>>,
+    pub http_boot: Option<Arc<crate::boot_http::HttpBootMetrics>>,
 }
 
 /// Bind the admin listener and return the server future (spawn it on the actix system).
@@ -596,8 +601,8 @@ pub fn serve(
     lease: Addr<LeaseActor>,
     raft: Addr<RaftActor>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let AdminOptions { listen, access, tls, transport, reload, transfer_timeout, tftp } = options;
-    let data = web::Data::new(AdminState { lease, raft, transport, reload, transfer_timeout, tftp });
+    let AdminOptions { listen, access, tls, transport, reload, transfer_timeout, tftp, http_boot } = options;
+    let data = web::Data::new(AdminState { lease, raft, transport, reload, transfer_timeout, tftp, http_boot });
     let access = web::Data::from(Arc::new(access));
     let server = HttpServer::new(move || {
         // A body that does not parse is answered like every other error: {"error": "..."}.

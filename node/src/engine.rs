@@ -1476,8 +1476,10 @@ impl Engine {
         let configured = |code: u8| reply.option(code).is_some();
         let (own_60, own_66, own_67, own_97) = (configured(60), configured(66), configured(67), configured(97));
         reply.tftp_server_name = boot.tftp_server_name.filter(|_| !own_66);
-        reply.bootfile_name = boot.file.clone().filter(|_| !own_67);
-        reply.file = boot.file;
+        // `{server}` in a boot file or URL names the answering node (each node serves the files).
+        let file = boot.file.map(|file| file.replace("{server}", &scope.link.server_id.to_string()));
+        reply.bootfile_name = file.clone().filter(|_| !own_67);
+        reply.file = file;
         reply.vendor_class = boot.vendor_class.map(<[u8]>::to_vec).filter(|_| !own_60);
         reply.client_uuid = request.client_uuid.clone().filter(|_| boot.echo_client_uuid && !own_97);
         reply

@@ -3,6 +3,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod boot_http;
 pub mod engine;
 pub mod logging;
 pub mod metrics;

@@ -37,6 +37,8 @@ pub enum ServeError {
     Socket { port: u16, source: std::io::Error },
     #[error("admin API on {listen}: {source}")]
     Admin { listen: std::net::SocketAddr, source: std::io::Error },
+    #[error("boot files over HTTP on {listen}: {source}")]
+    HttpBoot { listen: std::net::SocketAddr, source: std::io::Error },
     #[error("boot files over TFTP on {listen}: {source}")]
     Tftp { listen: std::net::SocketAddr, source: std::io::Error },
     #[error("actix runtime: {0}")]
@@ -267,6 +269,22 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         });
         let admin_https = admin_tls.is_some();
         let transfer_timeout = Duration::from_millis(config.cluster.transfer_timeout_ms);
+        // The same boot files over HTTP, on a listener of their own.
+        let http_boot_metrics = match &config.boot.root {
+            Some(root) => {
+                let metrics = Arc::new(crate::boot_http::HttpBootMetrics::default());
+                let server = crate::boot_http::serve(
+                    config.boot.http_listen,
+                    root,
+                    metrics.clone(),
+                    log.new(o!("actor" => "http-boot")),
+                )
+                .map_err(|source| ServeError::HttpBoot { listen: config.boot.http_listen, source })?;
+                actix::spawn(server);
+                Some(metrics)
+            }
+            None => None,
+        };
         let options = AdminOptions {
             listen: config.admin_listen,
             access,
@@ -275,6 +293,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             reload,
             transfer_timeout,
             tftp: tftp_metrics,
+            http_boot: http_boot_metrics,
         };
         let admin = crate::admin::serve(options, lease.clone(), raft.clone())
             .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
