@@ -29,6 +29,10 @@
 //!     `PXEClient:Arch:00000:UNDI:002001`, 93 = 0, 77 `iPXE`, 175), so its one DHCP stage must be given the
 //!     script URL (no chainload loop).
 //!
+//! (d) OVMF, UEFI PXE, with no boot server but Leasehold (`[boot] root`, issue 14): snponly.efi over
+//!     Leasehold's own TFTP, the script and the marker over its HTTP, every URL naming the node that
+//!     answered (`uefi_pxe_boots_from_the_boot_files_leasehold_serves_itself`, at the end).
+//!
 //! The script echoes the marker with iPXE's address (read from OVMF's serial console) and fetches a marker
 //! file from the HTTP server (the BIOS ROM's console is VGA: the HTTP log is the proof there). For each case
 //! the test then checks, and prints the exchange as a transcript:
@@ -792,4 +796,131 @@ fn check_exchange(case: &Case, capture: &PcapCapture, dhcp: &Dhcp, started_at: S
     }
     assert!(failures.is_empty(), "{}: {} failures:\n  {}", case.name, failures.len(), failures.join("\n  "));
     address.unwrap_or_else(|| panic!("{}: no address was offered", case.name))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Boot files from Leasehold itself (issue 14)
+
+/// OVMF UEFI PXE with no boot server but Leasehold: `--boot-root` on the one node, no `[pxe]
+/// tftp_server`, the script URL `http://{server}/boot.ipxe`. The firmware must be told to fetch
+/// snponly.efi from the node that answered (siaddr/66 = 10.77.0.1), fetch it over Leasehold's TFTP,
+/// run iPXE, which is given the script URL naming that node and fetches the script and the marker
+/// over Leasehold's HTTP. Checked: the console shows the script's line with the leased address, the
+/// node's `/metrics` counts the TFTP transfer (the whole file) and the two HTTP fetches, and its
+/// lease table has one bound record for the machine.
+#[test]
+fn uefi_pxe_boots_from_the_boot_files_leasehold_serves_itself() {
+    let _serial = serial();
+    require_root();
+    for tool in ["qemu-system-x86_64", "timeout"] {
+        require_tool(tool);
+    }
+    let case = uefi_pxe_case();
+    let dir = scratch_dir("firmware-own-boot-files");
+    let segment = Segment::up(1, 0, 24);
+    let bridge_ns = add_guest_tap(&segment);
+    let root = dir.path().join("root");
+    fs::create_dir_all(&root).expect("create the boot root");
+    let efi = Path::new(IPXE_DIR).join(UEFI_FILE);
+    assert!(efi.is_file(), "{} is missing: install the Debian package ipxe", efi.display());
+    fs::copy(&efi, root.join(UEFI_FILE)).expect("copy snponly.efi");
+    let efi_bytes = fs::metadata(&efi).expect("snponly.efi's size").len();
+    let marker = format!("LEASEHOLD-OWN-BOOT-FILES-{}", std::process::id());
+    let marker_file = format!("booted-{}", format_mac(case.mac).replace(':', "-"));
+    fs::write(root.join(&marker_file), format!("{marker}\n")).expect("write the marker file");
+    let script = format!(
+        "#!ipxe\n\
+         echo {marker} mac ${{net0/mac}} ip ${{net0/ip}} from ${{next-server}}\n\
+         imgfetch http://${{next-server}}/booted-${{net0/mac:hexhyp}} || echo {marker}-FETCH-FAILED\n\
+         echo {marker}-FETCHED\n\
+         sleep 600\n"
+    );
+    fs::write(root.join("boot.ipxe"), script).expect("write the iPXE script");
+    let config = format!(
+        r#"# Written by tests/firmware.rs.
+[server]
+server_ip = "{LEASEHOLD_IP}"
+
+[boot]
+root = "{root}"
+
+[pxe]
+boot_file = "{BIOS_FILE}"
+ipxe_script_url = "http://{{server}}/boot.ipxe"
+
+[pxe.arch]
+uefi-x64 = "{UEFI_FILE}"
+
+[[pool]]
+name = "boot"
+subnet = "10.77.0.0/24"
+range_start = "{POOL_START}"
+range_end = "{POOL_END}"
+lease_time_secs = 600
+"#,
+        root = root.display()
+    );
+    let config_file = dir.path().join("leasehold.toml");
+    fs::write(&config_file, config).expect("write the config");
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).expect("create the data dir");
+    let config_arg = config_file.display().to_string();
+    let server =
+        Server::start(&segment.server(1), &data, &dir.path().join("leasehold.log"), &["--config", &config_arg]);
+    let serial_log = dir.path().join("serial.log");
+    let qemu_log = dir.path().join("qemu.log");
+    let _logs = LogsOnFailure(vec![qemu_log.clone(), serial_log.clone(), server.proc.log.clone()]);
+
+    let started = Instant::now();
+    let mut guest = Proc::spawn("qemu", guest_command(&case, &bridge_ns, dir.path(), &serial_log), &qemu_log);
+    let fetched = format!("{marker}-FETCHED");
+    let console = loop {
+        let console = fs::read_to_string(&serial_log).unwrap_or_default();
+        if console.contains(&fetched) {
+            break console;
+        }
+        let gave_up = |line: &&str| FIRMWARE_GAVE_UP.iter().any(|s| line.contains(s)) || line.contains("-FETCH-FAILED");
+        if let Some(line) = console.lines().find(gave_up) {
+            guest.stop(Duration::from_secs(5));
+            panic!(
+                "the boot failed after {:.1} s; the console says {:?}",
+                started.elapsed().as_secs_f64(),
+                line.trim()
+            );
+        }
+        if let Some(status) = guest.try_status() {
+            panic!("qemu exited ({status}) before the script ran");
+        }
+        if started.elapsed() >= case.limit {
+            guest.stop(Duration::from_secs(5));
+            panic!("the script did not run within {:?} of qemu's start", case.limit);
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let took = started.elapsed();
+    guest.stop(Duration::from_secs(5));
+
+    // The script's line: the leased address, and the node it was told to boot from.
+    let prefix = format!("{marker} mac {} ip ", format_mac(case.mac));
+    let line = console.lines().find(|l| l.contains(&prefix)).expect("the script's line");
+    let rest = &line[line.find(&prefix).expect("the prefix") + prefix.len()..];
+    let mut words = rest.split_whitespace();
+    let address: Ipv4Addr = words.next().and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+    assert_eq!((words.next(), words.next()), (Some("from"), Some("10.77.0.1")), "next-server: {line:?}");
+    assert!((u32::from(POOL_START)..=u32::from(POOL_END)).contains(&u32::from(address)), "{address}");
+    let leases: Vec<_> =
+        server.leases().into_iter().filter(|l| l.mac.eq_ignore_ascii_case(&format_mac(case.mac))).collect();
+    assert!(leases.len() == 1 && leases[0].ip == address && leases[0].state == "bound", "{leases:?}");
+    let metrics = server.metrics();
+    let value = |name: &str, labels: &str| metric(&metrics, name, labels).unwrap_or(0.0);
+    assert!(value("leasehold_tftp_transfers_completed_total", "") >= 1.0, "snponly.efi over TFTP\n{metrics}");
+    assert!(value("leasehold_tftp_sent_bytes_total", "") >= efi_bytes as f64, "the whole of snponly.efi");
+    assert!(
+        value("leasehold_http_boot_requests_total", "outcome=\"served\"") >= 2.0,
+        "the script and the marker over HTTP\n{metrics}"
+    );
+    println!(
+        "OVMF booted from Leasehold's own TFTP and HTTP to the marker in {:.1} s with {address}",
+        took.as_secs_f64()
+    );
 }
