@@ -8,7 +8,9 @@
 //!    missing file is "not found" (error 1), a write request is refused; `/metrics` counts each;
 //! 3. the same files over HTTP (curl, the real client here): whole, a byte range (206 with exactly
 //!    those bytes), and the same refusals (403) and 404;
-//! 4. a PXE client's OFFER and ACK name the node that answers (the leader) in `siaddr` and option 66,
+//! 4. iPXE is sent to `http://{server}/boot/{mac}.ipxe` on the node that answers, which renders the
+//!    `[boot.menu]` (an iPXE menu) and, by `?script=`, a template with the machine's lease filled in;
+//! 5. a PXE client's OFFER and ACK name the node that answers (the leader) in `siaddr` and option 66,
 //!    and a UEFI HTTP boot client's URL (`http://{server}/snponly.efi` in the config) names it too;
 //!    after that node is killed, the new leader's replies name the new leader, and it serves the file.
 //!
@@ -21,16 +23,50 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use leasehold_tests::{test_mac, ClientConfig, ClientOptions, RetryPolicy, TestClient};
+use leasehold_tests::{format_mac, test_mac, ClientConfig, ClientOptions, RetryPolicy, TestClient};
 use netns_support::cluster::{node_ip, Cluster, NodeOptions, Pools, NODES};
 use netns_support::*;
 
 const BOOT_FILE: &str = "snponly.efi";
 
 fn pools() -> String {
-    "[pxe]\nboot_file = \"snponly.efi\"\n\n[pxe.arch]\nhttp-x64 = \"http://{server}/snponly.efi\"\n\n[[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\n\
-     range_start = \"10.77.0.100\"\nrange_end = \"10.77.0.200\"\nlease_time_secs = 600\n"
-        .to_string()
+    r#"[boot]
+default_script = "menu"
+
+[[boot.script]]
+name = "install"
+template = "kernel http://{{server}}/vmlinuz ip={{ip}} hostname={{hostname}} mac={{mac}}\nboot\n"
+
+[boot.menu]
+title = "Leasehold test menu"
+default = "local"
+timeout_secs = 3
+
+[[boot.menu.entry]]
+name = "install"
+label = "Install an OS"
+script = "chain http://{{server}}/boot/{{mac}}.ipxe?script=install"
+
+[[boot.menu.entry]]
+name = "local"
+label = "Boot from the local disk"
+script = "exit"
+
+[pxe]
+boot_file = "snponly.efi"
+ipxe_script_url = "http://{server}/boot/{mac}.ipxe"
+
+[pxe.arch]
+http-x64 = "http://{server}/snponly.efi"
+
+[[pool]]
+name = "segment"
+subnet = "10.77.0.0/24"
+range_start = "10.77.0.100"
+range_end = "10.77.0.200"
+lease_time_secs = 600
+"#
+    .to_string()
 }
 
 /// `tftp SERVER -m binary -c get NAME LOCAL` in `ns`: its exit status and what it printed (tftp-hpa
@@ -167,6 +203,35 @@ fn every_node_serves_the_boot_files_and_replies_name_the_node_that_answers() {
         let lease = lease.unwrap_or_else(|e| panic!("HTTP boot client {n}: {e:?}"));
         (lease.server_id, lease.ack.file.clone().unwrap_or_default())
     };
+    // iPXE (user class `iPXE`) is sent to its own script on the answering node; the script is the
+    // menu (`default_script`), and the menu's entry chains to the template with the lease filled in.
+    let mac = test_mac(3);
+    let options = ClientOptions { user_class: Some(b"iPXE".to_vec()), ..ClientOptions::pxe(mac, 7, [3; 16]) };
+    let lease = client.dora_with(mac, &options, &policy, Duration::from_secs(20)).expect("iPXE's DORA");
+    let hyphens = format_mac(mac).replace(':', "-").to_ascii_lowercase();
+    let script_url = format!("http://{}/boot/{hyphens}.ipxe", lease.server_id);
+    assert_eq!(lease.ack.file.as_deref(), Some(script_url.as_str()), "iPXE's script URL names the node and the MAC");
+    let (code, menu) = curl(&client_ns, &script_url, &[]);
+    let menu = String::from_utf8_lossy(&menu).into_owned();
+    let expected_menu =
+        "#!ipxe\nmenu Leasehold test menu\nitem install Install an OS\nitem local Boot from the local disk\n\
+                         choose --timeout 3000 --default local selected || goto local\ngoto ${selected}\n";
+    assert!(code == 200 && menu.starts_with(expected_menu), "the menu: HTTP {code}\n{menu}");
+    let chain =
+        format!("chain http://{}/boot/{}.ipxe?script=install", lease.server_id, format_mac(mac).to_ascii_lowercase());
+    assert!(menu.contains(&format!(":install\n{chain}\n:local\nexit\n")), "the entries: {menu}");
+    let (code, script) = curl(&client_ns, &format!("{script_url}?script=install"), &[]);
+    let script = String::from_utf8_lossy(&script).into_owned();
+    let kernel = format!(
+        "kernel http://{}/vmlinuz ip={} hostname= mac={}",
+        lease.server_id,
+        lease.address,
+        format_mac(mac).to_ascii_lowercase()
+    );
+    assert!(code == 200 && script == format!("#!ipxe\n{kernel}\nboot\n"), "the install script: HTTP {code}\n{script}");
+    let (code, _) = curl(&client_ns, &format!("{script_url}?script=nope"), &[]);
+    assert_eq!(code, 404, "an unknown script");
+
     let (server, url) = http_url(&mut client, 11);
     assert_eq!(url, format!("http://{server}/{BOOT_FILE}"), "the URL names the answering node");
     cluster.kill(leader);

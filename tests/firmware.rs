@@ -801,11 +801,12 @@ fn check_exchange(case: &Case, capture: &PcapCapture, dhcp: &Dhcp, started_at: S
 // ---------------------------------------------------------------------------------------------------------
 // Boot files from Leasehold itself (issue 14)
 
-/// OVMF UEFI PXE with no boot server but Leasehold: `--boot-root` on the one node, no `[pxe]
-/// tftp_server`, the script URL `http://{server}/boot.ipxe`. The firmware must be told to fetch
+/// OVMF UEFI PXE with no boot server but Leasehold: `[boot] root` on the one node, no `[pxe]
+/// tftp_server`, the script URL `http://{server}/boot/{mac}.ipxe`. The firmware must be told to fetch
 /// snponly.efi from the node that answered (siaddr/66 = 10.77.0.1), fetch it over Leasehold's TFTP,
-/// run iPXE, which is given the script URL naming that node and fetches the script and the marker
-/// over Leasehold's HTTP. Checked: the console shows the script's line with the leased address, the
+/// run iPXE, which is given the script URL naming that node and the machine, and runs the script
+/// Leasehold renders for it (its lease's address and MAC filled in), which fetches the marker over
+/// Leasehold's HTTP. Checked: the console shows the script's line with the leased address, the
 /// node's `/metrics` counts the TFTP transfer (the whole file) and the two HTTP fetches, and its
 /// lease table has one bound record for the machine.
 #[test]
@@ -828,14 +829,15 @@ fn uefi_pxe_boots_from_the_boot_files_leasehold_serves_itself() {
     let marker = format!("LEASEHOLD-OWN-BOOT-FILES-{}", std::process::id());
     let marker_file = format!("booted-{}", format_mac(case.mac).replace(':', "-"));
     fs::write(root.join(&marker_file), format!("{marker}\n")).expect("write the marker file");
+    // The script is rendered per machine (`GET /boot/{mac}.ipxe`): `{{ip}}` and `{{mac}}` are what
+    // Leasehold knows of the machine, `${...}` what iPXE knows; the console line shows both.
     let script = format!(
         "#!ipxe\n\
-         echo {marker} mac ${{net0/mac}} ip ${{net0/ip}} from ${{next-server}}\n\
-         imgfetch http://${{next-server}}/booted-${{net0/mac:hexhyp}} || echo {marker}-FETCH-FAILED\n\
+         echo {marker} mac ${{net0/mac}} ip ${{net0/ip}} from ${{next-server}} leased {{{{ip}}}} to {{{{mac}}}}\n\
+         imgfetch http://{{{{server}}}}/booted-${{net0/mac:hexhyp}} || echo {marker}-FETCH-FAILED\n\
          echo {marker}-FETCHED\n\
          sleep 600\n"
     );
-    fs::write(root.join("boot.ipxe"), script).expect("write the iPXE script");
     let config = format!(
         r#"# Written by tests/firmware.rs.
 [server]
@@ -843,10 +845,16 @@ server_ip = "{LEASEHOLD_IP}"
 
 [boot]
 root = "{root}"
+default_script = "marker"
+
+[[boot.script]]
+name = "marker"
+template = """
+{script}"""
 
 [pxe]
 boot_file = "{BIOS_FILE}"
-ipxe_script_url = "http://{{server}}/boot.ipxe"
+ipxe_script_url = "http://{{server}}/boot/{{mac}}.ipxe"
 
 [pxe.arch]
 uefi-x64 = "{UEFI_FILE}"
@@ -858,7 +866,8 @@ range_start = "{POOL_START}"
 range_end = "{POOL_END}"
 lease_time_secs = 600
 "#,
-        root = root.display()
+        root = root.display(),
+        script = script
     );
     let config_file = dir.path().join("leasehold.toml");
     fs::write(&config_file, config).expect("write the config");
@@ -907,6 +916,8 @@ lease_time_secs = 600
     let mut words = rest.split_whitespace();
     let address: Ipv4Addr = words.next().and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
     assert_eq!((words.next(), words.next()), (Some("from"), Some("10.77.0.1")), "next-server: {line:?}");
+    let leased = format!("leased {address} to {}", format_mac(case.mac).to_ascii_lowercase());
+    assert!(line.contains(&leased), "the script Leasehold rendered names the lease ({leased:?}): {line:?}");
     assert!((u32::from(POOL_START)..=u32::from(POOL_END)).contains(&u32::from(address)), "{address}");
     let leases: Vec<_> =
         server.leases().into_iter().filter(|l| l.mac.eq_ignore_ascii_case(&format_mac(case.mac))).collect();
@@ -915,9 +926,10 @@ lease_time_secs = 600
     let value = |name: &str, labels: &str| metric(&metrics, name, labels).unwrap_or(0.0);
     assert!(value("leasehold_tftp_transfers_completed_total", "") >= 1.0, "snponly.efi over TFTP\n{metrics}");
     assert!(value("leasehold_tftp_sent_bytes_total", "") >= efi_bytes as f64, "the whole of snponly.efi");
+    assert!(value("leasehold_http_boot_requests_total", "outcome=\"script\"") >= 1.0, "the rendered script\n{metrics}");
     assert!(
-        value("leasehold_http_boot_requests_total", "outcome=\"served\"") >= 2.0,
-        "the script and the marker over HTTP\n{metrics}"
+        value("leasehold_http_boot_requests_total", "outcome=\"served\"") >= 1.0,
+        "the marker over HTTP\n{metrics}"
     );
     println!(
         "OVMF booted from Leasehold's own TFTP and HTTP to the marker in {:.1} s with {address}",

@@ -1439,12 +1439,102 @@ fn check_boot(cx: &mut Ctx<'_>, raw: &crate::raw::RawBoot, ov: &Overrides) -> Bo
         Some(n) => cx.positive(&Key::path("boot.tftp_requests_per_client_per_sec"), n),
         None => Some(defaults.tftp_requests_per_client_per_sec),
     };
+    let mut scripts = std::collections::BTreeMap::new();
+    for (i, raw_script) in raw.script.iter().enumerate() {
+        let key = |field: &str| Key::path(format!("boot.script[{i}].{field}"));
+        let Some(name) = boot_name(cx, &key("name"), raw_script.name.as_deref()) else { continue };
+        if name == crate::MENU_SCRIPT || scripts.contains_key(&name) {
+            cx.error(&key("name"), format!("`{name}` is taken (by `menu`, or an earlier script)"));
+            continue;
+        }
+        match raw_script.template.as_deref().map(crate::Template::parse) {
+            Some(Ok(template)) => {
+                scripts.insert(name, template);
+            }
+            Some(Err(problem)) => cx.error(&key("template"), problem),
+            None => cx.error(&key("template"), "missing: the iPXE script"),
+        }
+    }
+    let menu = raw.menu.as_ref().map(|raw_menu| {
+        let mut entries: Vec<crate::MenuEntry> = Vec::new();
+        for (i, entry) in raw_menu.entry.iter().enumerate() {
+            let key = |field: &str| Key::path(format!("boot.menu.entry[{i}].{field}"));
+            let name = boot_name(cx, &key("name"), entry.name.as_deref());
+            if let Some(name) = &name {
+                if entries.iter().any(|e| &e.name == name) {
+                    cx.error(&key("name"), format!("`{name}` names an earlier entry too"));
+                }
+            }
+            let script = match entry.script.as_deref().map(crate::Template::parse) {
+                Some(Ok(template)) => Some(template),
+                Some(Err(problem)) => {
+                    cx.error(&key("script"), problem);
+                    None
+                }
+                None => {
+                    cx.error(&key("script"), "missing: the iPXE commands of this entry");
+                    None
+                }
+            };
+            if let (Some(name), Some(script)) = (name, script) {
+                let label = entry.label.clone().unwrap_or_else(|| name.clone());
+                entries.push(crate::MenuEntry { name, label, script });
+            }
+        }
+        if raw_menu.entry.is_empty() {
+            cx.error(&Key::path("boot.menu.entry"), "a menu needs at least one [[boot.menu.entry]]");
+        }
+        if let Some(default) = &raw_menu.default {
+            if !entries.iter().any(|e| &e.name == default)
+                && raw_menu.entry.iter().all(|e| e.name.as_ref() != Some(default))
+            {
+                cx.error(&Key::path("boot.menu.default"), format!("`{default}` is not the name of an entry"));
+            }
+        }
+        crate::Menu {
+            title: raw_menu.title.clone().unwrap_or_else(|| "Leasehold".into()),
+            default: raw_menu.default.clone(),
+            timeout_secs: raw_menu.timeout_secs.unwrap_or(10),
+            entries,
+        }
+    });
+    if let Some(default) = &raw.default_script {
+        let known = scripts.contains_key(default) || (default == crate::MENU_SCRIPT && menu.is_some());
+        if !known {
+            cx.error(
+                &Key::path("boot.default_script"),
+                format!("`{default}` is neither a [[boot.script]] name nor `menu` with a [boot.menu]"),
+            );
+        }
+    }
     Boot {
         root,
         tftp_listen: tftp_listen.unwrap_or(defaults.tftp_listen),
         http_listen: http_listen.unwrap_or(defaults.http_listen),
         max_tftp_transfers: max_tftp_transfers.unwrap_or(defaults.max_tftp_transfers),
         tftp_requests_per_client_per_sec: per_client.unwrap_or(defaults.tftp_requests_per_client_per_sec),
+        scripts,
+        default_script: raw.default_script.clone(),
+        menu,
+    }
+}
+
+/// A script or menu entry name: letters, digits, `-` and `_` (it becomes an iPXE label and a query).
+fn boot_name(cx: &mut Ctx<'_>, key: &Key, name: Option<&str>) -> Option<String> {
+    match name {
+        None => {
+            cx.error(key, "missing");
+            None
+        }
+        Some(name)
+            if name.is_empty()
+                || name.len() > 64
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            cx.error(key, format!("`{name}` is not a name: 1 to 64 letters, digits, `-` or `_`"));
+            None
+        }
+        Some(name) => Some(name.to_string()),
     }
 }
 

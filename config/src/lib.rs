@@ -431,6 +431,87 @@ pub struct Boot {
     pub http_listen: SocketAddr,
     pub max_tftp_transfers: u32,
     pub tftp_requests_per_client_per_sec: u32,
+    /// Named iPXE script templates (`GET /boot/{mac}.ipxe?script=NAME`).
+    pub scripts: BTreeMap<String, Template>,
+    /// What `GET /boot/{mac}.ipxe` renders without `?script=`: a script name or `menu`.
+    pub default_script: Option<String>,
+    pub menu: Option<Menu>,
+}
+
+/// The name that renders `[boot.menu]` (not a `[[boot.script]]` name).
+pub const MENU_SCRIPT: &str = "menu";
+
+/// An iPXE script template: text with `{{mac}}`, `{{ip}}`, `{{hostname}}` and `{{server}}`, the
+/// machine's values when rendered (iPXE's own `${...}` settings pass through untouched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(pub Vec<Piece>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Var(TemplateVar),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateVar {
+    Mac,
+    Ip,
+    Hostname,
+    Server,
+}
+
+impl TemplateVar {
+    pub const ALL: [(&'static str, TemplateVar); 4] = [
+        ("mac", TemplateVar::Mac),
+        ("ip", TemplateVar::Ip),
+        ("hostname", TemplateVar::Hostname),
+        ("server", TemplateVar::Server),
+    ];
+}
+
+impl Template {
+    /// Parse `text`: an error names the first `{{...}}` that is not a known variable, or an
+    /// unclosed `{{`.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut pieces = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("`{{{{` at byte {} is never closed", text.len() - rest.len() + open))?;
+            let name = after[..close].trim();
+            let var = TemplateVar::ALL.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).ok_or_else(|| {
+                format!("unknown variable `{{{{{name}}}}}`; known: {{{{mac}}}}, {{{{ip}}}}, {{{{hostname}}}}, {{{{server}}}}")
+            })?;
+            pieces.push(Piece::Var(var));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Ok(Template(pieces))
+    }
+}
+
+/// `[boot.menu]`, rendered as an iPXE `menu` / `item` / `choose`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Menu {
+    pub title: String,
+    /// The entry chosen when the timeout passes (the first entry when not given).
+    pub default: Option<String>,
+    pub timeout_secs: u32,
+    pub entries: Vec<MenuEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuEntry {
+    pub name: String,
+    pub label: String,
+    pub script: Template,
 }
 
 /// The standard TFTP port (RFC 1350).
@@ -444,6 +525,9 @@ impl Default for Boot {
             http_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
             max_tftp_transfers: 64,
             tftp_requests_per_client_per_sec: 20,
+            scripts: BTreeMap::new(),
+            default_script: None,
+            menu: None,
         }
     }
 }

@@ -65,6 +65,43 @@ pub struct RawBoot {
     pub max_tftp_transfers: Option<u32>,
     /// Read requests one client address may start per second.
     pub tftp_requests_per_client_per_sec: Option<u32>,
+    /// The script `GET /boot/{mac}.ipxe` renders when the request names none: a `[[boot.script]]`
+    /// name, or `menu`.
+    pub default_script: Option<String>,
+    /// `[[boot.script]]`: named iPXE script templates.
+    #[serde(default)]
+    pub script: Vec<RawBootScript>,
+    /// `[boot.menu]`: an iPXE menu.
+    pub menu: Option<RawMenu>,
+}
+
+/// `[[boot.script]]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBootScript {
+    pub name: Option<String>,
+    pub template: Option<String>,
+}
+
+/// `[boot.menu]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMenu {
+    pub title: Option<String>,
+    pub default: Option<String>,
+    pub timeout_secs: Option<u32>,
+    #[serde(default)]
+    pub entry: Vec<RawMenuEntry>,
+}
+
+/// `[[boot.menu.entry]]`
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMenuEntry {
+    pub name: Option<String>,
+    pub label: Option<String>,
+    /// iPXE commands (a template, as `[[boot.script]]`).
+    pub script: Option<String>,
 }
 
 /// `[server]`

@@ -1057,3 +1057,35 @@ fn boot_files_are_off_by_default_and_every_bad_boot_key_is_named() {
     let config = load_with(&with_root, &flag).expect("the flag overrides the file");
     assert_eq!(config.boot.root.as_deref(), Some(std::path::Path::new("/srv/other")));
 }
+
+#[test]
+fn boot_scripts_and_the_menu_are_checked_and_name_their_keys() {
+    let good = format!(
+        "{BASE}\n[boot]\ndefault_script = \"menu\"\n[[boot.script]]\nname = \"install\"\ntemplate = \"kernel x ip={{{{ip}}}}\"\n\
+         [boot.menu]\ndefault = \"local\"\n[[boot.menu.entry]]\nname = \"local\"\nscript = \"exit\"\n"
+    );
+    let config = load(&good).expect("scripts and a menu load");
+    assert_eq!(config.boot.scripts.len(), 1);
+    let menu = config.boot.menu.expect("a menu");
+    assert_eq!((menu.entries[0].label.as_str(), menu.timeout_secs), ("local", 10), "label and timeout default");
+    let bad = format!(
+        "{BASE}\n[boot]\ndefault_script = \"nope\"\n[[boot.script]]\nname = \"menu\"\ntemplate = \"x\"\n\
+         [[boot.script]]\nname = \"a b\"\ntemplate = \"x\"\n[[boot.script]]\nname = \"t\"\ntemplate = \"{{{{arch}}}}\"\n\
+         [boot.menu]\ndefault = \"gone\"\n[[boot.menu.entry]]\nname = \"e\"\nscript = \"{{{{ip\"\n"
+    );
+    let errors = rejected(&bad);
+    let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "boot.script[0].name",
+            "boot.script[1].name",
+            "boot.script[2].template",
+            "boot.menu.entry[0].script",
+            "boot.menu.default",
+            "boot.default_script"
+        ],
+        "{errors}"
+    );
+    assert!(errors.to_string().contains("unknown variable `{{arch}}`"), "{errors}");
+}

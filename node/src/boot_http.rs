@@ -2,7 +2,7 @@
 //! read-only on `[boot] http_listen`, a listener of its own apart from the admin API (boot clients
 //! never reach the admin routes). GET and HEAD only; byte ranges and `Content-Length` from
 //! actix-files. Names are confined to the root exactly as over TFTP (`tftp::resolve`); each request
-//! is counted by outcome.
+//! is counted by outcome. `boot/{mac}.ipxe` is no file: the machine's iPXE script (`boot_script`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,7 +11,9 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use slog::{debug, info, Logger};
 
+use crate::actors::lease::{GetMachine, LeaseActor};
 use crate::tftp::{resolve, Outcome};
+use actix::Addr;
 
 /// Connections the boot listener serves at once (firmware fetches one file at a time).
 const MAX_CONNECTIONS: usize = 1_024;
@@ -24,6 +26,7 @@ pub struct HttpBootMetrics {
     served: AtomicU64,
     not_found: AtomicU64,
     refused: AtomicU64,
+    scripts: AtomicU64,
 }
 
 impl HttpBootMetrics {
@@ -34,13 +37,16 @@ impl HttpBootMetrics {
             "# HELP leasehold_http_boot_requests_total HTTP requests for boot files, by how they were answered."
         );
         let _ = writeln!(out, "# TYPE leasehold_http_boot_requests_total counter");
-        for (outcome, counter) in
-            [(Outcome::Served, &self.served), (Outcome::NotFound, &self.not_found), (Outcome::Refused, &self.refused)]
-        {
+        for (outcome, counter) in [
+            (Outcome::Served.label(), &self.served),
+            (Outcome::NotFound.label(), &self.not_found),
+            (Outcome::Refused.label(), &self.refused),
+            ("script", &self.scripts),
+        ] {
             let _ = writeln!(
                 out,
                 "leasehold_http_boot_requests_total{{outcome=\"{}\"}} {}",
-                outcome.label(),
+                outcome,
                 counter.load(Relaxed)
             );
         }
@@ -49,14 +55,40 @@ impl HttpBootMetrics {
 
 struct State {
     root: PathBuf,
+    boot: Arc<leasehold_config::Boot>,
+    lease: Addr<LeaseActor>,
     metrics: Arc<HttpBootMetrics>,
     log: Logger,
+}
+
+/// `GET /boot/{mac}.ipxe[?script=NAME]`: the machine's iPXE script (`boot_script`), the node it
+/// asked (the `Host` it named) as `{{server}}`.
+async fn machine_script(request: &HttpRequest, state: &State, mac: [u8; 6]) -> HttpResponse {
+    let name = request.query_string().split('&').find_map(|pair| pair.strip_prefix("script="));
+    let host = request.connection_info().host().to_owned();
+    let server = host.split(':').next().and_then(|h| h.parse().ok());
+    let (ip, hostname) = state.lease.send(GetMachine(mac)).await.unwrap_or((None, None));
+    let machine =
+        crate::boot_script::Machine { mac, ip, hostname, server: server.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED) };
+    match crate::boot_script::render(&state.boot, name, &machine) {
+        Some(script) => {
+            state.metrics.scripts.fetch_add(1, Relaxed);
+            HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(script)
+        }
+        None => {
+            state.metrics.not_found.fetch_add(1, Relaxed);
+            HttpResponse::NotFound().body("no such script: name one with ?script=, or set [boot] default_script\n")
+        }
+    }
 }
 
 async fn boot_file(request: HttpRequest, state: web::Data<State>) -> HttpResponse {
     // The raw path, decoded once here (not the router's partly decoded match).
     let name = request.uri().path().trim_start_matches('/');
     let decoded = percent_decode(name);
+    if let Some(mac) = decoded.as_deref().and_then(crate::boot_script::script_mac) {
+        return machine_script(&request, &state, mac).await;
+    }
     let result = match decoded {
         Some(name) => resolve(&state.root, Path::new(&name)),
         None => Err(Outcome::Refused),
@@ -106,14 +138,16 @@ fn percent_decode(text: &str) -> Option<String> {
 /// Bind the boot listener on `listen` for the files of `root` (canonical); the server future is
 /// spawned by the caller on the actix system.
 pub fn serve(
-    listen: std::net::SocketAddr,
+    boot: Arc<leasehold_config::Boot>,
     root: &Path,
+    lease: Addr<LeaseActor>,
     metrics: Arc<HttpBootMetrics>,
     log: Logger,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let listen = boot.http_listen;
     let root = root.canonicalize()?;
     info!(log, "serving boot files over HTTP"; "root" => %root.display(), "listen" => %listen);
-    let state = web::Data::new(State { root, metrics, log });
+    let state = web::Data::new(State { root, boot, lease, metrics, log });
     let server = HttpServer::new(move || {
         App::new().app_data(state.clone()).route(
             "/{name:.*}",

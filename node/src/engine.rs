@@ -1175,6 +1175,24 @@ impl Engine {
         Some(Proposal { tag: self.next_tag(), command: Command::SetParameters(wanted) })
     }
 
+    /// The address and host name of the lease `mac` holds at `now_ms` (keyed by its MAC or, as
+    /// firmware sends it, client identifier 1 + MAC; else any record of that MAC), or its
+    /// reservation's host name: what an iPXE script may say about the machine (`boot_script`).
+    pub fn machine(&self, mac: [u8; 6], now_ms: u64) -> (Option<Ipv4Addr>, Option<String>) {
+        let mut hardware_id = vec![1];
+        hardware_id.extend_from_slice(&mac);
+        let lease = [ClientKey::Mac(mac), ClientKey::ClientId(hardware_id.into_boxed_slice())]
+            .iter()
+            .find_map(|key| self.table.by_client(key))
+            .filter(|lease| lease.is_active(now_ms))
+            .or_else(|| self.table.iter().find(|lease| lease.mac == mac && lease.is_active(now_ms)));
+        let reservation = self.reservation_of(mac, None);
+        let hostname = lease
+            .and_then(|lease| lease.hostname().map(str::to_owned))
+            .or_else(|| reservation.and_then(|r| r.hostname.clone()));
+        (lease.map(|lease| lease.ip), hostname)
+    }
+
     /// The digest of this node's lease-relevant config (`reload::lease_config_digest`).
     pub fn config_digest(&self) -> &str {
         &self.config_digest
@@ -1476,8 +1494,12 @@ impl Engine {
         let configured = |code: u8| reply.option(code).is_some();
         let (own_60, own_66, own_67, own_97) = (configured(60), configured(66), configured(67), configured(97));
         reply.tftp_server_name = boot.tftp_server_name.filter(|_| !own_66);
-        // `{server}` in a boot file or URL names the answering node (each node serves the files).
-        let file = boot.file.map(|file| file.replace("{server}", &scope.link.server_id.to_string()));
+        // `{server}` in a boot file or URL names the answering node (each node serves the files),
+        // `{mac}` the client (as `boot/{mac}.ipxe` takes it: 52-54-00-12-34-56).
+        let file = boot.file.map(|file| {
+            let mac = request.chaddr.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join("-");
+            file.replace("{server}", &scope.link.server_id.to_string()).replace("{mac}", &mac)
+        });
         reply.bootfile_name = file.clone().filter(|_| !own_67);
         reply.file = file;
         reply.vendor_class = boot.vendor_class.map(<[u8]>::to_vec).filter(|_| !own_60);

@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod admin;
 pub mod boot_http;
+pub mod boot_script;
 pub mod engine;
 pub mod logging;
 pub mod metrics;

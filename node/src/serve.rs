@@ -274,8 +274,9 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             Some(root) => {
                 let metrics = Arc::new(crate::boot_http::HttpBootMetrics::default());
                 let server = crate::boot_http::serve(
-                    config.boot.http_listen,
+                    Arc::new(config.boot.clone()),
                     root,
+                    lease.clone(),
                     metrics.clone(),
                     log.new(o!("actor" => "http-boot")),
                 )

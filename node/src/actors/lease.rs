@@ -100,6 +100,20 @@ pub struct NodeStatus {
 #[rtype(result = "NodeStatus")]
 pub struct GetStatus;
 
+/// The lease address and host name of the machine with this MAC (`Engine::machine`), for its iPXE
+/// script.
+#[derive(Message)]
+#[rtype(result = "(Option<std::net::Ipv4Addr>, Option<String>)")]
+pub struct GetMachine(pub [u8; 6]);
+
+impl Handler<GetMachine> for LeaseActor {
+    type Result = MessageResult<GetMachine>;
+
+    fn handle(&mut self, GetMachine(mac): GetMachine, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.engine.machine(mac, self.clock.now_us() / 1000))
+    }
+}
+
 /// One reservation as `GET /v1/reservations` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReservationView {
