@@ -15,7 +15,8 @@
 //!    after that node is killed, the new leader's replies name the new leader, and it serves the file.
 //!
 //! And on one node: a 33 MiB file (67,585 blocks of 512 bytes) arrives whole, the block number rolling
-//! over past 65,535.
+//! over past 65,535; curl's TFTP client fetches with options (blksize, tsize) and without, and 100
+//! transfers at once all complete.
 
 mod netns_support;
 
@@ -283,4 +284,74 @@ fn a_file_of_more_than_65535_blocks_arrives_whole() {
     let metrics = server.metrics();
     assert_eq!(metric(&metrics, "leasehold_tftp_transfers_completed_total", ""), Some(1.0));
     eprintln!("{BYTES} bytes in {} blocks of 512 in {took:?}", BYTES.div_ceil(512));
+}
+
+/// curl's TFTP client, with the options (RFC 2348 blksize, RFC 2349 tsize, which curl sends) and
+/// without any (`--tftp-no-options`), then 100 transfers at once from one client address (limits
+/// raised in the config to let them in): every file arrives whole.
+#[test]
+fn curl_fetches_with_and_without_options_and_100_transfers_at_once_complete() {
+    const CONCURRENT: usize = 100;
+    require_tool("curl");
+    let segment = Segment::up(1, 1, 24);
+    let dir = scratch_dir("boot-files-curl");
+    let root = dir.path().join("boot-root");
+    std::fs::create_dir_all(&root).expect("create the boot root");
+    let file: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(7_919) >> 3) as u8).collect();
+    std::fs::write(root.join("kernel.img"), &file).expect("write the file");
+    let config = format!(
+        "[server]\nserver_ip = \"10.77.0.1\"\n\n[boot]\nroot = \"{}\"\nmax_tftp_transfers = 128\n\
+         tftp_requests_per_client_per_sec = 500\n\n[[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\n\
+         range_start = \"10.77.0.100\"\nrange_end = \"10.77.0.200\"\n",
+        root.display()
+    );
+    let config_file = dir.path().join("leasehold.toml");
+    std::fs::write(&config_file, config).expect("write the config");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("create the data dir");
+    let config_arg = config_file.display().to_string();
+    let server =
+        Server::start(&segment.server(1), &data, &dir.path().join("leasehold.log"), &["--config", &config_arg]);
+    let client_ns = segment.client(1);
+    let out = Command::new("ip").args(["-n", &client_ns, "addr", "add", "10.77.0.250/24", "dev", "eth0"]).output();
+    assert!(out.is_ok_and(|o| o.status.success()), "could not give the client's eth0 10.77.0.250/24");
+    let url = "tftp://10.77.0.1/kernel.img";
+    let fetch = |args: &[&str], to: &Path| {
+        let mut cmd = in_ns(&client_ns, "curl");
+        cmd.args(["-sS", "--max-time", "60", "-o"]).arg(to).args(args).arg(url);
+        cmd
+    };
+    for (what, args) in
+        [("blksize 1468 and tsize", &["--tftp-blksize", "1468"][..]), ("no options", &["--tftp-no-options"][..])]
+    {
+        let local = dir.path().join("one.img");
+        let out = fetch(args, &local).output().expect("run curl");
+        assert!(out.status.success(), "curl ({what}): {}", String::from_utf8_lossy(&out.stderr));
+        assert!(std::fs::read(&local).ok() == Some(file.clone()), "curl ({what}) got another file");
+    }
+
+    let mut transfers: Vec<(std::process::Child, std::path::PathBuf)> = (0..CONCURRENT)
+        .map(|i| {
+            let local = dir.path().join(format!("many-{i}.img"));
+            let mut cmd = fetch(&["--tftp-blksize", "1468"], &local);
+            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+            (cmd.spawn().expect("start curl"), local)
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (i, (child, local)) in transfers.iter_mut().enumerate() {
+        let status = child.wait().expect("wait for curl");
+        if !status.success() || std::fs::read(&*local).ok().as_ref() != Some(&file) {
+            failed.push(format!("transfer {i}: {status}"));
+        }
+    }
+    assert!(failed.is_empty(), "{} of {CONCURRENT} concurrent transfers failed: {failed:?}", failed.len());
+    let metrics = server.metrics();
+    let completed = metric(&metrics, "leasehold_tftp_transfers_completed_total", "");
+    assert_eq!(completed, Some((CONCURRENT + 2) as f64), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "leasehold_tftp_transfers_active", ""),
+        Some(0.0),
+        "every transfer gave its place back"
+    );
 }
