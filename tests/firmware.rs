@@ -29,9 +29,10 @@
 //!     `PXEClient:Arch:00000:UNDI:002001`, 93 = 0, 77 `iPXE`, 175), so its one DHCP stage must be given the
 //!     script URL (no chainload loop).
 //!
-//! (d) OVMF, UEFI PXE, with no boot server but Leasehold (`[boot] root`, issue 14): snponly.efi over
-//!     Leasehold's own TFTP, the script and the marker over its HTTP, every URL naming the node that
-//!     answered (`uefi_pxe_boots_from_the_boot_files_leasehold_serves_itself`, at the end).
+//! (d) the three again with no boot server but Leasehold (`[boot] root`, issue 14; at the end): the
+//!     boot file over Leasehold's own TFTP (UEFI PXE) or HTTP (UEFI HTTP boot), then the script
+//!     Leasehold renders for the machine (`/boot/{mac}.ipxe`) and the marker over its HTTP, every URL
+//!     naming the node that answered.
 //!
 //! The script echoes the marker with iPXE's address (read from OVMF's serial console) and fetches a marker
 //! file from the HTTP server (the BIOS ROM's console is VGA: the HTTP log is the proof there). For each case
@@ -801,23 +802,35 @@ fn check_exchange(case: &Case, capture: &PcapCapture, dhcp: &Dhcp, started_at: S
 // ---------------------------------------------------------------------------------------------------------
 // Boot files from Leasehold itself (issue 14)
 
-/// OVMF UEFI PXE with no boot server but Leasehold: `[boot] root` on the one node, no `[pxe]
-/// tftp_server`, the script URL `http://{server}/boot/{mac}.ipxe`. The firmware must be told to fetch
-/// snponly.efi from the node that answered (siaddr/66 = 10.77.0.1), fetch it over Leasehold's TFTP,
-/// run iPXE, which is given the script URL naming that node and the machine, and runs the script
-/// Leasehold renders for it (its lease's address and MAC filled in), which fetches the marker over
-/// Leasehold's HTTP. Checked: the console shows the script's line with the leased address, the
-/// node's `/metrics` counts the TFTP transfer (the whole file) and the two HTTP fetches, and its
-/// lease table has one bound record for the machine.
+/// With no boot server but Leasehold (`[boot] root` on the one node, no `[pxe] tftp_server`, every URL
+/// `http://{server}/…`): OVMF UEFI PXE fetches snponly.efi over Leasehold's TFTP, OVMF UEFI HTTP boot
+/// over its HTTP, each from the node that answered; iPXE (theirs, and qemu's BIOS ROM) is sent to
+/// `http://{server}/boot/{mac}.ipxe` and runs the script Leasehold renders for that machine (its
+/// lease's address and MAC filled in), which fetches a marker over Leasehold's HTTP. Checked: on
+/// OVMF's console the script's line with the leased address and the node; the node's `/metrics`
+/// (the boot file's transfer, the rendered script, the marker); one bound record for the machine.
 #[test]
 fn uefi_pxe_boots_from_the_boot_files_leasehold_serves_itself() {
+    boot_from_leasehold_alone(&uefi_pxe_case());
+}
+
+#[test]
+fn uefi_http_boot_boots_from_the_boot_files_leasehold_serves_itself() {
+    boot_from_leasehold_alone(&uefi_http_case());
+}
+
+#[test]
+fn bios_ipxe_rom_runs_the_script_leasehold_renders_for_it() {
+    boot_from_leasehold_alone(&bios_case());
+}
+
+fn boot_from_leasehold_alone(case: &Case) {
     let _serial = serial();
     require_root();
     for tool in ["qemu-system-x86_64", "timeout"] {
         require_tool(tool);
     }
-    let case = uefi_pxe_case();
-    let dir = scratch_dir("firmware-own-boot-files");
+    let dir = scratch_dir(&format!("firmware-own-{}", case.name));
     let segment = Segment::up(1, 0, 24);
     let bridge_ns = add_guest_tap(&segment);
     let root = dir.path().join("root");
@@ -826,7 +839,7 @@ fn uefi_pxe_boots_from_the_boot_files_leasehold_serves_itself() {
     assert!(efi.is_file(), "{} is missing: install the Debian package ipxe", efi.display());
     fs::copy(&efi, root.join(UEFI_FILE)).expect("copy snponly.efi");
     let efi_bytes = fs::metadata(&efi).expect("snponly.efi's size").len();
-    let marker = format!("LEASEHOLD-OWN-BOOT-FILES-{}", std::process::id());
+    let marker = format!("LEASEHOLD-OWN-BOOT-FILES-{}-{}", case.name, std::process::id());
     let marker_file = format!("booted-{}", format_mac(case.mac).replace(':', "-"));
     fs::write(root.join(&marker_file), format!("{marker}\n")).expect("write the marker file");
     // The script is rendered per machine (`GET /boot/{mac}.ipxe`): `{{ip}}` and `{{mac}}` are what
@@ -858,6 +871,7 @@ ipxe_script_url = "http://{{server}}/boot/{{mac}}.ipxe"
 
 [pxe.arch]
 uefi-x64 = "{UEFI_FILE}"
+http-x64 = "http://{{server}}/{UEFI_FILE}"
 
 [[pool]]
 name = "boot"
@@ -867,7 +881,6 @@ range_end = "{POOL_END}"
 lease_time_secs = 600
 "#,
         root = root.display(),
-        script = script
     );
     let config_file = dir.path().join("leasehold.toml");
     fs::write(&config_file, config).expect("write the config");
@@ -879,60 +892,76 @@ lease_time_secs = 600
     let serial_log = dir.path().join("serial.log");
     let qemu_log = dir.path().join("qemu.log");
     let _logs = LogsOnFailure(vec![qemu_log.clone(), serial_log.clone(), server.proc.log.clone()]);
+    let counter = |name: &str, labels: &str| metric(&server.metrics(), name, labels).unwrap_or(0.0);
+    let served = |c: &dyn Fn(&str, &str) -> f64| c("leasehold_http_boot_requests_total", "outcome=\"served\"");
 
     let started = Instant::now();
-    let mut guest = Proc::spawn("qemu", guest_command(&case, &bridge_ns, dir.path(), &serial_log), &qemu_log);
+    let mut guest = Proc::spawn("qemu", guest_command(case, &bridge_ns, dir.path(), &serial_log), &qemu_log);
     let fetched = format!("{marker}-FETCHED");
+    // The end: OVMF's console shows the script's last line; the BIOS ROM's console is VGA, so there the
+    // marker's fetch (over HTTP, after the script's) is the sign.
+    let bios = case.firmware == Firmware::BiosIpxeRom;
     let console = loop {
         let console = fs::read_to_string(&serial_log).unwrap_or_default();
-        if console.contains(&fetched) {
+        if console.contains(&fetched) || (bios && served(&counter) >= 1.0) {
             break console;
         }
         let gave_up = |line: &&str| FIRMWARE_GAVE_UP.iter().any(|s| line.contains(s)) || line.contains("-FETCH-FAILED");
         if let Some(line) = console.lines().find(gave_up) {
             guest.stop(Duration::from_secs(5));
             panic!(
-                "the boot failed after {:.1} s; the console says {:?}",
+                "{}: the boot failed after {:.1} s; the console says {:?}",
+                case.name,
                 started.elapsed().as_secs_f64(),
                 line.trim()
             );
         }
         if let Some(status) = guest.try_status() {
-            panic!("qemu exited ({status}) before the script ran");
+            panic!("{}: qemu exited ({status}) before the script ran", case.name);
         }
         if started.elapsed() >= case.limit {
             guest.stop(Duration::from_secs(5));
-            panic!("the script did not run within {:?} of qemu's start", case.limit);
+            panic!("{}: the script did not run within {:?} of qemu's start", case.name, case.limit);
         }
         thread::sleep(Duration::from_millis(100));
     };
     let took = started.elapsed();
     guest.stop(Duration::from_secs(5));
 
-    // The script's line: the leased address, and the node it was told to boot from.
-    let prefix = format!("{marker} mac {} ip ", format_mac(case.mac));
-    let line = console.lines().find(|l| l.contains(&prefix)).expect("the script's line");
-    let rest = &line[line.find(&prefix).expect("the prefix") + prefix.len()..];
-    let mut words = rest.split_whitespace();
-    let address: Ipv4Addr = words.next().and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
-    assert_eq!((words.next(), words.next()), (Some("from"), Some("10.77.0.1")), "next-server: {line:?}");
-    let leased = format!("leased {address} to {}", format_mac(case.mac).to_ascii_lowercase());
-    assert!(line.contains(&leased), "the script Leasehold rendered names the lease ({leased:?}): {line:?}");
-    assert!((u32::from(POOL_START)..=u32::from(POOL_END)).contains(&u32::from(address)), "{address}");
     let leases: Vec<_> =
         server.leases().into_iter().filter(|l| l.mac.eq_ignore_ascii_case(&format_mac(case.mac))).collect();
-    assert!(leases.len() == 1 && leases[0].ip == address && leases[0].state == "bound", "{leases:?}");
+    assert!(leases.len() == 1 && leases[0].state == "bound", "{}: one bound record: {leases:?}", case.name);
+    let address = leases[0].ip;
+    assert!((u32::from(POOL_START)..=u32::from(POOL_END)).contains(&u32::from(address)), "{address}");
+    if !bios {
+        // The script's line: iPXE's address and next-server, and what Leasehold filled in.
+        let prefix = format!("{marker} mac {} ip {address} from ", format_mac(case.mac));
+        let line = console.lines().find(|l| l.contains(&prefix)).unwrap_or_else(|| panic!("no line {prefix:?}"));
+        let leased = format!("leased {address} to {}", format_mac(case.mac).to_ascii_lowercase());
+        assert!(line.contains(&leased), "{}: the rendered script names the lease ({leased:?}): {line:?}", case.name);
+    }
     let metrics = server.metrics();
     let value = |name: &str, labels: &str| metric(&metrics, name, labels).unwrap_or(0.0);
-    assert!(value("leasehold_tftp_transfers_completed_total", "") >= 1.0, "snponly.efi over TFTP\n{metrics}");
-    assert!(value("leasehold_tftp_sent_bytes_total", "") >= efi_bytes as f64, "the whole of snponly.efi");
     assert!(value("leasehold_http_boot_requests_total", "outcome=\"script\"") >= 1.0, "the rendered script\n{metrics}");
-    assert!(
-        value("leasehold_http_boot_requests_total", "outcome=\"served\"") >= 1.0,
-        "the marker over HTTP\n{metrics}"
-    );
+    match case.first_fetch {
+        FirstFetch::Tftp(_) => {
+            assert!(value("leasehold_tftp_transfers_completed_total", "") >= 1.0, "snponly.efi over TFTP\n{metrics}");
+            assert!(value("leasehold_tftp_sent_bytes_total", "") >= efi_bytes as f64, "the whole of snponly.efi");
+            assert!(value("leasehold_http_boot_requests_total", "outcome=\"served\"") >= 1.0, "the marker\n{metrics}");
+        }
+        FirstFetch::Http(_) => {
+            assert!(
+                value("leasehold_http_boot_requests_total", "outcome=\"served\"") >= 2.0,
+                "snponly.efi and the marker\n{metrics}"
+            );
+        }
+        FirstFetch::None => {
+            assert!(value("leasehold_http_boot_requests_total", "outcome=\"served\"") >= 1.0, "the marker\n{metrics}");
+        }
+    }
     println!(
-        "OVMF booted from Leasehold's own TFTP and HTTP to the marker in {:.1} s with {address}",
+        "{}: booted from Leasehold's own boot files to the marker in {:.1} s with {address}",
+        case.name,
         took.as_secs_f64()
     );
 }
