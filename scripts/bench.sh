@@ -8,7 +8,7 @@
 # measures new clients on a fresh and on a churned pool (below).
 #
 #   scripts/bench.sh [--servers leasehold,leasehold-nofsync,kea] [--period SECONDS] [--no-build]
-#                    [--phases search,rss,cpu,churn,rss1m]
+#                    [--phases search,rss,cpu,churn,tftp,rss1m]
 #
 # The churn phase (leasehold fsync on and Kea): one server per kind with a 58,112-address pool and
 # 120 s leases. New clients at 1,000/s for 10 s on the fresh pool; then other clients fill the pool
@@ -18,6 +18,12 @@
 #
 # The cpu phase (leasehold fsync on and Kea): a fresh server per rate, new clients at 1,000, 3,000 and 6,000/s
 # for 10 s each; the server's CPU time (utime + stime from /proc) per completed DORA, and the ratio per rate.
+#
+# The tftp phase (issue 14): leasehold serving a boot root ([boot] root) against dnsmasq's TFTP server
+# (--enable-tftp, no DNS, no DHCP), each pinned as above, the same 16 MiB file fetched by curl's TFTP
+# client from the client namespace: 3 times with blksize 1468 and once with no options (512-byte
+# blocks), then 20 transfers of a 1 MiB file at once; MB/s of each and the server's CPU ms per MiB,
+# and the ratios. (tftpd-hpa is left out: its Debian package starts a system service on the host.)
 #
 # The rss1m phase (not run by default: about 6 minutes a server): pools of 983,034 addresses in
 # 10.64.0.0/12; perfdhcp binds about 100,000 and then about 900,000 leases (1.1M clients, at up to
@@ -43,7 +49,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 
 SERVERS=leasehold,leasehold-nofsync,kea
-PHASES=search,rss,cpu,churn
+PHASES=search,rss,cpu,churn,tftp
 PERIOD=5
 BUILD=1
 START_RATE=2000
@@ -618,6 +624,80 @@ if phase churn; then
     done
 fi
 
+# tftp_run KIND: the TFTP figures of KIND (leasehold or dnsmasq) serving $WORK/boot, into TFTP_LINES.
+declare -A TFTP_LINES TFTP_MBPS
+tftp_run() {
+    local kind=$1 dir=$WORK/tftp-$1
+    mkdir -p "$dir"
+    case $kind in
+    leasehold)
+        printf '[boot]\nroot = "%s"\nmax_tftp_transfers = 128\ntftp_requests_per_client_per_sec = 1000\n' \
+            "$WORK/boot" >"$dir/boot.toml"
+        ip netns exec "$SNS" "${SERVER_CPU[@]}" "$BIN" serve --config "$dir/boot.toml" --interface eth0 \
+            --server-ip 10.77.0.1 --subnet-mask 255.255.0.0 --ip-start 10.77.1.0 --ip-end 10.77.255.254 \
+            --data-dir "$dir/data" --admin-listen 127.0.0.1:6767 --log-level warning >"$dir/server.log" 2>&1 &
+        SERVER_PID=$!
+        wait_ready leasehold healthz
+        ;;
+    dnsmasq)
+        ip netns exec "$SNS" "${SERVER_CPU[@]}" dnsmasq --keep-in-foreground --port=0 --enable-tftp \
+            --tftp-root="$WORK/boot" --listen-address=10.77.0.1 --bind-interfaces --conf-file=/dev/null \
+            --tftp-max=128 --pid-file="$dir/dnsmasq.pid" --log-facility="$dir/server.log" &
+        SERVER_PID=$!
+        sleep 1 # dnsmasq has no readiness signal for TFTP; the first fetch below would fail, not hang
+        kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench.sh: dnsmasq did not start:" >&2; cat "$dir/server.log" >&2; return 1; }
+        ;;
+    esac
+    local fetch=(ip netns exec "$CNS" "${CLIENT_CPU[@]}" curl -sS --max-time 120)
+    local before after start end mib=16 secs line=""
+    # One file, three times with blksize 1468 (the largest that fits an Ethernet frame), once without options.
+    for mode in blksize none; do
+        local opts=(--tftp-blksize 1468) runs=3
+        [[ $mode == none ]] && opts=(--tftp-no-options) && runs=1
+        before=$(cpu_ticks)
+        start=$(date +%s.%N)
+        for ((i = 0; i < runs; i++)); do
+            "${fetch[@]}" "${opts[@]}" -o "$dir/got.img" tftp://10.77.0.1/big.img ||
+                { echo "bench.sh: $kind: TFTP fetch failed" >&2; return 1; }
+            cmp -s "$dir/got.img" "$WORK/boot/big.img" || { echo "bench.sh: $kind sent another file" >&2; return 1; }
+        done
+        end=$(date +%s.%N)
+        after=$(cpu_ticks)
+        secs=$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')
+        TFTP_MBPS[$kind,$mode]=$(awk -v m=$((mib * runs)) -v s="$secs" 'BEGIN {printf "%.1f", m / s}')
+        line+=$(awk -v m=$((mib * runs)) -v s="$secs" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v k="$kind" \
+            -v w="$mode" 'BEGIN {printf "%s TFTP %s: %.1f MiB/s, server CPU %.0f ms per MiB\n", k, (w == "none" ? "no options (512-byte blocks)" : "blksize 1468"), m / s, t * 1000 / hz / m}')
+        line+=$'\n'
+    done
+    # 20 transfers at once of a 1 MiB file.
+    start=$(date +%s.%N)
+    local pids=()
+    for ((i = 0; i < 20; i++)); do
+        "${fetch[@]}" --tftp-blksize 1468 -o "$dir/many-$i.img" tftp://10.77.0.1/small.img &
+        pids+=($!)
+    done
+    local failed=0
+    for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+    end=$(date +%s.%N)
+    for ((i = 0; i < 20; i++)); do cmp -s "$dir/many-$i.img" "$WORK/boot/small.img" || failed=$((failed + 1)); done
+    line+=$(awk -v a="$start" -v b="$end" -v k="$kind" -v f="$failed" \
+        'BEGIN {printf "%s TFTP 20 x 1 MiB at once: %.1f MiB/s in all, %d failed", k, 20 / (b - a), f}')
+    TFTP_LINES[$kind]=$line
+    stop_server
+}
+
+if phase tftp; then
+    command -v curl >/dev/null || { echo "bench.sh: curl missing (scripts/test.sh installs it)" >&2; exit 1; }
+    mkdir -p "$WORK/boot"
+    chmod 755 "$WORK" "$WORK/boot" # dnsmasq reads the root as an unprivileged user
+    head -c $((16 << 20)) /dev/urandom >"$WORK/boot/big.img"
+    head -c $((1 << 20)) /dev/urandom >"$WORK/boot/small.img"
+    for kind in leasehold dnsmasq; do
+        echo "-- $kind: TFTP"
+        tftp_run "$kind"
+    done
+fi
+
 echo
 echo "== Results ($PINNING) =="
 for kind in "${KINDS[@]}"; do
@@ -660,4 +740,12 @@ if [[ ,$SERVERS, == *,kea,* ]] && phase cpu; then
 fi
 for kind in "${KINDS[@]}"; do
     [[ -z ${BIG_LINES[$kind]:-} ]] || printf '%s' "${BIG_LINES[$kind]}"
+done
+for kind in leasehold dnsmasq; do
+    [[ -z ${TFTP_LINES[$kind]:-} ]] || echo "${TFTP_LINES[$kind]}"
+done
+for mode in blksize none; do
+    [[ -n ${TFTP_MBPS[leasehold,$mode]:-} && -n ${TFTP_MBPS[dnsmasq,$mode]:-} ]] || continue
+    awk -v a="${TFTP_MBPS[leasehold,$mode]}" -v b="${TFTP_MBPS[dnsmasq,$mode]}" -v m="$mode" \
+        'BEGIN {printf "TFTP throughput (%s), leasehold / dnsmasq: %.2f\n", m, a / b}'
 done
