@@ -444,6 +444,17 @@ fn compose_cluster_survives_leader_kill() {
     }
     say(start, "nodes run as uid 10001 with CAP_NET_BIND_SERVICE and CAP_NET_RAW only in reach");
 
+    // Every node serves the boot-files volume over HTTP (port 80, apart from the admin API): the same
+    // bytes from each, fetched from the DHCP client's container.
+    let boot_file = std::fs::read_to_string(root.join("scripts/compose/boot/README.txt")).expect("the boot file");
+    let client = project.container("client");
+    for node in NODES {
+        let url = format!("http://{}/README.txt", project.node_ip(node));
+        let got = run_ok(&mut docker(&["exec", &client, "wget", "-q", "-O", "-", &url]), secs(30));
+        assert_eq!(got, boot_file, "node{node} serves the boot files at {url}");
+    }
+    say(start, "every node serves the boot files over HTTP");
+
     // The first client's lease, in its log and in the replicated table.
     let old_client = project.container("client");
     let old_mac = container_mac(&old_client);
