@@ -32,7 +32,9 @@
 //! (d) the three again with no boot server but Leasehold (`[boot] root`, issue 14; at the end): the
 //!     boot file over Leasehold's own TFTP (UEFI PXE) or HTTP (UEFI HTTP boot), then the script
 //!     Leasehold renders for the machine (`/boot/{mac}.ipxe`) and the marker over its HTTP, every URL
-//!     naming the node that answered.
+//!     naming the node that answered; and a boot-path failover: in a 3-node cluster the BIOS ROM
+//!     boots from the leader, which is then killed, and boots again from the new leader with the same
+//!     address.
 //!
 //! The script echoes the marker with iPXE's address (read from OVMF's serial console) and fetches a marker
 //! file from the HTTP server (the BIOS ROM's console is VGA: the HTTP log is the proof there). For each case
@@ -963,5 +965,110 @@ lease_time_secs = 600
         "{}: booted from Leasehold's own boot files to the marker in {:.1} s with {address}",
         case.name,
         took.as_secs_f64()
+    );
+}
+
+/// The boot path fails over (issue 14): a 3-node cluster, every node serving the boot root; qemu's BIOS
+/// iPXE ROM boots and runs the script rendered by the node that answered (the leader), which serves
+/// the marker; that node is killed with SIGKILL; the same machine boots again and is served its lease
+/// (the same address) and its script and marker by the new leader.
+#[test]
+fn after_the_node_that_booted_a_machine_is_killed_the_new_leader_boots_it_again() {
+    use netns_support::cluster::{node_ip, Cluster, NodeOptions, Pools, NODES};
+    let _serial = serial();
+    require_root();
+    for tool in ["qemu-system-x86_64", "timeout"] {
+        require_tool(tool);
+    }
+    let case = bios_case();
+    let dir = scratch_dir("firmware-failover");
+    let segment = Segment::up(NODES, 0, 24);
+    let bridge_ns = add_guest_tap(&segment);
+    let root = dir.path().join("root");
+    fs::create_dir_all(&root).expect("create the boot root");
+    let marker_file = format!("booted-{}", format_mac(case.mac).replace(':', "-"));
+    fs::write(root.join(&marker_file), "marker\n").expect("write the marker file");
+    let pools = format!(
+        r#"[boot]
+default_script = "marker"
+
+[[boot.script]]
+name = "marker"
+template = """
+#!ipxe
+imgfetch http://{{{{server}}}}/booted-${{net0/mac:hexhyp}}
+sleep 600
+"""
+
+[pxe]
+boot_file = "{BIOS_FILE}"
+ipxe_script_url = "http://{{server}}/boot/{{mac}}.ipxe"
+
+[[pool]]
+name = "boot"
+subnet = "10.77.0.0/24"
+range_start = "{POOL_START}"
+range_end = "{POOL_END}"
+lease_time_secs = 600
+"#
+    );
+    let root_arg = root.display().to_string();
+    let options = NodeOptions {
+        extra_args: (1..=NODES).map(|_| vec!["--boot-root".to_string(), root_arg.clone()]).collect(),
+        ..NodeOptions::default()
+    };
+    let mut cluster = Cluster::start_with_options(&segment, dir.path(), Pools::Toml(pools), options, &[1, 2, 3]);
+    let mac = format_mac(case.mac);
+    // Polled (qemu's console is VGA; the marker's fetch is the end of a boot): the nodes' HTTP counters.
+    let served = |cluster: &Cluster, id: u32| {
+        metric(&cluster.server(id).metrics(), "leasehold_http_boot_requests_total", "outcome=\"served\"").unwrap_or(0.0)
+    };
+    let boot = |cluster: &Cluster, live: &[u32], run: &str| -> u32 {
+        let serial_log = dir.path().join(format!("serial-{run}.log"));
+        let qemu_log = dir.path().join(format!("qemu-{run}.log"));
+        let before: Vec<f64> = live.iter().map(|&id| served(cluster, id)).collect();
+        let started = Instant::now();
+        let mut guest = Proc::spawn("qemu", guest_command(&case, &bridge_ns, dir.path(), &serial_log), &qemu_log);
+        let by = loop {
+            if let Some(i) = live.iter().enumerate().position(|(i, &id)| served(cluster, id) > before[i]) {
+                break live[i];
+            }
+            if let Some(status) = guest.try_status() {
+                panic!("{run}: qemu exited ({status}) before the marker\n{}", tail_of(&qemu_log));
+            }
+            assert!(started.elapsed() < case.limit, "{run}: no marker fetch within {:?}", case.limit);
+            thread::sleep(Duration::from_millis(100));
+        };
+        guest.stop(Duration::from_secs(5));
+        println!("{run}: booted to the marker served by node {by} in {:.1} s", started.elapsed().as_secs_f64());
+        by
+    };
+    let address_on = |cluster: &Cluster, id: u32| {
+        let leases = cluster.server(id).leases();
+        let mine: Vec<_> =
+            leases.into_iter().filter(|l| l.mac.eq_ignore_ascii_case(&mac) && l.state == "bound").collect();
+        assert_eq!(mine.len(), 1, "node {id}: one bound record for {mac}: {mine:?}");
+        mine[0].ip
+    };
+
+    let (leader, _) = cluster.wait_for_leader(&[1, 2, 3], Duration::from_secs(20), "a leader");
+    let first = boot(&cluster, &[1, 2, 3], "first boot");
+    assert_eq!(first, leader, "the leader answered, so it served the script and the marker");
+    let address = address_on(&cluster, leader);
+    cluster.kill(leader);
+    let live: Vec<u32> = (1..=NODES).filter(|&id| id != leader).collect();
+    let (new_leader, _) = cluster.wait_for_leader(&live, Duration::from_secs(20), "a new leader");
+    let second = boot(&cluster, &live, "second boot");
+    assert_eq!(second, new_leader, "the new leader served the script and the marker");
+    assert_eq!(address_on(&cluster, new_leader), address, "the same address after the failover");
+    let metrics = cluster.server(new_leader).metrics();
+    assert!(
+        metric(&metrics, "leasehold_http_boot_requests_total", "outcome=\"script\"").unwrap_or(0.0) >= 1.0,
+        "node {new_leader} rendered the machine's script\n{metrics}"
+    );
+    println!(
+        "{mac} booted from node {leader} ({}), then from node {new_leader} ({}), with {address} both times",
+        node_ip(leader),
+        node_ip(new_leader)
     );
 }
