@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Leasehold's test command (the one the README names, and what CI runs after fmt and clippy):
 #   1. installs the packages the network-namespace tests drive, when missing (real DHCP clients, Kea's
-#      perfdhcp and kea-dhcp4, ISC dhcpd (the lease files `leasehold import` reads), the tftp-hpa client, curl,
+#      perfdhcp and kea-dhcp4, ISC dhcpd (the lease files `leasehold import` reads), the tftp-hpa and atftp clients, curl,
 #      busybox, iproute2, tcpdump, iptables);
 #   2. makes sure a Docker engine with compose runs, for tests/compose.rs: installs docker.io and
 #      docker-compose (Debian packages) when `docker` is missing, and starts the daemon when `docker info`
@@ -22,7 +22,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 PACKAGES=(isc-dhcp-client udhcpc dhcpcd kea-admin kea-dhcp4-server busybox-static iproute2 tcpdump iptables
-    qemu-system-x86 ipxe-qemu ipxe ovmf isc-dhcp-relay dnsmasq-base isc-dhcp-server systemd tftp-hpa curl)
+    qemu-system-x86 ipxe-qemu ipxe ovmf isc-dhcp-relay dnsmasq-base isc-dhcp-server systemd tftp-hpa atftp curl)
 missing=()
 for package in "${PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
@@ -35,7 +35,7 @@ if ((${#missing[@]})); then
     apt-get install -y -q "${missing[@]}"
 fi
 for tool in dhclient udhcpc dhcpcd perfdhcp kea-dhcp4 busybox ip nsenter unshare tcpdump qemu-system-x86_64 timeout \
-    dhcrelay dnsmasq dhcpd systemd-analyze dpkg-deb tftp curl; do
+    dhcrelay dnsmasq dhcpd systemd-analyze dpkg-deb tftp atftp curl; do
     command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool not found after install" >&2; exit 1; }
 done

@@ -287,10 +287,10 @@ fn a_file_of_more_than_65535_blocks_arrives_whole() {
 }
 
 /// curl's TFTP client, with the options (RFC 2348 blksize, RFC 2349 tsize, which curl sends) and
-/// without any (`--tftp-no-options`), then 100 transfers at once from one client address (limits
+/// without any (`--tftp-no-options`), atftp with windowsize (RFC 7440) as well, then 100 transfers at once from one client address (limits
 /// raised in the config to let them in): every file arrives whole.
 #[test]
-fn curl_fetches_with_and_without_options_and_100_transfers_at_once_complete() {
+fn curl_and_atftp_fetch_with_and_without_options_and_100_transfers_at_once_complete() {
     const CONCURRENT: usize = 100;
     require_tool("curl");
     let segment = Segment::up(1, 1, 24);
@@ -330,6 +330,20 @@ fn curl_fetches_with_and_without_options_and_100_transfers_at_once_complete() {
         assert!(std::fs::read(&local).ok() == Some(file.clone()), "curl ({what}) got another file");
     }
 
+    // atftp asks for windowsize (RFC 7440) too: the OACK must grant all three and the file arrive whole.
+    let atftp = require_tool("atftp");
+    let local = dir.path().join("windowed.img");
+    let mut cmd = in_ns(&client_ns, &atftp);
+    cmd.args(["--option", "windowsize 8", "--option", "blksize 1468", "--option", "tsize 0", "--trace", "-g", "-r"]);
+    cmd.arg("kernel.img").arg("-l").arg(&local).args(["10.77.0.1", "69"]);
+    let out = cmd.output().expect("run atftp");
+    let trace = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let oack = trace.lines().find(|l| l.contains("received OACK")).unwrap_or_else(|| panic!("no OACK: {trace}"));
+    for option in ["windowsize: 8", "blksize: 1468", &format!("tsize: {}", file.len())] {
+        assert!(oack.contains(option), "the OACK should grant {option}: {oack}");
+    }
+    assert!(std::fs::read(&local).ok() == Some(file.clone()), "atftp (windowsize 8) got another file");
+
     let mut transfers: Vec<(std::process::Child, std::path::PathBuf)> = (0..CONCURRENT)
         .map(|i| {
             let local = dir.path().join(format!("many-{i}.img"));
@@ -348,7 +362,7 @@ fn curl_fetches_with_and_without_options_and_100_transfers_at_once_complete() {
     assert!(failed.is_empty(), "{} of {CONCURRENT} concurrent transfers failed: {failed:?}", failed.len());
     let metrics = server.metrics();
     let completed = metric(&metrics, "leasehold_tftp_transfers_completed_total", "");
-    assert_eq!(completed, Some((CONCURRENT + 2) as f64), "{metrics}");
+    assert_eq!(completed, Some((CONCURRENT + 3) as f64), "{metrics}");
     assert_eq!(
         metric(&metrics, "leasehold_tftp_transfers_active", ""),
         Some(0.0),
