@@ -1176,16 +1176,16 @@ impl Engine {
     }
 
     /// The address and host name of the lease `mac` holds at `now_ms` (keyed by its MAC or, as
-    /// firmware sends it, client identifier 1 + MAC; else any record of that MAC), or its
-    /// reservation's host name: what an iPXE script may say about the machine (`boot_script`).
+    /// firmware sends it, client identifier 1 + MAC), or its reservation's host name: what an iPXE
+    /// script may say about the machine (`boot_script`). Two index lookups, never a scan of the
+    /// table: anyone on the segment may ask for any MAC, and this runs on the DHCP thread.
     pub fn machine(&self, mac: [u8; 6], now_ms: u64) -> (Option<Ipv4Addr>, Option<String>) {
         let mut hardware_id = vec![1];
         hardware_id.extend_from_slice(&mac);
         let lease = [ClientKey::Mac(mac), ClientKey::ClientId(hardware_id.into_boxed_slice())]
             .iter()
             .find_map(|key| self.table.by_client(key))
-            .filter(|lease| lease.is_active(now_ms))
-            .or_else(|| self.table.iter().find(|lease| lease.mac == mac && lease.is_active(now_ms)));
+            .filter(|lease| lease.is_active(now_ms));
         let reservation = self.reservation_of(mac, None);
         let hostname = lease
             .and_then(|lease| lease.hostname().map(str::to_owned))
