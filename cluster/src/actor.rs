@@ -86,6 +86,21 @@ impl Handler<SetConfigDigest> for RaftActor {
     }
 }
 
+/// The files under this node's boot root digest to this now (its first 8 bytes; 0: no root), which
+/// it reports to the leader from now on (`Replica::set_boot_root_digest`). Sent by the node's boot
+/// root digest thread at start and whenever the files change.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetBootRootDigest(pub u64);
+
+impl Handler<SetBootRootDigest> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, SetBootRootDigest(digest): SetBootRootDigest, _: &mut Context<Self>) {
+        self.replica.set_boot_root_digest(digest);
+    }
+}
+
 /// Promote learner `id` to voter now (leader only), without waiting for it to be caught up.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]

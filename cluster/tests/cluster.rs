@@ -361,6 +361,30 @@ fn the_leader_sees_every_members_config_digest_and_a_changed_one() {
     );
 }
 
+/// The boot-root digest travels the same way: none before a member says it has one, then each
+/// member's own, and a changed one follows.
+#[test]
+fn the_leader_sees_every_members_boot_root_digest_and_a_changed_one() {
+    let (mut cluster, leader) = committed_on_all(3);
+    let digests = |c: &Cluster| -> Vec<(u64, Option<String>)> {
+        c.member(leader).replica.members().into_iter().map(|m| (m.id, m.boot_root_digest)).collect()
+    };
+    assert!(digests(&cluster).iter().all(|(_, d)| d.is_none()), "no root digested yet: {:?}", digests(&cluster));
+    for id in 1..=3 {
+        cluster.members.get_mut(&id).unwrap().replica.set_boot_root_digest(0xb007_0000 + id);
+    }
+    let expected: Vec<(u64, Option<String>)> =
+        (1..=3).map(|id| (id, Some(format!("{:016x}", 0xb007_0000 + id)))).collect();
+    assert!(cluster.run_until(|c| digests(c) == expected), "{:?}", digests(&cluster));
+    let follower = if leader == 1 { 2 } else { 1 };
+    cluster.members.get_mut(&follower).unwrap().replica.set_boot_root_digest(0);
+    assert!(
+        cluster.run_until(|c| digests(c).contains(&(follower, None))),
+        "a member that stops reporting one shows none: {:?}",
+        digests(&cluster)
+    );
+}
+
 /// The danger of a lost disk: entries committed by the leader and the member that lost them are on
 /// no other disk. With the leader down, a stale member must not be elected with the wiped member's
 /// vote — that would lose committed entries (ACKed leases). Raft only asks the wiped member to sit

@@ -106,6 +106,9 @@ pub struct Replica<L: DurableLog> {
     peer_reports: BTreeMap<u64, PeerReport>,
     /// This node's config digest, as it reports it (`ReplicaConfig::config_digest`).
     config_digest: u64,
+    /// This node's boot-root digest, as it reports it (`set_boot_root_digest`; 0: no root, or not
+    /// digested yet).
+    boot_root_digest: u64,
     /// When each follower last answered (leader only), for the membership guard.
     heard_from: HeardFrom,
     /// One election timeout (the shortest), on the clock of `tick`.
@@ -196,6 +199,7 @@ impl<L: DurableLog> Replica<L> {
             handover: None,
             peer_reports: BTreeMap::new(),
             config_digest: config.config_digest,
+            boot_root_digest: 0,
             heard_from: HeardFrom::default(),
             election_timeout_us: (config.election_ticks as u64).saturating_mul(config.tick_us),
             pending: None,
