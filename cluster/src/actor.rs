@@ -292,7 +292,7 @@ impl RaftActor {
 
     /// A node that cannot persist must not serve: stop the actor and the system.
     fn halt(&mut self, ctx: &mut Context<Self>, error: ClusterError) {
-        crit!(self.logger, "raft log failed, stopping the node"; "error" => %error);
+        crit!(self.logger, "the raft log cannot be written or read, stopping the node"; "error" => %error);
         // The asynchronous logger may not flush before the exit: say it on stderr too.
         eprintln!("leasehold: stopping the node: {error}");
         ctx.stop();

@@ -91,3 +91,48 @@ fn an_unversioned_data_directory_opens_and_keeps_every_lease() {
     let (_, again) = actor::open(dir.path(), true, GRACE_MS, MAX_LEASES, &logger()).expect("reopens");
     assert_eq!((again.applied_index(), again.len()), (2, 100));
 }
+
+/// A committed entry this build cannot decode (here: written by a later version) stops the replica
+/// with the entry's index and the reason; it is never skipped, as a table that skipped it would
+/// serve from state the log has moved past.
+#[test]
+fn a_committed_entry_of_a_later_version_stops_the_replica_with_its_index() {
+    use leasehold_cluster::storage::{LogStore, ReadyWrite};
+    use leasehold_cluster::ClusterError;
+    use raft::Storage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let start = |applied: u64| {
+        let log = LogStore::open(dir.path(), true).expect("the log opens");
+        let config = ReplicaConfig { applied, ..ReplicaConfig::new(1) };
+        Replica::new(&config, log, &logger()).expect("the replica starts")
+    };
+    let mut replica = start(0);
+    drive(&mut replica);
+    replica.propose(vec![proposal(1, 1)]).expect("the leader takes a proposal");
+    let committed = drive(&mut replica).committed;
+    let last = committed.last().expect("the proposal commits").index;
+    drop(replica);
+
+    // What a later build would have appended and committed: version 9 of the entry encoding.
+    let mut log = LogStore::open(dir.path(), true).expect("the log opens");
+    let mut hard_state = log.initial_state().expect("the stored state").hard_state;
+    let bad = Entry {
+        index: last + 1,
+        term: hard_state.term,
+        data: vec![0xff, b'L', b'E', 9, 1, 2, 3].into(),
+        ..Entry::default()
+    };
+    hard_state.commit = last + 1;
+    let write = ReadyWrite { snapshot: None, entries: &[bad], hard_state: Some(&hard_state), must_sync: true };
+    log.write_ready(write).expect("write the later entry");
+    drop(log);
+
+    let mut replica = start(last);
+    let error = (0..10)
+        .find_map(|_| common::advance(&mut replica).err())
+        .expect("the replica stops at the entry it cannot decode");
+    let text = error.to_string();
+    assert!(matches!(error, ClusterError::Corrupt(_)), "{text}");
+    assert!(text.contains(&format!("committed entry {}", last + 1)) && text.contains("version 9"), "{text}");
+}
