@@ -1439,6 +1439,15 @@ fn check_boot(cx: &mut Ctx<'_>, raw: &crate::raw::RawBoot, ov: &Overrides) -> Bo
         Some(n) => cx.positive(&Key::path("boot.tftp_requests_per_client_per_sec"), n),
         None => Some(defaults.tftp_requests_per_client_per_sec),
     };
+    let digest_interval_secs = match raw.digest_interval_secs {
+        Some(secs) if secs > crate::MAX_BOOT_DIGEST_INTERVAL_SECS => {
+            let most = crate::MAX_BOOT_DIGEST_INTERVAL_SECS;
+            cx.error(&Key::path("boot.digest_interval_secs"), format!("{secs}: at most {most} (an hour)"));
+            None
+        }
+        Some(secs) => cx.positive(&Key::path("boot.digest_interval_secs"), secs),
+        None => Some(defaults.digest_interval_secs),
+    };
     let mut scripts = std::collections::BTreeMap::new();
     for (i, raw_script) in raw.script.iter().enumerate() {
         let key = |field: &str| Key::path(format!("boot.script[{i}].{field}"));
@@ -1513,6 +1522,7 @@ fn check_boot(cx: &mut Ctx<'_>, raw: &crate::raw::RawBoot, ov: &Overrides) -> Bo
         http_listen: http_listen.unwrap_or(defaults.http_listen),
         max_tftp_transfers: max_tftp_transfers.unwrap_or(defaults.max_tftp_transfers),
         tftp_requests_per_client_per_sec: per_client.unwrap_or(defaults.tftp_requests_per_client_per_sec),
+        digest_interval_secs: digest_interval_secs.unwrap_or(defaults.digest_interval_secs),
         scripts,
         default_script: raw.default_script.clone(),
         menu,

@@ -431,6 +431,9 @@ pub struct Boot {
     pub http_listen: SocketAddr,
     pub max_tftp_transfers: u32,
     pub tftp_requests_per_client_per_sec: u32,
+    /// Seconds between two digests of the root: each node reports its digest to the leader, which
+    /// flags a member whose files differ from its own.
+    pub digest_interval_secs: u32,
     /// Named iPXE script templates (`GET /boot/{mac}.ipxe?script=NAME`).
     pub scripts: BTreeMap<String, Template>,
     /// What `GET /boot/{mac}.ipxe` renders without `?script=`: a script name or `menu`.
@@ -514,6 +517,11 @@ pub struct MenuEntry {
     pub script: Template,
 }
 
+/// Seconds between two digests of the boot root, by default.
+pub const DEFAULT_BOOT_DIGEST_INTERVAL_SECS: u32 = 10;
+/// At most this many seconds between two digests of the boot root (an hour).
+pub const MAX_BOOT_DIGEST_INTERVAL_SECS: u32 = 3_600;
+
 /// The standard TFTP port (RFC 1350).
 pub const DEFAULT_TFTP_PORT: u16 = 69;
 
@@ -525,6 +533,7 @@ impl Default for Boot {
             http_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
             max_tftp_transfers: 64,
             tftp_requests_per_client_per_sec: 20,
+            digest_interval_secs: DEFAULT_BOOT_DIGEST_INTERVAL_SECS,
             scripts: BTreeMap::new(),
             default_script: None,
             menu: None,

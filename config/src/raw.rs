@@ -65,6 +65,8 @@ pub struct RawBoot {
     pub max_tftp_transfers: Option<u32>,
     /// Read requests one client address may start per second.
     pub tftp_requests_per_client_per_sec: Option<u32>,
+    /// Seconds between two digests of the root (files changed since are seen at the next one).
+    pub digest_interval_secs: Option<u32>,
     /// The script `GET /boot/{mac}.ipxe` renders when the request names none: a `[[boot.script]]`
     /// name, or `menu`.
     pub default_script: Option<String>,

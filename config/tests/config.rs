@@ -1089,3 +1089,16 @@ fn boot_scripts_and_the_menu_are_checked_and_name_their_keys() {
     );
     assert!(errors.to_string().contains("unknown variable `{{arch}}`"), "{errors}");
 }
+
+#[test]
+fn the_boot_root_digest_interval_defaults_to_10_s_and_is_bounded() {
+    let config = load(BASE).expect("the base config loads");
+    assert_eq!(config.boot.digest_interval_secs, 10);
+    let config = load(&format!("{BASE}\n[boot]\ndigest_interval_secs = 1\n")).expect("1 s loads");
+    assert_eq!(config.boot.digest_interval_secs, 1);
+    for bad in [0, 3_601] {
+        let errors = rejected(&format!("{BASE}\n[boot]\ndigest_interval_secs = {bad}\n"));
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["boot.digest_interval_secs"], "{bad}: {errors}");
+    }
+}
