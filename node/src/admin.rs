@@ -15,7 +15,9 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{delete, get, post, put, web, App, HttpResponse, HttpServer};
-use leasehold_cluster::actor::{ChangeMembership, GetClusterView, PromoteLearner, RaftActor, TransferLeader};
+use leasehold_cluster::actor::{
+    ChangeMembership, ClusterView, GetClusterView, PromoteLearner, RaftActor, TransferLeader,
+};
 use leasehold_cluster::replica::TransferError;
 use leasehold_cluster::transport::{self, tls as peer_tls, Transport};
 use serde::Deserialize;
@@ -40,6 +42,36 @@ struct AdminState {
     /// The TFTP server's counters, when this node serves boot files.
     tftp: Option<Arc<crate::tftp::TftpMetrics>>,
     http_boot: Option<Arc<crate::boot_http::HttpBootMetrics>>,
+    /// The digest of this node's boot root, when it has one (`boot_digest`).
+    boot_root_digest: Option<crate::boot_digest::SharedDigest>,
+}
+
+impl AdminState {
+    /// This node's boot root digest in hex: `None` without a root, or before its first digest.
+    fn own_boot_root_digest(&self) -> Option<String> {
+        let digest = self.boot_root_digest.as_ref()?.load(std::sync::atomic::Ordering::Relaxed);
+        (digest != 0).then(|| format!("{digest:016x}"))
+    }
+}
+
+/// The leader's own boot root digest, as `view` shows it: `None` on a follower, or when the leader
+/// has no root (or has not digested it yet). A member's files are compared with the leader's, and
+/// only the leader can: the files are not replicated, so a follower never learns the leader's
+/// digest (and hears no other member's report).
+fn leader_boot_root_digest(view: &ClusterView) -> Option<&str> {
+    if !view.is_leader {
+        return None;
+    }
+    view.members.iter().find(|m| m.id == view.node_id)?.boot_root_digest.as_deref()
+}
+
+/// On the leader with a boot root digest: the members whose last reported digest differs from it
+/// (a member that reported none is not counted: no root, not digested yet, or an older version).
+/// `None` where that cannot be told (see `leader_boot_root_digest`).
+fn boot_root_mismatches(view: &ClusterView) -> Option<Vec<u64>> {
+    let leader = leader_boot_root_digest(view)?;
+    let differs = |digest: &Option<String>| digest.as_deref().is_some_and(|d| d != leader);
+    Some(view.members.iter().filter(|m| differs(&m.boot_root_digest)).map(|m| m.id).collect())
 }
 
 /// Refuses what `AccessPolicy` refuses (401 with `WWW-Authenticate: Bearer`, or 403), before the
@@ -68,13 +100,15 @@ async fn access_guard(
 
 /// `GET /v1/cluster`: this node's view of the Raft group. Replication progress (`matched`, `lag`)
 /// and the other members' own term, commit and applied index (reported on their responses to the
-/// leader) are known only on the leader.
+/// leader) are known only on the leader; so are their boot root digests, and `boot_root_mismatch`
+/// (the member's digest differs from the leader's own; `null` where either is unknown).
 #[get("/v1/cluster")]
 async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
     let (view, status) = match (state.raft.send(GetClusterView).await, state.lease.send(GetStatus).await) {
         (Ok(view), Ok(status)) => (view, status),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
+    let leader_boot_root = leader_boot_root_digest(&view);
     let members: Vec<serde_json::Value> = view
         .members
         .iter()
@@ -100,6 +134,9 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
                 // Against the digest the log carries (the leader's config): `None` where either is unknown.
                 "config_mismatch": m.config_digest.as_deref().zip(status.cluster_config_digest.as_deref())
                     .map(|(own, cluster)| own != cluster),
+                "boot_root_digest": m.boot_root_digest,
+                "boot_root_mismatch": m.boot_root_digest.as_deref().zip(leader_boot_root)
+                    .map(|(member, leader)| member != leader),
                 "term": m.term,
                 "commit_index": m.commit,
                 // This node's own: what its lease table applied; another's: what its raft layer
@@ -120,6 +157,7 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
         "config_digest": status.config_digest,
         "cluster_config_digest": status.cluster_config_digest,
         "config_mismatch": status.config_mismatch,
+        "boot_root_digest": state.own_boot_root_digest(),
         "members": members,
     }))
 }
@@ -405,6 +443,11 @@ async fn reload_config(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 /// 200 while the node can bind leases (a leader is known); 503 otherwise, with the reason.
+/// `boot_root_digest` is this node's (`null` without a boot root or before its first digest);
+/// `boot_root_mismatch_members`, on the Raft leader with a boot root, lists the members whose files
+/// differ from its own. It is `null` on a follower: the boot files are not replicated, so a follower
+/// never learns the leader's digest and cannot tell whether its own files differ — only the leader
+/// flags (here, in `GET /v1/cluster` and in `/metrics`).
 #[get("/healthz")]
 async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
     match state.lease.send(GetStatus).await {
@@ -414,11 +457,20 @@ async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
         Ok(status) if status.replaying => HttpResponse::ServiceUnavailable().json(serde_json::json!({
             "status": "replaying", "leader": false, "term": status.term, "applied_index": status.applied_index,
         })),
-        Ok(status) if status.leader_id.is_some() => HttpResponse::Ok().json(serde_json::json!({
-            "status": "ok", "leader": status.answers_as_leader, "raft_leader": status.is_leader,
-            "leader_id": status.leader_id, "term": status.term, "config_digest": status.config_digest,
-            "cluster_config_digest": status.cluster_config_digest, "config_mismatch": status.config_mismatch,
-        })),
+        Ok(status) if status.leader_id.is_some() => {
+            // Asked of the raft actor only where there is something to compare.
+            let mismatches = if status.is_leader && state.boot_root_digest.is_some() {
+                state.raft.send(GetClusterView).await.ok().and_then(|view| boot_root_mismatches(&view))
+            } else {
+                None
+            };
+            HttpResponse::Ok().json(serde_json::json!({
+                "status": "ok", "leader": status.answers_as_leader, "raft_leader": status.is_leader,
+                "leader_id": status.leader_id, "term": status.term, "config_digest": status.config_digest,
+                "cluster_config_digest": status.cluster_config_digest, "config_mismatch": status.config_mismatch,
+                "boot_root_digest": state.own_boot_root_digest(), "boot_root_mismatch_members": mismatches,
+            }))
+        }
         Ok(status) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
             "status": "no quorum", "leader": false, "term": status.term,
         })),
@@ -435,9 +487,11 @@ async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
                     render_peer_metrics(&stats, &mut text);
                 }
             }
-            if let Ok(view) = state.raft.send(GetClusterView).await {
-                render_member_metrics(&view, &mut text);
+            let view = state.raft.send(GetClusterView).await.ok();
+            if let Some(view) = &view {
+                render_member_metrics(view, &mut text);
             }
+            render_boot_root_metrics(state.own_boot_root_digest().as_deref(), view.as_ref(), &mut text);
             if let Some(tftp) = &state.tftp {
                 tftp.render(&mut text);
             }
@@ -450,7 +504,6 @@ async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
-/// The peer transport's counters in Prometheus text.
 /// Replication as this node sees it: on the leader, each member's lag and whether it answers.
 fn render_member_metrics(view: &leasehold_cluster::actor::ClusterView, out: &mut String) {
     use std::fmt::Write;
@@ -479,6 +532,27 @@ fn render_member_metrics(view: &leasehold_cluster::actor::ClusterView, out: &mut
     let _ = writeln!(out, "leasehold_members{{kind=\"learner\"}} {}", view.members.len() - voters);
 }
 
+/// This node's boot root digest, and on the leader how many members' differ from its own.
+fn render_boot_root_metrics(own: Option<&str>, view: Option<&ClusterView>, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "# HELP leasehold_boot_root_info The digest of the files under this node's boot root (none without a root, or before the first digest)."
+    );
+    let _ = writeln!(out, "# TYPE leasehold_boot_root_info gauge");
+    if let Some(digest) = own {
+        let _ = writeln!(out, "leasehold_boot_root_info{{digest=\"{digest}\"}} 1");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP leasehold_boot_root_mismatch_members Members whose boot root digest differs from the leader's (on the leader; 0 elsewhere)."
+    );
+    let _ = writeln!(out, "# TYPE leasehold_boot_root_mismatch_members gauge");
+    let count = view.and_then(boot_root_mismatches).map_or(0, |ids| ids.len());
+    let _ = writeln!(out, "leasehold_boot_root_mismatch_members {count}");
+}
+
+/// The peer transport's counters in Prometheus text.
 fn render_peer_metrics(stats: &transport::TransportStats, out: &mut String) {
     use std::fmt::Write;
     let _ = writeln!(out, "# HELP leasehold_peer_tls 1 when peer links run over mutual TLS");
@@ -593,6 +667,8 @@ pub struct AdminOptions {
     pub transfer_timeout: std::time::Duration,
     pub tftp: Option<Arc<crate::tftp::TftpMetrics>>,
     pub http_boot: Option<Arc<crate::boot_http::HttpBootMetrics>>,
+    /// The boot root digest the digest thread keeps, when this node has a boot root.
+    pub boot_root_digest: Option<crate::boot_digest::SharedDigest>,
 }
 
 /// Bind the admin listener and return the server future (spawn it on the actix system).
@@ -601,8 +677,18 @@ pub fn serve(
     lease: Addr<LeaseActor>,
     raft: Addr<RaftActor>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let AdminOptions { listen, access, tls, transport, reload, transfer_timeout, tftp, http_boot } = options;
-    let data = web::Data::new(AdminState { lease, raft, transport, reload, transfer_timeout, tftp, http_boot });
+    let AdminOptions { listen, access, tls, transport, reload, transfer_timeout, tftp, http_boot, boot_root_digest } =
+        options;
+    let data = web::Data::new(AdminState {
+        lease,
+        raft,
+        transport,
+        reload,
+        transfer_timeout,
+        tftp,
+        http_boot,
+        boot_root_digest,
+    });
     let access = web::Data::from(Arc::new(access));
     let server = HttpServer::new(move || {
         // A body that does not parse is answered like every other error: {"error": "..."}.
@@ -639,4 +725,66 @@ pub fn serve(
         None => server.bind(listen)?,
     };
     Ok(server.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use leasehold_cluster::replica::MemberProgress;
+
+    use super::*;
+
+    fn member(id: u64, boot_root_digest: Option<&str>) -> MemberProgress {
+        MemberProgress {
+            id,
+            voter: true,
+            matched: None,
+            lag: None,
+            state: None,
+            recent_active: None,
+            reachable: None,
+            catching_up: None,
+            term: None,
+            commit: None,
+            applied: None,
+            config_digest: None,
+            boot_root_digest: boot_root_digest.map(str::to_owned),
+        }
+    }
+
+    fn view(node_id: u64, is_leader: bool, digests: [Option<&str>; 4]) -> ClusterView {
+        ClusterView {
+            node_id,
+            term: 3,
+            leader_id: Some(1),
+            is_leader,
+            commit_index: 10,
+            snapshot_index: 0,
+            members: digests.iter().enumerate().map(|(i, d)| member(i as u64 + 1, *d)).collect(),
+            addresses: Default::default(),
+        }
+    }
+
+    #[test]
+    fn only_the_leader_flags_members_whose_boot_root_differs_from_its_own() {
+        let (a, b) = (Some("00000000000000aa"), Some("00000000000000bb"));
+        // Node 3 differs; node 4 has not said (no root, or an older version): not counted.
+        let leader = view(1, true, [a, a, b, None]);
+        assert_eq!(leader_boot_root_digest(&leader), a);
+        assert_eq!(boot_root_mismatches(&leader), Some(vec![3]));
+        let mut text = String::new();
+        render_boot_root_metrics(a, Some(&leader), &mut text);
+        assert!(text.contains("leasehold_boot_root_info{digest=\"00000000000000aa\"} 1\n"), "{text}");
+        assert!(text.contains("leasehold_boot_root_mismatch_members 1\n"), "{text}");
+        assert!(text.contains("# TYPE leasehold_boot_root_mismatch_members gauge\n"), "{text}");
+
+        // A leader without a root of its own cannot compare; nor can a follower.
+        assert_eq!(boot_root_mismatches(&view(1, true, [None, a, b, None])), None);
+        let follower = view(2, false, [None, b, None, None]);
+        assert_eq!((leader_boot_root_digest(&follower), boot_root_mismatches(&follower)), (None, None));
+        let mut text = String::new();
+        render_boot_root_metrics(None, Some(&follower), &mut text);
+        assert!(!text.contains("leasehold_boot_root_info{"), "no digest, no sample: {text}");
+        assert!(text.contains("# TYPE leasehold_boot_root_info gauge\n"), "the family is always named: {text}");
+        assert!(text.contains("leasehold_boot_root_mismatch_members 0\n"), "{text}");
+    }
 }

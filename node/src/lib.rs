@@ -3,6 +3,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod boot_digest;
 pub mod boot_http;
 pub mod boot_script;
 pub mod engine;

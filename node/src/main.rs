@@ -734,8 +734,8 @@ fn print_cluster(body: &str) -> ExitCode {
         );
     }
     println!(
-        "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} ADDRESS",
-        "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "REACHABLE", "CONFIG"
+        "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} {:<18} ADDRESS",
+        "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "REACHABLE", "CONFIG", "BOOT ROOT"
     );
     for member in view.get("members").and_then(|m| m.as_array()).into_iter().flatten() {
         let text = |key: &str| member.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_string();
@@ -744,13 +744,20 @@ fn print_cluster(body: &str) -> ExitCode {
             Some(false) => "no",
             None => "-",
         };
-        // A member whose digest differs from the log's is marked.
-        let mut config = text("config_digest");
-        if member.get("config_mismatch").and_then(|m| m.as_bool()) == Some(true) {
-            config.push_str(" !");
-        }
+        // A digest the API flags is marked with `!`.
+        let marked = |digest: &str, mismatch: &str| {
+            let mut shown = text(digest);
+            if member.get(mismatch).and_then(|m| m.as_bool()) == Some(true) {
+                shown.push_str(" !");
+            }
+            shown
+        };
+        // A member whose config digest differs from the log's.
+        let config = marked("config_digest", "config_mismatch");
+        // A member whose boot files differ from the leader's is marked (known on the leader only).
+        let boot_root = marked("boot_root_digest", "boot_root_mismatch");
         println!(
-            "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} {}",
+            "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} {:<18} {}",
             or_dash(number(member, "id")),
             text("role"),
             or_dash(number(member, "term")),
@@ -759,6 +766,7 @@ fn print_cluster(body: &str) -> ExitCode {
             or_dash(number(member, "lag_entries")),
             reachable,
             config,
+            boot_root,
             text("address")
         );
     }

@@ -235,6 +235,19 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         let Some(raft) = raft_addr else {
             return Err(ServeError::Runtime(std::io::Error::other("raft actor did not start")));
         };
+        // The digest of the boot root, on a thread of its own: reported to the leader through the
+        // raft actor, and shown by the admin API.
+        let boot_root_digest = match &config.boot.root {
+            Some(root) => {
+                let shared = crate::boot_digest::SharedDigest::default();
+                let interval = Duration::from_secs(config.boot.digest_interval_secs.into());
+                let digest_log = log.new(o!("actor" => "boot-digest"));
+                crate::boot_digest::start(root, interval, shared.clone(), raft.clone().recipient(), digest_log)
+                    .map_err(ServeError::Runtime)?;
+                Some(shared)
+            }
+            None => None,
+        };
         // The peer transport (TCP, HMAC, frame coding) runs on a thread of its own, off the DHCP
         // actors' thread: appends and their responses never wait behind packets.
         let transport_arbiter = Arbiter::new();
@@ -295,6 +308,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             transfer_timeout,
             tftp: tftp_metrics,
             http_boot: http_boot_metrics,
+            boot_root_digest,
         };
         let admin = crate::admin::serve(options, lease.clone(), raft.clone())
             .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
