@@ -10,9 +10,14 @@
 //!    those bytes), and the same refusals (403) and 404;
 //! 4. iPXE is sent to `http://{server}/boot/{mac}.ipxe` on the node that answers, which renders the
 //!    `[boot.menu]` (an iPXE menu) and, by `?script=`, a template with the machine's lease filled in;
+//!    a class and a reservation choose their own script, filled in with the arch and class of the
+//!    machine's boot request and the reservation's fields, and TFTP serves `boot/{mac}.ipxe` too;
 //! 5. a PXE client's OFFER and ACK name the node that answers (the leader) in `siaddr` and option 66,
 //!    and a UEFI HTTP boot client's URL (`http://{server}/snponly.efi` in the config) names it too;
 //!    after that node is killed, the new leader's replies name the new leader, and it serves the file.
+//!
+//! And: every node reports a digest of its boot root, and the leader flags a member whose files
+//! differ from its own until they are the same again.
 //!
 //! And on one node: a 33 MiB file (67,585 blocks of 512 bytes) arrives whole, the block number rolling
 //! over past 65,535; curl's TFTP client fetches with options (blksize, tsize) and without, and 100
@@ -37,6 +42,24 @@ default_script = "menu"
 [[boot.script]]
 name = "install"
 template = "kernel http://{{server}}/vmlinuz ip={{ip}} hostname={{hostname}} mac={{mac}}\nboot\n"
+
+[[boot.script]]
+name = "facts"
+template = "echo arch={{arch}} class={{class}} boot_file={{boot_file}} host={{hostname}} ip={{ip}}"
+
+[[class]]
+name = "arm"
+boot_file = "arm.efi"
+boot_script = "facts"
+[class.match]
+arch = ["uefi-arm64"]
+
+[[reservation]]
+mac = "02:4c:00:00:00:05"
+ip = "10.77.0.60"
+hostname = "reserved-5"
+boot_file = "res.efi"
+boot_script = "facts"
 
 [boot.menu]
 title = "Leasehold test menu"
@@ -232,6 +255,32 @@ fn every_node_serves_the_boot_files_and_replies_name_the_node_that_answers() {
     assert!(code == 200 && script == format!("#!ipxe\n{kernel}\nboot\n"), "the install script: HTTP {code}\n{script}");
     let (code, _) = curl(&client_ns, &format!("{script_url}?script=nope"), &[]);
     assert_eq!(code, 404, "an unknown script");
+    // A class chooses the script, and the script sees the arch and class of the machine's boot
+    // request; over TFTP, `boot/{mac}.ipxe` is the same script.
+    let arm = test_mac(4);
+    let options = ClientOptions { user_class: Some(b"iPXE".to_vec()), ..ClientOptions::pxe(arm, 11, [4; 16]) };
+    let lease = client.dora_with(arm, &options, &policy, Duration::from_secs(20)).expect("ARM iPXE's DORA");
+    let arm_name = format!("boot/{}.ipxe", format_mac(arm).replace(':', "-").to_ascii_lowercase());
+    let (code, script) = curl(&client_ns, &format!("http://{}/{arm_name}", lease.server_id), &[]);
+    let expected = format!("#!ipxe\necho arch=11 class=arm boot_file=arm.efi host= ip={}\n", lease.address);
+    assert_eq!((code, String::from_utf8_lossy(&script).into_owned()), (200, expected.clone()), "the class's script");
+    let local = fetched.join("arm.ipxe");
+    let (ok, text) = tftp_get(&client_ns, &tftp, lease.server_id, &arm_name, &local);
+    assert!(ok, "the script over TFTP: {text}");
+    assert_eq!(std::fs::read_to_string(&local).expect("the script fetched"), expected, "the same script over TFTP");
+    // A reservation chooses its script too, and fills in its own address, host name and boot file
+    // before the machine has asked for anything.
+    let reserved = format!("boot/{}.ipxe", format_mac(test_mac(5)).replace(':', "-"));
+    let local = fetched.join("reserved.ipxe");
+    let (ok, text) = tftp_get(&client_ns, &tftp, node_ip(leader), &reserved, &local);
+    assert!(ok, "the reserved machine's script over TFTP: {text}");
+    assert_eq!(
+        std::fs::read_to_string(&local).expect("the script fetched"),
+        "#!ipxe\necho arch= class= boot_file=res.efi host=reserved-5 ip=10.77.0.60\n"
+    );
+    let metrics = cluster.server(leader).metrics();
+    let scripts = metric(&metrics, "leasehold_tftp_requests_total", "outcome=\"script\"");
+    assert_eq!(scripts, Some(2.0), "two scripts over TFTP, counted\n{metrics}");
 
     let (server, url) = http_url(&mut client, 11);
     assert_eq!(url, format!("http://{server}/{BOOT_FILE}"), "the URL names the answering node");
@@ -368,4 +417,133 @@ fn curl_and_atftp_fetch_with_and_without_options_and_100_transfers_at_once_compl
         Some(0.0),
         "every transfer gave its place back"
     );
+}
+
+/// `GET /v1/cluster` of the node in `ns`: its members.
+fn cluster_members(ns: &str) -> Vec<serde_json::Value> {
+    let (code, body) = admin::admin(ns, "GET", "/v1/cluster", None);
+    assert_eq!(code, 200, "GET /v1/cluster: {body}");
+    let view: serde_json::Value = serde_json::from_str(&body).expect("/v1/cluster is JSON");
+    view["members"].as_array().cloned().unwrap_or_default()
+}
+
+/// `/healthz` of the node in `ns`, as JSON.
+fn healthz(ns: &str) -> serde_json::Value {
+    let (code, body) = admin::admin(ns, "GET", "/healthz", None);
+    assert_eq!(code, 200, "GET /healthz: {body}");
+    serde_json::from_str(&body).expect("/healthz is JSON")
+}
+
+/// Issue 14, "Consistency across nodes": every node digests its own boot root (deployed by the
+/// operator, one copy per node here, as rsync leaves them) and reports the digest to the leader.
+/// With the same files everywhere the leader's `GET /v1/cluster` shows three equal digests and no
+/// mismatch; one byte changed in one follower's copy and the leader flags that member in
+/// `/v1/cluster`, its `/healthz` (`boot_root_mismatch_members`), `/metrics`
+/// (`leasehold_boot_root_mismatch_members`) and `leasehold cluster status`; the byte put back, the
+/// flag goes. `[boot] digest_interval_secs = 1` keeps the waits short; every wait is a bounded poll.
+#[test]
+fn the_leader_flags_a_member_whose_boot_files_differ_until_they_are_the_same_again() {
+    let segment = Segment::up(NODES, 0, 24);
+    let dir = scratch_dir("boot-digest");
+    let efi: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let roots: Vec<std::path::PathBuf> = (1..=NODES)
+        .map(|id| {
+            let root = dir.path().join(format!("boot-root-{id}"));
+            std::fs::create_dir_all(root.join("debian")).expect("create a boot root");
+            std::fs::write(root.join(BOOT_FILE), &efi).expect("write the boot file");
+            std::fs::write(root.join("debian/linux"), b"a kernel").expect("write a kernel");
+            root
+        })
+        .collect();
+    let options = NodeOptions {
+        extra_args: roots.iter().map(|root| vec!["--boot-root".to_string(), root.display().to_string()]).collect(),
+        ..NodeOptions::default()
+    };
+    let pools = "[boot]\ndigest_interval_secs = 1\n\n[[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\n\
+                 range_start = \"10.77.0.100\"\nrange_end = \"10.77.0.200\"\nlease_time_secs = 600\n";
+    let cluster = Cluster::start_with_options(&segment, dir.path(), Pools::Toml(pools.into()), options, &[1, 2, 3]);
+    let nodes = [1, 2, 3];
+    let (leader, _) = cluster.wait_for_leader(&nodes, Duration::from_secs(20), "a leader");
+    let odd = if leader == 3 { 2 } else { 3 };
+    let limit = Duration::from_secs(15);
+    // (id, digest, mismatch) of each member, as the leader shows them.
+    let rows = |members: &Vec<serde_json::Value>| -> Vec<(u64, Option<String>, Option<bool>)> {
+        members
+            .iter()
+            .map(|m| {
+                let digest = m["boot_root_digest"].as_str().map(str::to_owned);
+                (m["id"].as_u64().unwrap_or(0), digest, m["boot_root_mismatch"].as_bool())
+            })
+            .collect()
+    };
+    let agreed = |step: &str| -> String {
+        let members = poll_until(
+            limit,
+            || cluster_members(cluster.ns(leader)),
+            |members| {
+                let rows = rows(members);
+                rows.len() == 3
+                    && rows[0].1.is_some()
+                    && rows.iter().all(|(_, digest, mismatch)| digest == &rows[0].1 && *mismatch == Some(false))
+            },
+            |members| format!("{step}: the leader never saw three equal boot root digests: {:?}", rows(members)),
+        );
+        let digest = rows(&members)[0].1.clone().expect("a digest");
+        for id in nodes {
+            let own = healthz(cluster.ns(id));
+            assert_eq!(own["boot_root_digest"].as_str(), Some(digest.as_str()), "{step}: n{id}'s /healthz: {own}");
+            let metrics = cluster.server(id).metrics();
+            let info = metric(&metrics, "leasehold_boot_root_info", &format!("digest=\"{digest}\""));
+            assert_eq!(info, Some(1.0), "{step}: n{id}'s leasehold_boot_root_info");
+            assert_eq!(metric(&metrics, "leasehold_boot_root_mismatch_members", ""), Some(0.0), "{step}: n{id}");
+        }
+        let view = healthz(cluster.ns(leader));
+        assert_eq!(view["boot_root_mismatch_members"], serde_json::json!([]), "{step}: the leader's /healthz: {view}");
+        digest
+    };
+
+    // 1. The same files everywhere.
+    let first = agreed("the same files on every node");
+
+    // 2. One byte changed in place in the odd follower's copy (same length, same name).
+    let odd_file = roots[odd as usize - 1].join(BOOT_FILE);
+    let mut changed = efi.clone();
+    changed[12_345] ^= 0x5a;
+    std::fs::write(&odd_file, &changed).expect("change the odd node's boot file");
+    let want: Vec<(u64, Option<bool>)> = nodes.iter().map(|&id| (u64::from(id), Some(id == odd))).collect();
+    let members = poll_until(
+        limit,
+        || cluster_members(cluster.ns(leader)),
+        |members| rows(members).into_iter().map(|(id, _, mismatch)| (id, mismatch)).collect::<Vec<_>>() == want,
+        |members| format!("the leader never flagged only n{odd}: {:?}", rows(members)),
+    );
+    let odd_row = rows(&members).into_iter().find(|(id, _, _)| *id == u64::from(odd)).expect("the odd member");
+    let odd_digest = odd_row.1.expect("the odd member's digest");
+    assert_ne!(odd_digest, first, "one byte changes the digest");
+    let view = healthz(cluster.ns(leader));
+    assert_eq!(view["boot_root_mismatch_members"], serde_json::json!([odd]), "the leader's /healthz: {view}");
+    let metrics = cluster.server(leader).metrics();
+    assert_eq!(metric(&metrics, "leasehold_boot_root_mismatch_members", ""), Some(1.0), "the leader's count");
+    assert_eq!(metric(&metrics, "leasehold_boot_root_info", &format!("digest=\"{first}\"")), Some(1.0));
+    // The odd node knows its own digest, but not the leader's: only the leader flags.
+    let own = healthz(cluster.ns(odd));
+    assert_eq!(own["boot_root_digest"].as_str(), Some(odd_digest.as_str()), "n{odd}'s /healthz: {own}");
+    assert_eq!(own["boot_root_mismatch_members"], serde_json::Value::Null, "a follower cannot tell: {own}");
+    let metrics = cluster.server(odd).metrics();
+    assert_eq!(metric(&metrics, "leasehold_boot_root_mismatch_members", ""), Some(0.0), "0 off the leader");
+    let mut status = in_ns(cluster.ns(leader), leasehold_bin());
+    status.args(["cluster", "status", "--admin", &format!("127.0.0.1:{ADMIN_PORT}")]);
+    let out = status.output().expect("run leasehold cluster status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "leasehold cluster status failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(table.contains("BOOT ROOT"), "{table}");
+    let odd_line = table.lines().find(|l| l.starts_with(&format!("{odd} "))).unwrap_or_else(|| panic!("{table}"));
+    assert!(odd_line.contains(&format!("{odd_digest} !")), "n{odd}'s row is not marked:\n{table}");
+    let leader_line = table.lines().find(|l| l.starts_with(&format!("{leader} "))).unwrap_or_else(|| panic!("{table}"));
+    assert!(leader_line.contains(&first) && !leader_line.contains(" !"), "the leader's row:\n{table}");
+
+    // 3. The byte put back: the flag goes, and the digest is the first one again.
+    std::fs::write(&odd_file, &efi).expect("put the odd node's boot file back");
+    let last = agreed("the file put back");
+    assert_eq!(last, first, "the same files, the same digest");
 }

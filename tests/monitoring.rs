@@ -107,5 +107,8 @@ fn dashboard_and_alert_rules_name_only_exported_metrics_with_live_values() {
     for id in 1..=3 {
         let text = cluster.server(id).metrics();
         assert_eq!(metric(&text, "leasehold_config_mismatch", ""), Some(0.0), "node {id}: the same file as the leader");
+        // No boot root here: no digest to show, and none of the members differs.
+        assert!(!text.contains("leasehold_boot_root_info{"), "node {id}: no boot root, no digest");
+        assert_eq!(metric(&text, "leasehold_boot_root_mismatch_members", ""), Some(0.0), "node {id}");
     }
 }
