@@ -448,6 +448,19 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
     let cluster = check_cluster(cx, &raw.cluster, ov);
     let admin = check_admin(cx, &raw.admin, ov);
     let boot = check_boot(cx, &raw.boot, ov);
+    // A reservation or class that chooses a script names one that exists.
+    let chosen = raw.reservations.iter().enumerate().map(|(i, r)| (format!("reservation[{i}]"), &r.boot_script));
+    let chosen = chosen.chain(raw.classes.iter().enumerate().map(|(i, c)| (format!("class[{i}]"), &c.boot_script)));
+    for (at, name) in chosen {
+        let Some(name) = name else { continue };
+        let known = boot.scripts.contains_key(name) || (name == crate::MENU_SCRIPT && boot.menu.is_some());
+        if !known {
+            cx.error(
+                &Key::path(format!("{at}.boot_script")),
+                format!("`{name}` is neither a [[boot.script]] name nor `menu` with a [boot.menu]"),
+            );
+        }
+    }
 
     let errors = ctx.errors;
     match (server_ip, server_port, client_port, admin_listen, data_dir, identity, log_format, log_level) {
@@ -1161,7 +1174,8 @@ fn check_reservation(
     if cx.errors.len() > errors_before {
         return None;
     }
-    Some(Reservation { mac, client_id, ip: ip?, hostname, boot_file, next_server, options })
+    let boot_script = raw.boot_script.clone();
+    Some(Reservation { mac, client_id, ip: ip?, hostname, boot_file, next_server, boot_script, options })
 }
 
 fn check_reservations_unique(cx: &mut Ctx<'_>, reservations: &[(usize, Reservation)]) {

@@ -139,6 +139,8 @@ pub struct Reservation {
     pub boot_file: Option<String>,
     /// `siaddr` for this client (BOOTP hosts read only the header).
     pub next_server: Option<Ipv4Addr>,
+    /// The `[[boot.script]]` (or `menu`) `GET /boot/{mac}.ipxe` renders for this client.
+    pub boot_script: Option<String>,
     /// `[[reservation.option]]`: this client's own options, which win over every other scope.
     pub options: OptionSet,
 }
@@ -178,6 +180,9 @@ pub struct Class {
     pub boot_file: Option<String>,
     pub next_server: Option<Ipv4Addr>,
     pub ipxe_script_url: Option<String>,
+    /// The `[[boot.script]]` (or `menu`) `GET /boot/{mac}.ipxe` renders for members (a
+    /// reservation's wins).
+    pub boot_script: Option<String>,
     /// Lease time for members; T1 and T2 are then half and 7/8 of it.
     pub lease_time_secs: Option<u32>,
     /// `[[class.option]]`: win over pool and global options.
@@ -444,8 +449,9 @@ pub struct Boot {
 /// The name that renders `[boot.menu]` (not a `[[boot.script]]` name).
 pub const MENU_SCRIPT: &str = "menu";
 
-/// An iPXE script template: text with `{{mac}}`, `{{ip}}`, `{{hostname}}` and `{{server}}`, the
-/// machine's values when rendered (iPXE's own `${...}` settings pass through untouched).
+/// An iPXE script template: text with `{{mac}}`, `{{ip}}`, `{{hostname}}`, `{{server}}`, `{{arch}}`,
+/// `{{class}}` and `{{boot_file}}`, the machine's values when rendered (iPXE's own `${...}` settings
+/// pass through untouched).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template(pub Vec<Piece>);
 
@@ -461,14 +467,23 @@ pub enum TemplateVar {
     Ip,
     Hostname,
     Server,
+    /// RFC 4578 option 93 of the machine's last boot request, in decimal.
+    Arch,
+    /// The name of the machine's class (the first `[[class]]` its last boot request matched).
+    Class,
+    /// Its reservation's boot file, else its class's.
+    BootFile,
 }
 
 impl TemplateVar {
-    pub const ALL: [(&'static str, TemplateVar); 4] = [
+    pub const ALL: [(&'static str, TemplateVar); 7] = [
         ("mac", TemplateVar::Mac),
         ("ip", TemplateVar::Ip),
         ("hostname", TemplateVar::Hostname),
         ("server", TemplateVar::Server),
+        ("arch", TemplateVar::Arch),
+        ("class", TemplateVar::Class),
+        ("boot_file", TemplateVar::BootFile),
     ];
 }
 
@@ -488,7 +503,8 @@ impl Template {
                 .ok_or_else(|| format!("`{{{{` at byte {} is never closed", text.len() - rest.len() + open))?;
             let name = after[..close].trim();
             let var = TemplateVar::ALL.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).ok_or_else(|| {
-                format!("unknown variable `{{{{{name}}}}}`; known: {{{{mac}}}}, {{{{ip}}}}, {{{{hostname}}}}, {{{{server}}}}")
+                let known: Vec<String> = TemplateVar::ALL.iter().map(|(n, _)| format!("{{{{{n}}}}}")).collect();
+                format!("unknown variable `{{{{{name}}}}}`; known: {}", known.join(", "))
             })?;
             pieces.push(Piece::Var(var));
             rest = &after[close + 2..];

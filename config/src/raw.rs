@@ -224,6 +224,7 @@ pub struct RawReservation {
     pub hostname: Option<String>,
     pub boot_file: Option<String>,
     pub next_server: Option<String>,
+    pub boot_script: Option<String>,
     #[serde(default, rename = "option")]
     pub options: Vec<RawOption>,
 }
@@ -283,6 +284,7 @@ pub struct RawClass {
     pub boot_file: Option<String>,
     pub next_server: Option<String>,
     pub ipxe_script_url: Option<String>,
+    pub boot_script: Option<String>,
     pub lease_time_secs: Option<u32>,
     #[serde(default, rename = "option")]
     pub options: Vec<RawOption>,

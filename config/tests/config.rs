@@ -1070,8 +1070,9 @@ fn boot_scripts_and_the_menu_are_checked_and_name_their_keys() {
     assert_eq!((menu.entries[0].label.as_str(), menu.timeout_secs), ("local", 10), "label and timeout default");
     let bad = format!(
         "{BASE}\n[boot]\ndefault_script = \"nope\"\n[[boot.script]]\nname = \"menu\"\ntemplate = \"x\"\n\
-         [[boot.script]]\nname = \"a b\"\ntemplate = \"x\"\n[[boot.script]]\nname = \"t\"\ntemplate = \"{{{{arch}}}}\"\n\
-         [boot.menu]\ndefault = \"gone\"\n[[boot.menu.entry]]\nname = \"e\"\nscript = \"{{{{ip\"\n"
+         [[boot.script]]\nname = \"a b\"\ntemplate = \"x\"\n[[boot.script]]\nname = \"t\"\ntemplate = \"{{{{rack}}}}\"\n\
+         [boot.menu]\ndefault = \"gone\"\n[[boot.menu.entry]]\nname = \"e\"\nscript = \"{{{{ip\"\n\
+         [[class]]\nname = \"c\"\nboot_script = \"gone\"\n"
     );
     let errors = rejected(&bad);
     let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
@@ -1083,11 +1084,13 @@ fn boot_scripts_and_the_menu_are_checked_and_name_their_keys() {
             "boot.script[2].template",
             "boot.menu.entry[0].script",
             "boot.menu.default",
-            "boot.default_script"
+            "boot.default_script",
+            "class[0].boot_script"
         ],
         "{errors}"
     );
-    assert!(errors.to_string().contains("unknown variable `{{arch}}`"), "{errors}");
+    assert!(errors.to_string().contains("unknown variable `{{rack}}`"), "{errors}");
+    assert!(errors.to_string().contains("class[0].boot_script: `gone` is neither"), "{errors}");
 }
 
 #[test]

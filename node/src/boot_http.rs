@@ -67,9 +67,10 @@ async fn machine_script(request: &HttpRequest, state: &State, mac: [u8; 6]) -> H
     let name = request.query_string().split('&').find_map(|pair| pair.strip_prefix("script="));
     let host = request.connection_info().host().to_owned();
     let server = host.split(':').next().and_then(|h| h.parse().ok());
-    let (ip, hostname) = state.lease.send(GetMachine(mac)).await.unwrap_or((None, None));
-    let machine =
-        crate::boot_script::Machine { mac, ip, hostname, server: server.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED) };
+    let server = server.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let Ok(machine) = state.lease.send(GetMachine { mac, server }).await else {
+        return HttpResponse::ServiceUnavailable().body("the lease actor is not running\n");
+    };
     match crate::boot_script::render(&state.boot, name, &machine) {
         Some(script) => {
             state.metrics.scripts.fetch_add(1, Relaxed);

@@ -1,6 +1,9 @@
-//! iPXE scripts per machine: `GET /boot/{mac}.ipxe` on the boot HTTP listener renders a `[[boot.script]]` template or the `[boot.menu]` with the machine's values — its
-//! MAC, the address and host name of its lease, the answering node. Pure: the caller looks the
-//! machine up; `render` only writes text.
+//! iPXE scripts per machine: `boot/{mac}.ipxe`, over the boot HTTP listener and over TFTP, renders a
+//! `[[boot.script]]` template or the `[boot.menu]` with the machine's values — its MAC, the address
+//! and host name of its lease or reservation, the answering node, the arch and class of its last
+//! boot request, its reservation's boot file. Which script: the one the request names, else its
+//! reservation's, else its class's, else `[boot] default_script`. Pure: the caller looks the
+//! machine up (`Engine::machine`); `render` only writes text.
 
 use std::net::Ipv4Addr;
 
@@ -15,6 +18,14 @@ pub struct Machine {
     pub hostname: Option<String>,
     /// The node that serves the script.
     pub server: Ipv4Addr,
+    /// Option 93 of its last boot request.
+    pub arch: Option<u16>,
+    /// Its class's name.
+    pub class: Option<String>,
+    /// Its reservation's boot file, else its class's.
+    pub boot_file: Option<String>,
+    /// The script its reservation, else its class, chooses (`boot_script`).
+    pub script: Option<String>,
 }
 
 /// `boot/52-54-00-12-34-56.ipxe` (or with colons, any case): the MAC it names.
@@ -33,9 +44,9 @@ pub fn script_mac(name: &str) -> Option<[u8; 6]> {
 }
 
 /// The script `name` (a `[[boot.script]]`, or `menu`) for `machine`; `None` when there is no such
-/// script. `name` `None`: `[boot] default_script`.
+/// script. `name` `None`: the machine's own (`Machine::script`), else `[boot] default_script`.
 pub fn render(boot: &Boot, name: Option<&str>, machine: &Machine) -> Option<String> {
-    let name = name.or(boot.default_script.as_deref())?;
+    let name = name.or(machine.script.as_deref()).or(boot.default_script.as_deref())?;
     let mut out = String::from("#!ipxe\n");
     if name == MENU_SCRIPT {
         render_menu(boot.menu.as_ref()?, machine, &mut out);
@@ -60,6 +71,9 @@ fn fill(template: &Template, machine: &Machine) -> String {
             Piece::Var(TemplateVar::Ip) => out.push_str(&machine.ip.map(|ip| ip.to_string()).unwrap_or_default()),
             Piece::Var(TemplateVar::Hostname) => out.push_str(machine.hostname.as_deref().unwrap_or_default()),
             Piece::Var(TemplateVar::Server) => out.push_str(&machine.server.to_string()),
+            Piece::Var(TemplateVar::Arch) => out.push_str(&machine.arch.map(|a| a.to_string()).unwrap_or_default()),
+            Piece::Var(TemplateVar::Class) => out.push_str(machine.class.as_deref().unwrap_or_default()),
+            Piece::Var(TemplateVar::BootFile) => out.push_str(machine.boot_file.as_deref().unwrap_or_default()),
         }
     }
     out
@@ -105,6 +119,10 @@ mod tests {
             ip: Some(Ipv4Addr::new(10, 77, 0, 100)),
             hostname: Some("node-7".into()),
             server: Ipv4Addr::new(10, 77, 0, 1),
+            arch: Some(7),
+            class: Some("rack-7".into()),
+            boot_file: Some("efi/install.efi".into()),
+            script: None,
         }
     }
 
@@ -133,7 +151,28 @@ mod tests {
         boot.default_script = Some("install".into());
         assert_eq!(render(&boot, None, &machine()).as_deref(), Some(text.as_str()));
         assert!(Template::parse("{{nope}}").unwrap_err().contains("unknown variable `{{nope}}`"));
+        assert!(Template::parse("{{nope}}").unwrap_err().contains("{{class}}, {{boot_file}}"));
         assert!(Template::parse("a {{ip").unwrap_err().contains("never closed"));
+    }
+
+    #[test]
+    fn arch_class_and_boot_file_fill_in_and_the_machine_chooses_its_script() {
+        let mut boot = Boot::default();
+        boot.scripts
+            .insert("rack".into(), Template::parse("chain {{boot_file}} arch={{arch}} class={{class}}").unwrap());
+        boot.scripts.insert("other".into(), Template::parse("echo other").unwrap());
+        boot.default_script = Some("other".into());
+        let chosen = Machine { script: Some("rack".into()), ..machine() };
+        let text = render(&boot, None, &chosen).unwrap();
+        assert_eq!(text, "#!ipxe\nchain efi/install.efi arch=7 class=rack-7\n");
+        assert_eq!(
+            render(&boot, Some("other"), &chosen).as_deref(),
+            Some("#!ipxe\necho other\n"),
+            "the request names one"
+        );
+        let unknown = Machine { arch: None, class: None, boot_file: None, ..chosen };
+        assert_eq!(render(&boot, Some("rack"), &unknown).as_deref(), Some("#!ipxe\nchain  arch= class=\n"));
+        assert_eq!(render(&boot, None, &machine()).as_deref(), Some("#!ipxe\necho other\n"), "the default");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod boot;
 pub mod classes;
 pub mod import;
 pub mod limits;
+pub mod machines;
 pub mod options;
 pub mod relay;
 pub mod reload;
@@ -558,6 +559,8 @@ pub struct Engine {
     admission: limits::Admission,
     /// `reload::lease_config_digest` of `config`.
     config_digest: String,
+    /// Arch and class of the boot clients this node answered, for their iPXE scripts.
+    boot_clients: machines::BootClients,
 }
 
 /// New clients' offers `pool` holds at most: `percent` of its size, rounded up, at least one.
@@ -582,6 +585,7 @@ impl Engine {
         let config_digest = reload::lease_config_digest(&config);
         Engine {
             config_digest,
+            boot_clients: machines::BootClients::default(),
             config,
             table,
             offers: Offers::default(),
@@ -707,6 +711,10 @@ impl Engine {
             class: classes::classify(&self.config.classes, request),
             bootp_dynamic_only: false,
         };
+        if boot::BootClient::of(request) != boot::BootClient::Plain {
+            let facts = machines::BootFacts { arch: request.client_arch, class: scope.class };
+            self.boot_clients.note(request.chaddr, facts);
+        }
         match (self.role, request.message_type) {
             (_, ClientMessageType::Inform) => self.inform(request, &scope),
             (Role::Leader, ClientMessageType::Discover) => self.discover(request, &scope, now_ms),
@@ -1175,11 +1183,13 @@ impl Engine {
         Some(Proposal { tag: self.next_tag(), command: Command::SetParameters(wanted) })
     }
 
-    /// The address and host name of the lease `mac` holds at `now_ms` (keyed by its MAC or, as
-    /// firmware sends it, client identifier 1 + MAC), or its reservation's host name: what an iPXE
-    /// script may say about the machine (`boot_script`). Two index lookups, never a scan of the
+    /// What an iPXE script may say about the machine with this MAC (`boot_script`): the address of
+    /// its lease (looked up by MAC, or by the client identifier 1 + MAC that firmware sends), else
+    /// its reservation's; its lease's or reservation's host name; the arch and class of its last
+    /// boot request this node answered; its reservation's boot file, else its class's; and the
+    /// script its reservation, else its class, chooses. Index lookups only, never a scan of the
     /// table: anyone on the segment may ask for any MAC, and this runs on the DHCP thread.
-    pub fn machine(&self, mac: [u8; 6], now_ms: u64) -> (Option<Ipv4Addr>, Option<String>) {
+    pub fn machine(&self, mac: [u8; 6], server: Ipv4Addr, now_ms: u64) -> crate::boot_script::Machine {
         let mut hardware_id = vec![1];
         hardware_id.extend_from_slice(&mac);
         let lease = [ClientKey::Mac(mac), ClientKey::ClientId(hardware_id.into_boxed_slice())]
@@ -1187,10 +1197,24 @@ impl Engine {
             .find_map(|key| self.table.by_client(key))
             .filter(|lease| lease.is_active(now_ms));
         let reservation = self.reservation_of(mac, None);
-        let hostname = lease
-            .and_then(|lease| lease.hostname().map(str::to_owned))
-            .or_else(|| reservation.and_then(|r| r.hostname.clone()));
-        (lease.map(|lease| lease.ip), hostname)
+        let facts = self.boot_clients.get(mac).unwrap_or_default();
+        let class = facts.class.and_then(|index| self.config.classes.get(index));
+        crate::boot_script::Machine {
+            mac,
+            ip: lease.map(|lease| lease.ip).or(reservation.map(|r| r.ip)),
+            hostname: lease
+                .and_then(|lease| lease.hostname().map(str::to_owned))
+                .or_else(|| reservation.and_then(|r| r.hostname.clone())),
+            server,
+            arch: facts.arch,
+            class: class.map(|c| c.name.clone()),
+            boot_file: reservation
+                .and_then(|r| r.boot_file.clone())
+                .or_else(|| class.and_then(|c| c.boot_file.clone())),
+            script: reservation
+                .and_then(|r| r.boot_script.clone())
+                .or_else(|| class.and_then(|c| c.boot_script.clone())),
+        }
     }
 
     /// The digest of this node's lease-relevant config (`reload::lease_config_digest`).

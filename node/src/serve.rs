@@ -161,10 +161,17 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
     };
     // The boot files this node serves (TFTP), started before anything answers clients: a root that
     // cannot be served stops the node here, with the reason.
+    // The lease actor, once it runs, for the TFTP server's per-machine scripts.
+    let tftp_lease = Arc::new(std::sync::OnceLock::new());
     let tftp_metrics = match &config.boot.root {
         Some(root) => {
             let metrics = Arc::new(crate::tftp::TftpMetrics::default());
-            crate::tftp::start(&config.boot, root, metrics.clone(), log.new(o!("actor" => "tftp")))
+            let scripts = crate::tftp::Scripts {
+                boot: Arc::new(config.boot.clone()),
+                lease: tftp_lease.clone(),
+                server: config.server_ip,
+            };
+            crate::tftp::start(&config.boot, root, scripts, metrics.clone(), log.new(o!("actor" => "tftp")))
                 .map_err(|source| ServeError::Tftp { listen: config.boot.tftp_listen, source })?;
             Some(metrics)
         }
@@ -210,6 +217,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
                 lease_log,
             )
         });
+        let _ = tftp_lease.set(lease.clone());
         let parser =
             ParserActor::new(lease.clone(), limits.max_frame_bytes, limits.mailbox_capacity, metrics.clone()).start();
         let sockets = sockets

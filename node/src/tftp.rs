@@ -6,22 +6,26 @@
 //! inside the root (no `..`, no absolute path, no symbolic link out of the root); at most
 //! `max_tftp_transfers` transfers at once; at most `tftp_requests_per_client_per_sec` read requests a
 //! second from one client address. Every request is counted by outcome, and the bytes served.
+//! `boot/{mac}.ipxe` is no file: the machine's iPXE script (`boot_script`), rendered as over HTTP.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use actix::Addr;
 use async_tftp::packet;
 use async_tftp::server::{Handler, TftpServerBuilder};
 use futures_lite::AsyncRead;
 use leasehold_config::Boot;
 use slog::{debug, info, warn, Logger};
+
+use crate::actors::lease::{GetMachine, LeaseActor};
 
 /// Client addresses whose request counts are kept at most (beyond, the oldest second's are dropped).
 const MAX_TRACKED_CLIENTS: usize = 4_096;
@@ -32,6 +36,8 @@ const READ_AHEAD_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Served,
+    /// A machine's iPXE script (`boot/{mac}.ipxe`), rendered.
+    Script,
     NotFound,
     /// `..`, an absolute path, a link out of the root, or not a plain file.
     Refused,
@@ -42,8 +48,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Served,
+        Outcome::Script,
         Outcome::NotFound,
         Outcome::Refused,
         Outcome::RateLimited,
@@ -54,6 +61,7 @@ impl Outcome {
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Served => "served",
+            Outcome::Script => "script",
             Outcome::NotFound => "not_found",
             Outcome::Refused => "refused",
             Outcome::RateLimited => "rate_limited",
@@ -132,8 +140,19 @@ struct PerClient {
     counts: HashMap<IpAddr, u32>,
 }
 
+/// Where a node's TFTP server finds what a machine's script may say about it: the lease actor,
+/// set once it runs (the TFTP port is bound before, so a node that cannot bind it fails at once),
+/// and the address scripts name as `{{server}}`.
+#[derive(Clone)]
+pub struct Scripts {
+    pub boot: Arc<Boot>,
+    pub lease: Arc<OnceLock<Addr<LeaseActor>>>,
+    pub server: Ipv4Addr,
+}
+
 struct BootFiles {
     root: PathBuf,
+    scripts: Scripts,
     max_transfers: u64,
     per_client_per_sec: u32,
     per_client: Mutex<PerClient>,
@@ -155,24 +174,37 @@ impl BootFiles {
         *count <= self.per_client_per_sec
     }
 
-    fn open(&self, client: &SocketAddr, name: &Path) -> Result<(Transfer, Option<u64>), Outcome> {
+    async fn open(&self, client: &SocketAddr, name: &Path) -> Result<(Transfer, Option<u64>), Outcome> {
         if !self.admit(client.ip()) {
             return Err(Outcome::RateLimited);
         }
-        let path = resolve(&self.root, name)?;
-        let file = std::fs::File::open(&path).map_err(|_| Outcome::NotFound)?;
-        let size = file.metadata().ok().map(|m| m.len());
+        let script_mac = name.to_str().and_then(crate::boot_script::script_mac);
+        let (source, size, outcome) = match script_mac {
+            Some(mac) => {
+                let script = self.script(mac).await.ok_or(Outcome::NotFound)?.into_bytes();
+                let size = script.len() as u64;
+                (Source::Script(futures_lite::io::Cursor::new(script)), size, Outcome::Script)
+            }
+            None => {
+                let path = resolve(&self.root, name)?;
+                let file = std::fs::File::open(&path).map_err(|_| Outcome::NotFound)?;
+                let size = file.metadata().map_err(|_| Outcome::NotFound)?.len();
+                (Source::File(blocking::Unblock::with_capacity(READ_AHEAD_BYTES, file)), size, Outcome::Served)
+            }
+        };
         // Taken only for a transfer that starts; given back when it ends (`Transfer`'s drop).
         if self.metrics.active.fetch_add(1, Relaxed) >= self.max_transfers {
             self.metrics.active.fetch_sub(1, Relaxed);
             return Err(Outcome::Busy);
         }
-        let transfer = Transfer {
-            file: blocking::Unblock::with_capacity(READ_AHEAD_BYTES, file),
-            metrics: self.metrics.clone(),
-            done: false,
-        };
-        Ok((transfer, size))
+        Ok((Transfer { source, metrics: self.metrics.clone(), done: false, outcome }, Some(size)))
+    }
+
+    /// The iPXE script of the machine with `mac`, as `GET /boot/{mac}.ipxe` renders it.
+    async fn script(&self, mac: [u8; 6]) -> Option<String> {
+        let lease = self.scripts.lease.get()?;
+        let machine = lease.send(GetMachine { mac, server: self.scripts.server }).await.ok()?;
+        crate::boot_script::render(&self.scripts.boot, None, &machine)
     }
 }
 
@@ -185,9 +217,9 @@ impl Handler for BootFiles {
         client: &SocketAddr,
         path: &Path,
     ) -> Result<(Transfer, Option<u64>), packet::Error> {
-        let result = self.open(client, path);
+        let result = self.open(client, path).await;
         let outcome = match &result {
-            Ok(_) => Outcome::Served,
+            Ok((transfer, _)) => transfer.outcome,
             Err(outcome) => *outcome,
         };
         self.metrics.count(outcome);
@@ -212,17 +244,27 @@ impl Handler for BootFiles {
     }
 }
 
+/// What one transfer reads: a file of the root, or a script rendered for the machine.
+enum Source {
+    File(blocking::Unblock<std::fs::File>),
+    Script(futures_lite::io::Cursor<Vec<u8>>),
+}
+
 /// One transfer's file: counts the bytes read, and the transfer as completed at the file's end; its
 /// place among `max_tftp_transfers` is given back when the transfer ends, however it ends.
 pub struct Transfer {
-    file: blocking::Unblock<std::fs::File>,
+    source: Source,
     metrics: Arc<TftpMetrics>,
     done: bool,
+    outcome: Outcome,
 }
 
 impl AsyncRead for Transfer {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.file).poll_read(cx, buf);
+        let poll = match &mut self.source {
+            Source::File(file) => Pin::new(file).poll_read(cx, buf),
+            Source::Script(script) => Pin::new(script).poll_read(cx, buf),
+        };
         if let Poll::Ready(Ok(read)) = &poll {
             self.metrics.bytes.fetch_add(*read as u64, Relaxed);
             if *read == 0 && !buf.is_empty() && !self.done {
@@ -242,7 +284,13 @@ impl Drop for Transfer {
 
 /// Start the TFTP server of `boot` (which has a root) on a thread of its own. Fails at once if the
 /// root is not a directory or the port cannot be bound (the node must not start half-configured).
-pub fn start(boot: &Boot, root: &Path, metrics: Arc<TftpMetrics>, log: Logger) -> io::Result<SocketAddr> {
+pub fn start(
+    boot: &Boot,
+    root: &Path,
+    scripts: Scripts,
+    metrics: Arc<TftpMetrics>,
+    log: Logger,
+) -> io::Result<SocketAddr> {
     let root =
         root.canonicalize().map_err(|e| io::Error::new(e.kind(), format!("boot root {}: {e}", root.display())))?;
     if !root.is_dir() {
@@ -251,6 +299,7 @@ pub fn start(boot: &Boot, root: &Path, metrics: Arc<TftpMetrics>, log: Logger) -
     let socket = std::net::UdpSocket::bind(boot.tftp_listen)?;
     let handler = BootFiles {
         root: root.clone(),
+        scripts,
         max_transfers: u64::from(boot.max_tftp_transfers),
         per_client_per_sec: boot.tftp_requests_per_client_per_sec,
         per_client: Mutex::new(PerClient::default()),

@@ -330,6 +330,7 @@ pub(super) fn check_classes(
                 boot_file,
                 next_server,
                 ipxe_script_url,
+                boot_script: raw.boot_script.clone(),
                 lease_time_secs,
                 options,
             });

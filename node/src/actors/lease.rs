@@ -100,17 +100,20 @@ pub struct NodeStatus {
 #[rtype(result = "NodeStatus")]
 pub struct GetStatus;
 
-/// The lease address and host name of the machine with this MAC (`Engine::machine`), for its iPXE
-/// script.
+/// What the iPXE script of the machine with this MAC may say about it (`Engine::machine`), served
+/// by this node at the given address.
 #[derive(Message)]
-#[rtype(result = "(Option<std::net::Ipv4Addr>, Option<String>)")]
-pub struct GetMachine(pub [u8; 6]);
+#[rtype(result = "crate::boot_script::Machine")]
+pub struct GetMachine {
+    pub mac: [u8; 6],
+    pub server: std::net::Ipv4Addr,
+}
 
 impl Handler<GetMachine> for LeaseActor {
     type Result = MessageResult<GetMachine>;
 
-    fn handle(&mut self, GetMachine(mac): GetMachine, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.engine.machine(mac, self.clock.now_us() / 1000))
+    fn handle(&mut self, GetMachine { mac, server }: GetMachine, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.engine.machine(mac, server, self.clock.now_us() / 1000))
     }
 }
 

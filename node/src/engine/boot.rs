@@ -214,6 +214,7 @@ mod tests {
             hostname: None,
             boot_file: Some("special.efi".into()),
             next_server: None,
+            boot_script: None,
             options: Default::default(),
         };
         let reply =

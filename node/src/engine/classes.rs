@@ -76,6 +76,7 @@ mod tests {
             boot_file: None,
             next_server: None,
             ipxe_script_url: None,
+            boot_script: None,
             lease_time_secs: None,
             options: OptionSet::default(),
         }

@@ -109,6 +109,9 @@ impl Engine {
             }
         }
         let offers_kept = offers.len();
+        if self.config.classes != config.classes {
+            self.boot_clients.forget_classes();
+        }
 
         // Per-pool counters follow their pool by name; a new pool starts at zero.
         let by_name = |counts: &[u64]| -> Vec<u64> {

@@ -46,6 +46,8 @@ pub(super) fn reservation_view(table: &leasehold_cluster::LeaseTable) -> HashMap
                 hostname: host.hostname.clone(),
                 boot_file: host.boot_file.clone(),
                 next_server: None,
+                // API reservations carry ip, host name and boot file (`PUT /v1/reservations`).
+                boot_script: None,
                 options: OptionSet::default(),
             };
             (host.mac, reservation)

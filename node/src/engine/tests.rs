@@ -70,6 +70,7 @@ fn config() -> Config {
             hostname: Some("reserved-host".into()),
             boot_file: None,
             next_server: None,
+            boot_script: None,
             options: OptionSet::default(),
         }],
         options: OptionSet::default(),
@@ -557,6 +558,30 @@ fn ipxe_gets_the_script_url_instead_of_the_rom_so_it_does_not_loop() {
     };
     let reply = expect_send(engine.handle(&ipxe, T0_US)).reply;
     assert_eq!(reply.file.as_deref(), Some("http://10.0.0.1/boot.ipxe"));
+}
+
+/// A class chooses iPXE's script too: an iPXE client in rack 7 gets the class's script, one
+/// elsewhere the `[pxe]` one.
+#[test]
+fn a_class_chooses_the_ipxe_script() {
+    let mut config = config();
+    let mut rack =
+        class("rack-7", leasehold_config::ClassMatch { circuit_id: Some(b"rack7".to_vec()), ..Default::default() });
+    rack.ipxe_script_url = Some("http://10.9.9.5/rack7.ipxe".into());
+    config.classes = vec![rack];
+    let mut engine = engine_with(config);
+    let ipxe = |chaddr, circuit: &[u8]| Request {
+        vendor_class: Some(b"PXEClient:Arch:00007:UNDI:003016".to_vec()),
+        client_arch: Some(7),
+        user_class: Some(b"iPXE".to_vec()),
+        giaddr: RELAY,
+        relay_agent_info: Some([&[1, circuit.len() as u8][..], circuit].concat()),
+        ..discover(chaddr)
+    };
+    let in_rack = expect_send(engine.handle(&ipxe(mac(1), b"rack7"), T0_US)).reply;
+    assert_eq!(in_rack.file.as_deref(), Some("http://10.9.9.5/rack7.ipxe"));
+    let elsewhere = expect_send(engine.handle(&ipxe(mac(2), b"rack8"), T0_US)).reply;
+    assert_eq!(elsewhere.file.as_deref(), Some("http://10.0.0.1/boot.ipxe"));
 }
 
 #[test]
@@ -1227,6 +1252,7 @@ fn class(name: &str, matcher: leasehold_config::ClassMatch) -> leasehold_config:
         boot_file: None,
         next_server: None,
         ipxe_script_url: None,
+        boot_script: None,
         lease_time_secs: None,
         options: OptionSet::default(),
     }

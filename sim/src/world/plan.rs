@@ -268,6 +268,7 @@ impl Plan {
                 hostname: Some(format!("reserved-{c}")),
                 boot_file: None,
                 next_server: None,
+                boot_script: None,
                 options: Default::default(),
             })
             .collect();
