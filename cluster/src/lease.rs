@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ClusterError;
 
+mod collection;
 mod records;
 mod snapshot;
 use records::Records;
@@ -741,19 +742,7 @@ impl LeaseTable {
                 Outcome::Reserved
             }
             Command::Collect { ips, reusable_before_ms, decided_at_index } => {
-                let mut collected = 0;
-                for ip in ips {
-                    let Some(lease) = self.by_ip.get(ip) else { continue };
-                    // Never a live binding, nor a record that changed after the proposer looked.
-                    let old_enough = lease.reusable_at_ms(self.params.grace_ms) <= *reusable_before_ms
-                        && !lease.is_active(*reusable_before_ms);
-                    if !old_enough || lease.changed_at_index > *decided_at_index {
-                        continue;
-                    }
-                    self.by_ip.remove(ip);
-                    collected += 1;
-                }
-                Outcome::Collected(collected)
+                Outcome::Collected(self.collect(ips, *reusable_before_ms, *decided_at_index))
             }
             Command::SetParameters(params) => {
                 self.params = *params;

@@ -21,6 +21,7 @@ use crate::wire::{ClientMessageType, Destination, DropReason, Reply, ReplyType, 
 pub mod allocator;
 pub mod boot;
 pub mod classes;
+pub mod collection;
 pub mod import;
 pub mod limits;
 pub mod machines;
@@ -35,8 +36,6 @@ pub use reservations::{AdminOutcome, ReservationError};
 /// for this long without rescanning: an exhausted 64k pool would otherwise cost a full scan per
 /// DISCOVER exactly when a flood of them arrives.
 const EXHAUSTED_RESCAN_MS: u64 = 100;
-/// Records one collection command forgets at most (it is one log entry, replicated and fsynced).
-const MAX_COLLECT_PER_COMMAND: usize = 4_096;
 /// Smallest option 57 a client may announce (RFC 2132 §9.10), and what every client takes.
 const MIN_MAX_MESSAGE_SIZE: u16 = 576;
 /// IPv4 and UDP headers, inside the sizes option 57 gives.
@@ -1236,29 +1235,6 @@ impl Engine {
         }
         let digest = self.config_digest.clone();
         Some(Proposal { tag: self.next_tag(), command: Command::SetConfigDigest { digest } })
-    }
-
-    /// On the leader: a command that forgets records reusable for longer than
-    /// `record_retention_secs` (at most `MAX_COLLECT_PER_COMMAND` of them), if there are any. It
-    /// waits for no answer; apply decides for every replica alike which records go.
-    pub fn propose_collection(&mut self, now_us: u64) -> Option<Proposal> {
-        if self.role != Role::Leader {
-            return None;
-        }
-        let retention_ms = self.config.limits.record_retention_secs.saturating_mul(1000);
-        let reusable_before_ms = (now_us / 1000).checked_sub(retention_ms)?;
-        let ips: Vec<Ipv4Addr> = self
-            .indexes
-            .iter()
-            .flat_map(|index| index.reusable_by(reusable_before_ms))
-            .take(MAX_COLLECT_PER_COMMAND)
-            .collect();
-        if ips.is_empty() {
-            return None;
-        }
-        let tag = self.next_tag();
-        let command = Command::Collect { ips, reusable_before_ms, decided_at_index: self.table.applied_index() };
-        Some(Proposal { tag, command })
     }
 
     /// Forget proposals older than `proposal_timeout_ms` (lost in a leader change, or dropped): the
