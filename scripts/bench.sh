@@ -20,10 +20,15 @@
 # for 10 s each; the server's CPU time (utime + stime from /proc) per completed DORA, and the ratio per rate.
 #
 # The tftp phase (issue 14): leasehold serving a boot root ([boot] root) against dnsmasq's TFTP server
-# (--enable-tftp, no DNS, no DHCP), each pinned as above, the same 16 MiB file fetched by curl's TFTP
-# client from the client namespace: 3 times with blksize 1468 and once with no options (512-byte
-# blocks), then 20 transfers of a 1 MiB file at once; MB/s of each and the server's CPU ms per MiB,
-# and the ratios. (tftpd-hpa is left out: its Debian package starts a system service on the host.)
+# (--enable-tftp, no DNS, no DHCP) and tftpd-hpa's in.tftpd (standalone, --secure), each pinned as
+# above, the same 16 MiB file fetched by curl's TFTP client from the client namespace: 3 times with
+# blksize 1468 and once with no options (512-byte blocks), then 20 transfers of a 1 MiB file at once;
+# MB/s of each and the server's CPU ms per MiB, and the ratios. tftpd-hpa's Debian package would start a
+# TFTP service on the host when installed, so the script never installs it: it unpacks in.tftpd from
+# the downloaded package into its scratch directory (apt-get download, dpkg-deb -x) and runs it inside
+# the server namespace only. in.tftpd forks a child per transfer and does not wait for them (so their
+# CPU never reaches its cutime): a sampler reads each child's CPU every 20 ms while it runs, and the
+# figure is in.tftpd's own plus the children's last samples (at most 20 ms short per transfer).
 #
 # The rss1m phase (not run by default: about 6 minutes a server): pools of 983,034 addresses in
 # 10.64.0.0/12; perfdhcp binds about 100,000 and then about 900,000 leases (1.1M clients, at up to
@@ -404,6 +409,44 @@ cpu_ticks() {
     awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"
 }
 
+# sample_children PARENT FILE: until PARENT ends, every 20 ms, the CPU ticks of each child of PARENT as
+# last seen, summed into FILE (in.tftpd's children, one per transfer, are never waited for).
+sample_children() {
+    local parent=$1 file=$2 pid ticks sum
+    local -A seen=()
+    while [[ -e /proc/$parent ]]; do
+        for pid in $(pgrep -P "$parent"); do
+            ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) && seen[$pid]=$ticks
+        done
+        sum=0
+        for pid in "${!seen[@]}"; do sum=$((sum + seen[$pid])); done
+        echo "$sum" >"$file.new" && mv "$file.new" "$file"
+        sleep 0.02
+    done
+}
+
+# The server's CPU ticks with its children's as sampled (tftpd-hpa).
+cpu_ticks_with_children() {
+    echo $(($(cpu_ticks) + $(cat "$CHILD_TICKS_FILE" 2>/dev/null || echo 0)))
+}
+
+# in.tftpd, unpacked from Debian's tftpd-hpa package into $WORK (never installed: the package starts a
+# TFTP service on the host); its one library, libwrap0, is installed if missing.
+tftpd_hpa_binary() {
+    local pkg=$WORK/tftpd-hpa
+    if [[ ! -x $pkg/root/usr/sbin/in.tftpd ]]; then
+        mkdir -p "$pkg"
+        (cd "$pkg" && apt-get download -q tftpd-hpa >/dev/null 2>&1) ||
+            { echo "bench.sh: apt-get download tftpd-hpa failed" >&2; return 1; }
+        dpkg-deb -x "$pkg"/tftpd-hpa_*.deb "$pkg/root"
+    fi
+    if [[ $(dpkg-query -W -f='${Status}' libwrap0 2>/dev/null) != "install ok installed" ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q libwrap0 >/dev/null ||
+            { echo "bench.sh: installing libwrap0 (in.tftpd's library) failed" >&2; return 1; }
+    fi
+    echo "$pkg/root/usr/sbin/in.tftpd"
+}
+
 # churn_measure KIND WHAT MAC_BASE: new clients (MAC_BASE) at CHURN_RATE/s for CHURN_PERIOD s; prints and
 # keeps "WHAT: DORA/s, unanswered DISCOVERs, CPU µs per DORA".
 churn_measure() {
@@ -624,7 +667,8 @@ if phase churn; then
     done
 fi
 
-# tftp_run KIND: the TFTP figures of KIND (leasehold or dnsmasq) serving $WORK/boot, into TFTP_LINES.
+# tftp_run KIND: the TFTP figures of KIND (leasehold, dnsmasq or tftpd-hpa) serving $WORK/boot, into
+# TFTP_LINES.
 declare -A TFTP_LINES TFTP_MBPS
 tftp_run() {
     local kind=$1 dir=$WORK/tftp-$1
@@ -647,14 +691,27 @@ tftp_run() {
         sleep 1 # dnsmasq has no readiness signal for TFTP; the first fetch below would fail, not hang
         kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench.sh: dnsmasq did not start:" >&2; cat "$dir/server.log" >&2; return 1; }
         ;;
+    tftpd-hpa)
+        local tftpd
+        tftpd=$(tftpd_hpa_binary) || return 1
+        ip netns exec "$SNS" "${SERVER_CPU[@]}" "$tftpd" --foreground --listen --address 10.77.0.1:69 \
+            --secure --blocksize 1468 "$WORK/boot" >"$dir/server.log" 2>&1 &
+        SERVER_PID=$!
+        sleep 1 # no readiness signal either
+        kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench.sh: in.tftpd did not start:" >&2; cat "$dir/server.log" >&2; return 1; }
+        CHILD_TICKS_FILE=$dir/child-ticks
+        sample_children "$SERVER_PID" "$CHILD_TICKS_FILE" &
+        ;;
     esac
+    local ticks=cpu_ticks
+    [[ $kind == tftpd-hpa ]] && ticks=cpu_ticks_with_children
     local fetch=(ip netns exec "$CNS" "${CLIENT_CPU[@]}" curl -sS --max-time 120)
     local before after start end mib=16 secs line=""
     # One file, three times with blksize 1468 (the largest that fits an Ethernet frame), once without options.
     for mode in blksize none; do
         local opts=(--tftp-blksize 1468) runs=3
         [[ $mode == none ]] && opts=(--tftp-no-options) && runs=1
-        before=$(cpu_ticks)
+        before=$($ticks)
         start=$(date +%s.%N)
         for ((i = 0; i < runs; i++)); do
             "${fetch[@]}" "${opts[@]}" -o "$dir/got.img" tftp://10.77.0.1/big.img ||
@@ -662,7 +719,8 @@ tftp_run() {
             cmp -s "$dir/got.img" "$WORK/boot/big.img" || { echo "bench.sh: $kind sent another file" >&2; return 1; }
         done
         end=$(date +%s.%N)
-        after=$(cpu_ticks)
+        sleep 0.1 # the sampler's last look at a forking server's children
+        after=$($ticks)
         secs=$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')
         TFTP_MBPS[$kind,$mode]=$(awk -v m=$((mib * runs)) -v s="$secs" 'BEGIN {printf "%.1f", m / s}')
         line+=$(awk -v m=$((mib * runs)) -v s="$secs" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v k="$kind" \
@@ -692,7 +750,7 @@ if phase tftp; then
     chmod 755 "$WORK" "$WORK/boot" # dnsmasq reads the root as an unprivileged user
     head -c $((16 << 20)) /dev/urandom >"$WORK/boot/big.img"
     head -c $((1 << 20)) /dev/urandom >"$WORK/boot/small.img"
-    for kind in leasehold dnsmasq; do
+    for kind in leasehold dnsmasq tftpd-hpa; do
         echo "-- $kind: TFTP"
         tftp_run "$kind"
     done
@@ -741,11 +799,13 @@ fi
 for kind in "${KINDS[@]}"; do
     [[ -z ${BIG_LINES[$kind]:-} ]] || printf '%s' "${BIG_LINES[$kind]}"
 done
-for kind in leasehold dnsmasq; do
+for kind in leasehold dnsmasq tftpd-hpa; do
     [[ -z ${TFTP_LINES[$kind]:-} ]] || echo "${TFTP_LINES[$kind]}"
 done
-for mode in blksize none; do
-    [[ -n ${TFTP_MBPS[leasehold,$mode]:-} && -n ${TFTP_MBPS[dnsmasq,$mode]:-} ]] || continue
-    awk -v a="${TFTP_MBPS[leasehold,$mode]}" -v b="${TFTP_MBPS[dnsmasq,$mode]}" -v m="$mode" \
-        'BEGIN {printf "TFTP throughput (%s), leasehold / dnsmasq: %.2f\n", m, a / b}'
+for peer in dnsmasq tftpd-hpa; do
+    for mode in blksize none; do
+        [[ -n ${TFTP_MBPS[leasehold,$mode]:-} && -n ${TFTP_MBPS[$peer,$mode]:-} ]] || continue
+        awk -v a="${TFTP_MBPS[leasehold,$mode]}" -v b="${TFTP_MBPS[$peer,$mode]}" -v m="$mode" -v p="$peer" \
+            'BEGIN {printf "TFTP throughput (%s), leasehold / %s: %.2f\n", m, p, a / b}'
+    done
 done
