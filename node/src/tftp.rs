@@ -29,7 +29,9 @@ use crate::actors::lease::{GetMachine, LeaseActor};
 
 /// Client addresses whose request counts are kept at most (beyond, the oldest second's are dropped).
 const MAX_TRACKED_CLIENTS: usize = 4_096;
-/// How far a transfer reads ahead of the blocks sent (one read on the blocking pool per this many bytes).
+/// How far a transfer reads ahead of the blocks sent: one `read` of the file per this many bytes.
+/// The read runs on the TFTP thread itself (a page-cache copy, or a disk read of this size when the
+/// file is cold): handing it to a thread pool cost a futex wake-up between two threads per block.
 const READ_AHEAD_BYTES: usize = 256 * 1024;
 
 /// Why a read request was answered as it was (the `outcome` label of `leasehold_tftp_requests_total`).
@@ -189,7 +191,7 @@ impl BootFiles {
                 let path = resolve(&self.root, name)?;
                 let file = std::fs::File::open(&path).map_err(|_| Outcome::NotFound)?;
                 let size = file.metadata().map_err(|_| Outcome::NotFound)?.len();
-                (Source::File(blocking::Unblock::with_capacity(READ_AHEAD_BYTES, file)), size, Outcome::Served)
+                (Source::File(std::io::BufReader::with_capacity(READ_AHEAD_BYTES, file)), size, Outcome::Served)
             }
         };
         // Taken only for a transfer that starts; given back when it ends (`Transfer`'s drop).
@@ -246,7 +248,7 @@ impl Handler for BootFiles {
 
 /// What one transfer reads: a file of the root, or a script rendered for the machine.
 enum Source {
-    File(blocking::Unblock<std::fs::File>),
+    File(std::io::BufReader<std::fs::File>),
     Script(futures_lite::io::Cursor<Vec<u8>>),
 }
 
@@ -262,7 +264,7 @@ pub struct Transfer {
 impl AsyncRead for Transfer {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let poll = match &mut self.source {
-            Source::File(file) => Pin::new(file).poll_read(cx, buf),
+            Source::File(file) => Poll::Ready(io::Read::read(file, buf)),
             Source::Script(script) => Pin::new(script).poll_read(cx, buf),
         };
         if let Poll::Ready(Ok(read)) = &poll {
@@ -314,7 +316,10 @@ pub fn start(
     let listen = server.listen_addr().map_err(io::Error::other)?;
     info!(log, "serving boot files over TFTP"; "root" => %root.display(), "listen" => %listen);
     std::thread::Builder::new().name("tftp".into()).spawn(move || {
-        if let Err(e) = futures_lite::future::block_on(server.serve()) {
+        // async-io's own `block_on`: this thread then waits on the socket itself, where
+        // futures-lite's would park it and have async-io's reactor thread wake it for every
+        // packet (a futex wake-up and a context switch per block).
+        if let Err(e) = async_io::block_on(server.serve()) {
             warn!(log, "the TFTP server stopped"; "error" => %e);
         }
     })?;
