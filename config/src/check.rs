@@ -448,17 +448,20 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
     let cluster = check_cluster(cx, &raw.cluster, ov);
     let admin = check_admin(cx, &raw.admin, ov);
     let boot = check_boot(cx, &raw.boot, ov);
-    // A reservation or class that chooses a script names one that exists.
-    let chosen = raw.reservations.iter().enumerate().map(|(i, r)| (format!("reservation[{i}]"), &r.boot_script));
-    let chosen = chosen.chain(raw.classes.iter().enumerate().map(|(i, c)| (format!("class[{i}]"), &c.boot_script)));
-    for (at, name) in chosen {
-        let Some(name) = name else { continue };
-        let known = boot.scripts.contains_key(name) || (name == crate::MENU_SCRIPT && boot.menu.is_some());
-        if !known {
-            cx.error(
-                &Key::path(format!("{at}.boot_script")),
+    // The default script, and every script a reservation or class chooses, exists.
+    let chosen = std::iter::once(("boot.default_script".to_string(), &raw.boot.default_script));
+    let chosen = chosen.chain(
+        raw.reservations.iter().enumerate().map(|(i, r)| (format!("reservation[{i}].boot_script"), &r.boot_script)),
+    );
+    let chosen =
+        chosen.chain(raw.classes.iter().enumerate().map(|(i, c)| (format!("class[{i}].boot_script"), &c.boot_script)));
+    for (key, name) in chosen {
+        match name {
+            Some(name) if !boot.has_script(name) => cx.error(
+                &Key::path(key),
                 format!("`{name}` is neither a [[boot.script]] name nor `menu` with a [boot.menu]"),
-            );
+            ),
+            _ => {}
         }
     }
 
@@ -1521,15 +1524,6 @@ fn check_boot(cx: &mut Ctx<'_>, raw: &crate::raw::RawBoot, ov: &Overrides) -> Bo
             entries,
         }
     });
-    if let Some(default) = &raw.default_script {
-        let known = scripts.contains_key(default) || (default == crate::MENU_SCRIPT && menu.is_some());
-        if !known {
-            cx.error(
-                &Key::path("boot.default_script"),
-                format!("`{default}` is neither a [[boot.script]] name nor `menu` with a [boot.menu]"),
-            );
-        }
-    }
     Boot {
         root,
         tftp_listen: tftp_listen.unwrap_or(defaults.tftp_listen),

@@ -541,6 +541,13 @@ pub const MAX_BOOT_DIGEST_INTERVAL_SECS: u32 = 3_600;
 /// The standard TFTP port (RFC 1350).
 pub const DEFAULT_TFTP_PORT: u16 = 69;
 
+impl Boot {
+    /// Is `name` a script `boot/{mac}.ipxe` can render: a `[[boot.script]]`, or `menu` with a menu?
+    pub fn has_script(&self, name: &str) -> bool {
+        self.scripts.contains_key(name) || (name == MENU_SCRIPT && self.menu.is_some())
+    }
+}
+
 impl Default for Boot {
     fn default() -> Self {
         Boot {

@@ -163,14 +163,13 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
     // cannot be served stops the node here, with the reason.
     // The lease actor, once it runs, for the TFTP server's per-machine scripts.
     let tftp_lease = Arc::new(std::sync::OnceLock::new());
+    // `[boot]` as both boot file servers read it (scripts, menu).
+    let boot = Arc::new(config.boot.clone());
     let tftp_metrics = match &config.boot.root {
         Some(root) => {
             let metrics = Arc::new(crate::tftp::TftpMetrics::default());
-            let scripts = crate::tftp::Scripts {
-                boot: Arc::new(config.boot.clone()),
-                lease: tftp_lease.clone(),
-                server: config.server_ip,
-            };
+            let scripts =
+                crate::tftp::Scripts { boot: boot.clone(), lease: tftp_lease.clone(), server: config.server_ip };
             crate::tftp::start(&config.boot, root, scripts, metrics.clone(), log.new(o!("actor" => "tftp")))
                 .map_err(|source| ServeError::Tftp { listen: config.boot.tftp_listen, source })?;
             Some(metrics)
@@ -295,7 +294,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             Some(root) => {
                 let metrics = Arc::new(crate::boot_http::HttpBootMetrics::default());
                 let server = crate::boot_http::serve(
-                    Arc::new(config.boot.clone()),
+                    boot.clone(),
                     root,
                     lease.clone(),
                     metrics.clone(),
