@@ -395,6 +395,49 @@ impl Outcome {
     }
 }
 
+/// One change to the table, as `LeaseTable::decide` decides it and `LeaseTable::apply_change` makes
+/// it: a record put (its `changed_at_index` becomes the index it is applied at) or removed, a
+/// reservation made or ended, the apply parameters or the config digest set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    Put(Lease),
+    Remove(Ipv4Addr),
+    Reserve(ReservedHost),
+    Unreserve([u8; 6]),
+    Parameters(Parameters),
+    ConfigDigest(String),
+}
+
+/// What one command does: its outcome and the changes that make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub outcome: Outcome,
+    pub changes: Vec<Change>,
+}
+
+/// The record of an address `client` declined: nobody's address until `until_ms`.
+fn declined_record(
+    client: &ClientKey,
+    mac: &[u8; 6],
+    ip: Ipv4Addr,
+    until_ms: u64,
+    proposed_at_ms: u64,
+    index: u64,
+    proposer: u64,
+) -> Lease {
+    Lease {
+        ip,
+        client: client.clone(),
+        mac: *mac,
+        details: None,
+        hardware_client_id: false,
+        state: LeaseState::Declined { until_ms },
+        updated_at_ms: proposed_at_ms,
+        changed_at_index: index,
+        bound_by: proposer,
+    }
+}
+
 /// The replicated lease table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseTable {
@@ -578,8 +621,23 @@ impl LeaseTable {
         self.by_ip.get(ip).is_some_and(|l| l.changed_at_index > decided_at_index)
     }
 
-    /// Apply one command at `index`, proposed by node `proposer`.
+    /// Apply one command at `index`, proposed by node `proposer`: decide it on the table as it is,
+    /// then make the changes it decided.
     fn apply_command(&mut self, index: u64, proposer: u64, command: &Command) -> Outcome {
+        let Decided { outcome, changes } = self.decide(index, proposer, command);
+        for change in changes {
+            self.apply_change(index, change);
+        }
+        outcome
+    }
+
+    /// What `command`, proposed by node `proposer`, does to the table as it is now if it is applied
+    /// at `index`: its outcome and the changes to make, without making them. The Raft store applies
+    /// them at once (`apply_command`); the etcd store writes them in one transaction that holds only
+    /// while the records they were decided on are unchanged, and every node applies them from its
+    /// watch (`apply_changes`).
+    pub fn decide(&self, index: u64, proposer: u64, command: &Command) -> Decided {
+        let unchanged = |outcome| Decided { outcome, changes: Vec::new() };
         match command {
             Command::Bind { client, mac, client_id, hostname, ip, expires_at_ms, proposed_at_ms, decided_at_index } => {
                 // The client's own records (the address asked for, and the one it holds now) must be
@@ -592,7 +650,7 @@ impl LeaseTable {
                         .get(ip)
                         .is_some_and(|l| l.client == *client && l.changed_at_index > *decided_at_index);
                 if stale {
-                    return match self.by_ip.get(ip) {
+                    return unchanged(match self.by_ip.get(ip) {
                         // Decided before the binding now in force (a retransmission, or a renewal
                         // held up): the client is answered from that binding, which stays as it is.
                         Some(current)
@@ -603,26 +661,27 @@ impl LeaseTable {
                             Outcome::Stale { in_force: Some(current.clone()) }
                         }
                         _ => Outcome::Stale { in_force: None },
-                    };
+                    });
                 }
                 if let Some(current) = self.by_ip.get(ip) {
                     let same_client = current.client == *client;
                     if !same_client && !current.is_reusable(*proposed_at_ms, self.params.grace_ms) {
-                        return Outcome::Conflict { holder: current.client.clone() };
+                        return unchanged(Outcome::Conflict { holder: current.client.clone() });
                     }
                     if same_client
                         && matches!(current.state, LeaseState::Declined { until_ms } if until_ms > *proposed_at_ms)
                     {
-                        return Outcome::Conflict { holder: current.client.clone() };
+                        return unchanged(Outcome::Conflict { holder: current.client.clone() });
                     }
                 } else if self.by_ip.len() as u64 >= self.params.max_leases && self.by_ip.by_client(client).is_none() {
-                    return Outcome::TableFull;
+                    return unchanged(Outcome::TableFull);
                 }
                 // The address is ours to give. A previous holder loses its claim (its record is
                 // replaced), and the client's previous address (if another) is freed: one address
                 // per client.
+                let mut changes = Vec::with_capacity(2);
                 if let Some(old_ip) = held_elsewhere {
-                    self.by_ip.remove(&old_ip);
+                    changes.push(Change::Remove(old_ip));
                 }
                 let (details, hardware_client_id) =
                     details(mac, client_id.as_deref().map(Box::from), hostname.as_deref().map(Box::from));
@@ -637,130 +696,169 @@ impl LeaseTable {
                     changed_at_index: index,
                     bound_by: proposer,
                 };
-                self.by_ip.insert(lease.clone());
-                Outcome::Bound(lease)
+                changes.push(Change::Put(lease.clone()));
+                Decided { outcome: Outcome::Bound(lease), changes }
             }
-            Command::Release { client, ip, proposed_at_ms, decided_at_index } => match self.by_ip.get_mut(ip) {
+            Command::Release { client, ip, proposed_at_ms, decided_at_index } => match self.by_ip.get(ip) {
                 Some(lease) if lease.client == *client && matches!(lease.state, LeaseState::Bound { .. }) => {
                     if lease.changed_at_index > *decided_at_index || lease.bound_by != proposer {
                         // A RELEASE held up behind a partition must not end a binding the client got
                         // (or renewed) after it let the address go; nor may one that reached the
                         // server of an earlier binding (`dhclient -r; dhclient`: the new DORA through
                         // the leader can commit before the old server's forwarded RELEASE).
-                        return Outcome::Stale { in_force: None };
+                        return unchanged(Outcome::Stale { in_force: None });
                     }
-                    lease.state = LeaseState::Released { at_ms: *proposed_at_ms };
-                    lease.updated_at_ms = *proposed_at_ms;
-                    lease.changed_at_index = index;
-                    Outcome::Released
+                    let mut released = lease.clone();
+                    released.state = LeaseState::Released { at_ms: *proposed_at_ms };
+                    released.updated_at_ms = *proposed_at_ms;
+                    released.changed_at_index = index;
+                    Decided { outcome: Outcome::Released, changes: vec![Change::Put(released)] }
                 }
-                _ => Outcome::NotHeld,
+                _ => unchanged(Outcome::NotHeld),
             },
             Command::Decline { client, mac, ip, until_ms, proposed_at_ms, decided_at_index } => {
                 // Only the client an address is bound to can report it in use. A DECLINE for a free
                 // address, one outside the pools or another client's changes nothing, so forged
                 // DECLINEs can neither quarantine free addresses nor fill the table (`max_leases`).
-                let Some(current) = self.by_ip.get(ip) else { return Outcome::NotHeld };
+                let Some(current) = self.by_ip.get(ip) else { return unchanged(Outcome::NotHeld) };
                 if current.client != *client || !matches!(current.state, LeaseState::Bound { .. }) {
-                    return Outcome::NotHeld;
+                    return unchanged(Outcome::NotHeld);
                 }
                 if current.changed_at_index > *decided_at_index {
                     // Decided before the client's current binding of the address.
-                    return Outcome::Stale { in_force: None };
+                    return unchanged(Outcome::Stale { in_force: None });
                 }
                 // A declined record is nobody's address: the client's claim ends with its binding.
-                self.by_ip.insert(Lease {
-                    ip: *ip,
-                    client: client.clone(),
-                    mac: *mac,
-                    details: None,
-                    hardware_client_id: false,
-                    state: LeaseState::Declined { until_ms: *until_ms },
-                    updated_at_ms: *proposed_at_ms,
-                    changed_at_index: index,
-                    bound_by: proposer,
-                });
-                Outcome::Declined
+                let declined = declined_record(client, mac, *ip, *until_ms, *proposed_at_ms, index, proposer);
+                Decided { outcome: Outcome::Declined, changes: vec![Change::Put(declined)] }
             }
             Command::DeclineUnchecked { client, mac, ip, until_ms, proposed_at_ms, decided_at_index } => {
                 let current = self.by_ip.get(ip);
                 let held_by_client = current.is_some_and(|l| l.client == *client);
                 if held_by_client && self.changed_since(ip, *decided_at_index) {
                     // Decided before the client's current binding of the address.
-                    return Outcome::Stale { in_force: None };
+                    return unchanged(Outcome::Stale { in_force: None });
                 }
                 let free_for_anyone = current.is_none_or(|l| l.is_reusable(*proposed_at_ms, self.params.grace_ms));
                 if !held_by_client && !free_for_anyone {
                     // Someone else holds it: a decline must not take another client's lease away.
-                    return Outcome::NotHeld;
+                    return unchanged(Outcome::NotHeld);
                 }
                 if current.is_none() && self.by_ip.len() as u64 >= self.params.max_leases {
-                    return Outcome::TableFull;
+                    return unchanged(Outcome::TableFull);
                 }
                 // A declined record is nobody's address: the previous holder's claim ends with its
                 // record, and the decliner's own record elsewhere (if any) stays its own.
-                self.by_ip.insert(Lease {
-                    ip: *ip,
-                    client: client.clone(),
-                    mac: *mac,
-                    details: None,
-                    hardware_client_id: false,
-                    state: LeaseState::Declined { until_ms: *until_ms },
-                    updated_at_ms: *proposed_at_ms,
-                    changed_at_index: index,
-                    bound_by: proposer,
-                });
-                Outcome::Declined
+                let declined = declined_record(client, mac, *ip, *until_ms, *proposed_at_ms, index, proposer);
+                Decided { outcome: Outcome::Declined, changes: vec![Change::Put(declined)] }
             }
             Command::Reserve { host, proposed_at_ms } => {
                 if let Some(other) = self.reserved_ips.get(&host.ip).filter(|other| **other != host.mac) {
-                    return Outcome::ReservationRefused(format!(
+                    return unchanged(Outcome::ReservationRefused(format!(
                         "{} is already reserved for {}",
                         host.ip,
                         ClientKey::Mac(*other)
-                    ));
+                    )));
                 }
                 if let Some(lease) = self.by_ip.get(&host.ip) {
                     if lease.mac != host.mac && !lease.is_reusable(*proposed_at_ms, self.params.grace_ms) {
                         if let LeaseState::Bound { expires_at_ms } = lease.state {
-                            return Outcome::ReservationRefused(format!(
+                            return unchanged(Outcome::ReservationRefused(format!(
                                 "{} is leased to {} (its lease ends at {} unix seconds); release it or wait",
                                 host.ip,
                                 lease.client,
                                 expires_at_ms / 1000
-                            ));
+                            )));
                         }
                     }
                 }
                 if !self.reservations.contains_key(&host.mac) && self.reservations.len() >= MAX_RESERVATIONS {
-                    return Outcome::TableFull;
+                    return unchanged(Outcome::TableFull);
                 }
-                if let Some(previous) = self.reservations.insert(host.mac, host.clone()) {
-                    self.reserved_ips.remove(&previous.ip);
-                }
-                self.reserved_ips.insert(host.ip, host.mac);
-                Outcome::Reserved
+                Decided { outcome: Outcome::Reserved, changes: vec![Change::Reserve(host.clone())] }
             }
             Command::Collect { ips, reusable_before_ms, decided_at_index } => {
-                Outcome::Collected(self.collect(ips, *reusable_before_ms, *decided_at_index))
+                let changes: Vec<Change> =
+                    self.collectable(ips, *reusable_before_ms, *decided_at_index).map(Change::Remove).collect();
+                Decided { outcome: Outcome::Collected(changes.len()), changes }
             }
             Command::SetParameters(params) => {
-                self.params = *params;
-                self.params_from_log = true;
-                Outcome::ParametersSet
+                Decided { outcome: Outcome::ParametersSet, changes: vec![Change::Parameters(*params)] }
             }
             Command::SetConfigDigest { digest } => {
-                self.config_digest = Some(digest.clone());
-                Outcome::ConfigDigestSet
+                Decided { outcome: Outcome::ConfigDigestSet, changes: vec![Change::ConfigDigest(digest.clone())] }
             }
-            Command::Unreserve { mac } => match self.reservations.remove(mac) {
-                Some(previous) => {
-                    self.reserved_ips.remove(&previous.ip);
-                    Outcome::Unreserved
-                }
-                None => Outcome::NotHeld,
+            Command::Unreserve { mac } => match self.reservations.get(mac) {
+                Some(_) => Decided { outcome: Outcome::Unreserved, changes: vec![Change::Unreserve(*mac)] },
+                None => unchanged(Outcome::NotHeld),
             },
         }
+    }
+
+    /// Make one change `decide` decided, at `index`. Total: a change is made whatever the table
+    /// holds (the etcd store applies whatever its watch delivers, `etcdctl` edits included): a
+    /// reservation of an address another MAC had reserved takes it over.
+    pub fn apply_change(&mut self, index: u64, change: Change) {
+        match change {
+            Change::Put(mut lease) => {
+                lease.changed_at_index = index;
+                if !matches!(lease.state, LeaseState::Declined { .. }) {
+                    // One record per client: a record the client had elsewhere goes (the Raft
+                    // store's `Bind` removed it already; an etcd watch may deliver it after).
+                    if let Some(old_ip) =
+                        self.by_ip.by_client(&lease.client).map(|l| l.ip).filter(|old| *old != lease.ip)
+                    {
+                        self.by_ip.remove(&old_ip);
+                    }
+                }
+                self.by_ip.insert(lease);
+            }
+            Change::Remove(ip) => {
+                self.by_ip.remove(&ip);
+            }
+            Change::Reserve(host) => {
+                if let Some(previous) = self.reservations.remove(&host.mac) {
+                    self.reserved_ips.remove(&previous.ip);
+                }
+                if let Some(other) = self.reserved_ips.remove(&host.ip) {
+                    self.reservations.remove(&other);
+                }
+                self.reserved_ips.insert(host.ip, host.mac);
+                self.reservations.insert(host.mac, host);
+            }
+            Change::Unreserve(mac) => {
+                if let Some(previous) = self.reservations.remove(&mac) {
+                    self.reserved_ips.remove(&previous.ip);
+                }
+            }
+            Change::Parameters(params) => {
+                self.params = params;
+                self.params_from_log = true;
+            }
+            Change::ConfigDigest(digest) => self.config_digest = Some(digest),
+        }
+    }
+
+    /// Apply changes decided elsewhere (the etcd store's watch) at `index`, pushing to `touched`
+    /// every address whose record they change. Changes at or below the applied index were applied
+    /// before, except those of `index == applied_index` delivered in parts, which are idempotent.
+    pub fn apply_changes(&mut self, index: u64, changes: Vec<Change>, touched: &mut Vec<Ipv4Addr>) {
+        if index < self.applied_index {
+            return;
+        }
+        for change in changes {
+            match &change {
+                Change::Put(lease) => {
+                    touched.push(lease.ip);
+                    touched.extend(self.by_ip.by_client(&lease.client).map(|l| l.ip));
+                }
+                Change::Remove(ip) => touched.push(*ip),
+                _ => {}
+            }
+            self.apply_change(index, change);
+        }
+        self.applied_index = index;
+        debug_assert!(self.check_invariants().is_ok(), "{:?}", self.check_invariants());
     }
 
     /// Structural invariants: the indexes agree with the records, and no client holds two addresses.

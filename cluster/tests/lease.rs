@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 
 use leasehold_cluster::lease::{
-    decode_entry, encode_entry, ClientKey, Command, Lease, LeaseState, LeaseTable, Outcome, Proposal, ProposalTag,
-    ReservedHost,
+    decode_entry, encode_entry, Change, ClientKey, Command, Lease, LeaseState, LeaseTable, Outcome, Proposal,
+    ProposalTag, ReservedHost,
 };
 use proptest::prelude::*;
 
@@ -710,4 +710,35 @@ fn a_record_encodes_as_it_did_before_its_details_moved_behind_a_pointer() {
     assert_eq!((seven.client_id().as_deref(), seven.hostname()), (Some(&b"\x01xyz"[..]), Some("rack4-node2")));
     let eight = table.by_ip(ip(8)).unwrap();
     assert_eq!((eight.client_id(), eight.hostname()), (None, None));
+}
+
+proptest! {
+    /// The etcd store's path gives the Raft store's table: a replica that only applies the changes
+    /// the proposer decided (`decide`, then `apply_changes`, as a watch delivers them) ends every
+    /// step with the same records, reservations and parameters as one that applies the commands,
+    /// and with the same outcomes.
+    #[test]
+    fn applying_decided_changes_gives_the_table_applying_commands_gives(
+        commands in proptest::collection::vec(command(), 1..60),
+    ) {
+        let mut by_commands = LeaseTable::new(GRACE_MS, 6);
+        let mut by_changes = LeaseTable::new(GRACE_MS, 6);
+        for (i, command) in commands.into_iter().enumerate() {
+            let index = i as u64 + 1;
+            let decided = by_changes.decide(index, 1, &command);
+            let proposal = Proposal { tag: ProposalTag { node_id: 1, incarnation: 1, seq: index }, command };
+            let outcomes = by_commands.apply(index, &[proposal]).expect("a new index");
+            prop_assert_eq!(&outcomes[0], &decided.outcome);
+            // What an etcd watch delivers: records without the index they carried when decided.
+            let changes = decided.changes.into_iter().map(|change| match change {
+                Change::Put(mut lease) => { lease.changed_at_index = 0; Change::Put(lease) }
+                other => other,
+            }).collect();
+            by_changes.apply_changes(index, changes, &mut Vec::new());
+            prop_assert_eq!(by_changes.digest(), by_commands.digest());
+            prop_assert_eq!(by_changes.reservations().collect::<Vec<_>>(), by_commands.reservations().collect::<Vec<_>>());
+            prop_assert_eq!(by_changes.applied_index(), index);
+            prop_assert!(by_changes.check_invariants().is_ok());
+        }
+    }
 }

@@ -16,16 +16,17 @@ pub(super) fn collectable(lease: &Lease, grace_ms: u64, reusable_before_ms: u64,
 }
 
 impl LeaseTable {
-    /// Forget the records of `ips` that are still collectable; how many went.
-    pub(super) fn collect(&mut self, ips: &[Ipv4Addr], reusable_before_ms: u64, decided_at_index: u64) -> usize {
-        let mut collected = 0;
-        for ip in ips {
-            let Some(lease) = self.by_ip.get(ip) else { continue };
-            if collectable(lease, self.params.grace_ms, reusable_before_ms, decided_at_index) {
-                self.by_ip.remove(ip);
-                collected += 1;
-            }
-        }
-        collected
+    /// Those of `ips` whose records are still collectable.
+    pub(super) fn collectable<'a>(
+        &'a self,
+        ips: &'a [Ipv4Addr],
+        reusable_before_ms: u64,
+        decided_at_index: u64,
+    ) -> impl Iterator<Item = Ipv4Addr> + 'a {
+        ips.iter().copied().filter(move |ip| {
+            self.by_ip
+                .get(ip)
+                .is_some_and(|lease| collectable(lease, self.params.grace_ms, reusable_before_ms, decided_at_index))
+        })
     }
 }

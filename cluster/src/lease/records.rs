@@ -114,13 +114,6 @@ impl Records {
         self.index.get(ip).map(|slot| &self.slots[*slot as usize])
     }
 
-    /// The record of `ip` to change in place: its client, and whether it is declined, must stay as
-    /// they are (the client index does not look again); `insert` a new record for anything else.
-    pub(super) fn get_mut(&mut self, ip: &Ipv4Addr) -> Option<&mut Lease> {
-        self.preserve(ip);
-        self.index.get(ip).map(|slot| &mut self.slots[*slot as usize])
-    }
-
     /// Insert or replace the record of `lease.ip`. A client's (not declined) record must be the
     /// client's only one: the table frees the client's other address first.
     pub(super) fn insert(&mut self, lease: Lease) {
