@@ -16,8 +16,8 @@ mod scopes;
 use crate::raw::{RawConfig, RawPool, RawPxe, RawReservation};
 use crate::Boot;
 use crate::{
-    Admin, ArchCode, ClientIdentity, Cluster, Config, Interface, Limits, LogFormat, LogLevel, Overrides, PeerTlsFiles,
-    Pool, Pxe, RateLimits, Reservation, Subnet, TlsFiles, TokenBucket,
+    Admin, ArchCode, ClientIdentity, Cluster, Config, EtcdStore, Interface, Limits, LogFormat, LogLevel, Overrides,
+    PeerTlsFiles, Pool, Pxe, RateLimits, Reservation, Store, Subnet, TlsFiles, TokenBucket,
 };
 use scopes::{check_classes, check_option_defs, check_options, Definitions};
 
@@ -114,6 +114,8 @@ pub mod flag {
     pub const ADMIN_TLS_CERT: &str = "--admin-tls-cert";
     pub const ADMIN_TLS_KEY: &str = "--admin-tls-key";
     pub const BOOT_ROOT: &str = "--boot-root";
+    pub const STORE: &str = "--store";
+    pub const ETCD_ENDPOINTS: &str = "--etcd-endpoints";
 }
 
 /// Names accepted as `[pxe.arch]` keys, with their option-93 codes (RFC 4578 §2.1 and the IANA
@@ -448,6 +450,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
     let cluster = check_cluster(cx, &raw.cluster, ov);
     let admin = check_admin(cx, &raw.admin, ov);
     let boot = check_boot(cx, &raw.boot, ov);
+    let store = check_store(cx, &raw.store, ov);
     // The default script, and every script a reservation or class chooses, exists.
     let chosen = std::iter::once(("boot.default_script".to_string(), &raw.boot.default_script));
     let chosen = chosen.chain(
@@ -496,6 +499,7 @@ pub(crate) fn check(raw: RawConfig, file: Option<&Path>, ov: &Overrides) -> Resu
             cluster,
             admin,
             boot,
+            store: store.unwrap_or_default(),
         }),
         _ => {
             // Every `None` above was reported when it was made.
@@ -1436,6 +1440,118 @@ fn check_admin(cx: &mut Ctx<'_>, raw: &crate::raw::RawAdmin, ov: &Overrides) -> 
 }
 
 /// `[boot]` and `--boot-root`.
+/// `[store]`, with `--store` and `--etcd-endpoints` over it.
+fn check_store(cx: &mut Ctx<'_>, raw: &crate::raw::RawStore, ov: &Overrides) -> Option<Store> {
+    let kind = overlay(ov.store.as_deref(), flag::STORE, raw.kind.as_deref(), "store.kind".into());
+    let etcd_keys = [
+        ("store.prefix", raw.prefix.is_some()),
+        ("store.election_ttl_secs", raw.election_ttl_secs.is_some()),
+        ("store.request_timeout_ms", raw.request_timeout_ms.is_some()),
+        ("store.tls_ca", raw.tls_ca.is_some()),
+        ("store.tls_cert", raw.tls_cert.is_some()),
+        ("store.tls_key", raw.tls_key.is_some()),
+    ];
+    match kind {
+        None | Some(("raft", _)) => {
+            let endpoints = !raw.endpoints.is_empty() || !ov.etcd_endpoints.is_empty();
+            let endpoints = endpoints.then_some("store.endpoints");
+            for key in endpoints.into_iter().chain(etcd_keys.iter().filter(|(_, set)| *set).map(|(key, _)| *key)) {
+                cx.error(&Key::path(key), "only for the etcd store (`[store] kind = \"etcd\"`, or --store etcd)");
+            }
+            Some(Store::Raft)
+        }
+        Some(("etcd", _)) => {
+            let (endpoints, key) = if ov.etcd_endpoints.is_empty() {
+                (raw.endpoints.clone(), Key::path("store.endpoints"))
+            } else {
+                let split = ov.etcd_endpoints.iter().flat_map(|list| list.split(',')).map(str::trim);
+                (split.filter(|e| !e.is_empty()).map(str::to_string).collect(), Key::Flag(flag::ETCD_ENDPOINTS))
+            };
+            let mut ok = true;
+            if endpoints.is_empty() {
+                cx.error(&key, "the etcd store needs at least one endpoint (http://IP:2379)");
+                ok = false;
+            }
+            let tls = raw.tls_ca.is_some() || raw.tls_cert.is_some();
+            for endpoint in &endpoints {
+                let scheme_ok = match endpoint.split_once("://") {
+                    Some(("http", rest)) | Some(("https", rest)) => {
+                        rest.parse::<SocketAddr>().is_ok() || rest.contains(':')
+                    }
+                    _ => false,
+                };
+                if !scheme_ok {
+                    cx.error(&key, format!("`{endpoint}`: expected http://HOST:PORT or https://HOST:PORT"));
+                    ok = false;
+                } else if endpoint.starts_with("https://") != tls {
+                    let problem =
+                        if tls { "with TLS files every endpoint is https://" } else { "https:// needs [store] tls_ca" };
+                    cx.error(&key, format!("`{endpoint}`: {problem}"));
+                    ok = false;
+                }
+            }
+            let prefix = raw.prefix.clone().unwrap_or_else(|| crate::DEFAULT_STORE_PREFIX.to_string());
+            if !prefix.starts_with('/') || prefix.len() < 2 || prefix.ends_with('/') || prefix.contains("//") {
+                cx.error(
+                    &Key::path("store.prefix"),
+                    format!("`{prefix}`: a path such as /leasehold (a leading slash, no trailing one)"),
+                );
+                ok = false;
+            }
+            let election_ttl_secs = match raw.election_ttl_secs {
+                Some(secs) if !(1..=60).contains(&secs) => {
+                    cx.error(&Key::path("store.election_ttl_secs"), format!("{secs}: from 1 to 60 seconds"));
+                    ok = false;
+                    0
+                }
+                Some(secs) => secs,
+                None => crate::DEFAULT_ELECTION_TTL_SECS,
+            };
+            let request_timeout_ms = match raw.request_timeout_ms {
+                Some(ms) if !(100..=60_000).contains(&ms) => {
+                    cx.error(&Key::path("store.request_timeout_ms"), format!("{ms}: from 100 to 60000 ms"));
+                    ok = false;
+                    0
+                }
+                Some(ms) => ms,
+                None => crate::DEFAULT_STORE_REQUEST_TIMEOUT_MS,
+            };
+            let ca = file_path(cx, raw.tls_ca.as_deref().map(|p| (p, Key::path("store.tls_ca"))), "etcd CA");
+            let identity = (raw.tls_cert.is_some() || raw.tls_key.is_some())
+                .then(|| {
+                    all_or_none(
+                        cx,
+                        [
+                            raw.tls_cert.as_deref().map(|p| (p, Key::path("store.tls_cert"))),
+                            raw.tls_key.as_deref().map(|p| (p, Key::path("store.tls_key"))),
+                        ],
+                        ["store.tls_cert", "store.tls_key"],
+                        "etcd client certificate",
+                    )
+                })
+                .flatten();
+            if identity.is_some() && ca.is_none() {
+                cx.error(&Key::path("store.tls_ca"), "a client certificate needs the CA of the etcd servers too");
+                ok = false;
+            }
+            ok.then(|| {
+                Store::Etcd(EtcdStore {
+                    endpoints,
+                    prefix,
+                    election_ttl_secs,
+                    request_timeout_ms,
+                    tls_ca: ca,
+                    tls_identity: identity.map(|[cert, key]| (cert, key)),
+                })
+            })
+        }
+        Some((other, key)) => {
+            cx.error(&key, format!("`{other}`: expected `raft` or `etcd`"));
+            None
+        }
+    }
+}
+
 fn check_boot(cx: &mut Ctx<'_>, raw: &crate::raw::RawBoot, ov: &Overrides) -> Boot {
     let defaults = Boot::default();
     let root = overlay(ov.boot_root.as_deref(), flag::BOOT_ROOT, raw.root.as_deref(), "boot.root".into());

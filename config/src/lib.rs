@@ -423,7 +423,39 @@ pub struct Config {
     pub cluster: Cluster,
     pub admin: Admin,
     pub boot: Boot,
+    pub store: Store,
 }
+
+/// `[store]`: where the lease pool is kept (a restart-only setting).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Store {
+    /// The embedded Raft log in `data_dir`, replicated to `[cluster]` peers.
+    #[default]
+    Raft,
+    /// An external etcd cluster: every binding is one etcd transaction.
+    Etcd(EtcdStore),
+}
+
+/// `[store] kind = "etcd"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdStore {
+    /// Client URLs, never empty.
+    pub endpoints: Vec<String>,
+    /// Key prefix without a trailing slash, e.g. `/leasehold`.
+    pub prefix: String,
+    pub election_ttl_secs: u32,
+    pub request_timeout_ms: u32,
+    /// CA, certificate and key: the CA alone checks the server; with the pair the client proves itself.
+    pub tls_ca: Option<PathBuf>,
+    pub tls_identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// `[store] election_ttl_secs` when unset: a dead answering node is replaced within about this.
+pub const DEFAULT_ELECTION_TTL_SECS: u32 = 2;
+/// `[store] request_timeout_ms` when unset.
+pub const DEFAULT_STORE_REQUEST_TIMEOUT_MS: u32 = 2_000;
+/// `[store] prefix` when unset.
+pub const DEFAULT_STORE_PREFIX: &str = "/leasehold";
 
 /// `[boot]`: the boot files this node serves itself. With a `root`, every node serves it read-only
 /// over TFTP and HTTP, and replies that name no TFTP server (`[pxe] tftp_server`, `next_server`) name the
@@ -594,6 +626,8 @@ pub struct Overrides {
     pub admin_tls_cert: Option<String>,
     pub admin_tls_key: Option<String>,
     pub boot_root: Option<String>,
+    pub store: Option<String>,
+    pub etcd_endpoints: Vec<String>,
 }
 
 impl Config {

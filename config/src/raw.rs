@@ -49,6 +49,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub boot: RawBoot,
+    #[serde(default)]
+    pub store: RawStore,
 }
 
 /// `[boot]`: boot files this node serves itself over TFTP.
@@ -75,6 +77,26 @@ pub struct RawBoot {
     pub script: Vec<RawBootScript>,
     /// `[boot.menu]`: an iPXE menu.
     pub menu: Option<RawMenu>,
+}
+
+/// `[store]`: where the lease pool is kept.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `raft` (the embedded Raft log, the default) or `etcd`.
+    pub kind: Option<String>,
+    /// etcd client URLs (`http://IP:2379`, or `https://` with the TLS files).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// The key prefix everything of this pool lives under.
+    pub prefix: Option<String>,
+    /// TTL of the election lease: the longest a dead answering node goes unnoticed.
+    pub election_ttl_secs: Option<u32>,
+    /// The longest one etcd request (a transaction, a range read) may take.
+    pub request_timeout_ms: Option<u32>,
+    pub tls_ca: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 /// `[[boot.script]]`

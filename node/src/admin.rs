@@ -33,7 +33,10 @@ use crate::reload::{Reload, ReloadActor, ReloadError};
 
 struct AdminState {
     lease: Addr<LeaseActor>,
-    raft: Addr<RaftActor>,
+    /// The raft actor; `None` with the etcd store, which has no Raft group.
+    raft: Option<Addr<RaftActor>>,
+    /// The etcd store's view, with the etcd store.
+    store: Option<actix::Recipient<crate::store::GetStoreView>>,
     /// The peer transport, when this node has peers (its counters go into /metrics).
     transport: Option<Addr<Transport>>,
     reload: Addr<ReloadActor>,
@@ -104,7 +107,8 @@ async fn access_guard(
 /// (the member's digest differs from the leader's own; `null` where either is unknown).
 #[get("/v1/cluster")]
 async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
-    let (view, status) = match (state.raft.send(GetClusterView).await, state.lease.send(GetStatus).await) {
+    let Some(raft) = &state.raft else { return get_store_cluster(&state).await };
+    let (view, status) = match (raft.send(GetClusterView).await, state.lease.send(GetStatus).await) {
         (Ok(view), Ok(status)) => (view, status),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
@@ -176,21 +180,24 @@ struct AddNode {
 #[post("/v1/cluster/nodes")]
 async fn add_node(state: web::Data<AdminState>, body: web::Json<AddNode>) -> HttpResponse {
     let change = ChangeMembership { id: body.id, add: Some(body.addr), as_voter: body.voter };
-    membership(body.id, state.raft.send(change)).await
+    let Some(raft) = &state.raft else { return no_raft_group() };
+    membership(body.id, raft.send(change)).await
 }
 
 /// `DELETE /v1/cluster/nodes/{id}`: remove a voter or learner (leader only).
 #[delete("/v1/cluster/nodes/{id}")]
 async fn remove_node(state: web::Data<AdminState>, id: web::Path<u64>) -> HttpResponse {
     let id = id.into_inner();
-    membership(id, state.raft.send(ChangeMembership { id, add: None, as_voter: false })).await
+    let Some(raft) = &state.raft else { return no_raft_group() };
+    membership(id, raft.send(ChangeMembership { id, add: None, as_voter: false })).await
 }
 
 /// `POST /v1/cluster/nodes/{id}/promote`: make learner `id` a voter now (leader only).
 #[post("/v1/cluster/nodes/{id}/promote")]
 async fn promote_node(state: web::Data<AdminState>, id: web::Path<u64>) -> HttpResponse {
     let id = id.into_inner();
-    membership(id, state.raft.send(PromoteLearner { id })).await
+    let Some(raft) = &state.raft else { return no_raft_group() };
+    membership(id, raft.send(PromoteLearner { id })).await
 }
 
 async fn membership(
@@ -234,11 +241,12 @@ async fn transfer_leader(state: web::Data<AdminState>, body: web::Bytes) -> Http
         return error(StatusCode::BAD_REQUEST, "node ids are greater than 0");
     }
     let started = std::time::Instant::now();
-    let from = match state.raft.send(GetClusterView).await {
+    let Some(raft) = &state.raft else { return no_raft_group() };
+    let from = match raft.send(GetClusterView).await {
         Ok(view) => view.node_id,
         Err(e) => return unavailable(e),
     };
-    match state.raft.send(TransferLeader { to, timeout: state.transfer_timeout }).await {
+    match raft.send(TransferLeader { to, timeout: state.transfer_timeout }).await {
         Ok(Ok(leader)) => HttpResponse::Ok().json(serde_json::json!({
             "status": "transferred", "leader_id": leader, "previous_leader_id": from,
             "took_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -459,11 +467,12 @@ async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
         })),
         Ok(status) if status.leader_id.is_some() => {
             // Asked of the raft actor only where there is something to compare.
-            let mismatches = if status.is_leader && state.boot_root_digest.is_some() {
-                state.raft.send(GetClusterView).await.ok().and_then(|view| boot_root_mismatches(&view))
-            } else {
-                None
-            };
+            let mismatches =
+                if let (true, true, Some(raft)) = (status.is_leader, state.boot_root_digest.is_some(), &state.raft) {
+                    raft.send(GetClusterView).await.ok().and_then(|view| boot_root_mismatches(&view))
+                } else {
+                    None
+                };
             HttpResponse::Ok().json(serde_json::json!({
                 "status": "ok", "leader": status.answers_as_leader, "raft_leader": status.is_leader,
                 "leader_id": status.leader_id, "term": status.term, "config_digest": status.config_digest,
@@ -487,7 +496,15 @@ async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
                     render_peer_metrics(&stats, &mut text);
                 }
             }
-            let view = state.raft.send(GetClusterView).await.ok();
+            let view = match &state.raft {
+                Some(raft) => raft.send(GetClusterView).await.ok(),
+                None => None,
+            };
+            if let Some(store) = &state.store {
+                if let Ok(view) = store.send(crate::store::GetStoreView).await {
+                    view.render(&mut text);
+                }
+            }
             if let Some(view) = &view {
                 render_member_metrics(view, &mut text);
             }
@@ -671,17 +688,49 @@ pub struct AdminOptions {
     pub boot_root_digest: Option<crate::boot_digest::SharedDigest>,
 }
 
+/// 409 for the Raft membership endpoints with the etcd store.
+fn no_raft_group() -> HttpResponse {
+    error(
+        actix_web::http::StatusCode::CONFLICT,
+        "this node keeps its pool in etcd ([store] kind = \"etcd\"): there is no Raft group; nodes join by \
+         starting with the same [store], and the elected node changes when it stops",
+    )
+}
+
+/// `GET /v1/cluster` with the etcd store: the endpoints, the elected node, the watch revision and
+/// the transaction counters.
+async fn get_store_cluster(state: &AdminState) -> HttpResponse {
+    let Some(store) = &state.store else { return no_raft_group() };
+    match (store.send(crate::store::GetStoreView).await, state.lease.send(GetStatus).await) {
+        (Ok(view), Ok(status)) => HttpResponse::Ok().json(serde_json::json!({
+            "store": "etcd",
+            "node_id": status.node_id,
+            "leader_id": view.elected,
+            "answers_as_leader": status.answers_as_leader,
+            "etcd": view,
+            "applied_index": status.applied_index,
+            "leases": status.leases,
+            "config_digest": status.config_digest,
+            "cluster_config_digest": status.cluster_config_digest,
+            "config_mismatch": status.config_mismatch,
+        })),
+        (Err(e), _) | (_, Err(e)) => unavailable(e),
+    }
+}
+
 /// Bind the admin listener and return the server future (spawn it on the actix system).
 pub fn serve(
     options: AdminOptions,
     lease: Addr<LeaseActor>,
-    raft: Addr<RaftActor>,
+    raft: Option<Addr<RaftActor>>,
+    store: Option<actix::Recipient<crate::store::GetStoreView>>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let AdminOptions { listen, access, tls, transport, reload, transfer_timeout, tftp, http_boot, boot_root_digest } =
         options;
     let data = web::Data::new(AdminState {
         lease,
         raft,
+        store,
         transport,
         reload,
         transfer_timeout,

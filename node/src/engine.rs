@@ -1266,7 +1266,6 @@ impl Engine {
 
     /// Apply committed entries in log order and answer the clients whose proposals they carry.
     pub fn apply_committed(&mut self, entries: &[CommittedEntry], now_us: u64) -> Answers {
-        let now_ms = now_us / 1000;
         let mut answers = Answers::default();
         for entry in entries {
             if entry.changes_membership {
@@ -1307,21 +1306,82 @@ impl Engine {
             for (proposal, outcome) in entry.proposals.iter().zip(&outcomes) {
                 // Every node applies every entry: these counts agree across the cluster.
                 *self.applied_outcomes.entry((proposal.command.label(), outcome.label())).or_default() += 1;
-                if let Outcome::Bound(lease) | Outcome::Stale { in_force: Some(lease) } = outcome {
-                    // Another node's binding supersedes any offer we hold for the address.
-                    if self.offers.held_by_other(lease.ip, &lease.client, now_ms) {
-                        self.offers.remove_ip(lease.ip);
-                    }
-                }
-                if let Some(admin) = self.applied_admin(&proposal.tag, &proposal.command, outcome) {
-                    answers.admin.push(admin);
-                    continue;
-                }
-                let Some(pending) = self.pending.remove(&proposal.tag) else { continue };
-                answers.commit_latencies_us.push(now_us.saturating_sub(pending.proposed_at_us));
-                self.answer(&pending.request, &pending.scope, &proposal.command, outcome, now_ms, &mut answers);
+                self.answer_applied(proposal, outcome, now_us, &mut answers);
             }
         }
+        answers
+    }
+
+    /// The outcome of `proposal` is in the table: drop offers it supersedes, answer the client or
+    /// admin request waiting on it (if this node proposed it).
+    fn answer_applied(&mut self, proposal: &Proposal, outcome: &Outcome, now_us: u64, answers: &mut Answers) {
+        let now_ms = now_us / 1000;
+        if let Outcome::Bound(lease) | Outcome::Stale { in_force: Some(lease) } = outcome {
+            // Another node's binding supersedes any offer we hold for the address.
+            if self.offers.held_by_other(lease.ip, &lease.client, now_ms) {
+                self.offers.remove_ip(lease.ip);
+            }
+        }
+        if let Some(admin) = self.applied_admin(&proposal.tag, &proposal.command, outcome) {
+            answers.admin.push(admin);
+            return;
+        }
+        let Some(pending) = self.pending.remove(&proposal.tag) else { return };
+        answers.commit_latencies_us.push(now_us.saturating_sub(pending.proposed_at_us));
+        self.answer(&pending.request, &pending.scope, &proposal.command, outcome, now_ms, answers);
+    }
+
+    /// A store that writes decided changes (etcd): what `proposal` does on the table as it is now
+    /// (`LeaseTable::decide`), its records stamped when they are applied.
+    pub fn decide(&self, proposal: &Proposal) -> leasehold_cluster::lease::Decided {
+        self.table.decide(self.table.applied_index(), proposal.tag.node_id, &proposal.command)
+    }
+
+    /// Changes a store delivered at `revision` (its watch), in order: into the table and the
+    /// indexes derived from it.
+    pub fn apply_store_changes(&mut self, revision: u64, changes: Vec<leasehold_cluster::lease::Change>, now_us: u64) {
+        use leasehold_cluster::lease::Change;
+        let now_ms = now_us / 1000;
+        let reservations = changes.iter().any(|c| matches!(c, Change::Reserve(_) | Change::Unreserve(_)));
+        let parameters = changes.iter().any(|c| matches!(c, Change::Parameters(_)));
+        let bound: Vec<(Ipv4Addr, ClientKey)> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Put(lease) => Some((lease.ip, lease.client.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut touched = Vec::new();
+        self.table.apply_changes(revision, changes, &mut touched);
+        if reservations {
+            self.api_reservations = reservations::reservation_view(&self.table);
+        }
+        if parameters {
+            self.indexes = self.config.pools.iter().map(|pool| allocator::PoolIndex::new(pool, &self.table)).collect();
+        } else {
+            for ip in touched {
+                for index in &mut self.indexes {
+                    index.refresh(ip, &self.table);
+                }
+            }
+        }
+        for (ip, client) in bound {
+            // Another node's binding supersedes any offer we hold for the address.
+            if self.offers.held_by_other(ip, &client, now_ms) {
+                self.offers.remove_ip(ip);
+            }
+        }
+    }
+
+    /// A decided proposal is in the table (its changes applied at `revision`, or it changed
+    /// nothing): answer whoever waits on it.
+    pub fn answer_decided(&mut self, revision: u64, proposal: &Proposal, mut outcome: Outcome, now_us: u64) -> Answers {
+        if let Outcome::Bound(lease) = &mut outcome {
+            lease.changed_at_index = revision;
+        }
+        *self.applied_outcomes.entry((proposal.command.label(), outcome.label())).or_default() += 1;
+        let mut answers = Answers::default();
+        self.answer_applied(proposal, &outcome, now_us, &mut answers);
         answers
     }
 

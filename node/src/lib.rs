@@ -11,5 +11,6 @@ pub mod logging;
 pub mod metrics;
 pub mod reload;
 pub mod serve;
+pub mod store;
 pub mod tftp;
 pub mod wire;

@@ -263,6 +263,12 @@ struct ServeArgs {
     /// then name this node.
     #[arg(long)]
     boot_root: Option<String>,
+    /// Where the lease pool is kept ([store] kind): `raft` (the embedded log, the default) or `etcd`.
+    #[arg(long, value_name = "KIND")]
+    store: Option<String>,
+    /// The etcd store's client URLs ([store] endpoints): http://IP:2379[,http://IP:2379…].
+    #[arg(long, value_name = "URLS")]
+    etcd_endpoints: Vec<String>,
     /// Testing only: shift this node's clock by this many milliseconds.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
@@ -298,6 +304,8 @@ impl ServeArgs {
             admin_tls_cert: self.admin_tls_cert.clone(),
             admin_tls_key: self.admin_tls_key.clone(),
             boot_root: self.boot_root.clone(),
+            store: self.store.clone(),
+            etcd_endpoints: self.etcd_endpoints.clone(),
         }
     }
 }
@@ -322,6 +330,14 @@ fn main() -> ExitCode {
                     config.pools.len(),
                     config.reservations.len()
                 );
+                match leasehold_node::serve::check_store(&config) {
+                    Ok(Some(reachable)) => println!("{}: {reachable}", file.display()),
+                    Ok(None) => {}
+                    Err(problem) => {
+                        eprintln!("{}: [store]: {problem}", file.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {

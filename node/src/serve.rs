@@ -17,7 +17,7 @@ use leasehold_cluster::transport::{self, TransportConfig, MIN_SECRET_BYTES};
 use leasehold_config::Config;
 use slog::{error, info, o, warn, Logger};
 
-use crate::actors::lease::{ConnectParser, LeaseActor};
+use crate::actors::lease::{ConnectParser, LeaseActor, Replication};
 use crate::actors::parser::{Connect, ParserActor};
 use crate::actors::socket::{open_socket, SocketActor};
 use crate::actors::Clock;
@@ -51,6 +51,8 @@ pub enum ServeError {
     Tls { what: &'static str, source: leasehold_cluster::ClusterError },
     #[error("admin token file {path}: {problem}")]
     AdminToken { path: String, problem: String },
+    #[error("[store] kind = \"etcd\": {0}")]
+    Store(String),
 }
 
 /// Peer messages queued per peer at most; more are dropped (Raft retransmits).
@@ -75,8 +77,301 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
     let limits = config.limits.clone();
     let grace_ms = limits.expiry_grace_secs * 1000;
 
+    if let leasehold_config::Store::Etcd(_) = &config.store {
+        if !cfg!(feature = "etcd") {
+            return Err(ServeError::Store("this build has no etcd store (build with --features etcd)".into()));
+        }
+    }
+    let raft_parts = match &config.store {
+        leasehold_config::Store::Raft => Some(open_raft(&config, grace_ms, &log)?),
+        leasehold_config::Store::Etcd(_) => None,
+    };
+    let table = match &raft_parts {
+        Some(parts) => parts.table.clone(),
+        None => leasehold_cluster::LeaseTable::new(grace_ms, limits.max_leases),
+    };
+    // The admin API's token and certificate, read before anything listens.
+    let token = match &config.admin.token_file {
+        Some(path) => Some(
+            AdminToken::read(path)
+                .map_err(|problem| ServeError::AdminToken { path: path.display().to_string(), problem })?,
+        ),
+        None => None,
+    };
+    let access = AccessPolicy::new(token, config.admin.protect_reads, config.admin_listen);
+    if access.refuses_tokenless_writes() {
+        warn!(log, "the admin API listens on a non-loopback address without a token: admin writes are refused";
+            "admin" => %config.admin_listen, "fix" => "[admin] token_file or --admin-token-file");
+    }
+    let admin_tls = match &config.admin.tls {
+        Some(files) => Some(
+            crate::admin::tls_config(&files.cert_file, &files.key_file)
+                .map_err(|source| ServeError::Tls { what: "admin TLS (admin.tls_*)", source })?,
+        ),
+        None => None,
+    };
+    // The boot files this node serves (TFTP), started before anything answers clients: a root that
+    // cannot be served stops the node here, with the reason.
+    // The lease actor, once it runs, for the TFTP server's per-machine scripts.
+    let tftp_lease = Arc::new(std::sync::OnceLock::new());
+    // `[boot]` as both boot file servers read it (scripts, menu).
+    let boot = Arc::new(config.boot.clone());
+    let tftp_metrics = match &config.boot.root {
+        Some(root) => {
+            let metrics = Arc::new(crate::tftp::TftpMetrics::default());
+            let scripts =
+                crate::tftp::Scripts { boot: boot.clone(), lease: tftp_lease.clone(), server: config.server_ip };
+            crate::tftp::start(&config.boot, root, scripts, metrics.clone(), log.new(o!("actor" => "tftp")))
+                .map_err(|source| ServeError::Tftp { listen: config.boot.tftp_listen, source })?;
+            Some(metrics)
+        }
+        None => None,
+    };
+    info!(log, "lease table loaded"; "leases" => table.len(), "applied_index" => table.applied_index(),
+        "data_dir" => %config.data_dir.display(), "fsync" => config.fsync);
+
+    let system = System::new();
+    let result: Result<(), ServeError> = system.block_on(async {
+        let metrics = Arc::new(Metrics::default());
+        let node_id = config.cluster.node_id;
+        let incarnation = clock.now_us();
+        let mut sockets = Vec::with_capacity(config.interfaces.len());
+        for interface in &config.interfaces {
+            let socket = open_socket(interface.name.as_deref(), config.server_port)
+                .map_err(|source| ServeError::Socket { port: config.server_port, source })?;
+            sockets.push(socket);
+        }
+
+        let raft_arbiter = Arbiter::new();
+        let lease_log = log.new(o!("actor" => "lease"));
+        let raft_log = log.new(o!("actor" => "raft"));
+        let tick = Duration::from_millis(config.cluster.tick_ms);
+        let replay_until = raft_parts.as_ref().map_or(0, |parts| parts.replay_until);
+        let engine = Engine::new(config.clone(), table, node_id, incarnation).with_replay_until(replay_until);
+        let mut raft_addr = None;
+        let mut store_view: Option<Recipient<crate::store::GetStoreView>> = None;
+        let (replica, addresses, peer_links) = match raft_parts {
+            Some(parts) => (Some(parts.replica), parts.known_peers, parts.peer_links),
+            None => (None, Default::default(), None),
+        };
+        let lease = LeaseActor::create(|ctx| {
+            let me = ctx.address();
+            let (state_machine, status) = (me.clone().recipient(), me.clone().recipient());
+            let replication = match replica {
+                Some(replica) => {
+                    let raft = RaftActor::start_in_arbiter(&raft_arbiter.handle(), move |_| {
+                        RaftActor::new(replica, state_machine, status, tick, raft_log).with_addresses(addresses)
+                    });
+                    raft_addr = Some(raft.clone());
+                    Replication::Raft { propose: raft.clone().recipient(), snapshot: raft.recipient() }
+                }
+                None => {
+                    let (transact, view) = start_store(&config, node_id, me.clone(), &raft_arbiter, &log);
+                    store_view = view;
+                    Replication::Store(transact)
+                }
+            };
+            LeaseActor::new(
+                engine,
+                replication,
+                node_id,
+                clock,
+                limits.mailbox_capacity,
+                metrics.clone(),
+                lease_log,
+            )
+        });
+        let _ = tftp_lease.set(lease.clone());
+        let parser =
+            ParserActor::new(lease.clone(), limits.max_frame_bytes, limits.mailbox_capacity, metrics.clone()).start();
+        let sockets = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(index, socket)| {
+                let name = config.interfaces[index].name.clone().unwrap_or_else(|| "*".into());
+                SocketActor::new(
+                    socket,
+                    index,
+                    parser.clone(),
+                    config.server_port,
+                    config.client_port,
+                    limits.max_frame_bytes,
+                    metrics.clone(),
+                    log.new(o!("actor" => "socket", "interface" => name)),
+                )
+                .start()
+            })
+            .collect();
+        parser.do_send(Connect(sockets));
+        lease.do_send(ConnectParser(parser));
+        let raft = raft_addr;
+        // The digest of the boot root, on a thread of its own: reported to the leader through the
+        // raft actor, and shown by the admin API. (The etcd store has no reports to carry it.)
+        let boot_root_digest = match (&config.boot.root, &raft) {
+            (Some(root), Some(raft)) => {
+                let shared = crate::boot_digest::SharedDigest::default();
+                let interval = Duration::from_secs(config.boot.digest_interval_secs.into());
+                let digest_log = log.new(o!("actor" => "boot-digest"));
+                crate::boot_digest::start(root, interval, shared.clone(), raft.clone().recipient(), digest_log)
+                    .map_err(ServeError::Runtime)?;
+                Some(shared)
+            }
+            _ => None,
+        };
+        // The peer transport (TCP, HMAC, frame coding) runs on a thread of its own, off the DHCP
+        // actors' thread: appends and their responses never wait behind packets.
+        let transport_arbiter = Arbiter::new();
+        let mut transport_addr = None;
+        if let (Some(links), Some(raft)) = (peer_links, &raft) {
+            let listen = links.listen;
+            let (started, result) = tokio::sync::oneshot::channel();
+            let (inbound, transport_log) = (raft.clone().recipient(), log.clone());
+            transport_arbiter.spawn(async move {
+                let _ = started.send(transport::start(links, inbound, transport_log));
+            });
+            let transport = result
+                .await
+                .map_err(|_| ServeError::Runtime(std::io::Error::other("peer transport thread did not start")))?
+                .map_err(|source| ServeError::Transport { listen, source })?;
+            raft.do_send(ConnectPeers(transport.clone().recipient(), transport.clone().recipient()));
+            transport_addr = Some(transport);
+        }
+
+        let mut reload = ReloadActor::new(source, config.clone(), lease.clone(), log.new(o!("actor" => "reload")));
+        if let Some(raft) = &raft {
+            reload = reload.with_raft(raft.clone().recipient());
+        }
+        let reload = reload.start();
+        // SIGHUP re-reads the config file (as dnsmasq and most daemons do); its outcome is logged.
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(ServeError::Runtime)?;
+        let on_hangup = reload.clone();
+        actix::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let _ = on_hangup.send(Reload { by: "SIGHUP" }).await;
+            }
+        });
+        let admin_https = admin_tls.is_some();
+        let transfer_timeout = Duration::from_millis(config.cluster.transfer_timeout_ms);
+        // The same boot files over HTTP, on a listener of their own.
+        let http_boot_metrics = match &config.boot.root {
+            Some(root) => {
+                let metrics = Arc::new(crate::boot_http::HttpBootMetrics::default());
+                let server = crate::boot_http::serve(
+                    boot.clone(),
+                    root,
+                    lease.clone(),
+                    metrics.clone(),
+                    log.new(o!("actor" => "http-boot")),
+                )
+                .map_err(|source| ServeError::HttpBoot { listen: config.boot.http_listen, source })?;
+                actix::spawn(server);
+                Some(metrics)
+            }
+            None => None,
+        };
+        let options = AdminOptions {
+            listen: config.admin_listen,
+            access,
+            tls: admin_tls,
+            transport: transport_addr,
+            reload,
+            transfer_timeout,
+            tftp: tftp_metrics,
+            http_boot: http_boot_metrics,
+            boot_root_digest,
+        };
+        let admin = crate::admin::serve(options, lease.clone(), raft.clone(), store_view)
+            .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
+        let admin_handle = admin.handle();
+        actix::spawn(admin);
+        let interfaces: Vec<String> =
+            config.interfaces.iter().map(|i| format!("{}={}", i.name.as_deref().unwrap_or("*"), i.server_ip)).collect();
+        info!(log, "serving"; "interfaces" => interfaces.join(","),
+            "server_ip" => %config.server_ip, "port" => config.server_port, "admin" => %config.admin_listen, "admin_https" => admin_https,
+            "pools" => config.pools.len(), "node_id" => node_id);
+
+        wait_for_shutdown_signal().await.map_err(ServeError::Runtime)?;
+        if let Some(raft) = &raft {
+            hand_over_before_exit(raft, transfer_timeout, &log).await;
+        }
+        // One round trip through the lease actor's mailbox: the bindings committed before the handover
+        // are applied and their ACKs handed to the parser before the actors stop.
+        let _ = lease.send(crate::actors::lease::GetStatus).await;
+        info!(log, "shutting down");
+        admin_handle.stop(true).await;
+        raft_arbiter.stop();
+        transport_arbiter.stop();
+        Ok(())
+    });
+    if let Err(e) = &result {
+        error!(log, "serve failed"; "error" => %e);
+    }
+    result
+}
+
+/// Start the etcd store on `arbiter`'s thread: where the lease actor's decided writes go, and its
+/// view for the admin API.
+#[cfg(feature = "etcd")]
+fn start_store(
+    config: &Config,
+    node_id: u64,
+    lease: Addr<LeaseActor>,
+    arbiter: &Arbiter,
+    log: &Logger,
+) -> (Recipient<crate::store::Transact>, Option<Recipient<crate::store::GetStoreView>>) {
+    let leasehold_config::Store::Etcd(etcd) = config.store.clone() else {
+        unreachable!("start_store is called for the etcd store only")
+    };
+    let member = serde_json::json!({"server_ip": config.server_ip, "admin": config.admin_listen}).to_string();
+    let log = log.new(o!("actor" => "etcd"));
+    let store = crate::store::etcd::EtcdStore::start_in_arbiter(&arbiter.handle(), move |_| {
+        crate::store::etcd::EtcdStore::new(etcd, node_id, member, lease.clone().recipient(), lease.recipient(), log)
+    });
+    (store.clone().recipient(), Some(store.recipient()))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn start_store(
+    _: &Config,
+    _: u64,
+    _: Addr<LeaseActor>,
+    _: &Arbiter,
+    _: &Logger,
+) -> (Recipient<crate::store::Transact>, Option<Recipient<crate::store::GetStoreView>>) {
+    unreachable!("run refuses the etcd store in a build without it")
+}
+
+/// `check-config` with the etcd store: are the endpoints reachable and the prefix usable? `None`
+/// with the Raft store.
+pub fn check_store(config: &Config) -> Result<Option<String>, String> {
+    let leasehold_config::Store::Etcd(etcd) = &config.store else { return Ok(None) };
+    #[cfg(feature = "etcd")]
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(crate::store::etcd::check_reachable(etcd)).map(Some)
+    }
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = etcd;
+        Err("this build has no etcd store (build with --features etcd)".into())
+    }
+}
+
+/// The Raft store, opened before anything listens: the durable log, the table its snapshot and
+/// log give, the replica, and the peer links.
+struct RaftParts {
+    table: leasehold_cluster::LeaseTable,
+    replica: Replica<leasehold_cluster::storage::LogStore>,
+    replay_until: u64,
+    known_peers: std::collections::BTreeMap<u64, std::net::SocketAddr>,
+    peer_links: Option<TransportConfig>,
+}
+
+fn open_raft(config: &Config, grace_ms: u64, log: &Logger) -> Result<RaftParts, ServeError> {
+    let limits = &config.limits;
     let (store, table) =
-        leasehold_cluster::actor::open(&config.data_dir, config.fsync, grace_ms, limits.max_leases, &log)?;
+        leasehold_cluster::actor::open(&config.data_dir, config.fsync, grace_ms, limits.max_leases, log)?;
     // Members added through the log since this node was configured: their addresses come from the
     // table (replicated with the membership change), so the `--peer` list need not name them. An
     // address the config gives wins.
@@ -139,209 +434,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
     } else {
         None
     };
-    // The admin API's token and certificate, read before anything listens.
-    let token = match &config.admin.token_file {
-        Some(path) => Some(
-            AdminToken::read(path)
-                .map_err(|problem| ServeError::AdminToken { path: path.display().to_string(), problem })?,
-        ),
-        None => None,
-    };
-    let access = AccessPolicy::new(token, config.admin.protect_reads, config.admin_listen);
-    if access.refuses_tokenless_writes() {
-        warn!(log, "the admin API listens on a non-loopback address without a token: admin writes are refused";
-            "admin" => %config.admin_listen, "fix" => "[admin] token_file or --admin-token-file");
-    }
-    let admin_tls = match &config.admin.tls {
-        Some(files) => Some(
-            crate::admin::tls_config(&files.cert_file, &files.key_file)
-                .map_err(|source| ServeError::Tls { what: "admin TLS (admin.tls_*)", source })?,
-        ),
-        None => None,
-    };
-    // The boot files this node serves (TFTP), started before anything answers clients: a root that
-    // cannot be served stops the node here, with the reason.
-    // The lease actor, once it runs, for the TFTP server's per-machine scripts.
-    let tftp_lease = Arc::new(std::sync::OnceLock::new());
-    // `[boot]` as both boot file servers read it (scripts, menu).
-    let boot = Arc::new(config.boot.clone());
-    let tftp_metrics = match &config.boot.root {
-        Some(root) => {
-            let metrics = Arc::new(crate::tftp::TftpMetrics::default());
-            let scripts =
-                crate::tftp::Scripts { boot: boot.clone(), lease: tftp_lease.clone(), server: config.server_ip };
-            crate::tftp::start(&config.boot, root, scripts, metrics.clone(), log.new(o!("actor" => "tftp")))
-                .map_err(|source| ServeError::Tftp { listen: config.boot.tftp_listen, source })?;
-            Some(metrics)
-        }
-        None => None,
-    };
-    info!(log, "lease table loaded"; "leases" => table.len(), "applied_index" => table.applied_index(),
-        "data_dir" => %config.data_dir.display(), "fsync" => config.fsync);
-
-    let system = System::new();
-    let result: Result<(), ServeError> = system.block_on(async {
-        let metrics = Arc::new(Metrics::default());
-        let node_id = config.cluster.node_id;
-        let incarnation = clock.now_us();
-        let mut sockets = Vec::with_capacity(config.interfaces.len());
-        for interface in &config.interfaces {
-            let socket = open_socket(interface.name.as_deref(), config.server_port)
-                .map_err(|source| ServeError::Socket { port: config.server_port, source })?;
-            sockets.push(socket);
-        }
-
-        let raft_arbiter = Arbiter::new();
-        let lease_log = log.new(o!("actor" => "lease"));
-        let raft_log = log.new(o!("actor" => "raft"));
-        let tick = Duration::from_millis(config.cluster.tick_ms);
-        let engine = Engine::new(config.clone(), table, node_id, incarnation).with_replay_until(replay_until);
-        let mut raft_addr = None;
-        let addresses = known_peers.clone();
-        let lease = LeaseActor::create(|ctx| {
-            let me = ctx.address();
-            let (state_machine, status) = (me.clone().recipient(), me.recipient());
-            let raft = RaftActor::start_in_arbiter(&raft_arbiter.handle(), move |_| {
-                RaftActor::new(replica, state_machine, status, tick, raft_log).with_addresses(addresses)
-            });
-            raft_addr = Some(raft.clone());
-            LeaseActor::new(
-                engine,
-                raft.clone().recipient(),
-                raft.recipient(),
-                node_id,
-                clock,
-                limits.mailbox_capacity,
-                metrics.clone(),
-                lease_log,
-            )
-        });
-        let _ = tftp_lease.set(lease.clone());
-        let parser =
-            ParserActor::new(lease.clone(), limits.max_frame_bytes, limits.mailbox_capacity, metrics.clone()).start();
-        let sockets = sockets
-            .into_iter()
-            .enumerate()
-            .map(|(index, socket)| {
-                let name = config.interfaces[index].name.clone().unwrap_or_else(|| "*".into());
-                SocketActor::new(
-                    socket,
-                    index,
-                    parser.clone(),
-                    config.server_port,
-                    config.client_port,
-                    limits.max_frame_bytes,
-                    metrics.clone(),
-                    log.new(o!("actor" => "socket", "interface" => name)),
-                )
-                .start()
-            })
-            .collect();
-        parser.do_send(Connect(sockets));
-        lease.do_send(ConnectParser(parser));
-        let Some(raft) = raft_addr else {
-            return Err(ServeError::Runtime(std::io::Error::other("raft actor did not start")));
-        };
-        // The digest of the boot root, on a thread of its own: reported to the leader through the
-        // raft actor, and shown by the admin API.
-        let boot_root_digest = match &config.boot.root {
-            Some(root) => {
-                let shared = crate::boot_digest::SharedDigest::default();
-                let interval = Duration::from_secs(config.boot.digest_interval_secs.into());
-                let digest_log = log.new(o!("actor" => "boot-digest"));
-                crate::boot_digest::start(root, interval, shared.clone(), raft.clone().recipient(), digest_log)
-                    .map_err(ServeError::Runtime)?;
-                Some(shared)
-            }
-            None => None,
-        };
-        // The peer transport (TCP, HMAC, frame coding) runs on a thread of its own, off the DHCP
-        // actors' thread: appends and their responses never wait behind packets.
-        let transport_arbiter = Arbiter::new();
-        let mut transport_addr = None;
-        if let Some(links) = peer_links {
-            let listen = links.listen;
-            let (started, result) = tokio::sync::oneshot::channel();
-            let (inbound, transport_log) = (raft.clone().recipient(), log.clone());
-            transport_arbiter.spawn(async move {
-                let _ = started.send(transport::start(links, inbound, transport_log));
-            });
-            let transport = result
-                .await
-                .map_err(|_| ServeError::Runtime(std::io::Error::other("peer transport thread did not start")))?
-                .map_err(|source| ServeError::Transport { listen, source })?;
-            raft.do_send(ConnectPeers(transport.clone().recipient(), transport.clone().recipient()));
-            transport_addr = Some(transport);
-        }
-
-        let reload =
-            ReloadActor::new(source, config.clone(), lease.clone(), log.new(o!("actor" => "reload")))
-                .with_raft(raft.clone().recipient())
-                .start();
-        // SIGHUP re-reads the config file (as dnsmasq and most daemons do); its outcome is logged.
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(ServeError::Runtime)?;
-        let on_hangup = reload.clone();
-        actix::spawn(async move {
-            while hangup.recv().await.is_some() {
-                let _ = on_hangup.send(Reload { by: "SIGHUP" }).await;
-            }
-        });
-        let admin_https = admin_tls.is_some();
-        let transfer_timeout = Duration::from_millis(config.cluster.transfer_timeout_ms);
-        // The same boot files over HTTP, on a listener of their own.
-        let http_boot_metrics = match &config.boot.root {
-            Some(root) => {
-                let metrics = Arc::new(crate::boot_http::HttpBootMetrics::default());
-                let server = crate::boot_http::serve(
-                    boot.clone(),
-                    root,
-                    lease.clone(),
-                    metrics.clone(),
-                    log.new(o!("actor" => "http-boot")),
-                )
-                .map_err(|source| ServeError::HttpBoot { listen: config.boot.http_listen, source })?;
-                actix::spawn(server);
-                Some(metrics)
-            }
-            None => None,
-        };
-        let options = AdminOptions {
-            listen: config.admin_listen,
-            access,
-            tls: admin_tls,
-            transport: transport_addr,
-            reload,
-            transfer_timeout,
-            tftp: tftp_metrics,
-            http_boot: http_boot_metrics,
-            boot_root_digest,
-        };
-        let admin = crate::admin::serve(options, lease.clone(), raft.clone())
-            .map_err(|source| ServeError::Admin { listen: config.admin_listen, source })?;
-        let admin_handle = admin.handle();
-        actix::spawn(admin);
-        let interfaces: Vec<String> =
-            config.interfaces.iter().map(|i| format!("{}={}", i.name.as_deref().unwrap_or("*"), i.server_ip)).collect();
-        info!(log, "serving"; "interfaces" => interfaces.join(","),
-            "server_ip" => %config.server_ip, "port" => config.server_port, "admin" => %config.admin_listen, "admin_https" => admin_https,
-            "pools" => config.pools.len(), "node_id" => node_id);
-
-        wait_for_shutdown_signal().await.map_err(ServeError::Runtime)?;
-        hand_over_before_exit(&raft, transfer_timeout, &log).await;
-        // One round trip through the lease actor's mailbox: the bindings committed before the handover
-        // are applied and their ACKs handed to the parser before the actors stop.
-        let _ = lease.send(crate::actors::lease::GetStatus).await;
-        info!(log, "shutting down");
-        admin_handle.stop(true).await;
-        raft_arbiter.stop();
-        transport_arbiter.stop();
-        Ok(())
-    });
-    if let Err(e) = &result {
-        error!(log, "serve failed"; "error" => %e);
-    }
-    result
+    Ok(RaftParts { table, replica, replay_until, known_peers, peer_links })
 }
 
 /// SIGTERM/SIGINT on the leader: hand leadership to the most up-to-date follower (the lease given up

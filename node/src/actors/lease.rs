@@ -155,11 +155,22 @@ pub struct DeleteReservation(pub [u8; 6]);
 #[rtype(result = "String")]
 pub struct RenderMetrics;
 
+/// Where the lease actor's proposals go.
+pub enum Replication {
+    /// To the raft actor, as commands; committed entries come back (`ToStateMachine`), and
+    /// snapshots of the table go to it.
+    Raft { propose: Recipient<Propose>, snapshot: Recipient<SnapshotTaken> },
+    /// To a store that writes the changes this node decided (etcd, `store::etcd`); every node's
+    /// changes come back as `StoreMail`.
+    Store(Recipient<crate::store::Transact>),
+}
+
 pub struct LeaseActor {
     engine: Engine,
     parser: Option<Addr<ParserActor>>,
-    raft_propose: Recipient<Propose>,
-    raft_snapshot: Recipient<SnapshotTaken>,
+    replication: Replication,
+    /// The etcd store's key layout (`[store] prefix`), for the writes this node decides.
+    store_keys: crate::store::etcd_keys::Keys,
     batch: Vec<Proposal>,
     /// A `FlushProposals` is in the mailbox or on a timer.
     flush_scheduled: bool,
@@ -215,7 +226,8 @@ impl LeaseActor {
         let Some(part) = state_machine::snapshot_slice(&mut self.engine, SNAPSHOT_SLICE_RECORDS) else { return };
         if let Some(encoder) = part.begun {
             let (sender, parts) = std::sync::mpsc::channel();
-            let (raft_snapshot, log) = (self.raft_snapshot.clone(), self.log.clone());
+            let Replication::Raft { snapshot, .. } = &self.replication else { return };
+            let (raft_snapshot, log) = (snapshot.clone(), self.log.clone());
             let writer = move || run_snapshot_writer(encoder, parts, raft_snapshot, log);
             self.snapshot_writer = match std::thread::Builder::new().name("snapshot".into()).spawn(writer) {
                 Ok(_) => Some(sender),
@@ -275,8 +287,7 @@ impl LeaseActor {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         engine: Engine,
-        raft_propose: Recipient<Propose>,
-        raft_snapshot: Recipient<SnapshotTaken>,
+        replication: Replication,
         node_id: u64,
         clock: Clock,
         mailbox_capacity: usize,
@@ -286,11 +297,15 @@ impl LeaseActor {
         let status =
             RaftStatus { node_id, term: 0, leader_id: None, is_leader: false, lease_until_us: None, commit_index: 0 };
         let group_commit_window = Duration::from_micros(engine.config().limits.group_commit_window_us);
+        let store_keys = crate::store::etcd_keys::Keys::new(match &engine.config().store {
+            leasehold_config::Store::Etcd(etcd) => &etcd.prefix,
+            leasehold_config::Store::Raft => leasehold_config::DEFAULT_STORE_PREFIX,
+        });
         LeaseActor {
             engine,
             parser: None,
-            raft_propose,
-            raft_snapshot,
+            store_keys,
+            replication,
             batch: Vec::new(),
             flush_scheduled: false,
             last_flush: None,
@@ -305,6 +320,25 @@ impl LeaseActor {
             terms_seen: 0,
             leader_changes: 0,
             log,
+        }
+    }
+
+    /// Log and send the replies, log the silent decisions and answer the admin requests of `applied`.
+    fn send_answers(&mut self, applied: state_machine::Applied) {
+        for us in &applied.commit_latencies_us {
+            self.metrics.commit_latency_us(*us);
+        }
+        for decision in &applied.silent {
+            self.log_decision(decision, None);
+        }
+        for reply in applied.replies {
+            self.log_decision(&reply.decision, reply.outgoing.reply.message.as_deref());
+            self.send(reply.outgoing);
+        }
+        for (tag, result) in applied.admin {
+            if let Some(waiter) = self.admin_waiters.remove(&tag) {
+                let _ = waiter.send(result);
+            }
         }
     }
 
@@ -417,8 +451,63 @@ impl Handler<FlushProposals> for LeaseActor {
         self.last_flush = Some(Instant::now());
         let batch = std::mem::take(&mut self.batch);
         self.metrics.proposed(batch.len());
-        // Unbounded on purpose: the engine bounds proposals in flight (max_inflight_proposals).
-        self.raft_propose.do_send(Propose(batch));
+        match &self.replication {
+            // Unbounded on purpose: the engine bounds proposals in flight (max_inflight_proposals).
+            Replication::Raft { propose, .. } => propose.do_send(Propose(batch)),
+            Replication::Store(store) => {
+                let store = store.clone();
+                // Decided here, on the table as the store last delivered it; what changes nothing
+                // is answered at once, the rest written (one transaction each).
+                let now_us = self.clock.now_us();
+                let mut writes = Vec::new();
+                for proposal in batch {
+                    let decided = self.engine.decide(&proposal);
+                    if decided.changes.is_empty() {
+                        let revision = self.engine.table().applied_index();
+                        let answers = self.engine.answer_decided(revision, &proposal, decided.outcome, now_us);
+                        self.send_answers(state_machine::applied_of(answers, revision));
+                    } else {
+                        let write = self.store_keys.plan(self.engine.table(), &decided.changes);
+                        writes.push(crate::store::Decided { proposal, outcome: decided.outcome, write });
+                    }
+                }
+                if !writes.is_empty() {
+                    store.do_send(crate::store::Transact(writes));
+                }
+            }
+        }
+    }
+}
+
+impl Handler<crate::store::StoreMail> for LeaseActor {
+    type Result = ();
+
+    fn handle(&mut self, mail: crate::store::StoreMail, _: &mut Self::Context) {
+        use crate::store::StoreMail;
+        let now_us = self.clock.now_us();
+        match mail {
+            StoreMail::Reset(table) => {
+                info!(self.log, "lease table loaded from the store"; "revision" => table.applied_index(),
+                    "leases" => table.len());
+                self.engine.restore(*table);
+            }
+            StoreMail::Changes { revision, changes } => self.engine.apply_store_changes(revision, changes, now_us),
+            StoreMail::Committed { revision, proposal, outcome } => {
+                let answers = self.engine.answer_decided(revision, &proposal, outcome, now_us);
+                self.send_answers(state_machine::applied_of(answers, revision));
+            }
+            StoreMail::Rejected(tags) => {
+                let applied = state_machine::on_raft_mail(
+                    &mut self.engine,
+                    leasehold_cluster::ToStateMachine::Rejected(tags),
+                    now_us,
+                    |_, _| {},
+                );
+                if let Ok(applied) = applied {
+                    self.send_answers(applied);
+                }
+            }
+        }
     }
 }
 
@@ -450,27 +539,14 @@ impl Handler<ToStateMachine> for LeaseActor {
                 std::process::exit(1);
             }
         };
-        for us in &applied.commit_latencies_us {
-            self.metrics.commit_latency_us(*us);
-        }
-        for decision in &applied.silent {
-            self.log_decision(decision, None);
-        }
-        for reply in applied.replies {
-            self.log_decision(&reply.decision, reply.outgoing.reply.message.as_deref());
-            self.send(reply.outgoing);
-        }
-        for (tag, result) in applied.admin {
-            if let Some(waiter) = self.admin_waiters.remove(&tag) {
-                let _ = waiter.send(result);
-            }
-        }
-        if let Some((index, leases)) = applied.restored {
+        let (restored, snapshot_due) = (applied.restored, applied.snapshot_due);
+        self.send_answers(applied);
+        if let Some((index, leases)) = restored {
             info!(self.log, "restored lease table from snapshot"; "index" => index, "leases" => leases);
             // The table our own snapshot was of is gone: its thread ends without storing it.
             self.snapshot_writer = None;
         }
-        if applied.snapshot_due {
+        if snapshot_due {
             self.snapshot_slice(ctx);
         }
     }

@@ -98,6 +98,18 @@ pub fn on_raft_mail(
     Ok(applied)
 }
 
+/// The answers of proposals a store decided, committed at `index`, as the lease actor sends them.
+pub fn applied_of(answers: crate::engine::Answers, index: u64) -> Applied {
+    Applied {
+        replies: answers.replies.into_iter().map(|(outgoing, decision)| Reply { outgoing, decision, index }).collect(),
+        silent: answers.silent,
+        commit_latencies_us: answers.commit_latencies_us,
+        admin: answers.admin.into_iter().map(|(tag, outcome)| (tag, admin_result(outcome))).collect(),
+        restored: None,
+        snapshot_due: false,
+    }
+}
+
 fn admin_result(outcome: AdminOutcome) -> Result<(), AdminError> {
     match outcome {
         AdminOutcome::Done => Ok(()),

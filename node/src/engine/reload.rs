@@ -53,6 +53,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.admin_listen != new.admin_listen, "admin.listen");
     check(old.admin != new.admin, "[admin]");
     check(old.data_dir != new.data_dir, "server.data_dir");
+    check(old.store != new.store, "store");
     check(old.fsync != new.fsync, "server.fsync");
     check(old.log_format != new.log_format, "log.format");
     check(old.log_level != new.log_level, "log.level");

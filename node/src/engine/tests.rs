@@ -79,6 +79,7 @@ fn config() -> Config {
         cluster: Cluster::default(),
         admin: Default::default(),
         boot: Default::default(),
+        store: Default::default(),
     }
 }
 

@@ -315,6 +315,7 @@ impl Plan {
             },
             admin: Default::default(),
             boot: Default::default(),
+            store: Default::default(),
         }
     }
 }

@@ -52,6 +52,7 @@ fn config() -> Config {
         cluster: Cluster::default(),
         admin: Default::default(),
         boot: Default::default(),
+        store: Default::default(),
     }
 }
 

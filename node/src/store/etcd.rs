@@ -1,0 +1,702 @@
+//! The etcd store actor: the shell around `etcd_keys` that talks to an etcd cluster. It owns the
+//! connection, the watch that keeps every node's table current, the transactions that write what
+//! the lease actor decided, and the election of the node that answers broadcasts.
+//!
+//! - **Load and watch.** The pool's keys are read at one revision and become the table (`Reset`);
+//!   a watch from the next revision delivers every change in revision order (`Changes`). A watch
+//!   that falls behind compaction, or breaks, loads again.
+//! - **Writes.** Each decided proposal is one transaction comparing the keys its decision read
+//!   (`etcd_keys::Keys::plan`). Its answer (`Committed`) is held until the watch has delivered its
+//!   revision, so the table the answer is built from includes it; a failed compare or an etcd that
+//!   does not answer is `Rejected` (nothing is answered; the client asks again).
+//! - **Election and liveness.** Every node keeps an etcd lease alive (TTL `election_ttl_secs`) and
+//!   a member key on it. The node whose lease holds `/leader` answers broadcasts, and only while
+//!   its last keep-alive, counted from when it was sent, is younger than the TTL less a margin:
+//!   etcd starts the TTL later than that, so a node that is cut off falls silent before its key
+//!   expires and another can win. A node whose keep-alive is stale knows no leader (the minority
+//!   rules: no new bindings, renewals only for the time that remains).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, PutOptions, TlsOptions,
+    Txn, TxnOp, WatchOptions,
+};
+use leasehold_cluster::lease::{Change, LeaseTable, Outcome, Proposal};
+use leasehold_cluster::{monotonic_us, RaftStatus};
+use slog::{error, info, warn, Logger};
+
+use super::etcd_keys::{Event, Keys, Op, Watched, Write};
+use super::{Decided, GetStoreView, StoreMail, StoreView, Transact};
+
+/// Keys one range read returns at most while loading the pool.
+const LOAD_PAGE_KEYS: i64 = 5_000;
+/// How often the node looks at its liveness and the election.
+const TICK: Duration = Duration::from_millis(100);
+/// How long before the etcd lease's TTL runs out (counted from the keep-alive's sending) a leader
+/// stops answering: covers the clock rate difference between this node and etcd's leader.
+const LEADER_MARGIN_US: u64 = 300_000;
+
+pub struct EtcdStore {
+    config: leasehold_config::EtcdStore,
+    client: Option<Client>,
+    keys: Keys,
+    node_id: u64,
+    /// What this node reports about itself in its member key (JSON).
+    member_value: String,
+    mail: Recipient<StoreMail>,
+    status: Recipient<RaftStatus>,
+    /// The last revision the lease actor's table has (from the load or the watch).
+    revision: u64,
+    /// Watches and loads started; messages of an older one are ignored.
+    generation: u64,
+    /// Committed proposals whose revision the watch has not delivered yet.
+    waiting: BTreeMap<u64, Vec<(Proposal, Outcome)>>,
+    /// `/leader`: the node, the etcd lease it is on, and the revision it was created at (the term).
+    leader: Option<(u64, i64, u64)>,
+    /// This node's etcd lease and until when (monotonic µs) it is known to be alive.
+    lease_id: Option<i64>,
+    alive_until_us: u64,
+    granting: bool,
+    campaigning: bool,
+    last_status: Option<RaftStatus>,
+    view: StoreView,
+    log: Logger,
+}
+
+impl EtcdStore {
+    pub fn new(
+        config: leasehold_config::EtcdStore,
+        node_id: u64,
+        member_value: String,
+        mail: Recipient<StoreMail>,
+        status: Recipient<RaftStatus>,
+        log: Logger,
+    ) -> Self {
+        let view =
+            StoreView { endpoints: config.endpoints.clone(), prefix: config.prefix.clone(), ..Default::default() };
+        EtcdStore {
+            keys: Keys::new(&config.prefix),
+            config,
+            client: None,
+            node_id,
+            member_value,
+            mail,
+            status,
+            revision: 0,
+            generation: 0,
+            waiting: BTreeMap::new(),
+            leader: None,
+            lease_id: None,
+            alive_until_us: 0,
+            granting: false,
+            campaigning: false,
+            last_status: None,
+            view,
+            log,
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.config.request_timeout_ms.into())
+    }
+
+    /// Read the whole pool at one revision, then watch from the next.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let Some(client) = self.client.clone() else { return };
+        self.generation += 1;
+        let generation = self.generation;
+        let keys = self.keys.clone();
+        let timeout = self.timeout();
+        let me = ctx.address();
+        let log = self.log.clone();
+        actix::spawn(async move {
+            match load_pool(client, &keys, timeout, &log).await {
+                Ok((revision, table, leader)) => me.do_send(Loaded { generation, revision, table, leader }),
+                Err(e) => {
+                    warn!(log, "etcd: loading the pool failed; trying again"; "error" => %e);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    me.do_send(Reload { generation });
+                }
+            }
+        });
+    }
+
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut client) = self.client.clone() else { return };
+        let (generation, start) = (self.generation, self.revision + 1);
+        let (begin, end) = self.keys.range();
+        let me = ctx.address();
+        let keys = self.keys.clone();
+        let log = self.log.clone();
+        actix::spawn(async move {
+            let options = WatchOptions::new().with_range(end).with_start_revision(start as i64).with_progress_notify();
+            let mut stream = match client.watch(begin, Some(options)).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    warn!(log, "etcd: watch failed"; "error" => %e);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    me.do_send(Reload { generation });
+                    return;
+                }
+            };
+            loop {
+                let response = match stream.message().await {
+                    Ok(Some(response)) => response,
+                    Ok(None) | Err(_) => break,
+                };
+                if response.compact_revision() > 0 || response.canceled() {
+                    warn!(log, "etcd: watch cancelled (compacted past it?); loading again";
+                        "compact_revision" => response.compact_revision(), "reason" => response.cancel_reason());
+                    break;
+                }
+                let mut batches: Vec<WatchedRevision> = Vec::new();
+                for event in response.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    let revision = kv.mod_revision() as u64;
+                    let Ok(key) = std::str::from_utf8(kv.key()) else { continue };
+                    let event_ = match event.event_type() {
+                        EventType::Put => Event::Put { key, value: kv.value() },
+                        EventType::Delete => Event::Delete { key },
+                    };
+                    if batches.last().is_none_or(|b| b.revision != revision) {
+                        batches.push(WatchedRevision { revision, changes: Vec::new(), leader: None });
+                    }
+                    let batch = batches.last_mut().expect("pushed above");
+                    match keys.watched(event_) {
+                        Ok(Watched::Table(change)) => batch.changes.push(change),
+                        Ok(Watched::Leader(node)) => {
+                            batch.leader = Some(node.map(|node| (node, kv.lease(), kv.create_revision() as u64)))
+                        }
+                        Ok(Watched::Other) => {}
+                        Err(e) => error!(log, "etcd: a value under the prefix does not decode; skipped"; "error" => %e),
+                    }
+                }
+                me.do_send(WatchBatch { generation, batches });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            me.do_send(Reload { generation });
+        });
+    }
+
+    /// Deliver the answers of committed proposals the table now includes.
+    fn release_waiting(&mut self) {
+        while let Some(entry) = self.waiting.first_entry() {
+            if *entry.key() > self.revision {
+                break;
+            }
+            let (revision, committed) = entry.remove_entry();
+            for (proposal, outcome) in committed {
+                let _ = self.mail.do_send(StoreMail::Committed { revision, proposal: Box::new(proposal), outcome });
+            }
+        }
+    }
+
+    fn grant(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut client) = self.client.clone() else { return };
+        if self.granting {
+            return;
+        }
+        self.granting = true;
+        let ttl = i64::from(self.config.election_ttl_secs);
+        let (member_key, member_value) = (self.keys.member(self.node_id), self.member_value.clone());
+        let timeout = self.timeout();
+        let me = ctx.address();
+        actix::spawn(async move {
+            let granted = tokio::time::timeout(timeout, async {
+                let sent_at = monotonic_us();
+                let lease = client.lease_grant(ttl, None).await?;
+                client.put(member_key, member_value, Some(PutOptions::new().with_lease(lease.id()))).await?;
+                Ok::<_, etcd_client::Error>((lease.id(), sent_at, lease.ttl()))
+            })
+            .await;
+            match granted {
+                Ok(Ok((id, sent_at, ttl))) => me.do_send(LeaseGranted { id, sent_at, ttl }),
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    me.do_send(LeaseGrantFailed);
+                }
+            }
+        });
+    }
+
+    /// Keep `id` alive for as long as etcd confirms it, reporting each confirmation.
+    fn keep_alive(&mut self, id: i64, ctx: &mut Context<Self>) {
+        let Some(mut client) = self.client.clone() else { return };
+        let interval = Duration::from_millis(u64::from(self.config.election_ttl_secs) * 1000 / 4);
+        let timeout = self.timeout().min(Duration::from_secs(self.config.election_ttl_secs.into()));
+        let me = ctx.address();
+        actix::spawn(async move {
+            let Ok(Ok((mut keeper, mut stream))) = tokio::time::timeout(timeout, client.lease_keep_alive(id)).await
+            else {
+                me.do_send(LeaseLost { id });
+                return;
+            };
+            loop {
+                let sent_at = monotonic_us();
+                let answer = tokio::time::timeout(timeout, async {
+                    keeper.keep_alive().await?;
+                    stream.message().await
+                })
+                .await;
+                match answer {
+                    Ok(Ok(Some(response))) if response.ttl() > 0 => {
+                        me.do_send(LeaseKept { id, sent_at, ttl: response.ttl() })
+                    }
+                    _ => {
+                        me.do_send(LeaseLost { id });
+                        return;
+                    }
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    /// Try to become the elected node: create `/leader` on this node's lease unless it exists.
+    fn campaign(&mut self, ctx: &mut Context<Self>) {
+        let (Some(mut client), Some(lease)) = (self.client.clone(), self.lease_id) else { return };
+        if self.campaigning || self.leader.is_some() || monotonic_us() >= self.alive_until_us {
+            return;
+        }
+        self.campaigning = true;
+        let key = self.keys.leader();
+        let value = self.node_id.to_string();
+        let timeout = self.timeout();
+        let me = ctx.address();
+        actix::spawn(async move {
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))]);
+            let _ = tokio::time::timeout(timeout, client.txn(txn)).await;
+            // Who won arrives through the watch.
+            me.do_send(CampaignDone);
+        });
+    }
+
+    fn report_status(&mut self) {
+        let now = monotonic_us();
+        let alive = now < self.alive_until_us;
+        let is_leader =
+            alive && self.leader.is_some_and(|(node, lease, _)| node == self.node_id && Some(lease) == self.lease_id);
+        let status = RaftStatus {
+            node_id: self.node_id,
+            term: self.leader.map_or(0, |(_, _, term)| term),
+            leader_id: if alive { self.leader.map(|(node, _, _)| node) } else { None },
+            is_leader,
+            lease_until_us: is_leader.then(|| self.alive_until_us.saturating_sub(LEADER_MARGIN_US)),
+            commit_index: self.revision,
+        };
+        self.view.elected = self.leader.map(|(node, _, _)| node);
+        self.view.connected = alive;
+        if self.last_status != Some(status) {
+            if self.last_status.map(|s| (s.is_leader, s.leader_id)) != Some((status.is_leader, status.leader_id)) {
+                info!(self.log, "etcd store role"; "elected" => ?status.leader_id, "is_leader" => status.is_leader,
+                    "revision" => self.revision);
+            }
+            self.last_status = Some(status);
+            let _ = self.status.do_send(status);
+        }
+    }
+}
+
+/// Read every key of the pool at one revision: the table, and `/leader`.
+async fn load_pool(
+    mut client: Client,
+    keys: &Keys,
+    timeout: Duration,
+    log: &Logger,
+) -> Result<(u64, LeaseTable, Option<(u64, i64, u64)>), String> {
+    let (begin, end) = keys.range();
+    let mut changes = Vec::new();
+    let mut leader = None;
+    let mut revision = 0i64;
+    let mut from = begin.into_bytes();
+    loop {
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(LOAD_PAGE_KEYS);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let page = tokio::time::timeout(timeout, client.get(from.clone(), Some(options)))
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        if revision == 0 {
+            revision = page.header().map_or(0, |h| h.revision());
+        }
+        for kv in page.kvs() {
+            let Ok(key) = std::str::from_utf8(kv.key()) else { continue };
+            match keys.watched(Event::Put { key, value: kv.value() }) {
+                Ok(Watched::Table(change)) => changes.push((kv.mod_revision() as u64, change)),
+                Ok(Watched::Leader(Some(node))) => leader = Some((node, kv.lease(), kv.create_revision() as u64)),
+                Ok(_) => {}
+                Err(e) => error!(log, "etcd: a value under the prefix does not decode; skipped"; "error" => %e),
+            }
+        }
+        match page.kvs().last() {
+            Some(last) if page.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => break,
+        }
+    }
+    // Parameters first: they are what every record is read with. Records by their own revision,
+    // so each carries the `changed_at_index` etcd gives it.
+    changes.sort_by_key(|(revision, change)| (!matches!(change, Change::Parameters(_)), *revision));
+    let mut table = LeaseTable::new(0, usize::MAX);
+    for (at, change) in changes {
+        table.apply_change(at, change);
+    }
+    table.apply_changes(revision as u64, Vec::new(), &mut Vec::new());
+    Ok((revision as u64, table, leader))
+}
+
+/// Connect to the endpoints (with TLS when configured).
+pub async fn connect(config: &leasehold_config::EtcdStore) -> Result<Client, String> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(config.request_timeout_ms.into()))
+        .with_timeout(Duration::from_millis(config.request_timeout_ms.into()))
+        .with_keep_alive(Duration::from_secs(1), Duration::from_millis(config.request_timeout_ms.into()));
+    if let Some(ca) = &config.tls_ca {
+        let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+        let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
+        if let Some((cert, key)) = &config.tls_identity {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        options = options.with_tls(tls);
+    }
+    Client::connect(&config.endpoints, Some(options)).await.map_err(|e| e.to_string())
+}
+
+impl Actor for EtcdStore {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let config = self.config.clone();
+        let log = self.log.clone();
+        ctx.wait(
+            async move {
+                loop {
+                    match connect(&config).await {
+                        Ok(client) => return client,
+                        Err(e) => {
+                            warn!(log, "etcd: cannot connect yet"; "endpoints" => config.endpoints.join(","), "error" => %e);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|client, act, ctx| {
+                info!(act.log, "etcd: connected"; "endpoints" => act.config.endpoints.join(","),
+                    "prefix" => &act.config.prefix);
+                act.client = Some(client);
+                act.load(ctx);
+                act.grant(ctx);
+            }),
+        );
+        ctx.run_interval(TICK, |act, ctx| {
+            act.report_status();
+            act.campaign(ctx);
+        });
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Loaded {
+    generation: u64,
+    revision: u64,
+    table: LeaseTable,
+    leader: Option<(u64, i64, u64)>,
+}
+
+impl Handler<Loaded> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: Loaded, ctx: &mut Self::Context) {
+        if msg.generation != self.generation {
+            return;
+        }
+        info!(self.log, "etcd: pool loaded"; "revision" => msg.revision, "leases" => msg.table.len(),
+            "elected" => ?msg.leader.map(|l| l.0));
+        self.revision = msg.revision;
+        self.view.watch_revision = msg.revision;
+        self.leader = msg.leader;
+        let _ = self.mail.do_send(StoreMail::Reset(Box::new(msg.table)));
+        self.release_waiting();
+        self.watch(ctx);
+        self.report_status();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Reload {
+    generation: u64,
+}
+
+impl Handler<Reload> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reload, ctx: &mut Self::Context) {
+        if msg.generation == self.generation {
+            self.view.resyncs += 1;
+            self.load(ctx);
+        }
+    }
+}
+
+struct WatchedRevision {
+    revision: u64,
+    changes: Vec<Change>,
+    leader: Option<Option<(u64, i64, u64)>>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WatchBatch {
+    generation: u64,
+    batches: Vec<WatchedRevision>,
+}
+
+impl Handler<WatchBatch> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: WatchBatch, ctx: &mut Self::Context) {
+        if msg.generation != self.generation {
+            return;
+        }
+        for batch in msg.batches {
+            if batch.revision <= self.revision {
+                continue;
+            }
+            if let Some(leader) = batch.leader {
+                self.leader = leader;
+            }
+            self.revision = batch.revision;
+            if !batch.changes.is_empty() {
+                let _ = self.mail.do_send(StoreMail::Changes { revision: batch.revision, changes: batch.changes });
+            }
+        }
+        self.view.watch_revision = self.revision;
+        self.release_waiting();
+        self.report_status();
+        if self.leader.is_none() {
+            self.campaign(ctx);
+        }
+    }
+}
+
+impl Handler<Transact> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, Transact(decided): Transact, ctx: &mut Self::Context) {
+        let Some(client) = self.client.clone() else {
+            let tags = decided.iter().map(|d| d.proposal.tag).collect();
+            let _ = self.mail.do_send(StoreMail::Rejected(tags));
+            return;
+        };
+        let timeout = self.timeout();
+        for Decided { proposal, outcome, write } in decided {
+            let mut client = client.clone();
+            let me = ctx.address();
+            actix::spawn(async move {
+                let started = monotonic_us();
+                let result = match tokio::time::timeout(timeout, client.txn(transaction(&write))).await {
+                    Ok(Ok(response)) if response.succeeded() => {
+                        Ok(response.header().map_or(0, |h| h.revision() as u64))
+                    }
+                    Ok(Ok(_)) => Err(TxnFailure::Conflict),
+                    Ok(Err(e)) => Err(TxnFailure::Error(e.to_string())),
+                    Err(_) => Err(TxnFailure::Error(format!("no answer within {timeout:?}"))),
+                };
+                let latency_us = monotonic_us().saturating_sub(started);
+                me.do_send(TxnDone { proposal, outcome, result, latency_us });
+            });
+        }
+    }
+}
+
+/// The etcd transaction of a write.
+fn transaction(write: &Write) -> Txn {
+    let compares: Vec<Compare> = write
+        .compares
+        .iter()
+        .map(|key| Compare::mod_revision(key.as_str(), CompareOp::Less, write.decided_at as i64 + 1))
+        .collect();
+    let ops: Vec<TxnOp> = write
+        .ops
+        .iter()
+        .map(|(key, op)| match op {
+            Op::Put(value) => TxnOp::put(key.as_str(), value.clone(), None),
+            Op::Delete => TxnOp::delete(key.as_str(), None),
+        })
+        .collect();
+    Txn::new().when(compares).and_then(ops)
+}
+
+#[derive(Debug)]
+enum TxnFailure {
+    /// A key the decision read changed since: decided on a view that no longer holds.
+    Conflict,
+    Error(String),
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct TxnDone {
+    proposal: Proposal,
+    outcome: Outcome,
+    result: Result<u64, TxnFailure>,
+    latency_us: u64,
+}
+
+impl Handler<TxnDone> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: TxnDone, _: &mut Self::Context) {
+        self.view.transactions += 1;
+        self.view.txn_latency_us_sum += msg.latency_us;
+        match msg.result {
+            Ok(revision) => {
+                self.waiting.entry(revision).or_default().push((msg.proposal, msg.outcome));
+                self.release_waiting();
+            }
+            Err(failure) => {
+                match &failure {
+                    TxnFailure::Conflict => self.view.conflicts += 1,
+                    TxnFailure::Error(e) => {
+                        self.view.failures += 1;
+                        warn!(self.log, "etcd: transaction failed"; "error" => %e, "command" => msg.proposal.command.label());
+                    }
+                }
+                let _ = self.mail.do_send(StoreMail::Rejected(vec![msg.proposal.tag]));
+            }
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LeaseGranted {
+    id: i64,
+    sent_at: u64,
+    ttl: i64,
+}
+
+impl Handler<LeaseGranted> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeaseGranted, ctx: &mut Self::Context) {
+        self.granting = false;
+        self.lease_id = Some(msg.id);
+        self.alive_until_us = msg.sent_at + msg.ttl.max(0) as u64 * 1_000_000;
+        self.keep_alive(msg.id, ctx);
+        self.report_status();
+        self.campaign(ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LeaseGrantFailed;
+
+impl Handler<LeaseGrantFailed> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, _: LeaseGrantFailed, ctx: &mut Self::Context) {
+        self.granting = false;
+        self.grant(ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LeaseKept {
+    id: i64,
+    sent_at: u64,
+    ttl: i64,
+}
+
+impl Handler<LeaseKept> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeaseKept, _: &mut Self::Context) {
+        if Some(msg.id) == self.lease_id {
+            self.alive_until_us = self.alive_until_us.max(msg.sent_at + msg.ttl.max(0) as u64 * 1_000_000);
+            self.report_status();
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LeaseLost {
+    id: i64,
+}
+
+impl Handler<LeaseLost> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeaseLost, ctx: &mut Self::Context) {
+        if Some(msg.id) != self.lease_id {
+            return;
+        }
+        warn!(self.log, "etcd: keep-alive failed; this node answers as a minority until a new lease is granted");
+        // The old lease may live on in etcd until its TTL runs out: this node counts on it no longer.
+        self.lease_id = None;
+        self.alive_until_us = 0;
+        self.report_status();
+        self.grant(ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct CampaignDone;
+
+impl Handler<CampaignDone> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, _: CampaignDone, _: &mut Self::Context) {
+        self.campaigning = false;
+    }
+}
+
+impl Handler<GetStoreView> for EtcdStore {
+    type Result = MessageResult<GetStoreView>;
+
+    fn handle(&mut self, _: GetStoreView, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.view.clone())
+    }
+}
+
+/// `leasehold check-config` with the etcd store: the endpoints answer and the prefix can be read
+/// and written (a key under it is put and deleted).
+pub async fn check_reachable(config: &leasehold_config::EtcdStore) -> Result<String, String> {
+    let mut client = connect(config).await?;
+    let probe = format!("{}/check-config-probe", config.prefix);
+    let timeout = Duration::from_millis(config.request_timeout_ms.into());
+    let work = async {
+        let put = client.put(probe.clone(), "1", None).await.map_err(|e| format!("writing {probe}: {e}"))?;
+        client.delete(probe.clone(), None).await.map_err(|e| format!("deleting {probe}: {e}"))?;
+        let (begin, end) = Keys::new(&config.prefix).range();
+        let count = client
+            .get(begin, Some(GetOptions::new().with_range(end).with_count_only()))
+            .await
+            .map_err(|e| format!("reading {}: {e}", config.prefix))?
+            .count();
+        Ok(format!(
+            "etcd at {} answers (revision {}); {} keys under {}",
+            config.endpoints.join(","),
+            put.header().map_or(0, |h| h.revision()),
+            count,
+            config.prefix
+        ))
+    };
+    tokio::time::timeout(timeout * 3, work).await.map_err(|_| format!("no answer within {:?}", timeout * 3))?
+}
