@@ -95,6 +95,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         join: config.cluster.join,
         tick_us: config.cluster.tick_ms.saturating_mul(1000),
         config_digest: crate::reload::digest_number(&crate::reload::lease_config_digest(&config)),
+        admin_addr: crate::admin::reported_admin_addr(config.admin_listen, &config.cluster),
         ..ReplicaConfig::new(config.cluster.node_id)
     };
     // A restart replays the log after the snapshot before the node answers anyone (see `Engine`).
