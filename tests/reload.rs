@@ -8,6 +8,10 @@
 //! 3. `leasehold reload` takes a file with a second pool and a reservation for dhclient's MAC: ISC
 //!    dhclient gets its reserved address and a new client gets one from the new pool;
 //! 4. SIGHUP takes a file with a reservation for udhcpc's MAC: busybox udhcpc gets it.
+//!
+//! On a three-node cluster: a member whose config differs says so until every node runs the same
+//! file; and `leasehold reload --all`, given one member's admin address, finds every member and
+//! reloads them followers first, the leader last, stopping at a file that does not check.
 
 mod netns_support;
 
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 use leasehold_tests::{
     test_mac, ClientConfig, ClientMessage, ClientOptions, MessageType, RetryPolicy, Target, TestClient,
 };
-use netns_support::cluster::{Cluster, Pools};
+use netns_support::cluster::{node_ip, Cluster, NodeOptions, Pools, NODES};
 use netns_support::*;
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -290,4 +294,181 @@ fn a_member_whose_config_differs_says_so_until_every_node_runs_the_same_file() {
     }
     let last = same("every node runs the new file");
     assert_eq!(last, odd_digest, "the log names the new config");
+}
+
+const CLUSTER_TOKEN: &str = "netns-reload-all-token-7fQ2mX9kLp4w";
+
+/// `GET path` of node `ns`'s admin API with the bearer token (the test's nodes protect reads).
+fn get_with_token(ns: &str, path: &str) -> serde_json::Value {
+    let auth = format!("Bearer {CLUSTER_TOKEN}");
+    let to = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, ADMIN_PORT));
+    let (code, _, body) =
+        admin::http_request_with(ns, to, "GET", path, None, &[("Authorization", &auth)], Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("GET {path} in {ns}: {e}"));
+    assert_eq!(code, 200, "GET {path} in {ns}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} in {ns} is not JSON ({e}): {body}"))
+}
+
+/// The MACs of the config reservations node `ns` serves by.
+fn config_reservations(ns: &str) -> Vec<String> {
+    let rows = get_with_token(ns, "/v1/reservations");
+    let mut macs: Vec<String> = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["source"] == "config")
+        .filter_map(|r| r["mac"].as_str().map(str::to_owned))
+        .collect();
+    macs.sort();
+    macs
+}
+
+/// Each member's `admin_addr` in node `ns`'s `GET /v1/cluster`, by id.
+fn admin_addrs(ns: &str) -> Vec<(u64, Option<String>)> {
+    let view = get_with_token(ns, "/v1/cluster");
+    view["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m["id"].as_u64().unwrap_or(0), m["admin_addr"].as_str().map(str::to_owned)))
+        .collect()
+}
+
+/// What `leasehold reload --all` (no list) printed and whether it succeeded, run in `ns` against its
+/// own node with the token.
+struct CliRun {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn reload_all(ns: &str, token_file: &Path) -> CliRun {
+    let mut cli = in_ns(ns, leasehold_bin());
+    cli.args(["reload", "--admin", &format!("127.0.0.1:{ADMIN_PORT}"), "--all", "--admin-token-file"]).arg(token_file);
+    let out = cli.output().expect("run leasehold reload --all");
+    let run = CliRun {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    println!("leasehold reload --all in {ns}:\n{}{}", run.stdout, run.stderr);
+    run
+}
+
+/// The node ids of the "node N (...) at ...: reloaded ..." lines, in the order printed.
+fn reloaded_in_order(stdout: &str) -> Vec<u32> {
+    stdout
+        .lines()
+        .filter(|line| line.contains(": reloaded "))
+        .filter_map(|line| line.strip_prefix("node ")?.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Issue 12: "`leasehold reload --all` reloads every member in order." Three nodes whose admin APIs
+/// listen on 0.0.0.0 with a token that reads need too: each reports its admin address (its peer
+/// address's IP with the admin port), the leader's `GET /v1/cluster` names all three and a follower's
+/// its own and the leader's. Every file gains a reservation; `leasehold reload --admin <a follower>
+/// --all` (no list) reloads all three, the leader last, and every node serves the reservation. Then
+/// every file gains another, but the second follower in order gets a file that does not check:
+/// `reload --all` through the leader reloads the first follower, fails naming the second and why,
+/// and neither it nor the leader changes.
+#[test]
+fn reload_all_finds_every_member_through_one_and_reloads_the_leader_last() {
+    let segment = Segment::up(3, 0, 24);
+    let dir = scratch_dir("reload-all");
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, format!("{CLUSTER_TOKEN}\n")).expect("write the admin token");
+    let pool = format!(
+        "[admin]\ntoken_file = \"{}\"\nprotect_reads = true\n\n[[pool]]\nname = \"segment\"\n\
+         subnet = \"10.77.0.0/24\"\nrange_start = \"10.77.0.100\"\nrange_end = \"10.77.0.200\"\nlease_time_secs = 600\n",
+        token_file.display()
+    );
+    let everywhere = vec!["--admin-listen".to_string(), format!("0.0.0.0:{ADMIN_PORT}")];
+    let options =
+        NodeOptions { extra_args: (1..=NODES).map(|_| everywhere.clone()).collect(), ..NodeOptions::default() };
+    let nodes = [1, 2, 3];
+    let cluster = Cluster::start_with_options(&segment, dir.path(), Pools::Toml(pool), options, &nodes);
+    let (leader, _) = cluster.wait_for_leader(&nodes, Duration::from_secs(20), "start");
+    let followers: Vec<u32> = nodes.into_iter().filter(|&id| id != leader).collect();
+    let admin_of = |id: u32| Some(format!("{}:{ADMIN_PORT}", node_ip(id)));
+
+    // Every member's admin address: all three on the leader, its own and the leader's on a follower.
+    let everyone: Vec<(u64, Option<String>)> = nodes.iter().map(|&id| (u64::from(id), admin_of(id))).collect();
+    poll_until(
+        Duration::from_secs(15),
+        || admin_addrs(cluster.ns(leader)),
+        |seen| *seen == everyone,
+        |seen| format!("the leader n{leader} never named every member's admin address: {seen:?}"),
+    );
+    for &follower in &followers {
+        let want: Vec<(u64, Option<String>)> = nodes
+            .iter()
+            .map(|&id| (u64::from(id), if id == leader || id == follower { admin_of(id) } else { None }))
+            .collect();
+        poll_until(
+            Duration::from_secs(15),
+            || admin_addrs(cluster.ns(follower)),
+            |seen| *seen == want,
+            |seen| format!("n{follower} never named its own and the leader's admin address: {seen:?}"),
+        );
+    }
+    // `cluster status` shows them in its ADMIN column.
+    let mut status = in_ns(cluster.ns(leader), leasehold_bin());
+    status.args(["cluster", "status", "--admin", &format!("127.0.0.1:{ADMIN_PORT}"), "--admin-token-file"]);
+    let out = status.arg(&token_file).output().expect("run leasehold cluster status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "leasehold cluster status: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(table.contains("ADMIN"), "{table}");
+    for id in nodes {
+        let row = table.lines().find(|l| l.starts_with(&format!("{id} "))).unwrap_or_else(|| panic!("{table}"));
+        assert!(row.contains(&format!("{}:{ADMIN_PORT}", node_ip(id))), "n{id}'s admin address:\n{table}");
+    }
+
+    // 1. Every file gains a reservation; reload --all through a follower, no list.
+    let file = |id: u32| dir.path().join(format!("node{id}.toml"));
+    let append = |id: u32, text: &str| {
+        let before = std::fs::read_to_string(file(id)).expect("read a node's config");
+        write(&file(id), &format!("{before}{text}"));
+    };
+    let (first_mac, second_mac) = ("02:00:00:00:12:01", "02:00:00:00:12:02");
+    for id in nodes {
+        append(id, &reservation(first_mac, Ipv4Addr::new(10, 77, 0, 150)));
+        assert!(config_reservations(cluster.ns(id)).is_empty(), "n{id} has no config reservation before the reload");
+    }
+    let run = reload_all(cluster.ns(followers[0]), &token_file);
+    assert!(run.success, "leasehold reload --all failed:\n{}{}", run.stdout, run.stderr);
+    let order = reloaded_in_order(&run.stdout);
+    assert_eq!(order, vec![followers[0], followers[1], leader], "followers by id, the leader last:\n{}", run.stdout);
+    for id in nodes {
+        assert!(
+            run.stdout.contains(&format!("at {}:{ADMIN_PORT}", node_ip(id))) || id == followers[0],
+            "{}",
+            run.stdout
+        );
+        assert_eq!(config_reservations(cluster.ns(id)), vec![first_mac.to_string()], "n{id} serves the new file");
+    }
+
+    // 2. Another reservation everywhere, but the second follower's file does not check: through the
+    // leader, the first follower is reloaded, the second refuses (named, with the reason), and the
+    // leader after it is left alone.
+    let broken = followers[1];
+    for id in nodes {
+        append(id, &reservation(second_mac, Ipv4Addr::new(10, 77, 0, 151)));
+    }
+    append(broken, "\n[[pool]]\nname = \"broken\"\nsubnet = \"10.77.0.0/24\"\nrange_start = \"10.77.0.220\"\nrange_end = \"10.77.0.210\"\n");
+    let run = reload_all(cluster.ns(leader), &token_file);
+    assert!(!run.success, "a file that does not check fails the run:\n{}{}", run.stdout, run.stderr);
+    assert_eq!(reloaded_in_order(&run.stdout), vec![followers[0]], "only the first follower:\n{}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!("node {broken} (follower) at {}:{ADMIN_PORT} failed", node_ip(broken)))
+            && run.stderr.contains(&format!("node{broken}.toml"))
+            && run.stderr.contains(&format!("not reloaded: node {leader}")),
+        "the failure names the node, its file and what was left alone:\n{}",
+        run.stderr
+    );
+    let both = vec![first_mac.to_string(), second_mac.to_string()];
+    assert_eq!(config_reservations(cluster.ns(followers[0])), both, "the first follower took the new file");
+    for id in [broken, leader] {
+        assert_eq!(config_reservations(cluster.ns(id)), vec![first_mac.to_string()], "n{id} is unchanged");
+    }
 }

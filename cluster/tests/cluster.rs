@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use common::{logger, proposal, seqs, Applier};
-use leasehold_cluster::replica::{Actions, Persist, Replica, ReplicaConfig};
+use leasehold_cluster::replica::{admin_addr_number, Actions, Persist, Replica, ReplicaConfig};
 use leasehold_cluster::storage::{CatchUpMark, DurableLog, MemLog};
 use leasehold_cluster::{ClusterError, ProposalTag};
 use raft::eraftpb::{Message, MessageType};
@@ -64,6 +64,7 @@ impl Cluster {
             // Distinct pinned timeouts: node 1 times out first, no split votes, same run every time.
             election_timeout_ticks: Some(ELECTION_TICKS + 4 * (id as usize - 1)),
             config_digest: 0xc0f1_9000 + id,
+            admin_addr: admin_addr_number(admin_addr(id).into()),
             ..ReplicaConfig::new(id)
         }
     }
@@ -383,6 +384,43 @@ fn the_leader_sees_every_members_boot_root_digest_and_a_changed_one() {
         "a member that stops reporting one shows none: {:?}",
         digests(&cluster)
     );
+}
+
+/// Node `id`'s admin API address in these tests.
+fn admin_addr(id: u64) -> std::net::SocketAddrV4 {
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(10, 77, 0, u8::try_from(id).expect("a small id")), 6767)
+}
+
+/// Each member's admin address travels with its report: the leader's view names every member's; a
+/// follower's names its own and the leader's (the leader tells its followers), and follows a new
+/// leader after a handover. `leasehold reload --all` finds every member that way.
+#[test]
+fn the_leader_knows_every_members_admin_address_and_followers_know_the_leaders() {
+    let (mut cluster, leader) = committed_on_all(3);
+    let addresses = |c: &Cluster, on: u64| -> Vec<(u64, Option<std::net::SocketAddrV4>)> {
+        c.member(on).replica.members().into_iter().map(|m| (m.id, m.admin_addr)).collect()
+    };
+    let everyone: Vec<_> = (1..=3).map(|id| (id, Some(admin_addr(id)))).collect();
+    assert!(cluster.run_until(|c| addresses(c, leader) == everyone), "{:?}", addresses(&cluster, leader));
+    let on_follower = |leader: u64, follower: u64| -> Vec<(u64, Option<std::net::SocketAddrV4>)> {
+        (1..=3).map(|id| (id, (id == leader || id == follower).then(|| admin_addr(id)))).collect()
+    };
+    for follower in (1..=3).filter(|&id| id != leader) {
+        let want = on_follower(leader, follower);
+        assert!(
+            cluster.run_until(|c| addresses(c, follower) == want),
+            "n{follower}: {:?}",
+            addresses(&cluster, follower)
+        );
+    }
+    // Another leader: the followers learn its address, and it learns every member's.
+    let to = cluster.members.get_mut(&leader).unwrap().replica.yield_leadership(None).expect("the leader hands over");
+    assert_eq!(cluster.members.get_mut(&leader).unwrap().replica.hand_over(), Ok(to));
+    cluster.settle();
+    assert_eq!(cluster.leader(), Some(to));
+    assert!(cluster.run_until(|c| addresses(c, to) == everyone), "{:?}", addresses(&cluster, to));
+    let want = on_follower(to, leader);
+    assert!(cluster.run_until(|c| addresses(c, leader) == want), "n{leader}: {:?}", addresses(&cluster, leader));
 }
 
 /// The danger of a lost disk: entries committed by the leader and the member that lost them are on

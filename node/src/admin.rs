@@ -77,6 +77,24 @@ fn boot_root_mismatches(view: &ClusterView) -> Option<Vec<u64>> {
     Some(view.members.iter().filter(|m| differs(&m.boot_root_digest)).map(|m| m.id).collect())
 }
 
+/// Where the other members (and `leasehold reload --all`) reach this node's admin API, as it reports
+/// it (`leasehold_cluster::replica::admin_addr_number`; 0: not known): the listen address, or, when
+/// that is the unspecified address (`0.0.0.0`), this node's peer address's IP (`cluster.listen`, else
+/// its own `--peer` entry) with the admin port. An IPv6 listener, or an unspecified one on a node
+/// whose peer address is unspecified or IPv6 too, is not reported.
+pub fn reported_admin_addr(listen: SocketAddr, cluster: &leasehold_config::Cluster) -> u64 {
+    use leasehold_cluster::replica::admin_addr_number;
+    if !listen.ip().is_unspecified() {
+        return admin_addr_number(listen);
+    }
+    let peer_ip = [cluster.listen, cluster.peers.get(&cluster.node_id).copied()]
+        .into_iter()
+        .flatten()
+        .map(|addr| addr.ip())
+        .find(|ip| ip.is_ipv4() && !ip.is_unspecified());
+    peer_ip.map_or(0, |ip| admin_addr_number(SocketAddr::new(ip, listen.port())))
+}
+
 /// Refuses what `AccessPolicy` refuses (401 with `WWW-Authenticate: Bearer`, or 403), before the
 /// handler runs and before the body is read: a refused request changes nothing.
 async fn access_guard(
@@ -139,6 +157,7 @@ async fn get_cluster(state: web::Data<AdminState>) -> HttpResponse {
                 "config_mismatch": m.config_digest.as_deref().zip(status.cluster_config_digest.as_deref())
                     .map(|(own, cluster)| own != cluster),
                 "boot_root_digest": m.boot_root_digest,
+                "admin_addr": m.admin_addr,
                 "boot_root_mismatch": m.boot_root_digest.as_deref().zip(leader_boot_root)
                     .map(|(member, leader)| member != leader),
                 "term": m.term,
@@ -797,6 +816,7 @@ mod tests {
             applied: None,
             config_digest: None,
             boot_root_digest: boot_root_digest.map(str::to_owned),
+            admin_addr: None,
         }
     }
 
@@ -835,5 +855,30 @@ mod tests {
         assert!(!text.contains("leasehold_boot_root_info{"), "no digest, no sample: {text}");
         assert!(text.contains("# TYPE leasehold_boot_root_info gauge\n"), "the family is always named: {text}");
         assert!(text.contains("leasehold_boot_root_mismatch_members 0\n"), "{text}");
+    }
+
+    #[test]
+    fn the_reported_admin_address_is_one_other_members_reach() {
+        use leasehold_cluster::replica::admin_addr_from_number;
+        let reported = |listen: &str, peer_listen: Option<&str>, own_peer: Option<&str>| {
+            let mut cluster = leasehold_config::Cluster { node_id: 2, ..leasehold_config::Cluster::default() };
+            cluster.listen = peer_listen.map(|a| a.parse().expect("an address"));
+            if let Some(own) = own_peer {
+                cluster.peers.insert(2, own.parse().expect("an address"));
+            }
+            admin_addr_from_number(reported_admin_addr(listen.parse().expect("an address"), &cluster))
+                .map(|a| a.to_string())
+        };
+        let some = |text: &str| Some(text.to_string());
+        assert_eq!(reported("10.77.0.2:6767", Some("10.77.0.2:6768"), None), some("10.77.0.2:6767"), "as bound");
+        assert_eq!(reported("127.0.0.1:6767", None, None), some("127.0.0.1:6767"), "loopback, as bound");
+        // 0.0.0.0: the peer address's IP with the admin port.
+        assert_eq!(reported("0.0.0.0:6767", Some("10.77.0.2:6768"), None), some("10.77.0.2:6767"));
+        assert_eq!(reported("0.0.0.0:6767", Some("0.0.0.0:6768"), Some("10.77.0.2:6768")), some("10.77.0.2:6767"));
+        assert_eq!(reported("0.0.0.0:6767", None, Some("10.77.0.2:6768")), some("10.77.0.2:6767"));
+        // Not known: nothing to tell another member.
+        assert_eq!(reported("0.0.0.0:6767", None, None), None, "no peer address");
+        assert_eq!(reported("0.0.0.0:6767", Some("[fd00::2]:6768"), None), None, "an IPv6 peer address");
+        assert_eq!(reported("[::1]:6767", Some("10.77.0.2:6768"), None), None, "an IPv6 listener");
     }
 }

@@ -3,6 +3,7 @@
 mod client;
 mod make_certs;
 mod migrate;
+mod reload_all;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,14 +47,17 @@ enum Command {
         client: AdminClientArgs,
     },
     /// Make a running node re-read its --config file (as SIGHUP does); a file that does not check, or
-    /// that changes a key only a restart can take, changes nothing. With --all, every address given.
+    /// that changes a key only a restart can take, changes nothing. With --all, every member of the
+    /// cluster (found through --admin), followers first and the leader last; or every address given.
     Reload {
         #[command(flatten)]
         client: AdminClientArgs,
-        /// Reload these nodes' admin addresses too, one after the other, after --admin; stops at the
-        /// first refusal (every node of a cluster must run the same lease config).
-        #[arg(long = "all", value_name = "ADMIN_ADDR", num_args = 1..)]
-        all: Vec<SocketAddr>,
+        /// Reload every member too, one after the other, stopping at the first refusal (every node of
+        /// a cluster must run the same lease config). Alone: the members are found through --admin's
+        /// GET /v1/cluster (each reports its admin address) and reloaded followers first, the leader
+        /// last. With addresses: --admin, then these, in the order given.
+        #[arg(long = "all", value_name = "ADMIN_ADDR", num_args = 0..)]
+        all: Option<Vec<SocketAddr>>,
     },
     /// Bring the active leases of a Kea memfile CSV or an ISC dhcpd.leases file into a running
     /// cluster, each bound through the Raft log with its expiry; conflicts are listed (exit 1).
@@ -394,7 +398,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Reload { client, all } => reload(&client, &all),
+        Command::Reload { client, all: Some(all) } if all.is_empty() => reload_all::run(&client),
+        Command::Reload { client, all } => reload(&client, &all.unwrap_or_default()),
         Command::Import { source, client } => import(&source, &client),
         Command::Export { target, kea_subnet_id, client } => export(&target, kea_subnet_id, &client),
         Command::Completions { shell } => {
@@ -643,7 +648,7 @@ fn reload(args: &AdminClientArgs, all: &[SocketAddr]) -> ExitCode {
             }
         };
         match client.request("POST", "/v1/config/reload", None) {
-            Ok((200, body)) => println!("{admin}: reloaded {body}"),
+            Ok((200, body)) => println!("{admin}: reloaded {}", reload_all::describe(&body)),
             Ok((status, body)) => {
                 eprintln!("leasehold reload: {}", client.refusal(status, &body));
                 return ExitCode::FAILURE;
@@ -750,8 +755,8 @@ fn print_cluster(body: &str) -> ExitCode {
         );
     }
     println!(
-        "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} {:<18} ADDRESS",
-        "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "REACHABLE", "CONFIG", "BOOT ROOT"
+        "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} {:<18} {:<21} ADDRESS",
+        "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "REACHABLE", "CONFIG", "BOOT ROOT", "ADMIN"
     );
     for member in view.get("members").and_then(|m| m.as_array()).into_iter().flatten() {
         let text = |key: &str| member.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_string();
@@ -773,7 +778,7 @@ fn print_cluster(body: &str) -> ExitCode {
         // A member whose boot files differ from the leader's is marked (known on the leader only).
         let boot_root = marked("boot_root_digest", "boot_root_mismatch");
         println!(
-            "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} {:<18} {}",
+            "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<10} {:<18} {:<18} {:<21} {}",
             or_dash(number(member, "id")),
             text("role"),
             or_dash(number(member, "term")),
@@ -783,6 +788,7 @@ fn print_cluster(body: &str) -> ExitCode {
             reachable,
             config,
             boot_root,
+            text("admin_addr"),
             text("address")
         );
     }

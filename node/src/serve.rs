@@ -390,6 +390,7 @@ fn open_raft(config: &Config, grace_ms: u64, log: &Logger) -> Result<RaftParts, 
         join: config.cluster.join,
         tick_us: config.cluster.tick_ms.saturating_mul(1000),
         config_digest: crate::reload::digest_number(&crate::reload::lease_config_digest(&config)),
+        admin_addr: crate::admin::reported_admin_addr(config.admin_listen, &config.cluster),
         ..ReplicaConfig::new(config.cluster.node_id)
     };
     // A restart replays the log after the snapshot before the node answers anyone (see `Engine`).

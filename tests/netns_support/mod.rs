@@ -439,8 +439,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `leasehold serve --interface eth0 --data-dir DIR --admin-listen 127.0.0.1:6767 ARGS…` (and
-    /// `--log-level info` unless ARGS has a level) in namespace `ns`; waits until `GET /healthz` answers 200.
+    /// Starts `leasehold serve --interface eth0 --data-dir DIR --admin-listen 127.0.0.1:6767 ARGS…` (no
+    /// `--admin-listen` when ARGS has one, and `--log-level info` unless ARGS has a level) in namespace `ns`; waits until `GET /healthz` answers 200.
     pub fn start(ns: &str, data_dir: &Path, log: &Path, args: &[&str]) -> Server {
         Server::start_on(ns, Some("eth0"), data_dir, log, args)
     }
@@ -467,7 +467,10 @@ impl Server {
             cmd.args(["--interface", interface]);
         }
         cmd.arg("--data-dir").arg(data_dir);
-        cmd.args(["--admin-listen", &format!("127.0.0.1:{ADMIN_PORT}")]);
+        // ARGS may name another admin listener (on the port `http_get` reaches, e.g. 0.0.0.0).
+        if !args.contains(&"--admin-listen") {
+            cmd.args(["--admin-listen", &format!("127.0.0.1:{ADMIN_PORT}")]);
+        }
         if !args.contains(&"--log-level") {
             cmd.args(["--log-level", "info"]);
         }

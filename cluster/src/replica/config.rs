@@ -38,6 +38,10 @@ pub struct ReplicaConfig {
     /// This node's lease-relevant config digest (its first 8 bytes; 0: none), reported to the
     /// leader with its progress so `GET /v1/cluster` shows every member's.
     pub config_digest: u64,
+    /// Where this node's admin API listens, as other members reach it (`admin_addr_number`; 0: not
+    /// known), reported with its progress (and, on the leader, to its followers) so that
+    /// `GET /v1/cluster` shows it.
+    pub admin_addr: u64,
 }
 
 impl ReplicaConfig {
@@ -52,6 +56,7 @@ impl ReplicaConfig {
             join: false,
             tick_us: 100_000,
             config_digest: 0,
+            admin_addr: 0,
         }
     }
 

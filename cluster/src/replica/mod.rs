@@ -61,8 +61,8 @@ pub use config::ReplicaConfig;
 use lease::LeaderLease;
 use membership::HeardFrom;
 pub use membership::{check_membership_change, MembershipChange, PROMOTE_WITHIN_ENTRIES};
-pub use reports::MemberProgress;
 use reports::PeerReport;
+pub use reports::{admin_addr_from_number, admin_addr_number, MemberProgress};
 use transfer::Handover;
 pub use transfer::TransferError;
 
@@ -109,6 +109,10 @@ pub struct Replica<L: DurableLog> {
     /// This node's boot-root digest, as it reports it (`set_boot_root_digest`; 0: no root, or not
     /// digested yet).
     boot_root_digest: u64,
+    /// Where this node's admin API listens, as it reports it (`ReplicaConfig::admin_addr`).
+    admin_addr: u64,
+    /// The last leader's report of itself (follower only): from whom, and what.
+    leader_report: Option<(u64, reports::LeaderReport)>,
     /// When each follower last answered (leader only), for the membership guard.
     heard_from: HeardFrom,
     /// One election timeout (the shortest), on the clock of `tick`.
@@ -200,6 +204,8 @@ impl<L: DurableLog> Replica<L> {
             peer_reports: BTreeMap::new(),
             config_digest: config.config_digest,
             boot_root_digest: 0,
+            admin_addr: config.admin_addr,
+            leader_report: None,
             heard_from: HeardFrom::default(),
             election_timeout_us: (config.election_ticks as u64).saturating_mul(config.tick_us),
             pending: None,
