@@ -22,7 +22,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 PACKAGES=(isc-dhcp-client udhcpc dhcpcd kea-admin kea-dhcp4-server busybox-static iproute2 tcpdump iptables
-    qemu-system-x86 ipxe-qemu ipxe ovmf isc-dhcp-relay dnsmasq-base isc-dhcp-server systemd tftp-hpa atftp curl)
+    qemu-system-x86 ipxe-qemu ipxe ovmf isc-dhcp-relay dnsmasq-base isc-dhcp-server systemd tftp-hpa atftp curl
+    protobuf-compiler etcd-server etcd-client)
 missing=()
 for package in "${PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
@@ -35,7 +36,7 @@ if ((${#missing[@]})); then
     apt-get install -y -q "${missing[@]}"
 fi
 for tool in dhclient udhcpc dhcpcd perfdhcp kea-dhcp4 busybox ip nsenter unshare tcpdump qemu-system-x86_64 timeout \
-    dhcrelay dnsmasq dhcpd systemd-analyze dpkg-deb tftp atftp curl; do
+    dhcrelay dnsmasq dhcpd systemd-analyze dpkg-deb tftp atftp curl protoc etcd etcdctl; do
     command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
     command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool not found after install" >&2; exit 1; }
 done

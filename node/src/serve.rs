@@ -389,7 +389,7 @@ fn open_raft(config: &Config, grace_ms: u64, log: &Logger) -> Result<RaftParts, 
         election_ticks: config.cluster.election_ticks,
         join: config.cluster.join,
         tick_us: config.cluster.tick_ms.saturating_mul(1000),
-        config_digest: crate::reload::digest_number(&crate::reload::lease_config_digest(&config)),
+        config_digest: crate::reload::digest_number(&crate::reload::lease_config_digest(config)),
         admin_addr: crate::admin::reported_admin_addr(config.admin_listen, &config.cluster),
         ..ReplicaConfig::new(config.cluster.node_id)
     };

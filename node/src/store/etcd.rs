@@ -189,7 +189,7 @@ impl EtcdStore {
             }
             let (revision, committed) = entry.remove_entry();
             for (proposal, outcome) in committed {
-                let _ = self.mail.do_send(StoreMail::Committed { revision, proposal: Box::new(proposal), outcome });
+                self.mail.do_send(StoreMail::Committed { revision, proposal: Box::new(proposal), outcome });
             }
         }
     }
@@ -297,7 +297,7 @@ impl EtcdStore {
                     "revision" => self.revision);
             }
             self.last_status = Some(status);
-            let _ = self.status.do_send(status);
+            self.status.do_send(status);
         }
     }
 }
@@ -426,7 +426,7 @@ impl Handler<Loaded> for EtcdStore {
         self.revision = msg.revision;
         self.view.watch_revision = msg.revision;
         self.leader = msg.leader;
-        let _ = self.mail.do_send(StoreMail::Reset(Box::new(msg.table)));
+        self.mail.do_send(StoreMail::Reset(Box::new(msg.table)));
         self.release_waiting();
         self.watch(ctx);
         self.report_status();
@@ -479,7 +479,7 @@ impl Handler<WatchBatch> for EtcdStore {
             }
             self.revision = batch.revision;
             if !batch.changes.is_empty() {
-                let _ = self.mail.do_send(StoreMail::Changes { revision: batch.revision, changes: batch.changes });
+                self.mail.do_send(StoreMail::Changes { revision: batch.revision, changes: batch.changes });
             }
         }
         self.view.watch_revision = self.revision;
@@ -497,7 +497,7 @@ impl Handler<Transact> for EtcdStore {
     fn handle(&mut self, Transact(decided): Transact, ctx: &mut Self::Context) {
         let Some(client) = self.client.clone() else {
             let tags = decided.iter().map(|d| d.proposal.tag).collect();
-            let _ = self.mail.do_send(StoreMail::Rejected(tags));
+            self.mail.do_send(StoreMail::Rejected(tags));
             return;
         };
         let timeout = self.timeout();
@@ -574,7 +574,7 @@ impl Handler<TxnDone> for EtcdStore {
                         warn!(self.log, "etcd: transaction failed"; "error" => %e, "command" => msg.proposal.command.label());
                     }
                 }
-                let _ = self.mail.do_send(StoreMail::Rejected(vec![msg.proposal.tag]));
+                self.mail.do_send(StoreMail::Rejected(vec![msg.proposal.tag]));
             }
         }
     }

@@ -1,0 +1,238 @@
+//! The etcd lease store on the wire (issue 13): three real etcd members (Debian's `etcd-server`),
+//! one in each server namespace of a segment, and three `leasehold serve --store etcd` nodes beside
+//! them; real clients (ISC dhclient, busybox udhcpc) in client namespaces.
+//!
+//! 1. Each node loads the pool from etcd and one is elected; dhclient binds, and every node's table
+//!    has the binding (it came back through each node's watch).
+//! 2. kill -9 of the elected node: another is elected once its etcd lease expires, and a new client
+//!    (udhcpc) is bound within the election TTL plus its retransmissions.
+//! 3. One etcd member killed: a new client is still bound (etcd keeps a majority).
+//! 4. A second member killed: no majority. The nodes report no quorum and nothing new is bound.
+//! 5. Both members back: service resumes, and the survivors' tables agree with no address bound to
+//!    two clients and every ACKed lease present.
+//!
+//! Needs root, etcd, etcdctl, dhclient and udhcpc; fails loudly without them.
+
+mod netns_support;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use netns_support::*;
+
+const NODES: u32 = 3;
+const ELECTION_TTL_SECS: u64 = 2;
+
+fn node_ip(i: u32) -> String {
+    format!("10.77.0.{i}")
+}
+
+fn endpoints() -> String {
+    (1..=NODES).map(|i| format!("http://{}:2379", node_ip(i))).collect::<Vec<_>>().join(",")
+}
+
+/// One etcd member in server namespace `i`, with its data directory under `dir`.
+fn start_etcd(segment: &Segment, dir: &Path, i: u32) -> Proc {
+    let etcd = require_tool("etcd");
+    let cluster: Vec<String> = (1..=NODES).map(|j| format!("e{j}=http://{}:2380", node_ip(j))).collect();
+    let ip = node_ip(i);
+    let mut cmd = in_ns(&segment.server(i), etcd);
+    cmd.args(["--name", &format!("e{i}")])
+        .arg("--data-dir")
+        .arg(dir.join(format!("etcd{i}")))
+        .args(["--listen-client-urls", &format!("http://{ip}:2379")])
+        .args(["--advertise-client-urls", &format!("http://{ip}:2379")])
+        .args(["--listen-peer-urls", &format!("http://{ip}:2380")])
+        .args(["--initial-advertise-peer-urls", &format!("http://{ip}:2380")])
+        .args(["--initial-cluster", &cluster.join(",")])
+        .args(["--initial-cluster-state", "new", "--initial-cluster-token", "leasehold-test"]);
+    Proc::spawn(&format!("etcd e{i}"), cmd, &dir.join(format!("etcd{i}.log")))
+}
+
+/// `etcdctl endpoint health` of the members given, from server namespace `ns`.
+fn healthy(ns: &str, members: &[u32]) -> bool {
+    let list: Vec<String> = members.iter().map(|i| format!("http://{}:2379", node_ip(*i))).collect();
+    let mut cmd = in_ns(ns, require_tool("etcdctl"));
+    cmd.env("ETCDCTL_API", "3").args(["--endpoints", &list.join(","), "--command-timeout=2s", "endpoint", "health"]);
+    cmd.output().is_ok_and(|out| out.status.success())
+}
+
+fn start_node(segment: &Segment, dir: &Path, i: u32) -> Server {
+    let ip = node_ip(i);
+    let id = i.to_string();
+    let ttl = ELECTION_TTL_SECS.to_string();
+    let config = dir.join(format!("node{i}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nkind = \"etcd\"\nendpoints = [{}]\nprefix = \"/leasehold-test\"\nelection_ttl_secs = {ttl}\n\n\
+             [[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\nrange_start = \"10.77.0.100\"\n\
+             range_end = \"10.77.0.200\"\nlease_time_secs = 600\n",
+            endpoints().split(',').map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", ")
+        ),
+    )
+    .expect("write a node's config");
+    let data = dir.join(format!("data{i}"));
+    let log = dir.join(format!("node{i}.log"));
+    let config = config.display().to_string();
+    Server::start(&segment.server(i), &data, &log, &["--config", &config, "--server-ip", &ip, "--node-id", &id])
+}
+
+fn cluster_view(ns: &str) -> Option<serde_json::Value> {
+    match http_get(ns, ADMIN_PORT, "/v1/cluster") {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// The node every live node names as elected, once they agree.
+fn elected(segment: &Segment, live: &[u32], limit: Duration, step: &str) -> u32 {
+    poll_until(
+        limit,
+        || {
+            let seen: Vec<Option<u64>> =
+                live.iter().map(|i| cluster_view(&segment.server(*i)).and_then(|v| v["leader_id"].as_u64())).collect();
+            seen
+        },
+        |seen| seen[0].is_some() && seen.iter().all(|s| *s == seen[0]),
+        |seen| format!("{step}: the nodes {live:?} never agreed on an elected node: {seen:?}"),
+    )[0]
+    .map(|id| id as u32)
+    .expect("agreed on one")
+}
+
+/// `udhcpc` once in client namespace `ns`: the address bound, or `None` if none within `tries`.
+fn udhcpc_once(ns: &str, dir: &Path, tries: u32, what: &str) -> Option<Ipv4Addr> {
+    let events = Events::new(&subdir(dir, what));
+    let hook = udhcpc_hook(&subdir(dir, what), &events);
+    let mut cmd = in_ns(ns, require_tool("udhcpc"));
+    cmd.args(["-i", "eth0", "-n", "-q", "-f", "-t", &tries.to_string(), "-T", "1", "-s"]).arg(&hook);
+    let out = cmd.output().expect("run udhcpc");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return None;
+    }
+    let line = text.lines().find(|l| l.contains("lease of")).unwrap_or_else(|| panic!("{what}: {text}"));
+    let ip = line.split_whitespace().skip_while(|w| *w != "of").nth(1).expect("an address");
+    Some(ip.parse().unwrap_or_else(|_| panic!("{what}: {line}")))
+}
+
+/// Give client namespace `ns` a new MAC address: a new client for the server.
+fn new_mac(ns: &str, n: u8) {
+    let mac = format!("02:e7:cd:00:00:{n:02x}");
+    let mut cmd = in_ns(ns, "ip");
+    cmd.args(["link", "set", "dev", "eth0", "address", &mac]);
+    assert!(cmd.status().expect("run ip").success(), "set {mac} in {ns}");
+}
+
+/// Bound records by address, as node `i` has them.
+fn bound(segment: &Segment, i: u32) -> BTreeMap<String, String> {
+    let ns = segment.server(i);
+    let leases = all_lease_pages(|path| match http_get(&ns, ADMIN_PORT, path) {
+        Ok((200, body)) => Ok(body),
+        other => Err(format!("GET {path} on n{i}: {other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    leases.into_iter().filter(|l| l.state == "bound").map(|l| (l.ip.to_string(), l.mac)).collect()
+}
+
+#[test]
+fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
+    require_tool("etcd");
+    require_tool("etcdctl");
+    let segment = Segment::up(NODES, 2, 24);
+    let dir = scratch_dir("etcd-store");
+    let mut etcd: Vec<Option<Proc>> = (1..=NODES).map(|i| Some(start_etcd(&segment, dir.path(), i))).collect();
+    poll_until(
+        Duration::from_secs(30),
+        || healthy(&segment.server(1), &[1, 2, 3]),
+        |ok| *ok,
+        |_| format!("etcd never became healthy:\n{}", tail_of(&dir.path().join("etcd1.log"))),
+    );
+    let mut nodes: BTreeMap<u32, Server> = (1..=NODES).map(|i| (i, start_node(&segment, dir.path(), i))).collect();
+    let all: Vec<u32> = nodes.keys().copied().collect();
+    let first = elected(&segment, &all, Duration::from_secs(15), "start");
+
+    // 1. dhclient binds; the binding reaches every node's table through its watch.
+    let mut client = Dhclient::new(&segment.client(1), &subdir(dir.path(), "dhclient"));
+    client.run("-1", Duration::from_secs(40));
+    let words = client.events.expect(&["BOUND"], Duration::from_secs(5), "dhclient bind");
+    let ip1 = event_ip(&words, "dhclient bind");
+    assert_eq!(words.get(2).map(String::as_str), Some(node_ip(first).as_str()), "the elected node answered");
+    for i in &all {
+        poll_until(
+            Duration::from_secs(5),
+            || bound(&segment, *i),
+            |table| table.contains_key(&ip1.to_string()),
+            |table| format!("n{i} never had dhclient's binding of {ip1}: {table:?}"),
+        );
+    }
+
+    // 2. kill -9 the elected node: another is elected within the TTL, and serves a new client.
+    nodes.get_mut(&first).expect("running").proc.stop(Duration::ZERO);
+    nodes.remove(&first);
+    let survivors: Vec<u32> = nodes.keys().copied().collect();
+    let killed_at = Instant::now();
+    new_mac(&segment.client(2), 1);
+    let ip2 = udhcpc_once(&segment.client(2), dir.path(), 15, "after-kill").expect("a new client bound after the kill");
+    let gap = killed_at.elapsed();
+    let second = elected(&segment, &survivors, Duration::from_secs(5), "after kill");
+    assert_ne!(second, first);
+    eprintln!("etcd store: kill -9 of the elected node n{first} -> n{second} bound a new client in {gap:?}");
+    assert!(gap < Duration::from_secs(ELECTION_TTL_SECS + 8), "served {gap:?} after the kill");
+
+    // 3. One etcd member down (not a Leasehold node's own only path): service goes on.
+    etcd[2].take().expect("running").stop(Duration::ZERO);
+    new_mac(&segment.client(2), 2);
+    let ip3 = udhcpc_once(&segment.client(2), dir.path(), 15, "one-member-down").expect("bound with 2 of 3 members");
+
+    // 4. A second member down: no majority. The nodes fall back to the minority rules within the
+    //    TTL: /healthz says so and no new client is bound.
+    etcd[1].take().expect("running").stop(Duration::ZERO);
+    for i in &survivors {
+        poll_until(
+            Duration::from_secs(ELECTION_TTL_SECS + 10),
+            || http_get(&segment.server(*i), ADMIN_PORT, "/healthz").map(|(code, _)| code).unwrap_or(0),
+            |code| *code == 503,
+            |code| format!("n{i} still answered /healthz {code} without an etcd majority"),
+        );
+    }
+    new_mac(&segment.client(2), 3);
+    assert_eq!(udhcpc_once(&segment.client(2), dir.path(), 4, "no-majority"), None, "bound without a majority");
+
+    // 5. Both members back: service resumes; the tables agree, no address has two clients, and
+    //    every ACKed binding is there.
+    etcd[1] = Some(start_etcd(&segment, dir.path(), 2));
+    etcd[2] = Some(start_etcd(&segment, dir.path(), 3));
+    poll_until(
+        Duration::from_secs(30),
+        || healthy(&segment.server(1), &[1, 2, 3]),
+        |ok| *ok,
+        |_| "etcd did not come back".to_string(),
+    );
+    new_mac(&segment.client(2), 4);
+    let ip4 = udhcpc_once(&segment.client(2), dir.path(), 20, "members-back").expect("bound once etcd is back");
+    let tables: Vec<BTreeMap<String, String>> = survivors.iter().map(|i| bound(&segment, *i)).collect();
+    poll_until(
+        Duration::from_secs(5),
+        || survivors.iter().map(|i| bound(&segment, *i)).collect::<Vec<_>>(),
+        |tables| tables.windows(2).all(|w| w[0] == w[1]),
+        |tables| format!("the survivors' tables differ: {tables:?}"),
+    );
+    for ip in [ip1, ip2, ip3, ip4] {
+        assert!(tables[0].contains_key(&ip.to_string()), "ACKed {ip} is missing: {:?}", tables[0]);
+    }
+    let macs: std::collections::BTreeSet<&String> = tables[0].values().collect();
+    assert_eq!(macs.len(), tables[0].len(), "a client holds two addresses: {:?}", tables[0]);
+    let distinct: std::collections::BTreeSet<Ipv4Addr> = [ip1, ip2, ip3, ip4].into_iter().collect();
+    assert_eq!(distinct.len(), 4, "two clients got one address: {ip1} {ip2} {ip3} {ip4}");
+
+    for (_, mut node) in nodes {
+        node.proc.stop(Duration::from_secs(5));
+    }
+    for member in etcd.iter_mut().flatten() {
+        member.stop(Duration::from_secs(5));
+    }
+}
