@@ -1105,3 +1105,33 @@ fn the_boot_root_digest_interval_defaults_to_10_s_and_is_bounded() {
         assert_eq!(keys, ["boot.digest_interval_secs"], "{bad}: {errors}");
     }
 }
+
+/// `[store]`: the Raft log by default; etcd with its endpoints (the flags win over the file), and
+/// every mistake named by its key.
+#[test]
+fn the_store_is_raft_by_default_and_etcd_needs_endpoints() {
+    assert_eq!(load(BASE).expect("loads").store, leasehold_config::Store::Raft);
+    let etcd = format!("{BASE}\n[store]\nkind = \"etcd\"\nendpoints = [\"http://10.0.0.5:2379\"]\n");
+    let leasehold_config::Store::Etcd(store) = load(&etcd).expect("loads").store else { panic!("etcd") };
+    assert_eq!(
+        (store.endpoints.as_slice(), store.prefix.as_str()),
+        (&["http://10.0.0.5:2379".to_string()][..], "/leasehold")
+    );
+    let flags = Overrides {
+        store: Some("etcd".into()),
+        etcd_endpoints: vec!["http://10.0.0.6:2379,http://10.0.0.7:2379".into()],
+        ..Overrides::default()
+    };
+    let leasehold_config::Store::Etcd(store) = load_with(BASE, &flags).expect("loads").store else { panic!("etcd") };
+    assert_eq!(store.endpoints, ["http://10.0.0.6:2379", "http://10.0.0.7:2379"]);
+
+    let errors = rejected(&format!("{BASE}\n[store]\nkind = \"zookeeper\"\n"));
+    expect_error(&errors, "store.kind", &["raft", "etcd"]);
+    let errors = rejected(&format!("{BASE}\n[store]\nkind = \"etcd\"\nprefix = \"leasehold/\"\n"));
+    expect_error(&errors, "store.endpoints", &["at least one endpoint"]);
+    expect_error(&errors, "store.prefix", &["leading slash"]);
+    let errors = rejected(&format!("{BASE}\n[store]\nendpoints = [\"http://10.0.0.5:2379\"]\n"));
+    expect_error(&errors, "store.endpoints", &["only for the etcd store"]);
+    let errors = rejected(&format!("{BASE}\n[store]\nkind = \"etcd\"\nendpoints = [\"10.0.0.5:2379\"]\n"));
+    expect_error(&errors, "store.endpoints", &["http://HOST:PORT"]);
+}
