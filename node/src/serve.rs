@@ -325,8 +325,10 @@ fn start_store(
     };
     let member = serde_json::json!({"server_ip": config.server_ip, "admin": config.admin_listen}).to_string();
     let log = log.new(o!("actor" => "etcd"));
+    let (grace_ms, max_leases) = (config.limits.expiry_grace_secs * 1000, config.limits.max_leases);
     let store = crate::store::etcd::EtcdStore::start_in_arbiter(&arbiter.handle(), move |_| {
         crate::store::etcd::EtcdStore::new(etcd, node_id, member, lease.clone().recipient(), lease.recipient(), log)
+            .with_defaults(grace_ms, max_leases)
     });
     (store.clone().recipient(), Some(store.recipient()))
 }

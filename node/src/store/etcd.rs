@@ -62,6 +62,11 @@ pub struct EtcdStore {
     granting: bool,
     campaigning: bool,
     last_status: Option<RaftStatus>,
+    /// The pool was loaded at least once: before that this node neither campaigns nor knows a
+    /// leader (it would answer from an empty table).
+    loaded: bool,
+    /// What apply uses until the pool's `/parameters` says otherwise (this node's config).
+    defaults: (u64, usize),
     view: StoreView,
     log: Logger,
 }
@@ -94,9 +99,17 @@ impl EtcdStore {
             granting: false,
             campaigning: false,
             last_status: None,
+            loaded: false,
+            defaults: (0, usize::MAX),
             view,
             log,
         }
+    }
+
+    /// Apply with this grace and limit until the pool's `/parameters` key sets them.
+    pub fn with_defaults(mut self, grace_ms: u64, max_leases: usize) -> Self {
+        self.defaults = (grace_ms, max_leases);
+        self
     }
 
     fn timeout(&self) -> Duration {
@@ -112,8 +125,9 @@ impl EtcdStore {
         let timeout = self.timeout();
         let me = ctx.address();
         let log = self.log.clone();
+        let defaults = self.defaults;
         actix::spawn(async move {
-            match load_pool(client, &keys, timeout, &log).await {
+            match load_pool(client, &keys, defaults, timeout, &log).await {
                 Ok((revision, table, leader)) => me.do_send(Loaded { generation, revision, table, leader }),
                 Err(e) => {
                     warn!(log, "etcd: loading the pool failed; trying again"; "error" => %e);
@@ -258,7 +272,7 @@ impl EtcdStore {
     /// Try to become the elected node: create `/leader` on this node's lease unless it exists.
     fn campaign(&mut self, ctx: &mut Context<Self>) {
         let (Some(mut client), Some(lease)) = (self.client.clone(), self.lease_id) else { return };
-        if self.campaigning || self.leader.is_some() || monotonic_us() >= self.alive_until_us {
+        if !self.loaded || self.campaigning || self.leader.is_some() || monotonic_us() >= self.alive_until_us {
             return;
         }
         self.campaigning = true;
@@ -278,7 +292,7 @@ impl EtcdStore {
 
     fn report_status(&mut self) {
         let now = monotonic_us();
-        let alive = now < self.alive_until_us;
+        let alive = self.loaded && now < self.alive_until_us;
         let is_leader =
             alive && self.leader.is_some_and(|(node, lease, _)| node == self.node_id && Some(lease) == self.lease_id);
         let status = RaftStatus {
@@ -306,6 +320,7 @@ impl EtcdStore {
 async fn load_pool(
     mut client: Client,
     keys: &Keys,
+    (grace_ms, max_leases): (u64, usize),
     timeout: Duration,
     log: &Logger,
 ) -> Result<(u64, LeaseTable, Option<(u64, i64, u64)>), String> {
@@ -346,7 +361,7 @@ async fn load_pool(
     // Parameters first: they are what every record is read with. Records by their own revision,
     // so each carries the `changed_at_index` etcd gives it.
     changes.sort_by_key(|(revision, change)| (!matches!(change, Change::Parameters(_)), *revision));
-    let mut table = LeaseTable::new(0, usize::MAX);
+    let mut table = LeaseTable::new(grace_ms, max_leases);
     for (at, change) in changes {
         table.apply_change(at, change);
     }
@@ -424,6 +439,7 @@ impl Handler<Loaded> for EtcdStore {
         info!(self.log, "etcd: pool loaded"; "revision" => msg.revision, "leases" => msg.table.len(),
             "elected" => ?msg.leader.map(|l| l.0));
         self.revision = msg.revision;
+        self.loaded = true;
         self.view.watch_revision = msg.revision;
         self.leader = msg.leader;
         self.mail.do_send(StoreMail::Reset(Box::new(msg.table)));
