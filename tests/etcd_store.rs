@@ -236,3 +236,146 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
         member.stop(Duration::from_secs(5));
     }
 }
+
+/// `etcdctl` against the single TLS member of the second test (client certificate `node1`).
+fn etcdctl_tls(ns: &str, certs: &Path, args: &[&str]) -> String {
+    let mut cmd = in_ns(ns, require_tool("etcdctl"));
+    cmd.env("ETCDCTL_API", "3").args(["--endpoints", "https://10.77.0.2:2379", "--command-timeout=3s"]);
+    cmd.arg("--cacert").arg(certs.join("ca.pem"));
+    cmd.arg("--cert").arg(certs.join("node-1.pem")).arg("--key").arg(certs.join("node-1.key"));
+    let out = cmd.args(args).output().expect("run etcdctl");
+    assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn leasehold_in(ns: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = in_ns(ns, leasehold_bin());
+    cmd.args(args).output().expect("run leasehold")
+}
+
+/// One etcd member that speaks only TLS and asks for a client certificate, and one node that
+/// reaches it with `[store] tls_ca`/`tls_cert`/`tls_key`: `check-config` connects and writes a probe
+/// key; a reservation written with `etcdctl put` (JSON, as README shows) reaches the node through its
+/// watch and a real client (udhcpc) gets the reserved address. Then the pool moves to the Raft store
+/// and back with `leasehold export --kea-csv` and `leasehold import --kea-csv`: the client keeps its
+/// address on each.
+#[test]
+fn a_tls_etcd_store_takes_etcdctl_reservations_and_leases_move_between_stores() {
+    require_tool("etcd");
+    let segment = Segment::up(2, 1, 24);
+    let dir = scratch_dir("etcd-tls");
+    let certs = dir.path().join("certs");
+    let out = leasehold_in(
+        &segment.server(1),
+        &["cluster", "make-certs", "--dir", &certs.display().to_string(), "--nodes", "1", "--admin-name", "10.77.0.2"],
+    );
+    assert!(out.status.success(), "make-certs: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The member: TLS on the client port, client certificates required.
+    let mut cmd = in_ns(&segment.server(2), require_tool("etcd"));
+    cmd.args(["--name", "tls1"]).arg("--data-dir").arg(dir.path().join("etcd-tls"));
+    cmd.args(["--listen-client-urls", "https://10.77.0.2:2379", "--advertise-client-urls", "https://10.77.0.2:2379"]);
+    cmd.args(["--listen-peer-urls", "http://10.77.0.2:2380", "--initial-advertise-peer-urls", "http://10.77.0.2:2380"]);
+    cmd.args(["--initial-cluster", "tls1=http://10.77.0.2:2380", "--initial-cluster-state", "new"]);
+    cmd.arg("--cert-file").arg(certs.join("admin.pem")).arg("--key-file").arg(certs.join("admin.key"));
+    cmd.arg("--client-cert-auth").arg("--trusted-ca-file").arg(certs.join("ca.pem"));
+    let mut member = Proc::spawn("etcd tls1", cmd, &dir.path().join("etcd-tls.log"));
+    poll_until(
+        Duration::from_secs(30),
+        || {
+            let mut cmd = in_ns(&segment.server(1), require_tool("etcdctl"));
+            cmd.env("ETCDCTL_API", "3").args(["--endpoints", "https://10.77.0.2:2379", "endpoint", "health"]);
+            cmd.arg("--cacert").arg(certs.join("ca.pem"));
+            cmd.arg("--cert").arg(certs.join("node-1.pem")).arg("--key").arg(certs.join("node-1.key"));
+            cmd.output().is_ok_and(|o| o.status.success())
+        },
+        |ok| *ok,
+        |_| format!("the TLS member never became healthy:\n{}", tail_of(&dir.path().join("etcd-tls.log"))),
+    );
+
+    let pool = "[[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\nrange_start = \"10.77.0.100\"\n\
+                range_end = \"10.77.0.200\"\nlease_time_secs = 600\n";
+    let etcd_config = |prefix: &str| {
+        let path = dir.path().join(format!("etcd{}.toml", prefix.replace('/', "-")));
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nserver_ip = \"10.77.0.1\"\n\n[store]\nkind = \"etcd\"\nendpoints = [\"https://10.77.0.2:2379\"]\nprefix = \"{prefix}\"\n\
+                 tls_ca = \"{ca}\"\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n\n{pool}",
+                ca = certs.join("ca.pem").display(),
+                cert = certs.join("node-1.pem").display(),
+                key = certs.join("node-1.key").display(),
+            ),
+        )
+        .expect("write the config");
+        path.display().to_string()
+    };
+    let config = etcd_config("/tls");
+
+    // check-config reaches etcd over TLS and can write under the prefix.
+    let out = leasehold_in(&segment.server(1), &["check-config", &config]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("answers"), "check-config: {said}");
+
+    let node_args = ["--config", &config, "--server-ip", "10.77.0.1", "--node-id", "1"];
+    let mut node =
+        Server::start(&segment.server(1), &dir.path().join("data1"), &dir.path().join("node1.log"), &node_args);
+
+    // A reservation written by hand with etcdctl reaches the node's table through its watch.
+    let reservation = r#"{"v":1,"reservation":{"mac":[2,231,205,0,0,66],"ip":"10.77.0.150","hostname":"by-etcdctl","boot_file":null}}"#;
+    etcdctl_tls(&segment.server(1), &certs, &["put", "/tls/reservation/02:e7:cd:00:00:42", reservation]);
+    poll_until(
+        Duration::from_secs(5),
+        || http_get(&segment.server(1), ADMIN_PORT, "/v1/reservations").map(|(_, body)| body).unwrap_or_default(),
+        |body| body.contains("10.77.0.150") && body.contains("\"api\""),
+        |body| format!("the etcdctl reservation never reached the node: {body}"),
+    );
+    new_mac(&segment.client(1), 0x42);
+    let ip = udhcpc_once(&segment.client(1), dir.path(), 10, "reserved").expect("bound");
+    assert_eq!(ip, Ipv4Addr::new(10, 77, 0, 150), "the reserved address");
+    let stored = etcdctl_tls(&segment.server(1), &certs, &["get", "/tls/lease/10.77.0.150", "--print-value-only"]);
+    assert!(stored.contains("\"mac\":[2,231,205,0,0,66]"), "the record in etcd: {stored}");
+
+    // etcd -> Raft: export, stop the node, a Raft-store node on the same segment imports the file.
+    let csv = dir.path().join("from-etcd.csv");
+    let admin = format!("127.0.0.1:{ADMIN_PORT}");
+    let out = leasehold_in(&segment.server(1), &["export", "--kea-csv", &csv.display().to_string(), "--admin", &admin]);
+    assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+    node.proc.stop(Duration::from_secs(5));
+    let raft_args = [
+        "--server-ip",
+        "10.77.0.1",
+        "--subnet-mask",
+        "255.255.255.0",
+        "--ip-start",
+        "10.77.0.100",
+        "--ip-end",
+        "10.77.0.200",
+    ];
+    let mut raft =
+        Server::start(&segment.server(1), &dir.path().join("raft1"), &dir.path().join("raft1.log"), &raft_args);
+    let out = leasehold_in(&segment.server(1), &["import", "--kea-csv", &csv.display().to_string(), "--admin", &admin]);
+    assert!(out.status.success(), "import into Raft: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(raft.lease_of(ip).map(|l| l.mac), Some("02:e7:cd:00:00:42".to_string()), "the lease on the Raft store");
+    let again = udhcpc_once(&segment.client(1), dir.path(), 10, "on-raft").expect("bound by the Raft node");
+    assert_eq!(again, ip, "the client keeps its address on the Raft store");
+
+    // Raft -> etcd: export from the Raft node, import into a fresh prefix.
+    let csv = dir.path().join("from-raft.csv");
+    let out = leasehold_in(&segment.server(1), &["export", "--kea-csv", &csv.display().to_string(), "--admin", &admin]);
+    assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+    raft.proc.stop(Duration::from_secs(5));
+    let config = etcd_config("/migrated");
+    let node_args = ["--config", &config, "--server-ip", "10.77.0.1", "--node-id", "1"];
+    let mut node =
+        Server::start(&segment.server(1), &dir.path().join("data2"), &dir.path().join("node2.log"), &node_args);
+    let out = leasehold_in(&segment.server(1), &["import", "--kea-csv", &csv.display().to_string(), "--admin", &admin]);
+    assert!(out.status.success(), "import into etcd: {}", String::from_utf8_lossy(&out.stderr));
+    let stored = etcdctl_tls(&segment.server(1), &certs, &["get", "/migrated/lease/10.77.0.150", "--print-value-only"]);
+    assert!(stored.contains("\"mac\":[2,231,205,0,0,66]"), "the imported record in etcd: {stored}");
+    let again = udhcpc_once(&segment.client(1), dir.path(), 10, "back-on-etcd").expect("bound by the etcd node");
+    assert_eq!(again, ip, "the client keeps its address back on etcd");
+
+    node.proc.stop(Duration::from_secs(5));
+    member.stop(Duration::from_secs(5));
+}
