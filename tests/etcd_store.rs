@@ -170,6 +170,16 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
         );
     }
 
+    // What operators see: /v1/cluster names the store, its endpoints, the elected node and the
+    // watch revision; /metrics counts the elected node's transactions and the watch lag.
+    let view = cluster_view(&segment.server(first)).expect("GET /v1/cluster");
+    assert_eq!(view["store"], "etcd", "{view}");
+    assert_eq!(view["etcd"]["endpoints"].as_array().map(Vec::len), Some(3), "{view}");
+    assert!(view["etcd"]["watch_revision"].as_u64() > Some(0), "{view}");
+    let metrics = http_get(&segment.server(first), ADMIN_PORT, "/metrics").expect("GET /metrics").1;
+    assert!(metric(&metrics, "leasehold_etcd_transactions_total", "").is_some_and(|n| n >= 1.0), "{metrics}");
+    assert!(metric(&metrics, "leasehold_etcd_watch_lag_revisions", "").is_some(), "{metrics}");
+
     // 2. kill -9 the elected node: another is elected within the TTL, and serves a new client.
     nodes.get_mut(&first).expect("running").proc.stop(Duration::ZERO);
     nodes.remove(&first);
@@ -183,13 +193,30 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     eprintln!("etcd store: kill -9 of the elected node n{first} -> n{second} bound a new client in {gap:?}");
     assert!(gap < Duration::from_secs(ELECTION_TTL_SECS + 8), "served {gap:?} after the kill");
 
-    // 3. One etcd member down (not a Leasehold node's own only path): service goes on.
+    // 3. One etcd member down: service goes on. A long-running udhcpc binds (it renews in step 4).
     etcd[2].take().expect("running").stop(Duration::ZERO);
     new_mac(&segment.client(2), 2);
-    let ip3 = udhcpc_once(&segment.client(2), dir.path(), 15, "one-member-down").expect("bound with 2 of 3 members");
+    let renewer_dir = subdir(dir.path(), "renewer");
+    let mut renewer_events = Events::new(&renewer_dir);
+    let hook = renewer_dir.join("hook.sh");
+    write_script(
+        &hook,
+        &format!(
+            "#!/bin/sh\ncase \"$1\" in bound|renew) ip -4 addr replace \"$ip/$mask\" dev \"$interface\" ;; esac\n\
+             echo \"$1 ${{ip:--}} ${{serverid:--}} ${{lease:--}}\" > {}\n",
+            renewer_events.path.display()
+        ),
+    );
+    let mut cmd = in_ns(&segment.client(2), require_tool("udhcpc"));
+    cmd.args(["-i", "eth0", "-f", "-t", "15", "-T", "1", "-s"]).arg(&hook);
+    let mut renewer = Proc::spawn("udhcpc (renewer)", cmd, &renewer_dir.join("udhcpc.log"));
+    let words = renewer_events.expect(&["bound"], Duration::from_secs(20), "bind with 2 of 3 members");
+    let ip3 = event_ip(&words, "bind with 2 of 3 members");
+    let bound_at = Instant::now();
 
     // 4. A second member down: no majority. The nodes fall back to the minority rules within the
-    //    TTL: /healthz says so and no new client is bound.
+    //    TTL: /healthz says so, a renewal is confirmed only for the time left on the committed
+    //    lease (never beyond), and no new client is bound.
     etcd[1].take().expect("running").stop(Duration::ZERO);
     for i in &survivors {
         poll_until(
@@ -199,8 +226,16 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
             |code| format!("n{i} still answered /healthz {code} without an etcd majority"),
         );
     }
-    new_mac(&segment.client(2), 3);
-    assert_eq!(udhcpc_once(&segment.client(2), dir.path(), 4, "no-majority"), None, "bound without a majority");
+    wait_for_next_second();
+    signal(renewer.pid, libc::SIGUSR1);
+    let words = renewer_events.expect(&["renew"], Duration::from_secs(10), "renewal without a majority");
+    let granted: u64 = words.get(3).and_then(|w| w.parse().ok()).expect("a lease time");
+    let left = 600 - bound_at.elapsed().as_secs();
+    assert!(granted <= left && granted + 30 > left, "renewed for {granted} s with {left} s left on the lease");
+    renewer.stop(Duration::from_secs(5));
+    client.run("-x", Duration::from_secs(10));
+    new_mac(&segment.client(1), 3);
+    assert_eq!(udhcpc_once(&segment.client(1), dir.path(), 4, "no-majority"), None, "bound without a majority");
 
     // 5. Both members back: service resumes; the tables agree, no address has two clients, and
     //    every ACKed binding is there.
@@ -212,8 +247,8 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
         |ok| *ok,
         |_| "etcd did not come back".to_string(),
     );
-    new_mac(&segment.client(2), 4);
-    let ip4 = udhcpc_once(&segment.client(2), dir.path(), 20, "members-back").expect("bound once etcd is back");
+    new_mac(&segment.client(1), 4);
+    let ip4 = udhcpc_once(&segment.client(1), dir.path(), 20, "members-back").expect("bound once etcd is back");
     let tables: Vec<BTreeMap<String, String>> = survivors.iter().map(|i| bound(&segment, *i)).collect();
     poll_until(
         Duration::from_secs(5),

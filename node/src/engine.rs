@@ -695,7 +695,10 @@ impl Engine {
         self.offers.expire(now_ms);
         let addressed_to_me =
             arrival.to.is_some_and(|ip| self.config.is_own_address(ip)) && request.giaddr.is_unspecified();
-        if self.role != Role::Leader && !addressed_to_me {
+        // A SELECTING REQUEST naming this node (its OFFER, made while it led) is this node's too.
+        let chose_me = request.message_type == ClientMessageType::Request
+            && request.server_id.is_some_and(|id| self.config.is_own_address(id));
+        if self.role != Role::Leader && !addressed_to_me && !(self.role == Role::Follower && chose_me) {
             return Action::Silent(Silence::NotLeader);
         }
         if self.pending.len() >= self.config.limits.max_inflight_proposals {
@@ -720,6 +723,16 @@ impl Engine {
             (Role::Leader, ClientMessageType::Bootp) => self.bootp(request, &scope, now_us),
             (Role::Leader, ClientMessageType::Request) => self.request(request, &scope, now_us),
             (Role::Follower, ClientMessageType::Request) if is_renewing(request) => {
+                self.request(request, &scope, now_us)
+            }
+            // SELECTING with this node's identifier: the client took the OFFER this node made while
+            // it led (RFC 2131 §4.3.2: the server the client chose answers). Only this node is named,
+            // so still exactly one answers; its binding goes through the log like a renewal, and apply
+            // NAKs it if the new leader bound the address meanwhile. Without this the client repeats
+            // its REQUEST to a silent server until it starts over (seconds, issue 12 and 13).
+            (Role::Follower, ClientMessageType::Request)
+                if request.server_id.is_some_and(|id| self.names_me(id, &scope)) =>
+            {
                 self.request(request, &scope, now_us)
             }
             (Role::NoQuorum, ClientMessageType::Request) if is_renewing(request) => {

@@ -45,6 +45,9 @@ pub struct StoreView {
     pub elected: Option<u64>,
     /// The revision the table has applied (the watch's position).
     pub watch_revision: u64,
+    /// The latest revision of etcd this node has heard of (watch headers, its transactions):
+    /// `store_revision - watch_revision` is how far the watch lags.
+    pub store_revision: u64,
     /// This node's etcd lease is alive (its last keep-alive is younger than the TTL).
     pub connected: bool,
     pub transactions: u64,
@@ -86,6 +89,11 @@ impl StoreView {
         }
         let gauges = [
             ("leasehold_etcd_watch_revision", "The etcd revision the lease table has applied.", self.watch_revision),
+            (
+                "leasehold_etcd_watch_lag_revisions",
+                "Revisions etcd is known to have that the watch has not delivered yet.",
+                self.store_revision.saturating_sub(self.watch_revision),
+            ),
             ("leasehold_etcd_connected", "1 while this node's etcd lease is kept alive.", u64::from(self.connected)),
             ("leasehold_etcd_elected_node", "The node holding the election key (0: none).", self.elected.unwrap_or(0)),
         ];

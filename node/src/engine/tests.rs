@@ -966,6 +966,24 @@ fn design_rule_2_follower_answers_only_renewals_addressed_to_it() {
     assert_eq!(ack.reply.lease_time_secs, Some(3600));
 }
 
+/// RFC 2131 §4.3.2: the server a SELECTING client names answers it. A leader that made an OFFER and
+/// then lost leadership (a hand-over, or an election) still answers the REQUEST naming it, binding
+/// through the log, so the client is not left repeating it to a silent server; a REQUEST naming
+/// another server stays that server's.
+#[test]
+fn a_former_leader_answers_the_selecting_request_for_its_own_offer() {
+    let mut engine = engine();
+    let mut log = Log::new();
+    let offer = expect_send(engine.handle(&discover(mac(1)), T0_US));
+    engine.set_role(Role::Follower);
+    let other = selecting(mac(1), offer.reply.yiaddr, Ipv4Addr::new(10, 0, 0, 2));
+    assert_eq!(engine.handle(&other, T0_US), Action::Silent(Silence::NotLeader), "another server was chosen");
+    let proposal = expect_propose(engine.handle(&selecting(mac(1), offer.reply.yiaddr, SERVER), T0_US));
+    let ack = log.commit_one(&mut engine, proposal, T0_US);
+    assert_eq!((ack.reply.message_type, ack.reply.yiaddr), (ReplyType::Ack, offer.reply.yiaddr));
+    assert_eq!(ack.reply.server_id, SERVER);
+}
+
 /// DESIGN rule 5: without a quorum a node binds nothing new, but confirms a committed, unexpired
 /// lease for the time that remains on it, never beyond — and proposes nothing.
 #[test]

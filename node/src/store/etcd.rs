@@ -41,7 +41,11 @@ const LEADER_MARGIN_US: u64 = 300_000;
 
 pub struct EtcdStore {
     config: leasehold_config::EtcdStore,
-    client: Option<Client>,
+    /// One client per endpoint, all lazy; requests go to `current` and move to the next endpoint
+    /// when one fails there (one client balancing over all endpoints kept sending some requests to
+    /// a member that was down).
+    clients: Vec<Client>,
+    current: usize,
     keys: Keys,
     node_id: u64,
     /// What this node reports about itself in its member key (JSON).
@@ -85,7 +89,8 @@ impl EtcdStore {
         EtcdStore {
             keys: Keys::new(&config.prefix),
             config,
-            client: None,
+            clients: Vec::new(),
+            current: 0,
             node_id,
             member_value,
             mail,
@@ -106,6 +111,21 @@ impl EtcdStore {
         }
     }
 
+    /// The client of the current endpoint, and which it is.
+    fn client(&self) -> Option<(usize, Client)> {
+        self.clients.get(self.current).map(|client| (self.current, client.clone()))
+    }
+
+    /// A request to `endpoint` failed: later ones go to the next endpoint (unless another failure
+    /// moved on already).
+    fn failed(&mut self, endpoint: usize) {
+        if endpoint == self.current && self.clients.len() > 1 {
+            self.current = (self.current + 1) % self.clients.len();
+            warn!(self.log, "etcd: moving to another endpoint"; "from" => &self.config.endpoints[endpoint],
+                "to" => &self.config.endpoints[self.current]);
+        }
+    }
+
     /// Apply with this grace and limit until the pool's `/parameters` key sets them.
     pub fn with_defaults(mut self, grace_ms: u64, max_leases: usize) -> Self {
         self.defaults = (grace_ms, max_leases);
@@ -118,7 +138,7 @@ impl EtcdStore {
 
     /// Read the whole pool at one revision, then watch from the next.
     fn load(&mut self, ctx: &mut Context<Self>) {
-        let Some(client) = self.client.clone() else { return };
+        let Some((endpoint, client)) = self.client() else { return };
         self.generation += 1;
         let generation = self.generation;
         let keys = self.keys.clone();
@@ -132,14 +152,14 @@ impl EtcdStore {
                 Err(e) => {
                     warn!(log, "etcd: loading the pool failed; trying again"; "error" => %e);
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    me.do_send(Reload { generation });
+                    me.do_send(Reload { generation, endpoint });
                 }
             }
         });
     }
 
     fn watch(&mut self, ctx: &mut Context<Self>) {
-        let Some(mut client) = self.client.clone() else { return };
+        let Some((endpoint, mut client)) = self.client() else { return };
         let (generation, start) = (self.generation, self.revision + 1);
         let (begin, end) = self.keys.range();
         let me = ctx.address();
@@ -152,7 +172,7 @@ impl EtcdStore {
                 Err(e) => {
                     warn!(log, "etcd: watch failed"; "error" => %e);
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    me.do_send(Reload { generation });
+                    me.do_send(Reload { generation, endpoint });
                     return;
                 }
             };
@@ -188,10 +208,11 @@ impl EtcdStore {
                         Err(e) => error!(log, "etcd: a value under the prefix does not decode; skipped"; "error" => %e),
                     }
                 }
-                me.do_send(WatchBatch { generation, batches });
+                let store_revision = response.header().map_or(0, |h| h.revision() as u64);
+                me.do_send(WatchBatch { generation, batches, store_revision });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-            me.do_send(Reload { generation });
+            me.do_send(Reload { generation, endpoint });
         });
     }
 
@@ -209,7 +230,7 @@ impl EtcdStore {
     }
 
     fn grant(&mut self, ctx: &mut Context<Self>) {
-        let Some(mut client) = self.client.clone() else { return };
+        let Some((endpoint, mut client)) = self.client() else { return };
         if self.granting {
             return;
         }
@@ -230,7 +251,7 @@ impl EtcdStore {
                 Ok(Ok((id, sent_at, ttl))) => me.do_send(LeaseGranted { id, sent_at, ttl }),
                 _ => {
                     tokio::time::sleep(Duration::from_millis(300)).await;
-                    me.do_send(LeaseGrantFailed);
+                    me.do_send(LeaseGrantFailed { endpoint });
                 }
             }
         });
@@ -238,14 +259,14 @@ impl EtcdStore {
 
     /// Keep `id` alive for as long as etcd confirms it, reporting each confirmation.
     fn keep_alive(&mut self, id: i64, ctx: &mut Context<Self>) {
-        let Some(mut client) = self.client.clone() else { return };
+        let Some((endpoint, mut client)) = self.client() else { return };
         let interval = Duration::from_millis(u64::from(self.config.election_ttl_secs) * 1000 / 4);
         let timeout = self.timeout().min(Duration::from_secs(self.config.election_ttl_secs.into()));
         let me = ctx.address();
         actix::spawn(async move {
             let Ok(Ok((mut keeper, mut stream))) = tokio::time::timeout(timeout, client.lease_keep_alive(id)).await
             else {
-                me.do_send(LeaseLost { id });
+                me.do_send(LeaseLost { id, endpoint });
                 return;
             };
             loop {
@@ -260,7 +281,7 @@ impl EtcdStore {
                         me.do_send(LeaseKept { id, sent_at, ttl: response.ttl() })
                     }
                     _ => {
-                        me.do_send(LeaseLost { id });
+                        me.do_send(LeaseLost { id, endpoint });
                         return;
                     }
                 }
@@ -271,7 +292,7 @@ impl EtcdStore {
 
     /// Try to become the elected node: create `/leader` on this node's lease unless it exists.
     fn campaign(&mut self, ctx: &mut Context<Self>) {
-        let (Some(mut client), Some(lease)) = (self.client.clone(), self.lease_id) else { return };
+        let (Some((_, mut client)), Some(lease)) = (self.client(), self.lease_id) else { return };
         if !self.loaded || self.campaigning || self.leader.is_some() || monotonic_us() >= self.alive_until_us {
             return;
         }
@@ -370,6 +391,17 @@ async fn load_pool(
 }
 
 /// Connect to the endpoints (with TLS when configured).
+/// Connect to the endpoints (with TLS when configured): one lazy client per endpoint.
+pub async fn connect_each(config: &leasehold_config::EtcdStore) -> Result<Vec<Client>, String> {
+    let mut clients = Vec::with_capacity(config.endpoints.len());
+    for endpoint in &config.endpoints {
+        let one = leasehold_config::EtcdStore { endpoints: vec![endpoint.clone()], ..config.clone() };
+        clients.push(connect(&one).await?);
+    }
+    Ok(clients)
+}
+
+/// One client balancing over every endpoint (`check-config`).
 pub async fn connect(config: &leasehold_config::EtcdStore) -> Result<Client, String> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_millis(config.request_timeout_ms.into()))
@@ -395,8 +427,8 @@ impl Actor for EtcdStore {
         ctx.wait(
             async move {
                 loop {
-                    match connect(&config).await {
-                        Ok(client) => return client,
+                    match connect_each(&config).await {
+                        Ok(clients) => return clients,
                         Err(e) => {
                             warn!(log, "etcd: cannot connect yet"; "endpoints" => config.endpoints.join(","), "error" => %e);
                             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -405,10 +437,10 @@ impl Actor for EtcdStore {
                 }
             }
             .into_actor(self)
-            .map(|client, act, ctx| {
+            .map(|clients, act, ctx| {
                 info!(act.log, "etcd: connected"; "endpoints" => act.config.endpoints.join(","),
                     "prefix" => &act.config.prefix);
-                act.client = Some(client);
+                act.clients = clients;
                 act.load(ctx);
                 act.grant(ctx);
             }),
@@ -453,6 +485,8 @@ impl Handler<Loaded> for EtcdStore {
 #[rtype(result = "()")]
 struct Reload {
     generation: u64,
+    /// The endpoint the failed load or watch used.
+    endpoint: usize,
 }
 
 impl Handler<Reload> for EtcdStore {
@@ -460,6 +494,7 @@ impl Handler<Reload> for EtcdStore {
 
     fn handle(&mut self, msg: Reload, ctx: &mut Self::Context) {
         if msg.generation == self.generation {
+            self.failed(msg.endpoint);
             self.view.resyncs += 1;
             self.load(ctx);
         }
@@ -477,6 +512,8 @@ struct WatchedRevision {
 struct WatchBatch {
     generation: u64,
     batches: Vec<WatchedRevision>,
+    /// etcd's revision when it sent the batch.
+    store_revision: u64,
 }
 
 impl Handler<WatchBatch> for EtcdStore {
@@ -499,6 +536,7 @@ impl Handler<WatchBatch> for EtcdStore {
             }
         }
         self.view.watch_revision = self.revision;
+        self.view.store_revision = self.view.store_revision.max(msg.store_revision).max(self.revision);
         self.release_waiting();
         self.report_status();
         if self.leader.is_none() {
@@ -511,7 +549,7 @@ impl Handler<Transact> for EtcdStore {
     type Result = ();
 
     fn handle(&mut self, Transact(decided): Transact, ctx: &mut Self::Context) {
-        let Some(client) = self.client.clone() else {
+        let Some((endpoint, client)) = self.client() else {
             let tags = decided.iter().map(|d| d.proposal.tag).collect();
             self.mail.do_send(StoreMail::Rejected(tags));
             return;
@@ -531,7 +569,7 @@ impl Handler<Transact> for EtcdStore {
                     Err(_) => Err(TxnFailure::Error(format!("no answer within {timeout:?}"))),
                 };
                 let latency_us = monotonic_us().saturating_sub(started);
-                me.do_send(TxnDone { proposal, outcome, result, latency_us });
+                me.do_send(TxnDone { proposal, outcome, result, latency_us, endpoint });
             });
         }
     }
@@ -569,6 +607,7 @@ struct TxnDone {
     outcome: Outcome,
     result: Result<u64, TxnFailure>,
     latency_us: u64,
+    endpoint: usize,
 }
 
 impl Handler<TxnDone> for EtcdStore {
@@ -579,6 +618,7 @@ impl Handler<TxnDone> for EtcdStore {
         self.view.txn_latency_us_sum += msg.latency_us;
         match msg.result {
             Ok(revision) => {
+                self.view.store_revision = self.view.store_revision.max(revision);
                 self.waiting.entry(revision).or_default().push((msg.proposal, msg.outcome));
                 self.release_waiting();
             }
@@ -587,6 +627,7 @@ impl Handler<TxnDone> for EtcdStore {
                     TxnFailure::Conflict => self.view.conflicts += 1,
                     TxnFailure::Error(e) => {
                         self.view.failures += 1;
+                        self.failed(msg.endpoint);
                         warn!(self.log, "etcd: transaction failed"; "error" => %e, "command" => msg.proposal.command.label());
                     }
                 }
@@ -619,13 +660,16 @@ impl Handler<LeaseGranted> for EtcdStore {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct LeaseGrantFailed;
+struct LeaseGrantFailed {
+    endpoint: usize,
+}
 
 impl Handler<LeaseGrantFailed> for EtcdStore {
     type Result = ();
 
-    fn handle(&mut self, _: LeaseGrantFailed, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: LeaseGrantFailed, ctx: &mut Self::Context) {
         self.granting = false;
+        self.failed(msg.endpoint);
         self.grant(ctx);
     }
 }
@@ -653,6 +697,7 @@ impl Handler<LeaseKept> for EtcdStore {
 #[rtype(result = "()")]
 struct LeaseLost {
     id: i64,
+    endpoint: usize,
 }
 
 impl Handler<LeaseLost> for EtcdStore {
@@ -662,6 +707,7 @@ impl Handler<LeaseLost> for EtcdStore {
         if Some(msg.id) != self.lease_id {
             return;
         }
+        self.failed(msg.endpoint);
         warn!(self.log, "etcd: keep-alive failed; this node answers as a minority until a new lease is granted");
         // The old lease may live on in etcd until its TTL runs out: this node counts on it no longer.
         self.lease_id = None;
