@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the leasehold image from the Dockerfile at the top of the repository (cargo build inside the
 # build, from the source in the working tree), with nothing pulled: unless other bases are named, the
-# two base images are the local stand-ins scripts/compose/base-images.sh makes (once, about two
+# two base images are the local stand-ins scripts/compose/base-images.sh makes (once, a few
 # minutes; it needs root and this machine's Rust toolchain).
 #
 #   scripts/compose/build-image.sh [--tag NAME:TAG] [--profile PROFILE] [--rust-image IMAGE]
