@@ -23,7 +23,7 @@ fi
 
 PACKAGES=(isc-dhcp-client udhcpc dhcpcd kea-admin kea-dhcp4-server busybox-static iproute2 tcpdump iptables
     qemu-system-x86 ipxe-qemu ipxe ovmf isc-dhcp-relay dnsmasq-base isc-dhcp-server systemd tftp-hpa atftp curl
-    protobuf-compiler etcd-server etcd-client)
+    protobuf-compiler etcd-server etcd-client debootstrap)
 missing=()
 for package in "${PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
@@ -88,7 +88,12 @@ command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 # Segments (network namespaces) left by an earlier run that was killed.
 scripts/netns.sh gc
 
+# The compose test's stand-in base images (mostly waiting on deb.debian.org), made while the workspace
+# builds. When this fails the test makes them itself, and fails with the reason.
+scripts/compose/base-images.sh >"${TMPDIR:-/tmp}/leasehold-base-images.log" 2>&1 &
+bases_pid=$!
 cargo build --workspace --bins
+wait "$bases_pid" || echo "scripts/test.sh: base-images.sh failed (${TMPDIR:-/tmp}/leasehold-base-images.log)" >&2
 export LEASEHOLD_BIN=${LEASEHOLD_BIN:-$PWD/target/debug/leasehold}
 if (($#)); then
     cargo test "$@"

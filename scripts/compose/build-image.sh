@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Build the leasehold container image with nothing pulled: no base image, no registry.
+# Build the leasehold image from the Dockerfile at the top of the repository (cargo build inside the
+# build, from the source in the working tree), with nothing pulled: unless other bases are named, the
+# two base images are the local stand-ins scripts/compose/base-images.sh makes (once, a few
+# minutes; it needs root and this machine's Rust toolchain).
 #
-# A root filesystem is assembled in a temporary directory — the leasehold binary (debug info stripped),
-# the shared libraries ldd lists for it, a static busybox with a link per applet (sh, wget for the
-# health check, udhcpc and ip for the client), the entrypoint and the udhcpc hook from image/ — and
-# imported with `docker import`. Nodes and clients run the same image.
+#   scripts/compose/build-image.sh [--tag NAME:TAG] [--profile PROFILE] [--rust-image IMAGE]
+#                                  [--runtime-image IMAGE] [--public-bases]
 #
-#   scripts/compose/build-image.sh [--binary PATH] [--tag NAME:TAG]
+#   --tag NAME:TAG         the image name (default: $LEASEHOLD_IMAGE, else leasehold:dev)
+#   --profile PROFILE      the cargo profile (default release; tests/compose.rs builds compose-test)
+#   --rust-image IMAGE     the builder's base (RUST_IMAGE) instead of the stand-in
+#   --runtime-image IMAGE  the final image's base (RUNTIME_IMAGE) instead of the stand-in
+#   --public-bases         the Dockerfile's defaults, rust:1-slim-bookworm and debian:bookworm-slim
+#                          (Docker pulls them from its registry)
 #
-#   --binary PATH   put this leasehold binary in the image (e.g. target/debug/leasehold) instead of
-#                   building one with `cargo build --release --bin leasehold`
-#   --tag NAME:TAG  the image name (default: $LEASEHOLD_IMAGE, else leasehold:dev)
-#
-# Installs the Debian package busybox-static (apt-get, as root) when no static busybox is found.
+# The build's output streams to the terminal. The image the tag named before is removed, unless a
+# container still uses it; Docker's build cache (the intermediate images) stays for the next build.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-here=$root/scripts/compose
 tag=${LEASEHOLD_IMAGE:-leasehold:dev}
-binary=
+profile=release
+rust_image=
+runtime_image=
+public=0
 
 die() {
     echo "build-image.sh: $*" >&2
@@ -26,94 +31,50 @@ die() {
 
 while (($#)); do
     case $1 in
-        --binary) binary=${2:?--binary needs a path}; shift 2 ;;
         --tag) tag=${2:?--tag needs a name}; shift 2 ;;
-        -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --profile) profile=${2:?--profile needs a cargo profile}; shift 2 ;;
+        --rust-image) rust_image=${2:?--rust-image needs an image}; shift 2 ;;
+        --runtime-image) runtime_image=${2:?--runtime-image needs an image}; shift 2 ;;
+        --public-bases) public=1; shift ;;
+        -h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 
 command -v docker >/dev/null || die "docker is not installed"
 
-# A static binary: ldd refuses it ("not a dynamic executable").
-is_static() { [[ -x $1 ]] && ! ldd "$1" >/dev/null 2>&1; }
-busybox=
-for candidate in /bin/busybox /usr/bin/busybox; do
-    if is_static "$candidate"; then busybox=$candidate; break; fi
-done
-if [[ -z $busybox ]]; then
-    [[ $(id -u) -eq 0 ]] || die "no static busybox found: install busybox-static (apt-get install busybox-static, as root)"
-    echo "build-image.sh: installing busybox-static"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null ||
-        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null; }
-    busybox=/bin/busybox
-    is_static "$busybox" || die "busybox-static installed, but $busybox is not a static binary"
+build_args=(--build-arg "PROFILE=$profile")
+# The commit for `leasehold --version`, as node/build.rs names it (the build context has no .git).
+if commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null); then
+    [[ -z $(git -C "$root" status --porcelain --untracked-files=no) ]] || commit=$commit-dirty
+    build_args+=(--build-arg "LEASEHOLD_COMMIT=$commit")
 fi
-
-if [[ -z $binary ]]; then
-    (cd "$root" && cargo build --release --bin leasehold)
-    binary=$root/target/release/leasehold
+if ((!public)) && [[ -z $rust_image || -z $runtime_image ]]; then
+    # The last line of base-images.sh: RUST_IMAGE=... RUNTIME_IMAGE=...
+    bases=$("$root/scripts/compose/base-images.sh" | tail -n 1) || die "cannot make the stand-in base images"
+    for pair in $bases; do
+        case $pair in
+            RUST_IMAGE=*) rust_image=${rust_image:-${pair#RUST_IMAGE=}} ;;
+            RUNTIME_IMAGE=*) runtime_image=${runtime_image:-${pair#RUNTIME_IMAGE=}} ;;
+        esac
+    done
 fi
-[[ -x $binary ]] || die "$binary is not an executable (build it first, or drop --binary)"
-
-rootfs=$(mktemp -d "${TMPDIR:-/tmp}/leasehold-rootfs.XXXXXX")
-trap 'rm -rf "$rootfs"' EXIT
-mkdir -p "$rootfs"/{bin,data,dev,etc/leasehold,proc,root,run,sys,tmp,var/run}
-chmod 1777 "$rootfs/tmp"
-
-# The binary without its debug info (the release profile keeps line tables: 80 MB -> about 15 MB).
-if command -v strip >/dev/null; then
-    strip --strip-debug -o "$rootfs/bin/leasehold" "$binary"
-else
-    cp "$binary" "$rootfs/bin/leasehold"
-fi
-chmod 755 "$rootfs/bin/leasehold"
-
-# Its shared libraries and the dynamic loader, at the paths the binary asks for.
-if ldd "$binary" >/dev/null 2>&1; then
-    while read -r lib; do
-        [[ -n $lib ]] || continue
-        mkdir -p "$rootfs$(dirname "$lib")"
-        cp -L "$lib" "$rootfs$lib"
-    done < <(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
-fi
-
-cp "$busybox" "$rootfs/bin/busybox"
-for applet in $("$busybox" --list); do
-    [[ -e $rootfs/bin/$applet ]] || ln -s busybox "$rootfs/bin/$applet"
-done
-ln -s bin "$rootfs/sbin"
-mkdir -p "$rootfs/usr"
-ln -s ../bin "$rootfs/usr/bin"
-ln -s ../bin "$rootfs/usr/sbin"
-
-install -m 755 "$here/image/entrypoint.sh" "$rootfs/bin/leasehold-entrypoint"
-install -m 755 "$here/image/udhcpc.script" "$rootfs/etc/leasehold/udhcpc.script"
-printf 'root:x:0:0:root:/root:/bin/sh\nleasehold:x:10001:10001:leasehold:/data:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\nleasehold:x:10001:\n' >"$rootfs/etc/group"
-# The nodes run as leasehold (10001): their state and the shared credentials are its own. A named
-# volume mounted there starts with the image's ownership.
-mkdir -p "$rootfs/secret"
-chown -R 0:0 "$rootfs"
-chown 10001:10001 "$rootfs/data" "$rootfs/secret"
-chmod 700 "$rootfs/data" "$rootfs/secret"
+[[ -n $rust_image ]] && build_args+=(--build-arg "RUST_IMAGE=$rust_image")
+[[ -n $runtime_image ]] && build_args+=(--build-arg "RUNTIME_IMAGE=$runtime_image")
 
 old_id=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
-tar -C "$rootfs" --numeric-owner -c . |
-    docker import \
-        --change 'ENV PATH=/bin' \
-        --change 'WORKDIR /' \
-        --change 'ENTRYPOINT ["/bin/leasehold-entrypoint"]' \
-        --change 'CMD ["leasehold", "--help"]' \
-        --message "leasehold image from $(basename "$binary") (scripts/compose/build-image.sh)" \
-        - "$tag" >/dev/null
+echo "build-image.sh: docker build ${build_args[*]} -t $tag" >&2
+started=$SECONDS
+docker build --force-rm "${build_args[@]}" -t "$tag" -f "$root/Dockerfile" "$root" >&2 ||
+    die "docker build failed"
+built_in=$((SECONDS - started))
 
 # Smoke check: the binary starts inside the image (libraries and loader in place).
 version=$(docker run --rm --network none "$tag" leasehold --version) ||
     die "the image $tag was built, but leasehold does not start in it"
 new_id=$(docker image inspect -f '{{.Id}}' "$tag")
-# The image this tag named before, now untagged: remove it unless a container still uses it.
 if [[ -n $old_id && $old_id != "$new_id" ]]; then
     docker image rm "$old_id" >/dev/null 2>&1 || true
 fi
-echo "build-image.sh: $tag ($version, $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.1f MB", $1/1e6}'))"
+echo "build-image.sh: $tag ($version, profile $profile, $(docker image inspect -f '{{.Size}}' "$tag" |
+    awk '{printf "%.1f MB", $1/1e6}'), built in ${built_in} s)"
