@@ -51,6 +51,12 @@ fn start_etcd(segment: &Segment, dir: &Path, i: u32) -> Proc {
     Proc::spawn(&format!("etcd e{i}"), cmd, &dir.join(format!("etcd{i}.log")))
 }
 
+/// kill -9, and wait for the exit.
+fn kill9(proc: &mut Proc) {
+    signal(proc.pid, libc::SIGKILL);
+    assert!(proc.wait_exit(Duration::from_secs(5)).is_some(), "{} did not die", proc.what);
+}
+
 /// `etcdctl endpoint health` of the members given, from server namespace `ns`.
 fn healthy(ns: &str, members: &[u32]) -> bool {
     let list: Vec<String> = members.iter().map(|i| format!("http://{}:2379", node_ip(*i))).collect();
@@ -181,7 +187,7 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     assert!(metric(&metrics, "leasehold_etcd_watch_lag_revisions", "").is_some(), "{metrics}");
 
     // 2. kill -9 the elected node: another is elected within the TTL, and serves a new client.
-    nodes.get_mut(&first).expect("running").proc.stop(Duration::ZERO);
+    kill9(&mut nodes.get_mut(&first).expect("running").proc);
     nodes.remove(&first);
     let survivors: Vec<u32> = nodes.keys().copied().collect();
     let killed_at = Instant::now();
@@ -194,7 +200,7 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     assert!(gap < Duration::from_secs(ELECTION_TTL_SECS + 8), "served {gap:?} after the kill");
 
     // 3. One etcd member down: service goes on. A long-running udhcpc binds (it renews in step 4).
-    etcd[2].take().expect("running").stop(Duration::ZERO);
+    kill9(&mut etcd[2].take().expect("running"));
     new_mac(&segment.client(2), 2);
     let renewer_dir = subdir(dir.path(), "renewer");
     let mut renewer_events = Events::new(&renewer_dir);
@@ -217,7 +223,7 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     // 4. A second member down: no majority. The nodes fall back to the minority rules within the
     //    TTL: /healthz says so, a renewal is confirmed only for the time left on the committed
     //    lease (never beyond), and no new client is bound.
-    etcd[1].take().expect("running").stop(Duration::ZERO);
+    kill9(&mut etcd[1].take().expect("running"));
     for i in &survivors {
         poll_until(
             Duration::from_secs(ELECTION_TTL_SECS + 10),
@@ -263,6 +269,26 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     assert_eq!(macs.len(), tables[0].len(), "a client holds two addresses: {:?}", tables[0]);
     let distinct: std::collections::BTreeSet<Ipv4Addr> = [ip1, ip2, ip3, ip4].into_iter().collect();
     assert_eq!(distinct.len(), 4, "two clients got one address: {ip1} {ip2} {ip3} {ip4}");
+
+    // 6. SIGTERM of the elected node: it resigns (revokes its etcd lease) before it exits, so the
+    //    last node is elected at once rather than after the TTL, and binds a new client.
+    let elected_now = elected(&segment, &survivors, Duration::from_secs(5), "before SIGTERM");
+    let last = *survivors.iter().find(|i| **i != elected_now).expect("two survivors");
+    let stopped_at = Instant::now();
+    let status = nodes.get_mut(&elected_now).expect("running").proc.stop(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "n{elected_now} exits cleanly on SIGTERM: {status:?}");
+    let took = poll_until(
+        Duration::from_secs(ELECTION_TTL_SECS + 5),
+        || cluster_view(&segment.server(last)).and_then(|v| v["leader_id"].as_u64()),
+        |leader| *leader == Some(u64::from(last)),
+        |leader| format!("n{last} was not elected after n{elected_now} resigned: {leader:?}"),
+    );
+    let handover = stopped_at.elapsed();
+    eprintln!("etcd store: SIGTERM of the elected node n{elected_now} -> n{last} elected in {handover:?} ({took:?})");
+    assert!(handover < Duration::from_secs(ELECTION_TTL_SECS), "the TTL was waited out: {handover:?}");
+    nodes.remove(&elected_now);
+    new_mac(&segment.client(1), 5);
+    udhcpc_once(&segment.client(1), dir.path(), 10, "after-resign").expect("bound after the resignation");
 
     for (_, mut node) in nodes {
         node.proc.stop(Duration::from_secs(5));

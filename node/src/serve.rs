@@ -150,6 +150,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         let engine = Engine::new(config.clone(), table, node_id, incarnation).with_replay_until(replay_until);
         let mut raft_addr = None;
         let mut store_view: Option<Recipient<crate::store::GetStoreView>> = None;
+        let mut store_links: Option<StoreLinks> = None;
         let (replica, addresses, peer_links) = match raft_parts {
             Some(parts) => (Some(parts.replica), parts.known_peers, parts.peer_links),
             None => (None, Default::default(), None),
@@ -166,8 +167,10 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
                     Replication::Raft { propose: raft.clone().recipient(), snapshot: raft.recipient() }
                 }
                 None => {
-                    let (transact, view) = start_store(&config, node_id, me.clone(), &raft_arbiter, &log);
-                    store_view = view;
+                    let links = start_store(&config, node_id, me.clone(), &raft_arbiter, &log);
+                    store_view = Some(links.view.clone());
+                    let transact = links.transact.clone();
+                    store_links = Some(links);
                     Replication::Store(transact)
                 }
             };
@@ -295,6 +298,12 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         if let Some(raft) = &raft {
             hand_over_before_exit(raft, transfer_timeout, &log).await;
         }
+        // The etcd store resigns: another node is elected at once instead of after the TTL.
+        #[cfg(feature = "etcd")]
+        if let Some(links) = &store_links {
+            let _ = tokio::time::timeout(transfer_timeout, links.resign.send(crate::store::etcd::Resign)).await;
+        }
+        drop(store_links);
         // One round trip through the lease actor's mailbox: the bindings committed before the handover
         // are applied and their ACKs handed to the parser before the actors stop.
         let _ = lease.send(crate::actors::lease::GetStatus).await;
@@ -313,13 +322,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
 /// Start the etcd store on `arbiter`'s thread: where the lease actor's decided writes go, and its
 /// view for the admin API.
 #[cfg(feature = "etcd")]
-fn start_store(
-    config: &Config,
-    node_id: u64,
-    lease: Addr<LeaseActor>,
-    arbiter: &Arbiter,
-    log: &Logger,
-) -> (Recipient<crate::store::Transact>, Option<Recipient<crate::store::GetStoreView>>) {
+fn start_store(config: &Config, node_id: u64, lease: Addr<LeaseActor>, arbiter: &Arbiter, log: &Logger) -> StoreLinks {
     let leasehold_config::Store::Etcd(etcd) = config.store.clone() else {
         unreachable!("start_store is called for the etcd store only")
     };
@@ -330,17 +333,25 @@ fn start_store(
         crate::store::etcd::EtcdStore::new(etcd, node_id, member, lease.clone().recipient(), lease.recipient(), log)
             .with_defaults(grace_ms, max_leases)
     });
-    (store.clone().recipient(), Some(store.recipient()))
+    StoreLinks { transact: store.clone().recipient(), view: store.clone().recipient(), resign: store.recipient() }
+}
+
+/// Where the lease actor, the admin API and the shutdown reach the store.
+#[cfg(feature = "etcd")]
+struct StoreLinks {
+    transact: Recipient<crate::store::Transact>,
+    view: Recipient<crate::store::GetStoreView>,
+    resign: Recipient<crate::store::etcd::Resign>,
 }
 
 #[cfg(not(feature = "etcd"))]
-fn start_store(
-    _: &Config,
-    _: u64,
-    _: Addr<LeaseActor>,
-    _: &Arbiter,
-    _: &Logger,
-) -> (Recipient<crate::store::Transact>, Option<Recipient<crate::store::GetStoreView>>) {
+struct StoreLinks {
+    transact: Recipient<crate::store::Transact>,
+    view: Recipient<crate::store::GetStoreView>,
+}
+
+#[cfg(not(feature = "etcd"))]
+fn start_store(_: &Config, _: u64, _: Addr<LeaseActor>, _: &Arbiter, _: &Logger) -> StoreLinks {
     unreachable!("run refuses the etcd store in a build without it")
 }
 

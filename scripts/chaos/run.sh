@@ -2,7 +2,10 @@
 # Leasehold chaos run: a 3-node cluster in network namespaces under DHCP load, faults on a seeded
 # schedule, and a checker that trusts only what the clients were told.
 #
-#   scripts/chaos/run.sh --minutes N [--seed S] [any other flag of the chaos driver]
+#   scripts/chaos/run.sh --minutes N [--seed S] [--store etcd] [any other flag of the chaos driver]
+#
+# `--store etcd` runs the nodes on three etcd members started in the server namespaces (needs etcd
+# and etcdctl) with the etcd-mode fault kinds.
 #
 # Builds the server (`cargo build --bin leasehold`) and the driver (the `chaos` example of the tests
 # crate), then runs the driver (`--help` lists its flags). The report goes to stdout; progress and
@@ -18,7 +21,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

@@ -10,11 +10,17 @@
 //! pauses, the tables must converge, and every table is checked for duplicates and for every lease a
 //! client still holds. At the end a last checkpoint and the report (`report`).
 //!
+//! Etcd mode (`Options::store = Store::Etcd`): three etcd members first, one in each server namespace
+//! (`etcd`), then the nodes with `--store etcd` beside them (no peer links); the same load, checker and
+//! zero targets, the fault kinds valid there (`faults`: the etcd-side ones added, the Raft-only ones
+//! left out), and after each fault every etcd member must be healthy before the recovery is timed.
+//!
 //! Safety: all traffic stays in the namespaces the run creates; iptables rules and NFQUEUE delayers
 //! live only inside the node namespaces; processes are signalled by PID; every loop is bounded by a
 //! count or a deadline; the segment is removed when the run ends (Drop), also on a panic.
 
 pub mod checker;
+pub mod etcd;
 pub mod faults;
 pub mod ledger;
 pub mod load;
@@ -133,10 +139,36 @@ pub enum WipeMode {
     Plain,
 }
 
+/// Where the nodes keep the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Their own Raft log (cluster mode: `--peer`s, peer links on TCP 6768).
+    Raft,
+    /// Three etcd members, one in each server namespace beside its node (`--store etcd`; see `etcd`).
+    Etcd,
+}
+
+impl Store {
+    pub fn label(self) -> &'static str {
+        match self {
+            Store::Raft => "raft",
+            Store::Etcd => "etcd",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Store> {
+        [Store::Raft, Store::Etcd].into_iter().find(|s| s.label() == text)
+    }
+}
+
+/// The etcd store's election TTL in etcd-mode runs (the default of `[store] election_ttl_secs`).
+pub const ETCD_ELECTION_TTL_SECS: u32 = 2;
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub duration: Duration,
     pub seed: u64,
+    pub store: Store,
     /// Long-lived client machines.
     pub clients: usize,
     /// Machines that release soon after each ACK and return with a new MAC.
@@ -145,7 +177,7 @@ pub struct Options {
     /// New perfdhcp exchanges a second (0: no perfdhcp).
     pub perfdhcp_rate: u32,
     pub wipe_mode: WipeMode,
-    /// Fault kinds to draw from (all by default).
+    /// Fault kinds to draw from (all that are valid with `store` by default).
     pub kinds: Vec<FaultKind>,
     pub log_level: String,
     /// Keep the run's directory (logs, data) even when the run passes.
@@ -157,15 +189,21 @@ impl Options {
         Options {
             duration,
             seed,
+            store: Store::Raft,
             clients: 24,
             churn: 3,
             lease_secs: 20,
             perfdhcp_rate: 5,
             wipe_mode: WipeMode::Rejoin,
-            kinds: FaultKind::ALL.to_vec(),
+            kinds: FaultKind::for_store(Store::Raft),
             log_level: "info".into(),
             keep: false,
         }
+    }
+
+    /// The pool kept by `store`, drawing from every fault kind valid there.
+    pub fn with_store(self, store: Store) -> Options {
+        Options { store, kinds: FaultKind::for_store(store), ..self }
     }
 }
 
@@ -204,6 +242,8 @@ pub struct Run {
     pub slowest_convergence: Duration,
     pub slowest_recovery: Duration,
     pub notes: Vec<String>,
+    /// The etcd members in etcd mode (stopped after the nodes, before the namespaces go).
+    pub etcd: Option<etcd::EtcdCluster>,
     /// Kept last: the namespaces go after the processes in them.
     pub segment: Segment,
 }
@@ -243,6 +283,17 @@ impl Run {
                 format!("node {id} exited with {status}\n{log}"),
             );
             self.cluster.start(id, false);
+        }
+        // An etcd member that ends by itself is not Leasehold's doing: noted, and started again.
+        let crashed = self.etcd.as_mut().map(etcd::EtcdCluster::reap_crashes).unwrap_or_default();
+        for id in crashed {
+            let status = self.etcd.as_ref().and_then(|e| e.crashes.last().map(|c| c.1.clone())).unwrap_or_default();
+            let note = format!("etcd member e{id} exited by itself ({status}) at {:.1} s; started again", self.at());
+            self.log(&note);
+            self.notes.push(note);
+            if let Some(etcd) = self.etcd.as_mut() {
+                etcd.start(id);
+            }
         }
     }
 
@@ -325,13 +376,16 @@ impl Run {
     }
 
     /// Waits until the in-flight exchanges have finished: no node has a proposal pending and every node
-    /// has applied the same index (`GET /v1/status`).
+    /// has applied the same index (`GET /v1/status`). In etcd mode the index compared is the revision
+    /// each node's watch has reached (`commit_index`): the table's own index moves only with revisions
+    /// that change a lease, and a node that loaded the pool holds the load's revision.
     fn settle(&self) -> Result<Duration, String> {
+        let index = if self.cluster.is_etcd() { "commit_index" } else { "applied_index" };
         let quiet = wait_for(SETTLE_LIMIT, || {
             let mut seen = Vec::new();
             for id in 1..=NODES {
                 let status = self.cluster.status(id)?;
-                seen.push((id, status["applied_index"].as_u64(), status["proposals_pending"].as_u64()));
+                seen.push((id, status[index].as_u64(), status["proposals_pending"].as_u64()));
             }
             let applied = seen[0].1;
             if applied.is_some() && seen.iter().all(|&(_, a, pending)| a == applied && pending == Some(0)) {
@@ -442,6 +496,8 @@ pub fn run(options: &Options) -> Report {
     let bin = leasehold_bin();
     assert!(bin.is_file(), "{} does not exist: cargo build --bin leasehold (or set LEASEHOLD_BIN)", bin.display());
     assert!(!options.kinds.is_empty(), "no fault kinds to draw from");
+    let invalid: Vec<&str> = options.kinds.iter().filter(|k| !k.valid_in(options.store)).map(|k| k.label()).collect();
+    assert!(invalid.is_empty(), "fault kinds {invalid:?} mean nothing with the {} store", options.store.label());
     let started = Instant::now();
     let dir = scratch_dir("chaos");
     let segment = Segment::up(NODES, 2, 16);
@@ -460,6 +516,18 @@ pub fn run(options: &Options) -> Report {
         lease_secs: options.lease_secs,
     };
     let mut cluster = Cluster::new(&segment, dir.path(), pool, &options.log_level);
+    let etcd = (options.store == Store::Etcd).then(|| {
+        let mut etcd = etcd::EtcdCluster::new(&segment, dir.path());
+        for id in 1..=NODES {
+            etcd.start(id);
+        }
+        if let Err(e) = etcd.wait_healthy(etcd::HEALTH_LIMIT) {
+            panic!("etcd did not come up: {e}\n{}", tail_of(&etcd.log_path(1)));
+        }
+        // A prefix of its own (the members are new, but a rerun against other members would not mix).
+        cluster.use_etcd(&format!("/leasehold-chaos-{:x}", options.seed), ETCD_ELECTION_TTL_SECS);
+        etcd
+    });
     for id in 1..=NODES {
         cluster.start(id, false);
     }
@@ -479,6 +547,7 @@ pub fn run(options: &Options) -> Report {
         slowest_convergence: Duration::ZERO,
         slowest_recovery: Duration::ZERO,
         notes: Vec::new(),
+        etcd,
         segment,
     };
     let all: Vec<u32> = (1..=NODES).collect();
@@ -528,13 +597,29 @@ pub fn run(options: &Options) -> Report {
             break;
         }
         if schedule.is_empty() {
-            // Every kind once per cycle, in a seeded order.
+            // Every kind once per cycle, in a seeded order; in etcd mode the etcd-side kinds first, so
+            // that a short run has each of them.
             schedule = options.kinds.clone();
             run.rng.shuffle(&mut schedule);
+            schedule.sort_by_key(|kind| !FaultKind::ETCD_SIDE.contains(kind));
             schedule.reverse();
         }
         let kind = schedule.pop().expect("a scheduled fault");
         let mut record = run.inject(kind, round);
+        // In etcd mode the recovery begins with etcd: every member healthy again.
+        if let Some(healthy) = run.etcd.as_ref().map(|etcd| etcd.wait_healthy(etcd::HEALTH_LIMIT)) {
+            match healthy {
+                Ok(took) if took > Duration::from_millis(500) => {
+                    let sep = if record.note.is_empty() { "" } else { "; " };
+                    record.note.push_str(&format!("{sep}etcd healthy after {:.1} s", took.as_secs_f64()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let detail = format!("after {} (round {round}): {e}", record.describe());
+                    run.violation(ViolationKind::FaultFailed, &format!("etcd round {round}"), detail);
+                }
+            }
+        }
         match run.cluster.wait_leader(&all, RECOVERY_LIMIT) {
             Ok((leader, took)) => {
                 record.recovered_after = Some(took);

@@ -1,8 +1,12 @@
 //! chaos: a 3-node Leasehold cluster in network namespaces under DHCP load, with seeded faults and an
 //! independent checker (see `driver.rs`). Needs root. `scripts/chaos/run.sh` builds and runs it.
 //!
-//!   chaos [--minutes N | --seconds N] [--seed S] [--clients N] [--churn N] [--lease-time SECS]
-//!         [--perfdhcp-rate R] [--wipe rejoin|plain] [--faults kill,freeze,...] [--log-level L] [--keep]
+//!   chaos [--minutes N | --seconds N] [--seed S] [--store raft|etcd] [--clients N] [--churn N]
+//!         [--lease-time SECS] [--perfdhcp-rate R] [--wipe rejoin|plain] [--faults kill,freeze,...]
+//!         [--log-level L] [--keep]
+//!
+//! `--store etcd`: the nodes keep the pool in three etcd members started in the server namespaces
+//! (needs etcd and etcdctl); the fault kinds default to those valid there.
 //!
 //! Exit status: 0 when the checker found nothing, 1 on any violation (the seed to replay is printed),
 //! 2 on a usage error.
@@ -15,14 +19,16 @@ mod driver;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use driver::faults::FaultKind;
-use driver::{format_seed, parse_seed, Options, WipeMode};
+use driver::{format_seed, parse_seed, Options, Store, WipeMode};
 
 fn usage(problem: &str) -> ! {
     eprintln!("chaos: {problem}");
     eprintln!(
-        "usage: chaos [--minutes N | --seconds N] [--seed S] [--clients N] [--churn N] [--lease-time SECS] \
-         [--perfdhcp-rate R] [--wipe rejoin|plain] [--faults {}] [--log-level L] [--keep]",
-        FaultKind::ALL.map(FaultKind::label).join(",")
+        "usage: chaos [--minutes N | --seconds N] [--seed S] [--store raft|etcd] [--clients N] [--churn N] \
+         [--lease-time SECS] [--perfdhcp-rate R] [--wipe rejoin|plain] [--faults KINDS] [--log-level L] [--keep]\n\
+         fault kinds with --store raft (the default): {}\nfault kinds with --store etcd: {}",
+        FaultKind::for_store(Store::Raft).into_iter().map(FaultKind::label).collect::<Vec<_>>().join(","),
+        FaultKind::for_store(Store::Etcd).into_iter().map(FaultKind::label).collect::<Vec<_>>().join(",")
     );
     std::process::exit(2);
 }
@@ -30,6 +36,8 @@ fn usage(problem: &str) -> ! {
 fn parse_args() -> Options {
     let mut options = Options::new(Duration::from_secs(120), 0);
     let mut seed = None;
+    let mut store = Store::Raft;
+    let mut kinds: Option<Vec<FaultKind>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--keep" {
@@ -62,15 +70,29 @@ fn parse_args() -> Options {
                     _ => usage("--wipe is rejoin or plain"),
                 }
             }
+            "--store" => {
+                store = Store::parse(&value).unwrap_or_else(|| usage(&format!("--store is raft or etcd, not {value}")))
+            }
             "--faults" => {
-                options.kinds = value
-                    .split(',')
-                    .map(|k| FaultKind::parse(k.trim()).unwrap_or_else(|| usage(&format!("unknown fault kind {k}"))))
-                    .collect()
+                kinds = Some(
+                    value
+                        .split(',')
+                        .map(|k| {
+                            FaultKind::parse(k.trim()).unwrap_or_else(|| usage(&format!("unknown fault kind {k}")))
+                        })
+                        .collect(),
+                )
             }
             "--log-level" => options.log_level = value.clone(),
             _ => usage(&format!("unknown flag {flag}")),
         }
+    }
+    let mut options = options.with_store(store);
+    if let Some(kinds) = kinds {
+        options.kinds = kinds;
+    }
+    if let Some(kind) = options.kinds.iter().find(|k| !k.valid_in(options.store)) {
+        usage(&format!("fault kind {} means nothing with --store {}", kind.label(), options.store.label()));
     }
     options.seed = seed.unwrap_or_else(|| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();

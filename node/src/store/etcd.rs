@@ -38,6 +38,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long before the etcd lease's TTL runs out (counted from the keep-alive's sending) a leader
 /// stops answering: covers the clock rate difference between this node and etcd's leader.
 const LEADER_MARGIN_US: u64 = 300_000;
+/// How many times a lost lease's revocation is tried (each within the request timeout).
+const REVOKE_ATTEMPTS: u32 = 10;
 
 pub struct EtcdStore {
     config: leasehold_config::EtcdStore,
@@ -66,6 +68,8 @@ pub struct EtcdStore {
     granting: bool,
     campaigning: bool,
     last_status: Option<RaftStatus>,
+    /// The earlier process's lease whose `/leader` claim this one deleted (once per lease).
+    cleared_claim: Option<i64>,
     /// The pool was loaded at least once: before that this node neither campaigns nor knows a
     /// leader (it would answer from an empty table).
     loaded: bool,
@@ -104,6 +108,7 @@ impl EtcdStore {
             granting: false,
             campaigning: false,
             last_status: None,
+            cleared_claim: None,
             loaded: false,
             defaults: (0, usize::MAX),
             view,
@@ -290,6 +295,60 @@ impl EtcdStore {
         });
     }
 
+    /// Revoke lease `id`, which this node no longer counts on (its keep-alive failed), so that the keys
+    /// on it go at once: its member key, and `/leader` if it is there. Without this a campaign whose
+    /// transaction timed out here but that etcd applied later (it was queued while etcd had no leader)
+    /// left `/leader` naming this node on a lease nobody keeps alive: no node answered broadcasts until
+    /// it expired, 3 s after etcd's leader change in a chaos run. Best effort, retried a few times;
+    /// a campaign that lands after the revoke fails (its lease is gone).
+    fn revoke(&self, id: i64) {
+        if self.clients.is_empty() {
+            return;
+        }
+        // Each attempt through the next endpoint: the one in use may be the one that failed.
+        let (clients, first) = (self.clients.clone(), self.current);
+        let timeout = self.timeout();
+        let log = self.log.clone();
+        actix::spawn(async move {
+            for attempt in 1..=REVOKE_ATTEMPTS {
+                let mut client = clients[(first + attempt as usize - 1) % clients.len()].clone();
+                match tokio::time::timeout(timeout, client.lease_revoke(id)).await {
+                    Ok(Ok(_)) => return,
+                    // Expired meanwhile: nothing left on it.
+                    Ok(Err(e)) if e.to_string().contains("lease not found") => return,
+                    Ok(Err(e)) if attempt == REVOKE_ATTEMPTS => {
+                        warn!(log, "etcd: could not revoke a lost lease; it expires by itself"; "error" => %e)
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        });
+    }
+
+    /// `/leader` names this node on an etcd lease that is not this process's (an earlier process of
+    /// this node, killed): nobody keeps it alive and nobody answers until it expires. Delete it,
+    /// only while it is still on that lease, so the election runs now.
+    fn clear_stale_claim(&mut self) {
+        let Some((node, lease, _)) = self.leader else { return };
+        if node != self.node_id || self.lease_id.is_none() || Some(lease) == self.lease_id {
+            return;
+        }
+        if self.cleared_claim == Some(lease) {
+            return;
+        }
+        let Some((_, mut client)) = self.client() else { return };
+        self.cleared_claim = Some(lease);
+        info!(self.log, "etcd: the election key names this node on an earlier process's lease; deleting it");
+        let key = self.keys.leader();
+        let timeout = self.timeout();
+        actix::spawn(async move {
+            let txn = Txn::new()
+                .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
+                .and_then([TxnOp::delete(key, None)]);
+            let _ = tokio::time::timeout(timeout, client.txn(txn)).await;
+        });
+    }
+
     /// Try to become the elected node: create `/leader` on this node's lease unless it exists.
     fn campaign(&mut self, ctx: &mut Context<Self>) {
         let (Some((_, mut client)), Some(lease)) = (self.client(), self.lease_id) else { return };
@@ -447,6 +506,7 @@ impl Actor for EtcdStore {
         );
         ctx.run_interval(TICK, |act, ctx| {
             act.report_status();
+            act.clear_stale_claim();
             act.campaign(ctx);
         });
     }
@@ -709,10 +769,12 @@ impl Handler<LeaseLost> for EtcdStore {
         }
         self.failed(msg.endpoint);
         warn!(self.log, "etcd: keep-alive failed; this node answers as a minority until a new lease is granted");
-        // The old lease may live on in etcd until its TTL runs out: this node counts on it no longer.
+        // The old lease may live on in etcd until its TTL runs out: this node counts on it no longer,
+        // and revokes it so that what is on it goes now rather than when it expires.
         self.lease_id = None;
         self.alive_until_us = 0;
         self.report_status();
+        self.revoke(msg.id);
         self.grant(ctx);
     }
 }
@@ -761,4 +823,32 @@ pub async fn check_reachable(config: &leasehold_config::EtcdStore) -> Result<Str
         ))
     };
     tokio::time::timeout(timeout * 3, work).await.map_err(|_| format!("no answer within {:?}", timeout * 3))?
+}
+
+/// Stop answering and give up the election key at once (the process is stopping): revoke this
+/// node's etcd lease, so `/leader` and the member key go now and another node is elected without
+/// waiting out the TTL. Answered when etcd confirmed it, or gave up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resign;
+
+impl Handler<Resign> for EtcdStore {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Resign, _: &mut Self::Context) -> Self::Result {
+        let (Some(id), Some((_, mut client))) = (self.lease_id.take(), self.client()) else {
+            return Box::pin(async {});
+        };
+        self.alive_until_us = 0;
+        self.loaded = false;
+        self.report_status();
+        let timeout = self.timeout();
+        let log = self.log.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, client.lease_revoke(id)).await {
+                Ok(Ok(_)) => info!(log, "etcd: resigned (lease revoked) before exit"),
+                _ => warn!(log, "etcd: could not revoke the lease before exit; it expires by itself"),
+            }
+        })
+    }
 }

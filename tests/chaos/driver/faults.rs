@@ -11,15 +11,33 @@
 //! | clock-step | a node restarted (SIGTERM) with `--clock-offset-ms` ±1–5 s (or back to 0), well inside the 30 s expiry grace | — |
 //! | crash-majority | kill -9 of two nodes or all three at once (no quorum), all restarted on their data directories: every ACKed lease must survive | 1–3 s |
 //!
-//! The targets and durations come from the run's seeded generator; which node is the leader at the time
-//! comes from the cluster.
+//! In etcd mode (`Store::Etcd`: the nodes keep the pool in three etcd members, one in each server
+//! namespace beside its node) the node faults above that make sense stay: kill, freeze, clock-step,
+//! crash-majority (the nodes keep nothing: every ACKed lease must come back from etcd), and the two
+//! partitions, which there cut off a whole server — the node *and* the etcd member beside it, since
+//! both use the namespace's address — so the node can reach only a member without a majority. The
+//! Raft-only ones are left out: peer-delay-loss acts on the Raft peer links (TCP 6768), which etcd-mode
+//! nodes do not have; wipe removes the Raft log and rejoins by membership change, and an etcd-mode
+//! node has neither (its data directory holds no lease). Added, on the etcd side:
+//!
+//! | kind | what | held |
+//! |---|---|---|
+//! | etcd-kill | kill -9 of one etcd member, restarted on its data directory | 1–5 s down |
+//! | etcd-partition | iptables DROP of etcd peer traffic (TCP 2380) between one member and the two others, in that member's namespace only | 3–8 s |
+//! | node-etcd-partition | iptables DROP of a node's etcd client traffic (TCP 2379, to every member, its own included), in its namespace (the elected node half the time) | 3–8 s |
+//! | etcd-no-majority | kill -9 of two etcd members (all three 30% of the time): no majority, so no binding anywhere, renewals for the time that remains; restarted on their data directories | 2–5 s |
+//!
+//! After an etcd-side fault the members must all be healthy again (`etcdctl endpoint health`) before
+//! the recovery and the checkpoint. The targets and durations come from the run's seeded generator;
+//! which node is the leader (the elected node, in etcd mode) at the time comes from the cluster.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::etcd::{EtcdCluster, CLIENT_PORT as ETCD_CLIENT_PORT, PEER_PORT as ETCD_PEER_PORT};
 use super::nfqueue::{Delayer, DelayerStats};
 use super::node::{node_ip, NODES, PEER_PORT};
-use super::{interrupted, Run, ViolationKind, WipeMode};
+use super::{interrupted, Run, Store, ViolationKind, WipeMode};
 use crate::netns_support::{in_ns, tail_of, Proc};
 
 /// The NFQUEUE number used in every node namespace.
@@ -35,10 +53,14 @@ pub enum FaultKind {
     Wipe,
     ClockStep,
     CrashMajority,
+    EtcdKill,
+    EtcdPartition,
+    NodeEtcdPartition,
+    EtcdNoMajority,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Kill,
         FaultKind::Freeze,
         FaultKind::PartitionNode,
@@ -47,7 +69,33 @@ impl FaultKind {
         FaultKind::Wipe,
         FaultKind::ClockStep,
         FaultKind::CrashMajority,
+        FaultKind::EtcdKill,
+        FaultKind::EtcdPartition,
+        FaultKind::NodeEtcdPartition,
+        FaultKind::EtcdNoMajority,
     ];
+
+    /// The kinds that act on etcd: only in etcd mode.
+    pub const ETCD_SIDE: [FaultKind; 4] =
+        [FaultKind::EtcdKill, FaultKind::EtcdPartition, FaultKind::NodeEtcdPartition, FaultKind::EtcdNoMajority];
+
+    /// Whether the kind means something with `store` (see the module documentation for why).
+    pub fn valid_in(self, store: Store) -> bool {
+        match self {
+            // The Raft peer links and the Raft log: an etcd-mode node has neither.
+            FaultKind::PeerDelayLoss | FaultKind::Wipe => store == Store::Raft,
+            FaultKind::EtcdKill
+            | FaultKind::EtcdPartition
+            | FaultKind::NodeEtcdPartition
+            | FaultKind::EtcdNoMajority => store == Store::Etcd,
+            _ => true,
+        }
+    }
+
+    /// Every kind valid with `store`, in `ALL`'s order: what a run draws from by default.
+    pub fn for_store(store: Store) -> Vec<FaultKind> {
+        FaultKind::ALL.into_iter().filter(|k| k.valid_in(store)).collect()
+    }
 
     pub fn label(self) -> &'static str {
         match self {
@@ -59,6 +107,10 @@ impl FaultKind {
             FaultKind::Wipe => "wipe",
             FaultKind::ClockStep => "clock-step",
             FaultKind::CrashMajority => "crash-majority",
+            FaultKind::EtcdKill => "etcd-kill",
+            FaultKind::EtcdPartition => "etcd-partition",
+            FaultKind::NodeEtcdPartition => "node-etcd-partition",
+            FaultKind::EtcdNoMajority => "etcd-no-majority",
         }
     }
 
@@ -72,6 +124,10 @@ impl FaultKind {
             FaultKind::Wipe => "wipe data dir + rejoin",
             FaultKind::ClockStep => "clock step restart",
             FaultKind::CrashMajority => "kill -9 of 2 or 3 nodes",
+            FaultKind::EtcdKill => "kill -9 of an etcd member",
+            FaultKind::EtcdPartition => "partition an etcd member",
+            FaultKind::NodeEtcdPartition => "partition a node from etcd",
+            FaultKind::EtcdNoMajority => "kill -9 of 2 or 3 etcd members",
         }
     }
 
@@ -130,6 +186,7 @@ impl Run {
         followers[self.rng.below(followers.len() as u64) as usize]
     }
 
+    /// iptables in server namespace `id` (the node's and, in etcd mode, the etcd member's).
     fn iptables(&self, id: u32, action: &str, rule: &[String]) -> Result<(), String> {
         let mut cmd = in_ns(&self.cluster.node(id).ns, "iptables");
         cmd.args(["-w", "5", action]).args(rule);
@@ -171,6 +228,10 @@ impl Run {
             FaultKind::Wipe => self.wipe(&mut record),
             FaultKind::ClockStep => self.clock_step(&mut record),
             FaultKind::CrashMajority => self.crash_majority(&mut record),
+            FaultKind::EtcdKill => self.etcd_kill(&mut record),
+            FaultKind::EtcdPartition => self.etcd_partition(&mut record),
+            FaultKind::NodeEtcdPartition => self.node_etcd_partition(&mut record),
+            FaultKind::EtcdNoMajority => self.etcd_no_majority(&mut record),
         }
         record.healed = Some(Instant::now());
         record.held = record.healed.unwrap_or(injected) - injected;
@@ -423,5 +484,122 @@ impl Run {
         self.cluster.set_offset(target, offset);
         self.ledger().offsets.insert(node_ip(target), offset);
         self.cluster.start(target, false);
+    }
+
+    /// Inserts `rules` (server namespace, rule), holds for `hold`, deletes those that went in.
+    fn with_rules(&mut self, what: &str, rules: Vec<(u32, Vec<String>)>, hold: Duration) {
+        let mut applied = Vec::new();
+        for (id, rule) in rules {
+            match self.iptables(id, "-I", &rule) {
+                Ok(()) => applied.push((id, rule)),
+                Err(e) => self.fault_failed(what, e),
+            }
+        }
+        self.hold(hold);
+        for (id, rule) in applied {
+            if let Err(e) = self.iptables(id, "-D", &rule) {
+                self.fault_failed(&format!("heal {what}"), e);
+            }
+        }
+    }
+
+    fn etcd_mut(&mut self) -> &mut EtcdCluster {
+        self.etcd.as_mut().expect("an etcd-side fault in etcd mode")
+    }
+
+    /// kill -9 of one etcd member; started again on its data directory after 1–5 s. Only one member is
+    /// down: etcd keeps its majority and the nodes must go on binding.
+    fn etcd_kill(&mut self, record: &mut FaultRecord) {
+        let target = self.pick_node();
+        let down = Duration::from_millis(self.rng.range(1000, 5000));
+        record.target = format!("etcd member e{target}");
+        self.log(&format!("kill -9 etcd member e{target}, down {:.1} s", down.as_secs_f64()));
+        if let Err(e) = self.etcd_mut().kill(target) {
+            self.fault_failed("kill an etcd member", e);
+        }
+        self.hold(down);
+        self.etcd_mut().start(target);
+    }
+
+    /// One member cut off from the two others on the peer port (2380), by rules in its own namespace
+    /// only: it loses the majority, and whatever a node asks of it waits or fails; the nodes' requests
+    /// to the two others (client port 2379) are untouched.
+    fn etcd_partition(&mut self, record: &mut FaultRecord) {
+        let target = self.pick_node();
+        let hold = Duration::from_millis(self.rng.range(3000, 8000));
+        record.target = format!("etcd member e{target}");
+        self.log(&format!(
+            "partition etcd member e{target} from the others (TCP {ETCD_PEER_PORT}) for {:.1} s",
+            hold.as_secs_f64()
+        ));
+        let port = ETCD_PEER_PORT.to_string();
+        let mut rules = Vec::new();
+        for other in (1..=NODES).filter(|&id| id != target) {
+            let peer = node_ip(other).to_string();
+            for side in ["--dport", "--sport"] {
+                rules.push((
+                    target,
+                    ["INPUT", "-s", &peer, "-p", "tcp", side, &port, "-j", "DROP"].map(str::to_owned).to_vec(),
+                ));
+                rules.push((
+                    target,
+                    ["OUTPUT", "-d", &peer, "-p", "tcp", side, &port, "-j", "DROP"].map(str::to_owned).to_vec(),
+                ));
+            }
+        }
+        self.with_rules("etcd partition", rules, hold);
+    }
+
+    /// A node cut off from etcd: its traffic to the client port (2379) of every member — the one beside
+    /// it included — dropped in its namespace. Its keep-alive fails, so it falls to the minority rules
+    /// before its election key can expire; another node is elected.
+    fn node_etcd_partition(&mut self, record: &mut FaultRecord) {
+        let target = if self.rng.chance(0.5) { self.leader_or_random() } else { self.pick_node() };
+        let hold = Duration::from_millis(self.rng.range(3000, 8000));
+        record.target = format!("node {target}");
+        self.log(&format!(
+            "partition node {target} from etcd (TCP {ETCD_CLIENT_PORT}) for {:.1} s",
+            hold.as_secs_f64()
+        ));
+        let port = ETCD_CLIENT_PORT.to_string();
+        let rules = vec![
+            (target, ["OUTPUT", "-p", "tcp", "--dport", &port, "-j", "DROP"].map(str::to_owned).to_vec()),
+            (target, ["INPUT", "-p", "tcp", "--sport", &port, "-j", "DROP"].map(str::to_owned).to_vec()),
+        ];
+        self.ledger().isolated.insert(node_ip(target));
+        self.with_rules("node-etcd partition", rules, hold);
+        self.ledger().isolated.remove(&node_ip(target));
+    }
+
+    /// Two etcd members (or all three) killed together: no majority, so no node may bind anything
+    /// until they are back; then every ACKed lease must be there (etcd acknowledged it from a majority's
+    /// fsynced WAL).
+    fn etcd_no_majority(&mut self, record: &mut FaultRecord) {
+        let spared = if self.rng.chance(0.7) { Some(self.pick_node()) } else { None };
+        let down = Duration::from_millis(self.rng.range(2000, 5000));
+        let victims: Vec<u32> = (1..=NODES).filter(|&id| Some(id) != spared).collect();
+        record.target = format!("etcd members {victims:?}");
+        self.log(&format!("kill -9 etcd members {victims:?} together, down {:.1} s", down.as_secs_f64()));
+        for &id in &victims {
+            if let Err(e) = self.etcd_mut().kill(id) {
+                self.fault_failed("kill an etcd member", e);
+            }
+        }
+        // No node is on the majority side now.
+        for id in 1..=NODES {
+            self.ledger().isolated.insert(node_ip(id));
+        }
+        self.hold(down);
+        for &id in &victims {
+            self.etcd_mut().start(id);
+        }
+        // The nodes are on the minority side until etcd has a majority again.
+        let healthy = self.etcd.as_ref().map(|etcd| etcd.wait_healthy(super::etcd::HEALTH_LIMIT));
+        if let Some(Ok(took)) = healthy {
+            record.note = format!("etcd healthy {:.1} s after the restart", took.as_secs_f64());
+        }
+        for id in 1..=NODES {
+            self.ledger().isolated.remove(&node_ip(id));
+        }
     }
 }

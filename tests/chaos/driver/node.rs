@@ -3,6 +3,10 @@
 //! directory; read each node's admin API (`/healthz`, `/v1/leases`, `/v1/cluster`) from inside its
 //! namespace with short timeouts; run `leasehold cluster add-node|remove-node` on the leader.
 //!
+//! In etcd mode (`use_etcd`) a node is started with `--store etcd --etcd-endpoints` and a config file
+//! holding the run's `[store] prefix`, and without `--peer`/`--cluster-*`: there are no peer links.
+//! `/healthz`, `/v1/leases` and `/v1/status` are the same API; the "leader" is the elected node.
+//!
 //! Processes are started by this module and signalled only by their PID; a frozen node is thawed before
 //! it is stopped, and every process is stopped when the cluster is dropped.
 
@@ -77,6 +81,8 @@ pub struct Cluster {
     secret: PathBuf,
     pool: Pool,
     log_level: String,
+    /// In etcd mode (`use_etcd`): the config file holding `[store] prefix` and `election_ttl_secs`.
+    etcd_config: Option<PathBuf>,
     pub nodes: Vec<Node>,
     /// The largest |clock offset| any node has run with in this run.
     pub max_abs_offset_ms: u64,
@@ -104,10 +110,25 @@ impl Cluster {
             secret,
             pool,
             log_level: log_level.to_owned(),
+            etcd_config: None,
             nodes,
             max_abs_offset_ms: 0,
             crashes: Vec::new(),
         }
+    }
+
+    /// The nodes keep the pool in etcd (`--store etcd --etcd-endpoints` of the members in
+    /// `driver/etcd.rs`) under `prefix`, with an election TTL of `ttl_secs`, instead of their own Raft
+    /// log: no `--peer`, `--cluster-*` or `--join` (they do not talk to each other).
+    pub fn use_etcd(&mut self, prefix: &str, ttl_secs: u32) {
+        let path = self.dir.join("etcd-store.toml");
+        let text = format!("[store]\nprefix = \"{prefix}\"\nelection_ttl_secs = {ttl_secs}\n");
+        std::fs::write(&path, text).expect("write the etcd store's config file");
+        self.etcd_config = Some(path);
+    }
+
+    pub fn is_etcd(&self) -> bool {
+        self.etcd_config.is_some()
     }
 
     pub fn node(&self, id: u32) -> &Node {
@@ -126,8 +147,13 @@ impl Cluster {
     /// running cluster instead of bootstrapping.
     pub fn start(&mut self, id: u32, join: bool) {
         let bin = leasehold_bin();
-        let (secret, pool, level, dir) =
-            (self.secret.clone(), self.pool.clone(), self.log_level.clone(), self.dir.clone());
+        let (secret, pool, level, dir, etcd_config) = (
+            self.secret.clone(),
+            self.pool.clone(),
+            self.log_level.clone(),
+            self.dir.clone(),
+            self.etcd_config.clone(),
+        );
         let node = self.node_mut(id);
         assert!(node.proc.is_none(), "node {id} is already running");
         std::fs::create_dir_all(&node.data_dir).expect("create a data dir");
@@ -139,10 +165,20 @@ impl Cluster {
         cmd.args(["--server-ip", &node_ip(id).to_string()]);
         cmd.args(["--ip-start", &pool.start.to_string(), "--ip-end", &pool.end.to_string()]);
         cmd.args(["--subnet-mask", &pool.mask.to_string(), "--lease-time", &pool.lease_secs.to_string()]);
-        cmd.args(["--node-id", &id.to_string(), "--cluster-listen", &format!("{}:{PEER_PORT}", node_ip(id))]);
-        cmd.arg("--cluster-secret-file").arg(&secret);
-        for peer in 1..=NODES {
-            cmd.args(["--peer", &format!("{peer}={}:{PEER_PORT}", node_ip(peer))]);
+        cmd.args(["--node-id", &id.to_string()]);
+        match &etcd_config {
+            Some(config) => {
+                assert!(!join, "--join is for the Raft store only");
+                cmd.arg("--config").arg(config);
+                cmd.args(["--store", "etcd", "--etcd-endpoints", &super::etcd::endpoints()]);
+            }
+            None => {
+                cmd.args(["--cluster-listen", &format!("{}:{PEER_PORT}", node_ip(id))]);
+                cmd.arg("--cluster-secret-file").arg(&secret);
+                for peer in 1..=NODES {
+                    cmd.args(["--peer", &format!("{peer}={}:{PEER_PORT}", node_ip(peer))]);
+                }
+            }
         }
         if node.offset_ms != 0 {
             cmd.arg(format!("--clock-offset-ms={}", node.offset_ms));

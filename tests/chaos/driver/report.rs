@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::faults::{FaultKind, FaultRecord};
 use super::ledger::{Exchange, GapTracker, LoadStats};
-use super::{count_by_kind, format_seed, Options, Run, Violation, ViolationKind};
+use super::{count_by_kind, format_seed, Options, Run, Store, Violation, ViolationKind};
 
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -127,7 +127,11 @@ impl Report {
 
     pub fn replay_command(&self) -> String {
         let minutes = self.options.duration.as_secs().div_ceil(60).max(1);
-        format!("sudo scripts/chaos/run.sh --minutes {minutes} --seed {}", format_seed(self.options.seed))
+        let store = match self.options.store {
+            Store::Raft => "",
+            Store::Etcd => " --store etcd",
+        };
+        format!("sudo scripts/chaos/run.sh{store} --minutes {minutes} --seed {}", format_seed(self.options.seed))
     }
 }
 
@@ -137,8 +141,9 @@ impl fmt::Display for Report {
         writeln!(f, "== leasehold chaos run ==")?;
         writeln!(
             f,
-            "seed {} | {:.0} s planned, {:.0} s run | 3 nodes | lease {} s | {} clients + {} churning | perfdhcp {}/s | wipe {:?}",
+            "seed {} | store {} | {:.0} s planned, {:.0} s run | 3 nodes | lease {} s | {} clients + {} churning | perfdhcp {}/s | wipe {:?}",
             format_seed(o.seed),
+            o.store.label(),
             o.duration.as_secs_f64(),
             self.elapsed.as_secs_f64(),
             o.lease_secs,
@@ -147,14 +152,14 @@ impl fmt::Display for Report {
             o.perfdhcp_rate,
             o.wipe_mode
         )?;
-        writeln!(f, "\nfaults injected                                   count")?;
+        writeln!(f, "\nfaults injected                                      count")?;
         let mut total = 0;
-        for kind in FaultKind::ALL {
+        for kind in FaultKind::for_store(o.store) {
             let n = self.faults.get(&kind).copied().unwrap_or(0);
             total += n;
-            writeln!(f, "  {:<47} {n:>5}", format!("{} ({})", kind.label(), kind.describe()))?;
+            writeln!(f, "  {:<50} {n:>5}", format!("{} ({})", kind.label(), kind.describe()))?;
         }
-        writeln!(f, "  {:<47} {total:>5}", "total")?;
+        writeln!(f, "  {:<50} {total:>5}", "total")?;
         writeln!(f, "\nDHCP exchanges (chaos clients)   attempted  completed")?;
         for kind in Exchange::ALL {
             let a = self.stats.attempted.get(&kind).copied().unwrap_or(0);
