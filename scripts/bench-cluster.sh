@@ -1053,7 +1053,14 @@ if [[ $STORE == etcd ]]; then
     declare -A HEAD=([cluster]="leasehold Raft store" [etcd]="leasehold etcd store" [kea-ha]="kea HA hot-standby")
     echo
     echo "side by side:"
-    row() { printf '  %-44s' "$1"; shift; printf ' | %-24s' "$@"; echo; }
+    # row LABEL CELL...: padded by characters (bash's printf pads by bytes, and "µ" is two).
+    row() {
+        local LC_ALL=C.utf8 cell
+        printf '  %-44s' "$1"
+        shift
+        for cell in "$@"; do printf ' | %s%*s' "$cell" $((26 - ${#cell})) ""; done
+        echo
+    }
     cells=()
     for kind in "${cols[@]}"; do cells+=("${HEAD[$kind]}"); done
     row "" "${cells[@]}"
