@@ -25,12 +25,31 @@
 #       brings new clients at --catchup-rate/s (default 2,000): time until it has applied the leader's index,
 #       the leader's ACKs/s before and during the catch-up; then that follower restarted with its data: time
 #       to /healthz 200 and to the leader's index.
+#   (f) with --store etcd: also 3 nodes keeping their pool in etcd (README "Keeping the pool in etcd"): three
+#       etcd members (Debian's etcd 3.4, flags as in tests/etcd_store.rs), one in each server namespace beside
+#       its node, pinned with the servers, data directories in the run's scratch directory (etcd fsyncs its
+#       WAL before a transaction commits), started fresh for every cluster and stopped by PID; the nodes run
+#       `serve --store etcd --etcd-endpoints ...` (default prefix, election TTL 2 s). (a)'s rate search and
+#       (c)'s kill -9 (--failover-runs times; the victim is the node GET /v1/cluster names as leader_id) for
+#       it, printed side by side with the Raft store and Kea HA, with the ratios; after each etcd-mode run the
+#       nodes' mean transaction latency (/metrics leasehold_etcd_txn_latency_microseconds_sum / _transactions_total)
+#       and etcd's mean WAL fsync and backend commit times (its own /metrics).
+#   (g) with --store etcd (or --cpu-rate R): server CPU per exchange at one common rate for every server kind
+#       measured: fresh servers, new clients at R/s (default 1,000/s, lowered to 80% of the lowest rate the
+#       search found if that is less) for --cpu-period s (default 10); utime + stime from /proc of the three
+#       nodes (both Kea servers) over the run divided by the exchanges ACKed; in etcd mode the three etcd
+#       members' CPU is summed separately and added. The ratios.
 #
 #   scripts/bench-cluster.sh [--period SECONDS] [--to broadcast|leader] [--failover-runs N]
 #                            [--kea-failover-runs N] [--kea-failover-limit SECONDS] [--skip-throughput]
 #                            [--skip-failover] [--rolling-runs N] [--no-kea] [--no-leasehold-throughput] [--kea-threads N]
 #                            [--wait-quiet SECONDS] [--no-build] [--stability-seconds S] [--stability-rate R]
-#                            [--catchup-leases N] [--catchup-rate R]
+#                            [--catchup-leases N] [--catchup-rate R] [--store raft|etcd] [--cpu-rate R]
+#                            [--cpu-period SECONDS]
+#
+# --no-leasehold-throughput skips the Raft store's rate search only (with --store etcd the etcd store's runs).
+# With --store etcd the build has the etcd feature (-p leasehold-node -p leasehold-tests: the tests crate
+# enables it); both stores then run that one binary.
 #
 # perfdhcp acts as a relay (10.77.0.250 on its interface, so giaddr is set and the servers answer to it on
 # port 67). --to broadcast (default) sends every message to 255.255.255.255, so every node of the cluster and
@@ -74,6 +93,9 @@ CATCHUP_TIMEOUT=120
 START_RATE=2000
 MAX_RATE=128000
 CLIENTS=60000
+STORE=raft
+CPU_RATE=""
+CPU_PERIOD=10
 while (($#)); do
     case $1 in
     --period) PERIOD=$2; shift 2 ;;
@@ -93,6 +115,9 @@ while (($#)); do
     --stability-rate) STABILITY_RATE=$2; shift 2 ;;
     --catchup-leases) CATCHUP_LEASES=$2; shift 2 ;;
     --catchup-rate) CATCHUP_RATE=$2; shift 2 ;;
+    --store) STORE=$2; shift 2 ;;
+    --cpu-rate) CPU_RATE=$2; shift 2 ;;
+    --cpu-period) CPU_PERIOD=$2; shift 2 ;;
     -h | --help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "bench-cluster.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -110,6 +135,15 @@ number --stability-rate "$STABILITY_RATE" 0 200000
 number --catchup-leases "$CATCHUP_LEASES" 0 4000000
 number --catchup-rate "$CATCHUP_RATE" 100 100000
 [[ $TO == broadcast || $TO == leader ]] || { echo "bench-cluster.sh: --to broadcast|leader" >&2; exit 2; }
+[[ $STORE == raft || $STORE == etcd ]] || { echo "bench-cluster.sh: --store raft|etcd" >&2; exit 2; }
+# The CPU phase: asked for with --cpu-rate, or part of --store etcd (1,000/s unless the search says less).
+CPU_AUTO=0
+if [[ -z $CPU_RATE ]]; then
+    CPU_RATE=0
+    [[ $STORE == etcd ]] && CPU_RATE=1000 CPU_AUTO=1
+fi
+number --cpu-rate "$CPU_RATE" 0 100000
+number --cpu-period "$CPU_PERIOD" 1 120
 [[ $(id -u) -eq 0 ]] || { echo "bench-cluster.sh: must run as root (network namespaces)" >&2; exit 1; }
 PATH=$PATH:/usr/sbin:/sbin
 for tool in perfdhcp taskset; do
@@ -122,6 +156,11 @@ if ((KEA)); then
         [[ -f $KEA_HOOKS/$hook ]] || { echo "bench-cluster.sh: $KEA_HOOKS/$hook missing" >&2; exit 1; }
     done
 fi
+if [[ $STORE == etcd ]]; then
+    for tool in etcd etcdctl; do
+        command -v $tool >/dev/null || { echo "bench-cluster.sh: $tool missing (Debian: etcd-server, etcd-client)" >&2; exit 1; }
+    done
+fi
 
 set_pinning "servers on CPU 1, perfdhcp -g single / probe on CPU 0"
 
@@ -129,8 +168,13 @@ BIN=${LEASEHOLD_RELEASE_BIN:-$REPO/target/release/leasehold}
 PROBE=${FAILOVER_PROBE_BIN:-$REPO/target/release/examples/failover_probe}
 if ((BUILD)); then
     echo "building the release binary and the failover probe..."
-    cargo build --release --bin leasehold
-    cargo build --release -p leasehold-tests --example failover_probe
+    if [[ $STORE == etcd ]]; then
+        # One invocation: leasehold-tests enables leasehold-node's etcd feature for both.
+        cargo build --release -p leasehold-node -p leasehold-tests --bin leasehold --example failover_probe
+    else
+        cargo build --release --bin leasehold
+        cargo build --release -p leasehold-tests --example failover_probe
+    fi
 fi
 [[ -x $BIN ]] || { echo "bench-cluster.sh: $BIN missing" >&2; exit 1; }
 [[ -x $PROBE ]] || { echo "bench-cluster.sh: $PROBE missing" >&2; exit 1; }
@@ -266,6 +310,116 @@ stop_cluster() {
     for i in 1 2 3; do stop_pid "node$i"; done
 }
 
+# -- The etcd store (--store etcd) ------------------------------------------------------------------------------
+ETCD_ENDPOINTS=http://10.77.0.1:2379,http://10.77.0.2:2379,http://10.77.0.3:2379
+
+# start_etcd_members DIR: three fresh etcd members, member I in server namespace I (10.77.0.I:2379 for
+# clients, :2380 for peers), data directories DIR/etcdI, pinned with the servers; waits (every 0.2 s, at
+# most 30 s) until etcdctl finds all three healthy.
+start_etcd_members() {
+    local dir=$1 i initial=""
+    for i in 1 2 3; do initial+="${initial:+,}e$i=http://10.77.0.$i:2380"; done
+    for i in 1 2 3; do
+        ip netns exec "$NAME-s$i" "${SERVER_CPU[@]}" etcd --name "e$i" --data-dir "$dir/etcd$i" \
+            --listen-client-urls "http://10.77.0.$i:2379" --advertise-client-urls "http://10.77.0.$i:2379" \
+            --listen-peer-urls "http://10.77.0.$i:2380" --initial-advertise-peer-urls "http://10.77.0.$i:2380" \
+            --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token "$NAME-$RUN" \
+            >"$dir/etcd$i.log" 2>&1 &
+        PID[etcd$i]=$!
+    done
+    local tries
+    for ((tries = 0; tries < 150; tries++)); do
+        for i in 1 2 3; do
+            kill -0 "${PID[etcd$i]}" 2>/dev/null || { echo "etcd member $i exited at start:"; tail -20 "$dir/etcd$i.log"; exit 1; }
+        done
+        ETCDCTL_API=3 timeout 5 ip netns exec "$NAME-s1" etcdctl --endpoints "$ETCD_ENDPOINTS" \
+            --command-timeout=2s endpoint health >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "bench-cluster.sh: etcd was not healthy within 30 s:"
+    tail -5 "$dir/etcd1.log"
+    exit 1
+}
+
+stop_etcd_members() {
+    local i
+    for i in 1 2 3; do stop_pid "etcd$i"; done
+}
+
+# start_etcd_cluster: fresh etcd members and 3 leasehold nodes keeping the pool in them (the pool and limits
+# of start_cluster); waits until all three nodes' GET /v1/cluster name the same leader_id and that node
+# answers as leader (polled every 0.1 s, at most 30 s); sets LEADER.
+start_etcd_cluster() {
+    RUN=$((RUN + 1))
+    CLUSTER_DIR=$WORK/etcd-cluster-$RUN
+    local dir=$CLUSTER_DIR i
+    mkdir -p "$dir"
+    start_etcd_members "$dir"
+    printf '%s\n' '[limits.rate]' 'relay_messages_per_sec = 1000000.0' 'relay_burst_messages = 1000000' \
+        >"$dir/limits.toml"
+    for i in 1 2 3; do
+        NODE_ARGS[$i]="serve --interface eth0 --server-ip 10.77.0.$i --config $dir/limits.toml \
+            --subnet-mask 255.255.0.0 --ip-start 10.77.1.0 --ip-end 10.77.255.254 --lease-time 3600 \
+            --data-dir $dir/node$i --admin-listen 127.0.0.1:6767 --log-level warning --node-id $i \
+            --store etcd --etcd-endpoints $ETCD_ENDPOINTS"
+        start_node "$i"
+    done
+    local tries answer ids leader_answers
+    for ((tries = 0; tries < 300; tries++)); do
+        ids=() leader_answers=""
+        for i in 1 2 3; do
+            kill -0 "${PID[node$i]}" 2>/dev/null || { echo "node $i exited at start:"; tail -20 "$dir/node$i.log"; exit 1; }
+            answer=$(http_get "$NAME-s$i" /v1/cluster || true)
+            [[ $answer == 200* ]] || continue
+            ids+=("$(grep -o '"leader_id":[0-9]*' <<<"$answer" | cut -d: -f2)")
+            [[ $answer == *'"answers_as_leader":true'* ]] && leader_answers=$i
+        done
+        if ((${#ids[@]} == 3)) && [[ -n ${ids[0]} && ${ids[0]} == "${ids[1]}" && ${ids[1]} == "${ids[2]}" &&
+            $leader_answers == "${ids[0]}" ]]; then
+            LEADER=${ids[0]}
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench-cluster.sh: the nodes on etcd agreed on no elected node within 30 s:"
+    for i in 1 2 3; do tail -5 "$dir/node$i.log"; done
+    exit 1
+}
+
+stop_etcd_cluster() {
+    stop_cluster
+    stop_etcd_members
+}
+
+# etcd_metrics I: etcd member I's /metrics (Prometheus text), bounded by 5 s.
+etcd_metrics() {
+    # shellcheck disable=SC2016 # the inner script expands $1 itself
+    timeout 5 ip netns exec "$NAME-s$1" bash -c 'exec 3<>/dev/tcp/$1/2379 || exit 1
+        printf "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n" "$1" >&3
+        cat <&3' etcd_metrics "10.77.0.$1" 2>/dev/null || true
+}
+
+# etcd_note: where an etcd-mode run's time went, summed over the three nodes and the three members (read
+# before they stop): the nodes' mean transaction latency, etcd's mean WAL fsync and backend commit.
+etcd_note() {
+    local i txns=0 lat=0 n l
+    for i in 1 2 3; do
+        n=$(node_metric "$i" leasehold_etcd_transactions_total)
+        l=$(node_metric "$i" leasehold_etcd_txn_latency_microseconds_sum)
+        txns=$((txns + ${n:-0})) lat=$((lat + ${l:-0}))
+    done
+    local disk
+    disk=$(for i in 1 2 3; do etcd_metrics "$i"; done | awk '
+        $1 == "etcd_disk_wal_fsync_duration_seconds_sum" {fs += $2}
+        $1 == "etcd_disk_wal_fsync_duration_seconds_count" {fn += $2}
+        $1 == "etcd_disk_backend_commit_duration_seconds_sum" {cs += $2}
+        $1 == "etcd_disk_backend_commit_duration_seconds_count" {cn += $2}
+        END {printf "WAL fsync mean %.2f ms (%d), backend commit mean %.2f ms (%d)", fn ? fs * 1000 / fn : 0, fn,
+            cn ? cs * 1000 / cn : 0, cn}')
+    awk -v t="$txns" -v l="$lat" -v d="$disk" 'BEGIN {
+        printf "etcd txn mean %.2f ms (%d txns); members: %s", t ? l / t / 1000 : 0, t, d}'
+}
+
 # start_kea_ha: a fresh Kea HA hot-standby pair (primary 10.77.0.1, standby 10.77.0.2), default HA timers;
 # waits until both have logged the transition to HOT-STANDBY (polled every 0.2 s, at most 90 s). LEADER=1.
 start_kea_ha() {
@@ -328,12 +482,25 @@ stop_kea_ha() {
 label() {
     case $1 in
     cluster) echo "leasehold 3-node cluster" ;;
+    etcd) echo "leasehold 3 nodes on etcd" ;;
     kea-ha) echo "kea HA hot-standby" ;;
     esac
 }
 
-start_servers() { if [[ $1 == cluster ]]; then start_cluster; else start_kea_ha; fi; }
-stop_servers() { if [[ $1 == cluster ]]; then stop_cluster; else stop_kea_ha; fi; }
+start_servers() {
+    case $1 in
+    cluster) start_cluster ;;
+    etcd) start_etcd_cluster ;;
+    kea-ha) start_kea_ha ;;
+    esac
+}
+stop_servers() {
+    case $1 in
+    cluster) stop_cluster ;;
+    etcd) stop_etcd_cluster ;;
+    kea-ha) stop_kea_ha ;;
+    esac
+}
 
 # measure KIND RATE: one bounded perfdhcp run against fresh servers; sets M_XPS, M_LOSS, M_OK.
 measure() {
@@ -344,6 +511,8 @@ measure() {
     local out=$WORK/perfdhcp-$RUN.out
     timeout $((PERIOD + 30)) ip netns exec "$PERF_NS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single \
         -r "$rate" -R "$CLIENTS" -p "$PERIOD" -W 300000 "${target[@]}" >"$out" 2>&1 || true
+    M_NOTE=""
+    [[ $kind != etcd ]] || M_NOTE=$(etcd_note)
     stop_servers "$kind"
     perfdhcp_result "$out" "$rate"
     local sent=$SENT
@@ -357,16 +526,17 @@ measure() {
     fi
     printf '  %-26s offered %6d/s: %6d exchanges/s, drops %6s%% (%s)\n' "$(label "$kind")" "$((sent / PERIOD))" \
         "$M_XPS" "$M_LOSS" "$verdict"
+    [[ -z $M_NOTE ]] || printf '  %-26s   %s\n' "" "$M_NOTE"
 }
 
-declare -A RESULT_XPS RESULT_LOSS RESULT_SHORT
+declare -A RESULT_XPS RESULT_LOSS RESULT_SHORT RESULT_NOTE RESULT_RATE
 # search KIND: the highest rate with drops under 1% (as in scripts/bench.sh).
 search() {
-    local kind=$1 lo=0 hi=0 rate=$START_RATE best_xps=0 best_loss="-" best_short=0
+    local kind=$1 lo=0 hi=0 rate=$START_RATE best_xps=0 best_loss="-" best_short=0 best_note=""
     while ((rate <= MAX_RATE)); do
         measure_twice "$kind" "$rate"
         if ((M_OK)); then
-            lo=$rate best_xps=$M_XPS best_loss=$M_LOSS best_short=$M_SHORT
+            lo=$rate best_xps=$M_XPS best_loss=$M_LOSS best_short=$M_SHORT best_note=$M_NOTE
             # Asking perfdhcp for more than it can send measures perfdhcp: stop doubling.
             ((M_SHORT == 0)) || break
             rate=$((rate * 2))
@@ -380,7 +550,7 @@ search() {
         for rate in 1000 500 250; do
             measure_twice "$kind" "$rate"
             if ((M_OK)); then
-                lo=$rate best_xps=$M_XPS best_loss=$M_LOSS best_short=$M_SHORT
+                lo=$rate best_xps=$M_XPS best_loss=$M_LOSS best_short=$M_SHORT best_note=$M_NOTE
                 break
             fi
             hi=$rate
@@ -392,7 +562,7 @@ search() {
         ((mid > lo && mid < hi)) || break
         measure_twice "$kind" "$mid"
         if ((M_OK)); then
-            lo=$mid best_xps=$M_XPS best_loss=$M_LOSS best_short=$M_SHORT
+            lo=$mid best_xps=$M_XPS best_loss=$M_LOSS best_short=$M_SHORT best_note=$M_NOTE
         else
             hi=$mid
         fi
@@ -400,6 +570,8 @@ search() {
     RESULT_XPS[$kind]=$best_xps
     RESULT_LOSS[$kind]=$best_loss
     RESULT_SHORT[$kind]=$best_short
+    RESULT_NOTE[$kind]=$best_note
+    RESULT_RATE[$kind]=$lo
 }
 
 # ack_count FILE: how many ACK lines the probe has written so far.
@@ -426,8 +598,8 @@ failover_once() {
         sleep 0.1
     done
     (($(ack_count "$out") >= 20)) || { echo "the probe got no ACKs in 10 s:"; tail "$out" "$out.err"; exit 1; }
-    local victim=10.77.0.$LEADER key
-    [[ $kind == cluster ]] && key=node$LEADER || key=kea1
+    local victim=10.77.0.$LEADER key=node$LEADER
+    [[ $kind != kea-ha ]] || key=kea1
     local killed_ms
     killed_ms=$(date +%s%3N)
     kill -KILL "${PID[$key]}"
@@ -446,7 +618,7 @@ failover_once() {
         END {if (first && last) printf "%.2f %s", (first - last) / 1000, by}' "$out")
 }
 
-declare -A FAILOVER_LINE
+declare -A FAILOVER_LINE FAILOVER_MM
 # failover KIND RUNS LIMIT: RUNS kills; prints each gap, then median and max.
 failover() {
     local kind=$1 runs=$2 limit=$3 r gaps=() missed=0 gap by
@@ -467,6 +639,7 @@ failover() {
         summary=$(printf '%s\n' "${gaps[@]}" | sort -n | awk '{v[NR] = $1} END {
             m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
             printf "median %.2f s, max %.2f s", m, v[NR]}')
+        FAILOVER_MM[$kind]=$(awk '{m = $2; x = $5} END {printf "%s / %s s", m, x}' <<<"$summary")
         summary+=" (${#gaps[@]} runs"
         ((missed == 0)) || summary+="; $missed more with no takeover within $limit s"
         summary+=")"
@@ -718,10 +891,58 @@ catchup() {
     stop_cluster
 }
 
+# -- CPU per exchange at one common rate: fresh servers, new clients at RATE/s for --cpu-period s; utime +
+# stime (/proc/PID/stat) of the server processes over the run divided by the exchanges ACKed. In etcd mode
+# the nodes' and the etcd members' are kept apart.
+# proc_ticks KEY...: the user + system CPU ticks so far of the processes started under the KEYs.
+proc_ticks() {
+    local key sum=0 t
+    for key in "$@"; do
+        t=$(awk '{print $14 + $15}' "/proc/${PID[$key]}/stat" 2>/dev/null || echo 0)
+        sum=$((sum + ${t:-0}))
+    done
+    echo "$sum"
+}
+
+declare -A CPU_US CPU_ETCD_US CPU_LINES
+cpu_measure() {
+    local kind=$1 rate=$2 out keys=(node1 node2 node3) etcd_keys=() before after etcd_before=0 etcd_after=0
+    [[ $kind != kea-ha ]] || keys=(kea1 kea2)
+    [[ $kind != etcd ]] || etcd_keys=(etcd1 etcd2 etcd3)
+    start_servers "$kind"
+    out=$WORK/cpu-$kind-$RUN.out
+    before=$(proc_ticks "${keys[@]}")
+    ((${#etcd_keys[@]} == 0)) || etcd_before=$(proc_ticks "${etcd_keys[@]}")
+    timeout $((CPU_PERIOD + 30)) ip netns exec "$PERF_NS" "${CLIENT_CPU[@]}" perfdhcp -4 -l eth0 -g single \
+        -r "$rate" -R "$CLIENTS" -p "$CPU_PERIOD" -W 300000 >"$out" 2>&1 || true
+    after=$(proc_ticks "${keys[@]}")
+    ((${#etcd_keys[@]} == 0)) || etcd_after=$(proc_ticks "${etcd_keys[@]}")
+    stop_servers "$kind"
+    local sent acked hz line
+    hz=$(getconf CLK_TCK)
+    read -r sent acked < <(perfdhcp_counts "$out")
+    CPU_US[$kind]=$(awk -v a="$acked" -v t=$((after - before)) -v hz="$hz" 'BEGIN {printf "%.0f", a ? t * 1e6 / hz / a : 0}')
+    line=$(printf '%s at %d/s: %d exchanges/s (%d of %d completed), %d µs %s CPU per exchange' "$(label "$kind")" \
+        "$rate" $((acked / CPU_PERIOD)) "$acked" "$sent" "${CPU_US[$kind]}" \
+        "$([[ $kind == kea-ha ]] && echo "servers' (2)" || echo "nodes' (3)")")
+    if [[ $kind == etcd ]]; then
+        CPU_ETCD_US[$kind]=$(awk -v a="$acked" -v t=$((etcd_after - etcd_before)) -v hz="$hz" \
+            'BEGIN {printf "%.0f", a ? t * 1e6 / hz / a : 0}')
+        line+=$(printf " + %d µs etcd members' (3) = %d µs" "${CPU_ETCD_US[$kind]}" \
+            $((CPU_US[$kind] + CPU_ETCD_US[$kind])))
+    fi
+    echo "  $line"
+    CPU_LINES[$kind]=$line
+}
+
+# cpu_total KIND: the CPU µs per exchange measured for KIND, etcd's included.
+cpu_total() { echo $((${CPU_US[$1]:-0} + ${CPU_ETCD_US[$1]:-0})); }
+
 echo "== Leasehold cluster benchmark ($PINNING; perfdhcp sends to the $TO address) =="
 echo "   segment $NAME, pool 10.77.1.0-10.77.255.254, data on $fs_type ($WORK), load average $(load_average)"
 KINDS=()
 ((LH_THROUGHPUT)) && KINDS+=(cluster)
+[[ $STORE != etcd ]] || KINDS+=(etcd)
 ((KEA)) && KINDS+=(kea-ha)
 if ((THROUGHPUT)); then
     for kind in "${KINDS[@]}"; do
@@ -736,10 +957,30 @@ if ((FAILOVER)); then
         echo "-- $(label cluster): rolling restart of all 3 nodes under the probe, $ROLLING_RUNS runs"
         rolling "$ROLLING_RUNS"
     fi
+    if [[ $STORE == etcd ]]; then
+        echo "-- $(label etcd): kill -9 of the elected node (GET /v1/cluster leader_id), $FAILOVER_RUNS runs (each bounded by $LH_FAILOVER_LIMIT s)"
+        ((FAILOVER_RUNS == 0)) || failover etcd "$FAILOVER_RUNS" "$LH_FAILOVER_LIMIT"
+    fi
     if ((KEA && KEA_FAILOVER_RUNS > 0)); then
         echo "-- $(label kea-ha): kill -9 of the primary, $KEA_FAILOVER_RUNS runs (each bounded by $KEA_FAILOVER_LIMIT s)"
         failover kea-ha "$KEA_FAILOVER_RUNS" "$KEA_FAILOVER_LIMIT"
     fi
+fi
+
+if ((CPU_RATE > 0)); then
+    CPU_KINDS=(cluster)
+    [[ $STORE != etcd ]] || CPU_KINDS+=(etcd)
+    ((KEA)) && CPU_KINDS+=(kea-ha)
+    if ((CPU_AUTO)); then
+        # A rate every kind sustained in the search: 80% of the lowest found, if under 1,000/s.
+        for kind in "${CPU_KINDS[@]}"; do
+            found=${RESULT_RATE[$kind]:-0}
+            ((found == 0 || found * 8 / 10 >= CPU_RATE)) || CPU_RATE=$((found * 8 / 10 / 50 * 50))
+        done
+        ((CPU_RATE >= 50)) || CPU_RATE=50
+    fi
+    echo "-- server CPU per exchange at $CPU_RATE new clients a second, $CPU_PERIOD s, fresh servers"
+    for kind in "${CPU_KINDS[@]}"; do cpu_measure "$kind" "$CPU_RATE"; done
 fi
 
 if ((STABILITY_SECONDS > 0)); then
@@ -757,6 +998,7 @@ if ((THROUGHPUT)); then
         [[ ${RESULT_SHORT[$kind]:-0} == 0 ]] || limited=", at least: perfdhcp could not send faster"
         printf '%s: %d exchanges/s (drops %s%%%s)\n' "$(label "$kind")" "${RESULT_XPS[$kind]}" "${RESULT_LOSS[$kind]}" \
             "$limited"
+        [[ -z ${RESULT_NOTE[$kind]:-} ]] || echo "  at that rate: ${RESULT_NOTE[$kind]}"
     done
     if [[ ${RESULT_XPS[kea-ha]:-0} -gt 0 && -n ${RESULT_XPS[cluster]:-} ]]; then
         at_least=""
@@ -767,11 +1009,89 @@ if ((THROUGHPUT)); then
         echo "      CSV files and never call fsync. leasehold (fsync on) ACKs only after a majority of the nodes"
         echo "      has the binding fsynced: not a like-for-like durability comparison."
     fi
+    # ratio_line NAME A B: "ratio NAME: A/B" when both were measured (B > 0).
+    ratio_line() {
+        [[ ${RESULT_XPS[$2]:-0} -gt 0 && ${RESULT_XPS[$3]:-0} -gt 0 ]] || return 0
+        local p=""
+        [[ ${RESULT_SHORT[$2]:-0} == 0 ]] || p="at least "
+        awk -v a="${RESULT_XPS[$2]}" -v b="${RESULT_XPS[$3]}" -v p="$p" -v n="$1" 'BEGIN {printf "ratio %s: %s%.2f\n", n, p, a / b}'
+    }
+    if [[ -n ${RESULT_XPS[etcd]:-} ]]; then
+        ratio_line "etcd store / Raft store" etcd cluster
+        ratio_line "etcd store / kea HA" etcd kea-ha
+        echo "note: the etcd store ACKs once its transaction has committed (etcd fsyncs its WAL on a majority of the"
+        echo "      members first) and the node's watch has delivered it; the etcd members share CPU 1 with the nodes."
+    fi
 fi
-for kind in cluster kea-ha; do
+for kind in cluster etcd kea-ha; do
     [[ -z ${FAILOVER_LINE[$kind]:-} ]] || echo "${FAILOVER_LINE[$kind]}"
     [[ $kind != cluster || -z $ROLLING_LINE ]] || echo "$ROLLING_LINE"
 done
+if ((CPU_RATE > 0)); then
+    for kind in "${CPU_KINDS[@]}"; do
+        [[ -z ${CPU_LINES[$kind]:-} ]] || echo "${CPU_LINES[$kind]}"
+    done
+    # cpu_ratio NAME A B: CPU per exchange, A's (etcd's included) over B's.
+    cpu_ratio() {
+        local a b
+        a=$(cpu_total "$2") b=$(cpu_total "$3")
+        ((a > 0 && b > 0)) || return 0
+        awk -v a="$a" -v b="$b" -v n="$1" -v r="$CPU_RATE" 'BEGIN {printf "server CPU per exchange at %d/s, %s: %.2f\n", r, n, a / b}'
+    }
+    cpu_ratio "Raft store / kea HA" cluster kea-ha
+    cpu_ratio "etcd store (nodes + etcd) / Raft store" etcd cluster
+    cpu_ratio "etcd store (nodes + etcd) / kea HA" etcd kea-ha
+fi
+if [[ $STORE == etcd ]]; then
+    # Side by side: one column per kind measured.
+    cols=()
+    for kind in cluster etcd kea-ha; do
+        if [[ -n ${RESULT_XPS[$kind]:-} || -n ${FAILOVER_MM[$kind]:-} || -n ${CPU_US[$kind]:-} ]]; then
+            cols+=("$kind")
+        fi
+    done
+    declare -A HEAD=([cluster]="leasehold Raft store" [etcd]="leasehold etcd store" [kea-ha]="kea HA hot-standby")
+    echo
+    echo "side by side:"
+    # row LABEL CELL...: padded by characters (bash's printf pads by bytes, and "µ" is two).
+    row() {
+        local LC_ALL=C.utf8 cell
+        printf '  %-44s' "$1"
+        shift
+        for cell in "$@"; do printf ' | %s%*s' "$cell" $((26 - ${#cell})) ""; done
+        echo
+    }
+    cells=()
+    for kind in "${cols[@]}"; do cells+=("${HEAD[$kind]}"); done
+    row "" "${cells[@]}"
+    if ((THROUGHPUT)); then
+        cells=()
+        for kind in "${cols[@]}"; do
+            cell=${RESULT_XPS[$kind]:-"-"}
+            [[ ${RESULT_SHORT[$kind]:-0} == 0 ]] || cell=">= $cell"
+            cells+=("$cell")
+        done
+        row "exchanges/s, drops < 1%" "${cells[@]}"
+    fi
+    if ((FAILOVER)); then
+        cells=()
+        for kind in "${cols[@]}"; do cells+=("${FAILOVER_MM[$kind]:-"-"}"); done
+        row "failover after kill -9, median / max" "${cells[@]}"
+    fi
+    if ((CPU_RATE > 0)); then
+        cells=()
+        for kind in "${cols[@]}"; do
+            if [[ -z ${CPU_US[$kind]:-} ]]; then
+                cells+=("-")
+            elif [[ $kind == etcd ]]; then
+                cells+=("${CPU_US[$kind]} + ${CPU_ETCD_US[$kind]} etcd = $(cpu_total etcd) µs")
+            else
+                cells+=("${CPU_US[$kind]} µs")
+            fi
+        done
+        row "server CPU per exchange at $CPU_RATE/s" "${cells[@]}"
+    fi
+fi
 for line in "${STABILITY_LINES[@]}" "${CATCHUP_LINES[@]}"; do
     echo "$line"
 done
