@@ -1,9 +1,10 @@
 //! The etcd lease store on the wire (issue 13): three real etcd members (Debian's `etcd-server`),
 //! one in each server namespace of a segment, and three `leasehold serve --store etcd` nodes beside
-//! them; real clients (ISC dhclient, busybox udhcpc) in client namespaces.
+//! them; real clients (ISC dhclient, busybox udhcpc, dhcpcd) in client namespaces.
 //!
 //! 1. Each node loads the pool from etcd and one is elected; dhclient binds, and every node's table
-//!    has the binding (it came back through each node's watch).
+//!    has the binding (it came back through each node's watch); dhclient releases and binds again
+//!    to the same address; dhcpcd binds, renews and releases.
 //! 2. kill -9 of the elected node: another is elected once its etcd lease expires, and a new client
 //!    (udhcpc) is bound within the election TTL plus its retransmissions.
 //! 3. One etcd member killed: a new client is still bound (etcd keeps a majority).
@@ -11,7 +12,9 @@
 //! 5. Both members back: service resumes, and the survivors' tables agree with no address bound to
 //!    two clients and every ACKed lease present.
 //!
-//! Needs root, etcd, etcdctl, dhclient and udhcpc; fails loudly without them.
+//! 6. SIGTERM of the elected node: it resigns, and the last node is elected at once.
+//!
+//! Needs root, etcd, etcdctl, dhclient, udhcpc and dhcpcd; fails loudly without them.
 
 mod netns_support;
 
@@ -133,6 +136,88 @@ fn new_mac(ns: &str, n: u8) {
     assert!(cmd.status().expect("run ip").success(), "set {mac} in {ns}");
 }
 
+/// The state of `ip`'s record on node `i` (`None`: no record).
+fn state_of(segment: &Segment, i: u32, ip: Ipv4Addr) -> Option<String> {
+    let ns = segment.server(i);
+    let leases = all_lease_pages(|path| match http_get(&ns, ADMIN_PORT, path) {
+        Ok((200, body)) => Ok(body),
+        other => Err(format!("GET {path} on n{i}: {other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    leases.into_iter().find(|l| l.ip == ip).map(|l| l.state)
+}
+
+/// dhcpcd in client namespace 2 (a private mount namespace for its state, as tests/netns_clients.rs
+/// runs it): bind, renew with `-n`, release with `-k`; every node's table follows. Its address.
+fn dhcpcd_life(segment: &Segment, dir: &Path, nodes: &[u32]) -> Ipv4Addr {
+    let dhcpcd = require_tool("dhcpcd");
+    let dir = subdir(dir, "dhcpcd");
+    let ns = segment.client(2);
+    let mut events = Events::new(&dir);
+    let hook = dir.join("dhcpcd-hook.sh");
+    write_script(
+        &hook,
+        &format!(
+            "#!/bin/sh\ncase \"$reason\" in\nBOUND|RENEW|REBIND|REBOOT) echo \"$reason $new_ip_address\" > {fifo} ;;\n\
+             *) echo \"$reason ${{old_ip_address:--}}\" > {fifo} ;;\nesac\n",
+            fifo = events.path.display()
+        ),
+    );
+    let conf = dir.join("dhcpcd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "ipv4only\nnoipv4ll\nnohook resolv.conf, hostname, ntp.conf, timesyncd, yp.conf, wpa_supplicant, mtu\n\
+             script {}\n",
+            hook.display()
+        ),
+    )
+    .expect("write dhcpcd.conf");
+    let mut cmd = in_ns(&ns, "unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"]).arg(format!(
+        "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/dhcpcd && exec {} -f {} -4 -B -t 30 eth0",
+        dhcpcd.display(),
+        conf.display()
+    ));
+    let log = dir.join("dhcpcd.log");
+    let mut daemon = Proc::spawn("dhcpcd", cmd, &log);
+    let control = |what: &str, flag: &str| {
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.args(["-t", &daemon.pid.to_string(), "-m", "-n"]).arg(&dhcpcd).args(["-4", flag, "eth0"]);
+        run_ok(what, cmd, &log, Duration::from_secs(30));
+    };
+    let bound = events.expect(&["BOUND"], Duration::from_secs(40), "dhcpcd bind");
+    let ip = event_ip(&bound, "dhcpcd bind");
+    for i in nodes {
+        poll_until(
+            Duration::from_secs(5),
+            || state_of(segment, *i, ip),
+            |state| state.as_deref() == Some("bound"),
+            |state| format!("n{i}: dhcpcd's {ip} is {state:?}"),
+        );
+    }
+    wait_for_next_second();
+    control("dhcpcd -n (renew)", "-n");
+    let renewed = events.expect(
+        &["RENEW", "REBIND", "REBOOT", "BOUND", "NAK", "EXPIRE"],
+        Duration::from_secs(30),
+        "dhcpcd renew",
+    );
+    assert!(["RENEW", "REBIND", "REBOOT"].contains(&renewed[0].as_str()), "dhcpcd -n: {renewed:?}");
+    assert_eq!(event_ip(&renewed, "dhcpcd renew"), ip);
+    control("dhcpcd -k (release)", "-k");
+    daemon.expect_success(Duration::from_secs(15));
+    for i in nodes {
+        poll_until(
+            Duration::from_secs(5),
+            || state_of(segment, *i, ip),
+            |state| state.as_deref() == Some("released"),
+            |state| format!("n{i}: dhcpcd's {ip} is {state:?} after -k"),
+        );
+    }
+    ip
+}
+
 /// Bound records by address, as node `i` has them.
 fn bound(segment: &Segment, i: u32) -> BTreeMap<String, String> {
     let ns = segment.server(i);
@@ -175,6 +260,26 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
             |table| format!("n{i} never had dhclient's binding of {ip1}: {table:?}"),
         );
     }
+
+    // dhclient -r: the RELEASE (RFC 2131 §4.4.6) reaches every table; dhclient -1 again: the client
+    // returns to its address.
+    client.run("-r", Duration::from_secs(20));
+    client.events.expect(&["RELEASE"], Duration::from_secs(5), "dhclient release");
+    for i in &all {
+        poll_until(
+            Duration::from_secs(5),
+            || state_of(&segment, *i, ip1),
+            |state| state.as_deref() == Some("released"),
+            |state| format!("n{i}: {ip1} is {state:?} after dhclient -r"),
+        );
+    }
+    client.run("-1", Duration::from_secs(40));
+    let words = client.events.expect(&["BOUND"], Duration::from_secs(5), "dhclient bind again");
+    assert_eq!(event_ip(&words, "dhclient bind again"), ip1, "a returning client gets its address back");
+
+    // dhcpcd binds, renews (`-n`) and releases (`-k`) through the same nodes.
+    let ip_dhcpcd = dhcpcd_life(&segment, dir.path(), &all);
+    assert_ne!(ip_dhcpcd, ip1);
 
     // What operators see: /v1/cluster names the store, its endpoints, the elected node and the
     // watch revision; /metrics counts the elected node's transactions and the watch lag.
