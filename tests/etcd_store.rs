@@ -8,10 +8,10 @@
 //! 2. kill -9 of the elected node: another is elected once its etcd lease expires, and a new client
 //!    (udhcpc) is bound within the election TTL plus its retransmissions.
 //! 3. One etcd member killed: a new client is still bound (etcd keeps a majority).
-//! 4. A second member killed: no majority. The nodes report no quorum and nothing new is bound.
+//! 4. A second member killed: no majority. The nodes report no quorum, a renewal is confirmed only
+//!    for the time left on the lease, and nothing new is bound.
 //! 5. Both members back: service resumes, and the survivors' tables agree with no address bound to
 //!    two clients and every ACKed lease present.
-//!
 //! 6. SIGTERM of the elected node: it resigns, and the last node is elected at once.
 //!
 //! Needs root, etcd, etcdctl, dhclient, udhcpc and dhcpcd; fails loudly without them.
