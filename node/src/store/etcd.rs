@@ -591,9 +591,9 @@ impl Handler<WatchBatch> for EtcdStore {
                 self.leader = leader;
             }
             self.revision = batch.revision;
-            if !batch.changes.is_empty() {
-                self.mail.do_send(StoreMail::Changes { revision: batch.revision, changes: batch.changes });
-            }
+            // Also a revision that changes no record (the election or member keys): every node's
+            // applied index is then the watch's revision.
+            self.mail.do_send(StoreMail::Changes { revision: batch.revision, changes: batch.changes });
         }
         self.view.watch_revision = self.revision;
         self.view.store_revision = self.view.store_revision.max(msg.store_revision).max(self.revision);
