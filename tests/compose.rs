@@ -2,9 +2,9 @@
 //! one Docker bridge network, driven the way a user drives it.
 //!
 //! 1. `scripts/compose/build-image.sh --profile compose-test --features etcd --etcd-tag
-//!    leasehold-etcd:compose-test` builds the image `leasehold:compose-test`
-//!    from the `Dockerfile` (cargo inside the build, from this working tree's source) on local stand-ins
-//!    for its base images: nothing pulled. It fails the test when it fails; its output streams to the
+//!    leasehold-etcd:compose-test` builds the image `leasehold:compose-test` from the `Dockerfile`
+//!    (cargo inside the build, from this working tree's source) on local stand-ins for its base
+//!    images, and the etcd image for the etcd variant: nothing pulled. It fails the test when it fails; its output streams to the
 //!    terminal (a cold build takes minutes).
 //! 2. `docker compose -p lhtest<pid> -f scripts/compose/docker-compose.yml up -d` on a /24 that no
 //!    Docker network uses yet (10.67.X.0/24), admin ports published on free 127.0.0.1 ports.
@@ -40,9 +40,9 @@
 //! Both scenarios share one image build: `leasehold:compose-test` has the etcd feature, and
 //! `leasehold-etcd:compose-test` (scripts/compose/etcd/Dockerfile) is built with it.
 //!
-//! Every command and every wait is bounded. The project is taken down (`down -v`, then anything left
+//! Every command and every wait is bounded. Each project is taken down (`down -v`, then anything left
 //! with the project's label) in `Drop`, also when the test fails; with the logs of every container
-//! printed first on failure. Nothing else on the Docker engine is touched; the image stays.
+//! printed first on failure. Nothing else on the Docker engine is touched; the images stay.
 //!
 //! Without a Docker engine (`docker info` fails) the test fails and says so: it cannot run its subject,
 //! and a test that passes without running proves nothing.
