@@ -97,8 +97,10 @@ if [[ -n $etcd_tag ]]; then
     docker build --force-rm "${etcd_args[@]}" -t "$etcd_tag" "$root/scripts/compose/etcd" >&2 ||
         die "docker build of the etcd image failed"
     built_in=$((SECONDS - started))
-    version=$(docker run --rm --network none "$etcd_tag" etcd --version | head -n 1) ||
+    # All of its output, then the first line (`| head` could end etcd with SIGPIPE, and pipefail).
+    version=$(docker run --rm --network none "$etcd_tag" etcd --version) ||
         die "the image $etcd_tag was built, but etcd does not start in it"
+    version=${version%%$'\n'*}
     new_id=$(docker image inspect -f '{{.Id}}' "$etcd_tag")
     if [[ -n $old_id && $old_id != "$new_id" ]]; then
         docker image rm "$old_id" >/dev/null 2>&1 || true
