@@ -8,6 +8,9 @@
 #   RUNTIME_IMAGE  the final image's base: Debian bookworm or another glibc system as new
 #                  (default debian:bookworm-slim)
 #   PROFILE        the cargo profile of the build (default release; the compose test uses compose-test)
+#   FEATURES       cargo features of the leasehold binary (default none; `etcd`: the etcd lease store,
+#                  `--store etcd`, which needs protoc: the builder installs protobuf-compiler when its
+#                  base lacks it)
 # Without a registry, scripts/compose/base-images.sh makes local stand-ins for both bases and
 # scripts/compose/build-image.sh builds with them.
 #
@@ -21,10 +24,16 @@ ARG RUST_IMAGE=rust:1-slim-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS build
-# setcap and a static busybox (a stand-in base has them already).
-RUN if ! command -v setcap >/dev/null || ! [ -x /bin/busybox ]; then \
+ARG FEATURES=
+# setcap and a static busybox; protoc for the etcd feature (etcd-client's gRPC code). A stand-in base
+# has all three already; the public rust images lack protoc.
+RUN packages=; \
+    command -v setcap >/dev/null || packages="$packages libcap2-bin"; \
+    [ -x /bin/busybox ] || packages="$packages busybox-static"; \
+    case ",$FEATURES," in *,etcd,*) command -v protoc >/dev/null || packages="$packages protobuf-compiler" ;; esac; \
+    if [ -n "$packages" ]; then \
         apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            libcap2-bin busybox-static && rm -rf /var/lib/apt/lists/*; \
+            $packages && rm -rf /var/lib/apt/lists/*; \
     fi
 WORKDIR /src
 ARG PROFILE=release
@@ -40,7 +49,7 @@ COPY tests/Cargo.toml tests/
 RUN mkdir -p config/src cluster/src node/src sim/src \
     && touch config/src/lib.rs cluster/src/lib.rs node/src/lib.rs sim/src/lib.rs \
     && echo 'fn main() {}' >node/src/main.rs && cp node/src/main.rs sim/src/main.rs \
-    && cargo build --locked --profile "$PROFILE" -p leasehold-node --bin leasehold \
+    && cargo build --locked --profile "$PROFILE" -p leasehold-node --bin leasehold ${FEATURES:+--features "$FEATURES"} \
     && cargo clean --locked --profile "$PROFILE" -p leasehold-node -p leasehold-cluster -p leasehold-config \
     && rm -rf config/src cluster/src node/src sim/src
 COPY . .
@@ -49,7 +58,7 @@ COPY . .
 ARG LEASEHOLD_COMMIT=
 # Everything for the final image goes to /out, as a tree: Docker's classic builder keeps a file's
 # capabilities when COPY --from copies a directory, and drops them when it copies the file alone.
-RUN cargo build --locked --profile "$PROFILE" -p leasehold-node --bin leasehold \
+RUN cargo build --locked --profile "$PROFILE" -p leasehold-node --bin leasehold ${FEATURES:+--features "$FEATURES"} \
     && dir=$PROFILE && if [ "$PROFILE" = dev ]; then dir=debug; fi \
     && mkdir -p /out/bin \
     && strip --strip-debug -o /out/bin/leasehold "target/$dir/leasehold" \

@@ -1,9 +1,10 @@
 //! The docker compose setup (`scripts/compose/`): a 3-node cluster and udhcpc clients in containers on
 //! one Docker bridge network, driven the way a user drives it.
 //!
-//! 1. `scripts/compose/build-image.sh --profile compose-test` builds the image `leasehold:compose-test`
-//!    from the `Dockerfile` (cargo inside the build, from this working tree's source) on local stand-ins
-//!    for its base images: nothing pulled. It fails the test when it fails; its output streams to the
+//! 1. `scripts/compose/build-image.sh --profile compose-test --features etcd --etcd-tag
+//!    leasehold-etcd:compose-test` builds the image `leasehold:compose-test` from the `Dockerfile`
+//!    (cargo inside the build, from this working tree's source) on local stand-ins for its base
+//!    images, and the etcd image for the etcd variant: nothing pulled. It fails the test when it fails; its output streams to the
 //!    terminal (a cold build takes minutes).
 //! 2. `docker compose -p lhtest<pid> -f scripts/compose/docker-compose.yml up -d` on a /24 that no
 //!    Docker network uses yet (10.67.X.0/24), admin ports published on free 127.0.0.1 ports.
@@ -22,9 +23,26 @@
 //!    unicast renew to the dead server goes unanswered; udhcpc then rebinds by broadcast), and keeps
 //!    it on its interface. The survivors' lease tables agree: both clients bound, no address twice.
 //!
-//! Every command and every wait is bounded. The project is taken down (`down -v`, then anything left
+//! The etcd variant (`scripts/compose/docker-compose.etcd.yml`: 3 etcd members, 3 nodes with
+//! `--store etcd`, a client), run beside it on its own /24 and project, same image:
+//!
+//! 1. `up -d`; every node healthy, `/v1/cluster` says store etcd with three endpoints, all three name
+//!    the same elected node; nodes and etcd members run unprivileged (uid 10001 with the two
+//!    capabilities; uid 10002 with none). The client is bound by the elected node, and every node's
+//!    table has the binding (through its watch).
+//! 2. `docker kill` of the elected node's container: the survivors elect another; a new client is
+//!    bound by a survivor, and the old client renews its address with a survivor.
+//! 3. `docker kill` of etcd1 (the first endpoint of every node): the survivors stay healthy and a
+//!    third client is bound by a survivor.
+//! 4. The killed node started again loads the pool from etcd (two members left): every live node's
+//!    table holds the three leases, the same in each, no address or client twice.
+//!
+//! Both scenarios share one image build: `leasehold:compose-test` has the etcd feature, and
+//! `leasehold-etcd:compose-test` (scripts/compose/etcd/Dockerfile) is built with it.
+//!
+//! Every command and every wait is bounded. Each project is taken down (`down -v`, then anything left
 //! with the project's label) in `Drop`, also when the test fails; with the logs of every container
-//! printed first on failure. Nothing else on the Docker engine is touched; the image stays.
+//! printed first on failure. Nothing else on the Docker engine is touched; the images stay.
 //!
 //! Without a Docker engine (`docker info` fails) the test fails and says so: it cannot run its subject,
 //! and a test that passes without running proves nothing.
@@ -34,13 +52,17 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The image the test builds (it stays after the test; `build-image.sh` replaces it next time).
+/// The image the tests build (it stays after the test; `build-image.sh` replaces it next time), with
+/// the etcd feature so that both scenarios run it.
 const IMAGE: &str = "leasehold:compose-test";
+/// The etcd server image the etcd scenario runs (scripts/compose/etcd/Dockerfile).
+const ETCD_IMAGE: &str = "leasehold-etcd:compose-test";
 /// The image build's bound: a cold one (stand-in bases, every crate compiled) takes minutes.
 const BUILD_LIMIT_SECS: u64 = 30 * 60;
 const NODES: [u64; 3] = [1, 2, 3];
@@ -219,7 +241,7 @@ impl Project {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.compose[0]);
         command.args(&self.compose[1..]).arg("-p").arg(&self.name).arg("-f").arg(&self.file).args(args);
-        command.env("LEASEHOLD_IMAGE", IMAGE).env("LEASEHOLD_NET", &self.net);
+        command.env("LEASEHOLD_IMAGE", IMAGE).env("LEASEHOLD_ETCD_IMAGE", ETCD_IMAGE).env("LEASEHOLD_NET", &self.net);
         for (node, port) in &self.ports {
             command.env(format!("LEASEHOLD_ADMIN_PORT_{node}"), port.to_string());
         }
@@ -310,23 +332,42 @@ fn compose_command() -> Vec<String> {
     }
 }
 
-/// The first three octets of a 10.67.X.0/24 that no Docker network's subnet mentions yet.
+/// Subnets and ports this process has handed out: the two scenarios run in parallel threads, and
+/// neither's network exists yet when the other looks.
+fn claimed() -> std::sync::MutexGuard<'static, (BTreeSet<String>, BTreeSet<u16>)> {
+    static CLAIMED: Mutex<(BTreeSet<String>, BTreeSet<u16>)> = Mutex::new((BTreeSet::new(), BTreeSet::new()));
+    CLAIMED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The first three octets of a 10.67.X.0/24 that no Docker network's subnet mentions yet, and that
+/// this process has not given to another scenario.
 fn free_subnet() -> String {
+    let mut claimed = claimed();
     let ids = run_ok(&mut docker(&["network", "ls", "-q"]), secs(30));
     let mut args = vec!["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}"];
     args.extend(ids.lines());
     let used = run_ok(&mut docker(&args), secs(30));
     let first = 100 + std::process::id() % 150;
-    (0..150)
+    let net = (0..150)
         .map(|i| format!("10.67.{}", 100 + (first - 100 + i) % 150))
-        .find(|net| !used.contains(&format!("{net}.")))
-        .expect("a free 10.67.X.0/24 for the test network")
+        .find(|net| !used.contains(&format!("{net}.")) && !claimed.0.contains(net))
+        .expect("a free 10.67.X.0/24 for the test network");
+    claimed.0.insert(net.clone());
+    net
 }
 
-/// Three ports on 127.0.0.1 that are free now (released just before compose binds them).
+/// Three ports on 127.0.0.1 that are free now (released just before compose binds them), and not
+/// given to another scenario of this process.
 fn free_ports() -> BTreeMap<u64, u16> {
-    let listeners: Vec<TcpListener> =
-        NODES.iter().map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port")).collect();
+    let mut claimed = claimed();
+    let mut listeners = Vec::new();
+    while listeners.len() < NODES.len() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        if claimed.1.insert(port) {
+            listeners.push(listener);
+        }
+    }
     NODES.into_iter().zip(listeners.iter().map(|l| l.local_addr().expect("local address").port())).collect()
 }
 
@@ -373,9 +414,8 @@ fn wait_bound(start: Instant, id: &str) -> ClientEvent {
     event
 }
 
-#[test]
-fn compose_cluster_survives_leader_kill() {
-    let start = Instant::now();
+/// A Docker engine with compose, or a loud failure: the `docker compose` command line to use.
+fn require_docker() -> Vec<String> {
     match try_run(&mut docker(&["info"]), secs(60)) {
         Ok(output) if output.status.success() => {}
         other => {
@@ -389,44 +429,98 @@ fn compose_cluster_survives_leader_kill() {
             );
         }
     }
-    let compose = compose_command();
-    let root = workspace_root();
+    compose_command()
+}
 
-    // The image from the Dockerfile. Its output goes straight to the terminal (cargo does not capture
-    // a child's), so a slow or failing build shows where it is.
-    say(start, "building the image from the Dockerfile (scripts/compose/build-image.sh)");
-    let mut build = Command::new(root.join("scripts/compose/build-image.sh"));
-    build.args(["--tag", IMAGE, "--profile", "compose-test"]).stdin(Stdio::null());
-    let status = build
-        .spawn()
-        .and_then(|mut child| {
-            let deadline = Instant::now() + secs(BUILD_LIMIT_SECS);
-            loop {
-                if let Some(status) = child.try_wait()? {
-                    return Ok(Some(status));
+/// The two images, built once for both scenarios (the second to ask waits for the first's build):
+/// `leasehold:compose-test` with the etcd feature and `leasehold-etcd:compose-test`, neither with a
+/// setuid or setgid file. The build's output goes straight to the terminal (cargo does not capture a
+/// child's), so a slow or failing build shows where it is.
+fn build_images(start: Instant) {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        say(start, "building the images from the Dockerfiles (scripts/compose/build-image.sh)");
+        let root = workspace_root();
+        let mut build = Command::new(root.join("scripts/compose/build-image.sh"));
+        build
+            .args(["--tag", IMAGE, "--profile", "compose-test", "--features", "etcd", "--etcd-tag", ETCD_IMAGE])
+            .stdin(Stdio::null());
+        let status = build
+            .spawn()
+            .and_then(|mut child| {
+                let deadline = Instant::now() + secs(BUILD_LIMIT_SECS);
+                loop {
+                    if let Some(status) = child.try_wait()? {
+                        return Ok(Some(status));
+                    }
+                    if Instant::now() >= deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Ok(None);
+                    }
+                    thread::sleep(Duration::from_millis(250));
                 }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Ok(None);
-                }
-                thread::sleep(Duration::from_millis(250));
+            })
+            .map_err(|e| format!("scripts/compose/build-image.sh: cannot run: {e}"))?;
+        match status {
+            Some(status) if status.success() => {}
+            Some(status) => {
+                return Err(format!("scripts/compose/build-image.sh failed ({status}): see its output above"))
             }
-        })
-        .unwrap_or_else(|e| panic!("scripts/compose/build-image.sh: cannot run: {e}"));
-    match status {
-        Some(status) => {
-            assert!(status.success(), "scripts/compose/build-image.sh failed ({status}): see its output above")
+            None => {
+                return Err(format!("scripts/compose/build-image.sh: still running after {BUILD_LIMIT_SECS} s, killed"))
+            }
         }
-        None => panic!("scripts/compose/build-image.sh: still running after {BUILD_LIMIT_SECS} s, killed"),
+        say(start, &format!("images {IMAGE} and {ETCD_IMAGE} built"));
+        // No setuid or setgid file in either image: nothing a node runs gains privileges by exec (the
+        // nodes run without no-new-privileges, which would void their binary's file capabilities).
+        for image in [IMAGE, ETCD_IMAGE] {
+            let find = ["run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "find", image, "/", "-xdev"];
+            let output = try_run(docker(&find).args(["-type", "f", "-perm", "/6000"]), secs(60))?;
+            let setid = String::from_utf8_lossy(&output.stdout);
+            if !output.status.success() || !setid.trim().is_empty() {
+                return Err(format!("setuid or setgid files in {image} (or find failed: {}): {setid}", output.status));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = built {
+        panic!("{e}");
     }
-    say(start, &format!("image {IMAGE} built"));
+}
 
-    // No setuid or setgid file in the image: nothing a node runs gains privileges by exec (the nodes
-    // run without no-new-privileges, which would void their binary's file capabilities).
-    let find = ["run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "find", IMAGE, "/", "-xdev"];
-    let setid = run_ok(docker(&find).args(["-type", "f", "-perm", "/6000"]), secs(60));
-    assert_eq!(setid.trim(), "", "setuid or setgid files in {IMAGE}");
+/// `/proc/1/status` of a container: the field `name` (without it).
+fn process_one(id: &str) -> impl Fn(&str) -> String {
+    let status = run_ok(&mut docker(&["exec", id, "cat", "/proc/1/status"]), secs(30));
+    move |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_default()
+    }
+}
+
+/// Every node's process 1 is leasehold, as the image's user leasehold (10001), with exactly port
+/// 67's and SO_BINDTODEVICE's capabilities (CAP_NET_BIND_SERVICE 10, CAP_NET_RAW 13) effective,
+/// from its binary's file capabilities, and no other in reach (the bounding set).
+fn check_node_processes(start: Instant, project: &Project) {
+    let two = format!("{:016x}", (1u64 << 10) | (1u64 << 13));
+    for node in NODES {
+        let field = process_one(&project.container(&format!("node{node}")));
+        assert_eq!(field("Name:"), "leasehold", "node{node}: process 1");
+        assert!(field("Uid:").starts_with("10001"), "node{node} runs as 10001: Uid {}", field("Uid:"));
+        for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+            assert_eq!(field(set), two, "node{node}: {set} NET_BIND_SERVICE and NET_RAW only");
+        }
+        assert_eq!(field("CapInh:"), "0000000000000000", "node{node}: no inheritable capability");
+        assert_eq!(field("CapAmb:"), "0000000000000000", "node{node}: no ambient capability");
+    }
+    say(start, "nodes run as uid 10001 with CAP_NET_BIND_SERVICE and CAP_NET_RAW effective, and no other");
+}
+
+#[test]
+fn compose_cluster_survives_leader_kill() {
+    let start = Instant::now();
+    let compose = require_docker();
+    let root = workspace_root();
+    build_images(start);
 
     let project = Project {
         compose,
@@ -449,25 +543,7 @@ fn compose_cluster_survives_leader_kill() {
     let leader = wait_for("the three nodes to agree on a leader", secs(30), || agreed_leader(&project, &NODES, &NODES));
     say(start, &format!("healthy; leader: node {leader}"));
 
-    // Every node's process 1 is leasehold, as the image's user leasehold (10001), with exactly port
-    // 67's and SO_BINDTODEVICE's capabilities (CAP_NET_BIND_SERVICE 10, CAP_NET_RAW 13) effective,
-    // from its binary's file capabilities, and no other in reach (the bounding set).
-    let two = format!("{:016x}", (1u64 << 10) | (1u64 << 13));
-    for node in NODES {
-        let id = project.container(&format!("node{node}"));
-        let status = run_ok(&mut docker(&["exec", &id, "cat", "/proc/1/status"]), secs(30));
-        let field = |name: &str| {
-            status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_default()
-        };
-        assert_eq!(field("Name:"), "leasehold", "node{node}: process 1");
-        assert!(field("Uid:").starts_with("10001"), "node{node} runs as 10001: Uid {}", field("Uid:"));
-        for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
-            assert_eq!(field(set), two, "node{node}: {set} NET_BIND_SERVICE and NET_RAW only");
-        }
-        assert_eq!(field("CapInh:"), "0000000000000000", "node{node}: no inheritable capability");
-        assert_eq!(field("CapAmb:"), "0000000000000000", "node{node}: no ambient capability");
-    }
-    say(start, "nodes run as uid 10001 with CAP_NET_BIND_SERVICE and CAP_NET_RAW effective, and no other");
+    check_node_processes(start, &project);
 
     // Every node serves the boot-files volume over HTTP (port 80, apart from the admin API): the same
     // bytes from each, fetched from the DHCP client's container.
@@ -579,4 +655,158 @@ fn compose_cluster_survives_leader_kill() {
         });
     }
     say(start, "both clients bound on every survivor; tearing down");
+}
+
+/// The etcd variant: 3 etcd members and 3 nodes with `--store etcd` (module documentation).
+#[test]
+fn compose_etcd_cluster_survives_node_and_member_kill() {
+    let start = Instant::now();
+    let compose = require_docker();
+    let root = workspace_root();
+    build_images(start);
+
+    let project = Project {
+        compose,
+        name: format!("lhtest{}etcd", std::process::id()),
+        file: root.join("scripts/compose/docker-compose.etcd.yml"),
+        net: free_subnet(),
+        ports: free_ports(),
+    };
+    say(start, &format!("etcd: project {} on {}.0/24, admin ports {:?}", project.name, project.net, project.ports));
+    // `up` waits for the etcd members' health checks, then the nodes', before it starts the client.
+    run_ok(&mut project.command(&["up", "-d"]), secs(240));
+    say(start, "etcd: up");
+
+    for node in NODES {
+        let port = project.ports[&node];
+        wait_for(&format!("node {node}: /healthz 200 on 127.0.0.1:{port}"), secs(60), || {
+            http_get(port, "/healthz").filter(|(status, _)| *status == 200)
+        });
+    }
+    let elected =
+        wait_for("the three nodes to agree on the elected node", secs(30), || agreed_leader(&project, &NODES, &NODES));
+    for node in NODES {
+        let view = get_json(project.ports[&node], "/v1/cluster").expect("GET /v1/cluster");
+        assert_eq!(view["store"], "etcd", "node {node}: {view}");
+        assert_eq!(view["etcd"]["endpoints"].as_array().map(Vec::len), Some(3), "node {node}: {view}");
+    }
+    say(start, &format!("etcd: healthy, store etcd; elected: node {elected}"));
+
+    check_node_processes(start, &project);
+    // The etcd members: etcd as the image's user etcd (10002), with no capability at all.
+    for member in NODES {
+        let field = process_one(&project.container(&format!("etcd{member}")));
+        assert_eq!(field("Name:"), "etcd", "etcd{member}: process 1");
+        assert!(field("Uid:").starts_with("10002"), "etcd{member} runs as 10002: Uid {}", field("Uid:"));
+        for set in ["CapEff:", "CapPrm:", "CapBnd:", "CapInh:", "CapAmb:"] {
+            assert_eq!(field(set), "0000000000000000", "etcd{member}: no capability in {set}");
+        }
+        assert_eq!(field("NoNewPrivs:"), "1", "etcd{member}: no-new-privileges");
+    }
+    say(start, "etcd: members run as uid 10002 with no capability");
+
+    let pool = |ip: Ipv4Addr| {
+        ip.to_string().starts_with(&format!("{}.", project.net)) && (100..=199).contains(&ip.octets()[3])
+    };
+    // The first client: bound by the elected node, in every node's table (each follows a watch).
+    let old_client = project.container("client");
+    let old_mac = container_mac(&old_client);
+    let old_lease = wait_bound(start, &old_client);
+    let old_ip = old_lease.ip();
+    assert!(pool(old_ip), "{old_ip} is outside the pool {}.100-199", project.net);
+    assert_eq!(old_lease.server(), project.node_ip(elected), "the elected node answers broadcasts");
+    for node in NODES {
+        let port = project.ports[&node];
+        wait_for(&format!("node {node}: {old_ip} bound to {old_mac} in /v1/leases"), secs(20), || {
+            bound_leases(port).filter(|leases| leases.get(&old_ip) == Some(&old_mac))
+        });
+    }
+
+    // Kill the elected node; once its etcd lease expires a survivor is elected.
+    let elected_container = project.container(&format!("node{elected}"));
+    let killed_at = Instant::now();
+    run_ok(&mut docker(&["kill", &elected_container]), secs(30));
+    let survivors: Vec<u64> = NODES.into_iter().filter(|&node| node != elected).collect();
+    let second = wait_for("another elected node among the survivors", secs(30), || {
+        agreed_leader(&project, &survivors, &survivors)
+    });
+    say(
+        start,
+        &format!("etcd: killed node {elected}; node {second} elected after {:.1}s", killed_at.elapsed().as_secs_f64()),
+    );
+
+    // A new client after the kill, bound by a survivor.
+    let new_client = |known: &[&String]| -> (String, String, ClientEvent) {
+        run_ok(&mut project.command(&["run", "-d", "--no-deps", "client"]), secs(120));
+        let id = wait_for("the new client container", secs(30), || {
+            project.containers("client").into_iter().find(|id| !known.contains(&id))
+        });
+        let mac = container_mac(&id);
+        let lease = wait_bound(start, &id);
+        assert!(pool(lease.ip()), "{} is outside the pool", lease.ip());
+        assert!(survivors.contains(&project.node_of(lease.server()).unwrap_or(0)), "served by a survivor: {lease:?}");
+        (id, mac, lease)
+    };
+    let (client2, mac2, lease2) = new_client(&[&old_client]);
+    let ip2 = lease2.ip();
+    assert_ne!(ip2, old_ip, "the second client got the first client's address");
+
+    // The old client renews now (SIGUSR1): the same address, from a survivor.
+    let seen = client_events(&container_logs(&old_client)).len();
+    run_ok(&mut docker(&["kill", "-s", "USR1", &old_client]), secs(30));
+    let renewed = wait_for("the old client's renewal after SIGUSR1", secs(45), || {
+        client_events(&container_logs(&old_client)).into_iter().skip(seen).find(|e| e.event != "deconfig")
+    });
+    say(start, &format!("etcd: old client: {} {} from {}", renewed.event, renewed.ip(), renewed.server()));
+    assert_eq!(renewed.event, "renew", "the old client renewed rather than starting over: {renewed:?}");
+    assert_eq!(renewed.ip(), old_ip, "the old client keeps its address");
+    assert!(survivors.contains(&project.node_of(renewed.server()).unwrap_or(0)), "renewed by a survivor: {renewed:?}");
+    let after = client_events(&container_logs(&old_client));
+    assert!(!after[seen..].iter().any(|e| e.event == "deconfig"), "the old client lost its address: {after:?}");
+
+    // One etcd member down, the first endpoint of every node: etcd keeps a majority, the survivors
+    // stay healthy and bind a third client.
+    let member_killed_at = Instant::now();
+    run_ok(&mut docker(&["kill", &project.container("etcd1")]), secs(30));
+    say(start, "etcd: killed etcd1");
+    for node in &survivors {
+        let port = project.ports[node];
+        wait_for(&format!("node {node}: /healthz 200 with etcd1 down"), secs(30), || {
+            http_get(port, "/healthz").filter(|(status, _)| *status == 200)
+        });
+    }
+    wait_for("the survivors to agree on the elected node with etcd1 down", secs(30), || {
+        agreed_leader(&project, &survivors, &survivors)
+    });
+    let (_client3, mac3, lease3) = new_client(&[&old_client, &client2]);
+    let ip3 = lease3.ip();
+    assert!(ip3 != old_ip && ip3 != ip2, "the third client got an address in use: {ip3}");
+    say(
+        start,
+        &format!("etcd: a client bound {:.1}s after etcd1 was killed", member_killed_at.elapsed().as_secs_f64()),
+    );
+
+    // The killed node again: it keeps nothing of its own and loads the pool from etcd. Then every
+    // node's table holds the three leases, the same in each, no address and no client twice.
+    run_ok(&mut docker(&["start", &elected_container]), secs(30));
+    let port = project.ports[&elected];
+    wait_for(&format!("node {elected}: /healthz 200 after its restart"), secs(60), || {
+        http_get(port, "/healthz").filter(|(status, _)| *status == 200)
+    });
+    let expected: BTreeMap<Ipv4Addr, String> = [(old_ip, old_mac), (ip2, mac2), (ip3, mac3)].into_iter().collect();
+    let mut tables = BTreeMap::new();
+    for node in NODES {
+        let port = project.ports[&node];
+        let table = wait_for(&format!("node {node}: the three leases in /v1/leases"), secs(20), || {
+            bound_leases(port).filter(|leases| expected.iter().all(|(ip, mac)| leases.get(ip) == Some(mac)))
+        });
+        let macs: BTreeSet<&String> = table.values().collect();
+        assert_eq!(macs.len(), table.len(), "node {node}: a client bound twice: {table:?}");
+        tables.insert(node, table);
+    }
+    let first = &tables[&NODES[0]];
+    for (node, table) in &tables {
+        assert_eq!(table, first, "node {node}'s bound leases differ from node {}'s", NODES[0]);
+    }
+    say(start, "etcd: the three leases on every node, the same everywhere; tearing down");
 }

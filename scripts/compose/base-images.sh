@@ -5,9 +5,10 @@
 #       bookworm from `debootstrap --variant=minbase` (deb.debian.org), trimmed as the slim image is (no
 #       documentation, manual pages, locales or apt lists), loaded with `docker import`;
 #   leasehold-base/rust:<version>-slim-bookworm  for RUST_IMAGE (default rust:1-slim-bookworm): that
-#       image plus gcc, libc6-dev, ca-certificates, libcap2-bin and busybox-static (apt-get in a
-#       `docker build`) and this machine's default Rust toolchain (cargo, rustc, the standard library
-#       and rust-lld of `rustc --print sysroot`) in /usr/local/rust. Debian's own rustc is too old.
+#       image plus gcc, libc6-dev, ca-certificates, libcap2-bin, busybox-static and protobuf-compiler
+#       (protoc, for the etcd feature; apt-get in a `docker build`) and this machine's default Rust
+#       toolchain (cargo, rustc, the standard library and rust-lld of `rustc --print sysroot`) in
+#       /usr/local/rust. Debian's own rustc is too old.
 #       It trusts the certificate authorities this machine added to its own store
 #       (/usr/local/share/ca-certificates: a TLS-inspecting proxy's, say), so that cargo in the build
 #       reaches crates.io wherever cargo on this machine does. The final image holds none of this.
@@ -34,7 +35,7 @@ say() { echo "base-images.sh: $*" >&2; }
 while (($#)); do
     case $1 in
         --force) force=1; shift ;;
-        -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -108,7 +109,7 @@ if ((force)) || ! exists "$rust_tag"; then
     cat >"$context/Dockerfile" <<EOF
 FROM $runtime_tag
 RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \\
-        gcc libc6-dev ca-certificates libcap2-bin busybox-static && rm -rf /var/lib/apt/lists/*
+        gcc libc6-dev ca-certificates libcap2-bin busybox-static protobuf-compiler && rm -rf /var/lib/apt/lists/*
 COPY ca/ /usr/local/share/ca-certificates/
 RUN update-ca-certificates >/dev/null
 COPY rust/ /usr/local/rust/
