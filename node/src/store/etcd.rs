@@ -40,6 +40,9 @@ const TICK: Duration = Duration::from_millis(100);
 const LEADER_MARGIN_US: u64 = 300_000;
 /// How many times a lost lease's revocation is tried (each within the request timeout).
 const REVOKE_ATTEMPTS: u32 = 10;
+/// Attempts of one transaction whose request fails (not a failed compare), each with a share of
+/// `request_timeout_ms`.
+const TXN_ATTEMPTS: u32 = 4;
 
 pub struct EtcdStore {
     config: leasehold_config::EtcdStore,
@@ -268,6 +271,7 @@ impl EtcdStore {
         let interval = Duration::from_millis(u64::from(self.config.election_ttl_secs) * 1000 / 4);
         let timeout = self.timeout().min(Duration::from_secs(self.config.election_ttl_secs.into()));
         let me = ctx.address();
+        let probe = self.keys.leader();
         actix::spawn(async move {
             let Ok(Ok((mut keeper, mut stream))) = tokio::time::timeout(timeout, client.lease_keep_alive(id)).await
             else {
@@ -283,7 +287,15 @@ impl EtcdStore {
                 .await;
                 match answer {
                     Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                        me.do_send(LeaseKept { id, sent_at, ttl: response.ttl() })
+                        // etcd's leader renews leases on its own, without its followers: for about an
+                        // election timeout after it lost its majority it still answers keep-alives.
+                        // A linearizable read needs the majority, so only a keep-alive followed by
+                        // one counts; otherwise the node stays "alive" (and binding nothing) while it
+                        // should be confirming renewals as a minority.
+                        let read = tokio::time::timeout(timeout, client.get(probe.as_str(), None)).await;
+                        if matches!(read, Ok(Ok(_))) {
+                            me.do_send(LeaseKept { id, sent_at, ttl: response.ttl() })
+                        }
                     }
                     _ => {
                         me.do_send(LeaseLost { id, endpoint });
@@ -609,29 +621,34 @@ impl Handler<Transact> for EtcdStore {
     type Result = ();
 
     fn handle(&mut self, Transact(decided): Transact, ctx: &mut Self::Context) {
-        let Some((endpoint, client)) = self.client() else {
-            let tags = decided.iter().map(|d| d.proposal.tag).collect();
-            self.mail.do_send(StoreMail::Rejected(tags));
+        for decided in decided {
+            self.send_txn(decided, 1, ctx);
+        }
+    }
+}
+
+impl EtcdStore {
+    /// Send one decided write as a transaction (attempt `attempt`) to the current endpoint.
+    fn send_txn(&mut self, decided: Decided, attempt: u32, ctx: &mut Context<Self>) {
+        let Some((endpoint, mut client)) = self.client() else {
+            self.mail.do_send(StoreMail::Rejected(vec![decided.proposal.tag]));
             return;
         };
-        let timeout = self.timeout();
-        for Decided { proposal, outcome, write } in decided {
-            let mut client = client.clone();
-            let me = ctx.address();
-            actix::spawn(async move {
-                let started = monotonic_us();
-                let result = match tokio::time::timeout(timeout, client.txn(transaction(&write))).await {
-                    Ok(Ok(response)) if response.succeeded() => {
-                        Ok(response.header().map_or(0, |h| h.revision() as u64))
-                    }
-                    Ok(Ok(_)) => Err(TxnFailure::Conflict),
-                    Ok(Err(e)) => Err(TxnFailure::Error(e.to_string())),
-                    Err(_) => Err(TxnFailure::Error(format!("no answer within {timeout:?}"))),
-                };
-                let latency_us = monotonic_us().saturating_sub(started);
-                me.do_send(TxnDone { proposal, outcome, result, latency_us, endpoint });
-            });
-        }
+        // Short attempts: while etcd elects a leader (a member died) requests hang; the next
+        // attempt, on the next endpoint, lands once it has one, within the client's retransmissions.
+        let timeout = self.timeout() / TXN_ATTEMPTS;
+        let me = ctx.address();
+        actix::spawn(async move {
+            let started = monotonic_us();
+            let result = match tokio::time::timeout(timeout, client.txn(transaction(&decided.write))).await {
+                Ok(Ok(response)) if response.succeeded() => Ok(response.header().map_or(0, |h| h.revision() as u64)),
+                Ok(Ok(_)) => Err(TxnFailure::Conflict),
+                Ok(Err(e)) => Err(TxnFailure::Error(e.to_string())),
+                Err(_) => Err(TxnFailure::Error(format!("no answer within {timeout:?}"))),
+            };
+            let latency_us = monotonic_us().saturating_sub(started);
+            me.do_send(TxnDone { decided, result, latency_us, endpoint, attempt });
+        });
     }
 }
 
@@ -663,8 +680,8 @@ enum TxnFailure {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct TxnDone {
-    proposal: Proposal,
-    outcome: Outcome,
+    decided: Decided,
+    attempt: u32,
     result: Result<u64, TxnFailure>,
     latency_us: u64,
     endpoint: usize,
@@ -673,25 +690,35 @@ struct TxnDone {
 impl Handler<TxnDone> for EtcdStore {
     type Result = ();
 
-    fn handle(&mut self, msg: TxnDone, _: &mut Self::Context) {
+    fn handle(&mut self, msg: TxnDone, ctx: &mut Self::Context) {
         self.view.transactions += 1;
         self.view.txn_latency_us_sum += msg.latency_us;
         match msg.result {
             Ok(revision) => {
                 self.view.store_revision = self.view.store_revision.max(revision);
-                self.waiting.entry(revision).or_default().push((msg.proposal, msg.outcome));
+                let Decided { proposal, outcome, .. } = msg.decided;
+                self.waiting.entry(revision).or_default().push((proposal, outcome));
                 self.release_waiting();
             }
-            Err(failure) => {
-                match &failure {
-                    TxnFailure::Conflict => self.view.conflicts += 1,
-                    TxnFailure::Error(e) => {
-                        self.view.failures += 1;
-                        self.failed(msg.endpoint);
-                        warn!(self.log, "etcd: transaction failed"; "error" => %e, "command" => msg.proposal.command.label());
-                    }
+            Err(TxnFailure::Conflict) => {
+                self.view.conflicts += 1;
+                self.mail.do_send(StoreMail::Rejected(vec![msg.decided.proposal.tag]));
+            }
+            Err(TxnFailure::Error(e)) => {
+                self.view.failures += 1;
+                self.failed(msg.endpoint);
+                let command = msg.decided.proposal.command.label();
+                if msg.attempt < TXN_ATTEMPTS {
+                    // Again, through the next endpoint. Had this attempt landed after all, the next
+                    // fails its compares (the keys moved past `decided_at`): the client, unanswered,
+                    // asks again and is answered from the binding the watch brings.
+                    warn!(self.log, "etcd: transaction failed; trying again"; "error" => %e, "command" => command,
+                        "attempt" => msg.attempt);
+                    self.send_txn(msg.decided, msg.attempt + 1, ctx);
+                } else {
+                    warn!(self.log, "etcd: transaction failed"; "error" => %e, "command" => command);
+                    self.mail.do_send(StoreMail::Rejected(vec![msg.decided.proposal.tag]));
                 }
-                self.mail.do_send(StoreMail::Rejected(vec![msg.proposal.tag]));
             }
         }
     }
