@@ -146,51 +146,18 @@ fn state_of(segment: &Segment, i: u32, ip: Ipv4Addr) -> Option<String> {
     leases.into_iter().find(|l| l.ip == ip).map(|l| l.state)
 }
 
-/// dhcpcd in client namespace 3 (a private mount namespace for its state, as tests/netns_clients.rs
-/// runs it), bound; `renew` (`dhcpcd -n`) and `release` (`dhcpcd -k`) drive it.
-struct Dhcpcd {
-    daemon: Proc,
-    events: Events,
-    dhcpcd: std::path::PathBuf,
-    log: std::path::PathBuf,
+/// dhcpcd in client namespace 3 (`netns_support::Dhcpcd`), bound; `renew` (`dhcpcd -n`) and
+/// `release` (`dhcpcd -k`) drive it.
+struct EtcdDhcpcd {
+    client: Dhcpcd,
     ip: Ipv4Addr,
 }
 
-impl Dhcpcd {
+impl EtcdDhcpcd {
     /// Start it and wait for its binding, in every node's table.
-    fn bind(segment: &Segment, dir: &Path, nodes: &[u32]) -> Dhcpcd {
-        let dhcpcd = require_tool("dhcpcd");
-        let dir = subdir(dir, "dhcpcd");
-        let ns = segment.client(3);
-        let mut events = Events::new(&dir);
-        let hook = dir.join("dhcpcd-hook.sh");
-        write_script(
-            &hook,
-            &format!(
-                "#!/bin/sh\ncase \"$reason\" in\nBOUND|RENEW|REBIND|REBOOT) echo \"$reason $new_ip_address $new_dhcp_lease_time\" > {fifo} ;;\n\
-                 *) echo \"$reason ${{old_ip_address:--}}\" > {fifo} ;;\nesac\n",
-                fifo = events.path.display()
-            ),
-        );
-        let conf = dir.join("dhcpcd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "ipv4only\nnoipv4ll\nnohook resolv.conf, hostname, ntp.conf, timesyncd, yp.conf, wpa_supplicant, mtu\n\
-                 script {}\n",
-                hook.display()
-            ),
-        )
-        .expect("write dhcpcd.conf");
-        let mut cmd = in_ns(&ns, "unshare");
-        cmd.args(["-m", "--propagation", "private", "sh", "-c"]).arg(format!(
-            "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/dhcpcd && exec {} -f {} -4 -B -t 30 eth0",
-            dhcpcd.display(),
-            conf.display()
-        ));
-        let log = dir.join("dhcpcd.log");
-        let daemon = Proc::spawn("dhcpcd", cmd, &log);
-        let bound = events.expect(&["BOUND"], Duration::from_secs(40), "dhcpcd bind");
+    fn bind(segment: &Segment, dir: &Path, nodes: &[u32]) -> EtcdDhcpcd {
+        let mut client = Dhcpcd::start(&segment.client(3), &subdir(dir, "dhcpcd"));
+        let bound = client.events.expect(&["BOUND"], Duration::from_secs(40), "dhcpcd bind");
         let ip = event_ip(&bound, "dhcpcd bind");
         for i in nodes {
             poll_until(
@@ -200,22 +167,19 @@ impl Dhcpcd {
                 |state| format!("n{i}: dhcpcd's {ip} is {state:?}"),
             );
         }
-        Dhcpcd { daemon, events, dhcpcd, log, ip }
-    }
-
-    fn control(&self, what: &str, flag: &str) {
-        let mut cmd = std::process::Command::new("nsenter");
-        cmd.args(["-t", &self.daemon.pid.to_string(), "-m", "-n"]).arg(&self.dhcpcd).args(["-4", flag, "eth0"]);
-        run_ok(what, cmd, &self.log, Duration::from_secs(30));
+        EtcdDhcpcd { client, ip }
     }
 
     /// `dhcpcd -n`: a REQUEST in RENEWING (RFC 2131 §4.3.2), unicast to the server. The lease time
     /// the ACK gave.
     fn renew(&mut self, step: &str) -> u64 {
         wait_for_next_second();
-        self.control("dhcpcd -n (renew)", "-n");
-        let renewed =
-            self.events.expect(&["RENEW", "REBIND", "REBOOT", "BOUND", "NAK", "EXPIRE"], Duration::from_secs(30), step);
+        self.client.control("dhcpcd -n (renew)", "-n");
+        let renewed = self.client.events.expect(
+            &["RENEW", "REBIND", "REBOOT", "BOUND", "NAK", "EXPIRE"],
+            Duration::from_secs(30),
+            step,
+        );
         assert!(["RENEW", "REBIND", "REBOOT"].contains(&renewed[0].as_str()), "{step}: {renewed:?}");
         assert_eq!(event_ip(&renewed, step), self.ip, "{step}");
         renewed.get(2).and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("{step}: no lease time in {renewed:?}"))
@@ -223,8 +187,8 @@ impl Dhcpcd {
 
     /// `dhcpcd -k`: the RELEASE reaches every node's table.
     fn release(mut self, segment: &Segment, nodes: &[u32]) {
-        self.control("dhcpcd -k (release)", "-k");
-        self.daemon.expect_success(Duration::from_secs(15));
+        self.client.control("dhcpcd -k (release)", "-k");
+        self.client.daemon.expect_success(Duration::from_secs(15));
         let ip = self.ip;
         for i in nodes {
             poll_until(
@@ -299,7 +263,7 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     assert_eq!(event_ip(&words, "dhclient bind again"), ip1, "a returning client gets its address back");
 
     // dhcpcd binds, renews (`-n`) and releases (`-k`) through the same nodes.
-    let mut dhcpcd = Dhcpcd::bind(&segment, dir.path(), &all);
+    let mut dhcpcd = EtcdDhcpcd::bind(&segment, dir.path(), &all);
     assert_ne!(dhcpcd.ip, ip1);
     assert_eq!(dhcpcd.renew("dhcpcd renew"), 600, "a renewal gets the whole lease time");
     dhcpcd.release(&segment, &all);

@@ -20,7 +20,6 @@ mod netns_support;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use netns_support::*;
@@ -230,68 +229,22 @@ fn busybox_udhcpc_binds_renews_and_releases() {
 
 #[test]
 fn dhcpcd_binds_renews_and_releases() {
-    let dhcpcd = require_tool("dhcpcd");
     let segment = Segment::up(1, 1, 24);
     let dir = scratch_dir("dhcpcd");
     let server = start_server(&segment, dir.path());
     let ns = segment.client(1);
     let _capture = Capture::start(&ns, &dir.path().join("capture.txt"));
-    let mut events = Events::new(dir.path());
-
-    let hook = dir.path().join("dhcpcd-hook.sh");
-    write_script(
-        &hook,
-        &format!(
-            r#"#!/bin/sh
-# dhcpcd script of the Leasehold tests: dhcpcd configures eth0 itself; this only reports
-# "<reason> <address>" on the test's pipe.
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT) echo "$reason $new_ip_address" > {fifo} ;;
-*) echo "$reason ${{old_ip_address:--}}" > {fifo} ;;
-esac
-"#,
-            fifo = events.path.display()
-        ),
-    );
-    let conf = dir.path().join("dhcpcd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "# Leasehold test: IPv4 only, no link-local fallback, no system file touched.\n\
-             ipv4only\nnoipv4ll\n\
-             nohook resolv.conf, hostname, ntp.conf, timesyncd, yp.conf, wpa_supplicant, mtu\n\
-             script {}\n",
-            hook.display()
-        ),
-    )
-    .expect("write dhcpcd.conf");
-
-    // dhcpcd keeps its lease and control socket under /run/dhcpcd and /var/lib/dhcpcd, which all
-    // namespaces share: run it in a private mount namespace with tmpfs over both. The later `-n` and `-k`
-    // commands enter that mount namespace (nsenter -t PID -m) to reach the control socket.
-    let mut cmd = in_ns(&ns, "unshare");
-    cmd.args(["-m", "--propagation", "private", "sh", "-c"]).arg(format!(
-        "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/dhcpcd && exec {} -f {} -4 -B -t 30 eth0",
-        dhcpcd.display(),
-        conf.display()
-    ));
-    let log = dir.path().join("dhcpcd.log");
-    let mut daemon = Proc::spawn("dhcpcd", cmd, &log);
-    let control = |what: &str, flag: &str| {
-        let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &daemon.pid.to_string(), "-m", "-n"]).arg(&dhcpcd).args(["-4", flag, "eth0"]);
-        run_ok(what, cmd, &log, Duration::from_secs(30));
-    };
+    let mut dhcpcd = Dhcpcd::start(&ns, dir.path());
 
     // 1. DISCOVER → OFFER → (ARP probe, RFC 2131 §2.2) REQUEST → ACK (RFC 2131 §4.4.1).
-    let bound = events.expect(&["BOUND"], Duration::from_secs(40), "dhcpcd bind");
+    let bound = dhcpcd.events.expect(&["BOUND"], Duration::from_secs(40), "dhcpcd bind");
     let ip = event_ip(&bound, "dhcpcd bind");
     let lease = check_bound(&server, &ns, ip, "dhcpcd");
 
     // 2. `dhcpcd -n`: the running daemon renews its lease (REQUEST in RENEWING, RFC 2131 §4.3.2).
     wait_for_next_second();
-    control("dhcpcd -n (renew)", "-n");
-    let renewed = events.expect(
+    dhcpcd.control("dhcpcd -n (renew)", "-n");
+    let renewed = dhcpcd.events.expect(
         &["RENEW", "REBIND", "REBOOT", "BOUND", "NAK", "EXPIRE"],
         Duration::from_secs(30),
         "dhcpcd renew",
@@ -299,12 +252,12 @@ esac
     assert!(
         ["RENEW", "REBIND", "REBOOT"].contains(&renewed[0].as_str()),
         "dhcpcd -n should have renewed its lease (RENEW/REBIND/REBOOT); got {renewed:?}\n{}",
-        tail_of(&log)
+        tail_of(&dhcpcd.log)
     );
     check_renewed(&server, &ns, &lease, event_ip(&renewed, "dhcpcd renew"), "dhcpcd");
 
     // 3. `dhcpcd -k`: DHCPRELEASE (RFC 2131 §4.4.6), deconfigure, and the daemon exits.
-    control("dhcpcd -k (release)", "-k");
-    daemon.expect_success(Duration::from_secs(15));
+    dhcpcd.control("dhcpcd -k (release)", "-k");
+    dhcpcd.daemon.expect_success(Duration::from_secs(15));
     check_released(&server, &ns, ip, "dhcpcd");
 }

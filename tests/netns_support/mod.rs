@@ -752,3 +752,63 @@ pub fn event_ip(words: &[String], step: &str) -> Ipv4Addr {
     let text = words.get(1).map(String::as_str).unwrap_or_default();
     text.parse().unwrap_or_else(|_| panic!("{step}: the client reported {words:?}, expected an IPv4 address"))
 }
+
+/// dhcpcd running on `eth0` of a client namespace, in a private mount namespace with tmpfs over
+/// /run and /var/lib/dhcpcd (which all namespaces share), reporting "<reason> <address> <lease
+/// time>" on `events`. `control` runs `dhcpcd -4 FLAG eth0` inside that mount namespace (nsenter)
+/// to reach the daemon's control socket: `-n` renews, `-k` releases and stops it.
+pub struct Dhcpcd {
+    pub daemon: Proc,
+    pub events: Events,
+    pub log: PathBuf,
+    bin: PathBuf,
+}
+
+impl Dhcpcd {
+    pub fn start(ns: &str, dir: &Path) -> Dhcpcd {
+        let bin = require_tool("dhcpcd");
+        let events = Events::new(dir);
+        let hook = dir.join("dhcpcd-hook.sh");
+        write_script(
+            &hook,
+            &format!(
+                r#"#!/bin/sh
+# dhcpcd script of the Leasehold tests: dhcpcd configures eth0 itself; this only reports
+# "<reason> <address> <lease time>" on the test's pipe.
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT) echo "$reason $new_ip_address $new_dhcp_lease_time" > {fifo} ;;
+*) echo "$reason ${{old_ip_address:--}}" > {fifo} ;;
+esac
+"#,
+                fifo = events.path.display()
+            ),
+        );
+        let conf = dir.join("dhcpcd.conf");
+        fs::write(
+            &conf,
+            format!(
+                "# Leasehold test: IPv4 only, no link-local fallback, no system file touched.\n\
+                 ipv4only\nnoipv4ll\n\
+                 nohook resolv.conf, hostname, ntp.conf, timesyncd, yp.conf, wpa_supplicant, mtu\n\
+                 script {}\n",
+                hook.display()
+            ),
+        )
+        .expect("write dhcpcd.conf");
+        let mut cmd = in_ns(ns, "unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c"]).arg(format!(
+            "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/dhcpcd && exec {} -f {} -4 -B -t 30 eth0",
+            bin.display(),
+            conf.display()
+        ));
+        let log = dir.join("dhcpcd.log");
+        let daemon = Proc::spawn("dhcpcd", cmd, &log);
+        Dhcpcd { daemon, events, log, bin }
+    }
+
+    pub fn control(&self, what: &str, flag: &str) {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.daemon.pid.to_string(), "-m", "-n"]).arg(&self.bin).args(["-4", flag, "eth0"]);
+        run_ok(what, cmd, &self.log, Duration::from_secs(30));
+    }
+}
