@@ -5,6 +5,11 @@
 //! 1. Each node loads the pool from etcd and one is elected; dhclient binds, and every node's table
 //!    has the binding (it came back through each node's watch); dhclient releases and binds again
 //!    to the same address; dhcpcd binds, renews and releases.
+//!    The shared config: the first node seeded `<prefix>/config` from its file; `leasehold reload` on
+//!    a node that is not elected writes its new lease time there, and the elected node takes it
+//!    through its watch (dhcpcd's next renewal gets it). A document put with `etcdctl` that does not
+//!    check is refused by every node, by key (and by `check-config`), and changes nothing; a good one
+//!    reaches every node the same way.
 //! 2. kill -9 of the elected node: another is elected once its etcd lease expires, and a new client
 //!    (udhcpc) is bound within the election TTL plus its retransmissions.
 //! 3. One etcd member killed: a new client is still bound (etcd keeps a majority).
@@ -67,21 +72,66 @@ fn healthy(ns: &str, members: &[u32]) -> bool {
     cmd.output().is_ok_and(|out| out.status.success())
 }
 
-fn start_node(segment: &Segment, dir: &Path, i: u32) -> Server {
-    let ip = node_ip(i);
-    let id = i.to_string();
-    let ttl = ELECTION_TTL_SECS.to_string();
+/// The shared config's key (`[store] prefix` + `/config`).
+const CONFIG_KEY: &str = "/leasehold-test/config";
+
+/// Write node `i`'s config file, its pool's lease time `lease_time_secs`.
+fn write_node_config(dir: &Path, i: u32, lease_time_secs: u32) -> std::path::PathBuf {
     let config = dir.join(format!("node{i}.toml"));
     std::fs::write(
         &config,
         format!(
-            "[store]\nkind = \"etcd\"\nendpoints = [{}]\nprefix = \"/leasehold-test\"\nelection_ttl_secs = {ttl}\n\n\
+            "[server]\nserver_ip = \"{ip}\"\n\n\
+             [store]\nkind = \"etcd\"\nendpoints = [{}]\nprefix = \"/leasehold-test\"\nelection_ttl_secs = {ELECTION_TTL_SECS}\n\n\
              [[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\nrange_start = \"10.77.0.100\"\n\
-             range_end = \"10.77.0.200\"\nlease_time_secs = 600\n",
-            endpoints().split(',').map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", ")
+             range_end = \"10.77.0.200\"\nlease_time_secs = {lease_time_secs}\n",
+            endpoints().split(',').map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", "),
+            ip = node_ip(i),
         ),
     )
     .expect("write a node's config");
+    config
+}
+
+/// `etcdctl` against the three members, from server namespace `ns`: its output.
+fn etcdctl(ns: &str, args: &[&str]) -> String {
+    let mut cmd = in_ns(ns, require_tool("etcdctl"));
+    cmd.env("ETCDCTL_API", "3").args(["--endpoints", &endpoints(), "--command-timeout=3s"]);
+    let out = cmd.args(args).output().expect("run etcdctl");
+    assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Node `i`'s shared config as `/v1/cluster` shows it: the revision in force and the refusal of
+/// the latest stored one, if any.
+fn shared_config_of(segment: &Segment, i: u32) -> (u64, Option<String>) {
+    let view = cluster_view(&segment.server(i)).unwrap_or_default();
+    (view["etcd"]["config_revision"].as_u64().unwrap_or(0), view["etcd"]["config_error"].as_str().map(str::to_owned))
+}
+
+/// Wait until every node in `nodes` runs the shared config of `revision` (or a later one) and
+/// refused nothing since.
+fn all_take_shared_config(segment: &Segment, nodes: &[u32], revision: u64, step: &str) {
+    poll_until(
+        Duration::from_secs(10),
+        || nodes.iter().map(|i| shared_config_of(segment, *i)).collect::<Vec<_>>(),
+        |seen| seen.iter().all(|(at, error)| *at >= revision && error.is_none()),
+        |seen| format!("{step}: not every node took the shared config of revision {revision}: {seen:?}"),
+    );
+}
+
+/// The revision `etcdctl put` wrote at.
+fn put_revision(ns: &str, key: &str, value: &str) -> u64 {
+    let out = etcdctl(ns, &["put", key, value, "-w", "json"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("etcdctl put -w json: {e}: {out}"));
+    json["header"]["revision"].as_u64().unwrap_or_else(|| panic!("no revision in {out}"))
+}
+
+fn start_node(segment: &Segment, dir: &Path, i: u32) -> Server {
+    let ip = node_ip(i);
+    let id = i.to_string();
+    let config = write_node_config(dir, i, 600);
     let data = dir.join(format!("data{i}"));
     let log = dir.join(format!("node{i}.log"));
     let config = config.display().to_string();
@@ -266,6 +316,56 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     let mut dhcpcd = EtcdDhcpcd::bind(&segment, dir.path(), &all);
     assert_ne!(dhcpcd.ip, ip1);
     assert_eq!(dhcpcd.renew("dhcpcd renew"), 600, "a renewal gets the whole lease time");
+
+    // The shared config: the first node to start created CONFIG_KEY from its file.
+    let ns1 = segment.server(1);
+    let seeded = etcdctl(&ns1, &["get", CONFIG_KEY, "--print-value-only"]);
+    assert!(seeded.contains("10.77.0.100") && seeded.contains("lease_time_secs = 600"), "seeded: {seeded}");
+    // `leasehold reload` on a node that is not elected: its file's new lease time goes to etcd, and
+    // the elected node, which answers dhcpcd's renewal, takes it through its watch.
+    let other = *all.iter().find(|i| **i != first).expect("three nodes");
+    write_node_config(dir.path(), other, 1200);
+    let admin = format!("127.0.0.1:{ADMIN_PORT}");
+    let out = leasehold_in(&segment.server(other), &["reload", "--admin", &admin]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("written to etcd at revision"), "reload on n{other}: {said}");
+    let written = etcdctl(&ns1, &["get", CONFIG_KEY, "-w", "json"]);
+    let written: serde_json::Value = serde_json::from_str(&written).expect("etcdctl get -w json");
+    let revision = written["kvs"][0]["mod_revision"].as_u64().expect("the key's revision");
+    all_take_shared_config(&segment, &all, revision, "after the reload");
+    assert_eq!(dhcpcd.renew("renew after a reload elsewhere"), 1200, "the elected n{first} took n{other}'s reload");
+
+    // etcdctl: a document that does not check (the range leaves the subnet) is refused by every
+    // node, naming the key, and changes nothing; check-config says the same.
+    let bad = "[[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\nrange_start = \"10.77.0.100\"\n\
+               range_end = \"10.78.0.200\"\nlease_time_secs = 60\n";
+    put_revision(&ns1, CONFIG_KEY, bad);
+    for i in &all {
+        poll_until(
+            Duration::from_secs(10),
+            || shared_config_of(&segment, *i),
+            |(at, error)| *at == revision && error.as_deref().is_some_and(|e| e.contains("pool[0].range_end")),
+            |seen| format!("n{i} did not refuse the bad shared config by key: {seen:?}"),
+        );
+        let metrics = http_get(&segment.server(*i), ADMIN_PORT, "/metrics").expect("GET /metrics").1;
+        assert_eq!(metric(&metrics, "leasehold_etcd_config_rejected_total", ""), Some(1.0), "n{i}");
+    }
+    let node_file = dir.path().join(format!("node{first}.toml")).display().to_string();
+    let out = leasehold_in(&segment.server(first), &["check-config", &node_file]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("pool[0].range_end"),
+        "check-config with a bad stored config: {said}"
+    );
+    assert_eq!(dhcpcd.renew("renew after a refused config"), 1200, "a refused config changes nothing");
+    // A good document put with etcdctl reaches every node.
+    let good = bad.replace("10.78.0.200", "10.77.0.200").replace("= 60\n", "= 900\n");
+    let revision = put_revision(&ns1, CONFIG_KEY, &good);
+    all_take_shared_config(&segment, &all, revision, "after etcdctl put");
+    let out = leasehold_in(&segment.server(first), &["check-config", &node_file]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && said.contains("checks with this file"), "check-config: {said}");
+    assert_eq!(dhcpcd.renew("renew after etcdctl put"), 900, "the etcdctl config is in force");
     dhcpcd.release(&segment, &all);
 
     // What operators see: /v1/cluster names the store, its endpoints, the elected node and the

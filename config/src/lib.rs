@@ -5,6 +5,7 @@
 mod check;
 pub mod options;
 mod raw;
+pub mod shared;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -456,7 +456,8 @@ async fn import_leases(
 
 /// `POST /v1/config/reload`: re-read this node's `--config` file (as SIGHUP does). 200 with what
 /// changed; 400 when the file does not check (every problem, with file and key), 409 when it changes
-/// a key only a restart can take. A refused reload changes nothing.
+/// a key only a restart can take, 503 when the etcd store did not take the shared part. A refused
+/// reload changes nothing.
 #[post("/v1/config/reload")]
 async fn reload_config(state: web::Data<AdminState>) -> HttpResponse {
     use actix_web::http::StatusCode;
@@ -464,7 +465,7 @@ async fn reload_config(state: web::Data<AdminState>) -> HttpResponse {
         Ok(Ok(reloaded)) => HttpResponse::Ok().json(reloaded),
         Ok(Err(e @ (ReloadError::Invalid(_) | ReloadError::NoFile))) => error(StatusCode::BAD_REQUEST, e),
         Ok(Err(e @ ReloadError::RestartNeeded { .. })) => error(StatusCode::CONFLICT, e),
-        Ok(Err(e @ ReloadError::Unavailable(_))) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Ok(Err(e @ (ReloadError::Unavailable(_) | ReloadError::Store(_)))) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e) => unavailable(e),
     }
 }

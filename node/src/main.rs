@@ -334,7 +334,7 @@ fn main() -> ExitCode {
                     config.pools.len(),
                     config.reservations.len()
                 );
-                match leasehold_node::serve::check_store(&config) {
+                match leasehold_node::serve::check_store(&config, &file) {
                     Ok(Some(reachable)) => println!("{}: {reachable}", file.display()),
                     Ok(None) => {}
                     Err(problem) => {

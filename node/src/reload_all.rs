@@ -140,8 +140,12 @@ pub fn describe(body: &str) -> String {
     } else {
         format!("config digest {} -> {}", text("digest_before"), text("digest"))
     };
+    let published = match json["published_revision"].as_u64() {
+        Some(revision) => format!("; shared part written to etcd at revision {revision} (every node takes it)"),
+        None => String::new(),
+    };
     format!(
-        "{}: {digest}; {} pool(s), {} class(es), {} reservation(s) in the file; offers kept {}, dropped {}",
+        "{}: {digest}; {} pool(s), {} class(es), {} reservation(s) in the file; offers kept {}, dropped {}{published}",
         text("file"),
         number("pools"),
         number("classes"),

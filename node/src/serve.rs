@@ -244,7 +244,15 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         if let Some(raft) = &raft {
             reload = reload.with_raft(raft.clone().recipient());
         }
+        if let Some(links) = &store_links {
+            reload = reload.with_store(links.publish.clone());
+        }
+        let seed = reload.shared_seed();
         let reload = reload.start();
+        // The etcd store hands every stored shared config to the reload actor.
+        if let Some(links) = &store_links {
+            links.connect_config.do_send(crate::store::ConnectConfig { sink: reload.clone().recipient(), seed });
+        }
         // SIGHUP re-reads the config file (as dnsmasq and most daemons do); its outcome is logged.
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(ServeError::Runtime)?;
@@ -333,7 +341,13 @@ fn start_store(config: &Config, node_id: u64, lease: Addr<LeaseActor>, arbiter: 
         crate::store::etcd::EtcdStore::new(etcd, node_id, member, lease.clone().recipient(), lease.recipient(), log)
             .with_defaults(grace_ms, max_leases)
     });
-    StoreLinks { transact: store.clone().recipient(), view: store.clone().recipient(), resign: store.recipient() }
+    StoreLinks {
+        transact: store.clone().recipient(),
+        view: store.clone().recipient(),
+        publish: store.clone().recipient(),
+        connect_config: store.clone().recipient(),
+        resign: store.recipient(),
+    }
 }
 
 /// Where the lease actor, the admin API and the shutdown reach the store.
@@ -341,6 +355,8 @@ fn start_store(config: &Config, node_id: u64, lease: Addr<LeaseActor>, arbiter: 
 struct StoreLinks {
     transact: Recipient<crate::store::Transact>,
     view: Recipient<crate::store::GetStoreView>,
+    publish: Recipient<crate::store::PublishConfig>,
+    connect_config: Recipient<crate::store::ConnectConfig>,
     resign: Recipient<crate::store::etcd::Resign>,
 }
 
@@ -348,6 +364,8 @@ struct StoreLinks {
 struct StoreLinks {
     transact: Recipient<crate::store::Transact>,
     view: Recipient<crate::store::GetStoreView>,
+    publish: Recipient<crate::store::PublishConfig>,
+    connect_config: Recipient<crate::store::ConnectConfig>,
 }
 
 #[cfg(not(feature = "etcd"))]
@@ -357,16 +375,31 @@ fn start_store(_: &Config, _: u64, _: Addr<LeaseActor>, _: &Arbiter, _: &Logger)
 
 /// `check-config` with the etcd store: are the endpoints reachable and the prefix usable? `None`
 /// with the Raft store.
-pub fn check_store(config: &Config) -> Result<Option<String>, String> {
+/// The shared config stored there, if any, must check when laid into `file` (as the node would
+/// run it).
+pub fn check_store(config: &Config, file: &std::path::Path) -> Result<Option<String>, String> {
     let leasehold_config::Store::Etcd(etcd) = &config.store else { return Ok(None) };
     #[cfg(feature = "etcd")]
     {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        runtime.block_on(crate::store::etcd::check_reachable(etcd)).map(Some)
+        let (mut summary, stored) = runtime.block_on(crate::store::etcd::check_reachable(etcd))?;
+        if let Some((key, revision, text)) = stored {
+            let node_text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let source = std::path::PathBuf::from(format!("etcd:{key}"));
+            leasehold_config::shared::with_shared(&node_text, Some(file), &text, &source)
+                .and_then(|merged| Config::from_toml_str(&merged, &source))
+                .map_err(|e| {
+                    format!(
+                        "the shared config stored at {key} (revision {revision}) does not check with this file:\n{e}"
+                    )
+                })?;
+            summary.push_str(&format!("; the shared config at {key} (revision {revision}) checks with this file"));
+        }
+        Ok(Some(summary))
     }
     #[cfg(not(feature = "etcd"))]
     {
-        let _ = etcd;
+        let _ = (etcd, file);
         Err("this build has no etcd store (build with --features etcd)".into())
     }
 }

@@ -36,6 +36,21 @@ pub struct Decided {
     pub write: etcd_keys::Write,
 }
 
+/// From the reload actor to the etcd store: write the shared part of this node's reloaded file to
+/// `<prefix>/config`, so that every node takes it. Answers the revision written.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, String>")]
+pub struct PublishConfig(pub String);
+
+/// From `serve` to the etcd store: where the stored shared config goes (each version once), and
+/// what `<prefix>/config` is created with when the pool has none yet (this node's shared part).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConnectConfig {
+    pub sink: Recipient<crate::reload::SharedConfig>,
+    pub seed: String,
+}
+
 /// What `/v1/cluster` and `/metrics` show of the etcd store.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StoreView {
@@ -59,6 +74,12 @@ pub struct StoreView {
     pub txn_latency_us_sum: u64,
     /// Loads of the whole pool after the first (a watch that broke or fell behind compaction).
     pub resyncs: u64,
+    /// The revision of the shared config (`<prefix>/config`) this node runs (0: none taken yet).
+    pub config_revision: u64,
+    /// Why the latest stored shared config was not taken (the node runs the one before).
+    pub config_error: Option<String>,
+    /// Stored shared configs this node refused.
+    pub config_rejected: u64,
 }
 
 impl StoreView {
@@ -83,6 +104,11 @@ impl StoreView {
                 "Reloads of the pool after the watch broke or fell behind compaction.",
                 self.resyncs,
             ),
+            (
+                "leasehold_etcd_config_rejected_total",
+                "Stored shared configs (<prefix>/config) this node refused; it runs the one before.",
+                self.config_rejected,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
@@ -96,6 +122,11 @@ impl StoreView {
             ),
             ("leasehold_etcd_connected", "1 while this node's etcd lease is kept alive.", u64::from(self.connected)),
             ("leasehold_etcd_elected_node", "The node holding the election key (0: none).", self.elected.unwrap_or(0)),
+            (
+                "leasehold_etcd_config_revision",
+                "The etcd revision of the shared config this node runs (0: none).",
+                self.config_revision,
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");

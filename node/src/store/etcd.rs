@@ -15,6 +15,9 @@
 //!   etcd starts the TTL later than that, so a node that is cut off falls silent before its key
 //!   expires and another can win. A node whose keep-alive is stale knows no leader (the minority
 //!   rules: no new bindings, renewals only for the time that remains).
+//! - **Shared config.** `<prefix>/config` holds the config tables every node shares: each version the
+//!   watch brings goes to the reload actor once (`ConnectConfig`); a reload on any node writes its
+//!   file's shared part there (`PublishConfig`); the first node of an empty prefix seeds it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,7 +32,8 @@ use leasehold_cluster::{monotonic_us, RaftStatus};
 use slog::{error, info, warn, Logger};
 
 use super::etcd_keys::{Event, Keys, Op, Watched, Write};
-use super::{Decided, GetStoreView, StoreMail, StoreView, Transact};
+use super::{ConnectConfig, Decided, GetStoreView, PublishConfig, StoreMail, StoreView, Transact};
+use crate::reload::SharedConfig;
 
 /// Keys one range read returns at most while loading the pool.
 const LOAD_PAGE_KEYS: i64 = 5_000;
@@ -78,6 +82,13 @@ pub struct EtcdStore {
     loaded: bool,
     /// What apply uses until the pool's `/parameters` says otherwise (this node's config).
     defaults: (u64, usize),
+    /// Where stored shared configs go, and this node's shared part to seed an empty prefix with.
+    config_sink: Option<(Recipient<SharedConfig>, String)>,
+    /// The latest `<prefix>/config` seen (revision, text), and the revision last handed on.
+    stored_config: Option<(u64, String)>,
+    config_offered: u64,
+    /// `<prefix>/config` was found missing and this node tried to create it.
+    config_seeded: bool,
     view: StoreView,
     log: Logger,
 }
@@ -114,6 +125,10 @@ impl EtcdStore {
             cleared_claim: None,
             loaded: false,
             defaults: (0, usize::MAX),
+            config_sink: None,
+            stored_config: None,
+            config_offered: 0,
+            config_seeded: false,
             view,
             log,
         }
@@ -156,7 +171,7 @@ impl EtcdStore {
         let defaults = self.defaults;
         actix::spawn(async move {
             match load_pool(client, &keys, defaults, timeout, &log).await {
-                Ok((revision, table, leader)) => me.do_send(Loaded { generation, revision, table, leader }),
+                Ok(pool) => me.do_send(Loaded { generation, pool }),
                 Err(e) => {
                     warn!(log, "etcd: loading the pool failed; trying again"; "error" => %e);
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -204,7 +219,7 @@ impl EtcdStore {
                         EventType::Delete => Event::Delete { key },
                     };
                     if batches.last().is_none_or(|b| b.revision != revision) {
-                        batches.push(WatchedRevision { revision, changes: Vec::new(), leader: None });
+                        batches.push(WatchedRevision { revision, changes: Vec::new(), leader: None, config: None });
                     }
                     let batch = batches.last_mut().expect("pushed above");
                     match keys.watched(event_) {
@@ -212,6 +227,7 @@ impl EtcdStore {
                         Ok(Watched::Leader(node)) => {
                             batch.leader = Some(node.map(|node| (node, kv.lease(), kv.create_revision() as u64)))
                         }
+                        Ok(Watched::Config(text)) => batch.config = Some(text),
                         Ok(Watched::Other) => {}
                         Err(e) => error!(log, "etcd: a value under the prefix does not decode; skipped"; "error" => %e),
                     }
@@ -415,10 +431,11 @@ async fn load_pool(
     (grace_ms, max_leases): (u64, usize),
     timeout: Duration,
     log: &Logger,
-) -> Result<(u64, LeaseTable, Option<(u64, i64, u64)>), String> {
+) -> Result<LoadedPool, String> {
     let (begin, end) = keys.range();
     let mut changes = Vec::new();
     let mut leader = None;
+    let mut config = None;
     let mut revision = 0i64;
     let mut from = begin.into_bytes();
     loop {
@@ -438,6 +455,7 @@ async fn load_pool(
             match keys.watched(Event::Put { key, value: kv.value() }) {
                 Ok(Watched::Table(change)) => changes.push((kv.mod_revision() as u64, change)),
                 Ok(Watched::Leader(Some(node))) => leader = Some((node, kv.lease(), kv.create_revision() as u64)),
+                Ok(Watched::Config(Some(text))) => config = Some((kv.mod_revision() as u64, text)),
                 Ok(_) => {}
                 Err(e) => error!(log, "etcd: a value under the prefix does not decode; skipped"; "error" => %e),
             }
@@ -458,7 +476,16 @@ async fn load_pool(
         table.apply_change(at, change);
     }
     table.apply_changes(revision as u64, Vec::new(), &mut Vec::new());
-    Ok((revision as u64, table, leader))
+    Ok(LoadedPool { revision: revision as u64, table, leader, config })
+}
+
+/// The pool as one range read found it.
+struct LoadedPool {
+    revision: u64,
+    table: LeaseTable,
+    leader: Option<(u64, i64, u64)>,
+    /// `<prefix>/config` and its revision, if there is one.
+    config: Option<(u64, String)>,
 }
 
 /// Connect to the endpoints (with TLS when configured).
@@ -528,9 +555,7 @@ impl Actor for EtcdStore {
 #[rtype(result = "()")]
 struct Loaded {
     generation: u64,
-    revision: u64,
-    table: LeaseTable,
-    leader: Option<(u64, i64, u64)>,
+    pool: LoadedPool,
 }
 
 impl Handler<Loaded> for EtcdStore {
@@ -540,16 +565,19 @@ impl Handler<Loaded> for EtcdStore {
         if msg.generation != self.generation {
             return;
         }
-        info!(self.log, "etcd: pool loaded"; "revision" => msg.revision, "leases" => msg.table.len(),
-            "elected" => ?msg.leader.map(|l| l.0));
-        self.revision = msg.revision;
+        let pool = msg.pool;
+        info!(self.log, "etcd: pool loaded"; "revision" => pool.revision, "leases" => pool.table.len(),
+            "elected" => ?pool.leader.map(|l| l.0), "config_revision" => pool.config.as_ref().map(|c| c.0));
+        self.revision = pool.revision;
         self.loaded = true;
-        self.view.watch_revision = msg.revision;
-        self.leader = msg.leader;
-        self.mail.do_send(StoreMail::Reset(Box::new(msg.table)));
+        self.view.watch_revision = pool.revision;
+        self.leader = pool.leader;
+        self.stored_config = pool.config;
+        self.mail.do_send(StoreMail::Reset(Box::new(pool.table)));
         self.release_waiting();
         self.watch(ctx);
         self.report_status();
+        self.offer_config(ctx);
     }
 }
 
@@ -577,6 +605,8 @@ struct WatchedRevision {
     revision: u64,
     changes: Vec<Change>,
     leader: Option<Option<(u64, i64, u64)>>,
+    /// `<prefix>/config` changed (`None` inside: deleted).
+    config: Option<Option<String>>,
 }
 
 #[derive(Message)]
@@ -602,6 +632,13 @@ impl Handler<WatchBatch> for EtcdStore {
             if let Some(leader) = batch.leader {
                 self.leader = leader;
             }
+            match batch.config {
+                Some(Some(text)) => self.stored_config = Some((batch.revision, text)),
+                // Deleted: every node keeps the config it runs; the next reload writes one again.
+                Some(None) => warn!(self.log, "etcd: the shared config key was deleted; keeping the config in force";
+                    "key" => self.keys.config()),
+                None => {}
+            }
             self.revision = batch.revision;
             // Also a revision that changes no record (the election or member keys): every node's
             // applied index is then the watch's revision.
@@ -611,6 +648,7 @@ impl Handler<WatchBatch> for EtcdStore {
         self.view.store_revision = self.view.store_revision.max(msg.store_revision).max(self.revision);
         self.release_waiting();
         self.report_status();
+        self.offer_config(ctx);
         if self.leader.is_none() {
             self.campaign(ctx);
         }
@@ -818,6 +856,98 @@ impl Handler<CampaignDone> for EtcdStore {
     }
 }
 
+impl EtcdStore {
+    /// Hand the latest stored shared config to the reload actor, once per revision; or, when the
+    /// pool has none, create `<prefix>/config` from this node's file (only while it is still
+    /// missing: of nodes starting together, the first one's is kept, and the watch brings it).
+    fn offer_config(&mut self, ctx: &mut Context<Self>) {
+        let Some((sink, seed)) = &self.config_sink else { return };
+        if !self.loaded {
+            return;
+        }
+        match &self.stored_config {
+            Some((revision, text)) if *revision > self.config_offered => {
+                let revision = *revision;
+                self.config_offered = revision;
+                let shared = SharedConfig { key: self.keys.config(), revision, text: text.clone() };
+                ctx.spawn(sink.send(shared).into_actor(self).map(move |answer, act, _| match answer {
+                    Ok(Ok(digest)) => {
+                        act.view.config_revision = revision;
+                        act.view.config_error = None;
+                        info!(act.log, "etcd: shared config in force"; "revision" => revision, "digest" => digest);
+                    }
+                    Ok(Err(problem)) => {
+                        act.view.config_rejected += 1;
+                        error!(act.log, "etcd: the stored shared config was refused; keeping the config in force";
+                            "revision" => revision, "problem" => &problem);
+                        act.view.config_error = Some(problem);
+                    }
+                    Err(e) => warn!(act.log, "etcd: the reload actor did not answer"; "error" => %e),
+                }));
+            }
+            Some(_) => {}
+            None if !self.config_seeded => {
+                let Some((endpoint, mut client)) = self.client() else { return };
+                self.config_seeded = true;
+                let key = self.keys.config();
+                let create = Txn::new()
+                    .when(vec![Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                    .and_then(vec![TxnOp::put(key.as_str(), seed.clone(), None)]);
+                let timeout = self.timeout();
+                let work = async move { tokio::time::timeout(timeout, client.txn(create)).await };
+                ctx.spawn(work.into_actor(self).map(move |answer, act, _| match answer {
+                    Ok(Ok(response)) if response.succeeded() => {
+                        info!(act.log, "etcd: created the shared config from this node's file"; "key" => act.keys.config())
+                    }
+                    // Another node created it first: the watch brings its version.
+                    Ok(Ok(_)) => {}
+                    failed => {
+                        warn!(act.log, "etcd: could not create the shared config; trying again later";
+                            "error" => ?failed.map(|r| r.map(|_| ())));
+                        act.failed(endpoint);
+                        act.config_seeded = false;
+                    }
+                }));
+            }
+            None => {}
+        }
+    }
+}
+
+impl Handler<ConnectConfig> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectConfig, ctx: &mut Self::Context) {
+        self.config_sink = Some((msg.sink, msg.seed));
+        self.offer_config(ctx);
+    }
+}
+
+impl Handler<PublishConfig> for EtcdStore {
+    type Result = ResponseActFuture<Self, Result<u64, String>>;
+
+    fn handle(&mut self, PublishConfig(text): PublishConfig, _: &mut Self::Context) -> Self::Result {
+        let Some((endpoint, mut client)) = self.client() else {
+            return Box::pin(fut::ready(Err("not connected to etcd yet".to_string())));
+        };
+        let key = self.keys.config();
+        let timeout = self.timeout();
+        let work = async move {
+            match tokio::time::timeout(timeout, client.put(key.as_str(), text, None)).await {
+                Ok(Ok(put)) => Ok(put.header().map_or(0, |h| h.revision() as u64)),
+                Ok(Err(e)) => Err(format!("writing {key}: {e}")),
+                Err(_) => Err(format!("writing {key}: no answer within {timeout:?}")),
+            }
+        };
+        Box::pin(work.into_actor(self).map(move |written, act, _| {
+            if written.is_err() {
+                act.failed(endpoint);
+            }
+            written
+        }))
+    }
+}
+
 impl Handler<GetStoreView> for EtcdStore {
     type Result = MessageResult<GetStoreView>;
 
@@ -827,8 +957,11 @@ impl Handler<GetStoreView> for EtcdStore {
 }
 
 /// `leasehold check-config` with the etcd store: the endpoints answer and the prefix can be read
-/// and written (a key under it is put and deleted).
-pub async fn check_reachable(config: &leasehold_config::EtcdStore) -> Result<String, String> {
+/// and written (a key under it is put and deleted). Also the shared config stored under the prefix
+/// (key, revision, text), for the caller to check with the node's file.
+pub async fn check_reachable(
+    config: &leasehold_config::EtcdStore,
+) -> Result<(String, Option<(String, u64, String)>), String> {
     let mut client = connect(config).await?;
     let probe = format!("{}/check-config-probe", config.prefix);
     let timeout = Duration::from_millis(config.request_timeout_ms.into());
@@ -841,13 +974,24 @@ pub async fn check_reachable(config: &leasehold_config::EtcdStore) -> Result<Str
             .await
             .map_err(|e| format!("reading {}: {e}", config.prefix))?
             .count();
-        Ok(format!(
+        let key = Keys::new(&config.prefix).config();
+        let stored = client.get(key.clone(), None).await.map_err(|e| format!("reading {key}: {e}"))?;
+        let shared = match stored.kvs().first() {
+            Some(kv) => Some((
+                key.clone(),
+                kv.mod_revision() as u64,
+                String::from_utf8(kv.value().to_vec()).map_err(|_| format!("{key}: not UTF-8 text"))?,
+            )),
+            None => None,
+        };
+        let summary = format!(
             "etcd at {} answers (revision {}); {} keys under {}",
             config.endpoints.join(","),
             put.header().map_or(0, |h| h.revision()),
             count,
             config.prefix
-        ))
+        );
+        Ok((summary, shared))
     };
     tokio::time::timeout(timeout * 3, work).await.map_err(|_| format!("no answer within {:?}", timeout * 3))?
 }

@@ -9,6 +9,8 @@
 //!   records).
 //! - `/reservation/<mac>`: a replicated reservation (JSON), editable with `etcdctl`.
 //! - `/parameters`, `/config-digest`: what apply uses and the leader's config digest.
+//! - `/config`: the config every node shares (TOML: pools, reservations, options, classes, PXE;
+//!   `leasehold_config::shared`), written by a node's reload or with `etcdctl put`.
 //! - `/leader`: the elected node (on its etcd lease); `/member/<id>`: each live node (on its lease).
 //!
 //! Every write is one transaction that holds only while every key the decision read is unchanged
@@ -59,6 +61,8 @@ pub enum Watched {
     Table(Change),
     /// The elected node (`None`: nobody holds the key).
     Leader(Option<u64>),
+    /// The shared config document (`None`: the key was deleted).
+    Config(Option<String>),
     /// A key the table does not hold (client keys, members).
     Other,
 }
@@ -150,6 +154,10 @@ impl Keys {
 
     pub fn config_digest(&self) -> String {
         format!("{}/config-digest", self.prefix)
+    }
+
+    pub fn config(&self) -> String {
+        format!("{}/config", self.prefix)
     }
 
     pub fn leader(&self) -> String {
@@ -280,6 +288,10 @@ impl Keys {
                     .ok_or_else(|| bad("not a node id"))?,
             )),
             ("leader", Event::Delete { .. }) => Watched::Leader(None),
+            ("config", Event::Put { value, .. }) => {
+                Watched::Config(Some(std::str::from_utf8(value).map_err(|_| bad("not UTF-8"))?.to_string()))
+            }
+            ("config", Event::Delete { .. }) => Watched::Config(None),
             _ => Watched::Other,
         })
     }

@@ -102,3 +102,21 @@ fn reservations_read_back_and_a_bad_value_names_its_key() {
     assert_eq!(keys.watched(Event::Put { key: "/lh/leader", value: b"3" }), Ok(Watched::Leader(Some(3))));
     assert_eq!(keys.watched(Event::Put { key: "/lh/client/x", value: b"10.0.0.1" }), Ok(Watched::Other));
 }
+
+/// The shared config is plain TOML text under `/config`, apart from `/config-digest`.
+#[test]
+fn the_shared_config_key_reads_as_text() {
+    let keys = Keys::new("/lh/");
+    assert_eq!(keys.config(), "/lh/config");
+    let text = "[[pool]]\nname = \"a\"\n";
+    assert_eq!(
+        keys.watched(Event::Put { key: "/lh/config", value: text.as_bytes() }),
+        Ok(Watched::Config(Some(text.to_string())))
+    );
+    assert_eq!(keys.watched(Event::Delete { key: "/lh/config" }), Ok(Watched::Config(None)));
+    assert!(keys.watched(Event::Put { key: "/lh/config", value: &[0xff, 0xfe] }).is_err(), "not UTF-8");
+    assert!(matches!(
+        keys.watched(Event::Put { key: "/lh/config-digest", value: b"00ff" }),
+        Ok(Watched::Table(Change::ConfigDigest(_)))
+    ));
+}
