@@ -9,7 +9,8 @@
 //!    a node that is not elected writes its new lease time there, and the elected node takes it
 //!    through its watch (dhcpcd's next renewal gets it). A document put with `etcdctl` that does not
 //!    check is refused by every node, by key (and by `check-config`), and changes nothing; a good one
-//!    reaches every node the same way.
+//!    reaches every node the same way. Boot roots: every node lists every member's digest; one byte
+//!    changed in a follower's copy is flagged by the elected node until it is put back.
 //! 2. kill -9 of the elected node: another is elected once its etcd lease expires, and a new client
 //!    (udhcpc) is bound within the election TTL plus its retransmissions.
 //! 3. One etcd member killed: a new client is still bound (etcd keeps a majority).
@@ -84,13 +85,45 @@ fn write_node_config(dir: &Path, i: u32, lease_time_secs: u32) -> std::path::Pat
             "[server]\nserver_ip = \"{ip}\"\n\n\
              [store]\nkind = \"etcd\"\nendpoints = [{}]\nprefix = \"/leasehold-test\"\nelection_ttl_secs = {ELECTION_TTL_SECS}\n\n\
              [[pool]]\nname = \"segment\"\nsubnet = \"10.77.0.0/24\"\nrange_start = \"10.77.0.100\"\n\
-             range_end = \"10.77.0.200\"\nlease_time_secs = {lease_time_secs}\n",
+             range_end = \"10.77.0.200\"\nlease_time_secs = {lease_time_secs}\n\n\
+             [boot]\nroot = \"{root}\"\ndigest_interval_secs = 1\n",
             endpoints().split(',').map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", "),
             ip = node_ip(i),
+            root = boot_root(dir, i).display(),
         ),
     )
     .expect("write a node's config");
     config
+}
+
+/// Node `i`'s boot root, with one boot file (the same bytes on every node).
+fn boot_root(dir: &Path, i: u32) -> std::path::PathBuf {
+    let root = dir.join(format!("boot{i}"));
+    if !root.exists() {
+        std::fs::create_dir_all(&root).expect("create a boot root");
+        std::fs::write(root.join("snponly.efi"), b"the same boot file on every node").expect("write a boot file");
+    }
+    root
+}
+
+/// Each member's id, boot root digest and mismatch flag, as node `i`'s `/v1/cluster` lists them.
+fn boot_roots_seen_by(segment: &Segment, i: u32) -> Vec<(u64, Option<String>, Option<bool>)> {
+    let view = cluster_view(&segment.server(i)).unwrap_or_default();
+    let members = view["members"].as_array().cloned().unwrap_or_default();
+    members
+        .iter()
+        .map(|m| {
+            let id = m["id"].as_u64().unwrap_or(0);
+            (id, m["boot_root_digest"].as_str().map(str::to_owned), m["boot_root_mismatch"].as_bool())
+        })
+        .collect()
+}
+
+/// `boot_root_mismatch_members` of node `i`'s `/healthz`.
+fn healthz_mismatches(segment: &Segment, i: u32) -> Option<Vec<u64>> {
+    let body = http_get(&segment.server(i), ADMIN_PORT, "/healthz").ok()?.1;
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    json["boot_root_mismatch_members"].as_array().map(|ids| ids.iter().filter_map(|id| id.as_u64()).collect())
 }
 
 /// `etcdctl` against the three members, from server namespace `ns`: its output.
@@ -367,6 +400,43 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     assert!(out.status.success() && said.contains("checks with this file"), "check-config: {said}");
     assert_eq!(dhcpcd.renew("renew after etcdctl put"), 900, "the etcdctl config is in force");
     dhcpcd.release(&segment, &all);
+
+    // Boot roots: each node's digest is in its member key, so every node lists every member's.
+    // One byte changed in n{other}'s copy: the elected node flags it (/healthz, /metrics), every
+    // node's /v1/cluster marks it, and the flag clears once the byte is put back.
+    for i in &all {
+        poll_until(
+            Duration::from_secs(10),
+            || boot_roots_seen_by(&segment, *i),
+            |seen| {
+                seen.len() == 3
+                    && seen.iter().all(|(_, digest, mismatch)| {
+                        digest.is_some() && *digest == seen[0].1 && *mismatch == Some(false)
+                    })
+            },
+            |seen| format!("n{i} does not list three members with one boot root digest: {seen:?}"),
+        );
+    }
+    let file = boot_root(dir.path(), other).join("snponly.efi");
+    std::fs::write(&file, b"the same boot file on every node!").expect("change a boot file");
+    poll_until(
+        Duration::from_secs(10),
+        || healthz_mismatches(&segment, first),
+        |ids| ids.as_deref() == Some(&[u64::from(other)][..]),
+        |ids| format!("the elected n{first} did not flag n{other}'s boot root: {ids:?}"),
+    );
+    let third = *all.iter().find(|i| **i != first && **i != other).expect("three nodes");
+    let seen = boot_roots_seen_by(&segment, third);
+    assert!(seen.iter().all(|(id, _, mismatch)| *mismatch == Some(*id == u64::from(other))), "n{third}: {seen:?}");
+    let metrics = http_get(&segment.server(first), ADMIN_PORT, "/metrics").expect("GET /metrics").1;
+    assert_eq!(metric(&metrics, "leasehold_boot_root_mismatch_members", ""), Some(1.0), "{metrics}");
+    std::fs::write(&file, b"the same boot file on every node").expect("put the boot file back");
+    poll_until(
+        Duration::from_secs(10),
+        || healthz_mismatches(&segment, first),
+        |ids| ids.as_deref() == Some(&[][..]),
+        |ids| format!("the flag did not clear once n{other}'s file was put back: {ids:?}"),
+    );
 
     // What operators see: /v1/cluster names the store, its endpoints, the elected node and the
     // watch revision; /metrics counts the elected node's transactions and the watch lag.

@@ -486,13 +486,19 @@ async fn get_healthz(state: web::Data<AdminState>) -> HttpResponse {
             "status": "replaying", "leader": false, "term": status.term, "applied_index": status.applied_index,
         })),
         Ok(status) if status.leader_id.is_some() => {
-            // Asked of the raft actor only where there is something to compare.
-            let mismatches =
-                if let (true, true, Some(raft)) = (status.is_leader, state.boot_root_digest.is_some(), &state.raft) {
+            // Asked of the raft actor (or the etcd store) only where there is something to compare.
+            let mismatches = match (status.is_leader && state.boot_root_digest.is_some(), &state.raft, &state.store) {
+                (false, _, _) => None,
+                (true, Some(raft), _) => {
                     raft.send(GetClusterView).await.ok().and_then(|view| boot_root_mismatches(&view))
-                } else {
-                    None
-                };
+                }
+                (true, None, Some(store)) => store
+                    .send(crate::store::GetStoreView)
+                    .await
+                    .ok()
+                    .and_then(|view| view.boot_root_mismatches(status.node_id)),
+                (true, None, None) => None,
+            };
             HttpResponse::Ok().json(serde_json::json!({
                 "status": "ok", "leader": status.answers_as_leader, "raft_leader": status.is_leader,
                 "leader_id": status.leader_id, "term": status.term, "config_digest": status.config_digest,
@@ -520,15 +526,19 @@ async fn get_metrics(state: web::Data<AdminState>) -> HttpResponse {
                 Some(raft) => raft.send(GetClusterView).await.ok(),
                 None => None,
             };
+            let mut mismatches = view.as_ref().and_then(boot_root_mismatches);
             if let Some(store) = &state.store {
                 if let Ok(view) = store.send(crate::store::GetStoreView).await {
                     view.render(&mut text);
+                    if let Ok(status) = state.lease.send(GetStatus).await {
+                        mismatches = view.boot_root_mismatches(status.node_id);
+                    }
                 }
             }
             if let Some(view) = &view {
                 render_member_metrics(view, &mut text);
             }
-            render_boot_root_metrics(state.own_boot_root_digest().as_deref(), view.as_ref(), &mut text);
+            render_boot_root_metrics(state.own_boot_root_digest().as_deref(), mismatches, &mut text);
             if let Some(tftp) = &state.tftp {
                 tftp.render(&mut text);
             }
@@ -570,7 +580,7 @@ fn render_member_metrics(view: &leasehold_cluster::actor::ClusterView, out: &mut
 }
 
 /// This node's boot root digest, and on the leader how many members' differ from its own.
-fn render_boot_root_metrics(own: Option<&str>, view: Option<&ClusterView>, out: &mut String) {
+fn render_boot_root_metrics(own: Option<&str>, mismatches: Option<Vec<u64>>, out: &mut String) {
     use std::fmt::Write;
     let _ = writeln!(
         out,
@@ -585,7 +595,7 @@ fn render_boot_root_metrics(own: Option<&str>, view: Option<&ClusterView>, out: 
         "# HELP leasehold_boot_root_mismatch_members Members whose boot root digest differs from the leader's (on the leader; 0 elsewhere)."
     );
     let _ = writeln!(out, "# TYPE leasehold_boot_root_mismatch_members gauge");
-    let count = view.and_then(boot_root_mismatches).map_or(0, |ids| ids.len());
+    let count = mismatches.map_or(0, |ids| ids.len());
     let _ = writeln!(out, "leasehold_boot_root_mismatch_members {count}");
 }
 
@@ -722,18 +732,45 @@ fn no_raft_group() -> HttpResponse {
 async fn get_store_cluster(state: &AdminState) -> HttpResponse {
     let Some(store) = &state.store else { return no_raft_group() };
     match (store.send(crate::store::GetStoreView).await, state.lease.send(GetStatus).await) {
-        (Ok(view), Ok(status)) => HttpResponse::Ok().json(serde_json::json!({
-            "store": "etcd",
-            "node_id": status.node_id,
-            "leader_id": view.elected,
-            "answers_as_leader": status.answers_as_leader,
-            "etcd": view,
-            "applied_index": status.applied_index,
-            "leases": status.leases,
-            "config_digest": status.config_digest,
-            "cluster_config_digest": status.cluster_config_digest,
-            "config_mismatch": status.config_mismatch,
-        })),
+        (Ok(view), Ok(status)) => {
+            // Every node sees every member key: each member is compared with the elected one.
+            let elected = view.elected_member();
+            let members: Vec<serde_json::Value> = view
+                .members
+                .iter()
+                .map(|m| {
+                    let against = |own: &Option<String>, theirs: Option<&Option<String>>| {
+                        own.as_deref().zip(theirs.and_then(|d| d.as_deref())).map(|(a, b)| a != b)
+                    };
+                    serde_json::json!({
+                        "id": m.id,
+                        "role": if view.elected == Some(m.id) { "elected" } else { "member" },
+                        "server_ip": m.server_ip,
+                        "admin_addr": m.admin,
+                        "config_digest": m.config_digest,
+                        "config_mismatch": against(&m.config_digest, elected.map(|e| &e.config_digest)),
+                        "boot_root_digest": m.boot_root_digest,
+                        "boot_root_mismatch": against(&m.boot_root_digest, elected.map(|e| &e.boot_root_digest)),
+                    })
+                })
+                .collect();
+            HttpResponse::Ok().json(serde_json::json!({
+                "store": "etcd",
+                "node_id": status.node_id,
+                "leader_id": view.elected,
+                // The elected node (as `leasehold reload --all` asks of the Raft leader).
+                "is_leader": status.is_leader,
+                "answers_as_leader": status.answers_as_leader,
+                "etcd": view,
+                "applied_index": status.applied_index,
+                "leases": status.leases,
+                "config_digest": status.config_digest,
+                "cluster_config_digest": status.cluster_config_digest,
+                "config_mismatch": status.config_mismatch,
+                "boot_root_digest": state.own_boot_root_digest(),
+                "members": members,
+            }))
+        }
         (Err(e), _) | (_, Err(e)) => unavailable(e),
     }
 }
@@ -842,7 +879,7 @@ mod tests {
         assert_eq!(leader_boot_root_digest(&leader), a);
         assert_eq!(boot_root_mismatches(&leader), Some(vec![3]));
         let mut text = String::new();
-        render_boot_root_metrics(a, Some(&leader), &mut text);
+        render_boot_root_metrics(a, boot_root_mismatches(&leader), &mut text);
         assert!(text.contains("leasehold_boot_root_info{digest=\"00000000000000aa\"} 1\n"), "{text}");
         assert!(text.contains("leasehold_boot_root_mismatch_members 1\n"), "{text}");
         assert!(text.contains("# TYPE leasehold_boot_root_mismatch_members gauge\n"), "{text}");
@@ -852,7 +889,7 @@ mod tests {
         let follower = view(2, false, [None, b, None, None]);
         assert_eq!((leader_boot_root_digest(&follower), boot_root_mismatches(&follower)), (None, None));
         let mut text = String::new();
-        render_boot_root_metrics(None, Some(&follower), &mut text);
+        render_boot_root_metrics(None, boot_root_mismatches(&follower), &mut text);
         assert!(!text.contains("leasehold_boot_root_info{"), "no digest, no sample: {text}");
         assert!(text.contains("# TYPE leasehold_boot_root_info gauge\n"), "the family is always named: {text}");
         assert!(text.contains("leasehold_boot_root_mismatch_members 0\n"), "{text}");

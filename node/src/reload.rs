@@ -120,7 +120,7 @@ impl ReloadActor {
         self.shared_in_force.clone()
     }
 
-    /// Tell the raft actor the new digest after each reload.
+    /// Tell the raft actor (or the etcd store) the new digest after each change of config.
     pub fn with_raft(mut self, raft: Recipient<leasehold_cluster::actor::SetConfigDigest>) -> Self {
         self.raft = Some(raft);
         self
@@ -254,6 +254,9 @@ impl Handler<SharedConfig> for ReloadActor {
             answer.map_err(|e| format!("the lease actor did not answer: {e}"))?;
             act.current = config;
             act.shared_in_force = msg.text;
+            if let Some(raft) = &act.raft {
+                raft.do_send(leasehold_cluster::actor::SetConfigDigest(digest_number(&digest)));
+            }
             info!(act.log, "config taken from the store"; "key" => &msg.key, "revision" => msg.revision,
                 "digest" => &digest, "digest_before" => &digest_before);
             Ok(digest)

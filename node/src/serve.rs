@@ -209,13 +209,18 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         lease.do_send(ConnectParser(parser));
         let raft = raft_addr;
         // The digest of the boot root, on a thread of its own: reported to the leader through the
-        // raft actor, and shown by the admin API. (The etcd store has no reports to carry it.)
-        let boot_root_digest = match (&config.boot.root, &raft) {
-            (Some(root), Some(raft)) => {
+        // raft actor, or to every node in the etcd store's member key, and shown by the admin API.
+        let digest_to = match (&raft, &store_links) {
+            (Some(raft), _) => Some(raft.clone().recipient()),
+            (None, Some(links)) => Some(links.boot_root_digest.clone()),
+            (None, None) => None,
+        };
+        let boot_root_digest = match (&config.boot.root, digest_to) {
+            (Some(root), Some(digest_to)) => {
                 let shared = crate::boot_digest::SharedDigest::default();
                 let interval = Duration::from_secs(config.boot.digest_interval_secs.into());
                 let digest_log = log.new(o!("actor" => "boot-digest"));
-                crate::boot_digest::start(root, interval, shared.clone(), raft.clone().recipient(), digest_log)
+                crate::boot_digest::start(root, interval, shared.clone(), digest_to, digest_log)
                     .map_err(ServeError::Runtime)?;
                 Some(shared)
             }
@@ -245,7 +250,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             reload = reload.with_raft(raft.clone().recipient());
         }
         if let Some(links) = &store_links {
-            reload = reload.with_store(links.publish.clone());
+            reload = reload.with_store(links.publish.clone()).with_raft(links.config_digest.clone());
         }
         let seed = reload.shared_seed();
         let reload = reload.start();
@@ -334,7 +339,17 @@ fn start_store(config: &Config, node_id: u64, lease: Addr<LeaseActor>, arbiter: 
     let leasehold_config::Store::Etcd(etcd) = config.store.clone() else {
         unreachable!("start_store is called for the etcd store only")
     };
-    let member = serde_json::json!({"server_ip": config.server_ip, "admin": config.admin_listen}).to_string();
+    let member = crate::store::etcd_keys::Member {
+        server_ip: Some(config.server_ip.to_string()),
+        // Where other hosts reach it: a wildcard listener is reached at the server address.
+        admin: Some(if config.admin_listen.ip().is_unspecified() {
+            std::net::SocketAddr::new(config.server_ip.into(), config.admin_listen.port()).to_string()
+        } else {
+            config.admin_listen.to_string()
+        }),
+        config_digest: Some(crate::reload::lease_config_digest(config)),
+        ..Default::default()
+    };
     let log = log.new(o!("actor" => "etcd"));
     let (grace_ms, max_leases) = (config.limits.expiry_grace_secs * 1000, config.limits.max_leases);
     let store = crate::store::etcd::EtcdStore::start_in_arbiter(&arbiter.handle(), move |_| {
@@ -346,6 +361,8 @@ fn start_store(config: &Config, node_id: u64, lease: Addr<LeaseActor>, arbiter: 
         view: store.clone().recipient(),
         publish: store.clone().recipient(),
         connect_config: store.clone().recipient(),
+        config_digest: store.clone().recipient(),
+        boot_root_digest: store.clone().recipient(),
         resign: store.recipient(),
     }
 }
@@ -357,6 +374,8 @@ struct StoreLinks {
     view: Recipient<crate::store::GetStoreView>,
     publish: Recipient<crate::store::PublishConfig>,
     connect_config: Recipient<crate::store::ConnectConfig>,
+    config_digest: Recipient<leasehold_cluster::actor::SetConfigDigest>,
+    boot_root_digest: Recipient<leasehold_cluster::actor::SetBootRootDigest>,
     resign: Recipient<crate::store::etcd::Resign>,
 }
 
@@ -366,6 +385,8 @@ struct StoreLinks {
     view: Recipient<crate::store::GetStoreView>,
     publish: Recipient<crate::store::PublishConfig>,
     connect_config: Recipient<crate::store::ConnectConfig>,
+    config_digest: Recipient<leasehold_cluster::actor::SetConfigDigest>,
+    boot_root_digest: Recipient<leasehold_cluster::actor::SetBootRootDigest>,
 }
 
 #[cfg(not(feature = "etcd"))]

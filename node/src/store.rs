@@ -80,6 +80,25 @@ pub struct StoreView {
     pub config_error: Option<String>,
     /// Stored shared configs this node refused.
     pub config_rejected: u64,
+    /// The live nodes, by their member keys.
+    pub members: Vec<etcd_keys::Member>,
+}
+
+impl StoreView {
+    /// On the elected node with a boot root digest: the members whose digest differs from its own
+    /// (a member that says none is not counted). `None` elsewhere, as with the Raft leader.
+    pub fn boot_root_mismatches(&self, node_id: u64) -> Option<Vec<u64>> {
+        let own = self.elected.filter(|elected| *elected == node_id)?;
+        let own = self.members.iter().find(|m| m.id == own)?.boot_root_digest.as_deref()?;
+        let differs = |m: &&etcd_keys::Member| m.boot_root_digest.as_deref().is_some_and(|d| d != own);
+        Some(self.members.iter().filter(differs).map(|m| m.id).collect())
+    }
+
+    /// The elected node's member, if it is live.
+    pub fn elected_member(&self) -> Option<&etcd_keys::Member> {
+        let elected = self.elected?;
+        self.members.iter().find(|m| m.id == elected)
+    }
 }
 
 impl StoreView {
@@ -137,3 +156,24 @@ impl StoreView {
 #[derive(Message)]
 #[rtype(result = "StoreView")]
 pub struct GetStoreView;
+
+#[cfg(test)]
+mod tests {
+    use super::etcd_keys::Member;
+    use super::StoreView;
+
+    fn member(id: u64, boot_root_digest: Option<&str>) -> Member {
+        Member { id, boot_root_digest: boot_root_digest.map(str::to_owned), ..Member::default() }
+    }
+
+    #[test]
+    fn only_the_elected_node_flags_members_whose_boot_root_differs_from_its_own() {
+        let members = vec![member(1, Some("aa")), member(2, Some("bb")), member(3, None), member(4, Some("aa"))];
+        let view = StoreView { elected: Some(1), members, ..StoreView::default() };
+        assert_eq!(view.boot_root_mismatches(1), Some(vec![2]), "3 says nothing; 4 agrees");
+        assert_eq!(view.boot_root_mismatches(2), None, "not elected: nothing to say");
+        let rootless = StoreView { elected: Some(3), ..view.clone() };
+        assert_eq!(rootless.boot_root_mismatches(3), None, "an elected node without a root cannot compare");
+        assert_eq!(view.elected_member().map(|m| m.id), Some(1));
+    }
+}

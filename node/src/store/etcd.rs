@@ -31,7 +31,7 @@ use leasehold_cluster::lease::{Change, LeaseTable, Outcome, Proposal};
 use leasehold_cluster::{monotonic_us, RaftStatus};
 use slog::{error, info, warn, Logger};
 
-use super::etcd_keys::{Event, Keys, Op, Watched, Write};
+use super::etcd_keys::{Event, Keys, Member, Op, Watched, Write};
 use super::{ConnectConfig, Decided, GetStoreView, PublishConfig, StoreMail, StoreView, Transact};
 use crate::reload::SharedConfig;
 
@@ -57,8 +57,10 @@ pub struct EtcdStore {
     current: usize,
     keys: Keys,
     node_id: u64,
-    /// What this node reports about itself in its member key (JSON).
-    member_value: String,
+    /// What this node says of itself in its member key.
+    member: Member,
+    /// Every live node's member key.
+    members: BTreeMap<u64, Member>,
     mail: Recipient<StoreMail>,
     status: Recipient<RaftStatus>,
     /// The last revision the lease actor's table has (from the load or the watch).
@@ -97,7 +99,7 @@ impl EtcdStore {
     pub fn new(
         config: leasehold_config::EtcdStore,
         node_id: u64,
-        member_value: String,
+        member: Member,
         mail: Recipient<StoreMail>,
         status: Recipient<RaftStatus>,
         log: Logger,
@@ -110,7 +112,8 @@ impl EtcdStore {
             clients: Vec::new(),
             current: 0,
             node_id,
-            member_value,
+            member: Member { id: node_id, ..member },
+            members: BTreeMap::new(),
             mail,
             status,
             revision: 0,
@@ -219,7 +222,13 @@ impl EtcdStore {
                         EventType::Delete => Event::Delete { key },
                     };
                     if batches.last().is_none_or(|b| b.revision != revision) {
-                        batches.push(WatchedRevision { revision, changes: Vec::new(), leader: None, config: None });
+                        batches.push(WatchedRevision {
+                            revision,
+                            changes: Vec::new(),
+                            leader: None,
+                            config: None,
+                            members: Vec::new(),
+                        });
                     }
                     let batch = batches.last_mut().expect("pushed above");
                     match keys.watched(event_) {
@@ -228,6 +237,7 @@ impl EtcdStore {
                             batch.leader = Some(node.map(|node| (node, kv.lease(), kv.create_revision() as u64)))
                         }
                         Ok(Watched::Config(text)) => batch.config = Some(text),
+                        Ok(Watched::Member(id, member)) => batch.members.push((id, member)),
                         Ok(Watched::Other) => {}
                         Err(e) => error!(log, "etcd: a value under the prefix does not decode; skipped"; "error" => %e),
                     }
@@ -260,7 +270,7 @@ impl EtcdStore {
         }
         self.granting = true;
         let ttl = i64::from(self.config.election_ttl_secs);
-        let (member_key, member_value) = (self.keys.member(self.node_id), self.member_value.clone());
+        let (member_key, member_value) = (self.keys.member(self.node_id), self.member_value());
         let timeout = self.timeout();
         let me = ctx.address();
         actix::spawn(async move {
@@ -436,6 +446,7 @@ async fn load_pool(
     let mut changes = Vec::new();
     let mut leader = None;
     let mut config = None;
+    let mut members = BTreeMap::new();
     let mut revision = 0i64;
     let mut from = begin.into_bytes();
     loop {
@@ -456,6 +467,9 @@ async fn load_pool(
                 Ok(Watched::Table(change)) => changes.push((kv.mod_revision() as u64, change)),
                 Ok(Watched::Leader(Some(node))) => leader = Some((node, kv.lease(), kv.create_revision() as u64)),
                 Ok(Watched::Config(Some(text))) => config = Some((kv.mod_revision() as u64, text)),
+                Ok(Watched::Member(id, Some(member))) => {
+                    members.insert(id, member);
+                }
                 Ok(_) => {}
                 Err(e) => error!(log, "etcd: a value under the prefix does not decode; skipped"; "error" => %e),
             }
@@ -476,7 +490,7 @@ async fn load_pool(
         table.apply_change(at, change);
     }
     table.apply_changes(revision as u64, Vec::new(), &mut Vec::new());
-    Ok(LoadedPool { revision: revision as u64, table, leader, config })
+    Ok(LoadedPool { revision: revision as u64, table, leader, config, members })
 }
 
 /// The pool as one range read found it.
@@ -486,6 +500,7 @@ struct LoadedPool {
     leader: Option<(u64, i64, u64)>,
     /// `<prefix>/config` and its revision, if there is one.
     config: Option<(u64, String)>,
+    members: BTreeMap<u64, Member>,
 }
 
 /// Connect to the endpoints (with TLS when configured).
@@ -573,6 +588,8 @@ impl Handler<Loaded> for EtcdStore {
         self.view.watch_revision = pool.revision;
         self.leader = pool.leader;
         self.stored_config = pool.config;
+        self.members = pool.members;
+        self.view.members = self.members.values().cloned().collect();
         self.mail.do_send(StoreMail::Reset(Box::new(pool.table)));
         self.release_waiting();
         self.watch(ctx);
@@ -607,6 +624,8 @@ struct WatchedRevision {
     leader: Option<Option<(u64, i64, u64)>>,
     /// `<prefix>/config` changed (`None` inside: deleted).
     config: Option<Option<String>>,
+    /// Member keys put (`Some`) or gone.
+    members: Vec<(u64, Option<Member>)>,
 }
 
 #[derive(Message)]
@@ -639,6 +658,12 @@ impl Handler<WatchBatch> for EtcdStore {
                     "key" => self.keys.config()),
                 None => {}
             }
+            for (id, member) in batch.members {
+                match member {
+                    Some(member) => self.members.insert(id, member),
+                    None => self.members.remove(&id),
+                };
+            }
             self.revision = batch.revision;
             // Also a revision that changes no record (the election or member keys): every node's
             // applied index is then the watch's revision.
@@ -646,6 +671,7 @@ impl Handler<WatchBatch> for EtcdStore {
         }
         self.view.watch_revision = self.revision;
         self.view.store_revision = self.view.store_revision.max(msg.store_revision).max(self.revision);
+        self.view.members = self.members.values().cloned().collect();
         self.release_waiting();
         self.report_status();
         self.offer_config(ctx);
@@ -910,6 +936,55 @@ impl EtcdStore {
                 }));
             }
             None => {}
+        }
+    }
+}
+
+impl EtcdStore {
+    fn member_value(&self) -> String {
+        serde_json::to_string(&self.member).unwrap_or_default()
+    }
+
+    /// Write this node's member key again (its digests changed), on the etcd lease it holds.
+    fn put_member(&mut self, ctx: &mut Context<Self>) {
+        let (Some(lease), Some((endpoint, mut client))) = (self.lease_id, self.client()) else { return };
+        let (key, value) = (self.keys.member(self.node_id), self.member_value());
+        let timeout = self.timeout();
+        let put = async move {
+            tokio::time::timeout(timeout, client.put(key, value, Some(PutOptions::new().with_lease(lease)))).await
+        };
+        ctx.spawn(put.into_actor(self).map(move |written, act, _| {
+            if !matches!(written, Ok(Ok(_))) {
+                // The next grant writes the key anew with what `member` says by then.
+                warn!(act.log, "etcd: could not update this node's member key"; "error" => ?written.map(|r| r.map(|_| ())));
+                act.failed(endpoint);
+            }
+        }));
+    }
+}
+
+/// The lease-relevant config digest changed (a reload): every node sees it in the member key.
+impl Handler<leasehold_cluster::actor::SetConfigDigest> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: leasehold_cluster::actor::SetConfigDigest, ctx: &mut Self::Context) {
+        let digest = Some(format!("{:016x}", msg.0));
+        if self.member.config_digest != digest {
+            self.member.config_digest = digest;
+            self.put_member(ctx);
+        }
+    }
+}
+
+/// The boot root digest changed (the digest thread): the elected node compares it with its own.
+impl Handler<leasehold_cluster::actor::SetBootRootDigest> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: leasehold_cluster::actor::SetBootRootDigest, ctx: &mut Self::Context) {
+        let digest = (msg.0 != 0).then(|| format!("{:016x}", msg.0));
+        if self.member.boot_root_digest != digest {
+            self.member.boot_root_digest = digest;
+            self.put_member(ctx);
         }
     }
 }

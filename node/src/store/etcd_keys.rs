@@ -11,7 +11,8 @@
 //! - `/parameters`, `/config-digest`: what apply uses and the leader's config digest.
 //! - `/config`: the config every node shares (TOML: pools, reservations, options, classes, PXE;
 //!   `leasehold_config::shared`), written by a node's reload or with `etcdctl put`.
-//! - `/leader`: the elected node (on its etcd lease); `/member/<id>`: each live node (on its lease).
+//! - `/leader`: the elected node (on its etcd lease); `/member/<id>`: each live node (on its lease,
+//!   JSON `Member`: its addresses and digests, which every node compares with the elected one's).
 //!
 //! Every write is one transaction that holds only while every key the decision read is unchanged
 //! since the revision the proposer's table had applied (`mod_revision <= decided_at`): two nodes can
@@ -63,8 +64,29 @@ pub enum Watched {
     Leader(Option<u64>),
     /// The shared config document (`None`: the key was deleted).
     Config(Option<String>),
+    /// A live node's member key (`None`: gone, with its etcd lease).
+    Member(u64, Option<Member>),
     /// A key the table does not hold (client keys, members).
     Other,
+}
+
+/// What a node says of itself in its `/member/<id>` key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// From the key, not the value.
+    #[serde(skip)]
+    pub id: u64,
+    #[serde(default)]
+    pub server_ip: Option<String>,
+    /// Its admin API (`leasehold reload --all` finds the members through it).
+    #[serde(default)]
+    pub admin: Option<String>,
+    /// Its lease-relevant config digest (`reload::lease_config_digest`).
+    #[serde(default)]
+    pub config_digest: Option<String>,
+    /// Its boot root digest (`boot_digest`), hex; `None` without a root or before the first.
+    #[serde(default)]
+    pub boot_root_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -292,6 +314,17 @@ impl Keys {
                 Watched::Config(Some(std::str::from_utf8(value).map_err(|_| bad("not UTF-8"))?.to_string()))
             }
             ("config", Event::Delete { .. }) => Watched::Config(None),
+            ("member", event) => {
+                let id = name.parse().map_err(|_| bad("not a node id"))?;
+                match event {
+                    Event::Put { value, .. } => {
+                        let member: Member =
+                            serde_json::from_slice(value).map_err(|e| bad(&format!("not a member value: {e}")))?;
+                        Watched::Member(id, Some(Member { id, ..member }))
+                    }
+                    Event::Delete { .. } => Watched::Member(id, None),
+                }
+            }
             _ => Watched::Other,
         })
     }

@@ -103,6 +103,27 @@ fn reservations_read_back_and_a_bad_value_names_its_key() {
     assert_eq!(keys.watched(Event::Put { key: "/lh/client/x", value: b"10.0.0.1" }), Ok(Watched::Other));
 }
 
+/// Member keys carry each node's addresses and digests; a member of an older build (addresses only)
+/// reads with no digests.
+#[test]
+fn member_keys_read_back_with_their_id() {
+    let keys = Keys::new("/lh");
+    let older = br#"{"server_ip":"10.0.0.2","admin":"10.0.0.2:8067"}"#;
+    let Ok(Watched::Member(2, Some(member))) = keys.watched(Event::Put { key: "/lh/member/2", value: older }) else {
+        panic!("a member")
+    };
+    assert_eq!((member.id, member.admin.as_deref(), member.boot_root_digest), (2, Some("10.0.0.2:8067"), None));
+    let value =
+        serde_json::to_vec(&super::Member { id: 3, boot_root_digest: Some("00aa".into()), ..Default::default() })
+            .expect("JSON");
+    let Ok(Watched::Member(3, Some(member))) = keys.watched(Event::Put { key: "/lh/member/3", value: &value }) else {
+        panic!("a member")
+    };
+    assert_eq!(member.boot_root_digest.as_deref(), Some("00aa"));
+    assert_eq!(keys.watched(Event::Delete { key: "/lh/member/3" }), Ok(Watched::Member(3, None)));
+    assert!(keys.watched(Event::Put { key: "/lh/member/x", value: b"{}" }).is_err());
+}
+
 /// The shared config is plain TOML text under `/config`, apart from `/config-digest`.
 #[test]
 fn the_shared_config_key_reads_as_text() {
