@@ -448,18 +448,46 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     assert!(metric(&metrics, "leasehold_etcd_transactions_total", "").is_some_and(|n| n >= 1.0), "{metrics}");
     assert!(metric(&metrics, "leasehold_etcd_watch_lag_revisions", "").is_some(), "{metrics}");
 
-    // 2. kill -9 the elected node: another is elected within the TTL, and serves a new client.
+    // 2. kill -9 the elected node: another is elected once the dead node's etcd lease has expired
+    //    (the TTL after its last keep-alive, plus up to 0.5 s for etcd's expiry check), and serves a
+    //    new client at the client's next retransmission (udhcpc -T 1: one DISCOVER a second).
+    new_mac(&segment.client(2), 1);
+    let survivors: Vec<u32> = all.iter().copied().filter(|i| *i != first).collect();
+    let killed_at = Instant::now();
     kill9(&mut nodes.get_mut(&first).expect("running").proc);
     nodes.remove(&first);
-    let survivors: Vec<u32> = nodes.keys().copied().collect();
-    let killed_at = Instant::now();
-    new_mac(&segment.client(2), 1);
-    let ip2 = udhcpc_once(&segment.client(2), dir.path(), 15, "after-kill").expect("a new client bound after the kill");
-    let gap = killed_at.elapsed();
-    let second = elected(&segment, &survivors, Duration::from_secs(5), "after kill");
-    assert_ne!(second, first);
-    eprintln!("etcd store: kill -9 of the elected node n{first} -> n{second} bound a new client in {gap:?}");
-    assert!(gap < Duration::from_secs(ELECTION_TTL_SECS + 8), "served {gap:?} after the kill");
+    let (ip2, gap, (second, elected_after)) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let ip = udhcpc_once(&segment.client(2), dir.path(), 15, "after-kill");
+            (ip.expect("a new client bound after the kill"), killed_at.elapsed())
+        });
+        let seen = poll_until(
+            Duration::from_secs(ELECTION_TTL_SECS + 8),
+            || {
+                survivors
+                    .iter()
+                    .map(|i| cluster_view(&segment.server(*i)).and_then(|v| v["leader_id"].as_u64()))
+                    .collect::<Vec<_>>()
+            },
+            |seen| seen[0].is_some_and(|id| id != u64::from(first)) && seen.iter().all(|s| *s == seen[0]),
+            |seen| format!("after the kill the survivors never agreed on a new elected node: {seen:?}"),
+        );
+        let elected = (seen[0].expect("agreed") as u32, killed_at.elapsed());
+        let (ip, gap) = client.join().expect("the udhcpc thread panicked");
+        (ip, gap, elected)
+    });
+    eprintln!(
+        "etcd store: kill -9 of the elected node n{first} -> n{second} elected after {elected_after:?} (TTL \
+         {ELECTION_TTL_SECS} s), a new client bound after {gap:?}"
+    );
+    assert!(
+        elected_after < Duration::from_millis(ELECTION_TTL_SECS * 1000 + 1000),
+        "elected {elected_after:?} after the kill: more than the TTL and etcd's expiry check"
+    );
+    assert!(
+        gap < elected_after + Duration::from_secs(3),
+        "served {gap:?} after the kill, elected at {elected_after:?}"
+    );
 
     // 3. One etcd member down: service goes on.
     kill9(&mut etcd[2].take().expect("running"));
