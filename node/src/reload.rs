@@ -115,9 +115,10 @@ impl ReloadActor {
         self
     }
 
-    /// This node's shared part, which an etcd pool without `<prefix>/config` is seeded with.
-    pub fn shared_seed(&self) -> String {
-        self.shared_in_force.clone()
+    /// This node's shared part, which an etcd pool without `<prefix>/config` is seeded with
+    /// (`None` when its file has no shared table: nothing to seed).
+    pub fn shared_seed(&self) -> Option<String> {
+        (!self.shared_in_force.trim().is_empty()).then(|| self.shared_in_force.clone())
     }
 
     /// Tell the raft actor (or the etcd store) the new digest after each change of config.
@@ -190,7 +191,8 @@ impl Handler<Reload> for ReloadActor {
         };
         // With the etcd store the shared part is written first: a reload that etcd did not take
         // changes nothing here either, so the nodes never run two versions longer than a watch.
-        let publish = self.publish.clone();
+        // A file with no shared table shares nothing (it must not empty the stored document).
+        let publish = self.publish.clone().filter(|_| !shared.trim().is_empty());
         let shared_to_publish = shared.clone();
         let published = async move {
             match publish {
@@ -238,8 +240,9 @@ impl Handler<SharedConfig> for ReloadActor {
     type Result = AtomicResponse<Self, Result<String, String>>;
 
     fn handle(&mut self, msg: SharedConfig, _: &mut Self::Context) -> Self::Result {
-        if msg.text == self.shared_in_force {
-            // This node's own reload, or its seed, coming back through the watch.
+        // This node's own reload, or its seed, coming back through the watch; or an empty document,
+        // which shares nothing (read as a deleted key: every node keeps what it runs).
+        if msg.text == self.shared_in_force || msg.text.trim().is_empty() {
             let digest = lease_config_digest(&self.current);
             return AtomicResponse::new(Box::pin(fut::ready(Ok(digest))));
         }

@@ -43,12 +43,13 @@ pub struct Decided {
 pub struct PublishConfig(pub String);
 
 /// From `serve` to the etcd store: where the stored shared config goes (each version once), and
-/// what `<prefix>/config` is created with when the pool has none yet (this node's shared part).
+/// what `<prefix>/config` is created with when the pool has none yet (this node's shared part;
+/// `None` when its file has no shared table, e.g. a node configured by flags alone).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ConnectConfig {
     pub sink: Recipient<crate::reload::SharedConfig>,
-    pub seed: String,
+    pub seed: Option<String>,
 }
 
 /// What `/v1/cluster` and `/metrics` show of the etcd store.

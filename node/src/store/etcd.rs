@@ -85,7 +85,7 @@ pub struct EtcdStore {
     /// What apply uses until the pool's `/parameters` says otherwise (this node's config).
     defaults: (u64, usize),
     /// Where stored shared configs go, and this node's shared part to seed an empty prefix with.
-    config_sink: Option<(Recipient<SharedConfig>, String)>,
+    config_sink: Option<(Recipient<SharedConfig>, Option<String>)>,
     /// The latest `<prefix>/config` seen (revision, text), and the revision last handed on.
     stored_config: Option<(u64, String)>,
     config_offered: u64,
@@ -913,6 +913,7 @@ impl EtcdStore {
             }
             Some(_) => {}
             None if !self.config_seeded => {
+                let Some(seed) = seed else { return };
                 let Some((endpoint, mut client)) = self.client() else { return };
                 self.config_seeded = true;
                 let key = self.keys.config();
