@@ -28,6 +28,9 @@ use super::{in_ns, require_tool, signal, wait_tcpdump_listening, Proc, Segment};
 pub struct Datagram {
     /// Capture time, seconds since the Unix epoch.
     pub at: f64,
+    /// The IPv4 source and destination addresses.
+    pub from: Ipv4Addr,
+    pub to: Ipv4Addr,
     pub from_port: u16,
     pub to_port: u16,
     pub payload: Vec<u8>,
@@ -66,8 +69,11 @@ pub fn udp_datagrams(pcap: &[u8]) -> Vec<Datagram> {
             continue;
         }
         let udp = &ip[header_len..total_len];
+        let address = |at: usize| Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
         out.push(Datagram {
             at: stamp,
+            from: address(12),
+            to: address(16),
             from_port: u16_at(udp, 0),
             to_port: u16_at(udp, 2),
             payload: udp[8..].to_vec(),
@@ -148,6 +154,8 @@ pub struct SeenRequest {
     /// Capture time, seconds since the Unix epoch.
     pub at: f64,
     pub xid: u32,
+    /// `ciaddr`: set by a client in BOUND, RENEWING or REBINDING state (RFC 2131 §4.3.2).
+    pub ciaddr: Ipv4Addr,
     pub message_type: Option<u8>,
     pub options: BTreeMap<u8, Vec<u8>>,
 }
@@ -163,6 +171,7 @@ impl SeenRequest {
             return None;
         }
         let xid = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+        let ciaddr = Ipv4Addr::new(payload[12], payload[13], payload[14], payload[15]);
         let mut options: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
         let mut rest = &payload[240..];
         while let Some((&code, after)) = rest.split_first() {
@@ -177,7 +186,7 @@ impl SeenRequest {
                 }
             }
         }
-        Some(SeenRequest { at, xid, message_type: options.get(&53).and_then(|v| v.first().copied()), options })
+        Some(SeenRequest { at, xid, ciaddr, message_type: options.get(&53).and_then(|v| v.first().copied()), options })
     }
 
     /// Option `code` as text (lossy UTF-8), e.g. 60.
