@@ -4,7 +4,8 @@
 //!
 //! 1. Each node loads the pool from etcd and one is elected; dhclient binds, and every node's table
 //!    has the binding (it came back through each node's watch); dhclient releases and binds again
-//!    to the same address; dhcpcd binds, renews and releases.
+//!    to the same address; busybox udhcpc binds, renews (SIGUSR1) and releases (SIGUSR2); dhcpcd
+//!    binds, renews and releases.
 //!    The shared config: the first node seeded `<prefix>/config` from its file; `leasehold reload` on
 //!    a node that is not elected writes its new lease time there, and the elected node takes it
 //!    through its watch (dhcpcd's next renewal gets it). A document put with `etcdctl` that does not
@@ -421,6 +422,53 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     client.run("-1", Duration::from_secs(40));
     let words = client.events.expect(&["BOUND"], Duration::from_secs(5), "dhclient bind again");
     assert_eq!(event_ip(&words, "dhclient bind again"), ip1, "a returning client gets its address back");
+
+    // busybox udhcpc binds, renews (SIGUSR1: RENEWING, RFC 2131 §4.4.5) and releases (SIGUSR2,
+    // §4.4.6) through the same nodes; each step reaches every node's table.
+    let udhcpc_dir = subdir(dir.path(), "udhcpc-daemon");
+    let mut events = Events::new(&udhcpc_dir);
+    let hook = udhcpc_hook(&udhcpc_dir, &events);
+    let mut cmd = in_ns(&segment.client(2), require_tool("udhcpc"));
+    cmd.args(["-i", "eth0", "-f", "-t", "10", "-T", "1", "-s"]).arg(&hook);
+    let udhcpc_log = udhcpc_dir.join("udhcpc.log");
+    let mut udhcpc = Proc::spawn("udhcpc", cmd, &udhcpc_log);
+    let bound_words = events.expect(&["bound", "leasefail"], Duration::from_secs(20), "udhcpc bind");
+    assert_eq!(bound_words[0], "bound", "{bound_words:?}\n{}", tail_of(&udhcpc_log));
+    let udhcpc_ip = event_ip(&bound_words, "udhcpc bind");
+    let expiry_of = |i: u32| record_of(&segment, i, udhcpc_ip).map(|l| (l.state, l.expires_at));
+    for i in &all {
+        poll_until(
+            Duration::from_secs(5),
+            || expiry_of(*i),
+            |record| record.as_ref().is_some_and(|(state, _)| state == "bound"),
+            |record| format!("n{i}: udhcpc's {udhcpc_ip} is {record:?}"),
+        );
+    }
+    let bound_until = expiry_of(first).map(|(_, expires)| expires).expect("bound");
+    wait_for_next_second();
+    signal(udhcpc.pid, libc::SIGUSR1);
+    let renewed = events.expect(&["renew", "bound", "nak", "leasefail"], Duration::from_secs(15), "udhcpc renew");
+    assert_eq!(renewed[0], "renew", "{renewed:?}\n{}", tail_of(&udhcpc_log));
+    assert_eq!(event_ip(&renewed, "udhcpc renew"), udhcpc_ip);
+    for i in &all {
+        poll_until(
+            Duration::from_secs(5),
+            || expiry_of(*i),
+            |record| record.as_ref().is_some_and(|(state, expires)| state == "bound" && *expires > bound_until),
+            |record| format!("n{i}: udhcpc's renewal did not extend {udhcpc_ip} past {bound_until}: {record:?}"),
+        );
+    }
+    signal(udhcpc.pid, libc::SIGUSR2);
+    events.expect(&["deconfig"], Duration::from_secs(10), "udhcpc release");
+    for i in &all {
+        poll_until(
+            Duration::from_secs(5),
+            || state_of(&segment, *i, udhcpc_ip),
+            |state| state.as_deref() == Some("released"),
+            |state| format!("n{i}: udhcpc's {udhcpc_ip} is {state:?} after SIGUSR2"),
+        );
+    }
+    udhcpc.stop(Duration::from_secs(5));
 
     // dhcpcd binds, renews (`-n`) and releases (`-k`) through the same nodes.
     let mut dhcpcd = EtcdDhcpcd::bind(&segment, dir.path(), &all);
