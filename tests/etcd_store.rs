@@ -11,7 +11,9 @@
 //!    through its watch (dhcpcd's next renewal gets it). A document put with `etcdctl` that does not
 //!    check is refused by every node, by key (and by `check-config`), and changes nothing; a good one
 //!    reaches every node the same way. Boot roots: every node lists every member's digest; one byte
-//!    changed in a follower's copy is flagged by the elected node until it is put back.
+//!    changed in a follower's copy is flagged by the elected node until it is put back. A node cut
+//!    off from etcd catches up once back by resuming its watch (no reload); cut off while etcd
+//!    compacts past its revision, it loads the pool again.
 //! 2. kill -9 of the elected node: another is elected once its etcd lease expires, and a new client
 //!    (udhcpc) is bound within the election TTL plus its retransmissions.
 //! 3. One etcd member killed: a new client is still bound (etcd keeps a majority).
@@ -131,6 +133,15 @@ fn healthz_mismatches(segment: &Segment, i: u32) -> Option<Vec<u64>> {
     let body = http_get(&segment.server(i), ADMIN_PORT, "/healthz").ok()?.1;
     let json: serde_json::Value = serde_json::from_str(&body).ok()?;
     json["boot_root_mismatch_members"].as_array().map(|ids| ids.iter().filter_map(|id| id.as_u64()).collect())
+}
+
+/// Cut node `i` off from etcd (`true`: its traffic to every member's client port, 2379, dropped in
+/// its namespace, the member beside it included) or let it back.
+fn cut_off_from_etcd(segment: &Segment, i: u32, cut: bool) {
+    let mut cmd = in_ns(&segment.server(i), "iptables");
+    cmd.args([if cut { "-I" } else { "-D" }, "OUTPUT", "-p", "tcp", "--dport", "2379", "-j", "DROP"]);
+    let out = cmd.output().expect("run iptables");
+    assert!(out.status.success(), "iptables in n{i}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// `etcdctl` against the three members, from server namespace `ns`: its output.
@@ -561,6 +572,59 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
         || healthz_mismatches(&segment, first),
         |ids| ids.as_deref() == Some(&[][..]),
         |ids| format!("the flag did not clear once n{other}'s file was put back: {ids:?}"),
+    );
+
+    // A node cut off from etcd (its traffic to the client port dropped in its namespace) misses a
+    // binding; once back, its watch resumes from its revision and brings it, with no reload of the
+    // pool. Cut off again while etcd compacts past its revision: it loads the pool again.
+    let watch_counts = |i: u32| {
+        let view = cluster_view(&segment.server(i)).unwrap_or_default();
+        (view["etcd"]["watch_resumes"].as_u64().unwrap_or(0), view["etcd"]["resyncs"].as_u64().unwrap_or(0))
+    };
+    let (resumes, resyncs) = watch_counts(other);
+    cut_off_from_etcd(&segment, other, true);
+    poll_until(
+        Duration::from_secs(15),
+        || watch_counts(other),
+        |(now, _)| *now > resumes,
+        |counts| format!("n{other}'s watch never broke while cut off from etcd: {counts:?}"),
+    );
+    new_mac(&segment.client(1), 0x10);
+    let missed = udhcpc_once(&segment.client(1), dir.path(), 10, "while-cut-off").expect("bound by the elected node");
+    cut_off_from_etcd(&segment, other, false);
+    poll_until(
+        Duration::from_secs(15),
+        || bound(&segment, other),
+        |table| table.contains_key(&missed.to_string()),
+        |table| format!("n{other} never got {missed}, bound while it was cut off: {table:?}"),
+    );
+    assert_eq!(watch_counts(other).1, resyncs, "n{other} reloaded the pool where its watch could resume");
+    let (resumes, resyncs) = watch_counts(other);
+    cut_off_from_etcd(&segment, other, true);
+    poll_until(
+        Duration::from_secs(15),
+        || watch_counts(other),
+        |(now, _)| *now > resumes,
+        |counts| format!("n{other}'s watch never broke the second time: {counts:?}"),
+    );
+    new_mac(&segment.client(1), 0x11);
+    let compacted = udhcpc_once(&segment.client(1), dir.path(), 10, "before-compaction").expect("bound");
+    let status = etcdctl(&ns1, &["get", CONFIG_KEY, "-w", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("etcdctl get -w json");
+    let now = status["header"]["revision"].as_u64().expect("etcd's revision").to_string();
+    etcdctl(&ns1, &["compact", &now]);
+    cut_off_from_etcd(&segment, other, false);
+    poll_until(
+        Duration::from_secs(15),
+        || (watch_counts(other).1, bound(&segment, other)),
+        |(reloads, table)| *reloads > resyncs && table.contains_key(&compacted.to_string()),
+        |seen| format!("n{other} did not reload the pool after etcd compacted past its watch: {seen:?}"),
+    );
+    poll_until(
+        Duration::from_secs(10),
+        || all.iter().map(|i| bound(&segment, *i)).collect::<Vec<_>>(),
+        |tables| tables.windows(2).all(|w| w[0] == w[1]),
+        |tables| format!("the tables differ after the reload: {tables:?}"),
     );
 
     // What operators see: /v1/cluster names the store, its endpoints, the elected node and the

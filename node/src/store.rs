@@ -73,8 +73,11 @@ pub struct StoreView {
     pub failures: u64,
     /// Sum of transaction latencies, microseconds (with `transactions`: the mean).
     pub txn_latency_us_sum: u64,
-    /// Loads of the whole pool after the first (a watch that broke or fell behind compaction).
+    /// Loads of the whole pool after the first (a watch that etcd compacted past, or a load that
+    /// failed and was tried again).
     pub resyncs: u64,
+    /// Watches resumed from the table's revision after they broke (no reload needed).
+    pub watch_resumes: u64,
     /// The revision of the shared config (`<prefix>/config`) this node runs (0: none taken yet).
     pub config_revision: u64,
     /// Why the latest stored shared config was not taken (the node runs the one before).
@@ -121,8 +124,13 @@ impl StoreView {
             ),
             (
                 "leasehold_etcd_resyncs_total",
-                "Reloads of the pool after the watch broke or fell behind compaction.",
+                "Reloads of the whole pool after the watch fell behind compaction (or a load was retried).",
                 self.resyncs,
+            ),
+            (
+                "leasehold_etcd_watch_resumes_total",
+                "Watches resumed from the table's revision after they broke.",
+                self.watch_resumes,
             ),
             (
                 "leasehold_etcd_config_rejected_total",

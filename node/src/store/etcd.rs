@@ -4,7 +4,8 @@
 //!
 //! - **Load and watch.** The pool's keys are read at one revision and become the table (`Reset`);
 //!   a watch from the next revision delivers every change in revision order (`Changes`). A watch
-//!   that falls behind compaction, or breaks, loads again.
+//!   that breaks (a member down, the node cut off) resumes from the revision after the table's,
+//!   so a blip costs no reload of the pool; one that etcd has compacted past loads the pool again.
 //! - **Writes.** Each decided proposal is one transaction comparing the keys its decision read
 //!   (`etcd_keys::Keys::plan`). Its answer (`Committed`) is held until the watch has delivered its
 //!   revision, so the table the answer is built from includes it; a failed compare or an etcd that
@@ -196,21 +197,26 @@ impl EtcdStore {
             let mut stream = match client.watch(begin, Some(options)).await {
                 Ok(stream) => stream,
                 Err(e) => {
-                    warn!(log, "etcd: watch failed"; "error" => %e);
+                    warn!(log, "etcd: watch failed; trying again"; "error" => %e, "from_revision" => start);
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    me.do_send(Reload { generation, endpoint });
+                    me.do_send(Rewatch { generation, endpoint });
                     return;
                 }
             };
-            loop {
+            let resume = loop {
                 let response = match stream.message().await {
                     Ok(Some(response)) => response,
-                    Ok(None) | Err(_) => break,
+                    Ok(None) => break true,
+                    Err(e) => {
+                        warn!(log, "etcd: watch broke; resuming"; "error" => %e);
+                        break true;
+                    }
                 };
                 if response.compact_revision() > 0 || response.canceled() {
+                    // The revisions it missed are gone: only a load of the whole pool catches up.
                     warn!(log, "etcd: watch cancelled (compacted past it?); loading again";
                         "compact_revision" => response.compact_revision(), "reason" => response.cancel_reason());
-                    break;
+                    break false;
                 }
                 let mut batches: Vec<WatchedRevision> = Vec::new();
                 for event in response.events() {
@@ -244,9 +250,13 @@ impl EtcdStore {
                 }
                 let store_revision = response.header().map_or(0, |h| h.revision() as u64);
                 me.do_send(WatchBatch { generation, batches, store_revision });
-            }
+            };
             tokio::time::sleep(Duration::from_millis(200)).await;
-            me.do_send(Reload { generation, endpoint });
+            if resume {
+                me.do_send(Rewatch { generation, endpoint });
+            } else {
+                me.do_send(Reload { generation, endpoint });
+            }
         });
     }
 
@@ -614,6 +624,27 @@ impl Handler<Reload> for EtcdStore {
             self.failed(msg.endpoint);
             self.view.resyncs += 1;
             self.load(ctx);
+        }
+    }
+}
+
+/// A watch broke: watch again from the revision after the table's (through the next endpoint).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Rewatch {
+    generation: u64,
+    endpoint: usize,
+}
+
+impl Handler<Rewatch> for EtcdStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: Rewatch, ctx: &mut Self::Context) {
+        // Every batch the broken watch sent is handled by now (one mailbox): `revision` is current.
+        if msg.generation == self.generation {
+            self.failed(msg.endpoint);
+            self.view.watch_resumes += 1;
+            self.watch(ctx);
         }
     }
 }
