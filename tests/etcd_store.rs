@@ -144,6 +144,27 @@ fn cut_off_from_etcd(segment: &Segment, i: u32, cut: bool) {
     assert!(out.status.success(), "iptables in n{i}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Node `i`'s watch resumes and pool reloads, as its `/v1/cluster` counts them.
+fn watch_counts(segment: &Segment, i: u32) -> (u64, u64) {
+    let view = cluster_view(&segment.server(i)).unwrap_or_default();
+    (view["etcd"]["watch_resumes"].as_u64().unwrap_or(0), view["etcd"]["resyncs"].as_u64().unwrap_or(0))
+}
+
+/// Cut node `i` off from etcd, wait until its watch has broken (it tried to resume), and bind a new
+/// client (MAC ending in `n`) through the elected node meanwhile: its address. `i` stays cut off.
+fn cut_off_and_bind_elsewhere(segment: &Segment, dir: &Path, i: u32, n: u8) -> Ipv4Addr {
+    let (resumes, _) = watch_counts(segment, i);
+    cut_off_from_etcd(segment, i, true);
+    poll_until(
+        Duration::from_secs(15),
+        || watch_counts(segment, i),
+        |(now, _)| *now > resumes,
+        |counts| format!("n{i}'s watch never broke while cut off from etcd: {counts:?}"),
+    );
+    new_mac(&segment.client(1), n);
+    udhcpc_once(&segment.client(1), dir, 10, &format!("while-n{i}-cut-off-{n}")).expect("bound by the elected node")
+}
+
 /// `etcdctl` against the three members, from server namespace `ns`: its output.
 fn etcdctl(ns: &str, args: &[&str]) -> String {
     let mut cmd = in_ns(ns, require_tool("etcdctl"));
@@ -577,20 +598,8 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     // A node cut off from etcd (its traffic to the client port dropped in its namespace) misses a
     // binding; once back, its watch resumes from its revision and brings it, with no reload of the
     // pool. Cut off again while etcd compacts past its revision: it loads the pool again.
-    let watch_counts = |i: u32| {
-        let view = cluster_view(&segment.server(i)).unwrap_or_default();
-        (view["etcd"]["watch_resumes"].as_u64().unwrap_or(0), view["etcd"]["resyncs"].as_u64().unwrap_or(0))
-    };
-    let (resumes, resyncs) = watch_counts(other);
-    cut_off_from_etcd(&segment, other, true);
-    poll_until(
-        Duration::from_secs(15),
-        || watch_counts(other),
-        |(now, _)| *now > resumes,
-        |counts| format!("n{other}'s watch never broke while cut off from etcd: {counts:?}"),
-    );
-    new_mac(&segment.client(1), 0x10);
-    let missed = udhcpc_once(&segment.client(1), dir.path(), 10, "while-cut-off").expect("bound by the elected node");
+    let resyncs = watch_counts(&segment, other).1;
+    let missed = cut_off_and_bind_elsewhere(&segment, dir.path(), other, 0x10);
     cut_off_from_etcd(&segment, other, false);
     poll_until(
         Duration::from_secs(15),
@@ -598,17 +607,9 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
         |table| table.contains_key(&missed.to_string()),
         |table| format!("n{other} never got {missed}, bound while it was cut off: {table:?}"),
     );
-    assert_eq!(watch_counts(other).1, resyncs, "n{other} reloaded the pool where its watch could resume");
-    let (resumes, resyncs) = watch_counts(other);
-    cut_off_from_etcd(&segment, other, true);
-    poll_until(
-        Duration::from_secs(15),
-        || watch_counts(other),
-        |(now, _)| *now > resumes,
-        |counts| format!("n{other}'s watch never broke the second time: {counts:?}"),
-    );
-    new_mac(&segment.client(1), 0x11);
-    let compacted = udhcpc_once(&segment.client(1), dir.path(), 10, "before-compaction").expect("bound");
+    assert_eq!(watch_counts(&segment, other).1, resyncs, "n{other} reloaded the pool where its watch could resume");
+    let resyncs = watch_counts(&segment, other).1;
+    let compacted = cut_off_and_bind_elsewhere(&segment, dir.path(), other, 0x11);
     let status = etcdctl(&ns1, &["get", CONFIG_KEY, "-w", "json"]);
     let status: serde_json::Value = serde_json::from_str(&status).expect("etcdctl get -w json");
     let now = status["header"]["revision"].as_u64().expect("etcd's revision").to_string();
@@ -616,7 +617,7 @@ fn three_nodes_on_etcd_bind_fail_over_and_keep_the_minority_rules() {
     cut_off_from_etcd(&segment, other, false);
     poll_until(
         Duration::from_secs(15),
-        || (watch_counts(other).1, bound(&segment, other)),
+        || (watch_counts(&segment, other).1, bound(&segment, other)),
         |(reloads, table)| *reloads > resyncs && table.contains_key(&compacted.to_string()),
         |seen| format!("n{other} did not reload the pool after etcd compacted past its watch: {seen:?}"),
     );

@@ -301,7 +301,7 @@ impl Default for Limits {
             max_leases: 1_000_000,
             snapshot_every_entries: 100_000,
             record_retention_secs: 86_400,
-            group_commit_window_us: 2_000,
+            group_commit_window_us: 10_000,
             max_offers_per_pool_percent: 50,
             rate: RateLimits::default(),
         }

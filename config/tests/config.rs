@@ -688,7 +688,7 @@ fn raft_timing_is_checked() {
 fn the_group_commit_window_may_be_zero_and_is_bounded() {
     let config = load(&format!("{BASE}[limits]\ngroup_commit_window_us = 0\n")).expect("0 turns the window off");
     assert_eq!(config.limits.group_commit_window_us, 0);
-    assert_eq!(load(BASE).expect("the base loads").limits.group_commit_window_us, 2_000, "the default");
+    assert_eq!(load(BASE).expect("the base loads").limits.group_commit_window_us, 10_000, "the default");
     let errors = rejected(&format!("{BASE}[limits]\ngroup_commit_window_us = 100001\n"));
     only_error(&errors, "limits.group_commit_window_us", &["100001", "more than 100000"]);
 }
