@@ -667,6 +667,14 @@ fn check_limits(cx: &mut Ctx<'_>, raw: &crate::raw::RawLimits) -> Limits {
         Some(window) => limits.group_commit_window_us = window,
         None => {}
     }
+    match raw.receive_window_us {
+        Some(window) if window > crate::MAX_RECEIVE_WINDOW_US => cx.error(
+            &Key::path("limits.receive_window_us"),
+            format!("{window} is more than {} (every reply may wait this long)", crate::MAX_RECEIVE_WINDOW_US),
+        ),
+        Some(window) => limits.receive_window_us = window,
+        None => {}
+    }
     if raw.max_frame_bytes.is_some_and(|bytes| bytes > 0 && bytes < MIN_FRAME_BYTES) {
         cx.error(
             &Key::path("limits.max_frame_bytes"),

@@ -220,6 +220,11 @@ pub struct Limits {
     /// quiet spell at once), so under load one log write and one fsync carry more bindings. 0: every
     /// mailbox drain flushes.
     pub group_commit_window_us: u64,
+    /// Receive pacing: while datagrams come faster than one per this window, each DHCP socket is read
+    /// once per window (everything that came meanwhile in one wake-up of the DHCP thread) instead of
+    /// at each datagram; after a quiet spell the first is read at once. 0: read every datagram as it
+    /// comes.
+    pub receive_window_us: u64,
     /// Offers to new clients (no record in the table, no reservation) a pool holds at once, as a
     /// percentage of its size; a new client's offer beyond it displaces the pool's oldest such offer,
     /// so a DISCOVER flood never holds more of the pool than this.
@@ -279,6 +284,9 @@ pub const MAX_TRACKED_KEYS: u64 = 10_000_000;
 /// The longest group commit window a config may ask for (it delays ACKs by up to that much).
 pub const MAX_GROUP_COMMIT_WINDOW_US: u64 = 100_000;
 
+/// The longest receive window (`limits.receive_window_us`): every reply may wait this long.
+pub const MAX_RECEIVE_WINDOW_US: u64 = 10_000;
+
 /// The most addresses one pool's range holds, a /8: the engine indexes every address of a pool (9
 /// bytes each) when it starts, so a larger range would cost gigabytes before the first packet.
 pub const MAX_POOL_ADDRESSES: u64 = 1 << 24;
@@ -302,6 +310,7 @@ impl Default for Limits {
             snapshot_every_entries: 100_000,
             record_retention_secs: 86_400,
             group_commit_window_us: 10_000,
+            receive_window_us: 1_000,
             max_offers_per_pool_percent: 50,
             rate: RateLimits::default(),
         }

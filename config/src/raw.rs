@@ -174,6 +174,7 @@ pub struct RawLimits {
     pub snapshot_every_entries: Option<u64>,
     pub record_retention_secs: Option<u64>,
     pub group_commit_window_us: Option<u64>,
+    pub receive_window_us: Option<u64>,
     /// Kept wide so an out-of-range percentage is reported by the checks.
     pub max_offers_per_pool_percent: Option<u64>,
     /// `[limits.rate]`

@@ -693,6 +693,15 @@ fn the_group_commit_window_may_be_zero_and_is_bounded() {
     only_error(&errors, "limits.group_commit_window_us", &["100001", "more than 100000"]);
 }
 
+#[test]
+fn the_receive_window_may_be_zero_and_is_bounded() {
+    let config = load(&format!("{BASE}[limits]\nreceive_window_us = 0\n")).expect("0 turns pacing off");
+    assert_eq!(config.limits.receive_window_us, 0);
+    assert_eq!(load(BASE).expect("the base loads").limits.receive_window_us, 1_000, "the default");
+    let errors = rejected(&format!("{BASE}[limits]\nreceive_window_us = 10001\n"));
+    only_error(&errors, "limits.receive_window_us", &["10001", "more than 10000"]);
+}
+
 /// Found with the `config_toml` fuzz target, which starts an engine on every config that checks: a
 /// pool of 0.0.0.1 to 127.255.255.254 passed, and the engine's index of it asked for 17 GB (the
 /// target ran out of memory). A pool holds at most a /8.

@@ -60,6 +60,8 @@ impl Default for PerCode {
 #[derive(Debug, Default)]
 pub struct Metrics {
     datagrams_received: AtomicU64,
+    /// Reads of the DHCP sockets that found datagrams: one wake-up of the DHCP thread each.
+    socket_reads: AtomicU64,
     received: [AtomicU64; MESSAGE_TYPES.len()],
     sent: [AtomicU64; REPLY_TYPES.len()],
     send_errors: AtomicU64,
@@ -77,6 +79,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn datagram(&self) {
         self.datagrams_received.fetch_add(1, Relaxed);
+    }
+
+    pub fn socket_read(&self) {
+        self.socket_reads.fetch_add(1, Relaxed);
     }
 
     pub fn received(&self, t: ClientMessageType) {
@@ -142,6 +148,13 @@ impl Metrics {
         let _ = writeln!(out, "# HELP leasehold_datagrams_received_total UDP datagrams read from the DHCP socket.");
         let _ = writeln!(out, "# TYPE leasehold_datagrams_received_total counter");
         let _ = writeln!(out, "leasehold_datagrams_received_total {}", self.datagrams_received.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP leasehold_socket_reads_total Reads of the DHCP sockets that found datagrams, one wake-up each \
+             (under load fewer than the datagrams: limits.receive_window_us)."
+        );
+        let _ = writeln!(out, "# TYPE leasehold_socket_reads_total counter");
+        let _ = writeln!(out, "leasehold_socket_reads_total {}", self.socket_reads.load(Relaxed));
         let _ = writeln!(out, "# HELP leasehold_packets_received_total Valid DHCP requests by message type.");
         let _ = writeln!(out, "# TYPE leasehold_packets_received_total counter");
         for (i, (_, label)) in MESSAGE_TYPES.iter().enumerate() {

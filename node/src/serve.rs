@@ -19,7 +19,7 @@ use slog::{error, info, o, warn, Logger};
 
 use crate::actors::lease::{ConnectParser, LeaseActor, Replication};
 use crate::actors::parser::{Connect, ParserActor};
-use crate::actors::socket::{open_socket, SocketActor};
+use crate::actors::socket::{open_socket, SocketActor, SocketSettings};
 use crate::actors::Clock;
 use crate::admin::auth::{AccessPolicy, AdminToken};
 use crate::admin::AdminOptions;
@@ -192,13 +192,17 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
             .enumerate()
             .map(|(index, socket)| {
                 let name = config.interfaces[index].name.clone().unwrap_or_else(|| "*".into());
+                let settings = SocketSettings {
+                    server_port: config.server_port,
+                    client_port: config.client_port,
+                    max_frame_bytes: limits.max_frame_bytes,
+                    receive_window: Duration::from_micros(limits.receive_window_us),
+                };
                 SocketActor::new(
                     socket,
                     index,
                     parser.clone(),
-                    config.server_port,
-                    config.client_port,
-                    limits.max_frame_bytes,
+                    settings,
                     metrics.clone(),
                     log.new(o!("actor" => "socket", "interface" => name)),
                 )

@@ -63,6 +63,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check(a.mailbox_capacity != b.mailbox_capacity, "limits.mailbox_capacity");
     check(a.max_frame_bytes != b.max_frame_bytes, "limits.max_frame_bytes");
     check(a.group_commit_window_us != b.group_commit_window_us, "limits.group_commit_window_us");
+    check(a.receive_window_us != b.receive_window_us, "limits.receive_window_us");
     changed
 }
 
