@@ -19,7 +19,7 @@ use slog::{error, info, o, warn, Logger};
 
 use crate::actors::lease::{ConnectParser, LeaseActor, Replication};
 use crate::actors::parser::{Connect, ParserActor};
-use crate::actors::socket::{open_socket, SocketActor, SocketSettings};
+use crate::actors::socket::{open_socket, SocketActor, Transmitter};
 use crate::actors::Clock;
 use crate::admin::auth::{AccessPolicy, AdminToken};
 use crate::admin::AdminOptions;
@@ -187,29 +187,19 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         let _ = tftp_lease.set(lease.clone());
         let parser =
             ParserActor::new(lease.clone(), limits.max_frame_bytes, limits.mailbox_capacity, metrics.clone()).start();
-        let sockets = sockets
-            .into_iter()
-            .enumerate()
-            .map(|(index, socket)| {
-                let name = config.interfaces[index].name.clone().unwrap_or_else(|| "*".into());
-                let settings = SocketSettings {
-                    server_port: config.server_port,
-                    client_port: config.client_port,
-                    max_frame_bytes: limits.max_frame_bytes,
-                    receive_window: Duration::from_micros(limits.receive_window_us),
-                };
-                SocketActor::new(
-                    socket,
-                    index,
-                    parser.clone(),
-                    settings,
-                    metrics.clone(),
-                    log.new(o!("actor" => "socket", "interface" => name)),
-                )
-                .start()
-            })
-            .collect();
-        parser.do_send(Connect(sockets));
+        let mut transmitters = Vec::with_capacity(sockets.len());
+        for (index, socket) in sockets.into_iter().enumerate() {
+            let name = config.interfaces[index].name.clone().unwrap_or_else(|| "*".into());
+            let socket_log = log.new(o!("actor" => "socket", "interface" => name));
+            let transmitter =
+                Transmitter::new(&socket, config.server_port, config.client_port, metrics.clone(), socket_log.clone())
+                    .map_err(|source| ServeError::Socket { port: config.server_port, source })?;
+            transmitters.push(transmitter);
+            let receive_window = Duration::from_micros(limits.receive_window_us);
+            SocketActor::new(socket, index, parser.clone(), limits.max_frame_bytes, receive_window, metrics.clone(), socket_log)
+                .start();
+        }
+        parser.do_send(Connect(transmitters));
         lease.do_send(ConnectParser(parser));
         let raft = raft_addr;
         // The digest of the boot root, on a thread of its own: reported to the leader through the

@@ -1,5 +1,5 @@
 //! The parser actor: datagrams → validated requests for the lease actor (malformed ones dropped and
-//! counted, never a panic), and replies → bytes for the socket actor.
+//! counted, never a panic), and replies → bytes, which it sends on the socket they belong to.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::lease::{Incoming, LeaseActor};
-use super::socket::{SocketActor, Transmit};
+use super::socket::Transmitter;
 use crate::engine::{Arrival, Outgoing};
 use crate::metrics::Metrics;
 use crate::wire::{self, DropReason};
@@ -30,8 +30,8 @@ pub struct Encode(pub Outgoing);
 
 pub struct ParserActor {
     lease: Addr<LeaseActor>,
-    /// One socket per interface, in `Config::interfaces` order.
-    sockets: Vec<Addr<SocketActor>>,
+    /// The send side of each interface's socket, in `Config::interfaces` order.
+    sockets: Vec<Transmitter>,
     max_frame_bytes: usize,
     mailbox_capacity: usize,
     metrics: Arc<Metrics>,
@@ -49,10 +49,10 @@ impl ParserActor {
 }
 
 /// Tells the parser where to send encoded replies: the socket of each interface, in
-/// `Config::interfaces` order (the sockets are started after the parser).
+/// `Config::interfaces` order (the socket actors are started after the parser).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Connect(pub Vec<Addr<SocketActor>>);
+pub struct Connect(pub Vec<Transmitter>);
 
 impl Actor for ParserActor {
     type Context = Context<Self>;
@@ -101,7 +101,7 @@ impl Handler<Encode> for ParserActor {
         // A reply leaves by the interface its request came in on (a broadcast reply must reach
         // that segment); an unknown index, which a peer's replica cannot produce, uses the first.
         if let Some(socket) = self.sockets.get(interface).or(self.sockets.first()) {
-            socket.do_send(Transmit { bytes, destination });
+            socket.transmit(&bytes, destination);
         }
     }
 }

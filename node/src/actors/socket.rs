@@ -1,7 +1,8 @@
-//! The socket actor: owns one of the DHCP server's UDP sockets (port 67, bound to one interface
-//! with SO_BINDTODEVICE, or to all when there is only one, SO_BROADCAST on). It reads datagrams and
-//! hands them to the parser with `try_send`, tagged with its interface; it writes the replies the
-//! parser encoded, to the address RFC 2131 §4.1 chose. There is one socket actor per interface.
+//! The socket actor: owns the receive side of one of the DHCP server's UDP sockets (port 67, bound to
+//! one interface with SO_BINDTODEVICE, or to all when there is only one, SO_BROADCAST on). It reads
+//! datagrams and hands them to the parser with `try_send`, tagged with its interface. The parser sends
+//! the replies it encoded itself, through a `Transmitter` on the same socket, to the address RFC 2131
+//! §4.1 chose: no mailbox hop on the way out. There is one socket actor per interface.
 //!
 //! Receive pacing (`limits.receive_window_us`): each datagram that wakes the DHCP thread costs a
 //! context switch, which on a virtual machine is the largest single cost of an exchange. So under load
@@ -114,35 +115,52 @@ fn recv_with_destination(socket: &UdpSocket, buffer: &mut [u8]) -> io::Result<(u
     Ok((len as usize, from, destination))
 }
 
-/// A reply encoded and addressed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Transmit {
-    pub bytes: Vec<u8>,
-    pub destination: Destination,
-}
-
-pub struct SocketActor {
-    /// Sends the replies; the receive task reads a duplicate of it.
+/// The send side of a DHCP socket (a duplicate descriptor of the socket actor's), used by the parser.
+pub struct Transmitter {
     socket: UdpSocket,
-    /// This socket's interface: an index into `Config::interfaces`.
-    interface: usize,
-    parser: Addr<ParserActor>,
     server_port: u16,
     client_port: u16,
-    max_frame_bytes: usize,
-    receive_window: Duration,
     metrics: Arc<Metrics>,
     log: Logger,
 }
 
-/// The socket actor's settings from the config.
-pub struct SocketSettings {
-    pub server_port: u16,
-    pub client_port: u16,
-    pub max_frame_bytes: usize,
+impl Transmitter {
+    pub fn new(
+        socket: &UdpSocket,
+        server_port: u16,
+        client_port: u16,
+        metrics: Arc<Metrics>,
+        log: Logger,
+    ) -> io::Result<Self> {
+        Ok(Transmitter { socket: socket.try_clone()?, server_port, client_port, metrics, log })
+    }
+
+    /// Send one encoded reply; a full send buffer or an unreachable address is counted, not retried
+    /// (the client retransmits).
+    pub fn transmit(&self, bytes: &[u8], destination: Destination) {
+        let to = match destination {
+            Destination::Relay(giaddr) => SocketAddrV4::new(giaddr, self.server_port),
+            Destination::Unicast(ciaddr) => SocketAddrV4::new(ciaddr, self.client_port),
+            Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, self.client_port),
+        };
+        if let Err(e) = self.socket.send_to(bytes, SocketAddr::V4(to)) {
+            self.metrics.send_error();
+            debug!(self.log, "send failed"; "to" => %to, "error" => %e);
+        }
+    }
+}
+
+pub struct SocketActor {
+    /// Taken by the receive task when the actor starts.
+    socket: Option<UdpSocket>,
+    /// This socket's interface: an index into `Config::interfaces`.
+    interface: usize,
+    parser: Addr<ParserActor>,
+    max_frame_bytes: usize,
     /// `limits.receive_window_us`: zero reads every datagram as it comes.
-    pub receive_window: Duration,
+    receive_window: Duration,
+    metrics: Arc<Metrics>,
+    log: Logger,
 }
 
 impl SocketActor {
@@ -150,22 +168,12 @@ impl SocketActor {
         socket: UdpSocket,
         interface: usize,
         parser: Addr<ParserActor>,
-        settings: SocketSettings,
+        max_frame_bytes: usize,
+        receive_window: Duration,
         metrics: Arc<Metrics>,
         log: Logger,
     ) -> Self {
-        let SocketSettings { server_port, client_port, max_frame_bytes, receive_window } = settings;
-        SocketActor {
-            socket,
-            interface,
-            parser,
-            server_port,
-            client_port,
-            max_frame_bytes,
-            receive_window,
-            metrics,
-            log,
-        }
+        SocketActor { socket: Some(socket), interface, parser, max_frame_bytes, receive_window, metrics, log }
     }
 }
 
@@ -280,15 +288,7 @@ impl Actor for SocketActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let socket = match self.socket.try_clone() {
-            Ok(socket) => socket,
-            Err(e) => {
-                // Without a descriptor to read from this interface cannot serve: say so and stop.
-                slog::crit!(self.log, "cannot duplicate the DHCP socket"; "error" => %e);
-                System::current().stop_with_code(1);
-                return;
-            }
-        };
+        let Some(socket) = self.socket.take() else { return };
         let receiver = Receiver {
             interface: self.interface,
             parser: self.parser.clone(),
@@ -298,21 +298,5 @@ impl Actor for SocketActor {
             log: self.log.clone(),
         };
         ctx.spawn(actix::fut::wrap_future(receiver.run(socket, self.receive_window)));
-    }
-}
-
-impl Handler<Transmit> for SocketActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Transmit, _: &mut Self::Context) {
-        let to = match msg.destination {
-            Destination::Relay(giaddr) => SocketAddrV4::new(giaddr, self.server_port),
-            Destination::Unicast(ciaddr) => SocketAddrV4::new(ciaddr, self.client_port),
-            Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, self.client_port),
-        };
-        if let Err(e) = self.socket.send_to(&msg.bytes, SocketAddr::V4(to)) {
-            self.metrics.send_error();
-            debug!(self.log, "send failed"; "to" => %to, "error" => %e);
-        }
     }
 }
