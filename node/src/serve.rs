@@ -187,6 +187,7 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
         let _ = tftp_lease.set(lease.clone());
         let parser =
             ParserActor::new(lease.clone(), limits.max_frame_bytes, limits.mailbox_capacity, metrics.clone()).start();
+        let receive_window = Duration::from_micros(limits.receive_window_us);
         let mut transmitters = Vec::with_capacity(sockets.len());
         for (index, socket) in sockets.into_iter().enumerate() {
             let name = config.interfaces[index].name.clone().unwrap_or_else(|| "*".into());
@@ -195,7 +196,6 @@ pub fn run(config: Config, source: ConfigSource, clock_offset_ms: i64) -> Result
                 Transmitter::new(&socket, config.server_port, config.client_port, metrics.clone(), socket_log.clone())
                     .map_err(|source| ServeError::Socket { port: config.server_port, source })?;
             transmitters.push(transmitter);
-            let receive_window = Duration::from_micros(limits.receive_window_us);
             SocketActor::new(socket, index, parser.clone(), limits.max_frame_bytes, receive_window, metrics.clone(), socket_log)
                 .start();
         }

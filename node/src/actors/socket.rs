@@ -8,7 +8,8 @@
 //! context switch, which on a virtual machine is the largest single cost of an exchange. So under load
 //! the socket leaves the reactor and is read once per window, every datagram that came meanwhile in
 //! one wake-up; a read that finds nothing puts it back. After a quiet spell the first datagram is read
-//! at once. A datagram waits at most one window longer (1 ms by default) than it would otherwise.
+//! at once. Under load a datagram waits about one window longer (1 ms by default; the timer ticks in
+//! milliseconds) than it would otherwise.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
